@@ -1,0 +1,454 @@
+"""Load and validate a site directory file (YAML), reporting every problem with file, line and the fix.
+
+How this works: a YAML loader that remembers the line of every mapping and of each of its keys; each
+record is checked against its pydantic schema (types, required fields, unknown fields), then every
+cross-reference is checked (a device on an unknown building, a unit beyond the building's count, two grid
+workers claiming one grid for the same hours). All problems are collected, not just the first, and raised
+together as `SiteDirectoryInvalid`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from backend.sites.model import (
+    DEFAULT_REPORT_INTERVAL_S,
+    Building,
+    Community,
+    Device,
+    FamilyContact,
+    FireStation,
+    Gateway,
+    Grid,
+    Household,
+    Responder,
+    Role,
+    SeatKind,
+    Shift,
+    SiteDirectory,
+    VolunteerTeam,
+    Vulnerability,
+)
+from broker.ids import ID_PATTERN
+from broker.kinds import DeviceKind
+
+__all__ = ["SiteDirectoryInvalid", "SiteError", "load_site_directory", "parse_site_directory"]
+
+_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
+
+
+@dataclass(frozen=True, slots=True)
+class SiteError:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class SiteDirectoryInvalid(ValueError):
+    def __init__(self, errors: list[SiteError]) -> None:
+        self.errors = errors
+        shown = "\n".join(f"  {e}" for e in errors[:50])
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        super().__init__(f"site directory has {len(errors)} problem(s):\n{shown}{more}")
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+class _Mapping(dict[str, Any]):
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
+    duplicate_keys: list[tuple[int, str]]
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
+    loader.flatten_mapping(node)
+    out = _Mapping()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            loader.duplicate_keys.append((key_node.start_mark.line + 1, str(key)))
+        out[str(key)] = loader.construct_object(value_node, deep=True)
+        out.key_lines[str(key)] = key_node.start_mark.line + 1
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+# ---------------------------------------------------------------- record schemas (trust boundary)
+
+IdStr = str
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("id", mode="after", check_fields=False)
+    @classmethod
+    def _id_grammar(cls, v: str) -> str:
+        if not ID_PATTERN.fullmatch(v):
+            raise ValueError("use 1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return v
+
+
+class _Community(_Record):
+    id: IdStr
+    name: str
+
+
+class _Grid(_Record):
+    id: IdStr
+    name: str
+    community: IdStr
+
+
+class _Building(_Record):
+    id: IdStr
+    name: str
+    grid: IdStr
+    floors: int = Field(ge=1, le=200)
+    units: int = Field(ge=1, le=50)
+    x: float
+    y: float
+    width: float = Field(default=30.0, gt=0)
+    depth: float = Field(default=15.0, gt=0)
+
+
+class _Contact(_Record):
+    name: str
+    phone: str
+    relation: str = ""
+
+
+class _Vulnerability(_Record):
+    lives_alone: bool = False
+    mobility: str | None = None
+    key_holder: str | None = None
+    family_contacts: list[_Contact] = []
+    neighbours: list[_Contact] = []
+    notes: str | None = None
+    welfare_check_hours: float | None = Field(default=None, gt=0)
+
+
+class _Household(_Record):
+    id: IdStr
+    building: IdStr
+    unit: int = Field(ge=1)
+    room: str
+    residents: int = Field(default=1, ge=0)
+    vulnerable: _Vulnerability | None = None
+
+
+class _Gateway(_Record):
+    id: IdStr
+    community: IdStr
+    building: IdStr | None = None
+    name: str = ""
+
+
+class _Device(_Record):
+    id: IdStr
+    kind: DeviceKind
+    gateway: IdStr
+    building: IdStr
+    unit: int | None = Field(default=None, ge=1)
+    household: IdStr | None = None
+    location: str = ""
+    report_interval_s: float | None = Field(default=None, gt=0)
+    dialect: str = "native"
+    model: str = ""
+
+
+class _FireStation(_Record):
+    id: IdStr
+    name: str
+    community: IdStr
+    x: float = 0.0
+    y: float = 0.0
+
+
+class _Team(_Record):
+    id: IdStr
+    name: str
+    community: IdStr
+
+
+class _Responder(_Record):
+    id: IdStr
+    name: str
+    role: Role
+    phone: str
+    community: IdStr
+    grid: IdStr | None = None
+    building: IdStr | None = None
+    unit: int | None = Field(default=None, ge=1)
+    station: IdStr | None = None
+    team: IdStr | None = None
+    skills: list[str] = []
+
+
+class _Shift(_Record):
+    seat: SeatKind
+    scope: IdStr
+    responder: IdStr
+    deputy: IdStr | None = None
+    days: list[str] | str = "daily"
+    start: str
+    end: str
+
+
+_SECTIONS: dict[str, type[_Record]] = {
+    "communities": _Community,
+    "grids": _Grid,
+    "buildings": _Building,
+    "households": _Household,
+    "gateways": _Gateway,
+    "devices": _Device,
+    "fire_stations": _FireStation,
+    "volunteer_teams": _Team,
+    "responders": _Responder,
+    "shifts": _Shift,
+}
+R = TypeVar("R", bound=_Record)
+
+
+class _Checker:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.errors: list[SiteError] = []
+
+    def error(self, line: int, message: str) -> None:
+        self.errors.append(SiteError(self.file, line, message))
+
+    def records(self, doc: _Mapping, section: str, schema: type[R]) -> Iterator[tuple[_Mapping, R]]:
+        raw = doc.get(section, [])
+        if raw is None:
+            return
+        if not isinstance(raw, list):
+            self.error(doc.key_lines.get(section, doc.line), f"'{section}' must be a list of records")
+            return
+        for item in raw:
+            if not isinstance(item, _Mapping):
+                self.error(doc.key_lines.get(section, doc.line), f"each entry of '{section}' must be a mapping")
+                continue
+            try:
+                yield item, schema.model_validate(dict(item))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    key = str(err["loc"][0]) if err["loc"] else ""
+                    line = item.key_lines.get(key, item.line)
+                    where = ".".join(str(p) for p in err["loc"])
+                    label = item.get("id", section[:-1])
+                    self.error(line, f"{section[:-1]} {label!s}: field '{where}': {err['msg']}")
+
+
+def _minutes(text: str) -> int:
+    if not _HHMM.fullmatch(text):
+        raise ValueError(f"time {text!r} must be HH:MM between 00:00 and 24:00")
+    h, m = text.split(":")
+    return int(h) * 60 + int(m)
+
+
+def _days(spec: list[str] | str) -> frozenset[int]:
+    if spec in ("daily", "all"):
+        return frozenset(range(7))
+    if spec == "weekdays":
+        return frozenset(range(5))
+    if spec == "weekends":
+        return frozenset({5, 6})
+    items = spec if isinstance(spec, list) else [spec]
+    unknown = [d for d in items if d.lower()[:3] not in _DAYS]
+    if unknown:
+        raise ValueError(f"unknown day(s) {unknown}: use mon..sun, 'daily', 'weekdays' or 'weekends'")
+    return frozenset(_DAYS[d.lower()[:3]] for d in items)
+
+
+def parse_site_directory(text: str, file: str = "<site directory>") -> SiteDirectory:
+    """Parse and validate a site directory; raise SiteDirectoryInvalid listing every problem."""
+    check = _Checker(file)
+    loader = _Loader(text)
+    loader.duplicate_keys = []
+    try:
+        doc = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SiteDirectoryInvalid([SiteError(file, (mark.line + 1) if mark else 0, f"not valid YAML: {exc}")]) from exc
+    finally:
+        loader.dispose()
+    for line, key in loader.duplicate_keys:
+        check.error(line, f"key '{key}' appears twice in one record")
+    if not isinstance(doc, _Mapping):
+        raise SiteDirectoryInvalid([SiteError(file, 1, "the file must be a mapping with sections such as 'buildings:'")])
+    for key in doc:
+        if key not in _SECTIONS and key != "street":
+            check.error(doc.key_lines[key], f"unknown section '{key}'; expected one of {', '.join(_SECTIONS)}")
+
+    def collect(section: str, schema: type[R], build: Callable[[_Mapping, R], Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item, rec in check.records(doc, section, schema):
+            rid = getattr(rec, "id", None)
+            if rid in out:
+                check.error(item.line, f"{section[:-1]} id '{rid}' is used twice")
+                continue
+            value = build(item, rec)
+            if value is not None:
+                out[rid if rid is not None else str(len(out))] = value
+        return out
+
+    communities = collect("communities", _Community, lambda _i, r: Community(r.id, r.name))
+
+    def ref(item: _Mapping, field_name: str, value: str | None, table: dict[str, Any], what: str) -> bool:
+        if value is None or value in table:
+            return True
+        check.error(item.key_lines.get(field_name, item.line), f"{what} '{value}' is not defined; add it or fix the id")
+        return False
+
+    def grid(item: _Mapping, r: _Grid) -> Grid:
+        ref(item, "community", r.community, communities, "community")
+        return Grid(r.id, r.name, r.community)
+
+    grids = collect("grids", _Grid, grid)
+
+    def building(item: _Mapping, r: _Building) -> Building:
+        ref(item, "grid", r.grid, grids, "grid")
+        return Building(r.id, r.name, r.grid, r.floors, r.units, r.x, r.y, r.width, r.depth)
+
+    buildings = collect("buildings", _Building, building)
+
+    def unit_ok(item: _Mapping, building_id: str, unit: int | None) -> None:
+        b = buildings.get(building_id)
+        if b is not None and unit is not None and unit > b.units:
+            check.error(item.key_lines.get("unit", item.line), f"unit {unit} is beyond building '{building_id}', which has {b.units} unit(s)")
+
+    def contacts(cs: list[_Contact]) -> tuple[FamilyContact, ...]:
+        return tuple(FamilyContact(c.name, c.phone, c.relation) for c in cs)
+
+    def household(item: _Mapping, r: _Household) -> Household:
+        ref(item, "building", r.building, buildings, "building")
+        unit_ok(item, r.building, r.unit)
+        v = r.vulnerable
+        vul = None
+        if v is not None:
+            vul = Vulnerability(v.lives_alone, v.mobility, v.key_holder, contacts(v.family_contacts), contacts(v.neighbours), v.notes, v.welfare_check_hours)
+        return Household(r.id, r.building, r.unit, r.room, r.residents, vul)
+
+    households = collect("households", _Household, household)
+
+    def gateway(item: _Mapping, r: _Gateway) -> Gateway:
+        ref(item, "community", r.community, communities, "community")
+        ref(item, "building", r.building, buildings, "building")
+        return Gateway(r.id, r.building, r.community, r.name)
+
+    gateways = collect("gateways", _Gateway, gateway)
+
+    def device(item: _Mapping, r: _Device) -> Device:
+        ref(item, "gateway", r.gateway, gateways, "gateway")
+        ref(item, "building", r.building, buildings, "building")
+        unit_ok(item, r.building, r.unit)
+        if ref(item, "household", r.household, households, "household") and r.household is not None:
+            h = households[r.household]
+            if h.building != r.building:
+                check.error(item.key_lines.get("household", item.line), f"household '{r.household}' is in building '{h.building}', not '{r.building}'")
+        interval = r.report_interval_s if r.report_interval_s is not None else DEFAULT_REPORT_INTERVAL_S[r.kind]
+        return Device(r.id, r.kind, r.gateway, r.building, r.unit, r.household, r.location, interval, r.dialect, r.model)
+
+    devices = collect("devices", _Device, device)
+
+    def station(item: _Mapping, r: _FireStation) -> FireStation:
+        ref(item, "community", r.community, communities, "community")
+        return FireStation(r.id, r.name, r.community, r.x, r.y)
+
+    stations = collect("fire_stations", _FireStation, station)
+
+    def team(item: _Mapping, r: _Team) -> VolunteerTeam:
+        ref(item, "community", r.community, communities, "community")
+        return VolunteerTeam(r.id, r.name, r.community)
+
+    teams = collect("volunteer_teams", _Team, team)
+
+    def responder(item: _Mapping, r: _Responder) -> Responder:
+        ref(item, "community", r.community, communities, "community")
+        ref(item, "grid", r.grid, grids, "grid")
+        ref(item, "building", r.building, buildings, "building")
+        ref(item, "station", r.station, stations, "fire station")
+        ref(item, "team", r.team, teams, "volunteer team")
+        return Responder(r.id, r.name, r.role, r.phone, r.community, r.grid, r.building, r.unit, r.station, r.team, frozenset(r.skills))
+
+    responders = collect("responders", _Responder, responder)
+
+    scopes: dict[SeatKind, tuple[dict[str, Any], str]] = {
+        SeatKind.GRID_WORKER: (grids, "grid"),
+        SeatKind.BUILDING_LEADER: (buildings, "building"),
+        SeatKind.FIRE_STATION: (stations, "fire station"),
+        SeatKind.VOLUNTEER: (teams, "volunteer team"),
+        SeatKind.DUTY_OFFICER: (communities, "community"),
+    }
+    shifts: list[tuple[int, Shift]] = []
+    for item, r in check.records(doc, "shifts", _Shift):
+        table, what = scopes[r.seat]
+        ok = ref(item, "scope", r.scope, table, what)
+        ok = ref(item, "responder", r.responder, responders, "responder") and ok
+        ok = ref(item, "deputy", r.deputy, responders, "deputy responder") and ok
+        try:
+            days = _days(r.days)
+            start, end = _minutes(r.start), _minutes(r.end)
+        except ValueError as exc:
+            check.error(item.line, f"shift of '{r.responder}': {exc}")
+            continue
+        if ok:
+            shifts.append((item.line, Shift(r.seat, r.scope, r.responder, days, start % 1440, end if end != 1440 else 1440, r.deputy)))
+
+    _check_exclusive_seats(check, shifts)
+    if check.errors:
+        raise SiteDirectoryInvalid(check.errors)
+    street = doc.get("street", "")
+    return SiteDirectory(
+        communities=communities, grids=grids, buildings=buildings, households=households, gateways=gateways,
+        devices=devices, fire_stations=stations, volunteer_teams=teams, responders=responders,
+        shifts=tuple(s for _, s in shifts), street=str(street) if street else "",
+    )
+
+
+def _check_exclusive_seats(check: _Checker, shifts: list[tuple[int, Shift]]) -> None:
+    by_seat: dict[tuple[SeatKind, str], list[tuple[int, Shift]]] = defaultdict(list)
+    for line, s in shifts:
+        if s.seat.exclusive:
+            by_seat[(s.seat, s.scope)].append((line, s))
+    for (seat, scope), items in by_seat.items():
+        for i, (line_a, a) in enumerate(items):
+            for line_b, b in items[i + 1 :]:
+                if a.responder == b.responder:
+                    continue
+                if any(x0 < y1 and y0 < x1 for x0, x1 in a.week_intervals() for y0, y1 in b.week_intervals()):
+                    check.error(
+                        line_b,
+                        f"'{b.responder}' and '{a.responder}' (line {line_a}) both claim the {seat.value} seat of "
+                        f"'{scope}' for overlapping hours; make the shifts not overlap or make one the deputy",
+                    )
+
+
+def load_site_directory(path: str | Path) -> SiteDirectory:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SiteDirectoryInvalid([SiteError(str(p), 0, f"cannot read the file: {exc.strerror}")]) from exc
+    return parse_site_directory(text, str(p))

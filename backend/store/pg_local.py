@@ -1,0 +1,118 @@
+"""A private PostgreSQL server in a folder: for tests, benchmarks and single-machine scale-out runs.
+
+How this works: `initdb` into the folder, `postgres` on a free loopback port with its socket in the same
+folder, readiness by `pg_isready`. PostgreSQL refuses to run as root, so as root the server runs as the
+`postgres` system user (created by Debian's postgresql package), which is given the folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from broker.embedded import free_port
+
+__all__ = ["LocalPostgres", "PostgresNotInstalled", "find_pg_bin"]
+
+
+class PostgresNotInstalled(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("PostgreSQL server binaries not found: run `apt-get install postgresql` (the test command does this)")
+
+
+def find_pg_bin() -> Path:
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin"):
+        for d in sorted(glob.glob(pattern), reverse=True):
+            if (Path(d) / "initdb").exists() and (Path(d) / "postgres").exists():
+                return Path(d)
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(os.path.realpath(initdb)).parent
+    raise PostgresNotInstalled
+
+
+class LocalPostgres:
+    def __init__(self, workdir: Path, port: int | None = None, database: str = "shouwang") -> None:
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            # The `postgres` user must be able to reach the folder; test folders are often private to root.
+            workdir = Path(tempfile.mkdtemp(prefix=f"shouwang-pg-{workdir.name}-"))
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.database = database
+        self.user = "shouwang"
+        self._bin = find_pg_bin()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _cmd(self, *args: str) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *args] if self._as_root else list(args)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(self._cmd(*args), check=True, capture_output=True, timeout=120)  # noqa: S603
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._as_root:
+            shutil.chown(self.workdir, "postgres", "postgres")
+        fresh = not (self.datadir / "PG_VERSION").exists()
+        if fresh:
+            self._run(str(self._bin / "initdb"), "-D", str(self.datadir), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-sync")
+        log = (self.workdir / "postgres.log").open("ab")
+        self._proc = subprocess.Popen(  # noqa: S603
+            self._cmd(str(self._bin / "postgres"), "-D", str(self.datadir), "-p", str(self.port), "-h", "127.0.0.1",
+                      "-k", str(self.workdir), "-c", "fsync=off", "-c", "max_connections=200"),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {(self.workdir / 'postgres.log').read_text(errors='replace')[-2000:]}")
+            ready = subprocess.run(  # noqa: S603
+                [str(self._bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"], check=False, timeout=10
+            )
+            if ready.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError(f"postgres not ready on port {self.port} within {timeout_s} s")
+        if fresh:
+            self._run(str(self._bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, self.database)
+
+    def stop(self, kill: bool = False) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        # runuser forwards signals to the server; SIGINT is PostgreSQL's "fast shutdown".
+        if kill:
+            proc.kill()
+        else:
+            proc.send_signal(2)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

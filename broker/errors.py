@@ -1,0 +1,57 @@
+"""Errors of the wire contract.
+
+    ContractError
+    ├── InvalidId            an id that breaks the id grammar
+    ├── InvalidTopic         a topic name or filter that breaks MQTT's rules or ours
+    └── MessageRejected      a payload that does not meet its schema (carries a machine code and a reason)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ContractError", "InvalidId", "InvalidTopic", "MessageRejected", "RejectReason"]
+
+
+class ContractError(ValueError):
+    """Base of every error raised by the wire contract."""
+
+
+class InvalidId(ContractError):
+    def __init__(self, kind: str, value: str, why: str) -> None:
+        self.kind = kind
+        self.value = value
+        self.why = why
+        super().__init__(f"invalid {kind} {value!r}: {why}")
+
+
+class InvalidTopic(ContractError):
+    def __init__(self, topic: str, why: str) -> None:
+        self.topic = topic
+        self.why = why
+        super().__init__(f"invalid topic {topic!r}: {why}")
+
+
+class RejectReason(StrEnum):
+    """Machine-readable reason codes; each rejection also carries a sentence for a person."""
+
+    TOO_LARGE = "too_large"
+    BAD_TOPIC = "bad_topic"
+    NOT_UPLINK = "not_uplink"
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA = "schema"
+    BAD_VALUE = "bad_value"
+    UNKNOWN_DEVICE = "unknown_device"
+    WRONG_GATEWAY = "wrong_gateway"
+    DUPLICATE = "duplicate"
+    CLOCK = "clock"
+
+
+class MessageRejected(ContractError):
+    """A message that cannot be accepted. `reason` is the code, `detail` says what to fix."""
+
+    def __init__(self, reason: RejectReason, detail: str, topic: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        self.topic = topic
+        super().__init__(f"{reason.value}: {detail}" + (f" (topic {topic!r})" if topic else ""))

@@ -1,0 +1,91 @@
+"""Settings of a Shouwang deployment, built once at the entry point and passed down.
+
+Sources, later wins: defaults < TOML file (`--config` or SHOUWANG_CONFIG) < environment variables
+(`SHOUWANG_<SECTION>__<KEY>`, e.g. SHOUWANG_BROKER__URL=mqtt://broker:1883). Secrets (passwords, tokens)
+come from the environment or a file outside the repository, never from the repository.
+Every key is documented in docs/configuration.md, which a test keeps in step with these classes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "Settings", "SimulateSettings", "StorageSettings", "load_settings"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSettings(_Section):
+    url: str | None = Field(default=None, description="MQTT broker URL (mqtt://host:port). Unset: start the embedded broker.")
+    embedded_host: str = Field(default="127.0.0.1", description="Address the embedded broker listens on.")
+    embedded_port: int = Field(default=0, ge=0, le=65535, description="Port of the embedded broker; 0 picks a free one.")
+    username: str | None = Field(default=None, description="Username of the backend on the broker (production).")
+    password: SecretStr | None = Field(default=None, description="Password of the backend on the broker; from the environment.")
+    client_id_prefix: str = Field(default="shouwang", description="Prefix of the backend's MQTT client ids.")
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Field(default=Path("var"), description="Folder for the embedded databases and logs.")
+    alarm_db_url: str | None = Field(default=None, description="SQLAlchemy URL of the alarm store. Unset: SQLite in data_dir.")
+    audit_retention_days: int = Field(default=400, ge=366, description="Days alarm records and audit entries are kept (GB 50440: at least a year).")
+
+
+class IngestSettings(_Section):
+    share_group: str | None = Field(
+        default=None,
+        description="MQTT 5 shared-subscription group; unset: a plain subscription (the embedded broker speaks MQTT 3.1.1).",
+    )
+    max_payload_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest payload accepted; larger ones are rejected and counted.")
+
+
+class ApiSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Address the HTTP API and console listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API and console; 0 picks a free one.")
+    admin_user: str = Field(default="admin", description="Login created on first start when no user exists.")
+    admin_password: SecretStr | None = Field(default=None, description="Password of that login; unset: generated and printed once.")
+
+
+class SimulateSettings(_Section):
+    enabled: bool = Field(default=True, description="Run a simulated community with `shouwang run`.")
+    site_file: Path = Field(default=Path("sites/sample-community.yaml"), description="Site directory the system serves.")
+    speed: float = Field(default=1.0, gt=0, description="Simulated-time multiplier for the live simulator (1.0 = real rates).")
+    seed: int = Field(default=7, description="Seed of the simulator's random events.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    broker: BrokerSettings = BrokerSettings()
+    storage: StorageSettings = StorageSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+    simulate: SimulateSettings = SimulateSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (passed as init values), so a deployment overrides without editing files.
+        return env_settings, init_settings
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        with config_file.open("rb") as f:
+            data = tomllib.load(f)
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    return Settings(**data)
