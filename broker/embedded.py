@@ -88,6 +88,7 @@ class EmbeddedBroker:
             sys.executable, "-m", "broker.embedded", "--host", self.host, "--port", str(self.port),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # Ctrl-C in the terminal must not stop the broker before the clients drain
         )
         assert self._proc.stdout is not None
         seen: list[str] = []

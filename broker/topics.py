@@ -37,6 +37,7 @@ __all__ = [
     "availability_topic",
     "command_topic",
     "event_topic",
+    "gateway_publish_filters",
     "gateway_status_topic",
     "parse_uplink",
     "patrol_topic",
@@ -191,6 +192,16 @@ def uplink_filters(gateway: str = "+") -> dict[TopicKind, TopicFilter]:
         TopicKind.GATEWAY_STATUS: TopicFilter(f"{PREFIX}/{gw}/status"),
         TopicKind.PATROL: TopicFilter(f"{PREFIX}/{gw}/patrol"),
     }
+
+
+def gateway_publish_filters(gateway: str = "+") -> tuple[TopicFilter, TopicFilter]:
+    """Everything a gateway may publish (what its ACL allows), well-formed or not.
+
+    Ingest subscribes to these rather than to `uplink_filters()` so that a malformed topic under a gateway's
+    prefix is seen, rejected with a reason and counted instead of vanishing unnoticed. They do not overlap,
+    so no message is delivered twice."""
+    gw = gateway if gateway == "+" else GatewayId(gateway)
+    return TopicFilter(f"{PREFIX}/{gw}/+"), TopicFilter(f"{PREFIX}/{gw}/dev/#")
 
 
 def command_filter(gateway: str = "+") -> TopicFilter:

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.settings import load_settings
 from backend.sites import SiteDirectoryInvalid, load_site_directory
-from shouwang.settings import load_settings
 
 
 def register(sub: Any) -> None:
