@@ -17,10 +17,9 @@ import pytest
 from backend.settings import load_settings
 from backend.sites import SiteDirectory
 from broker.kinds import EventKind
-from broker.schemas import DeviceEvent, Telemetry, encode
+from broker.schemas import DeviceEvent, encode
 from broker.topics import event_topic, telemetry_topic
 from shouwang.system import System
-
 from tests.conftest import SAMPLE_SITE
 
 
@@ -90,7 +89,8 @@ async def test_run_command_shows_a_smoke_alarm_within_one_second(run_command: di
         assert alarm["building_id"] == device.building
         assert alarm["drill"] is False
         page = await http.get("/")
-        assert page.status_code == 200 and "守望" in page.text
+        assert page.status_code == 200
+        assert "守望" in page.text
 
 
 async def test_api_refuses_without_login(run_command: dict[str, str]) -> None:
