@@ -1,0 +1,39 @@
+"""The seam between ingest and alerting: what ingest hands on, and when.
+
+How this works: ingest calls an `AlertingFeed` (implemented by the alerting service in backend/alarms/).
+Device events, availability changes, gateway status and patrol heartbeats go one by one through `on_uplink`
+the moment they are validated and de-duplicated: never batched, never queued behind telemetry. Telemetry is
+flattened into `Reading`s and handed in batches through `on_readings` after it is durable in the
+time-series store, so the rules can also look back at stored windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from broker.schemas import Uplink
+
+__all__ = ["AlertingFeed", "Reading"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    device_id: str
+    gateway_id: str
+    metric: str  # e.g. residual_current_ma, temperature_c, power_w@2
+    value: float
+    source_ts_ms: int
+    received_ms: int
+    drill: bool = False
+
+
+class AlertingFeed(Protocol):
+    async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
+        """A non-telemetry message (event, availability, gateway status, patrol), at once."""
+        ...
+
+    async def on_readings(self, readings: Sequence[Reading]) -> None:
+        """A batch of readings, already stored."""
+        ...
