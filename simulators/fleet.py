@@ -1,0 +1,525 @@
+"""A fleet of simulated devices built from a site directory, advanced in steps of simulated time.
+
+How this works:
+  - Devices are numbered in id order; each class keeps its parameters and state in numpy arrays indexed by
+    those numbers, so one step costs a handful of array operations whatever the fleet's size.
+  - Every device reports periodically at its directory interval with a random phase: in a window (t0, t1]
+    a device reports iff floor((t1 - phase) / interval) > floor((t0 - phase) / interval). `advance()` cuts a
+    long window into steps no longer than the shortest interval, so a device reports at most once a step.
+  - Discrete happenings (a smoke alarm, its clear ten minutes later, a power cut and its end, a drill's
+    injected fault) are actions on a heap ordered by time. Random ones are drawn per step with a Poisson
+    count over the whole class (O(events), not O(devices)) and pushed onto the same heap as injected ones,
+    so both take the same path.
+  - Invariants: the same site directory, seed, profile, start time and sequence of `advance()`/injection
+    calls give the same output; no clock is read; a building power cut takes down every camera and
+    household meter in that building at the same instant and restores them together.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from backend.sites.model import Device, SiteDirectory
+from broker.kinds import AvailabilityState, DeviceKind, EventKind
+from simulators.records import AvailabilityChange, PatrolDue, ReadingBatch, SimEvent, Step
+from simulators.signals import (
+    DAY_S,
+    SimulationProfile,
+    cable_temperature_steady_c,
+    daily_load_shape,
+    leakage_ma,
+    local_hour,
+    mains_voltage_v,
+    poisson_picks,
+)
+
+__all__ = ["Fleet", "UnknownTarget"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+_THERMAL_TAU_S = 20 * 60.0  # a cable in conduit settles over tens of minutes
+_CAMERA_FPS = 25.0
+_KIND_CODE = {k: n for n, k in enumerate(DeviceKind)}
+
+
+def _round(values: F64, decimals: int = 0) -> F64:
+    return np.asarray(np.round(values, decimals), dtype=np.float64)
+
+
+class UnknownTarget(KeyError):
+    """An injection named a device or building the fleet does not have (or of the wrong class)."""
+
+    def __init__(self, what: str, name: str) -> None:
+        self.what = what
+        self.name = name
+        super().__init__(f"no {what} {name!r} in this fleet")
+
+
+class _Do(StrEnum):
+    SMOKE_ON = "smoke_on"
+    SMOKE_OFF = "smoke_off"
+    SELF_TEST = "self_test"
+    TAMPER_ON = "tamper_on"
+    TAMPER_OFF = "tamper_off"
+    SOS = "sos"
+    PHANTOM_SOS = "phantom_sos"
+    CUT_ON = "cut_on"
+    CUT_OFF = "cut_off"
+    FLAP_ON = "flap_on"
+    FLAP_OFF = "flap_off"
+    DRIFT = "drift"
+    HEAT = "heat"
+    LOW_BATTERY = "low_battery"
+    DRILL_OFF = "drill_off"
+
+
+_STICKY = frozenset({_Do.SMOKE_ON, _Do.TAMPER_ON, _Do.FLAP_ON, _Do.DRIFT, _Do.HEAT, _Do.LOW_BATTERY})
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    do: _Do
+    target: int  # device index, or building index for power cuts
+    duration_s: float = 0.0
+    rate: float = 0.0
+    drill: bool = False
+
+
+def _due(phase: F64, interval: F64, t0: float, t1: float) -> tuple[I64, F64]:
+    """Rows reporting in (t0, t1] and when; assumes t1 - t0 <= min(interval)."""
+    k1 = np.floor((t1 - phase) / interval)
+    rows = np.flatnonzero(k1 > np.floor((t0 - phase) / interval)).astype(np.int64)
+    return rows, phase[rows] + k1[rows] * interval[rows]
+
+
+class Fleet:
+    """Every device of a site directory, simulated. `advance(t)` returns what happened up to simulated time t."""
+
+    def __init__(self, sites: SiteDirectory, *, seed: int = 7, start: float, profile: SimulationProfile | None = None) -> None:
+        self.profile = profile or SimulationProfile.live()
+        self.t = float(start)
+        self._rng = np.random.default_rng(seed)
+        rng = self._rng
+        self.devices: tuple[Device, ...] = tuple(sorted(sites.devices.values(), key=lambda d: d.id))
+        self.index = {d.id: i for i, d in enumerate(self.devices)}
+        self.buildings = tuple(sorted(sites.buildings))
+        self._building_index = {b: i for i, b in enumerate(self.buildings)}
+        self.gateways = tuple(sorted(sites.gateways))
+        n = len(self.devices)
+        self.kind = np.array([d.kind.value for d in self.devices], dtype=object)
+        self.kind_code = np.array([_KIND_CODE[d.kind] for d in self.devices], dtype=np.int64)
+        self.building_of = np.array([self._building_index[d.building] for d in self.devices], dtype=np.int64)
+        self.interval = np.array([max(d.report_interval_s, 1.0) for d in self.devices], dtype=np.float64)
+        self.phase = rng.uniform(0.0, self.interval) + self.t
+        self.drill = np.zeros(n, dtype=np.bool_)
+        self._seq = itertools.count()
+        self._pending: list[tuple[float, int, _Action]] = []
+        nb = len(self.buildings)
+        self.cut_start = np.full(nb, np.inf)
+        self.cut_until = np.full(nb, -np.inf)
+
+        def members(*kinds: DeviceKind) -> I64:
+            return np.flatnonzero(np.isin(self.kind, [k.value for k in kinds])).astype(np.int64)
+
+        p = self.profile
+        # electrical: household meters and distribution boxes (no household)
+        self.el = members(DeviceKind.ELECTRICAL)
+        ne = len(self.el)
+        self.el_box = np.array([self.devices[i].household is None for i in self.el], dtype=np.bool_)
+        self.el_base_w = np.where(self.el_box, rng.uniform(8_000, 25_000, ne), rng.lognormal(np.log(450.0), 0.35, ne))
+        self.el_shift_h = rng.uniform(-0.75, 0.75, ne)
+        self.el_pf = rng.uniform(0.88, 0.99, ne)
+        self.el_rated_a = np.where(self.el_box, 250.0, 40.0)  # a unit's feeder vs a flat's 40 A breaker
+        self.el_rise_c = rng.uniform(25.0, 35.0, ne)  # rise at rated current
+        self.el_leak_base = rng.uniform(1.5, 8.0, ne)
+        drifting = rng.random(ne) < p.drift_fault_fraction
+        self.el_drift_rate = np.where(drifting, rng.uniform(*p.drift_ma_per_h, ne), 0.0)
+        self.el_drift_start = np.where(drifting, self.t + rng.uniform(0.0, DAY_S, ne), np.inf)
+        self.el_heat_start = np.full(ne, np.inf)
+        self.el_heat_until = np.full(ne, -np.inf)
+        self.el_heat_rate = np.zeros(ne)  # degrees C per minute while heating
+        self.el_temp = 24.0 + self.el_rise_c * 0.05
+        self.el_last = np.full(ne, self.t)
+        self.el_energy_wh = rng.uniform(0.0, 5e6, ne)
+        self.el_leak_alarm = np.zeros(ne, dtype=np.bool_)
+        self.el_temp_alarm = np.zeros(ne, dtype=np.bool_)
+        self._el_row = {int(g): r for r, g in enumerate(self.el)}
+        # battery devices: smoke detectors, SOS buttons and anything else that checks in
+        self.bat = members(DeviceKind.SMOKE, DeviceKind.SOS, DeviceKind.WATER_LEAK, DeviceKind.OTHER)
+        nbat = len(self.bat)
+        self.bat_b0 = rng.uniform(*p.battery_start_pct, nbat)
+        self.bat_t0 = np.full(nbat, self.t)
+        self.bat_rate = 100.0 / (rng.uniform(*p.battery_life_days, nbat) * DAY_S)  # percent per second
+        self._bat_row = {int(g): r for r, g in enumerate(self.bat)}
+        self.smoke = members(DeviceKind.SMOKE)
+        self.smoke_on = np.zeros(n, dtype=np.bool_)
+        self.tamper_on = np.zeros(n, dtype=np.bool_)
+        self.sos = members(DeviceKind.SOS)
+        self.sos_prone = np.zeros(n, dtype=np.bool_)
+        self.sos_prone[self.sos] = rng.random(len(self.sos)) < p.phantom_prone_fraction
+        # cameras
+        self.cam = members(DeviceKind.CAMERA)
+        nc = len(self.cam)
+        self.cam_flap_start = np.full(nc, np.inf)
+        self.cam_flap_until = np.full(nc, -np.inf)
+        self.cam_down_since = np.full(nc, np.nan)
+        self.cam_offline_sent = np.zeros(nc, dtype=np.bool_)
+        self.cam_boot = self.t - rng.uniform(0.0, 30 * DAY_S, nc)
+        self._cam_row = {int(g): r for r, g in enumerate(self.cam)}
+        # gateways: patrol heartbeats
+        self.gw_phase = rng.uniform(0.0, p.patrol_period_s, len(self.gateways)) + self.t
+        self.gw_period = np.full(len(self.gateways), p.patrol_period_s)
+        self.gw_seq = np.zeros(len(self.gateways), dtype=np.int64)
+        self._boxes_of_building: dict[int, list[int]] = {}
+        for row, i in enumerate(self.el):
+            if self.el_box[row]:
+                self._boxes_of_building.setdefault(int(self.building_of[i]), []).append(int(i))
+        self.min_interval = float(min(self.interval.min(initial=3600.0), p.patrol_period_s))
+        self._events: list[SimEvent] = []
+        self._avail: list[AvailabilityChange] = []
+
+    # ------------------------------------------------------------------ lookups
+
+    def device_index(self, device_id: str, *kinds: DeviceKind) -> int:
+        i = self.index.get(device_id)
+        if i is None or (kinds and self.devices[i].kind not in kinds):
+            raise UnknownTarget("/".join(k.value for k in kinds) or "device", device_id)
+        return i
+
+    def building_index(self, building_id: str) -> int:
+        if building_id not in self._building_index:
+            raise UnknownTarget("building", building_id)
+        return self._building_index[building_id]
+
+    def battery_pct(self, device_id: str, t: float | None = None) -> float:
+        r = self._bat_row[self.device_index(device_id)]
+        return float(self._battery(np.array([r]), np.array([self.t if t is None else t]))[0])
+
+    def cameras_down(self, t: float | None = None) -> list[str]:
+        """Ids of cameras without a working link at time t (default: now)."""
+        rows = np.arange(len(self.cam))
+        mask = self._cam_down(rows, np.full(len(rows), self.t if t is None else t))
+        return [self.devices[int(i)].id for i in self.cam[mask]]
+
+    # ------------------------------------------------------------------ injections (drills, tests)
+
+    def _push(self, at: float | None, action: _Action) -> None:
+        heapq.heappush(self._pending, (self.t if at is None else at, next(self._seq), action))
+
+    def smoke_alarm(self, device_id: str, *, at: float | None = None, duration_s: float | None = None, drill: bool = False) -> None:
+        """Smoke at a detector from `at`; it clears by itself after duration_s (None: only by smoke_clear)."""
+        i = self.device_index(device_id, DeviceKind.SMOKE)
+        self._push(at, _Action(_Do.SMOKE_ON, i, duration_s or 0.0, drill=drill))
+
+    def smoke_clear(self, device_id: str, *, at: float | None = None, drill: bool = False) -> None:
+        self._push(at, _Action(_Do.SMOKE_OFF, self.device_index(device_id, DeviceKind.SMOKE), drill=drill))
+
+    def self_test(self, device_id: str, *, at: float | None = None, drill: bool = False) -> None:
+        self._push(at, _Action(_Do.SELF_TEST, self.device_index(device_id, DeviceKind.SMOKE), drill=drill))
+
+    def tamper(self, device_id: str, *, at: float | None = None, duration_s: float = 300.0, drill: bool = False) -> None:
+        self._push(at, _Action(_Do.TAMPER_ON, self.device_index(device_id, DeviceKind.SMOKE), duration_s, drill=drill))
+
+    def sos_press(self, device_id: str, *, at: float | None = None, phantom: bool = False, drill: bool = False) -> None:
+        i = self.device_index(device_id, DeviceKind.SOS)
+        self._push(at, _Action(_Do.PHANTOM_SOS if phantom else _Do.SOS, i, drill=drill))
+
+    def power_cut(self, building_id: str, *, at: float | None = None, duration_s: float = 600.0, drill: bool = False) -> None:
+        self._push(at, _Action(_Do.CUT_ON, self.building_index(building_id), duration_s, drill=drill))
+
+    def camera_outage(self, device_id: str, *, at: float | None = None, duration_s: float = 300.0, drill: bool = False) -> None:
+        self._push(at, _Action(_Do.FLAP_ON, self.device_index(device_id, DeviceKind.CAMERA), duration_s, drill=drill))
+
+    def leakage_drift(self, device_id: str, *, at: float | None = None, ma_per_h: float = 60.0, drill: bool = False) -> None:
+        """Residual current starts rising by ma_per_h from `at` (a slowly failing insulation)."""
+        self._push(at, _Action(_Do.DRIFT, self.device_index(device_id, DeviceKind.ELECTRICAL), rate=ma_per_h, drill=drill))
+
+    def heating(self, device_id: str, *, at: float | None = None, c_per_min: float = 1.0, duration_s: float = 3600.0, drill: bool = False) -> None:
+        """A loose terminal: the cable's settling temperature climbs c_per_min for duration_s, then the fault ends."""
+        i = self.device_index(device_id, DeviceKind.ELECTRICAL)
+        self._push(at, _Action(_Do.HEAT, i, duration_s, rate=c_per_min, drill=drill))
+
+    def low_battery(self, device_id: str, *, at: float | None = None, drill: bool = False) -> None:
+        """The device's battery crosses the low threshold at `at`."""
+        i = self.device_index(device_id, DeviceKind.SMOKE, DeviceKind.SOS, DeviceKind.WATER_LEAK, DeviceKind.OTHER)
+        self._push(at, _Action(_Do.LOW_BATTERY, i, drill=drill))
+
+    # ------------------------------------------------------------------ stepping
+
+    def advance(self, t1: float) -> Step:
+        """Simulate (self.t, t1] and return everything reported in it, time-ordered within each part."""
+        t0 = self.t
+        readings: list[ReadingBatch] = []
+        patrols: list[PatrolDue] = []
+        self._events, self._avail = [], []
+        while self.t < t1:
+            a = self.t
+            b = min(t1, a + self.min_interval)
+            self._draw_random(a, b)
+            self._run_pending(a, b)
+            self._check_cameras(b)
+            self._check_batteries(a, b)
+            readings += self._reports(a, b)
+            patrols += self._patrols(a, b)
+            self.t = b
+        events = tuple(sorted(self._events, key=lambda e: e.t))
+        avail = tuple(sorted(self._avail, key=lambda e: e.t))
+        return Step(t0, t1, tuple(r for r in readings if len(r)), events, avail, tuple(patrols))
+
+    def _draw_random(self, a: float, b: float) -> None:
+        p, rng, per_s, dt = self.profile, self._rng, 1.0 / DAY_S, b - a
+
+        def push(rows: Iterable[int], members: I64, do: _Do, span: tuple[float, float] | None = None) -> None:
+            for r in rows:
+                dur = float(rng.uniform(*span)) if span else 0.0
+                self._push(float(rng.uniform(a, b)), _Action(do, int(members[r]), dur))
+
+        push(poisson_picks(rng, len(self.smoke), p.smoke_alarms_per_day * per_s, dt), self.smoke, _Do.SMOKE_ON, p.smoke_alarm_s)
+        push(poisson_picks(rng, len(self.smoke), p.self_tests_per_day * per_s, dt), self.smoke, _Do.SELF_TEST)
+        push(poisson_picks(rng, len(self.smoke), p.tampers_per_day * per_s, dt), self.smoke, _Do.TAMPER_ON, p.tamper_s)
+        push(poisson_picks(rng, len(self.sos), p.sos_presses_per_day * per_s, dt), self.sos, _Do.SOS)
+        prone = self.sos[self.sos_prone[self.sos]]
+        push(poisson_picks(rng, len(prone), p.phantom_presses_per_day * per_s, dt), prone, _Do.PHANTOM_SOS)
+        push(poisson_picks(rng, len(self.cam), p.camera_flaps_per_day * per_s, dt), self.cam, _Do.FLAP_ON, p.camera_flap_s)
+        cuts = poisson_picks(rng, len(self.buildings), p.power_cuts_per_building_day * per_s, dt)
+        push(cuts, np.arange(len(self.buildings), dtype=np.int64), _Do.CUT_ON, p.power_cut_s)
+        heats = poisson_picks(rng, len(self.el), p.heating_events_per_day * per_s, dt)
+        for r in heats:
+            self._push(float(rng.uniform(a, b)), _Action(_Do.HEAT, int(self.el[r]), float(rng.uniform(1800, 7200)), rate=float(rng.uniform(0.3, 1.5))))
+
+    def _event(
+        self,
+        t: float,
+        i: int,
+        event: EventKind,
+        *,
+        value: float | None = None,
+        detail: str | None = None,
+        needs_callback: bool = False,
+        drill: bool = False,
+        phantom: bool = False,
+    ) -> None:
+        self._events.append(SimEvent(t, self.devices[i].id, event, value, detail, needs_callback, drill, phantom))
+
+    def _run_pending(self, a: float, b: float) -> None:
+        while self._pending and self._pending[0][0] <= b:
+            at, _, act = heapq.heappop(self._pending)
+            t = max(at, a)
+            i, d = act.target, act.drill
+            if d and act.do in _STICKY:
+                self.drill[i] = True  # its reports carry the drill flag until the injected fault ends
+            match act.do:
+                case _Do.SMOKE_ON:
+                    if not self.smoke_on[i]:
+                        self.smoke_on[i] = True
+                        self._event(t, i, EventKind.SMOKE_ALARM, drill=d, detail="smoke detected")
+                    if act.duration_s > 0:
+                        self._push(t + act.duration_s, _Action(_Do.SMOKE_OFF, i, drill=d))
+                case _Do.SMOKE_OFF:
+                    if self.smoke_on[i]:
+                        self.smoke_on[i] = False
+                        self._event(t, i, EventKind.SMOKE_CLEAR, drill=d)
+                    self.drill[i] = False
+                case _Do.SELF_TEST:
+                    self._event(t, i, EventKind.SELF_TEST, drill=d, detail="test button pressed")
+                case _Do.TAMPER_ON:
+                    if not self.tamper_on[i]:
+                        self.tamper_on[i] = True
+                        self._event(t, i, EventKind.TAMPER, drill=d, detail="removed from its base")
+                        self._push(t + max(act.duration_s, 1.0), _Action(_Do.TAMPER_OFF, i, drill=d))
+                case _Do.TAMPER_OFF:
+                    if self.tamper_on[i]:
+                        self.tamper_on[i] = False
+                        self._event(t, i, EventKind.TAMPER_CLEAR, drill=d)
+                    self.drill[i] = False
+                case _Do.SOS | _Do.PHANTOM_SOS:
+                    phantom = act.do is _Do.PHANTOM_SOS
+                    self._event(t, i, EventKind.SOS_PRESS, drill=d, needs_callback=bool(self.sos_prone[i]) or phantom, phantom=phantom)
+                case _Do.LOW_BATTERY:
+                    r = self._bat_row[i]
+                    low = self.profile.low_battery_pct
+                    self.bat_b0[r], self.bat_t0[r] = low + 1e-6, t  # crosses the threshold right now
+                case _Do.DRIFT:
+                    r = self._el_row[i]
+                    sl = slice(r, r + 1)
+                    base = float(leakage_ma(self.el_leak_base[sl], self.el_drift_rate[sl], self.el_drift_start[sl], np.array([t]), np.zeros(1))[0])
+                    self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = base, t, act.rate
+                case _Do.HEAT:
+                    r = self._el_row[i]
+                    self.el_heat_start[r], self.el_heat_until[r], self.el_heat_rate[r] = t, t + act.duration_s, act.rate
+                    if d:  # the cable cools for a while after the fault ends: keep the flag for 3 time constants
+                        self._push(t + act.duration_s + 3 * _THERMAL_TAU_S, _Action(_Do.DRILL_OFF, i))
+                case _Do.DRILL_OFF:
+                    self.drill[i] = False
+                case _Do.FLAP_ON:
+                    r = self._cam_row[i]
+                    self.cam_flap_start[r] = t
+                    self.cam_flap_until[r] = max(self.cam_flap_until[r], t + act.duration_s)
+                    if np.isnan(self.cam_down_since[r]):
+                        self.cam_down_since[r] = t
+                    self._push(t + act.duration_s, _Action(_Do.FLAP_OFF, i, drill=d))
+                case _Do.FLAP_OFF:
+                    self._camera_maybe_up(self._cam_row[i], t, d)
+                case _Do.CUT_ON:
+                    self._power_cut(i, t, act.duration_s, d)
+                case _Do.CUT_OFF:
+                    self._power_restored(i, t, d)
+
+    def _power_cut(self, bi: int, t: float, duration_s: float, drill: bool) -> None:
+        if self.cut_until[bi] > t:  # already dark: extend
+            self.cut_until[bi] = max(self.cut_until[bi], t + duration_s)
+            self._push(self.cut_until[bi], _Action(_Do.CUT_OFF, bi, drill=drill))
+            return
+        self.cut_start[bi], self.cut_until[bi] = t, t + duration_s
+        in_b = np.flatnonzero(self.building_of == bi)
+        if drill:
+            self.drill[in_b] = True
+        for box in self._boxes_of_building.get(bi, []):
+            self._event(t, box, EventKind.POWER_LOST, drill=drill, detail=f"mains lost in building {self.buildings[bi]}")
+        rows = np.flatnonzero(self.building_of[self.cam] == bi)
+        fresh = rows[np.isnan(self.cam_down_since[rows])]
+        self.cam_down_since[fresh] = t
+        self._push(t + duration_s, _Action(_Do.CUT_OFF, bi, drill=drill))
+
+    def _power_restored(self, bi: int, t: float, drill: bool) -> None:
+        if self.cut_until[bi] > t + 1e-9 or not np.isfinite(self.cut_start[bi]):
+            return  # extended, or already restored
+        self.cut_start[bi], self.cut_until[bi] = np.inf, -np.inf
+        for box in self._boxes_of_building.get(bi, []):
+            self._event(t, box, EventKind.POWER_RESTORED, drill=drill, detail=f"mains back in building {self.buildings[bi]}")
+        for r in np.flatnonzero(self.building_of[self.cam] == bi):
+            self.cam_boot[r] = t  # the cameras boot again
+            self._camera_maybe_up(int(r), t, drill)
+        self.drill[self.building_of == bi] = False
+
+    def _cam_down(self, rows: I64, t: F64) -> B:
+        b = self.building_of[self.cam[rows]]
+        flap = (self.cam_flap_start[rows] <= t) & (t < self.cam_flap_until[rows])
+        cut = (self.cut_start[b] <= t) & (t < self.cut_until[b])
+        return np.asarray(flap | cut, dtype=np.bool_)
+
+    def _camera_maybe_up(self, r: int, t: float, drill: bool) -> None:
+        if self._cam_down(np.array([r]), np.array([t]))[0] or np.isnan(self.cam_down_since[r]):
+            return
+        self._check_cameras(t, only=r)  # an outage that outlived the keepalive deadline is reported first
+        self.cam_down_since[r] = np.nan
+        self.drill[self.cam[r]] = False
+        if self.cam_offline_sent[r]:
+            self.cam_offline_sent[r] = False
+            self._avail.append(AvailabilityChange(t, self.devices[int(self.cam[r])].id, AvailabilityState.ONLINE, "keepalive resumed", drill))
+
+    def _check_cameras(self, b: float, only: int | None = None) -> None:
+        """The gateway declares a camera offline after N missed keepalives (GB/T 28181: 3 x 60 s)."""
+        deadline = self.cam_down_since + self.profile.camera_missed_heartbeats_offline * self.interval[self.cam]
+        late = ~self.cam_offline_sent & (deadline <= b)
+        if only is not None:
+            late &= np.arange(len(self.cam)) == only
+        for r in np.flatnonzero(late):
+            self.cam_offline_sent[r] = True
+            i = int(self.cam[r])
+            n = self.profile.camera_missed_heartbeats_offline
+            reason = f"no keepalive for {n} periods ({n * self.interval[i]:.0f} s)"
+            self._avail.append(AvailabilityChange(float(deadline[r]), self.devices[i].id, AvailabilityState.OFFLINE, reason, bool(self.drill[i])))
+
+    def _battery(self, rows: I64, t: F64) -> F64:
+        return np.asarray(np.clip(self.bat_b0[rows] - (t - self.bat_t0[rows]) * self.bat_rate[rows], 0.0, 100.0), dtype=np.float64)
+
+    def _check_batteries(self, a: float, b: float) -> None:
+        low = self.profile.low_battery_pct
+        t_low = self.bat_t0 + (self.bat_b0 - low) / self.bat_rate
+        for r in np.flatnonzero((t_low > a) & (t_low <= b)):
+            i = int(self.bat[r])
+            self._event(float(t_low[r]), i, EventKind.LOW_BATTERY, value=low, detail=f"battery below {low:.0f} %", drill=bool(self.drill[i]))
+
+    def _reports(self, a: float, b: float) -> list[ReadingBatch]:
+        out: list[ReadingBatch] = []
+        out.append(self._electrical(a, b))
+        out.append(self._cameras(a, b))
+        rows, t = _due(self.phase[self.bat], self.interval[self.bat], a, b)
+        idx = self.bat[rows]
+        battery: F64 = _round(self._battery(rows, t), 1)
+        for kind in (DeviceKind.SMOKE, DeviceKind.SOS, DeviceKind.WATER_LEAK, DeviceKind.OTHER):
+            m = self.kind_code[idx] == _KIND_CODE[kind]
+            if m.any():
+                out.append(ReadingBatch(kind, idx[m], t[m], {"battery_pct": battery[m]}, self.drill[idx[m]]))
+        return out
+
+    def _electrical(self, a: float, b: float) -> ReadingBatch:
+        rows, t = _due(self.phase[self.el], self.interval[self.el], a, b)
+        idx = self.el[rows]
+        bld = self.building_of[idx]
+        dark = (self.cut_start[bld] <= t) & (t < self.cut_until[bld])
+        keep = ~dark | self.el_box[rows]  # household meters lose power; boxes report the outage on backup
+        rows, t, idx, dark = rows[keep], t[keep], idx[keep], dark[keep]
+        rng, n = self._rng, len(rows)
+        hour = local_hour(t, self.profile.utc_offset_s)
+        shape = daily_load_shape(hour - self.el_shift_h[rows]) * np.clip(1.0 + 0.12 * rng.standard_normal(n), 0.3, None)
+        power = np.where(dark, 0.0, self.el_base_w[rows] * shape)
+        volts = np.where(dark, 0.0, mains_voltage_v(hour, shape, rng.standard_normal(n)))
+        current = np.where(dark, 0.0, power / np.maximum(volts, 1.0) / self.el_pf[rows])
+        dt = np.clip(t - self.el_last[rows], 0.0, 2 * self.interval[idx])
+        self.el_energy_wh[rows] += power * dt / 3600.0
+        ambient = 22.0 + 4.0 * np.sin((hour - 9.0) / 24.0 * 2 * np.pi)
+        heating = (self.el_heat_start[rows] <= t) & (t < self.el_heat_until[rows])
+        extra = np.where(heating, self.el_heat_rate[rows] * (t - np.where(heating, self.el_heat_start[rows], t)) / 60.0, 0.0)
+        steady = cable_temperature_steady_c(ambient, self.el_rise_c[rows], current, self.el_rated_a[rows]) + extra
+        lag = np.exp(-np.clip(t - self.el_last[rows], 0.0, None) / _THERMAL_TAU_S)
+        self.el_temp[rows] = steady + (self.el_temp[rows] - steady) * lag
+        self.el_last[rows] = t
+        leak = leakage_ma(self.el_leak_base[rows], self.el_drift_rate[rows], self.el_drift_start[rows], t, rng.standard_normal(n))
+        temp = self.el_temp[rows] + 0.2 * rng.standard_normal(n)
+        self._electrical_alarms(rows, idx, t, leak, temp)
+        readings: dict[str, F64] = {
+            "voltage_v": _round(volts, 1),
+            "current_a": _round(current, 3),
+            "power_w": _round(power, 1),
+            "energy_wh": _round(self.el_energy_wh[rows], 1),
+            "residual_current_ma": _round(leak, 1),
+            "temperature_c": _round(temp, 1),
+        }
+        return ReadingBatch(DeviceKind.ELECTRICAL, idx, t, readings, self.drill[idx])
+
+    def _electrical_alarms(self, rows: I64, idx: I64, t: F64, leak: F64, temp: F64) -> None:
+        p = self.profile
+        for name, values, limit, active, unit in (
+            ("residual current", leak, p.leakage_alarm_ma, self.el_leak_alarm, "mA"),
+            ("cable temperature", temp, p.cable_temp_alarm_c, self.el_temp_alarm, "°C"),
+        ):
+            was = active[rows]
+            rise = np.flatnonzero(~was & (values >= limit))
+            fall = np.flatnonzero(was & (values < 0.9 * limit))  # 10 % hysteresis, so noise does not chatter
+            for k in rise:
+                active[rows[k]] = True
+                v, i = float(values[k]), int(idx[k])
+                detail = f"{name} {v:.0f} {unit} ≥ {limit:.0f} {unit}"
+                self._event(float(t[k]), i, EventKind.ELECTRICAL_ALARM, value=v, detail=detail, drill=bool(self.drill[i]))
+            for k in fall:
+                active[rows[k]] = False
+                v, i = float(values[k]), int(idx[k])
+                self._event(float(t[k]), i, EventKind.ELECTRICAL_CLEAR, value=v, detail=f"{name} back to {v:.0f} {unit}", drill=bool(self.drill[i]))
+
+    def _cameras(self, a: float, b: float) -> ReadingBatch:
+        rows, t = _due(self.phase[self.cam], self.interval[self.cam], a, b)
+        up = ~self._cam_down(rows, t)
+        rows, t = rows[up], t[up]
+        idx = self.cam[rows]
+        fps = _round(_CAMERA_FPS + 0.3 * self._rng.standard_normal(len(rows)), 1)
+        readings: dict[str, F64] = {"frame_rate_fps": fps, "uptime_s": _round(t - self.cam_boot[rows])}
+        return ReadingBatch(DeviceKind.CAMERA, idx, t, readings, self.drill[idx])
+
+    def _patrols(self, a: float, b: float) -> list[PatrolDue]:
+        rows, t = _due(self.gw_phase, self.gw_period, a, b)
+        out = []
+        for r, tr in zip(rows.tolist(), t.tolist(), strict=True):
+            self.gw_seq[r] += 1
+            out.append(PatrolDue(tr, self.gateways[r], int(self.gw_seq[r]), float(self.gw_period[r])))
+        return out

@@ -1,0 +1,401 @@
+"""Publish a simulated community to a real broker, as its gateways, at real reporting rates (or faster).
+
+How this works:
+  CommunitySimulator (an async context manager owning a TaskGroup)
+    ├─ task "sim-gateway-{id}", one per gateway: a GatewayLink holding one aiomqtt connection that speaks as
+    │  that gateway. It connects with a Last Will (retained GatewayStatus offline), publishes its retained
+    │  GatewayStatus online, then publishes whatever the generator queues for it; on a lost connection it
+    │  reconnects with backoff, keeping its queue (a gateway buffers while its uplink is down).
+    └─ task "sim-generator": advances the Fleet in fixed steps of simulated time, sleeping on the injected
+       clock until each step's end, encodes the step and hands each message to its gateway's link.
+  Readiness: `ready` is set once every link has connected and published its status.
+  Shutdown, in order: stop the generator, let each link drain its queue and publish a clean retained
+  offline status, disconnect.
+  Invariants: one connection per gateway and only that gateway's topics on it; the simulated time of the
+  fleet only moves forward in steps of `step_s`, so a run is deterministic for a given seed and clock.
+
+Errors:
+    SimulatorError
+     └─ BrokerUnreachable     the links did not all connect within the connect timeout
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Protocol, Self
+
+import aiomqtt
+
+from backend.sites.model import Device, SiteDirectory
+from broker.kinds import EventKind, GatewayState
+from broker.schemas import DeviceEvent, encode
+from broker.topics import event_topic
+from simulators.clock import ScaledClock, SimClock
+from simulators.fleet import Fleet, UnknownTarget
+from simulators.native import NativeEncoder, Outgoing, native_event
+from simulators.records import Step
+from simulators.signals import SimulationProfile
+
+__all__ = [
+    "BrokerUnreachable",
+    "CommunitySimulator",
+    "GatewayLink",
+    "PublishStats",
+    "SimulatorError",
+    "publish_event",
+    "run_community",
+]
+
+log = logging.getLogger(__name__)
+
+DialectMode = Literal["native", "mixed"]
+
+
+class SimulatorError(RuntimeError):
+    pass
+
+
+class BrokerUnreachable(SimulatorError):
+    def __init__(self, host: str, port: int, connected: int, total: int) -> None:
+        self.host, self.port, self.connected, self.total = host, port, connected, total
+        super().__init__(f"only {connected} of {total} gateway connections to mqtt://{host}:{port} came up")
+
+
+class StepEncoder(Protocol):
+    def step(self, step: Step, by_device: dict[str, Device]) -> Iterator[Outgoing]: ...
+
+    def birth(self, gateway: str, t: float) -> list[Outgoing]: ...
+
+
+class _NativeOnly:
+    def __init__(self, native: NativeEncoder) -> None:
+        self.native = native
+
+    def step(self, step: Step, by_device: dict[str, Device]) -> Iterator[Outgoing]:
+        return self.native.step(step, by_device)
+
+    def birth(self, gateway: str, t: float) -> list[Outgoing]:
+        return []
+
+
+@dataclass(slots=True)
+class PublishStats:
+    """Counters of a run (mutable on purpose: the links and the generator update them)."""
+
+    sent: Counter[str] = field(default_factory=Counter)  # by label: electrical, camera, event, ...
+    dropped: int = 0  # queued while a link was down and its queue was full
+    reconnects: int = 0
+    steps: int = 0
+    sim_time: float = 0.0
+    lag_s: float = 0.0  # how far simulated time trails the clock (the generator cannot keep up if it grows)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def total(self) -> int:
+        return sum(self.sent.values())
+
+
+class GatewayLink:
+    """One MQTT connection speaking as one gateway."""
+
+    def __init__(
+        self,
+        gateway: str,
+        host: str,
+        port: int,
+        *,
+        encoder: NativeEncoder,
+        clock: SimClock,
+        stats: PublishStats,
+        client_id: str,
+        birth: Callable[[float], list[Outgoing]] = lambda t: [],
+        username: str | None = None,
+        password: str | None = None,
+        queue_size: int = 10_000,
+        reconnect_s: tuple[float, float] = (0.5, 10.0),
+    ) -> None:
+        self.gateway = gateway
+        self.host, self.port = host, port
+        self._encoder, self._clock, self._stats = encoder, clock, stats
+        self._client_id, self._birth = client_id, birth
+        self._username, self._password = username, password
+        self._reconnect_s = reconnect_s
+        self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=queue_size)
+        self.connected = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._cut_until = -1.0
+
+    async def offer(self, out: Outgoing) -> None:
+        """Queue a message; wait for room while connected, drop (and count) while the uplink is down."""
+        if self.connected.is_set():
+            await self.queue.put(out)
+            return
+        try:
+            self.queue.put_nowait(out)
+        except asyncio.QueueFull:
+            self._stats.dropped += 1
+
+    def close(self) -> None:
+        """Ask the link to drain, publish a clean offline status and disconnect."""
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+
+    def cut(self, until: float) -> None:
+        """Drop the connection without a DISCONNECT (the broker publishes the Last Will) and stay away until
+        simulated time `until`, buffering meanwhile, like a gateway whose uplink cable was pulled."""
+        self._cut_until = until
+        client = self._client
+        if client is not None:
+            sock = client._client.socket()
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    async def run(self) -> None:
+        backoff = self._reconnect_s[0]
+        while not self.closed.is_set():
+            if self._clock.now() < self._cut_until:
+                await self._clock.sleep_until(self._cut_until)
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                self._client = None
+                self._stats.reconnects += 1
+                log.debug("gateway %s: %s; reconnecting in %.1f s", self.gateway, exc, backoff)
+                await asyncio.sleep(backoff)  # real-time retry pacing against a real broker
+                backoff = min(backoff * 2, self._reconnect_s[1])
+            else:
+                return
+
+    async def _session(self) -> None:
+        now = self._clock.now()
+        will = self._encoder.gateway_status(self.gateway, now, GatewayState.OFFLINE)
+        async with aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self._client_id,
+            username=self._username,
+            password=self._password,
+            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
+            keepalive=30,
+        ) as client:
+            sock = client._client.socket()
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # MEASURED.md: Nagle costs ~9 ms a hop
+            self._client = client
+            for out in [self._encoder.gateway_status(self.gateway, now, GatewayState.ONLINE), *self._birth(now)]:
+                await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+                self._stats.sent[out.label] += 1
+            self.connected.set()
+            while True:
+                item = await self.queue.get()
+                try:
+                    if item is None:
+                        bye = self._encoder.gateway_status(self.gateway, self._clock.now(), GatewayState.OFFLINE)
+                        await client.publish(bye.topic, bye.payload, qos=1, retain=True)
+                        self._stats.sent[bye.label] += 1
+                        self.closed.set()
+                        return
+                    await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                    self._stats.sent[item.label] += 1
+                except aiomqtt.MqttError:
+                    if item is not None:  # keep it for the next connection, at the back of the queue
+                        with contextlib.suppress(asyncio.QueueFull):
+                            self.queue.put_nowait(item)
+                    raise
+                finally:
+                    self.queue.task_done()
+
+
+class CommunitySimulator:
+    """A simulated community (or street) publishing to a broker; see the module docstring."""
+
+    def __init__(
+        self,
+        sites: SiteDirectory,
+        host: str,
+        port: int,
+        *,
+        speed: float = 1.0,
+        seed: int = 7,
+        profile: SimulationProfile | None = None,
+        clock: SimClock | None = None,
+        dialects: DialectMode = "native",
+        step_s: float | None = None,
+        duration_s: float | None = None,
+        run_tag: str | None = None,
+        client_id_prefix: str = "sim",
+        username: str | None = None,
+        password: str | None = None,
+        gateways: Collection[str] | None = None,
+        queue_size: int = 10_000,
+        connect_timeout_s: float = 30.0,
+        encoder: StepEncoder | None = None,
+    ) -> None:
+        self.sites = sites
+        self.clock: SimClock = clock or ScaledClock(speed)
+        self.fleet = Fleet(sites, seed=seed, start=self.clock.now(), profile=profile)
+        self.by_device = {d.id: d for d in self.fleet.devices}
+        self.run_tag = run_tag or secrets.token_hex(4)
+        self.native = NativeEncoder(self.fleet.devices, self.run_tag)
+        if encoder is None and dialects == "mixed":
+            from simulators.dialects import MixedEncoder
+
+            encoder = MixedEncoder(self.native, sites)
+        self.encoder: StepEncoder = encoder or _NativeOnly(self.native)
+        # A step is at most a quarter of a real second, and at least one simulated second.
+        self.step_s = step_s or min(max(1.0, speed * 0.25), self.fleet.min_interval)
+        self.duration_s = duration_s
+        self.stats = PublishStats(sim_time=self.fleet.t)
+        self.ready = asyncio.Event()
+        self.finished = asyncio.Event()  # set when duration_s of simulated time has been generated
+        chosen = sorted(gateways) if gateways is not None else self.fleet.gateways
+        self.links = {
+            gw: GatewayLink(
+                gw,
+                host,
+                port,
+                encoder=self.native,
+                clock=self.clock,
+                stats=self.stats,
+                client_id=f"{client_id_prefix}-{gw}-{self.run_tag}",
+                birth=functools.partial(self._birth, gw),
+                username=username,
+                password=password,
+                queue_size=queue_size,
+            )
+            for gw in chosen
+        }
+        self._connect_timeout_s = connect_timeout_s
+        self._stack = AsyncExitStack()
+        self._generator: asyncio.Task[None] | None = None
+
+    def _birth(self, gateway: str, t: float) -> list[Outgoing]:
+        return self.encoder.birth(gateway, t)
+
+    async def __aenter__(self) -> Self:
+        tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+        self._tasks = [tg.create_task(link.run(), name=f"sim-gateway-{gw}") for gw, link in self.links.items()]
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                for link in self.links.values():
+                    await link.connected.wait()
+        except TimeoutError:
+            up = sum(link.connected.is_set() for link in self.links.values())
+            for task in self._tasks:
+                task.cancel()
+            await self._stack.aclose()
+            host, port = next(iter(self.links.values())).host, next(iter(self.links.values())).port
+            raise BrokerUnreachable(host, port, up, len(self.links)) from None
+        self._generator = tg.create_task(self._generate(), name="sim-generator")
+        self.ready.set()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._generator is not None:
+            self._generator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._generator
+        for link in self.links.values():
+            link.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10.0):
+                for link in self.links.values():
+                    if link.connected.is_set():
+                        await link.closed.wait()
+        for task in self._tasks:
+            task.cancel()
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _generate(self) -> None:
+        fleet, t_end = self.fleet, None if self.duration_s is None else self.fleet.t + self.duration_s
+        for k in itertools.count(1):
+            t1 = self.stats.sim_time + self.step_s if t_end is None else min(t_end, self.stats.sim_time + self.step_s)
+            await self.clock.sleep_until(t1)
+            step = fleet.advance(t1)
+            for out in self.encoder.step(step, self.by_device):
+                link = self.links.get(out.gateway)
+                if link is not None:
+                    await link.offer(out)
+            self.stats.steps, self.stats.sim_time = k, t1
+            self.stats.lag_s = max(0.0, self.clock.now() - t1)
+            if t_end is not None and t1 >= t_end:
+                self.finished.set()
+                return
+
+    async def drained(self) -> None:
+        """Wait until every link has published everything queued so far (for tests and benchmarks)."""
+        for link in self.links.values():
+            await link.queue.join()
+
+    def cut_uplink(self, gateway: str, duration_s: float) -> None:
+        """Pull a gateway's uplink for duration_s of simulated time (its Last Will fires at the broker)."""
+        if gateway not in self.links:
+            raise UnknownTarget("gateway", gateway)
+        self.links[gateway].cut(self.clock.now() + duration_s)
+
+
+async def run_community(
+    sites: SiteDirectory,
+    host: str,
+    port: int,
+    *,
+    speed: float = 1.0,
+    seed: int = 7,
+    ready: asyncio.Event | None = None,
+    clock: SimClock | None = None,
+    life_safety_events: bool = False,
+    profile: SimulationProfile | None = None,
+    dialects: DialectMode = "native",
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Publish the community until cancelled (as `shouwang run` does). Random smoke alarms and SOS presses
+    happen only with life_safety_events=True; the default profile never cries wolf."""
+    chosen = profile or SimulationProfile.live()
+    if life_safety_events:
+        chosen = chosen.lively()
+    async with CommunitySimulator(
+        sites, host, port, speed=speed, seed=seed, clock=clock, profile=chosen, dialects=dialects, username=username, password=password
+    ):
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()  # until cancelled
+
+
+async def publish_event(
+    client: aiomqtt.Client,
+    sites: SiteDirectory,
+    device_id: str,
+    event: EventKind,
+    *,
+    drill: bool = False,
+    at: float | None = None,
+    value: float | None = None,
+    detail: str | None = None,
+    needs_callback: bool = False,
+    msg_id: str | None = None,
+) -> DeviceEvent:
+    """Publish one native event for a device, as its gateway would, at QoS 1; return the message sent.
+    `at` is the event's Unix time (default: now; this is the I/O boundary, where reading the clock is fine)."""
+    device = sites.devices.get(device_id)
+    if device is None:
+        raise UnknownTarget("device", device_id)
+    t = time.time() if at is None else at
+    msg = native_event(msg_id or f"{device_id}:{secrets.token_hex(6)}", t, event, drill=drill, value=value, detail=detail, needs_callback=needs_callback)
+    await client.publish(str(event_topic(device.gateway, device.id)), encode(msg), qos=1)
+    return msg
