@@ -20,7 +20,7 @@ from broker.topics import (
     uplink_filters,
 )
 
-level = st.text(alphabet=st.characters(blacklist_characters="/+#\x00", blacklist_categories=("Cs",)), max_size=6)
+level = st.text(alphabet=st.characters(exclude_characters="/+#\x00", exclude_categories=["Cs"]), max_size=6)
 topic_levels = st.lists(level, min_size=1, max_size=6)
 
 

@@ -59,7 +59,9 @@ def test_a_good_directory_loads_with_defaults_filled_in() -> None:
     assert vul is not None
     assert vul.family_contacts[0].relation == "女儿"
     night = s.shifts[1]
-    assert night.covers(0, 23 * 60) and night.covers(1, 7 * 60) and not night.covers(1, 9 * 60)
+    assert night.covers(0, 23 * 60)
+    assert night.covers(1, 7 * 60)
+    assert not night.covers(1, 9 * 60)
 
 
 def test_device_on_an_unknown_building_names_file_line_and_fix() -> None:
