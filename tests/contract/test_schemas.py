@@ -97,7 +97,10 @@ def test_life_safety_events_go_first() -> None:
     assert EventKind.SELF_TEST not in LIFE_SAFETY_EVENTS
 
 
-@pytest.mark.parametrize(("name", "unit"), [("residual_current_ma", "ma"), ("temperature_c", "c"), ("power_w@12", "w"), ("energy_wh", "wh"), ("battery_pct", "pct")])
+UNIT_CASES = [("residual_current_ma", "ma"), ("temperature_c", "c"), ("power_w@12", "w"), ("energy_wh", "wh"), ("battery_pct", "pct")]
+
+
+@pytest.mark.parametrize(("name", "unit"), UNIT_CASES)
 def test_metric_names_carry_their_unit(name: str, unit: str) -> None:
     assert metric_unit(name) == unit
 
