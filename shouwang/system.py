@@ -8,17 +8,16 @@ entered. On exit it stops them in reverse order: simulator first (no new traffic
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 from urllib.parse import urlparse
 
 from backend.server import Backend
 from backend.settings import Settings
 from backend.sites import SiteDirectory
 from broker.embedded import EmbeddedBroker
+from simulators.live import CommunitySimulator
 
 __all__ = ["System", "parse_mqtt_url"]
 
@@ -38,7 +37,6 @@ class System:
         self.broker_port = 0
         self.simulating = False
         self._stack = contextlib.AsyncExitStack()
-        self._sim_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         s = self.settings
@@ -50,26 +48,14 @@ class System:
                 self.broker_host, self.broker_port = parse_mqtt_url(s.broker.url)
             self.backend = await self._stack.enter_async_context(Backend(s, self.sites, self.broker_host, self.broker_port))
             if s.simulate.enabled:
-                self._start_simulator()
+                self.simulator = await self._stack.enter_async_context(
+                    CommunitySimulator(self.sites, self.broker_host, self.broker_port, speed=s.simulate.speed, seed=s.simulate.seed)
+                )
+                self.simulating = True
         except BaseException:
             await self._stack.aclose()
             raise
         return self
 
-    def _start_simulator(self) -> None:
-        try:
-            live: Any = importlib.import_module("simulators.live")
-        except ImportError:
-            return
-        self._sim_task = asyncio.create_task(
-            live.run_community(self.sites, self.broker_host, self.broker_port, speed=self.settings.simulate.speed, seed=self.settings.simulate.seed),
-            name="community-simulator",
-        )
-        self.simulating = True
-
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._sim_task is not None:
-            self._sim_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sim_task
-        await self._stack.aclose()
+        await self._stack.aclose()  # reverse order: simulator, backend, broker
