@@ -23,6 +23,8 @@ class _Section(BaseModel):
 
 
 class BrokerSettings(_Section):
+    """The MQTT broker the backend connects to."""
+
     url: str | None = Field(default=None, description="MQTT broker URL (mqtt://host:port). Unset: start the embedded broker.")
     embedded_host: str = Field(default="127.0.0.1", description="Address the embedded broker listens on.")
     embedded_port: int = Field(default=0, ge=0, le=65535, description="Port of the embedded broker; 0 picks a free one.")
@@ -32,12 +34,16 @@ class BrokerSettings(_Section):
 
 
 class StorageSettings(_Section):
+    """Where the embedded databases live, and the alarm store."""
+
     data_dir: Path = Field(default=Path("var"), description="Folder for the embedded databases and logs.")
     alarm_db_url: str | None = Field(default=None, description="SQLAlchemy URL of the alarm store. Unset: SQLite in data_dir.")
     audit_retention_days: int = Field(default=400, ge=366, description="Days alarm records and audit entries are kept (GB 50440: at least a year).")
 
 
 class IngestSettings(_Section):
+    """The ingest worker that takes the gateways' uplink."""
+
     share_group: str | None = Field(
         default=None,
         description="MQTT 5 shared-subscription group; unset: a plain subscription (the embedded broker speaks MQTT 3.1.1).",
@@ -46,6 +52,8 @@ class IngestSettings(_Section):
 
 
 class ApiSettings(_Section):
+    """The HTTP API and the duty console."""
+
     host: str = Field(default="127.0.0.1", description="Address the HTTP API and console listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API and console; 0 picks a free one.")
     admin_user: str = Field(default="admin", description="Login created on first start when no user exists.")
@@ -53,6 +61,8 @@ class ApiSettings(_Section):
 
 
 class SimulateSettings(_Section):
+    """The site directory served and the simulated community that `shouwang run` starts."""
+
     enabled: bool = Field(default=True, description="Run a simulated community with `shouwang run`.")
     site_file: Path = Field(default=Path("sites/sample-community.yaml"), description="Site directory the system serves.")
     speed: float = Field(default=1.0, gt=0, description="Simulated-time multiplier for the live simulator (1.0 = real rates).")
