@@ -49,7 +49,8 @@ def render() -> str:
     ]
     for section, field in Settings.model_fields.items():
         model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+        assert isinstance(model, type)
+        assert issubclass(model, BaseModel)
         out += ["", f"## [{section}]", "", (model.__doc__ or "").strip(), "", "| key | environment | default | meaning |", "| --- | --- | --- | --- |"]
         for key, f in model.model_fields.items():
             env = f"SHOUWANG_{section.upper()}__{key.upper()}"
