@@ -1,0 +1,283 @@
+"""The alarm book: open alarms by key, and the pure rules of how signals and people's moves change them.
+
+How this works: `transition(alarm, move, actor, now)` is the one way an alarm's state changes: it checks the
+actor, looks the move up in the lifecycle table, and returns the new alarm and its audit entry (or raises,
+leaving everything as it was). `AlarmBook` holds the open alarms in memory (no I/O, no clock: `now_ms` is
+always an argument) and turns each `Signal` or move into `Persist` actions for the service to store.
+
+Invariants:
+- at most one open alarm per `AlarmKey`; a raise while one is open is a repeat (occurrences + 1, last seen);
+- severity only rises on a repeat, with an audit annotation; nothing here ever lowers it;
+- a life-safety alarm never closes on a device clear or silence: a clear moves it to AWAITING_VERIFICATION,
+  and only a person's VERIFY_CLOSE / MARK_FALSE ends it;
+- a key that changes raise/clear `flap_changes` times within `flap_window_s` is flapping: the alarm says
+  so, and a flapping technical alarm is not resolved on a clear until the key has been quiet a full window;
+- an alarm raised while its cause is open starts SUPPRESSED; once the cause has closed and stayed closed
+  for `unsuppress_grace_s`, a still-open effect is unsuppressed (it was a real problem after all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from alerting.lifecycle import (
+    CLOSED_STATES,
+    SYSTEM_ACTOR,
+    TRANSITIONS,
+    AlarmState,
+    IllegalMove,
+    LifecycleError,
+    Move,
+    check_actor,
+    next_state,
+)
+from alerting.model import Alarm, AlarmKey, AuditEntry, Persist, Severity, Signal, SignalKind
+
+__all__ = ["AlarmBook", "BookSettings", "MaintenanceWindow", "UnknownAlarm", "replay", "transition"]
+
+
+class UnknownAlarm(LifecycleError):
+    def __init__(self, alarm_id: str) -> None:
+        self.alarm_id = alarm_id
+        super().__init__(f"no open alarm with id {alarm_id!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BookSettings:
+    flap_changes: int = 4  # raise/clear changes of one key within the window that make it flapping
+    flap_window_s: float = 600.0
+    unsuppress_grace_s: float = 300.0  # a camera needs a few minutes to boot after the power comes back
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    subject: str
+    until_ms: int
+    author: str
+    note: str = ""
+
+
+def transition(alarm: Alarm, move: Move, actor: str, now_ms: int, note: str = "", **changes: object) -> tuple[Alarm, AuditEntry]:
+    """The alarm after `move` and the audit entry that records it; raises and changes nothing if illegal."""
+    check_actor(move, actor, life_safety=alarm.life_safety)
+    new_state = next_state(alarm.state, move)
+    entry = AuditEntry(alarm.id, alarm.audit_seq, now_ms, actor, move.value, alarm.state, new_state, note, alarm.drill)
+    updated = dataclasses.replace(alarm, state=new_state, updated_ms=now_ms, audit_seq=alarm.audit_seq + 1, **changes)  # type: ignore[arg-type]
+    return updated, entry
+
+
+def _annotate(alarm: Alarm, what: str, now_ms: int, note: str, **changes: object) -> tuple[Alarm, AuditEntry]:
+    entry = AuditEntry(alarm.id, alarm.audit_seq, now_ms, SYSTEM_ACTOR, what, alarm.state, alarm.state, note, alarm.drill)
+    return dataclasses.replace(alarm, audit_seq=alarm.audit_seq + 1, updated_ms=now_ms, **changes), entry  # type: ignore[arg-type]
+
+
+def replay(entries: Sequence[AuditEntry]) -> AlarmState:
+    """Re-run an alarm's audit log through the table; the result must equal the stored state."""
+    state: AlarmState | None = None
+    for e in sorted(entries, key=lambda e: e.seq):
+        if e.move == "raise":
+            if state is not None:
+                raise IllegalMove(state, Move.RECUR, "a second 'raise' entry in one alarm's log")
+            state = e.to_state
+        elif not e.is_transition:
+            continue
+        else:
+            if state is None or e.from_state != state:
+                raise IllegalMove(state or AlarmState.RAISED, Move(e.move), f"entry {e.seq} starts from {e.from_state}, log is at {state}")
+            state = next_state(state, Move(e.move))
+    if state is None:
+        raise ValueError("an empty audit log replays to nothing")
+    return state
+
+
+class AlarmBook:
+    def __init__(self, settings: BookSettings | None = None, id_prefix: str = "A") -> None:
+        self.settings = settings or BookSettings()
+        self.id_prefix = id_prefix
+        self.open: dict[AlarmKey, Alarm] = {}
+        self.windows: dict[str, MaintenanceWindow] = {}
+        self._by_id: dict[str, AlarmKey] = {}
+        self._seq = 0
+        self._changes: dict[AlarmKey, tuple[int, ...]] = {}
+        self._pending_clear: dict[AlarmKey, int] = {}  # flapping technical alarms waiting to be quiet
+
+    # -- reading ------------------------------------------------------------------------------------
+    def get(self, alarm_id: str) -> Alarm | None:
+        key = self._by_id.get(alarm_id)
+        return self.open.get(key) if key is not None else None
+
+    def is_open(self, key: AlarmKey) -> bool:
+        return key in self.open
+
+    def load(self, alarms: Iterable[Alarm]) -> None:
+        """Take the open alarms back from the store after a restart."""
+        for a in alarms:
+            if a.is_open:
+                self._put(a)
+
+    # -- signals from rules -------------------------------------------------------------------------
+    def signal(self, sig: Signal, now_ms: int) -> list[Persist]:
+        if sig.kind is SignalKind.RAISE:
+            return self._raise(sig, now_ms)
+        return self._clear(sig, now_ms)
+
+    def _raise(self, sig: Signal, now_ms: int) -> list[Persist]:
+        key = sig.key
+        current = self.open.get(key)
+        if current is None:
+            return self._create(sig, now_ms)
+        audit: list[AuditEntry] = []
+        a = dataclasses.replace(
+            current, occurrences=current.occurrences + 1, last_seen_ms=max(current.last_seen_ms, sig.seen_ms),
+            updated_ms=now_ms, needs_callback=current.needs_callback or sig.needs_callback,
+        )
+        self._pending_clear.pop(key, None)
+        if sig.severity.rank > a.severity.rank:
+            a, e = _annotate(a, "severity_raised", now_ms, f"{a.severity.value} -> {sig.severity.value}", severity=sig.severity)
+            audit.append(e)
+        if a.state is AlarmState.AWAITING_VERIFICATION:
+            a, e = transition(a, Move.RECUR, SYSTEM_ACTOR, now_ms, "the device alarms again")
+            audit.append(e)
+            a, more = self._note_change(a, now_ms)
+            audit += more
+        self._put(a)
+        return [Persist(a, tuple(audit))]
+
+    def _create(self, sig: Signal, now_ms: int) -> list[Persist]:
+        self._seq += 1
+        key = sig.key
+        a = Alarm(
+            id=f"{self.id_prefix}{self._seq}", key=key, state=AlarmState.RAISED, severity=sig.severity,
+            life_safety=sig.life_safety, title=sig.title or sig.alarm_type, place=sig.place, occurrences=1,
+            first_seen_ms=sig.seen_ms, last_seen_ms=sig.seen_ms, raised_at_ms=now_ms, updated_ms=now_ms, audit_seq=1,
+            needs_callback=sig.needs_callback, detail=sig.detail, source_msg_id=sig.source_msg_id,
+        )
+        audit = [AuditEntry(a.id, 0, now_ms, SYSTEM_ACTOR, "raise", None, AlarmState.RAISED, sig.detail or "", a.drill)]
+        if sig.cause is not None and AlarmKey.parse(sig.cause) in self.open:
+            a, e = transition(a, Move.SUPPRESS, SYSTEM_ACTOR, now_ms, f"caused by {sig.cause}", cause=sig.cause)
+            audit.append(e)
+        else:
+            window = self.windows.get(key.subject)
+            if window is not None and window.until_ms > now_ms:
+                a, e = transition(a, Move.SILENCE, window.author, now_ms, f"maintenance window: {window.note}",
+                                  silenced_until_ms=window.until_ms, silenced_by=window.author)
+                audit.append(e)
+        a, more = self._note_change(a, now_ms)
+        audit += more
+        self._put(a)
+        return [Persist(a, tuple(audit))]
+
+    def _clear(self, sig: Signal, now_ms: int) -> list[Persist]:
+        key = sig.key
+        a = self.open.get(key)
+        if a is None:
+            return []
+        a = dataclasses.replace(a, last_seen_ms=max(a.last_seen_ms, sig.seen_ms), updated_ms=now_ms)
+        audit: list[AuditEntry] = []
+        if not a.life_safety and (a.state, Move.RESOLVE) in TRANSITIONS:
+            a, more = self._note_change(a, now_ms)
+            audit += more
+            if a.flapping:
+                self._pending_clear[key] = now_ms  # resolve once quiet for a window (tick)
+                self._put(a)
+                return [Persist(a, tuple(audit))]
+            a, e = transition(a, Move.RESOLVE, SYSTEM_ACTOR, now_ms, sig.detail or "the device recovered")
+            audit.append(e)
+        elif (a.state, Move.DEVICE_CLEAR) in TRANSITIONS:
+            a, e = transition(a, Move.DEVICE_CLEAR, SYSTEM_ACTOR, now_ms, sig.detail or "the device cleared; verify on site")
+            audit.append(e)
+            a, more = self._note_change(a, now_ms)
+            audit += more
+        else:
+            return []  # silenced, suppressed, handled or already awaiting: a clear changes nothing
+        return [Persist(a, tuple(audit)), *self._put(a, now_ms)]
+
+    def _note_change(self, a: Alarm, now_ms: int) -> tuple[Alarm, list[AuditEntry]]:
+        window_ms = round(self.settings.flap_window_s * 1000)
+        changes = (*tuple(t for t in self._changes.get(a.key, ()) if now_ms - t < window_ms), now_ms)
+        self._changes[a.key] = changes[-self.settings.flap_changes * 2 :]
+        a = dataclasses.replace(a, recent_changes_ms=changes[-self.settings.flap_changes :])
+        if len(changes) >= self.settings.flap_changes and not a.flapping:
+            a, e = _annotate(a, "flapping", now_ms, f"{len(changes)} changes within {self.settings.flap_window_s:.0f} s", flapping=True)
+            return a, [e]
+        return a, []
+
+    # -- people's moves -----------------------------------------------------------------------------
+    def move(self, alarm_id: str, move: Move, actor: str, now_ms: int, *, note: str = "", until_ms: int | None = None) -> list[Persist]:
+        a = self.get(alarm_id)
+        if a is None:
+            raise UnknownAlarm(alarm_id)
+        changes: dict[str, object] = {}
+        if move is Move.SILENCE:
+            if until_ms is None or until_ms <= now_ms:
+                raise IllegalMove(a.state, move, "a silence needs an expiry in the future")
+            if actor == SYSTEM_ACTOR:
+                raise IllegalMove(a.state, move, "a silence needs a person as its author")
+            changes = {"silenced_until_ms": until_ms, "silenced_by": actor}
+        elif move is Move.UNSILENCE:
+            changes = {"silenced_until_ms": None, "silenced_by": None}
+        a, e = transition(a, move, actor, now_ms, note, **changes)
+        return [Persist(a, (e,)), *self._put(a, now_ms)]
+
+    def add_window(self, window: MaintenanceWindow, now_ms: int) -> list[Persist]:
+        """Open a maintenance window on a subject: its open alarms and new ones are silenced until it ends."""
+        if window.until_ms <= now_ms or window.author == SYSTEM_ACTOR:
+            raise LifecycleError("a maintenance window needs a person as author and an end in the future")
+        self.windows[window.subject] = window
+        out: list[Persist] = []
+        for a in [a for k, a in self.open.items() if k.subject == window.subject]:
+            if (a.state, Move.SILENCE) in TRANSITIONS:
+                out += self.move(a.id, Move.SILENCE, window.author, now_ms, note=f"maintenance window: {window.note}", until_ms=window.until_ms)
+        return out
+
+    # -- time -----------------------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> list[Persist]:
+        out: list[Persist] = []
+        window_ms = round(self.settings.flap_window_s * 1000)
+        grace_ms = round(self.settings.unsuppress_grace_s * 1000)
+        for subject in [s for s, w in self.windows.items() if w.until_ms <= now_ms]:
+            del self.windows[subject]
+        for a in list(self.open.values()):
+            if a.state is AlarmState.SILENCED and a.silenced_until_ms is not None and a.silenced_until_ms <= now_ms:
+                out += self.move(a.id, Move.UNSILENCE, SYSTEM_ACTOR, now_ms, note="maintenance window ended")
+            elif a.state is AlarmState.SUPPRESSED and a.cause_closed_ms is not None and now_ms - a.cause_closed_ms >= grace_ms:
+                out += self.move(a.id, Move.UNSUPPRESS, SYSTEM_ACTOR, now_ms, note=f"cause {a.cause} is over; this alarm remains")
+            elif (cleared := self._pending_clear.get(a.key)) is not None and now_ms - cleared >= window_ms:
+                del self._pending_clear[a.key]
+                if (a.state, Move.RESOLVE) in TRANSITIONS:
+                    a2, e = transition(a, Move.RESOLVE, SYSTEM_ACTOR, now_ms, "stable again after flapping")
+                    out += [Persist(a2, (e,)), *self._put(a2, now_ms)]
+        return out
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+    def _put(self, a: Alarm, now_ms: int | None = None) -> list[Persist]:
+        """Keep `a` (or drop it once closed); when a cause closes, its suppressed effects learn when."""
+        if a.state in CLOSED_STATES:
+            self.open.pop(a.key, None)
+            self._by_id.pop(a.id, None)
+            self._pending_clear.pop(a.key, None)
+            out: list[Persist] = []
+            cause = str(a.key)
+            for effect in [e for e in self.open.values() if e.cause == cause and e.cause_closed_ms is None]:
+                when = now_ms if now_ms is not None else a.updated_ms
+                changed = dataclasses.replace(effect, cause_closed_ms=when, updated_ms=when)
+                self.open[effect.key] = changed
+                out.append(Persist(changed))
+            return out
+        self.open[a.key] = a
+        self._by_id[a.id] = a.key
+        return []
+
+    def counts(self, *, drill: bool) -> dict[str, int]:
+        """Open alarms per type, real and drill apart (they never mix)."""
+        out: dict[str, int] = {}
+        for k in self.open:
+            if k.drill == drill:
+                out[k.alarm_type] = out.get(k.alarm_type, 0) + 1
+        return out
+
+    @staticmethod
+    def severity_of(alarms: Iterable[Alarm]) -> Severity:
+        return max((a.severity for a in alarms), key=lambda s: s.rank, default=Severity.INFO)
