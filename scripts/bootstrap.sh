@@ -63,7 +63,12 @@ stamp=".venv/.shouwang-installed"
 digest="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   say "installing Python packages (pinned in pyproject.toml)"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  log=".venv/pip-install.log"
+  .venv/bin/python -m pip install -q --upgrade pip >"$log" 2>&1 || true
+  if ! .venv/bin/python -m pip install -q -e '.[dev]' >>"$log" 2>&1; then
+    tail -40 "$log" >&2
+    say "installing the Python packages failed; the whole log is in $log"
+    exit 1
+  fi
   echo "$digest" > "$stamp"
 fi
