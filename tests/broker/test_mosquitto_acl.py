@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import aiomqtt
 import pytest
 
 from broker.embedded import free_port
-from broker.mosquitto import MosquittoLayout, render_acl, write_layout
+from broker.mosquitto import MosquittoLayout, TlsFiles, render_acl, write_layout
 from broker.process import MosquittoProcess
 from broker.topics import PREFIX, command_filter, command_topic, event_topic, gateway_status_topic, telemetry_topic, uplink_filters
 
@@ -96,3 +99,36 @@ def test_acl_text_is_per_gateway_and_never_lets_a_gateway_write_commands() -> No
     assert f"topic write {PREFIX}/gw-a/dev/#" in block
     assert f"topic read {PREFIX}/gw-a/cmd/#" in block
     assert "cmd" not in "\n".join(line for line in block.splitlines() if line.startswith("topic write"))
+
+
+def _make_tls_files(d: Path) -> tuple[Path, Path, Path]:
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = d / "ca.key", d / "ca.pem", d / "server.key", d / "server.csr", d / "server.pem"
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True)
+
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=shouwang-test-ca")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert), "-days", "2",
+        "-copy_extensions", "copy")
+    return ca, cert, key
+
+
+async def test_the_tls_listener_serves_and_the_plain_one_can_be_turned_off(tmp_path: Path) -> None:
+    ca, cert, key = _make_tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    layout = MosquittoLayout(tmp_path / "conf", port=free_port(), tls=TlsFiles(ca, cert, key, tls_port), allow_plain_listener=False,
+                             run_as="root" if os.geteuid() == 0 else None)
+    write_layout(layout, CREDS, ["gw-a"], "shouwang-backend")
+    proc = MosquittoProcess(tmp_path / "run", port=tls_port, config=layout.conf_path.read_text())
+    proc.start()
+    try:
+        context = ssl.create_default_context(cafile=str(ca))
+        async with aiomqtt.Client("127.0.0.1", tls_port, username="gw-a", password=CREDS["gw-a"], tls_context=context) as c:
+            await c.publish(gateway_status_topic("gw-a"), b"online", qos=1)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", layout.port), timeout=1).close()
+    finally:
+        proc.stop()
