@@ -1,23 +1,62 @@
-"""What happens to a validated uplink message in the backend (first version).
+"""What happens to an uplink message in the backend: de-duplicate, journal, acknowledge, store, hand on.
 
-How this works: messages are de-duplicated by msg_id (the edge delivers at least once), each device's
-last-seen time is updated, and life-safety and other alarm-worthy device events become records in the
-alarm store at once (written off the event loop, one durable transaction each). Readings and the alert
-rules are wired in by the ingest and alerting work.
+How this works (the fast path, `accept`, driven by IngestWorker with manual MQTT acknowledgements):
+
+    MQTT callback ──▶ decode ──▶ dedupe (gateway, msg_id) ──┬─▶ uplink lane (priority queue)   events, availability, status, patrol
+                                                           └─▶ telemetry lane (group commit)  readings
+
+- The uplink lane takes life-safety events first, then the rest; it journals what is queued (one small
+  commit in its own journal file), acknowledges, and hands each message to the AlertingFeed at once.
+  Nothing in it waits for telemetry: separate queue, task, journal file and thread.
+- The telemetry lane collects messages for up to `batch_linger_ms` or `batch_max_messages`, commits them
+  to its journal in one transaction (in a thread), acknowledges them, and passes the decoded readings to
+  the store writer. The store writer writes batches to the time-series store (in its own thread) and, once
+  stored, moves the journal's watermark and hands the readings to the feed. When the store is down it
+  retries with back-off; intake goes on, because messages are durable in the journal. Readings beyond
+  `max_buffered_readings` are dropped from memory and re-read from the journal when the writer catches up.
+- A duplicate is acknowledged in the lane of its kind, after the commit that follows it: so never before
+  the original is durable.
+- A rejected message is acknowledged at once (a redelivery would be rejected again) and counted.
+
+Guarantee (docs/ingest.md): a QoS 1 message is acknowledged only after it is in a journal; everything
+journaled reaches the store (telemetry) or the feed (the rest), after a restart too. The store write is
+idempotent, keyed by (device, metric, source_ts_ms), so a replay never duplicates stored readings.
+
+`handle()` is the older path (automatic acknowledgements, no journal) kept until the server is rewired to
+`accept`; it de-duplicates, updates last-seen and hands non-telemetry to the feed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
-from dataclasses import dataclass
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
+from backend.clock import Clock, SystemClock
+from backend.ingest.handoff import AlertingFeed, Reading
+from backend.ingest.journal import Journal, JournalEntry, JournalError
+from backend.ingest.stats import IngestStats
+from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
 from backend.store.alarms import AlarmStore
-from broker.kinds import EventKind
-from broker.schemas import DeviceEvent, Uplink
+from backend.store.timeseries.model import StoreUnavailable, TimeSeriesStore
+from broker.errors import MessageRejected, RejectReason
+from broker.kinds import EventKind, Priority
+from broker.schemas import DeviceEvent, Telemetry, Uplink, decode_uplink
 
-__all__ = ["EVENT_ALARMS", "Pipeline", "RecentIds"]
+__all__ = ["EVENT_ALARMS", "LaneStats", "Pipeline", "RecentIds", "ThinAlarmFeed"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+NO_ACK = -1  # token of a QoS 0 message: nothing to acknowledge
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,41 +76,38 @@ EVENT_ALARMS: dict[EventKind, _AlarmKind] = {
 
 
 class RecentIds:
-    """The last `capacity` message ids seen, for de-duplication of at-least-once delivery."""
+    """The last `capacity` message keys seen, for de-duplication of at-least-once delivery."""
 
     def __init__(self, capacity: int = 200_000) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._capacity = capacity
 
-    def seen(self, msg_id: str) -> bool:
-        """Record `msg_id`; return True if it had been seen already."""
-        if msg_id in self._ids:
-            self._ids.move_to_end(msg_id)
+    def seen(self, key: str) -> bool:
+        """Record `key`; return True if it had been seen already."""
+        if key in self._ids:
+            self._ids.move_to_end(key)
             return True
-        self._ids[msg_id] = None
+        self._ids[key] = None
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
         return False
 
 
-class Pipeline:
+class ThinAlarmFeed:
+    """The first version's alarm path as an AlertingFeed: alarm-worthy device events become alarm records
+    (one durable transaction each, off the event loop). Replaced by the alerting service."""
+
     def __init__(self, sites: SiteDirectory, alarms: AlarmStore) -> None:
         self.sites = sites
         self.alarms = alarms
-        self.recent = RecentIds()
-        self.last_seen_ms: dict[str, int] = {}
-        self.duplicates = 0
 
-    async def handle(self, uplink: Uplink, received_ms: int) -> None:
+    async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
         msg = uplink.message
-        msg_id: str = getattr(msg, "msg_id", "")
-        if self.recent.seen(f"{uplink.topic.gateway}/{msg_id}"):
-            self.duplicates += 1
-            return
-        if uplink.topic.device is not None:
-            self.last_seen_ms[uplink.topic.device] = received_ms
         if isinstance(msg, DeviceEvent) and msg.event in EVENT_ALARMS:
             await asyncio.to_thread(self._record_alarm, uplink, msg, received_ms)
+
+    async def on_readings(self, readings: Sequence[Reading]) -> None:
+        return None
 
     def _record_alarm(self, uplink: Uplink, event: DeviceEvent, received_ms: int) -> None:
         kind = EVENT_ALARMS[event.event]
@@ -89,3 +125,394 @@ class Pipeline:
             grid_id=grid.id if grid else None, community_id=grid.community if grid else None,
             source_msg_id=event.msg_id,
         )
+
+
+@dataclass
+class LaneStats:
+    """What the lanes did; latencies are from intake to hand-off, in seconds (monotonic clock)."""
+
+    telemetry_messages: int = 0
+    readings_stored: int = 0
+    readings_new: int = 0
+    store_batches: int = 0
+    store_failures: int = 0
+    replayed_from_journal: int = 0
+    uplinks_delivered: int = 0
+    feed_failures: int = 0
+    journal_failures: int = 0
+    life_safety_latency_s: list[float] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = sorted(self.life_safety_latency_s[-1000:])
+        return {
+            "telemetry_messages": self.telemetry_messages, "readings_stored": self.readings_stored, "readings_new": self.readings_new,
+            "store_batches": self.store_batches, "store_failures": self.store_failures, "replayed_from_journal": self.replayed_from_journal,
+            "uplinks_delivered": self.uplinks_delivered, "feed_failures": self.feed_failures, "journal_failures": self.journal_failures,
+            "life_safety_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
+            "life_safety_max_ms": round(lat[-1] * 1000, 3) if lat else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One message in the uplink lane. seq 0: an acknowledgement only (a duplicate); replay: already journaled."""
+
+    seq: int
+    key: str
+    topic: str
+    payload: bytes
+    uplink: Uplink | None
+    received_ms: int
+    token: int
+    intake_s: float
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    first_seq: int
+    last_seq: int
+    readings: list[Reading]
+
+
+def readings_of(uplink: Uplink, received_ms: int) -> list[Reading]:
+    msg = uplink.message
+    assert isinstance(msg, Telemetry)
+    assert uplink.topic.device is not None
+    device, gateway = str(uplink.topic.device), str(uplink.topic.gateway)
+    return [Reading(device, gateway, metric, value, msg.source_ts_ms, received_ms, msg.drill) for metric, value in msg.readings.items()]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sites: SiteDirectory,
+        alarms: AlarmStore | None = None,
+        *,
+        feed: AlertingFeed | None = None,
+        store: TimeSeriesStore | None = None,
+        journal_dir: Path | None = None,
+        settings: IngestSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.sites = sites
+        self.alarms = alarms
+        self.feed: AlertingFeed | None = feed if feed is not None else (ThinAlarmFeed(sites, alarms) if alarms is not None else None)
+        self.store = store
+        self.settings = settings or IngestSettings()
+        self.clock = clock or SystemClock()
+        self.journal_dir = journal_dir
+        self.recent = RecentIds(self.settings.dedupe_window)
+        self.last_seen_ms: dict[str, int] = {}
+        self.duplicates = 0
+        self.stats = IngestStats()
+        self.lanes = LaneStats()
+        self.running = False
+        self._acker: Callable[[Sequence[int]], None] = lambda tokens: None
+        self._tg: asyncio.TaskGroup | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self.journal_dir is None or self.store is None:
+            raise ValueError("the fast path needs a journal folder and a time-series store")
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        # One thread per durable resource: a slow store never delays a journal commit, and the uplink
+        # journal never shares a thread (or a file) with telemetry.
+        self._tj_exec = ThreadPoolExecutor(1, thread_name_prefix="journal-telemetry")
+        self._uj_exec = ThreadPoolExecutor(1, thread_name_prefix="journal-uplink")
+        self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="ts-store")
+        self.tjournal = await loop.run_in_executor(self._tj_exec, lambda: Journal(self.journal_dir / "telemetry.journal", keep=s.dedupe_window,  # type: ignore[operator]
+                                                                                          synchronous_full=s.journal_synchronous_full))
+        self.ujournal = await loop.run_in_executor(self._uj_exec, lambda: Journal(self.journal_dir / "uplink.journal", keep=s.dedupe_window,  # type: ignore[operator]
+                                                                                          synchronous_full=s.journal_synchronous_full))
+        for j, ex in ((self.tjournal, self._tj_exec), (self.ujournal, self._uj_exec)):
+            for key in await loop.run_in_executor(ex, j.recent_keys):
+                self.recent.seen(key)
+        self._tseq = self.tjournal.last_seq
+        self._useq = self.ujournal.last_seq
+        self._journaled_through = self.tjournal.last_seq
+        self._next_store_seq = self.tjournal.done_through + 1
+        # Telemetry lane state (touched only on the event loop thread).
+        self._t_rows: list[tuple[int, str, str, bytes, int]] = []
+        self._t_readings: list[Reading] = []
+        self._t_acks: list[int] = []
+        self._t_first_seq = 0
+        self._t_has_data = asyncio.Event()
+        self._t_full = asyncio.Event()
+        self._store_q: deque[_Batch] = deque()
+        self._buffered_readings = 0
+        self._store_wakeup = asyncio.Event()
+        self._store_wakeup.set()  # the writer looks at the journal once at start: there may be a backlog
+        self._uplink_q: asyncio.PriorityQueue[tuple[int, int, _Item]] = asyncio.PriorityQueue()
+        self._uorder = 0
+        for entry in await loop.run_in_executor(self._uj_exec, lambda: self.ujournal.pending(0, 1_000_000)):
+            self._queue_replay(entry)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._tasks = [
+            self._tg.create_task(self._telemetry_lane(), name="ingest-telemetry-lane"),
+            self._tg.create_task(self._store_writer(), name="ingest-store-writer"),
+            self._tg.create_task(self._uplink_lane(), name="ingest-uplink-lane"),
+            self._tg.create_task(self._pruner(), name="ingest-journal-pruner"),
+        ]
+        self.running = True
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        """Stop: what is journaled stays journaled (and is replayed on the next start); nothing is lost by stopping."""
+        self.running = False
+        if self._tg is not None:
+            for task in self._tasks:  # the lanes run for ever: cancel them
+                task.cancel()
+            with contextlib.suppress(BaseExceptionGroup, asyncio.CancelledError):
+                await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        for ex, closer in ((self._tj_exec, self.tjournal.close), (self._uj_exec, self.ujournal.close)):
+            ex.submit(closer)
+            ex.shutdown(wait=True)
+        self._store_exec.shutdown(wait=True)
+
+    def bind(self, acker: Callable[[Sequence[int]], None]) -> None:
+        """Where acknowledgement tokens go (the MQTT worker's `ack`)."""
+        self._acker = acker
+
+    # -- intake (called from the MQTT client's callback, on the event loop thread; never raises) --------
+
+    def accept(self, topic: str, payload: bytes, token: int) -> None:
+        now = self.clock.now_ms()
+        try:
+            if len(payload) > self.settings.max_payload_bytes:
+                raise MessageRejected(RejectReason.TOO_LARGE, f"payload is {len(payload)} bytes; the limit is {self.settings.max_payload_bytes}", topic)
+            uplink = decode_uplink(topic, payload)
+        except MessageRejected as exc:
+            parts = topic.split("/")
+            rejection = self.stats.reject(exc, payload, now, parts[3] if len(parts) > 3 else None)
+            log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
+            self._ack([token])
+            return
+        msg = uplink.message
+        key = f"{uplink.topic.gateway}/{msg.msg_id}"  # type: ignore[union-attr]
+        telemetry = isinstance(msg, Telemetry)
+        if self.recent.seen(key):
+            self.duplicates += 1
+            self.stats.duplicates += 1
+            if telemetry:
+                self._t_acks.append(token)
+                self._t_has_data.set()
+            else:
+                self._put_uplink(_Item(0, key, topic, payload, None, now, token, time.monotonic()), uplink.priority)
+            return
+        self.stats.accepted += 1
+        if uplink.topic.device is not None:
+            self.last_seen_ms[uplink.topic.device] = now
+        if telemetry:
+            self._tseq += 1
+            if not self._t_rows:
+                self._t_first_seq = self._tseq
+            self._t_rows.append((self._tseq, key, topic, payload, now))
+            self._t_readings += readings_of(uplink, now)
+            self._t_acks.append(token)
+            self._t_has_data.set()
+            if len(self._t_rows) >= self.settings.batch_max_messages:
+                self._t_full.set()
+        else:
+            self._useq += 1
+            self._put_uplink(_Item(self._useq, key, topic, payload, uplink, now, token, time.monotonic()), uplink.priority)
+
+    def _put_uplink(self, item: _Item, priority: Priority) -> None:
+        self._uorder += 1
+        self._uplink_q.put_nowait((int(priority), self._uorder, item))
+
+    def _queue_replay(self, entry: JournalEntry) -> None:
+        try:
+            uplink = decode_uplink(entry.topic, entry.payload)
+        except MessageRejected:  # journaled messages were valid; a contract change could make one invalid
+            log.exception("journaled uplink %s no longer decodes; dropping it", entry.key)
+            return
+        item = _Item(entry.seq, entry.key, entry.topic, entry.payload, uplink, entry.received_ms, NO_ACK, time.monotonic(), replay=True)
+        self._put_uplink(item, uplink.priority)
+
+    def _ack(self, tokens: Sequence[int]) -> None:
+        real = [t for t in tokens if t != NO_ACK]
+        if real:
+            self._acker(real)
+
+    async def _in(self, ex: ThreadPoolExecutor, fn: Callable[[], _T]) -> _T:
+        return await self._loop.run_in_executor(ex, fn)
+
+    async def _retry_delay(self, attempt: int) -> None:
+        s = self.settings
+        await asyncio.sleep(min(s.store_retry_min_s * 2 ** min(attempt, 20), s.store_retry_max_s))
+
+    # -- uplink lane ------------------------------------------------------------------------------------
+
+    async def _uplink_lane(self) -> None:
+        while True:
+            items = [(await self._uplink_q.get())[2]]
+            while len(items) < 256 and not self._uplink_q.empty():
+                items.append(self._uplink_q.get_nowait()[2])
+            rows = [(i.seq, i.key, i.topic, i.payload, i.received_ms) for i in items if i.seq and not i.replay]
+            attempt = 0
+            while rows:
+                try:
+                    await self._in(self._uj_exec, lambda rows=rows: self.ujournal.append(rows))  # type: ignore[misc]
+                    break
+                except JournalError:
+                    self.lanes.journal_failures += 1
+                    log.exception("uplink journal refused a commit; retrying, not acknowledging")
+                    await self._retry_delay(attempt)
+                    attempt += 1
+            self._ack([i.token for i in items])
+            done: list[int] = []
+            for item in items:  # already in priority order: the queue is a heap
+                if item.uplink is None:
+                    continue
+                if await self._deliver(item):
+                    done.append(item.seq)
+            if done:
+                await self._in(self._uj_exec, lambda done=done: self.ujournal.mark_done(done))  # type: ignore[misc]
+
+    async def _deliver(self, item: _Item) -> bool:
+        assert item.uplink is not None
+        if item.uplink.priority is Priority.LIFE_SAFETY:
+            self.lanes.life_safety_latency_s.append(time.monotonic() - item.intake_s)
+            del self.lanes.life_safety_latency_s[:-10_000]
+        if self.feed is None:
+            return True
+        try:
+            await self.feed.on_uplink(item.uplink, item.received_ms)
+        except Exception:
+            self.lanes.feed_failures += 1
+            log.exception("alerting refused %s; it stays in the journal and is offered again", item.key)
+            await self._retry_delay(0)
+            self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
+            return False
+        self.lanes.uplinks_delivered += 1
+        return True
+
+    # -- telemetry lane ---------------------------------------------------------------------------------
+
+    async def _telemetry_lane(self) -> None:
+        linger = self.settings.batch_linger_ms / 1000
+        while True:
+            await self._t_has_data.wait()
+            if linger > 0 and not self._t_full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(linger):
+                        await self._t_full.wait()
+            rows, readings, acks, first = self._t_rows, self._t_readings, self._t_acks, self._t_first_seq
+            self._t_rows, self._t_readings, self._t_acks = [], [], []
+            self._t_has_data.clear()
+            self._t_full.clear()
+            attempt = 0
+            while rows:
+                try:
+                    await self._in(self._tj_exec, lambda rows=rows: self.tjournal.append(rows))  # type: ignore[misc]
+                    break
+                except JournalError:
+                    self.lanes.journal_failures += 1
+                    log.exception("telemetry journal refused a commit; retrying, not acknowledging")
+                    await self._retry_delay(attempt)
+                    attempt += 1
+            self._ack(acks)
+            if not rows:
+                continue
+            self.lanes.telemetry_messages += len(rows)
+            self._journaled_through = rows[-1][0]
+            if self._buffered_readings + len(readings) <= self.settings.max_buffered_readings:
+                self._buffered_readings += len(readings)
+                self._store_q.append(_Batch(first, rows[-1][0], readings))
+            self._store_wakeup.set()  # dropped from memory: the writer re-reads it from the journal
+
+    async def _next_batch(self) -> _Batch:
+        """The next readings to store, in sequence order: from memory when they are there, else the journal."""
+        limit = self.settings.store_batch_max_readings
+        while True:
+            q = self._store_q
+            while q and q[0].last_seq < self._next_store_seq:
+                self._buffered_readings -= len(q.popleft().readings)  # already re-read from the journal
+            if q and q[0].first_seq == self._next_store_seq:
+                batch = q.popleft()
+                self._buffered_readings -= len(batch.readings)
+                readings, last = list(batch.readings), batch.last_seq
+                while q and q[0].first_seq == last + 1 and len(readings) < limit:
+                    more = q.popleft()
+                    self._buffered_readings -= len(more.readings)
+                    readings += more.readings
+                    last = more.last_seq
+                return _Batch(batch.first_seq, last, readings)
+            if self._next_store_seq <= self._journaled_through:
+                after = self._next_store_seq - 1
+                entries = await self._in(self._tj_exec, lambda after=after: self.tjournal.pending(after, max(1, limit // 4)))  # type: ignore[misc]
+                if entries:
+                    readings = []
+                    for e in entries:
+                        with contextlib.suppress(MessageRejected):
+                            readings += readings_of(decode_uplink(e.topic, e.payload), e.received_ms)
+                    self.lanes.replayed_from_journal += len(entries)
+                    return _Batch(entries[0].seq, entries[-1].seq, readings)
+            self._store_wakeup.clear()
+            await self._store_wakeup.wait()
+
+    async def _store_writer(self) -> None:
+        assert self.store is not None
+        store = self.store
+        while True:
+            batch = await self._next_batch()
+            attempt = 0
+            while True:
+                try:
+                    new = await self._in(self._store_exec, lambda batch=batch: store.write(batch.readings))  # type: ignore[misc]
+                    break
+                except StoreUnavailable as exc:
+                    self.lanes.store_failures += 1
+                    if attempt == 0:
+                        log.warning("time-series store unavailable (%s); readings wait in the journal, retrying", exc.why)
+                    await self._retry_delay(attempt)
+                    attempt += 1
+            await self._in(self._tj_exec, lambda batch=batch: self.tjournal.mark_done_through(batch.last_seq))  # type: ignore[misc]
+            self._next_store_seq = batch.last_seq + 1
+            self.lanes.store_batches += 1
+            self.lanes.readings_stored += len(batch.readings)
+            self.lanes.readings_new += new
+            if self.feed is not None and batch.readings:
+                try:
+                    await self.feed.on_readings(batch.readings)
+                except Exception:
+                    self.lanes.feed_failures += 1
+                    log.exception("alerting refused a batch of %d readings (they are stored)", len(batch.readings))
+
+    async def _pruner(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_interval_s)
+            for j, ex in ((self.tjournal, self._tj_exec), (self.ujournal, self._uj_exec)):
+                try:
+                    await self._in(ex, j.prune)
+                except JournalError:
+                    log.exception("could not prune %s", j.path)
+
+    def backlog(self) -> int:
+        """Telemetry messages journaled but not yet stored."""
+        return max(0, self._journaled_through - self._next_store_seq + 1) if self.running else 0
+
+    # -- the older path: automatic acknowledgements, no journal -----------------------------------------
+
+    async def handle(self, uplink: Uplink, received_ms: int) -> None:
+        msg = uplink.message
+        msg_id: str = getattr(msg, "msg_id", "")
+        if self.recent.seen(f"{uplink.topic.gateway}/{msg_id}"):
+            self.duplicates += 1
+            return
+        if uplink.topic.device is not None:
+            self.last_seen_ms[uplink.topic.device] = received_ms
+        if isinstance(msg, Telemetry):
+            if self.store is not None:
+                store, readings = self.store, readings_of(uplink, received_ms)
+                await asyncio.to_thread(store.write, readings)
+                if self.feed is not None:
+                    await self.feed.on_readings(readings)
+        elif self.feed is not None:
+            await self.feed.on_uplink(uplink, received_ms)

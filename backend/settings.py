@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "Settings", "SimulateSettings", "StorageSettings", "load_settings"]
+__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -49,6 +49,42 @@ class IngestSettings(_Section):
         description="MQTT 5 shared-subscription group; unset: a plain subscription (the embedded broker speaks MQTT 3.1.1).",
     )
     max_payload_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest payload accepted; larger ones are rejected and counted.")
+    journal_dir: Path | None = Field(
+        default=None, description="Folder of the ingest journals (messages are durable here before they are acknowledged). Unset: data_dir/ingest.",
+    )
+    journal_synchronous_full: bool = Field(
+        default=False, description="fsync every journal commit: survives a power cut too, at ~6 k commits/s instead of a process crash only.",
+    )
+    batch_max_messages: int = Field(default=1000, ge=1, description="Telemetry messages journaled and acknowledged per group commit at most.")
+    batch_linger_ms: float = Field(default=5.0, ge=0, description="How long the first telemetry message of a group waits for company before the commit.")
+    store_batch_max_readings: int = Field(default=5000, ge=1, description="Readings per write to the time-series store at most (InfluxDB recommends 5,000 lines).")
+    max_buffered_readings: int = Field(
+        default=200_000, ge=1000, description="Readings held in memory for the store writer; beyond this it re-reads them from the journal.",
+    )
+    dedupe_window: int = Field(default=200_000, ge=1000, description="Most recent message ids per lane remembered (and reloaded after a restart) to drop redeliveries.")
+    store_retry_min_s: float = Field(default=0.1, gt=0, description="First wait before retrying a failed time-series write; doubles up to store_retry_max_s.")
+    store_retry_max_s: float = Field(default=5.0, gt=0, description="Longest wait between retries of a failed time-series write.")
+    prune_interval_s: float = Field(default=30.0, gt=0, description="How often done journal entries beyond the de-duplication window are deleted.")
+
+
+class TimeSeriesSettings(_Section):
+    backend: Literal["sqlite", "influx"] = Field(default="sqlite", description="Time-series store: embedded SQLite (default) or InfluxDB 2.x.")
+    sqlite_path: Path | None = Field(default=None, description="SQLite time-series file. Unset: data_dir/timeseries.sqlite.")
+    sqlite_cache_mib: int = Field(default=64, ge=2, description="SQLite page cache of the writer connection, MiB.")
+    raw_retention_days: int = Field(default=30, ge=1, description="Days raw readings are kept (embedded store; InfluxDB uses its bucket's retention).")
+    minute_retention_days: int = Field(default=90, ge=1, description="Days 1-minute rollups are kept (embedded store).")
+    hour_retention_days: int = Field(default=400, ge=1, description="Days 1-hour rollups are kept (embedded store).")
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="How often old partitions are dropped.")
+    influx_url: str | None = Field(default=None, description="InfluxDB 2.x URL, e.g. http://influx:8086 (backend = influx).")
+    influx_token: SecretStr | None = Field(default=None, description="InfluxDB API token with write and read rights on the bucket; from the environment.")
+    influx_org: str = Field(default="shouwang", description="InfluxDB organisation.")
+    influx_bucket: str = Field(default="telemetry", description="InfluxDB bucket; its retention policy is the retention.")
+    influx_measurement: str = Field(default="telemetry", description="Measurement name of the readings (metrics are its fields).")
+    influx_timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one InfluxDB request.")
+    influx_max_retries: int = Field(default=5, ge=0, description="Retries of a failed InfluxDB write before the store reports itself unavailable.")
+    influx_retry_interval_s: float = Field(default=1.0, gt=0, description="First back-off of a failed InfluxDB write (honours Retry-After); grows exponentially.")
+    influx_max_retry_delay_s: float = Field(default=30.0, gt=0, description="Longest back-off between InfluxDB write retries.")
+    influx_gzip: bool = Field(default=True, description="Compress write requests (InfluxDB's recommendation).")
 
 
 class ApiSettings(_Section):
@@ -75,6 +111,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     storage: StorageSettings = StorageSettings()
     ingest: IngestSettings = IngestSettings()
+    timeseries: TimeSeriesSettings = TimeSeriesSettings()
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
 

@@ -1,12 +1,22 @@
-"""The ingest worker: subscribe to every uplink topic, validate, and hand good messages to the sink.
+"""The ingest worker: subscribe to every uplink topic and hand each message on, acknowledging it only when told.
 
 How this works: one aiomqtt connection subscribes (QoS 1) to everything a gateway may publish (broker.topics) — through
-an MQTT 5 shared subscription when a share group is configured, so several workers split the stream. Each
-message is decoded with broker.schemas.decode_uplink; a bad one is rejected with its reason, counted and
-logged, and the loop goes on to the next. Good ones go to the `UplinkSink`. The worker is an async context
+an MQTT 5 shared subscription when a share group is configured, so several workers split the stream (the
+embedded amqtt broker speaks 3.1.1 only: a plain subscription then). The worker is an async context
 manager: on entry it is connected and subscribed (ready), on exit it stops intake and disconnects. A lost
 connection is retried with back-off for ever; the session is persistent (clean_session false / a session
 expiry on MQTT 5) so QoS 1 messages published while the worker was away are delivered when it returns.
+
+Two modes, chosen by the sink:
+- An `Intake` that is running (backend.pipeline.Pipeline entered as a context manager): paho's manual
+  acknowledgement mode. paho normally sends PUBACK as soon as its on_message callback returns, i.e. before
+  anything is durable; here the raw callback hands (topic, payload, token) to the intake and returns, and
+  the intake later calls `ack(tokens)` once the message is journaled. A token is (connection generation
+  << 16 | packet id): an acknowledgement meant for a connection that is gone is dropped, because the broker
+  redelivers those messages on the new connection anyway (and the intake recognises them as duplicates).
+  aiomqtt's own message queue and Message objects are bypassed: that is most of its per-message cost.
+- Any other `UplinkSink` (the first version): automatic acknowledgements; each message is decoded and
+  awaited through `sink.handle`.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -29,7 +40,7 @@ from broker.errors import MessageRejected, RejectReason
 from broker.schemas import MAX_PAYLOAD_BYTES, Uplink, decode_uplink
 from broker.topics import SharedSubscription, gateway_publish_filters
 
-__all__ = ["IngestWorker", "UplinkSink"]
+__all__ = ["IngestWorker", "Intake", "UplinkSink"]
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +54,22 @@ class UplinkSink(Protocol):
         ...
 
 
+@runtime_checkable
+class Intake(Protocol):
+    """A sink that takes raw messages synchronously and acknowledges them itself, later, by token."""
+
+    running: bool
+    stats: IngestStats
+
+    def accept(self, topic: str, payload: bytes, token: int) -> None: ...
+
+    def bind(self, acker: Any) -> None: ...  # Callable[[Sequence[int]], None]
+
+
 class IngestWorker:
     def __init__(
         self,
-        sink: UplinkSink,
+        sink: UplinkSink | Intake,
         host: str,
         port: int,
         *,
@@ -59,7 +82,10 @@ class IngestWorker:
         connect_timeout_s: float = 30.0,
     ) -> None:
         self.sink = sink
-        self.stats = IngestStats()
+        self._intake = sink if isinstance(sink, Intake) and sink.running else None
+        self.stats = self._intake.stats if self._intake is not None else IngestStats()
+        self._generation = 0
+        self._paho: mqtt.Client | None = None
         self._host, self._port = host, port
         self._client_id = client_id
         self._share_group = share_group
@@ -82,15 +108,40 @@ class IngestWorker:
             # Keep the session (subscriptions and queued QoS 1 messages) for a day across reconnects.
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 86_400
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self._host, self._port, identifier=self._client_id, username=self._username, password=self._password,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             clean_session=None if v5 else False, clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties, max_queued_incoming_messages=0,
         )
+        if self._intake is not None:
+            paho = client._client  # aiomqtt has no manual-ack API: reach the paho client underneath
+            paho.manual_ack_set(True)
+            paho.on_message = self._on_raw_message
+        return client
+
+    def _on_raw_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """paho's callback, on the event loop thread: hand the message on; the intake acknowledges it later."""
+        assert self._intake is not None
+        token = (self._generation << 16) | message.mid if message.qos > 0 else -1
+        try:
+            self._intake.accept(message.topic, bytes(message.payload), token)
+        except Exception:  # never let an intake bug stop paho's read loop
+            log.exception("intake failed on %s", message.topic)
+
+    def ack(self, tokens: Sequence[int]) -> None:
+        """Send PUBACK for these tokens, if they belong to the current connection."""
+        paho, gen = self._paho, self._generation
+        if paho is None:
+            return
+        for token in tokens:
+            if token >> 16 == gen:
+                paho.ack(token & 0xFFFF, 1)
 
     async def __aenter__(self) -> Self:
         self._ready = asyncio.Event()
+        if self._intake is not None:
+            self._intake.bind(self.ack)
         self._task = asyncio.create_task(self._run(), name=f"ingest-{self._client_id}")
         try:
             async with asyncio.timeout(self._connect_timeout_s):
@@ -111,7 +162,10 @@ class IngestWorker:
         backoff = _BACKOFF_MIN_S
         while True:
             try:
-                async with self._make_client() as client:
+                client = self._make_client()
+                self._generation = (self._generation + 1) & 0x7FFF
+                async with client:
+                    self._paho = client._client
                     _nodelay(client)
                     for topic_filter in gateway_publish_filters():
                         sub = str(SharedSubscription(self._share_group, topic_filter)) if self._share_group else str(topic_filter)
@@ -119,11 +173,15 @@ class IngestWorker:
                     self._connected = True
                     self._ready.set()
                     backoff = _BACKOFF_MIN_S
+                    if self._intake is not None:
+                        async for _ in client.messages:  # never yields (messages bypass the queue); raises when the connection drops
+                            pass
                     async for message in client.messages:
                         payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
                         await self.process(str(message.topic), bytes(payload))
             except aiomqtt.MqttError as exc:
                 self._connected = False
+                self._paho = None
                 self.last_error = str(exc)
                 self.stats.reconnects += 1
                 log.warning("ingest lost the broker (%s); reconnecting in %.1f s", exc, backoff)
@@ -142,7 +200,7 @@ class IngestWorker:
             rejection = self.stats.reject(exc, payload, now, parts[3] if len(parts) > 3 else None)
             log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
             return False
-        await self.sink.handle(uplink, now)
+        await self.sink.handle(uplink, now)  # type: ignore[union-attr]
         self.stats.accepted += 1
         return True
 
