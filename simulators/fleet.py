@@ -135,7 +135,9 @@ class Fleet:
         self.el = members(DeviceKind.ELECTRICAL)
         ne = len(self.el)
         self.el_box = np.array([self.devices[i].household is None for i in self.el], dtype=np.bool_)
-        self.el_base_w = np.where(self.el_box, rng.uniform(8_000, 25_000, ne), rng.lognormal(np.log(450.0), 0.35, ne))
+        # a unit's feeder carries ~30 flats (mean ~13 kW); a flat draws ~450 W on average
+        self.el_base_w = np.where(self.el_box, rng.uniform(8_000, 16_000, ne), rng.lognormal(np.log(450.0), 0.35, ne))
+        self.el_noise = np.where(self.el_box, 0.04, 0.12)  # thirty flats together are smoother than one
         self.el_shift_h = rng.uniform(-0.75, 0.75, ne)
         self.el_pf = rng.uniform(0.88, 0.99, ne)
         self.el_rated_a = np.where(self.el_box, 250.0, 40.0)  # a unit's feeder vs a flat's 40 A breaker
@@ -184,6 +186,7 @@ class Fleet:
             if self.el_box[row]:
                 self._boxes_of_building.setdefault(int(self.building_of[i]), []).append(int(i))
         self.min_interval = float(min(self.interval.min(initial=3600.0), p.patrol_period_s))
+        self._drawn_until = self.t
         self._events: list[SimEvent] = []
         self._avail: list[AvailabilityChange] = []
 
@@ -263,9 +266,13 @@ class Fleet:
         self._events, self._avail = [], []
         while self.t < t1:
             a = self.t
+            self._run_pending(a)  # whatever is due now (an injection "now", or the end of the last sub-step)
             b = min(t1, a + self.min_interval)
-            self._draw_random(a, b)
-            self._run_pending(a, b)
+            if b > self._drawn_until:
+                self._draw_random(max(a, self._drawn_until), b)
+                self._drawn_until = b
+            if self._pending and self._pending[0][0] < b:
+                b = self._pending[0][0]  # cut the step at the next action, so reports before it see the old state
             self._check_cameras(b)
             self._check_batteries(a, b)
             readings += self._reports(a, b)
@@ -310,10 +317,10 @@ class Fleet:
     ) -> None:
         self._events.append(SimEvent(t, self.devices[i].id, event, value, detail, needs_callback, drill, phantom))
 
-    def _run_pending(self, a: float, b: float) -> None:
-        while self._pending and self._pending[0][0] <= b:
-            at, _, act = heapq.heappop(self._pending)
-            t = max(at, a)
+    def _run_pending(self, now: float) -> None:
+        while self._pending and self._pending[0][0] <= now:
+            _at, _, act = heapq.heappop(self._pending)
+            t = now  # an action injected for the past happens now
             i, d = act.target, act.drill
             if d and act.do in _STICKY:
                 self.drill[i] = True  # its reports carry the drill flag until the injected fault ends
@@ -462,7 +469,7 @@ class Fleet:
         rows, t, idx, dark = rows[keep], t[keep], idx[keep], dark[keep]
         rng, n = self._rng, len(rows)
         hour = local_hour(t, self.profile.utc_offset_s)
-        shape = daily_load_shape(hour - self.el_shift_h[rows]) * np.clip(1.0 + 0.12 * rng.standard_normal(n), 0.3, None)
+        shape = daily_load_shape(hour - self.el_shift_h[rows]) * np.clip(1.0 + self.el_noise[rows] * rng.standard_normal(n), 0.3, None)
         power = np.where(dark, 0.0, self.el_base_w[rows] * shape)
         volts = np.where(dark, 0.0, mains_voltage_v(hour, shape, rng.standard_normal(n)))
         current = np.where(dark, 0.0, power / np.maximum(volts, 1.0) / self.el_pf[rows])
