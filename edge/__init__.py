@@ -1,1 +1,14 @@
-"""edge."""
+"""The edge agent: a building's devices in, through dialect adapters and a durable outbox, out to the centre.
+
+Rooms: config (the file), adapters/ (one per device dialect), outbox (SQLite store-and-forward), liveness
+(who is online), uplink (the central connection), agent (EdgeAgent owning it all), status (what it says
+about itself), clock (time, injected). edge/ imports only broker/ and third-party libraries: it keeps
+working when the centre is gone.
+"""
+
+from edge.agent import EdgeAgent
+from edge.clock import Clock, SystemClock, VirtualClock
+from edge.config import EdgeConfig, load_config, parse_config
+from edge.errors import ConfigError, EdgeError, OutboxError
+
+__all__ = ["Clock", "ConfigError", "EdgeAgent", "EdgeConfig", "EdgeError", "OutboxError", "SystemClock", "VirtualClock", "load_config", "parse_config"]

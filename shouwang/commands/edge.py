@@ -1,17 +1,100 @@
-"""`shouwang edge`: not built yet (see the open issue); the command says so rather than pretending."""
+"""`shouwang edge`: run the edge agent of one gateway, check its configuration, or show its status."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import signal
 import sys
+from pathlib import Path
 from typing import Any
+
+from edge.errors import ConfigError, EdgeError
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("edge", help="(not built yet)", description="Not built yet: see the project's open issues.")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "edge",
+        help="run a gateway's edge agent (device dialects, liveness, store-and-forward)",
+        description=(
+            "Run the edge agent of one gateway: read the building's LAN broker (Zigbee2MQTT, Tasmota, Shelly, Frigate, "
+            "ESPHome and native devices), keep every accepted message in a durable outbox, and forward it to the central "
+            "broker with QoS 1, alarms first. `shouwang edge --config FILE` runs it; `shouwang edge status --config FILE` "
+            "shows what the running agent last wrote to its status file. Every key is documented in docs/edge.md."
+        ),
+    )
+    p.add_argument("action", nargs="?", choices=["run", "status", "check"], default="run", help="run (default), status, or check the configuration")
+    p.add_argument("--config", dest="edge_config", type=Path, required=True, help="edge configuration file (.yaml, .yml or .toml)")
+    p.add_argument("--json", action="store_true", help="status: print the raw JSON")
     p.set_defaults(handler=_handler)
 
 
 def _handler(args: argparse.Namespace) -> int:
-    print("shouwang edge is not built yet", file=sys.stderr)
-    return 2
+    from edge.config import load_config
+
+    try:
+        config = load_config(args.edge_config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        devices = sum(len(a.devices) for a in config.adapters)
+        print(f"{args.edge_config}: gateway {config.gateway}, {len(config.adapters)} adapters, {devices} devices: OK")
+        return 0
+    if args.action == "status":
+        return _status(config.status_path, as_json=args.json)
+    try:
+        asyncio.run(_run(config))
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run(config: Any) -> None:
+    from edge.agent import EdgeAgent
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with EdgeAgent(config):
+        print(f"edge agent {config.gateway}: LAN {config.lan.host}:{config.lan.port} -> uplink {config.uplink.host}:{config.uplink.port}", flush=True)
+        await stop.wait()
+
+
+def _status(path: Path, *, as_json: bool) -> int:
+    from edge.status import read_status
+
+    try:
+        status = read_status(path)
+    except (OSError, ValueError) as exc:
+        print(f"no status at {path}: {exc} (is the agent running?)", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(status, indent=1, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    up, lan, ob, intake = status["uplink"], status["lan"], status["outbox"], status["intake"]
+    summary = Table(title=f"edge agent {status['gateway']}", show_header=False)
+    summary.add_row("LAN", f"{'connected' if lan['connected'] else 'DOWN'} {lan['host']}:{lan['port']}")
+    summary.add_row("uplink", f"{'connected' if up['connected'] else 'DOWN'} {up['host']}:{up['port']}, forwarded {up['forwarded_total']}")
+    summary.add_row("outbox", f"{ob['depth']} ({ob['stored_bytes']} bytes), evicted {ob['evicted_total']}" + (" OVER BOUND" if ob["over_bound"] else ""))
+    summary.add_row("intake", f"{intake['lan_messages']} LAN messages, {intake['mapped']} mapped, {intake['rejected_total']} rejected")
+    summary.add_row("liveness", ", ".join(f"{k} {v}" for k, v in status["liveness"].items()))
+    summary.add_row("patrol", f"seq {status['patrol']['seq']}, skipped while down {status['patrol']['skipped_uplink_down']}")
+    console.print(summary)
+    if status["rejections"]:
+        rej = Table(title="rejections (by adapter, device, reason)")
+        for col in ("adapter", "device", "code", "count", "last reason"):
+            rej.add_column(col)
+        for r in status["rejections"][:30]:
+            rej.add_row(r["adapter"], r["device"], r["code"], str(r["count"]), r["last_detail"][:80])
+        console.print(rej)
+    return 0

@@ -1,0 +1,228 @@
+"""The uplink: one QoS 1 connection to the central broker that drains the outbox, alarms first.
+
+How this works:
+- On connect: the Last Will is GatewayStatus offline (retained), so the centre learns of a dead gateway at
+  once; the first publish is GatewayStatus online (retained); then the gateway's command topic is read.
+- Two lanes share the connection. The *alarm lane* takes LIFE_SAFETY rows the moment they are accepted and
+  publishes them at once; it never waits for telemetry. The *bulk lane* sends STATUS then TELEMETRY rows
+  through a sliding window of `inflight_window` unacknowledged messages, and starts nothing new while any
+  life-safety row is waiting: after an outage every smoke/SOS event goes out before the telemetry backlog,
+  and in normal running an alarm has at most `inflight_window` telemetry messages ahead of it on the wire.
+- A row is deleted from the outbox only after its PUBACK. A lost connection (or a PUBACK not arriving
+  within publish_timeout_s) ends the session; every unacknowledged row is sent again on the next one with
+  its original bytes (msg_id, source_ts_ms), so the centre de-duplicates.
+- TCP_NODELAY is set on the socket: Nagle must not hold a smoke event back waiting for an ACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from broker.errors import ContractError
+from broker.kinds import GatewayState, Priority
+from broker.schemas import GatewayCommand, GatewayStatus, decode_message, encode
+from broker.topics import TopicKind, command_filter, gateway_status_topic, parse_uplink
+from edge.config import EdgeConfig
+from edge.outbox import Outbox, OutboxRow
+
+__all__ = ["CommandHandler", "Uplink"]
+
+log = logging.getLogger("edge.uplink")
+
+CommandHandler = Callable[[str, GatewayCommand], Awaitable[None]]
+_P = Priority
+
+
+class Uplink:
+    def __init__(
+        self, config: EdgeConfig, outbox: Outbox, *, now_ms: Callable[[], int], new_id: Callable[[], str], on_command: CommandHandler | None = None
+    ) -> None:
+        self.config = config
+        self.cfg = config.uplink
+        self.outbox = outbox
+        self.now_ms = now_ms
+        self.new_id = new_id
+        self.on_command = on_command
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.forwarded_total = 0
+        self.last_error: str | None = None
+        self._client: aiomqtt.Client | None = None
+        self._alarm_wake = asyncio.Event()
+        self._bulk_wake = asyncio.Event()
+        self._alarm_idle = asyncio.Event()
+        self._ack_wake = asyncio.Event()
+        self._acked: list[int] = []
+        self._empty = asyncio.Event()
+        self._closing = False
+
+    # -- called by the agent
+
+    def notify(self, priorities: set[Priority]) -> None:
+        """Rows of these priorities were just accepted."""
+        if _P.LIFE_SAFETY in priorities:
+            self._alarm_idle.clear()
+            self._alarm_wake.set()
+        if priorities - {_P.LIFE_SAFETY}:
+            self._bulk_wake.set()
+
+    async def publish_direct(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
+        """Publish outside the outbox (patrol heartbeats: a stale one is worth nothing). False if down."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=self.cfg.publish_timeout_s)
+        except aiomqtt.MqttError as exc:
+            log.info("direct publish to %s failed: %s", topic, exc)
+            return False
+        return True
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait (real time: this is I/O) until the outbox is empty or the time is up."""
+        if self.outbox.depth() > 0:
+            self._empty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), timeout_s)
+        return self.outbox.depth() == 0
+
+    async def say_offline(self) -> None:
+        """Clean shutdown: publish the retained offline status ourselves (a clean disconnect sends no Will)."""
+        self._closing = True
+        await self.publish_direct(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.OFFLINE)), retain=True)
+
+    # -- the connection
+
+    def _status(self, state: GatewayState) -> GatewayStatus:
+        now = self.now_ms()
+        return GatewayStatus(msg_id=self.new_id(), source_ts_ms=now, received_ts_ms=now, state=state, software=self.config.software)
+
+    def _client_for(self) -> aiomqtt.Client:
+        cfg = self.cfg
+        will = aiomqtt.Will(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.OFFLINE)), qos=1, retain=True)
+        options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)] if cfg.tcp_nodelay else []
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=self.config.uplink_client_id(),
+            will=will,
+            clean_session=True,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.publish_timeout_s,
+            max_inflight_messages=cfg.inflight_window + cfg.alarm_batch + 16,
+            socket_options=options,
+            tls_context=ssl.create_default_context(cafile=cfg.tls_ca_file) if cfg.tls_ca_file else None,
+            logger=logging.getLogger("edge.uplink.mqtt"),
+        )
+        client.pending_calls_threshold = 1 << 30  # a full window is normal here, not worth a warning each time
+        return client
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect with backoff; forever (the agent cancels it)."""
+        backoff = self.cfg.reconnect_min_s
+        while not self._closing:
+            before = self.connects
+            try:
+                await self._session()
+            except* (aiomqtt.MqttError, OSError) as group:
+                self.last_error = "; ".join(str(e) for e in group.exceptions)[:300]
+                log.warning("uplink to %s:%d lost or refused: %s", self.cfg.host, self.cfg.port, self.last_error)
+            backoff = self.cfg.reconnect_min_s if self.connects > before else min(backoff * 2, self.cfg.reconnect_max_s)
+            await asyncio.sleep(backoff)  # real time: waiting for a broker to come back is I/O, not a timer
+
+    async def _session(self) -> None:
+        async with self._client_for() as client:
+            await client.publish(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.ONLINE)), qos=1, retain=True)
+            await client.subscribe(command_filter(self.config.gateway), qos=1)
+            self.outbox.release_all()
+            if self.outbox.pending(_P.LIFE_SAFETY):
+                self._alarm_idle.clear()
+            self._client = client
+            self.connects += 1
+            self.connected.set()
+            log.info("uplink connected to %s:%d (%d messages waiting)", self.cfg.host, self.cfg.port, self.outbox.depth())
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._alarm_lane(client), name="uplink-alarm-lane")
+                    tg.create_task(self._bulk_lane(client), name="uplink-bulk-lane")
+                    tg.create_task(self._acker(), name="uplink-acker")
+                    tg.create_task(self._commands(client), name="uplink-commands")
+            finally:
+                self.connected.clear()
+                self._client = None
+                self._flush_acks()
+                self.outbox.release_all()
+
+    async def _publish(self, client: aiomqtt.Client, row: OutboxRow, slots: asyncio.Semaphore | None) -> None:
+        try:
+            await client.publish(row.topic, row.payload, qos=1, retain=row.retain, timeout=self.cfg.publish_timeout_s)
+            self._acked.append(row.seq)
+            self._ack_wake.set()
+        finally:
+            if slots is not None:
+                slots.release()
+
+    async def _alarm_lane(self, client: aiomqtt.Client) -> None:
+        while True:
+            rows = self.outbox.take((_P.LIFE_SAFETY,), self.cfg.alarm_batch)
+            if not rows:
+                self._alarm_idle.set()
+                self._alarm_wake.clear()
+                await self._alarm_wake.wait()
+                continue
+            self._alarm_idle.clear()
+            async with asyncio.TaskGroup() as tg:
+                for row in rows:
+                    tg.create_task(self._publish(client, row, None), name=f"uplink-alarm-{row.msg_id}")
+
+    async def _bulk_lane(self, client: aiomqtt.Client) -> None:
+        slots = asyncio.Semaphore(self.cfg.inflight_window)
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                await self._alarm_idle.wait()
+                rows = self.outbox.take((_P.STATUS, _P.TELEMETRY), self.cfg.inflight_window)
+                if not rows:
+                    self._bulk_wake.clear()
+                    await self._bulk_wake.wait()
+                    continue
+                for row in rows:
+                    await slots.acquire()
+                    tg.create_task(self._publish(client, row, slots), name="uplink-bulk-publish")
+
+    def _flush_acks(self) -> None:
+        if self._acked:
+            seqs, self._acked = self._acked, []
+            self.outbox.ack(seqs)
+            self.forwarded_total += len(seqs)
+            if self.outbox.depth() == 0:
+                self._empty.set()
+
+    async def _acker(self) -> None:
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            self._flush_acks()
+            await asyncio.sleep(0.005)  # let acknowledgements gather: one DELETE transaction per few ms, not per message
+
+    async def _commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:  # raises MqttError when the connection drops: ends the session
+            topic = str(message.topic)
+            payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload or "").encode()
+            try:
+                command = parse_uplink(topic).command or ""
+                decoded = decode_message(TopicKind.COMMAND, bytes(payload), topic)
+            except ContractError as exc:
+                log.warning("ignored a command that does not meet the contract on %s: %s", topic, exc)
+                continue
+            assert isinstance(decoded, GatewayCommand)
+            if self.on_command is not None:
+                await self.on_command(command, decoded)
