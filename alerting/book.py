@@ -221,6 +221,15 @@ class AlarmBook:
         a, e = transition(a, move, actor, now_ms, note, **changes)
         return [Persist(a, (e,)), *self._put(a, now_ms)]
 
+    def suppress(self, alarm_id: str, cause: str, now_ms: int) -> list[Persist]:
+        """Suppress an open alarm because `cause` (an open alarm's key) explains it."""
+        a = self.get(alarm_id)
+        if a is None:
+            raise UnknownAlarm(alarm_id)
+        a, e = transition(a, Move.SUPPRESS, SYSTEM_ACTOR, now_ms, f"caused by {cause}", cause=cause, cause_closed_ms=None)
+        self._put(a)
+        return [Persist(a, (e,))]
+
     def add_window(self, window: MaintenanceWindow, now_ms: int) -> list[Persist]:
         """Open a maintenance window on a subject: its open alarms and new ones are silenced until it ends."""
         if window.until_ms <= now_ms or window.author == SYSTEM_ACTOR:

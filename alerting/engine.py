@@ -1,0 +1,551 @@
+"""The alerting engine: every rule, fed one event or one batch at a time, time always an argument.
+
+How this works: `Engine` holds the alarm book plus columnar rule state (alerting.columns) for every device
+of the site. Each entry point takes `now_ms` and returns the `Action`s to carry out (persist an alarm with its
+audit entries, record a self-test); nothing here reads a clock, touches a file or a socket.
+
+- `on_event`        device events -> event rules; smoke and power feed the composite/causal rules
+- `on_availability` a gateway's word about one device (offline -> communication lost, disabled -> none)
+- `on_gateway_status`, `on_patrol`  gateway offline (one alarm; its devices become unknown) and heartbeats
+- `on_batch`        a columnar batch of readings -> threshold, trend, presence and welfare-activity rules
+- `tick`            absence (devices, gateway patrol), welfare, silences ending, suppressed effects returning
+- `move`, `add_window`  people's moves and maintenance windows
+
+Causal rules: a building's power outage (power_lost from any device in it) is ONE alarm; communication-lost
+alarms of its mains-powered devices (cameras, electrical monitors) and the offline/patrol alarms of its
+gateways are raised SUPPRESSED with the outage as cause. A gateway that is down makes its devices unknown:
+their absence is not judged until it returns (and each returning device gets a fresh window).
+Composite: two different smoke detectors alarming in one unit, or a smoke alarm plus a temperature rise in
+one building within `smoke_with_rise_window_s`, raise ONE "confirmed_fire" for the building. Drills feed
+drill-only composite state, so a drill never confirms a real fire or the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from alerting.book import AlarmBook, MaintenanceWindow
+from alerting.columns import Evaluation, GatewayPresence, Presence, ResidualDrift, TemperatureRise, Threshold, Welfare, rounds
+from alerting.config import RuleConfig
+from alerting.directory import DeviceInfo, SiteView
+from alerting.lifecycle import TRANSITIONS, AlarmState, Move
+from alerting.model import Action, AlarmKey, DeviceRecord, Place, Severity, Signal, SignalKind
+from broker.kinds import AvailabilityState, DeviceKind, EventKind
+
+__all__ = ["Batch", "Engine", "ReadingLike"]
+
+I64 = npt.NDArray[np.int64]
+MAINS_POWERED = frozenset({DeviceKind.CAMERA, DeviceKind.ELECTRICAL})
+COMM_LOST = "comm_lost"
+POWER_OUTAGE = "power_outage"
+GATEWAY_OFFLINE = "gateway_offline"
+CONFIRMED_FIRE = "confirmed_fire"
+WELFARE = "welfare_check"
+
+
+class ReadingLike(Protocol):
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def value(self) -> float: ...
+    @property
+    def source_ts_ms(self) -> int: ...
+    @property
+    def drill(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings as columns: series slot, metric id (-1: no rule reads it), value, source time, drill."""
+
+    slot: I64
+    metric: npt.NDArray[np.int16]
+    value: npt.NDArray[np.float64]
+    ts_ms: I64
+    drill: npt.NDArray[np.bool_]
+    unknown: int = 0  # readings of devices the site does not know (not evaluated)
+
+    def __len__(self) -> int:
+        return len(self.slot)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a fired or cleared rule says: which alarm, how bad, and the unit of what it measured."""
+
+    alarm_type: str
+    severity: Severity
+    title: str
+    unit: str = ""
+
+
+def _subject(device: str) -> str:
+    return f"device:{device}"
+
+
+class Engine:
+    def __init__(self, rules: RuleConfig, site: SiteView, now_ms: int, id_prefix: str = "A") -> None:
+        self.rules = rules
+        self.book = AlarmBook(rules.book, id_prefix)
+        self.devices: dict[str, DeviceInfo] = {}
+        self._dev_list: list[DeviceInfo] = []  # by device slot
+        self.dev_index: dict[str, int] = {}
+        self.series_index: dict[str, int] = {}
+        self.series_names: list[str] = []
+        self.series_dev = np.full(1024, -1, dtype=np.int64)
+        self._series_metric: dict[tuple[str, str], tuple[int, int]] = {}
+        self.metric_ids: dict[str, int] = {}
+        self.thresholds = [(r, Threshold(below=r.below), self._metric_id(r.metric)) for r in rules.thresholds]
+        self.rise = TemperatureRise() if "temperature_rise" in rules.trends else None
+        self.drift = ResidualDrift() if "residual_drift" in rules.trends else None
+        self._rise_metric = self._metric_id(rules.trends["temperature_rise"].metric) if self.rise else -2
+        self._drift_metric = self._metric_id(rules.trends["residual_drift"].metric) if self.drift else -2
+        self._power_metric = self._metric_id("power_w")
+        self.presence = Presence()
+        self.gateways = GatewayPresence()
+        self.gw_index: dict[str, int] = {}
+        self.gw_building: list[str | None] = []
+        self.buildings: dict[str, int] = {}
+        self.welfare = Welfare()
+        self.hh_index: dict[str, int] = {}
+        self.hh_info: list[tuple[str, str, int | None, str]] = []
+        self.smoke_active: dict[tuple[str, int | None, bool], set[str]] = {}
+        self.building_rise_ms: dict[tuple[str, bool], int] = {}
+        for gw, building in site.gateways():
+            self._add_gateway(gw, building, now_ms)
+        for d in site.devices():
+            self.add_device(d, now_ms)
+        for h in site.welfare_households():
+            i = len(self.hh_info)
+            self.hh_index[h.id] = i
+            self.hh_info.append((h.id, h.building, h.unit, h.place_name))
+            self.welfare.ensure(i + 1)
+            self.welfare.quiet_ms[i] = round(h.welfare_check_hours * 3_600_000)
+            self.welfare.last_activity[i] = now_ms
+        for d in self.devices.values():
+            if d.household in self.hh_index:
+                self.presence.household[self.dev_index[d.id]] = self.hh_index[d.household]
+
+    # -- the site -------------------------------------------------------------------------------------
+    def _metric_id(self, metric: str) -> int:
+        return self.metric_ids.setdefault(metric, len(self.metric_ids))
+
+    def _building(self, building: str | None) -> int:
+        return -1 if building is None else self.buildings.setdefault(building, len(self.buildings))
+
+    def _add_gateway(self, gw: str, building: str | None, now_ms: int) -> int:
+        i = len(self.gw_building)
+        self.gw_index[gw] = i
+        self.gw_building.append(building)
+        self.gateways.ensure(i + 1)
+        self.gateways.last_patrol[i] = now_ms
+        self.gateways.building[i] = self._building(building)
+        r = self.rules
+        self.gateways.window_ms[i] = round((r.patrol_misses * r.patrol_default_period_s + r.patrol_grace_s) * 1000)
+        return i
+
+    def add_device(self, d: DeviceInfo, now_ms: int) -> int:
+        if d.id in self.dev_index:
+            return self.dev_index[d.id]
+        i = len(self.devices)
+        self.devices[d.id] = d
+        self._dev_list.append(d)
+        self.dev_index[d.id] = i
+        p = self.presence
+        p.ensure(i + 1)
+        p.last_seen[i] = now_ms
+        p.window_ms[i] = round(self.rules.absence_window_s(d.kind, d.report_interval_s, d.id, d.building) * 1000)
+        p.gateway[i] = self.gw_index[d.gateway] if d.gateway in self.gw_index else self._add_gateway(d.gateway, d.building, now_ms)
+        p.mains[i] = d.kind in MAINS_POWERED
+        p.building[i] = self._building(d.building)
+        return i
+
+    def _series(self, device: str, metric: str) -> tuple[int, int]:
+        """(series slot, metric id) of a device's metric; (-1, -1) for a device the site does not know."""
+        d = self.devices.get(device)
+        if d is None:
+            return -1, -1
+        base, _, channel = metric.partition("@")
+        name = f"{device}@{channel}" if channel else device
+        slot = self.series_index.get(name)
+        if slot is None:
+            slot = len(self.series_names)
+            self.series_index[name] = slot
+            self.series_names.append(name)
+            self._configure_series(slot, d)
+        mid = self.metric_ids.get(base, -1)
+        self._series_metric[(device, metric)] = (slot, mid)
+        return slot, mid
+
+    def _configure_series(self, slot: int, d: DeviceInfo) -> None:
+        if slot >= len(self.series_dev):
+            grown = np.full(max(slot + 1, 2 * len(self.series_dev)), -1, dtype=np.int64)
+            grown[: len(self.series_dev)] = self.series_dev
+            self.series_dev = grown
+        self.series_dev[slot] = self.dev_index[d.id]
+        for rule, cols, _ in self.thresholds:
+            cols.ensure(slot + 1)
+            r = self.rules.threshold_params(rule, d.id, d.building)
+            cols.applies[slot] = d.kind in rule.kinds
+            cols.level[slot], cols.clear[slot] = r.level, r.clear
+            cols.for_ms[slot], cols.samples[slot] = round(r.for_s * 1000), r.samples
+        if self.rise is not None:
+            tr = self.rules.trends["temperature_rise"]
+            self.rise.ensure(slot + 1)
+            self.rise.applies[slot] = d.kind in tr.kinds
+            self.rise.rate_per_min[slot] = self.rules.trend_param(tr, "rate_c_per_min", d.id, d.building)
+            self.rise.min_span_ms[slot] = round(self.rules.trend_param(tr, "min_span_s", d.id, d.building) * 1000)
+            self.rise.window_ms[slot] = round(self.rules.trend_param(tr, "window_s", d.id, d.building) * 1000)
+        if self.drift is not None:
+            tr = self.rules.trends["residual_drift"]
+            self.drift.ensure(slot + 1)
+            self.drift.applies[slot] = d.kind in tr.kinds
+            self.drift.drift[slot] = self.rules.trend_param(tr, "drift_ma", d.id, d.building)
+            self.drift.tau_ms[slot] = self.rules.trend_param(tr, "baseline_hours", d.id, d.building) * 3_600_000
+            self.drift.warmup_ms[slot] = round(self.rules.trend_param(tr, "warmup_hours", d.id, d.building) * 3_600_000)
+
+    def _place(self, d: DeviceInfo) -> Place:
+        return Place(device=d.id, gateway=d.gateway, building=d.building, unit=d.unit, household=d.household)
+
+    def _outage_key(self, building: str | None, drill: bool = False) -> str | None:
+        if building is None:
+            return None
+        key = AlarmKey(f"building:{building}", POWER_OUTAGE, drill)
+        return str(key) if self.book.is_open(key) else None
+
+    # -- readings --------------------------------------------------------------------------------------
+    def batch(self, readings: Iterable[ReadingLike]) -> Batch:
+        """Columns for a batch of readings (the only per-reading Python work: one dict look-up each)."""
+        slots: list[int] = []
+        metrics: list[int] = []
+        values: list[float] = []
+        ts: list[int] = []
+        drill: list[bool] = []
+        cache = self._series_metric
+        unknown = 0
+        for r in readings:
+            sm = cache.get((r.device_id, r.metric)) or self._series(r.device_id, r.metric)
+            if sm[0] < 0:
+                unknown += 1
+                continue
+            slots.append(sm[0])
+            metrics.append(sm[1])
+            values.append(r.value)
+            ts.append(r.source_ts_ms)
+            drill.append(r.drill)
+        return Batch(np.array(slots, dtype=np.int64), np.array(metrics, dtype=np.int16), np.array(values, dtype=np.float64),
+                     np.array(ts, dtype=np.int64), np.array(drill, dtype=np.bool_), unknown)
+
+    def on_readings(self, readings: Iterable[ReadingLike], now_ms: int) -> list[Action]:
+        return self.on_batch(self.batch(readings), now_ms)
+
+    def on_batch(self, b: Batch, now_ms: int) -> list[Action]:
+        if len(b) == 0:
+            return []
+        out: list[Action] = []
+        dev = self.series_dev[b.slot]
+        out += self._seen(dev, b.ts_ms, now_ms)
+        if self._power_metric >= 0:
+            active = (b.metric == self._power_metric) & (b.value >= self.rules.welfare_activity_power_w)
+            if active.any():
+                out += self._activity(self.presence.household[dev[active]], b.ts_ms[active], now_ms)
+        for idx in rounds(b.slot, b.ts_ms):
+            s, m, v, t, dr = b.slot[idx], b.metric[idx], b.value[idx], b.ts_ms[idx], b.drill[idx]
+            for rule, cols, mid in self.thresholds:
+                sel = np.flatnonzero((m == mid) & cols.applies[s])
+                if len(sel):
+                    ev = cols.evaluate(s[sel], v[sel], t[sel])
+                    out += self._verdicts(_Verdict(rule.name, rule.severity, rule.title), sel, ev, (s, t, dr), now_ms)
+            if self.rise is not None:
+                sel = np.flatnonzero((m == self._rise_metric) & self.rise.applies[s])
+                if len(sel):
+                    tr = self.rules.trends["temperature_rise"]
+                    ev = self.rise.evaluate(s[sel], v[sel], t[sel])
+                    out += self._verdicts(_Verdict(tr.name, tr.severity, tr.title, "°C/min"), sel, ev, (s, t, dr), now_ms)
+                    for f in ev.fired:
+                        d = self.devices[self.series_names[int(s[sel[f]])].partition("@")[0]]
+                        if d.building is not None:
+                            self.building_rise_ms[(d.building, bool(dr[sel[f]]))] = int(t[sel[f]])
+                            out += self._confirm_fire(d, bool(dr[sel[f]]), int(t[sel[f]]), now_ms)
+            if self.drift is not None:
+                sel = np.flatnonzero((m == self._drift_metric) & self.drift.applies[s])
+                if len(sel):
+                    tr = self.rules.trends["residual_drift"]
+                    ev = self.drift.evaluate(s[sel], v[sel], t[sel])
+                    out += self._verdicts(_Verdict(tr.name, tr.severity, tr.title, "mA"), sel, ev, (s, t, dr), now_ms)
+        return out
+
+    def _verdicts(self, what: _Verdict, sel: I64, ev: Evaluation, rnd: tuple[I64, I64, npt.NDArray[np.bool_]], now_ms: int) -> list[Action]:
+        s, t, drill = rnd
+        out: list[Action] = []
+        for kind, positions in ((SignalKind.RAISE, ev.fired), (SignalKind.CLEAR, ev.cleared)):
+            for p in positions:
+                j = sel[p]
+                series = self.series_names[int(s[j])]
+                d = self.devices[series.partition("@")[0]]
+                sig = Signal(kind, what.alarm_type, f"device:{series}", int(t[j]), what.severity, drill=bool(drill[j]),
+                             title=f"{what.title} · {d.place_name}", place=self._place(d), detail=f"{float(ev.measure[p]):.1f}{what.unit}")
+                out += self.book.signal(sig, now_ms)
+        return out
+
+    def _seen(self, dev: I64, ts: I64, now_ms: int) -> list[Action]:
+        p = self.presence
+        np.maximum.at(p.last_seen, dev, ts)
+        back = dev[p.lost[dev]]
+        out: list[Action] = []
+        for i in np.unique(back):
+            p.lost[i] = False
+            d = self._dev_list[int(i)]
+            out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(d.id), now_ms, detail="heard again"), now_ms)
+        return out
+
+    def _activity(self, households: I64, ts: I64, now_ms: int) -> list[Action]:
+        keep = households >= 0
+        if not keep.any():
+            return []
+        hh, t = households[keep], ts[keep]
+        np.maximum.at(self.welfare.last_activity, hh, t)
+        out: list[Action] = []
+        for i in np.unique(hh[self.welfare.overdue[hh]]):
+            self.welfare.overdue[i] = False
+            out += self.book.signal(Signal(SignalKind.CLEAR, WELFARE, f"household:{self.hh_info[int(i)][0]}", now_ms,
+                                           detail="a sign of activity; verify the resident is well"), now_ms)
+        return out
+
+    # -- events ----------------------------------------------------------------------------------------
+    def on_event(self, device: str, gateway: str, event: EventKind, now_ms: int, *, seen_ms: int | None = None, drill: bool = False,
+                 needs_callback: bool = False, msg_id: str | None = None, value: float | None = None, detail: str | None = None) -> list[Action]:
+        seen = now_ms if seen_ms is None else seen_ms
+        d = self.devices.get(device) or DeviceInfo(device, DeviceKind.OTHER, gateway, None, place_name=device)
+        out: list[Action] = []
+        if device in self.dev_index:
+            out += self._seen(np.array([self.dev_index[device]], dtype=np.int64), np.array([seen], dtype=np.int64), now_ms)
+        rule = self.rules.events.get(event)
+        if rule is None:
+            return out
+        if rule.activity and d.household in self.hh_index:
+            out += self._activity(np.array([self.hh_index[d.household]], dtype=np.int64), np.array([seen], dtype=np.int64), now_ms)
+        why = detail if value is None else f"{detail or ''} {value:g}".strip()
+        if rule.record:
+            out.append(DeviceRecord(device, event.value, seen, drill, why))
+        elif rule.raises is not None:
+            title = rule.title + ("（需回拨核实）" if needs_callback else "") + f" · {d.place_name}"
+            sig = Signal(SignalKind.RAISE, rule.raises, _subject(device), seen, rule.severity, rule.life_safety, drill, title,
+                         self._place(d), why, needs_callback, source_msg_id=msg_id)
+            out += self.book.signal(sig, now_ms)
+            if rule.raises == "smoke":
+                self.smoke_active.setdefault((d.building or "", d.unit, drill), set()).add(device)
+                out += self._confirm_fire(d, drill, seen, now_ms)
+        elif rule.clears is not None:
+            out += self.book.signal(Signal(SignalKind.CLEAR, rule.clears, _subject(device), seen, drill=drill, detail=why), now_ms)
+            if rule.clears == "smoke":
+                self.smoke_active.get((d.building or "", d.unit, drill), set()).discard(device)
+        elif rule.power == "lost" and d.building is not None:
+            out += self._power_lost(d, drill, seen, now_ms)
+        elif rule.power == "restored" and d.building is not None:
+            out += self.book.signal(Signal(SignalKind.CLEAR, POWER_OUTAGE, f"building:{d.building}", seen, drill=drill,
+                                           detail=f"power back (reported by {device})"), now_ms)
+        return out
+
+    def _confirm_fire(self, d: DeviceInfo, drill: bool, seen: int, now_ms: int) -> list[Action]:
+        b = d.building
+        if b is None:
+            return []
+        evidence = None
+        smoking = {k: v for k, v in self.smoke_active.items() if k[0] == b and k[2] == drill and v}
+        for (_, unit, _), devs in smoking.items():
+            if len(devs) >= self.rules.confirmed_fire_smokes_in_unit:
+                evidence = f"{len(devs)} smoke detectors in unit {unit}: {', '.join(sorted(devs))}"
+        rise = self.building_rise_ms.get((b, drill))
+        if evidence is None and smoking and rise is not None and abs(seen - rise) <= self.rules.smoke_with_rise_window_s * 1000:
+            evidence = "smoke alarm and a temperature rise in the building"
+        if evidence is None:
+            return []
+        sig = Signal(SignalKind.RAISE, CONFIRMED_FIRE, f"building:{b}", seen, Severity.CRITICAL, True, drill,
+                     f"确认火警 · {d.place_name}", Place(building=b, unit=d.unit), evidence)
+        return list(self.book.signal(sig, now_ms))
+
+    def _power_lost(self, d: DeviceInfo, drill: bool, seen: int, now_ms: int) -> list[Action]:
+        b = d.building
+        assert b is not None
+        sig = Signal(SignalKind.RAISE, POWER_OUTAGE, f"building:{b}", seen, Severity.MAJOR, drill=drill, title=f"停电 · {b}",
+                     place=Place(building=b), detail=f"reported by {d.id}")
+        out: list[Action] = list(self.book.signal(sig, now_ms))
+        if drill:
+            return out
+        cause = str(sig.key)
+        effects: list[str] = []
+        gws = {g for g, gb in zip(self.gw_index, self.gw_building, strict=True) if gb == b}
+        for key, alarm in list(self.book.open.items()):
+            kind, _, ident = key.subject.partition(":")
+            mains_device = kind == "device" and key.alarm_type == COMM_LOST and (dd := self.devices.get(ident)) is not None \
+                and dd.building == b and dd.kind in MAINS_POWERED
+            gateway = kind == "gateway" and ident in gws and key.alarm_type in (COMM_LOST, GATEWAY_OFFLINE)
+            if (mains_device or gateway) and (alarm.state, Move.SUPPRESS) in TRANSITIONS and not key.drill:
+                effects.append(alarm.id)
+        for alarm_id in effects:
+            out += self.book.suppress(alarm_id, cause, now_ms)
+        return out
+
+    # -- availability and gateways ---------------------------------------------------------------------
+    def on_availability(self, device: str, state: AvailabilityState, now_ms: int, *, seen_ms: int | None = None,
+                        reason: str | None = None) -> list[Action]:
+        seen = now_ms if seen_ms is None else seen_ms
+        i = self.dev_index.get(device)
+        d = self.devices.get(device)
+        if i is None or d is None:
+            return []
+        p = self.presence
+        if state is AvailabilityState.ONLINE:
+            p.disabled[i] = False
+            return self._seen(np.array([i], dtype=np.int64), np.array([seen], dtype=np.int64), now_ms)
+        if state is AvailabilityState.DISABLED:
+            p.disabled[i] = True
+            p.lost[i] = False
+            return list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, detail="disabled on purpose"), now_ms))
+        if state is AvailabilityState.OFFLINE and not p.lost[i]:
+            p.lost[i] = True
+            return self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline")
+        return []  # UNKNOWN: a bridge in front of it is gone; the gateway-level alarm covers it
+
+    def _comm_lost(self, d: DeviceInfo, seen: int, now_ms: int, why: str) -> list[Action]:
+        cause = self._outage_key(d.building) if d.kind in MAINS_POWERED else None
+        sig = Signal(SignalKind.RAISE, COMM_LOST, _subject(d.id), seen, Severity.MINOR, title=f"通信中断 · {d.place_name}",
+                     place=self._place(d), detail=why, cause=cause)
+        return list(self.book.signal(sig, now_ms))
+
+    def on_gateway_status(self, gateway: str, online: bool, now_ms: int) -> list[Action]:
+        i = self.gw_index.get(gateway)
+        if i is None:
+            i = self._add_gateway(gateway, None, now_ms)
+        g = self.gateways
+        building = self.gw_building[i]
+        if online:
+            was_down = bool(g.down[i])
+            g.down[i] = False
+            if was_down:  # its devices were unknown, not silent: each gets a fresh window
+                behind = np.flatnonzero(self.presence.gateway[: len(self.devices)] == i)
+                self.presence.last_seen[behind] = np.maximum(self.presence.last_seen[behind], now_ms)
+            return list(self.book.signal(Signal(SignalKind.CLEAR, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, detail="online"), now_ms))
+        if g.down[i]:
+            return []
+        g.down[i] = True
+        n = int(np.count_nonzero(self.presence.gateway[: len(self.devices)] == i))
+        sig = Signal(SignalKind.RAISE, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, Severity.MAJOR, title=f"网关离线 · {gateway}",
+                     place=Place(gateway=gateway, building=building), detail=f"{n} devices behind it are unknown",
+                     cause=self._outage_key(building))
+        return list(self.book.signal(sig, now_ms))
+
+    def on_patrol(self, gateway: str, period_s: float, now_ms: int) -> list[Action]:
+        i = self.gw_index.get(gateway)
+        if i is None:
+            i = self._add_gateway(gateway, None, now_ms)
+        g = self.gateways
+        g.last_patrol[i] = max(int(g.last_patrol[i]), now_ms)
+        g.window_ms[i] = round((self.rules.patrol_misses * period_s + self.rules.patrol_grace_s) * 1000)
+        if g.lost[i]:
+            g.lost[i] = False
+            return list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, f"gateway:{gateway}", now_ms, detail="patrol heartbeat again"), now_ms))
+        return []
+
+    # -- time --------------------------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> list[Action]:
+        out: list[Action] = list(self.book.tick(now_ms))
+        n_dev = len(self.devices)
+        for i in self.presence.silent(n_dev, now_ms, self.gateways.down):
+            d = self._dev_list[int(i)]
+            silent_s = (now_ms - int(self.presence.last_seen[i])) / 1000
+            out += self._comm_lost(d, int(self.presence.last_seen[i]), now_ms, f"silent for {silent_s:.0f} s")
+        gw_names = list(self.gw_index)
+        for i in self.gateways.silent(len(gw_names), now_ms):
+            building = self.gw_building[int(i)]
+            sig = Signal(SignalKind.RAISE, COMM_LOST, f"gateway:{gw_names[int(i)]}", int(self.gateways.last_patrol[i]), Severity.MAJOR,
+                         title=f"网关巡检心跳缺失 · {gw_names[int(i)]}", place=Place(gateway=gw_names[int(i)], building=building),
+                         detail="patrol heartbeat missing", cause=self._outage_key(building))
+            out += self.book.signal(sig, now_ms)
+        for i in self.welfare.due(len(self.hh_info), now_ms):
+            hid, building, unit, place = self.hh_info[int(i)]
+            hours = int(self.welfare.quiet_ms[i]) / 3_600_000
+            sig = Signal(SignalKind.RAISE, WELFARE, f"household:{hid}", now_ms, self.rules.welfare_severity, True,
+                         title=f"独居老人关怀核实 · {place}", place=Place(building=building, unit=unit, household=hid),
+                         detail=f"no sign of activity for {hours:g} h")
+            out += self.book.signal(sig, now_ms)
+        return out
+
+    # -- people ------------------------------------------------------------------------------------------
+    def move(self, alarm_id: str, move: Move, actor: str, now_ms: int, *, note: str = "", until_ms: int | None = None) -> list[Action]:
+        return list(self.book.move(alarm_id, move, actor, now_ms, note=note, until_ms=until_ms))
+
+    def add_window(self, window: MaintenanceWindow, now_ms: int) -> list[Action]:
+        return list(self.book.add_window(window, now_ms))
+
+    # -- restart -----------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, npt.NDArray[Any]]:
+        """The rule state a restart needs (timers as absolute times, so `now` re-derives what is left)."""
+        out: dict[str, npt.NDArray[Any]] = {
+            "series": np.array(self.series_names, dtype=np.str_), "devices": np.array(list(self.devices), dtype=np.str_),
+            "gateways": np.array(list(self.gw_index), dtype=np.str_), "households": np.array([h[0] for h in self.hh_info], dtype=np.str_),
+        }
+        n_series, n_dev, n_gw, n_hh = len(self.series_names), len(self.devices), len(self.gw_index), len(self.hh_info)
+        parts: list[tuple[str, Any, int]] = [(f"threshold.{r.name}", c, n_series) for r, c, _ in self.thresholds]
+        parts += [("rise", self.rise, n_series), ("drift", self.drift, n_series), ("presence", self.presence, n_dev),
+                  ("gateways", self.gateways, n_gw), ("welfare", self.welfare, n_hh)]
+        for name, cols, n in parts:
+            if cols is not None:
+                for field, arr in cols.state().items():
+                    out[f"{name}.{field}"] = arr[:n]
+        return out
+
+    def restore(self, snap: dict[str, npt.NDArray[Any]]) -> None:
+        """Take rule state back after a restart; then align 'active' flags with the open alarms of the book."""
+        def mapping(names: Sequence[str], index: dict[str, int]) -> I64:
+            return np.array([index.get(str(n), -1) for n in names], dtype=np.int64)
+
+        for name in snap.get("series", []):
+            dev, _, ch = str(name).partition("@")
+            self._series(dev, f"x_c@{ch}" if ch else "x_c")  # allocate the slot (metric does not matter)
+        m_series = mapping(list(snap.get("series", [])), self.series_index)
+        m_dev = mapping(list(snap.get("devices", [])), self.dev_index)
+        m_gw = mapping(list(snap.get("gateways", [])), self.gw_index)
+        m_hh = mapping(list(snap.get("households", [])), self.hh_index)
+        parts: list[tuple[str, Any, I64]] = [(f"threshold.{r.name}", c, m_series) for r, c, _ in self.thresholds]
+        parts += [("rise", self.rise, m_series), ("drift", self.drift, m_series), ("presence", self.presence, m_dev),
+                  ("gateways", self.gateways, m_gw), ("welfare", self.welfare, m_hh)]
+        for name, cols, m in parts:
+            if cols is not None and len(m):
+                cols.restore({k.split(".")[-1]: v for k, v in snap.items() if k.startswith(name + ".")}, m)
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Make rule flags agree with the open alarms (the book is the truth about what is raised)."""
+        open_ = {(k.subject, k.alarm_type): a for k, a in self.book.open.items() if not k.drill}
+        holding = {key for key, a in open_.items() if a.state is not AlarmState.AWAITING_VERIFICATION}
+        for rule, cols, _ in self.thresholds:
+            for slot, name in enumerate(self.series_names):
+                cols.active[slot] = (f"device:{name}", rule.name) in holding
+        trend_cols: list[tuple[str, TemperatureRise | ResidualDrift | None]] = [("temperature_rise", self.rise), ("residual_drift", self.drift)]
+        for name, tcols in trend_cols:
+            if tcols is not None:
+                for slot, series in enumerate(self.series_names):
+                    tcols.active[slot] = (f"device:{series}", name) in holding
+        for dev, i in self.dev_index.items():
+            self.presence.lost[i] = (_subject(dev), COMM_LOST) in open_
+        for gw, i in self.gw_index.items():
+            self.gateways.down[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_
+            self.gateways.lost[i] = (f"gateway:{gw}", COMM_LOST) in open_
+        for hid, i in self.hh_index.items():
+            self.welfare.overdue[i] = (f"household:{hid}", WELFARE) in holding
+        self.smoke_active.clear()
+        for k, a in self.book.open.items():
+            if k.alarm_type == "smoke" and a.state is not AlarmState.AWAITING_VERIFICATION and a.place.device is not None:
+                d = self.devices.get(a.place.device)
+                if d is not None:
+                    self.smoke_active.setdefault((d.building or "", d.unit, k.drill), set()).add(d.id)
+
