@@ -1,0 +1,509 @@
+"""The escalation ladder as pure functions: (escalation state, event, now) -> (new state, actions).
+
+How this works: `start` picks the policy for an alarm and pages its entry rungs. From then on the state holds
+everything that matters (who was paged when, how far each rung got, which deadlines were missed), and the
+*timers are not stored*: `timers(state, policies)` re-derives them from the state every time (a repeat is due
+`every` after the last page while nobody acknowledged; a deadline is due `seconds` after the rung was paged
+while the rung has not reached that field state; the verify window is due `window` after the start while
+nobody verified). `advance(state, ..., now)` fires every timer due at `now`, in order, so a process that was
+down while deadlines passed fires them all at once on restart. `respond` applies a responder's answer.
+
+Every call that changes the state bumps `state.step`; the actions it returns carry that step number, so the
+service can claim a step exactly once and notifications get stable idempotency keys.
+
+Invariants:
+- every firing removes its own timer (a repeat counts, a deadline is marked missed, the verify window is
+  spent), and every new rung's timers lie strictly in the future: `advance` always terminates;
+- an alarm never ends up with nobody: a vacant seat climbs to the next rung, and when the ladder runs out the
+  command room's console holds the alarm (`CONSOLE`);
+- a stopped ladder has no timers and pages nobody;
+- drill notices say so, and may leave the building only if the drill asks (`drill_outside`); a real alarm
+  is never held back by a drill.
+
+Exceptions:
+
+    LadderError
+     ├── UnknownResponder   a decline from someone the ladder did not page
+     └── (PolicyError       from alerting.ladder.policy, for bad policy data)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from alerting.ladder.policy import FIELD_ORDER, Policy, PolicySet, Rung, Seat, field_rank
+from alerting.ladder.targets import CONSOLE, Contact, Fill, Roster, Where
+from alerting.lifecycle import SYSTEM_ACTOR, AlarmState, Move
+from alerting.model import Severity
+
+__all__ = [
+    "CONSOLE_RUNG",
+    "AdvanceAlarm",
+    "AlarmFacts",
+    "Decision",
+    "Engagement",
+    "EscalationState",
+    "LadderAction",
+    "LadderError",
+    "Note",
+    "NoteKind",
+    "Notify",
+    "NotifyReason",
+    "Response",
+    "Timer",
+    "TimerKind",
+    "UnknownResponder",
+    "advance",
+    "next_due",
+    "respond",
+    "start",
+    "stop",
+    "timers",
+]
+
+CONSOLE_RUNG: Final = "console"
+
+
+class LadderError(Exception):
+    """Base of the ladder's errors."""
+
+
+class UnknownResponder(LadderError):
+    def __init__(self, alarm_id: str, responder: str) -> None:
+        self.alarm_id, self.responder = alarm_id, responder
+        super().__init__(f"{responder!r} was not paged for alarm {alarm_id!r}, so there is nothing to decline")
+
+
+class Response(StrEnum):
+    """What a responder (or the duty officer) answers."""
+
+    ACKNOWLEDGE = "acknowledge"  # 我已收到
+    EN_ROUTE = "en_route"  # 出发
+    ON_SCENE = "on_scene"  # 到场
+    HANDLED = "handled"  # 处置完成
+    CLOSED = "closed"  # 复核关闭 (the duty officer)
+    CONFIRM = "confirm"  # 核实属实: verified as real, without being on scene
+    FALSE_ALARM = "false_alarm"  # 误报
+    DECLINE = "decline"  # 无法前往: passes to the next person at once
+
+
+_FIELD_OF: Final = {
+    Response.ACKNOWLEDGE: AlarmState.ACKNOWLEDGED,
+    Response.EN_ROUTE: AlarmState.EN_ROUTE,
+    Response.ON_SCENE: AlarmState.ON_SCENE,
+    Response.HANDLED: AlarmState.HANDLED,
+    Response.CLOSED: AlarmState.CLOSED,
+}
+_MOVE_TO: Final = {
+    AlarmState.ACKNOWLEDGED: Move.ACKNOWLEDGE,
+    AlarmState.EN_ROUTE: Move.DEPART,
+    AlarmState.ON_SCENE: Move.ARRIVE,
+    AlarmState.HANDLED: Move.FINISH,
+    AlarmState.CLOSED: Move.VERIFY_CLOSE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFacts:
+    """What the ladder needs to know about an alarm."""
+
+    alarm_id: str
+    alarm_type: str
+    severity: Severity
+    raised_at_ms: int
+    where: Where = field(default_factory=Where)
+    title: str = ""
+    drill: bool = False
+    drill_outside: bool = False  # the drill asks for real outside channels (SMS, voice, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    """One rung paged: to whom, since when, and how far they got."""
+
+    rung: str
+    engaged_ms: int
+    contacts: tuple[Contact, ...]
+    via: Fill
+    progress: AlarmState | None = None
+    repeats: int = 0
+    missed: tuple[AlarmState, ...] = ()
+    declined: tuple[str, ...] = ()
+    offered: tuple[str, ...] = ()  # everyone ever paged on this rung (volunteers are replaced on decline)
+
+    def has(self, contact_id: str) -> bool:
+        return any(c.id == contact_id for c in self.contacts)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    facts: AlarmFacts
+    policy: str
+    started_ms: int
+    engagements: tuple[Engagement, ...] = ()
+    reached: tuple[tuple[AlarmState, int], ...] = ()  # first time the alarm reached each field state
+    verified_ms: int | None = None
+    treated_real_ms: int | None = None
+    exhausted: bool = False
+    stopped: str | None = None
+    stopped_ms: int | None = None
+    step: int = 0
+
+    @property
+    def alarm_id(self) -> str:
+        return self.facts.alarm_id
+
+    def engagement(self, rung: str) -> Engagement | None:
+        return next((e for e in self.engagements if e.rung == rung), None)
+
+    def reached_ms(self, state: AlarmState) -> int | None:
+        return next((t for s, t in self.reached if s is state), None)
+
+    @property
+    def staffed(self) -> bool:
+        return any(e.contacts for e in self.engagements)
+
+
+class NotifyReason(StrEnum):
+    PAGE = "page"  # the rung's first notice
+    REPEAT = "repeat"  # nobody acknowledged yet
+    ESCALATE = "escalate"  # a deadline below was missed
+    VACANCY = "vacancy"  # the seat below was empty
+    DECLINED = "declined"  # the previous volunteer declined
+    UNVERIFIED = "unverified"  # nobody verified in time: treated as real
+    EXHAUSTED = "exhausted"  # the ladder ran out: the console holds it
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    alarm_id: str
+    step: int
+    rung: str
+    contact: Contact
+    reason: NotifyReason
+    channels: tuple[str, ...]
+    drill: bool
+    outside_allowed: bool  # False: console and in-app only (a drill that did not ask for outside channels)
+    attempt: int = 0  # 0 for the first notice, n for the n-th repeat
+    rung_label: str = ""
+
+    @property
+    def key(self) -> str:
+        """Stable idempotency key of this notice (one per step and contact)."""
+        return f"{self.alarm_id}/{self.step}/{self.contact.id}"
+
+
+class NoteKind(StrEnum):
+    PAGED = "paged"
+    DEPUTY = "deputy"  # the holder was away; the deputy was paged
+    VACANCY = "vacancy"  # nobody in the seat
+    NOT_APPLICABLE = "not_applicable"  # an optional rung with nobody (no family on record)
+    REPEATED = "repeated"
+    DEADLINE_MISSED = "deadline_missed"
+    TREATED_REAL = "treated_real"
+    VERIFIED = "verified"
+    RESPONSE = "response"
+    DECLINED = "declined"
+    EXHAUSTED = "exhausted"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something for the record (the audit trail and the statistics), not a message to anyone."""
+
+    alarm_id: str
+    step: int
+    kind: NoteKind
+    at_ms: int
+    rung: str | None = None
+    field_state: AlarmState | None = None
+    detail: str = ""
+    due_ms: int | None = None  # for timer firings: when it was due (at_ms - due_ms is how late)
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceAlarm:
+    """Ask the alarm lifecycle to make this move (the alarm service applies it)."""
+
+    alarm_id: str
+    move: Move
+    actor: str
+    at_ms: int
+    step: int = 0
+
+
+LadderAction = Notify | Note | AdvanceAlarm
+Decision = tuple[EscalationState, list[LadderAction]]
+
+
+class TimerKind(StrEnum):
+    DEADLINE = "deadline"
+    VERIFY = "verify"
+    REPEAT = "repeat"
+
+
+_KIND_ORDER: Final = {TimerKind.DEADLINE: 0, TimerKind.VERIFY: 1, TimerKind.REPEAT: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    due_ms: int
+    kind: TimerKind
+    rung: str | None = None
+    field_state: AlarmState | None = None
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+# -- timers, derived --------------------------------------------------------------------------------------
+
+
+def timers(state: EscalationState, policies: PolicySet) -> list[Timer]:
+    """Every pending timer of this escalation, earliest first (none once stopped)."""
+    if state.stopped is not None:
+        return []
+    out: list[Timer] = []
+    policy = policies.by_name.get(state.policy)
+    for e in state.engagements:
+        rung = policies.rungs.get(e.rung)
+        if rung is None or not e.contacts:
+            continue
+        for fs, seconds in rung.deadlines:
+            if fs not in e.missed and field_rank(e.progress) < field_rank(fs):
+                out.append(Timer(e.engaged_ms + _ms(seconds), TimerKind.DEADLINE, e.rung, fs))
+        if rung.repeat is not None and e.progress is None and e.repeats < rung.repeat.times:
+            out.append(Timer(e.engaged_ms + (e.repeats + 1) * _ms(rung.repeat.every_s), TimerKind.REPEAT, e.rung))
+    if policy is not None and policy.verify_window_s is not None and state.verified_ms is None and state.treated_real_ms is None:
+        out.append(Timer(state.started_ms + _ms(policy.verify_window_s), TimerKind.VERIFY))
+    out.sort(key=lambda t: (t.due_ms, _KIND_ORDER[t.kind], t.rung or ""))
+    return out
+
+
+def next_due(state: EscalationState, policies: PolicySet) -> int | None:
+    pending = timers(state, policies)
+    return pending[0].due_ms if pending else None
+
+
+# -- paging ---------------------------------------------------------------------------------------------
+
+
+class _Step:
+    """Collects the actions of one step while the state is rebuilt."""
+
+    def __init__(self, state: EscalationState, policies: PolicySet, roster: Roster, now_ms: int) -> None:
+        self.state = state
+        self.policies = policies
+        self.policy: Policy = policies.by_name[state.policy]
+        self.roster = roster
+        self.now = now_ms
+        self.actions: list[LadderAction] = []
+
+    def note(self, kind: NoteKind, rung: str | None = None, detail: str = "", field_state: AlarmState | None = None, due_ms: int | None = None) -> None:
+        self.actions.append(Note(self.state.alarm_id, self.state.step, kind, self.now, rung, field_state, detail, due_ms))
+
+    def notify(self, rung: str, contact: Contact, reason: NotifyReason, attempt: int = 0) -> None:
+        facts = self.state.facts
+        r = self.policies.rungs.get(rung)
+        channels = r.channels if r is not None else ("console",)
+        label = r.label if r is not None else "值班控制台"
+        outside = (not facts.drill) or facts.drill_outside
+        self.actions.append(Notify(facts.alarm_id, self.state.step, rung, contact, reason, channels, facts.drill, outside, attempt, label))
+
+    def put(self, e: Engagement) -> None:
+        others = tuple(x for x in self.state.engagements if x.rung != e.rung)
+        self.state = dataclasses.replace(self.state, engagements=(*others, e) if self.state.engagement(e.rung) is None else
+                                         tuple(e if x.rung == e.rung else x for x in self.state.engagements))
+
+    def engage(self, name: str, reason: NotifyReason) -> None:
+        if self.state.engagement(name) is not None:
+            return
+        rung = self.policies.rung(name)
+        fill = self.roster.fill(rung.seat, self.state.facts.where, self.now, skill=rung.skill)
+        contacts = fill.contacts[: rung.count] if rung.seat is Seat.VOLUNTEERS else fill.contacts
+        if not contacts:
+            self.put(Engagement(name, self.now, (), Fill.VACANT))
+            if rung.optional:
+                self.note(NoteKind.NOT_APPLICABLE, name, fill.note or "nobody on record")
+                return
+            self.note(NoteKind.VACANCY, name, fill.note or f"{rung.label or name}: nobody on duty")
+            self.climb(name, NotifyReason.VACANCY)
+            return
+        self.put(Engagement(name, self.now, contacts, fill.via, offered=tuple(c.id for c in contacts)))
+        if fill.via is Fill.DEPUTY:
+            self.note(NoteKind.DEPUTY, name, fill.note)
+        self.note(NoteKind.PAGED, name, ", ".join(c.id for c in contacts))
+        for c in contacts:
+            self.notify(name, c, reason)
+
+    def climb(self, from_rung: str, reason: NotifyReason) -> None:
+        """Page the next rung up: the rung's on_miss, else the first ladder rung not yet paged."""
+        rung = self.policies.rungs.get(from_rung)
+        engaged = {e.rung for e in self.state.engagements}
+        candidates = [rung.on_miss] if rung is not None and rung.on_miss is not None else []
+        candidates += [n for n in (*self.policy.ladder, *self.policy.verify_escalate_to) if n not in self.policy.entry]
+        target = next((n for n in candidates if n not in engaged), None)
+        if target is not None:
+            self.engage(target, reason)
+        else:
+            self.exhaust()
+
+    def exhaust(self) -> None:
+        if self.state.exhausted:
+            return
+        self.state = dataclasses.replace(self.state, exhausted=True)
+        self.note(NoteKind.EXHAUSTED, CONSOLE_RUNG, "every rung has been paged; the duty console holds the alarm")
+        self.put(Engagement(CONSOLE_RUNG, self.now, (CONSOLE,), Fill.HOLDER, offered=(CONSOLE.id,)))
+        self.notify(CONSOLE_RUNG, CONSOLE, NotifyReason.EXHAUSTED)
+
+    def ensure_staffed(self) -> None:
+        if not self.state.staffed:
+            self.exhaust()
+
+
+def _bump(state: EscalationState) -> EscalationState:
+    return dataclasses.replace(state, step=state.step + 1)
+
+
+def start(facts: AlarmFacts, policies: PolicySet, roster: Roster, now_ms: int) -> Decision:
+    """Open an escalation for a new alarm: page every entry rung at once."""
+    policy = policies.select(facts.alarm_type, facts.severity, vulnerable=facts.where.vulnerable, drill=facts.drill)
+    s = _Step(EscalationState(facts, policy.name, now_ms, step=1), policies, roster, now_ms)
+    for name in policy.entry:
+        s.engage(name, NotifyReason.PAGE)
+    s.ensure_staffed()
+    if any(isinstance(a, Notify) for a in s.actions):
+        s.actions.append(AdvanceAlarm(facts.alarm_id, Move.NOTIFY, SYSTEM_ACTOR, now_ms, s.state.step))
+    return s.state, s.actions
+
+
+def advance(state: EscalationState, policies: PolicySet, roster: Roster, now_ms: int) -> Decision:
+    """Fire every timer due at `now_ms`, earliest first; each firing is its own step."""
+    actions: list[LadderAction] = []
+    while True:
+        due = [t for t in timers(state, policies) if t.due_ms <= now_ms]
+        if not due:
+            return state, actions
+        state, more = _fire(_bump(state), due[0], policies, roster, now_ms)
+        actions += more
+
+
+def _fire(state: EscalationState, t: Timer, policies: PolicySet, roster: Roster, now_ms: int) -> Decision:
+    s = _Step(state, policies, roster, now_ms)
+    if t.kind is TimerKind.REPEAT:
+        assert t.rung is not None
+        e = state.engagement(t.rung)
+        assert e is not None
+        rung = policies.rung(e.rung)
+        assert rung.repeat is not None
+        # repeats that fell due while the process was down collapse into one notice (no burst of stale pages)
+        owed = min(rung.repeat.times, (now_ms - e.engaged_ms) // _ms(rung.repeat.every_s))
+        e = dataclasses.replace(e, repeats=max(e.repeats + 1, owed))
+        s.put(e)
+        s.note(NoteKind.REPEATED, e.rung, f"repeat {e.repeats}", due_ms=t.due_ms)
+        for c in e.contacts:
+            s.notify(e.rung, c, NotifyReason.REPEAT, attempt=e.repeats)
+    elif t.kind is TimerKind.DEADLINE:
+        assert t.rung is not None
+        assert t.field_state is not None
+        e = state.engagement(t.rung)
+        assert e is not None
+        s.put(dataclasses.replace(e, missed=(*e.missed, t.field_state)))
+        s.note(NoteKind.DEADLINE_MISSED, t.rung, f"{t.field_state.value} not reached in time", t.field_state, t.due_ms)
+        s.climb(t.rung, NotifyReason.ESCALATE)
+    else:
+        s.state = dataclasses.replace(s.state, treated_real_ms=now_ms)
+        s.note(NoteKind.TREATED_REAL, None, "nobody verified in time: treated as real", due_ms=t.due_ms)
+        for name in s.policy.verify_escalate_to:
+            s.engage(name, NotifyReason.UNVERIFIED)
+        s.notify(CONSOLE_RUNG, CONSOLE, NotifyReason.UNVERIFIED)
+    s.ensure_staffed()
+    return s.state, s.actions
+
+
+# -- answers ------------------------------------------------------------------------------------------------
+
+
+def respond(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
+    state: EscalationState, policies: PolicySet, roster: Roster, response: Response, actor: str, now_ms: int, note: str = ""
+) -> Decision:
+    """Apply a response from `actor` (a contact id the ladder paged, or a duty officer's login)."""
+    s = _Step(_bump(state), policies, roster, now_ms)
+    mine = [e for e in s.state.engagements if e.has(actor)]
+    s.note(NoteKind.RESPONSE, mine[0].rung if mine else None, f"{actor}: {response.value}" + (f" ({note})" if note else ""))
+    if response is Response.DECLINE:
+        if not mine:
+            raise UnknownResponder(state.alarm_id, actor)
+        if state.stopped is None:
+            for e in mine:
+                _decline(s, e, actor)
+            s.ensure_staffed()
+        return s.state, s.actions
+    if response is Response.FALSE_ALARM:
+        _stop(s, "false_alarm")
+        s.actions.append(AdvanceAlarm(state.alarm_id, Move.MARK_FALSE, actor, now_ms, s.state.step))
+        return s.state, s.actions
+    if response is Response.CONFIRM:
+        _verify(s, f"confirmed by {actor}")
+        return s.state, s.actions
+    fs = _FIELD_OF[response]
+    for e in mine:
+        if field_rank(fs) > field_rank(e.progress):
+            s.put(dataclasses.replace(e, progress=fs))
+    reached = dict(s.state.reached)
+    newly = [x for x in FIELD_ORDER[: field_rank(fs)] if x not in reached]
+    for x in newly:
+        reached[x] = now_ms
+        s.actions.append(AdvanceAlarm(state.alarm_id, _MOVE_TO[x], actor, now_ms, s.state.step))
+    s.state = dataclasses.replace(s.state, reached=tuple(sorted(reached.items(), key=lambda kv: field_rank(kv[0]))))
+    if field_rank(fs) >= field_rank(AlarmState.ON_SCENE):
+        _verify(s, f"{actor} is on scene")
+    if fs in s.policy.stop_on and s.state.stopped is None:
+        _stop(s, fs.value)
+    return s.state, s.actions
+
+
+def _verify(s: _Step, why: str) -> None:
+    if s.state.verified_ms is None:
+        s.state = dataclasses.replace(s.state, verified_ms=s.now)
+        s.note(NoteKind.VERIFIED, None, why)
+
+
+def _decline(s: _Step, e: Engagement, actor: str) -> None:
+    rung: Rung | None = s.policies.rungs.get(e.rung)
+    left = tuple(c for c in e.contacts if c.id != actor)
+    e = dataclasses.replace(e, contacts=left, declined=(*e.declined, actor))
+    s.note(NoteKind.DECLINED, e.rung, actor)
+    if rung is not None and rung.seat is Seat.VOLUNTEERS:
+        fill = s.roster.fill(rung.seat, s.state.facts.where, s.now, skill=rung.skill, exclude=frozenset(e.offered))
+        fresh = tuple(c for c in fill.contacts if c.id not in e.offered)[: rung.count - len(left)]
+        if fresh:
+            # the next volunteer gets the rung's full time, from now
+            e = dataclasses.replace(e, contacts=(*left, *fresh), offered=(*e.offered, *(c.id for c in fresh)), engaged_ms=s.now, repeats=0)
+            s.put(e)
+            s.note(NoteKind.PAGED, e.rung, ", ".join(c.id for c in fresh))
+            for c in fresh:
+                s.notify(e.rung, c, NotifyReason.DECLINED)
+            return
+    s.put(e)
+    if not e.contacts:
+        s.climb(e.rung, NotifyReason.DECLINED)
+
+
+def _stop(s: _Step, reason: str) -> None:
+    s.state = dataclasses.replace(s.state, stopped=reason, stopped_ms=s.now)
+    s.note(NoteKind.STOPPED, None, reason)
+
+
+def stop(state: EscalationState, reason: str, now_ms: int) -> Decision:
+    """The alarm ended elsewhere (closed, resolved, silenced): the ladder stops."""
+    if state.stopped is not None:
+        return state, []
+    state = _bump(state)
+    s_state = dataclasses.replace(state, stopped=reason, stopped_ms=now_ms)
+    return s_state, [Note(state.alarm_id, state.step, NoteKind.STOPPED, now_ms, None, None, reason)]

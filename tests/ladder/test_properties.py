@@ -1,0 +1,58 @@
+"""Hypothesis: any mix of waiting, answers and vacancies keeps the ladder's invariants."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerting.ladder import AlarmFacts, Notify, Response, Seat, Where, advance, respond, start, timers
+from alerting.ladder.engine import UnknownResponder
+from alerting.model import Severity
+from tests.ladder.fakes import T0, FakeRoster, policies
+
+PS = policies()
+PEOPLE = ["gw1", "mfs-head", "mfs-m1", "bl1", "v1", "v2", "v3", "duty1", "family:h1:0", "console", "nobody"]
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("wait"), st.integers(min_value=0, max_value=400_000)),
+        st.tuples(st.sampled_from(list(Response)), st.sampled_from(PEOPLE)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    alarm_type=st.sampled_from(["smoke", "sos", "residual_current", "communication_lost"]),
+    vulnerable=st.booleans(),
+    vacant=st.sets(st.sampled_from([Seat.GRID_WORKER, Seat.FIRE_STATION, Seat.BUILDING_LEADER, Seat.DUTY_OFFICER])),
+    steps=ops,
+)
+def test_invariants(alarm_type: str, vulnerable: bool, vacant: set[Seat], steps: list[tuple[object, object]]) -> None:
+    roster = FakeRoster()
+    for seat in vacant:
+        roster.vacate(seat)
+    facts = AlarmFacts("A1", alarm_type, Severity.CRITICAL, T0, Where("c01", "g1", "b01", 1, "h1", vulnerable))
+    state, _ = start(facts, PS, roster, T0)
+    now = T0
+    assert state.staffed, "an alarm never ends up with nobody"
+    for op, arg in steps:
+        before = state.step
+        if op == "wait":
+            assert isinstance(arg, int)
+            now += arg
+            state, acts = advance(state, PS, roster, now)
+            assert all(t.due_ms > now for t in timers(state, PS)), "advance leaves nothing due behind"
+        else:
+            assert isinstance(op, Response)
+            assert isinstance(arg, str)
+            try:
+                state, acts = respond(state, PS, roster, op, arg, now)
+            except UnknownResponder:
+                continue
+        assert state.staffed
+        assert all(before < a.step <= state.step for a in acts if isinstance(a, Notify))
+        if state.stopped is not None:
+            assert not timers(state, PS)
+            assert not [a for a in advance(state, PS, roster, now + 10**9)[1] if isinstance(a, Notify)]
