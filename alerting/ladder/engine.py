@@ -362,8 +362,13 @@ class _Step:
         self.notify(CONSOLE_RUNG, CONSOLE, NotifyReason.EXHAUSTED)
 
     def ensure_staffed(self) -> None:
-        if not self.state.staffed:
+        if self.state.staffed:
+            return
+        if not self.state.exhausted:
             self.exhaust()
+            return
+        self.put(Engagement(CONSOLE_RUNG, self.now, (CONSOLE,), Fill.HOLDER, offered=(CONSOLE.id,)))
+        self.notify(CONSOLE_RUNG, CONSOLE, NotifyReason.EXHAUSTED)
 
 
 def _bump(state: EscalationState) -> EscalationState:
@@ -437,8 +442,8 @@ def respond(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
     mine = [e for e in s.state.engagements if e.has(actor)]
     s.note(NoteKind.RESPONSE, mine[0].rung if mine else None, f"{actor}: {response.value}" + (f" ({note})" if note else ""))
     if response is Response.DECLINE:
-        if not mine:
-            raise UnknownResponder(state.alarm_id, actor)
+        if not mine or actor == CONSOLE.id:
+            raise UnknownResponder(state.alarm_id, actor)  # the console is the last resort: it cannot decline
         if state.stopped is None:
             for e in mine:
                 _decline(s, e, actor)

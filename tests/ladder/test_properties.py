@@ -22,7 +22,7 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     alarm_type=st.sampled_from(["smoke", "sos", "residual_current", "communication_lost"]),
     vulnerable=st.booleans(),
