@@ -43,6 +43,7 @@ from broker.kinds import EventKind, GatewayState
 from broker.schemas import DeviceEvent, encode
 from broker.topics import event_topic
 from simulators.clock import ScaledClock, SimClock
+from simulators.dialects import DialectTopics, MixedEncoder
 from simulators.fleet import Fleet, UnknownTarget
 from simulators.native import NativeEncoder, Outgoing, native_event
 from simulators.records import Step
@@ -245,17 +246,17 @@ class CommunitySimulator:
         queue_size: int = 10_000,
         connect_timeout_s: float = 30.0,
         encoder: StepEncoder | None = None,
+        dialect_topics: DialectTopics | None = None,
     ) -> None:
         self.sites = sites
+        self.speed = speed
         self.clock: SimClock = clock or ScaledClock(speed)
         self.fleet = Fleet(sites, seed=seed, start=self.clock.now(), profile=profile)
         self.by_device = {d.id: d for d in self.fleet.devices}
         self.run_tag = run_tag or secrets.token_hex(4)
         self.native = NativeEncoder(self.fleet.devices, self.run_tag)
         if encoder is None and dialects == "mixed":
-            from simulators.dialects import MixedEncoder
-
-            encoder = MixedEncoder(self.native, sites)
+            encoder = MixedEncoder(self.native, sites, dialect_topics)
         self.encoder: StepEncoder = encoder or _NativeOnly(self.native)
         # A step is at most a quarter of a real second, and at least one simulated second.
         self.step_s = step_s or min(max(1.0, speed * 0.25), self.fleet.min_interval)
