@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from broker.kinds import LIFE_SAFETY_EVENTS, UNITS, AvailabilityState, DeviceKind, EventKind, GatewayState
+from broker.notices import Notice
 from broker.schemas import (
     MAX_PAYLOAD_BYTES,
     DeviceAvailability,
@@ -26,6 +27,8 @@ from broker.schemas import (
     priority_of,
 )
 from broker.topics import (
+    BUILDING_OUTPUTS,
+    NOTIFY_PREFIX,
     PREFIX,
     availability_topic,
     command_topic,
@@ -102,6 +105,8 @@ def render() -> str:
         f"| `{PREFIX}/{{gateway}}/dev/{{device}}/event` | DeviceEvent | gateway → centre |",
         f"| `{PREFIX}/{{gateway}}/dev/{{device}}/availability` | DeviceAvailability (retained) | gateway → centre |",
         f"| `{PREFIX}/{{gateway}}/cmd/{{command}}` | GatewayCommand | centre → gateway |",
+        f"| `{NOTIFY_PREFIX}/responder/{{responder}}` | Notice | centre → responder app |",
+        f"| `{NOTIFY_PREFIX}/building/{{building}}/{{output}}` | Notice (output: {' or '.join(BUILDING_OUTPUTS)}) | centre → building sounders, displays |",
         "",
         "A gateway publishes only under its own prefix (never `cmd/`) and reads only its own `cmd/`: the generated",
         "Mosquitto ACL (`shouwang broker config`) enforces it. Ids are 1–64 characters of letters, digits, `.`, `_`, `-`.",
@@ -121,7 +126,7 @@ def render() -> str:
     out += ["", "### Command to a gateway", "", f"`{ctopic}`", "", "```json",
             json.dumps(msgspec.to_builtins(cmd), ensure_ascii=False, indent=2), "```"]
     out += ["", "## Schemas"]
-    for struct in (Telemetry, DeviceEvent, DeviceAvailability, GatewayStatus, PatrolHeartbeat, GatewayCommand):
+    for struct in (Telemetry, DeviceEvent, DeviceAvailability, GatewayStatus, PatrolHeartbeat, GatewayCommand, Notice):
         out += ["", f"### {struct.__name__}", "", (struct.__doc__ or "").strip().split("\n")[0], "",
                 "| field | type | required |", "| --- | --- | --- |", *_fields(struct)]
     out += ["", "## Vocabulary", "", "Device kinds: " + ", ".join(f"`{k.value}`" for k in DeviceKind) + ".", "",

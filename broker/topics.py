@@ -14,6 +14,8 @@ through these functions:
     sw/v1/gw/{gateway}/dev/{device}/event          device events (smoke alarm, SOS press, tamper, ...)
     sw/v1/gw/{gateway}/dev/{device}/availability   device online / offline / unknown, retained
     sw/v1/gw/{gateway}/cmd/{command}               commands from the centre down to one gateway
+    sw/v1/notify/responder/{responder}             escalation notices to one responder's app
+    sw/v1/notify/building/{building}/{output}      notices to a building's sounders or displays (output: sounder|display)
 
 A gateway publishes only under `sw/v1/gw/{its id}/` (never under `cmd/`) and reads only its own `cmd/`.
 """
@@ -27,6 +29,8 @@ from broker.errors import InvalidTopic
 from broker.ids import DeviceId, GatewayId, validate_id
 
 __all__ = [
+    "BUILDING_OUTPUTS",
+    "NOTIFY_PREFIX",
     "PREFIX",
     "VERSION",
     "SharedSubscription",
@@ -35,18 +39,22 @@ __all__ = [
     "TopicKind",
     "UplinkTopic",
     "availability_topic",
+    "building_notice_topic",
     "command_topic",
     "event_topic",
     "gateway_publish_filters",
     "gateway_status_topic",
     "parse_uplink",
     "patrol_topic",
+    "responder_notice_topic",
     "telemetry_topic",
     "uplink_filters",
 ]
 
 VERSION = "v1"
 PREFIX = f"sw/{VERSION}/gw"
+NOTIFY_PREFIX = f"sw/{VERSION}/notify"
+BUILDING_OUTPUTS = ("sounder", "display")
 _MAX_TOPIC_BYTES = 65535  # MQTT encodes string lengths in two bytes
 
 
@@ -175,6 +183,18 @@ def patrol_topic(gateway: str) -> Topic:
 def command_topic(gateway: str, command: str) -> Topic:
     validate_id("command", command)
     return Topic(str(UplinkTopic(TopicKind.COMMAND, GatewayId(gateway), command=command)))
+
+
+def responder_notice_topic(responder: str) -> Topic:
+    """Escalation notices for one responder's app (QoS 1; the app subscribes to its own topic only)."""
+    return Topic(f"{NOTIFY_PREFIX}/responder/{validate_id('responder id', responder)}")
+
+
+def building_notice_topic(building: str, output: str) -> Topic:
+    """Notices for a building's sounders or displays (QoS 1, not retained: a stale alarm must not replay)."""
+    if output not in BUILDING_OUTPUTS:
+        raise InvalidTopic(output, f"a building output is one of {BUILDING_OUTPUTS}")
+    return Topic(f"{NOTIFY_PREFIX}/building/{validate_id('building id', building)}/{output}")
 
 
 def gateway_filter(gateway: str) -> TopicFilter:
