@@ -1,0 +1,223 @@
+"""The alarm service: the one async component around the pure alerting core.
+
+How this works: `AlarmService` implements backend.ingest.handoff.AlertingFeed. Each uplink or batch of
+readings goes into the core (alerting.engine.Engine) with `now` from the injected clock (or the receive time
+ingest hands over); the actions the core returns are written to the `AlarmStore` in one transaction, off the
+event loop, before the call returns. One asyncio.Lock keeps the core and the store in the same order.
+
+Entering the service (async context manager) loads the open alarms and the last rule-state snapshot from
+the store, so every timer (debounce start, last seen, welfare quiet time, silence expiry, suppressed effects)
+is re-derived from stored state and `now`; then it starts one TaskGroup with a named task, `alarm-ticker`,
+that runs `tick()` every `tick_s`, saves a snapshot every `snapshot_s`, and purges records past retention
+once a day. `ready` is set once all that is done. Leaving stops the ticker and saves a final snapshot.
+
+Exceptions (from the core and the store, translated for callers such as the HTTP API):
+
+    AlarmServiceError
+     ├── NoSuchAlarm       the id names no alarm
+     └── MoveRefused       the lifecycle refused the move (illegal, or a person is required); carries the reason
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+
+from alerting.book import MaintenanceWindow, UnknownAlarm, transition
+from alerting.config import RuleConfig
+from alerting.engine import Engine
+from alerting.lifecycle import LifecycleError, Move
+from alerting.model import Action, Alarm, Persist
+from backend.alarms.adapter import SiteAdapter
+from backend.alarms.rules import load_rules
+from backend.alarms.store import AlarmStore
+from backend.clock import Clock
+from backend.ingest.handoff import Reading
+from backend.sites.model import SiteDirectory
+from broker.kinds import GatewayState
+from broker.schemas import DeviceAvailability, DeviceEvent, GatewayStatus, PatrolHeartbeat, Telemetry, Uplink
+
+__all__ = ["AlarmService", "AlarmServiceError", "MoveRefused", "NoSuchAlarm"]
+
+log = logging.getLogger(__name__)
+SNAPSHOT_NAME = "engine"
+DAY_MS = 86_400_000
+
+
+class AlarmServiceError(Exception):
+    pass
+
+
+class NoSuchAlarm(AlarmServiceError):
+    def __init__(self, alarm_id: str) -> None:
+        self.alarm_id = alarm_id
+        super().__init__(f"no alarm with id {alarm_id!r}")
+
+
+class MoveRefused(AlarmServiceError):
+    def __init__(self, alarm_id: str, move: str, reason: str) -> None:
+        self.alarm_id, self.move, self.reason = alarm_id, move, reason
+        super().__init__(f"alarm {alarm_id}: {move} refused: {reason}")
+
+
+class AlarmService:
+    def __init__(self, store: AlarmStore, sites: SiteDirectory, clock: Clock, *, rules: RuleConfig | None = None,
+                 tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400) -> None:
+        self.store = store
+        self.sites = sites
+        self.clock = clock
+        self.rules = rules or load_rules()
+        self.tick_s, self.snapshot_s, self.retention_days = tick_s, snapshot_s, retention_days
+        self.ready = asyncio.Event()
+        self.stats: dict[str, int] = {"uplinks": 0, "readings": 0, "actions": 0, "ticks": 0}
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._engine: Engine | None = None
+
+    @classmethod
+    def for_sites(cls, store_engine: Any, sites: SiteDirectory, clock: Clock, **kwargs: Any) -> AlarmService:
+        """A service with its own AlarmStore on a SQLAlchemy engine, filing alarms by grid and community."""
+        def context(building: str) -> tuple[str | None, str | None]:
+            b = sites.buildings.get(building)
+            g = sites.grids.get(b.grid) if b else None
+            return (g.id, g.community) if g else (None, None)
+
+        return cls(AlarmStore(store_engine, context), sites, clock, **kwargs)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise AlarmServiceError("the alarm service is not running: use `async with AlarmService(...)`")
+        return self._engine
+
+    # -- lifecycle of the component ------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.start()
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._tg.create_task(self._ticker(), name="alarm-ticker")
+        self.ready.set()
+        return self
+
+    async def start(self) -> None:
+        """Build the core from stored state (also usable without the ticker, e.g. in tests)."""
+        now = self.clock.now_ms()
+        open_alarms = await asyncio.to_thread(self.store.open_alarms)
+        snapshot = await asyncio.to_thread(self.store.load_rule_state, SNAPSHOT_NAME)
+        engine = Engine(self.rules, SiteAdapter(self.sites), now, id_prefix=f"A{now:x}.")
+        engine.book.load(open_alarms)
+        if snapshot is not None:
+            with np.load(io.BytesIO(snapshot), allow_pickle=False) as npz:
+                engine.restore({k: npz[k] for k in npz.files})
+        else:
+            engine.reconcile()
+        self._engine = engine
+        log.info("alarm service: %d open alarms, rule state %s", len(open_alarms), "restored" if snapshot else "fresh")
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._tg is not None:
+            await self._tg.__aexit__(exc_type, exc, tb)
+            self._tg = None
+        if self._engine is not None:
+            await self.save_state()
+
+    async def _ticker(self) -> None:
+        last_snapshot = last_purge = self.clock.now_ms()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.tick_s)
+            if self._stop.is_set():
+                return
+            await self.tick()
+            now = self.clock.now_ms()
+            if now - last_snapshot >= self.snapshot_s * 1000:
+                await self.save_state()
+                last_snapshot = now
+            if now - last_purge >= DAY_MS:
+                await asyncio.to_thread(self.store.purge, now, self.retention_days)
+                last_purge = now
+
+    async def _commit(self, actions: Sequence[Action]) -> list[Action]:
+        if actions:
+            await asyncio.to_thread(self.store.apply, actions)
+            self.stats["actions"] += len(actions)
+        return list(actions)
+
+    # -- AlertingFeed ----------------------------------------------------------------------------------------
+    async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
+        msg = uplink.message
+        gateway, device = uplink.topic.gateway, uplink.topic.device
+        async with self._lock:
+            self.stats["uplinks"] += 1
+            eng = self.engine
+            actions: list[Action] = []
+            if isinstance(msg, DeviceEvent) and device is not None:
+                actions = eng.on_event(device, gateway, msg.event, received_ms, seen_ms=msg.source_ts_ms, drill=msg.drill,
+                                       needs_callback=msg.needs_callback, msg_id=msg.msg_id, value=msg.value, detail=msg.detail)
+            elif isinstance(msg, DeviceAvailability) and device is not None:
+                actions = eng.on_availability(device, msg.state, received_ms, seen_ms=msg.source_ts_ms, reason=msg.reason)
+            elif isinstance(msg, GatewayStatus):
+                actions = eng.on_gateway_status(gateway, msg.state is GatewayState.ONLINE, received_ms)
+            elif isinstance(msg, PatrolHeartbeat):
+                actions = eng.on_patrol(gateway, msg.period_s, received_ms)
+            elif isinstance(msg, Telemetry) and device is not None:
+                readings = [Reading(device, gateway, k, v, msg.source_ts_ms, received_ms, msg.drill) for k, v in msg.readings.items()]
+                actions = eng.on_readings(readings, received_ms)
+            await self._commit(actions)
+
+    async def on_readings(self, readings: Sequence[Reading]) -> None:
+        async with self._lock:
+            self.stats["readings"] += len(readings)
+            await self._commit(self.engine.on_readings(readings, self.clock.now_ms()))
+
+    # -- time ------------------------------------------------------------------------------------------------
+    async def tick(self) -> list[Action]:
+        async with self._lock:
+            self.stats["ticks"] += 1
+            return await self._commit(self.engine.tick(self.clock.now_ms()))
+
+    async def save_state(self) -> None:
+        async with self._lock:
+            buf = io.BytesIO()
+            np.savez(buf, **self.engine.snapshot())  # type: ignore[arg-type]  # numpy stubs type every keyword as allow_pickle
+            now = self.clock.now_ms()
+        await asyncio.to_thread(self.store.save_rule_state, SNAPSHOT_NAME, buf.getvalue(), now)
+
+    # -- people ----------------------------------------------------------------------------------------------
+    async def move(self, alarm_id: str, move: Move | str, actor: str, *, note: str = "", until_ms: int | None = None) -> Alarm:
+        """A person's (or the ladder's) move on an alarm; open or closed (archiving a closed one)."""
+        m = Move(move)
+        now = self.clock.now_ms()
+        async with self._lock:
+            try:
+                if self.engine.book.get(alarm_id) is not None:
+                    actions = self.engine.move(alarm_id, m, actor, now, note=note, until_ms=until_ms)
+                else:
+                    stored = await asyncio.to_thread(self.store.get, alarm_id)
+                    if stored is None:
+                        raise NoSuchAlarm(alarm_id)
+                    new, entry = transition(stored, m, actor, now, note)
+                    actions = [Persist(new, (entry,))]
+            except (LifecycleError, UnknownAlarm) as exc:
+                raise MoveRefused(alarm_id, m.value, str(exc)) from exc
+            await self._commit(actions)
+        return next(a.alarm for a in actions if isinstance(a, Persist) and a.alarm.id == alarm_id)
+
+    async def add_window(self, subject: str, until_ms: int, author: str, note: str = "") -> int:
+        """A maintenance window on a subject (e.g. `device:xyz`, `building:b01`); returns alarms silenced now."""
+        async with self._lock:
+            try:
+                actions = self.engine.add_window(MaintenanceWindow(subject, until_ms, author, note), self.clock.now_ms())
+            except LifecycleError as exc:
+                raise MoveRefused(subject, "silence", str(exc)) from exc
+            await self._commit(actions)
+        return len(actions)

@@ -1,0 +1,241 @@
+"""The durable alarm store: alarms, their audit log, device records and rule state, via SQLAlchemy 2.
+
+How this works: the constructor runs the Alembic migrations (backend/alarms/migrations) on the engine, so
+a store that exists has the current schema; SQLite by default, PostgreSQL in production. `apply(actions)`
+writes what the alerting core decided in ONE transaction: each `Persist` upserts the alarm row (by id) and
+appends its audit entries; each `DeviceRecord` is appended. The open-key partial unique index makes the
+database refuse a second open alarm for a key even if a bug tried. Methods are synchronous; the async
+service calls them off the event loop.
+
+Exceptions: `StoreError` wraps what the database raised (the SQLAlchemy error is its `__cause__`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+
+from alerting.lifecycle import AlarmState
+from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, Place, Severity
+from backend.alarms.schema import alarm_audit, alarms, device_records, rule_state
+
+__all__ = ["AlarmRecord", "AlarmStore", "StoreError", "migrate"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+DAY_MS = 86_400_000
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the alarm tables to the newest revision (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """An alarm as the API shows it."""
+
+    id: str
+    key: str
+    alarm_type: str
+    severity: str
+    state: str
+    title: str
+    life_safety: bool
+    device_id: str | None
+    gateway_id: str | None
+    building_id: str | None
+    unit: int | None
+    household_id: str | None
+    grid_id: str | None
+    community_id: str | None
+    drill: bool
+    occurrences: int
+    first_seen_ms: int
+    last_seen_ms: int
+    raised_at_ms: int
+    updated_ms: int
+    needs_callback: bool
+    flapping: bool
+    silenced_until_ms: int | None
+    silenced_by: str | None
+    cause: str | None
+    detail: str | None
+    is_open: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+def _row(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
+    return {
+        "id": a.id, "key": str(a.key), "subject": a.key.subject, "alarm_type": a.alarm_type, "severity": a.severity.value,
+        "state": a.state.value, "life_safety": a.life_safety, "title": a.title[:300], "device_id": a.place.device,
+        "gateway_id": a.place.gateway, "building_id": a.place.building, "unit": a.place.unit, "household_id": a.place.household,
+        "grid_id": grid, "community_id": community, "drill": a.drill, "occurrences": a.occurrences, "first_seen_ms": a.first_seen_ms,
+        "last_seen_ms": a.last_seen_ms, "raised_at_ms": a.raised_at_ms, "updated_ms": a.updated_ms, "audit_seq": a.audit_seq,
+        "needs_callback": a.needs_callback, "flapping": a.flapping, "recent_changes": ",".join(map(str, a.recent_changes_ms)),
+        "silenced_until_ms": a.silenced_until_ms, "silenced_by": a.silenced_by, "cause": a.cause, "cause_closed_ms": a.cause_closed_ms,
+        "detail": (a.detail or "")[:500] or None, "source_msg_id": a.source_msg_id, "is_open": a.is_open,
+    }
+
+
+def _alarm(r: Any) -> Alarm:
+    return Alarm(
+        id=r.id, key=AlarmKey.parse(r.key), state=AlarmState(r.state), severity=Severity(r.severity), life_safety=r.life_safety,
+        title=r.title, place=Place(r.device_id, r.gateway_id, r.building_id, r.unit, r.household_id), occurrences=r.occurrences,
+        first_seen_ms=r.first_seen_ms, last_seen_ms=r.last_seen_ms, raised_at_ms=r.raised_at_ms, updated_ms=r.updated_ms,
+        audit_seq=r.audit_seq, needs_callback=r.needs_callback, flapping=r.flapping,
+        recent_changes_ms=tuple(int(x) for x in r.recent_changes.split(",") if x), silenced_until_ms=r.silenced_until_ms,
+        silenced_by=r.silenced_by, cause=r.cause, cause_closed_ms=r.cause_closed_ms, detail=r.detail, source_msg_id=r.source_msg_id,
+    )
+
+
+class AlarmStore:
+    def __init__(self, engine: sa.Engine, building_context: Callable[[str], tuple[str | None, str | None]] | None = None) -> None:
+        """`building_context(building_id)` -> (grid id, community id), to file alarms by grid and community."""
+        self.engine = engine
+        self.building_context = building_context or (lambda _b: (None, None))
+        try:
+            migrate(engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate the alarm store at {engine.url.render_as_string(hide_password=True)}: {exc}") from exc
+
+    def _insert(self) -> Any:
+        return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def apply(self, actions: Sequence[Action]) -> None:
+        """Write the core's decisions in one transaction (in order: a close before the re-open of its key)."""
+        if not actions:
+            return
+        insert = self._insert()
+        try:
+            with self.engine.begin() as conn:
+                for act in actions:
+                    if isinstance(act, Persist):
+                        grid, community = self.building_context(act.alarm.place.building) if act.alarm.place.building else (None, None)
+                        row = _row(act.alarm, grid, community)
+                        stmt = insert(alarms).values(**row)
+                        conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in row if k != "id"}))
+                        if act.audit:
+                            conn.execute(sa.insert(alarm_audit), [self._audit_row(e) for e in act.audit])
+                    elif isinstance(act, DeviceRecord):
+                        conn.execute(sa.insert(device_records).values(device_id=act.device, kind=act.kind, at_ms=act.at_ms,
+                                                                      drill=act.drill, detail=(act.detail or "")[:500] or None))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not store {len(actions)} alarm actions: {exc}") from exc
+
+    @staticmethod
+    def _audit_row(e: AuditEntry) -> dict[str, Any]:
+        return {"alarm_id": e.alarm_id, "seq": e.seq, "at_ms": e.at_ms, "actor": e.actor[:64], "move": e.move,
+                "from_state": e.from_state.value if e.from_state else None, "to_state": e.to_state.value, "note": e.note[:500], "drill": e.drill}
+
+    def save_rule_state(self, name: str, data: bytes, now_ms: int) -> None:
+        insert = self._insert()
+        stmt = insert(rule_state).values(name=name, data=data, updated_ms=now_ms)
+        with self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
+
+    def purge(self, now_ms: int, retention_days: int) -> int:
+        """Delete closed alarms, their audit entries and device records older than the retention period."""
+        if retention_days < 366:
+            raise ValueError("alarm records are kept at least a year (GB 50440)")
+        cutoff = now_ms - retention_days * DAY_MS
+        with self.engine.begin() as conn:
+            old = sa.select(alarms.c.id).where(~alarms.c.is_open, alarms.c.updated_ms < cutoff)
+            conn.execute(sa.delete(alarm_audit).where(alarm_audit.c.alarm_id.in_(old)))
+            n = conn.execute(sa.delete(alarms).where(~alarms.c.is_open, alarms.c.updated_ms < cutoff)).rowcount
+            conn.execute(sa.delete(device_records).where(device_records.c.at_ms < cutoff))
+        return int(n)
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def load_rule_state(self, name: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(rule_state.c.data).where(rule_state.c.name == name)).first()
+        return bytes(row.data) if row is not None else None
+
+    def open_alarms(self) -> list[Alarm]:
+        with self.engine.connect() as conn:
+            return [_alarm(r) for r in conn.execute(sa.select(alarms).where(alarms.c.is_open))]
+
+    def get(self, alarm_id: str) -> Alarm | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(alarms).where(alarms.c.id == alarm_id)).first()
+        return _alarm(r) if r is not None else None
+
+    def audit(self, alarm_id: str) -> list[AuditEntry]:
+        q = sa.select(alarm_audit).where(alarm_audit.c.alarm_id == alarm_id).order_by(alarm_audit.c.seq)
+        with self.engine.connect() as conn:
+            return [AuditEntry(r.alarm_id, r.seq, r.at_ms, r.actor, r.move, AlarmState(r.from_state) if r.from_state else None,
+                               AlarmState(r.to_state), r.note, r.drill) for r in conn.execute(q)]
+
+    def device_records(self, device_id: str) -> list[DeviceRecord]:
+        q = sa.select(device_records).where(device_records.c.device_id == device_id).order_by(device_records.c.at_ms)
+        with self.engine.connect() as conn:
+            return [DeviceRecord(r.device_id, r.kind, r.at_ms, r.drill, r.detail) for r in conn.execute(q)]
+
+    def list(self, *, open_only: bool = False, limit: int = 200, drill: bool | None = None) -> list[AlarmRecord]:
+        q = sa.select(*[alarms.c[f] for f in AlarmRecord.__slots__]).order_by(alarms.c.raised_at_ms.desc()).limit(limit)
+        if open_only:
+            q = q.where(alarms.c.is_open)
+        if drill is not None:
+            q = q.where(alarms.c.drill == drill)
+        with self.engine.connect() as conn:
+            return [AlarmRecord(**row._mapping) for row in conn.execute(q)]
+
+    def counts(self, *, drill: bool, open_only: bool = True) -> dict[str, int]:
+        """Alarms per type; real and drill never mix."""
+        q = sa.select(alarms.c.alarm_type, sa.func.count()).where(alarms.c.drill == drill).group_by(alarms.c.alarm_type)
+        if open_only:
+            q = q.where(alarms.c.is_open)
+        with self.engine.connect() as conn:
+            return {t: int(n) for t, n in conn.execute(q)}
+
+    # -- the thin slice's direct path (until backend.alarms.AlarmService is wired into the server) ------------
+    def raise_or_repeat(
+        self, *, key: str, alarm_type: str, severity: str, title: str, seen_ms: int, now_ms: int, drill: bool,
+        device_id: str | None = None, gateway_id: str | None = None, building_id: str | None = None,
+        grid_id: str | None = None, community_id: str | None = None, source_msg_id: str | None = None,
+        life_safety: bool = False,
+    ) -> tuple[str, bool]:
+        """Open an alarm for `key` (state raised, with its audit entry) or count a repeat. Returns (id, created).
+
+        Deprecated: the AlarmService decides alarms through the alerting core; this stays for backend.pipeline
+        until the service is wired in."""
+        subject = key.split("|", 1)[0] if "|" in key else f"device:{device_id}"
+        akey = str(AlarmKey(subject, alarm_type, drill))
+        life_safety = life_safety or alarm_type in {"smoke", "sos", "tamper"}
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(alarms.c.id).where(alarms.c.key == akey, alarms.c.is_open)).first()
+            if row is not None:
+                conn.execute(sa.update(alarms).where(alarms.c.id == row.id).values(
+                    occurrences=alarms.c.occurrences + 1, updated_ms=now_ms,
+                    last_seen_ms=sa.case((alarms.c.last_seen_ms < seen_ms, seen_ms), else_=alarms.c.last_seen_ms)))
+                return str(row.id), False
+            alarm_id = f"L{uuid.uuid4().hex[:12]}"
+            conn.execute(sa.insert(alarms).values(
+                id=alarm_id, key=akey, subject=subject, alarm_type=alarm_type, severity=severity, state=AlarmState.RAISED.value,
+                life_safety=life_safety, title=title[:300], device_id=device_id, gateway_id=gateway_id, building_id=building_id,
+                unit=None, household_id=None, grid_id=grid_id, community_id=community_id, drill=drill, occurrences=1,
+                first_seen_ms=seen_ms, last_seen_ms=seen_ms, raised_at_ms=now_ms, updated_ms=now_ms, audit_seq=1,
+                needs_callback=False, flapping=False, recent_changes="", source_msg_id=source_msg_id, is_open=True))
+            conn.execute(sa.insert(alarm_audit).values(alarm_id=alarm_id, seq=0, at_ms=now_ms, actor="system", move="raise",
+                                                       from_state=None, to_state=AlarmState.RAISED.value, note="", drill=drill))
+            return alarm_id, True
+

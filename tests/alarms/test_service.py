@@ -1,0 +1,107 @@
+"""The alarm service end to end on SQLite: uplinks in, alarms and audit out, moves, restart on a virtual clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alerting.book import replay
+from alerting.lifecycle import AlarmState, Move
+from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
+from backend.clock import VirtualClock
+from backend.ingest.handoff import Reading
+from backend.sites.model import SiteDirectory
+from backend.store.db import make_engine, sqlite_url
+from broker.kinds import DeviceKind, EventKind, GatewayState
+from broker.schemas import DeviceEvent, GatewayStatus, Uplink, decode_uplink, encode
+from broker.topics import event_topic, gateway_status_topic
+
+
+def event(gateway: str, device: str, kind: EventKind, ts: int, n: int, **kw: object) -> Uplink:
+    msg = DeviceEvent(msg_id=f"m-{n}", source_ts_ms=ts, received_ts_ms=ts, event=kind, **kw)  # type: ignore[arg-type]
+    return decode_uplink(str(event_topic(gateway, device)), encode(msg))
+
+
+def service(tmp_path: Path, sites: SiteDirectory, clock: VirtualClock) -> AlarmService:
+    return AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sites, clock, tick_s=3600)
+
+
+def first(sites: SiteDirectory, kind: DeviceKind) -> tuple[str, str]:
+    d = next(d for d in sites.devices.values() if d.kind is kind)
+    return d.id, d.gateway
+
+
+async def test_a_smoke_alarm_is_stored_with_its_place_and_audit_and_people_move_it(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    clock = VirtualClock()
+    smoke, gw = first(sample_site, DeviceKind.SMOKE)
+    async with service(tmp_path, sample_site, clock) as svc:
+        assert svc.ready.is_set()
+        await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 1), clock.now_ms())
+        await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 2, drill=True), clock.now_ms())
+        real = svc.store.list(open_only=True, drill=False)
+        assert [(r.alarm_type, r.severity, r.life_safety, r.drill) for r in real] == [("smoke", "critical", True, False)]
+        [r] = real
+        building = sample_site.buildings[sample_site.devices[smoke].building]
+        assert (r.building_id, r.grid_id, r.community_id) == (building.id, building.grid, sample_site.grids[building.grid].community)
+        assert svc.store.counts(drill=True) == {"smoke": 1}
+        clock.advance(5)
+        a = await svc.move(r.id, Move.ACKNOWLEDGE, "officer:zhang", note="我已收到")
+        assert a.state is AlarmState.ACKNOWLEDGED
+        with pytest.raises(MoveRefused):
+            await svc.move(r.id, Move.VERIFY_CLOSE, "officer:zhang")
+        with pytest.raises(MoveRefused, match="only a person"):
+            await svc.move(r.id, Move.DEPART, "system")
+        with pytest.raises(NoSuchAlarm):
+            await svc.move("nope", Move.ARCHIVE, "officer:zhang")
+        for m in (Move.DEPART, Move.ARRIVE, Move.FINISH, Move.VERIFY_CLOSE):
+            clock.advance(30)
+            await svc.move(r.id, m, "grid:wang")
+        archived = await svc.move(r.id, Move.ARCHIVE, "officer:zhang")
+        assert archived.state is AlarmState.ARCHIVED
+        audit = svc.store.audit(r.id)
+        assert [e.move for e in audit] == ["raise", "acknowledge", "depart", "arrive", "finish", "verify_close", "archive"]
+        assert audit[1].actor == "officer:zhang"
+        assert audit[1].note == "我已收到"
+        assert replay(audit) is AlarmState.ARCHIVED
+        assert svc.store.get(r.id) is not None
+
+
+async def test_self_tests_are_recorded_and_readings_raise_threshold_alarms(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    clock = VirtualClock()
+    smoke, gw = first(sample_site, DeviceKind.SMOKE)
+    box = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.ELECTRICAL)
+    async with service(tmp_path, sample_site, clock) as svc:
+        await svc.on_uplink(event(gw, smoke, EventKind.SELF_TEST, clock.now_ms(), 1), clock.now_ms())
+        assert [r.kind for r in svc.store.device_records(smoke)] == ["self_test"]
+        assert svc.store.list() == []
+        for i in range(2):
+            t = clock.now_ms() + i * 60_000
+            await svc.on_readings([Reading(box.id, box.gateway, "residual_current_ma", 350.0, t, t)])
+        [r] = svc.store.list(open_only=True)
+        assert (r.alarm_type, r.device_id) == ("residual_current", box.id)
+
+
+async def test_restart_rederives_timers_and_keeps_one_alarm_per_key(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    clock = VirtualClock()
+    smoke, gw = first(sample_site, DeviceKind.SMOKE)
+    async with service(tmp_path, sample_site, clock) as svc:
+        await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 1), clock.now_ms())
+        status = GatewayStatus(msg_id="gs-1", source_ts_ms=clock.now_ms(), received_ts_ms=clock.now_ms(), state=GatewayState.OFFLINE)
+        other_gw = next(g for g in sample_site.gateways if g != gw)
+        await svc.on_uplink(decode_uplink(str(gateway_status_topic(other_gw)), encode(status)), clock.now_ms())
+        clock.advance(100)
+        await svc.tick()
+        assert {r.alarm_type for r in svc.store.list(open_only=True)} == {"smoke", "gateway_offline"}
+    # down for 200 s; cameras (3 x 60 s) behind the healthy gateways are overdue now, those behind the offline one are unknown
+    clock.advance(200)
+    async with service(tmp_path, sample_site, clock) as svc:
+        assert len(svc.engine.book.open) == 2
+        await svc.tick()
+        lost = [r for r in svc.store.list(open_only=True, limit=1000) if r.alarm_type == "comm_lost"]
+        cams_ok = [d for d in sample_site.devices.values() if d.kind is DeviceKind.CAMERA and d.gateway != other_gw]
+        assert {r.device_id for r in lost} >= {d.id for d in cams_ok}
+        assert not any(r.gateway_id == other_gw for r in lost), "devices behind an offline gateway are unknown, not lost"
+        await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 9), clock.now_ms())
+        smokes = [r for r in svc.store.list(open_only=True, limit=1000) if r.alarm_type == "smoke"]
+        assert [s.occurrences for s in smokes] == [2], "the restart kept one open alarm for the key"

@@ -1,0 +1,110 @@
+"""The durable alarm store on SQLite and on a real PostgreSQL (the fixture's server, a fresh database here)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from alerting.book import AlarmBook, replay
+from alerting.lifecycle import AlarmState, Move
+from alerting.model import Persist, Place, Severity, Signal, SignalKind
+from backend.alarms.store import AlarmStore, StoreError, migrate
+from backend.store.db import make_engine, sqlite_url
+from backend.store.pg_local import LocalPostgres
+
+T0 = 1_767_225_600_000
+DAY = 86_400_000
+
+
+@pytest.fixture(scope="module")
+def pg_url(postgres_server: LocalPostgres) -> str:
+    name = f"alarms_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return postgres_server.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AlarmStore]:
+    if request.param == "sqlite":
+        engine = make_engine(sqlite_url(tmp_path / "alarms.db"))
+    else:
+        engine = sa.create_engine(request.getfixturevalue("pg_url"))
+        with engine.begin() as conn:  # each test starts empty
+            for t in ("alarm_audit", "alarms", "device_records", "rule_state"):
+                if sa.inspect(conn).has_table(t):
+                    conn.execute(sa.text(f"DELETE FROM {t}"))
+    yield AlarmStore(engine, lambda b: ("g1", "c01"))
+    engine.dispose()
+
+
+def smoke(subject: str = "device:s1", drill: bool = False) -> Signal:
+    return Signal(SignalKind.RAISE, "smoke", subject, T0, Severity.CRITICAL, True, drill, "烟感报警 · 1号楼", Place("s1", "gw1", "b1", 1))
+
+
+def test_alarms_and_audit_round_trip(store: AlarmStore) -> None:
+    book = AlarmBook()
+    actions = book.signal(smoke(), T0)
+    store.apply(actions)
+    [a] = [p.alarm for p in actions if isinstance(p, Persist)]
+    store.apply(book.move(a.id, Move.ACKNOWLEDGE, "officer:zhang", T0 + 1000, note="我已收到"))
+    store.apply(book.signal(smoke(), T0 + 2000))
+    back = store.get(a.id)
+    assert back is not None
+    assert back == book.get(a.id), "what the store gives back is what the core holds"
+    assert (back.state, back.occurrences, back.title) == (AlarmState.ACKNOWLEDGED, 2, "烟感报警 · 1号楼")
+    assert replay(store.audit(a.id)) is AlarmState.ACKNOWLEDGED
+    [rec] = store.list()
+    assert (rec.grid_id, rec.community_id, rec.is_open) == ("g1", "c01", True)
+    assert store.open_alarms() == [back]
+
+
+def test_the_database_refuses_a_second_open_alarm_for_a_key(store: AlarmStore) -> None:
+    store.apply(AlarmBook(id_prefix="X").signal(smoke(), T0))
+    with pytest.raises(StoreError):
+        store.apply(AlarmBook(id_prefix="Y").signal(smoke(), T0))
+    assert len(store.list()) == 1
+    store.apply(AlarmBook(id_prefix="Z").signal(smoke(drill=True), T0))
+    assert store.counts(drill=False) == {"smoke": 1}
+    assert store.counts(drill=True) == {"smoke": 1}
+
+
+def test_rule_state_and_migrations_are_idempotent(store: AlarmStore) -> None:
+    assert store.load_rule_state("engine") is None
+    store.save_rule_state("engine", b"\x00abc", T0)
+    store.save_rule_state("engine", b"\x01def", T0 + 1)
+    assert store.load_rule_state("engine") == b"\x01def"
+    migrate(store.engine)
+    AlarmStore(store.engine)
+    assert store.load_rule_state("engine") == b"\x01def"
+
+
+def test_retention_keeps_a_year_at_least(store: AlarmStore) -> None:
+    book = AlarmBook()
+    store.apply(book.signal(Signal(SignalKind.RAISE, "low_battery", "device:s1", T0, Severity.MINOR), T0))
+    store.apply(book.signal(Signal(SignalKind.CLEAR, "low_battery", "device:s1", T0 + 1000), T0 + 1000))
+    store.apply(book.signal(smoke(), T0))
+    with pytest.raises(ValueError, match="at least a year"):
+        store.purge(T0 + 400 * DAY, 300)
+    assert store.purge(T0 + 399 * DAY, 400) == 0
+    assert store.purge(T0 + 401 * DAY, 400) == 1, "the closed alarm goes; the open smoke alarm stays however old"
+    assert [r.alarm_type for r in store.list()] == ["smoke"]
+
+
+def test_a_thin_slice_database_is_migrated_keeping_its_old_table(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "old.db"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE alarms (id INTEGER PRIMARY KEY, key VARCHAR(200), is_open BOOLEAN)"))
+        conn.execute(sa.text("INSERT INTO alarms VALUES (1, 'd1:smoke', 1)"))
+    store = AlarmStore(engine)
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"alarms", "alarms_legacy_v0", "alarm_audit", "alembic_version_alarms"} <= tables
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM alarms_legacy_v0")).scalar_one() == 1
+    assert store.list() == []
