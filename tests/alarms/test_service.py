@@ -105,3 +105,11 @@ async def test_restart_rederives_timers_and_keeps_one_alarm_per_key(tmp_path: Pa
         await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 9), clock.now_ms())
         smokes = [r for r in svc.store.list(open_only=True, limit=1000) if r.alarm_type == "smoke"]
         assert [s.occurrences for s in smokes] == [2], "the restart kept one open alarm for the key"
+
+
+def test_the_service_is_an_alerting_feed(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    from backend.ingest.handoff import AlertingFeed
+
+    feed: AlertingFeed = service(tmp_path, sample_site, VirtualClock())  # mypy checks the protocol here
+    assert callable(feed.on_uplink)
+    assert callable(feed.on_readings)
