@@ -104,7 +104,7 @@ class LanConfig(BrokerEndpoint, frozen=True, kw_only=True, forbid_unknown_fields
 class UplinkConfig(BrokerEndpoint, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The central broker. QoS 1; a row leaves the outbox only after its PUBACK."""
 
-    inflight_window: int = 64  # telemetry/status messages awaiting PUBACK at once: bounds what an alarm queues behind
+    inflight_window: int = 32  # telemetry/status messages awaiting PUBACK at once: bounds what an alarm queues behind
     alarm_batch: int = 64
     publish_timeout_s: float = 10.0  # no PUBACK within this: the connection is treated as broken
     reconnect_min_s: float = 0.5

@@ -47,7 +47,7 @@ class Collector:
         while True:
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=f"collector-{self.gateway}", clean_session=False) as client:
-                    await client.subscribe([(filters[k], 1) for k in self.kinds])
+                    await client.subscribe([(str(filters[k]), 1) for k in self.kinds])
                     self.ready.set()
                     async for m in client.messages:
                         assert isinstance(m.payload, bytes)
