@@ -1,0 +1,287 @@
+"""The escalation service: feeds the pure ladder, persists what it decides, and carries its notices out.
+
+How this works: `EscalationService` is an async context manager owning a TaskGroup with two named tasks.
+`escalation-timers` asks the store for the earliest `due_ms`, sleeps until then (at most `poll_interval_s`, so
+escalations started by another process are seen soon) and fires every due step through `EscalationStore.
+step_due` (exactly once across processes). On entry it fires everything that fell due while the process was
+down *before* it reports ready, so a restart fires a passed deadline at once and a future one on time:
+nothing about timers is kept in memory that the store cannot re-derive. `escalation-outbox` claims queued
+notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
+receipts), marking each done afterwards.
+
+`start(facts)`, `respond(alarm_id, response, actor)` and `stop(alarm_id, reason)` are the ways in; the
+ladder's `AdvanceAlarm` actions are handed to `on_advance` (the alarm service applies the lifecycle move).
+All times come from the injected clock; tests drive `run_due()` and `deliver_pending()` on a VirtualClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from alerting.ladder import (
+    AlarmFacts,
+    Contact,
+    ContactKind,
+    EscalationState,
+    LadderAction,
+    Note,
+    Notify,
+    PolicySet,
+    Response,
+    Roster,
+    Where,
+    advance,
+    respond,
+    start,
+    stop,
+)
+from alerting.ladder.engine import AdvanceAlarm
+from backend.clock import Clock
+from backend.escalation.settings import EscalationSettings
+from backend.escalation.store import EscalationStore, StepOutcome, UnknownEscalation
+from backend.notify.channel import Message
+from backend.notify.dispatch import Dispatcher
+from backend.notify.templates import notice_text
+
+__all__ = ["EscalationService", "LinkMaker", "StepReport", "Timeline", "UnknownEscalation"]
+
+log = logging.getLogger(__name__)
+
+LinkMaker = Callable[[str, Contact], "str | None"]
+_message_decoder = msgspec.json.Decoder(Message)
+
+
+@dataclass(frozen=True, slots=True)
+class StepReport:
+    """What one committed step did (for logs, tests and the live feed)."""
+
+    alarm_id: str
+    worker: str
+    committed_ms: int
+    actions: tuple[LadderAction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Per alarm: time from raise to each field state, and the deadlines missed per rung."""
+
+    alarm_id: str
+    policy: str
+    raised_ms: int
+    reached: dict[str, int]  # field state -> ms after the raise
+    missed: dict[str, list[str]]  # rung -> field states whose deadline it missed
+    engaged: dict[str, dict[str, Any]]  # rung -> who, since when, filled how
+    verified_after_ms: int | None
+    treated_real_after_ms: int | None
+    stopped: str | None
+    drill: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+def _default_place(where: Where) -> str:
+    parts = [where.building or "", f"{where.unit}单元" if where.unit is not None else "", where.household or ""]
+    return " ".join(p for p in parts if p) or "位置未知"
+
+
+class EscalationService:
+    def __init__(
+        self, store: EscalationStore, policies: PolicySet, roster: Roster, dispatcher: Dispatcher, clock: Clock, *,
+        settings: EscalationSettings | None = None, worker_id: str = "backend", links: LinkMaker | None = None,
+        place_name: Callable[[Where], str] = _default_place, on_advance: Callable[[AdvanceAlarm], Awaitable[None]] | None = None,
+        on_step: Callable[[StepReport], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.policies = policies
+        self.roster = roster
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.settings = settings or EscalationSettings()
+        self.worker_id = worker_id
+        self.links = links
+        self.place_name = place_name
+        self.on_advance = on_advance
+        self.on_step = on_step
+        self.ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._outbox_wake = asyncio.Event()
+        self._closing = False
+        self._tg: asyncio.TaskGroup | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.run_due()  # whatever fell due while we were down fires now, before we say ready
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._tg.create_task(self._timer_loop(), name="escalation-timers")
+        self._tg.create_task(self._outbox_loop(), name="escalation-outbox")
+        self.ready.set()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._closing = True
+        self._wake.set()
+        self._outbox_wake.set()
+        if self._tg is not None:
+            await self._tg.__aexit__(exc_type, exc, tb)
+
+    async def _sleep_until(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
+        event.clear()
+
+    async def _timer_loop(self) -> None:
+        poll = self.settings.poll_interval_s
+        while not self._closing:
+            try:
+                await self.run_due()
+                due = await asyncio.to_thread(self.store.next_due_ms)
+            except Exception:  # a database hiccup must not end the ladder: log, wait, try again
+                log.exception("escalation timer round failed")
+                due = None
+            wait = poll if due is None else min(poll, (due - self.clock.now_ms()) / 1000)
+            await self._sleep_until(self._wake, wait)
+
+    async def _outbox_loop(self) -> None:
+        poll = self.settings.poll_interval_s
+        while not self._closing:
+            try:
+                n = await self.deliver_pending()
+                await self.dispatcher.flush_storms()
+            except Exception:
+                log.exception("notice delivery round failed")
+                n = 0
+            if n == 0:
+                await self._sleep_until(self._outbox_wake, poll)
+
+    # -- the ways in ------------------------------------------------------------------------------------------
+    async def start(self, facts: AlarmFacts) -> EscalationState:
+        """Open the alarm's escalation and page its entry rungs (idempotent: a second start changes nothing)."""
+        now = self.clock.now_ms()
+        state, actions = start(facts, self.policies, self.roster, now)
+        outcome = StepOutcome(state, actions, self._messages(state, actions, now))
+        created = await asyncio.to_thread(self.store.create, outcome, self.worker_id, now)
+        if not created:
+            existing = await asyncio.to_thread(self.store.get, facts.alarm_id)
+            assert existing is not None
+            return existing
+        await self._after(outcome, now)
+        return state
+
+    async def respond(self, alarm_id: str, response: Response, actor: str, note: str = "") -> EscalationState:
+        now = self.clock.now_ms()
+
+        def step(s: EscalationState) -> StepOutcome:
+            s, due_actions = advance(s, self.policies, self.roster, now)  # timers due by now fire first
+            s, actions = respond(s, self.policies, self.roster, response, actor, now, note)
+            actions = due_actions + actions
+            return StepOutcome(s, actions, self._messages(s, actions, now))
+
+        outcome = await asyncio.to_thread(self.store.apply, alarm_id, step, self.worker_id, now)
+        await self._after(outcome, now)
+        return outcome.state
+
+    async def stop(self, alarm_id: str, reason: str) -> EscalationState:
+        now = self.clock.now_ms()
+
+        def step(s: EscalationState) -> StepOutcome:
+            s, actions = stop(s, reason, now)
+            return StepOutcome(s, list(actions), [])
+
+        outcome = await asyncio.to_thread(self.store.apply, alarm_id, step, self.worker_id, now)
+        await self._after(outcome, now)
+        return outcome.state
+
+    async def run_due(self) -> int:
+        """Fire every step due now; returns how many escalations this process stepped."""
+        now = self.clock.now_ms()
+
+        def step(s: EscalationState) -> StepOutcome:
+            s, actions = advance(s, self.policies, self.roster, now)
+            return StepOutcome(s, actions, self._messages(s, actions, now))
+
+        fired = 0
+        for alarm_id in await asyncio.to_thread(self.store.due_ids, now, self.settings.batch):
+            outcome = await asyncio.to_thread(self.store.step_due, alarm_id, step, self.worker_id, now)
+            if outcome is not None and outcome.actions:
+                fired += 1
+                await self._after(outcome, now)
+        return fired
+
+    async def deliver_pending(self) -> int:
+        now = self.clock.now_ms()
+        rows = await asyncio.to_thread(self.store.claim_outbox, now, self.settings.batch, round(self.settings.outbox_lease_s * 1000), self.worker_id)
+        if not rows:
+            return 0
+        async with asyncio.TaskGroup() as tg:
+            for key, text in rows:
+                tg.create_task(self._deliver(key, _message_decoder.decode(text)), name=f"deliver-{key}")
+        return len(rows)
+
+    async def _deliver(self, key: str, message: Message) -> None:
+        await self.dispatcher.deliver(message)
+        await asyncio.to_thread(self.store.finish_outbox, key, self.worker_id)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    async def get(self, alarm_id: str) -> EscalationState | None:
+        return await asyncio.to_thread(self.store.get, alarm_id)
+
+    async def timeline(self, alarm_id: str) -> Timeline:
+        s = await self.get(alarm_id)
+        if s is None:
+            raise UnknownEscalation(alarm_id)
+        t0 = s.facts.raised_at_ms
+        return Timeline(
+            alarm_id=alarm_id, policy=s.policy, raised_ms=t0, reached={st.value: t - t0 for st, t in s.reached},
+            missed={e.rung: [m.value for m in e.missed] for e in s.engagements if e.missed},
+            engaged={e.rung: {"contacts": [c.id for c in e.contacts], "since_ms": e.engaged_ms - t0, "via": e.via.value,
+                              "progress": e.progress.value if e.progress else None, "declined": list(e.declined)} for e in s.engagements},
+            verified_after_ms=None if s.verified_ms is None else s.verified_ms - t0,
+            treated_real_after_ms=None if s.treated_real_ms is None else s.treated_real_ms - t0,
+            stopped=s.stopped, drill=s.facts.drill,
+        )
+
+    async def misses(self, *, drill: bool = False) -> dict[str, int]:
+        return await asyncio.to_thread(self.store.misses_by_rung, drill=drill)
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+    def _messages(self, state: EscalationState, actions: list[LadderAction], now_ms: int) -> list[Message]:
+        f = state.facts
+        out: list[Message] = []
+        for a in actions:
+            if not isinstance(a, Notify):
+                continue
+            link = self.links(a.alarm_id, a.contact) if self.links is not None and a.contact.kind is not ContactKind.CONSOLE else None
+            title = f.title or f.alarm_type
+            text = notice_text(title=title, place=self.place_name(f.where), reason=a.reason.value, severity=f.severity.value,
+                               rung_label=a.rung_label, attempt=a.attempt, drill=a.drill, link=link)
+            out.append(Message(key=a.key, alarm_id=a.alarm_id, contact=a.contact, channels=a.channels, text=text, title=title, link=link,
+                               drill=a.drill, outside_allowed=a.outside_allowed, reason=a.reason.value, rung=a.rung,
+                               building=f.where.building, severity=f.severity.value, created_ms=now_ms))
+        return out
+
+    async def _after(self, outcome: StepOutcome, now_ms: int) -> None:
+        if outcome.messages:
+            self._outbox_wake.set()
+        self._wake.set()
+        for a in outcome.actions:
+            if isinstance(a, Note):
+                self.dispatcher.console.publish({"type": "escalation", "alarm_id": a.alarm_id, "step": a.step, "kind": a.kind.value,
+                                                 "rung": a.rung, "detail": a.detail, "at_ms": a.at_ms, "drill": outcome.state.facts.drill})
+            elif isinstance(a, AdvanceAlarm) and self.on_advance is not None:
+                try:
+                    await self.on_advance(a)
+                except Exception:  # the alarm lifecycle may refuse (already further along): the ladder goes on
+                    log.exception("lifecycle move %s for %s refused", a.move, a.alarm_id)
+        if self.on_step is not None and outcome.actions:
+            self.on_step(StepReport(outcome.state.alarm_id, self.worker_id, now_ms, tuple(outcome.actions)))
+

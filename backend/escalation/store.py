@@ -1,0 +1,306 @@
+"""Escalation state in the alarm store: one row per alarm, a step log, and a notice outbox.
+
+How this works: the `escalations` row holds the ladder's whole state (JSON), its step number and `due_ms`,
+the earliest pending timer *derived* from the state (never a separate timer record). Firing a step is one
+transaction: lock the row if it is still due (PostgreSQL `FOR UPDATE SKIP LOCKED`, so a second process
+passes over a row the first is working on), compute the step with the pure ladder, write the new state only
+`WHERE step = <the step read>` (a conditional UPDATE: the guard on SQLite, a second belt on PostgreSQL),
+append the step's log entries, and queue its notices in `notify_outbox`, all committed together or not at
+all. So a step is fired exactly once across processes, and a process killed at any point either committed
+the step (its notices are queued) or left the row due for whoever runs next.
+
+The outbox is claimed the same way (pending, or `sending` with an expired lease) and marked done after the
+dispatcher returns; a crash between sending and marking redelivers with the same idempotency key.
+
+Exceptions:
+
+    EscalationStoreError
+     ├── UnknownEscalation   no escalation for this alarm
+     └── StepConflict        another process changed the row first (retry with a fresh read)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from alerting.ladder import EscalationState, LadderAction, Note, Notify, PolicySet, next_due
+from alerting.ladder.engine import AdvanceAlarm
+from backend.notify.channel import Message
+
+__all__ = [
+    "EscalationStore",
+    "EscalationStoreError",
+    "LogEntry",
+    "StepConflict",
+    "StepOutcome",
+    "UnknownEscalation",
+    "metadata",
+]
+
+metadata = sa.MetaData()
+
+escalations = sa.Table(
+    "escalations",
+    metadata,
+    sa.Column("alarm_id", sa.String(64), primary_key=True),
+    sa.Column("policy", sa.String(64), nullable=False),
+    sa.Column("drill", sa.Boolean, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("due_ms", sa.BigInteger),  # NULL: nothing pending (stopped, or every deadline met)
+    sa.Column("stopped", sa.Boolean, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_escalations_due", escalations.c.due_ms)
+
+escalation_log = sa.Table(
+    "escalation_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("alarm_id", sa.String(64), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),  # position within the step
+    sa.Column("kind", sa.String(32), nullable=False),  # a NoteKind, "notify" or "advance"
+    sa.Column("rung", sa.String(64)),
+    sa.Column("field_state", sa.String(32)),
+    sa.Column("contact", sa.String(96)),
+    sa.Column("detail", sa.String(500), nullable=False, default=""),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("due_ms", sa.BigInteger),
+    sa.Column("drill", sa.Boolean, nullable=False),
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.UniqueConstraint("alarm_id", "step", "n", name="ux_escalation_log_step"),
+)
+sa.Index("ix_escalation_log_kind", escalation_log.c.kind, escalation_log.c.rung)
+
+outbox = sa.Table(
+    "notify_outbox",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("alarm_id", sa.String(64), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, sending, done
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("lease_until_ms", sa.BigInteger),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("deliveries", sa.Integer, nullable=False, default=0),
+)
+sa.Index("ix_notify_outbox_status", outbox.c.status, outbox.c.created_ms)
+
+
+class EscalationStoreError(Exception):
+    """Base of the escalation store's errors."""
+
+
+class UnknownEscalation(EscalationStoreError):
+    def __init__(self, alarm_id: str) -> None:
+        self.alarm_id = alarm_id
+        super().__init__(f"no escalation for alarm {alarm_id!r}")
+
+
+class StepConflict(EscalationStoreError):
+    def __init__(self, alarm_id: str, step: int) -> None:
+        self.alarm_id, self.step = alarm_id, step
+        super().__init__(f"alarm {alarm_id!r} moved past step {step} in another process")
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    state: EscalationState
+    actions: list[LadderAction]
+    messages: list[Message]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    alarm_id: str
+    step: int
+    kind: str
+    rung: str | None
+    field_state: str | None
+    contact: str | None
+    detail: str
+    at_ms: int
+    due_ms: int | None
+    worker: str
+
+
+# A step: the state read -> the new state, its actions and the notices to queue.
+StepFn = Callable[[EscalationState], StepOutcome]
+
+_state_decoder = msgspec.json.Decoder(EscalationState)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_state(state: EscalationState) -> str:
+    return _encoder.encode(state).decode()
+
+
+def decode_state(text: str) -> EscalationState:
+    return _state_decoder.decode(text)
+
+
+def _log_rows(actions: Sequence[LadderAction], drill: bool, worker: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    n_by_step: dict[int, int] = {}
+    for a in actions:
+        n = n_by_step.get(a.step, 0)
+        n_by_step[a.step] = n + 1
+        base = {"alarm_id": a.alarm_id, "step": a.step, "n": n, "drill": drill, "worker": worker, "due_ms": None,
+                "rung": None, "field_state": None, "contact": None, "detail": ""}
+        if isinstance(a, Note):
+            rows.append({**base, "kind": a.kind.value, "rung": a.rung, "field_state": a.field_state.value if a.field_state else None,
+                         "detail": a.detail[:500], "at_ms": a.at_ms, "due_ms": a.due_ms})
+        elif isinstance(a, Notify):
+            rows.append({**base, "kind": "notify", "rung": a.rung, "contact": a.contact.id, "detail": a.reason.value, "at_ms": 0})
+        elif isinstance(a, AdvanceAlarm):
+            rows.append({**base, "kind": "advance", "contact": a.actor, "detail": a.move.value, "at_ms": a.at_ms})
+    at = max((r["at_ms"] for r in rows), default=0)
+    for r in rows:
+        r["at_ms"] = r["at_ms"] or at
+    return rows
+
+
+class EscalationStore:
+    def __init__(self, engine: sa.Engine, policies: PolicySet) -> None:
+        self.engine = engine
+        self.policies = policies
+        self.postgres = engine.dialect.name == "postgresql"
+        metadata.create_all(engine)
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def _write(self, conn: sa.Connection, outcome: StepOutcome, worker: str, now_ms: int) -> None:
+        s = outcome.state
+        if outcome.actions:
+            conn.execute(sa.insert(escalation_log), _log_rows(outcome.actions, s.facts.drill, worker))
+        if outcome.messages:
+            conn.execute(sa.insert(outbox), [
+                {"key": m.key, "alarm_id": m.alarm_id, "step": s.step, "message": _encoder.encode(m).decode(), "status": "pending",
+                 "created_ms": now_ms, "deliveries": 0}
+                for m in outcome.messages
+            ])
+
+    def create(self, outcome: StepOutcome, worker: str, now_ms: int) -> bool:
+        """Store a new escalation with its first step. False if the alarm already has one (nothing written)."""
+        s = outcome.state
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(escalations).values(
+                    alarm_id=s.alarm_id, policy=s.policy, drill=s.facts.drill, step=s.step, due_ms=next_due(s, self.policies),
+                    stopped=s.stopped is not None, state=encode_state(s), started_ms=s.started_ms, updated_ms=now_ms,
+                ))
+                self._write(conn, outcome, worker, now_ms)
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def _locked(self, conn: sa.Connection, alarm_id: str, now_ms: int | None) -> Any:
+        q = sa.select(escalations.c.step, escalations.c.state).where(escalations.c.alarm_id == alarm_id)
+        if now_ms is not None:
+            q = q.where(escalations.c.due_ms <= now_ms, sa.not_(escalations.c.stopped))
+        if self.postgres:
+            q = q.with_for_update(skip_locked=now_ms is not None)
+        return conn.execute(q).first()
+
+    def _step(self, alarm_id: str, fn: StepFn, worker: str, now_ms: int, *, due_only: bool) -> StepOutcome | None:
+        with self.engine.begin() as conn:
+            row = self._locked(conn, alarm_id, now_ms if due_only else None)
+            if row is None:
+                if due_only:
+                    return None  # not due any more, or another process holds it
+                raise UnknownEscalation(alarm_id)
+            outcome = fn(decode_state(row.state))
+            s = outcome.state
+            if s.step == row.step:
+                return outcome  # nothing happened: nothing to write
+            done = conn.execute(
+                sa.update(escalations).where(escalations.c.alarm_id == alarm_id, escalations.c.step == row.step).values(
+                    step=s.step, due_ms=next_due(s, self.policies), stopped=s.stopped is not None, state=encode_state(s), updated_ms=now_ms,
+                )
+            )
+            if done.rowcount != 1:
+                raise StepConflict(alarm_id, row.step)
+            self._write(conn, outcome, worker, now_ms)
+            return outcome
+
+    def step_due(self, alarm_id: str, fn: StepFn, worker: str, now_ms: int) -> StepOutcome | None:
+        """Fire the alarm's due timers if it is still due and nobody else holds it; None otherwise."""
+        try:
+            return self._step(alarm_id, fn, worker, now_ms, due_only=True)
+        except (StepConflict, sa.exc.OperationalError):
+            return None  # another process won the race (SQLite reports it as a busy database)
+
+    def apply(self, alarm_id: str, fn: StepFn, worker: str, now_ms: int, retries: int = 5) -> StepOutcome:
+        """Apply an event (a response, a stop) to the escalation, waiting for the row if another process holds it."""
+        for _ in range(retries):
+            try:
+                outcome = self._step(alarm_id, fn, worker, now_ms, due_only=False)
+            except StepConflict:
+                continue
+            assert outcome is not None
+            return outcome
+        raise StepConflict(alarm_id, -1)
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def due_ids(self, now_ms: int, limit: int) -> list[str]:
+        q = (sa.select(escalations.c.alarm_id).where(escalations.c.due_ms <= now_ms, sa.not_(escalations.c.stopped))
+             .order_by(escalations.c.due_ms).limit(limit))
+        with self.engine.connect() as conn:
+            return [r.alarm_id for r in conn.execute(q)]
+
+    def next_due_ms(self) -> int | None:
+        with self.engine.connect() as conn:
+            v = conn.execute(sa.select(sa.func.min(escalations.c.due_ms)).where(sa.not_(escalations.c.stopped))).scalar()
+        return None if v is None else int(v)
+
+    def get(self, alarm_id: str) -> EscalationState | None:
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(escalations.c.state).where(escalations.c.alarm_id == alarm_id)).scalar()
+        return None if text is None else decode_state(text)
+
+    def log(self, alarm_id: str) -> list[LogEntry]:
+        c = escalation_log.c
+        q = sa.select(c.alarm_id, c.step, c.kind, c.rung, c.field_state, c.contact, c.detail, c.at_ms, c.due_ms, c.worker)
+        with self.engine.connect() as conn:
+            return [LogEntry(**r._mapping) for r in conn.execute(q.where(c.alarm_id == alarm_id).order_by(c.step, c.n))]
+
+    def misses_by_rung(self, *, drill: bool = False) -> dict[str, int]:
+        """Deadline misses per rung; drills are counted apart and never mix with real alarms."""
+        c = escalation_log.c
+        q = (sa.select(c.rung, sa.func.count()).where(c.kind == "deadline_missed", c.drill == drill).group_by(c.rung))
+        with self.engine.connect() as conn:
+            return {str(r[0]): int(r[1]) for r in conn.execute(q)}
+
+    # -- the outbox -------------------------------------------------------------------------------------------
+    def claim_outbox(self, now_ms: int, limit: int, lease_ms: int, worker: str) -> list[tuple[str, str]]:
+        o = outbox.c
+        claimable = sa.or_(o.status == "pending", sa.and_(o.status == "sending", o.lease_until_ms < now_ms))
+        q = sa.select(o.key, o.message).where(claimable).order_by(o.created_ms, o.key).limit(limit)
+        if self.postgres:
+            q = q.with_for_update(skip_locked=True)
+        out: list[tuple[str, str]] = []
+        try:
+            with self.engine.begin() as conn:
+                for row in conn.execute(q).all():
+                    done = conn.execute(sa.update(outbox).where(o.key == row.key, claimable).values(
+                        status="sending", lease_until_ms=now_ms + lease_ms, claimed_by=worker, deliveries=o.deliveries + 1))
+                    if done.rowcount == 1:
+                        out.append((row.key, row.message))
+        except sa.exc.OperationalError:
+            return []  # SQLite busy: another process is claiming; try again on the next round
+        return out
+
+    def finish_outbox(self, key: str, worker: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(outbox).where(outbox.c.key == key, outbox.c.claimed_by == worker).values(status="done", lease_until_ms=None))
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {str(s): int(n) for s, n in conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))}

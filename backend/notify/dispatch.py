@@ -1,0 +1,135 @@
+"""The dispatcher: one message, every channel its rung asks for, with retries, the drill gate and limits.
+
+How this works: `deliver(message)` first gives the message to the console (always: the duty room sees every
+page), then sends it on each requested channel concurrently. For each channel:
+- not configured here              -> NO_CHANNEL receipt (the console copy still stands);
+- outside, drill without permission -> WITHHELD_DRILL (a real alarm is never withheld: it is not a drill);
+- over the contact's rate limit     -> RATE_LIMITED, folded into one storm summary when the window ends;
+- otherwise send, retrying transient failures with exponential back-off through the injected `sleep`
+  (tests pass a virtual sleeper, so no test waits), then DELIVERED or FAILED.
+Every outcome is a `Receipt` handed to `record`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from alerting.ladder import CONSOLE
+from backend.clock import Clock
+from backend.notify.channel import Channel, DeliveryFailed, DeliveryStatus, Message, Receipt
+from backend.notify.console import ConsoleChannel, LiveConsole
+from backend.notify.ratelimit import RateLimiter, Storm
+from backend.notify.templates import storm_text
+
+__all__ = ["Dispatcher", "RetryPolicy"]
+
+Sleep = Callable[[float], Awaitable[None]]
+Record = Callable[[Receipt], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 6  # first try + 5 retries
+    base_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Wait before attempt number `attempt + 1` (attempt counts from 1)."""
+        return float(min(self.max_s, self.base_s * self.factor ** (attempt - 1)))
+
+
+async def _no_record(_: Receipt) -> None:
+    return None
+
+
+class Dispatcher:
+    def __init__(
+        self, channels: Mapping[str, Channel], console: LiveConsole, clock: Clock, *, sleep: Sleep = asyncio.sleep,
+        retry: RetryPolicy | None = None, limiter: RateLimiter | None = None, record: Record = _no_record,
+    ) -> None:
+        self.channels = dict(channels)
+        self.console = console
+        self.console_channel = ConsoleChannel(console)
+        self.clock = clock
+        self.sleep = sleep
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter
+        self.record = record
+        self._contacts: dict[str, Message] = {}  # last message per contact, to address storm summaries
+
+    async def deliver(self, message: Message) -> list[Receipt]:
+        await self.flush_storms()
+        receipts = [await self._console(message)]
+        kinds = [k for k in dict.fromkeys(message.channels) if k != "console"]
+        if not kinds:
+            return receipts
+        allowed = message.contact.id == CONSOLE.id or self.limiter is None or self.limiter.allow(
+            message.contact.id, self.clock.now_ms(), alarm_id=message.alarm_id, drill=message.drill)
+        self._contacts[message.contact.id] = message
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._one(message, k, allowed), name=f"notify-{k}-{message.key}") for k in kinds]
+        receipts += [t.result() for t in tasks]
+        return receipts
+
+    async def _console(self, message: Message) -> Receipt:
+        await self.console_channel.send(message)
+        r = Receipt(message.key, message.alarm_id, message.contact.id, "console", DeliveryStatus.DELIVERED, 1, self.clock.now_ms(), drill=message.drill)
+        await self.record(r)
+        return r
+
+    async def _one(self, message: Message, kind: str, allowed: bool) -> Receipt:
+        channel = self.channels.get(kind)
+
+        def receipt(status: DeliveryStatus, attempts: int = 0, ref: str | None = None, error: str | None = None) -> Receipt:
+            return Receipt(message.key, message.alarm_id, message.contact.id, kind, status, attempts, self.clock.now_ms(), ref, error, message.drill)
+
+        if channel is None:
+            r = receipt(DeliveryStatus.NO_CHANNEL, error=f"no {kind} channel configured")
+        elif channel.outside and not message.outside_allowed:
+            r = receipt(DeliveryStatus.WITHHELD_DRILL, error="drill: outside channels not requested")
+        elif not allowed:
+            r = receipt(DeliveryStatus.RATE_LIMITED, error="rate limit: folded into a storm summary")
+        else:
+            r = await self._send(channel, message, receipt)
+        await self.record(r)
+        return r
+
+    async def _send(self, channel: Channel, message: Message, receipt: Callable[..., Receipt]) -> Receipt:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                ref = await channel.send(message)
+            except DeliveryFailed as exc:
+                if not exc.transient or attempt >= self.retry.attempts:
+                    return receipt(DeliveryStatus.FAILED, attempt, error=str(exc))
+                await self.sleep(self.retry.delay(attempt))
+                continue
+            return receipt(DeliveryStatus.DELIVERED, attempt, ref)
+
+    async def flush_storms(self) -> list[Receipt]:
+        """Send the storm summaries whose window has ended (the service also calls this on a timer)."""
+        if self.limiter is None:
+            return []
+        out: list[Receipt] = []
+        for storm in self.limiter.due_summaries(self.clock.now_ms()):
+            out += await self._summary(storm)
+        return out
+
+    async def _summary(self, storm: Storm) -> list[Receipt]:
+        last = self._contacts.get(storm.contact)
+        if last is None:
+            return []
+        text = storm_text(count=storm.held, window_s=self.limiter.window_ms / 1000 if self.limiter else 60, drill=storm.drill_only)
+        summary = Message(
+            key=f"storm/{storm.contact}/{storm.window_start_ms}", alarm_id=storm.alarms[0] if storm.alarms else last.alarm_id,
+            contact=last.contact, channels=last.channels, text=text, title="报警风暴汇总", drill=storm.drill_only,
+            outside_allowed=last.outside_allowed or not storm.drill_only, reason="storm", rung=last.rung, severity=last.severity,
+            created_ms=self.clock.now_ms(),
+        )
+        out = [await self._console(summary)]
+        out += [await self._one(summary, kind, allowed=True) for kind in dict.fromkeys(summary.channels) if kind != "console"]
+        return out
