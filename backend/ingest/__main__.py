@@ -41,6 +41,7 @@ async def _main(args: argparse.Namespace) -> None:
     host, port = args.broker.rsplit(":", 1)
     settings = load_settings(args.config, storage={"data_dir": args.data_dir})
     sites = load_site_directory(args.site) if args.site else SiteDirectory({}, {}, {}, {}, {}, {}, {}, {}, {})
+    args.data_dir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
