@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.ingest.handoff import Reading
 from broker.kinds import EventKind
@@ -58,7 +59,7 @@ class Publisher:
         self.expected: set[tuple[str, str, int, float]] = set()
         self.done = threading.Event()
         self._stop = threading.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.connect(host, port)

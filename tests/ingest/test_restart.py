@@ -41,7 +41,8 @@ class WorkerProcess:
         assert "ingest ready" in line, f"the worker did not start: {line}{self.proc.stdout.read()}"
 
     def stop(self, sig: signal.Signals) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         self.proc.send_signal(sig)
         self.outputs.append(self.proc.communicate(timeout=30)[0])
         self.proc = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.ingest.service import IngestService
 from backend.settings import Settings, load_settings
@@ -76,7 +77,7 @@ async def test_a_redelivered_message_is_stored_and_handed_on_once(
     service: tuple[IngestService, SqliteTimeSeries, RecordingFeed], mosquitto: MosquittoProcess,
 ) -> None:
     svc, store, feed = service
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dup-publisher")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dup-publisher")
     client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()
     try:
