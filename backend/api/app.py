@@ -18,9 +18,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from backend.api.series import series_router
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.clock import Clock
+from backend.sites.model import SiteDirectory
 from backend.store.alarms import AlarmStore
+from backend.store.timeseries.model import TimeSeriesStore
 from backend.store.users import User, UserStore
 
 __all__ = ["ApiDeps", "create_app"]
@@ -35,6 +38,8 @@ class ApiDeps:
     signer: TokenSigner
     clock: Clock
     ingest_stats: Callable[[], dict[str, Any]]
+    timeseries: TimeSeriesStore | None = None
+    sites: SiteDirectory | None = None
 
 
 class LoginRequest(BaseModel):
@@ -94,6 +99,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.get("/api/ingest/stats", tags=["system"])
     async def ingest_stats(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
         return deps.ingest_stats()
+
+    app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, current_user))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def console() -> str:
