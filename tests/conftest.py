@@ -13,7 +13,8 @@ import pytest
 
 from backend.sites import SiteDirectory, load_site_directory
 from backend.store.pg_local import LocalPostgres
-from broker.process import MosquittoProcess
+from broker.embedded import free_port
+from broker.process import MosquittoProcess, open_config
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO.parent / "shared" / "device-samples" / "samples.jsonl"
@@ -34,11 +35,19 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
 
 @pytest.fixture
 def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoProcess]]:
-    """Start as many brokers as a test needs: factory(name, config=None, persistence=False)."""
+    """Start as many brokers as a test needs: factory(name, config=None, persistence=False).
+
+    `persistence=True` keeps QoS 1 messages and sessions across stop()/start(), like a production broker."""
     started: list[MosquittoProcess] = []
 
-    def make(name: str = "broker", config: str | None = None) -> MosquittoProcess:
-        m = MosquittoProcess(tmp_path / name, config=config)
+    def make(name: str = "broker", config: str | None = None, persistence: bool = False) -> MosquittoProcess:
+        port = free_port()
+        if config is None:
+            data = tmp_path / name / "data" if persistence else None
+            if data is not None:
+                data.mkdir(parents=True, exist_ok=True)
+            config = open_config(port, persistence_dir=data)
+        m = MosquittoProcess(tmp_path / name, port=port, config=config)
         m.start()
         started.append(m)
         return m

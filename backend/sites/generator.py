@@ -10,11 +10,10 @@ A share of devices speak the real ecosystem dialects so the edge adapters are ex
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 __all__ = ["generate_site_document", "write_site_document"]
 
@@ -137,17 +136,16 @@ def generate_site_document(communities: int = 1, seed: int = 7, grids: int = 8, 
 
 
 def write_site_document(doc: dict[str, Any], path: Path) -> None:
-    """Write one record per line (flow style): compact, diff-friendly and fast to load."""
-    dumper = yaml.CSafeDumper if yaml.__with_libyaml__ else yaml.SafeDumper
+    """Write one record per line as a JSON object (which is also YAML flow style): compact, diff-friendly, and
+    read by the loader's line-by-line fast path (a street of 90,000 devices loads in seconds, not a minute)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         f.write("# Shouwang site directory. Sections: communities, grids, buildings, households, gateways,\n")
         f.write("# devices, fire_stations, volunteer_teams, responders, shifts. See docs/site-directory.md.\n")
-        f.write(f"street: {doc.get('street', '')}\n")
+        f.write(f"street: {json.dumps(doc.get('street', ''), ensure_ascii=False)}\n")
         for section, records in doc.items():
             if section == "street":
                 continue
             f.write(f"{section}:\n")
             for rec in records:
-                line = yaml.dump(rec, Dumper=dumper, default_flow_style=True, width=10_000, allow_unicode=True, sort_keys=False).strip()
-                f.write(f"  - {line}\n")
+                f.write(f"  - {json.dumps(rec, ensure_ascii=False, separators=(', ', ': '))}\n")

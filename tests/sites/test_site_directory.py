@@ -105,6 +105,18 @@ def test_each_mistake_is_reported(old: str, new: str, expected: str) -> None:
     assert all(e.startswith("community.yaml:") for e in errs)
 
 
+def test_generated_files_take_the_fast_path_and_report_lines_like_yaml(tmp_path: Path) -> None:
+    doc = generate_site_document(1, grids=1, buildings_per_grid=1)
+    doc["devices"][3]["building"] = "b-missing"
+    write_site_document(doc, tmp_path / "one.yaml")
+    text = (tmp_path / "one.yaml").read_text(encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), start=1) if "b-missing" in t)
+    with pytest.raises(SiteDirectoryInvalid) as fast:
+        parse_site_directory(text, "one.yaml")
+    # The same document in block style goes through PyYAML and must report the same problem at its own line.
+    assert [str(e) for e in fast.value.errors] == [f"one.yaml:{line}: building 'b-missing' is not defined; add it or fix the id"]
+
+
 def test_every_problem_is_reported_not_just_the_first() -> None:
     errs = problems(GOOD.replace("building: b1, unit: 1, household", "building: b7, unit: 1, household").replace("kind: camera", "kind: toaster"))
     assert len(errs) >= 2
@@ -144,6 +156,6 @@ def test_sites_cli_generates_and_checks(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["sites", "generate", "--communities", "2", "--grids", "2", "--buildings-per-grid", "2", "-o", str(out)]) == 0
     assert main(["sites", "check", str(out)]) == 0
     assert "is valid" in capsys.readouterr().out
-    out.write_text(out.read_text(encoding="utf-8").replace("grid: c01-g1,", "grid: nowhere,", 1), encoding="utf-8")
+    out.write_text(out.read_text(encoding="utf-8").replace('"grid": "c01-g1",', '"grid": "nowhere",', 1), encoding="utf-8")
     assert main(["sites", "check", str(out)]) == 1
     assert "grid 'nowhere' is not defined" in capsys.readouterr().err
