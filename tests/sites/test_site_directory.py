@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from backend.sites import SiteDirectory, SiteDirectoryInvalid, generate_site_document, parse_site_directory, write_site_document
 from backend.sites.model import SeatKind
@@ -113,8 +114,14 @@ def test_generated_files_take_the_fast_path_and_report_lines_like_yaml(tmp_path:
     line = next(i for i, t in enumerate(text.splitlines(), start=1) if "b-missing" in t)
     with pytest.raises(SiteDirectoryInvalid) as fast:
         parse_site_directory(text, "one.yaml")
-    # The same document in block style goes through PyYAML and must report the same problem at its own line.
     assert [str(e) for e in fast.value.errors] == [f"one.yaml:{line}: building 'b-missing' is not defined; add it or fix the id"]
+    # The same document in block style goes through PyYAML and reports the same problem at its own line.
+    block = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    with pytest.raises(SiteDirectoryInvalid) as slow:
+        parse_site_directory(block, "block.yaml")
+    [err] = slow.value.errors
+    assert err.message == "building 'b-missing' is not defined; add it or fix the id"
+    assert "b-missing" in block.splitlines()[err.line - 1]
 
 
 def test_every_problem_is_reported_not_just_the_first() -> None:
