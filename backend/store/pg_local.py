@@ -7,9 +7,11 @@ folder, readiness by `pg_isready`. PostgreSQL refuses to run as root, so as root
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -99,16 +101,23 @@ class LocalPostgres:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        # runuser forwards signals to the server; SIGINT is PostgreSQL's "fast shutdown".
-        if kill:
-            proc.kill()
-        else:
-            proc.send_signal(2)
+        # Signal the postmaster itself (runuser does not pass signals on): SIGINT is PostgreSQL's
+        # "fast shutdown", SIGKILL a crash that the next start recovers from.
+        pid = self._postmaster_pid()
+        sig = signal.SIGKILL if kill else signal.SIGINT
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid if pid is not None else proc.pid, sig)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
     def __enter__(self) -> Self:
         self.start()
