@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from alerting.ladder import EscalationState, LadderAction, Note, Notify, PolicySet, next_due
 from alerting.ladder.engine import AdvanceAlarm
 from backend.notify.channel import Message
+from backend.notify.receipts import create_tables
 
 __all__ = [
     "EscalationStore",
@@ -173,7 +174,7 @@ class EscalationStore:
         self.engine = engine
         self.policies = policies
         self.postgres = engine.dialect.name == "postgresql"
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _write(self, conn: sa.Connection, outcome: StepOutcome, worker: str, now_ms: int) -> None:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from backend.notify.channel import DeliveryStatus, Receipt
 
-__all__ = ["ReceiptStore", "metadata", "receipts"]
+__all__ = ["ReceiptStore", "create_tables", "metadata", "receipts"]
 
 metadata = sa.MetaData()
 
@@ -32,10 +32,21 @@ receipts = sa.Table(
 )
 
 
+_DDL_LOCK = 0x5357_4553  # "SWES": serialises table creation between processes starting together
+
+
+def create_tables(engine: sa.Engine, meta: sa.MetaData) -> None:
+    """create_all, safe when several processes start at once on a fresh PostgreSQL database."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
+        meta.create_all(conn)
+
+
 class ReceiptStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+        create_tables(engine, metadata)
 
     def record(self, r: Receipt) -> None:
         values: dict[str, Any] = {
