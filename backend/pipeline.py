@@ -358,7 +358,9 @@ class Pipeline:
             attempt = 0
             while rows:
                 try:
-                    await self._in(self._uj_exec, lambda rows=rows: self.ujournal.append(rows))  # type: ignore[misc]
+                    # On the loop thread, on purpose: a WAL commit without fsync costs ~0.1 ms, while a hop to a
+                    # thread waits for the GIL behind the store writer (measured: p50 150 ms under full load).
+                    self.ujournal.append(rows)
                     break
                 except JournalError:
                     self.lanes.journal_failures += 1
@@ -373,7 +375,10 @@ class Pipeline:
                 if await self._deliver(item):
                     done.append(item.seq)
             if done:
-                await self._in(self._uj_exec, lambda done=done: self.ujournal.mark_done(done))  # type: ignore[misc]
+                try:
+                    self.ujournal.mark_done(done)
+                except JournalError:  # they are offered again after a restart: at least once, never lost
+                    log.exception("could not mark %d uplinks as delivered", len(done))
 
     async def _deliver(self, item: _Item) -> bool:
         assert item.uplink is not None
