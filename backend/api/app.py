@@ -1,45 +1,43 @@
-"""The HTTP API (FastAPI) and the console page it serves.
+"""The HTTP API (FastAPI, under /api, OpenAPI at /api/openapi.json) and the duty console it serves.
+
+How this works: `create_app(deps)` builds one `Auth` (bearer session tokens and machine API tokens → a
+Principal with role capabilities and a territory) and mounts the routers: alarms and actions
+(console_alarms), site map / buildings / device health (console_site), users and tokens (console_admin),
+the live feed (feed), and the series API other engineers add (series). Routes stay thin; every error is JSON
+`{"detail": "<what to do>"}` (backend.api.errors). The console is static HTML/JS/CSS from backend/api/static,
+no build step and nothing from the internet.
+
+The live feed needs a running `LiveFeed`: pass one in `ApiDeps.feed` (entered by the server), or let the
+app's lifespan start its own (uvicorn with lifespan "on", or a TestClient).
 
 (No `from __future__ import annotations` here: FastAPI must see the real dependency objects in route signatures.)
-
-Routes stay thin: each one checks who is asking and calls a store. Every error is JSON with a `detail`
-that says what to do. Authentication is a bearer token from POST /api/login (see backend.api.tokens).
 """
 
-
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, status
-from fastapi.responses import HTMLResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from backend.api.auth import Auth, Capability, Principal
+from backend.api.console_admin import admin_router
+from backend.api.console_alarms import alarms_router
+from backend.api.console_records import ConsoleRecords
+from backend.api.console_site import site_router
+from backend.api.deps import AlarmMoves, ApiDeps, StoreMoves
+from backend.api.errors import ERRORS, install
+from backend.api.feed import LiveFeed, feed_router
 from backend.api.series import series_router
-from backend.api.tokens import InvalidToken, TokenSigner
-from backend.clock import Clock
-from backend.sites.model import SiteDirectory
-from backend.store.alarms import AlarmStore
-from backend.store.timeseries.model import TimeSeriesStore
-from backend.store.users import User, UserStore
 
 __all__ = ["ApiDeps", "create_app"]
 
 SESSION_TTL_S = 12 * 3600  # one duty shift
-
-
-@dataclass(frozen=True)
-class ApiDeps:
-    alarms: AlarmStore
-    users: UserStore
-    signer: TokenSigner
-    clock: Clock
-    ingest_stats: Callable[[], dict[str, Any]]
-    timeseries: TimeSeriesStore | None = None
-    sites: SiteDirectory | None = None
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class LoginRequest(BaseModel):
@@ -52,58 +50,84 @@ class LoginResponse(BaseModel):
     username: str
     role: str
     display_name: str
+    scope: str | None
     expires_in_s: int
 
 
+class Me(BaseModel):
+    username: str
+    role: str
+    display_name: str
+    scope: str | None
+    via: str
+    capabilities: list[str]
+    territory: dict[str, Any]
+
+
+class _FeedHolder:
+    """The feed the routes use: the server's, or one this app's lifespan runs."""
+
+    def __init__(self, feed: LiveFeed | None) -> None:
+        self.feed = feed
+
+
 def create_app(deps: ApiDeps) -> FastAPI:
-    app = FastAPI(title="Shouwang 守望 API", version="0.1.0", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    bearer = HTTPBearer(auto_error=False)
+    holder = _FeedHolder(deps.feed)
 
-    def current_user(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
-        if creds is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first: POST /api/login, then send 'Authorization: Bearer <token>'")
-        try:
-            claims = deps.signer.verify(creds.credentials, deps.clock.now_ms() / 1000)
-        except InvalidToken as exc:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
-        user = deps.users.get(str(claims.get("sub")))
-        if user is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this login no longer exists")
-        return user
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if holder.feed is not None:
+            yield
+            return
+        async with LiveFeed(deps.clock, alarms=deps.alarms, console=deps.console, sites=deps.sites) as feed:
+            holder.feed = feed
+            try:
+                yield
+            finally:
+                holder.feed = None
 
-    @app.get("/api/health", tags=["system"])
+    app = FastAPI(title="Shouwang 守望 API", version="0.2.0", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan,
+                  description="Alarms, actions, site map, device health and the live feed of the duty console. Every route needs a bearer token "
+                              "(POST /api/login for people, an API token for machines) and answers only about the caller's territory.")
+    install(app)
+    auth = Auth(deps.users, deps.signer, deps.clock, deps.sites)
+    moves: AlarmMoves = deps.alarm_service if deps.alarm_service is not None else StoreMoves(deps.alarms, deps.clock)
+    records = ConsoleRecords(deps.alarms.engine)
+
+    @app.get("/api/health", tags=["system"], summary="Liveness")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/api/login", tags=["auth"], responses={401: {"description": "wrong username or password"}})
+    @app.post("/api/login", tags=["auth"], summary="Log in with a password; returns a session token for one duty shift",
+              responses={401: ERRORS[401], 422: ERRORS[422]})
     async def login(body: LoginRequest) -> LoginResponse:
         user = await asyncio.to_thread(deps.users.authenticate, body.username, body.password)
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+        auth.principal_of(user, "session")  # a login with an unknown role is refused here, not on every request
         token = deps.signer.sign({"sub": user.username}, deps.clock.now_ms() / 1000, SESSION_TTL_S)
-        return LoginResponse(token=token, username=user.username, role=user.role, display_name=user.display_name, expires_in_s=SESSION_TTL_S)
+        return LoginResponse(token=token, username=user.username, role=user.role, display_name=user.display_name, scope=user.scope, expires_in_s=SESSION_TTL_S)
 
-    @app.get("/api/me", tags=["auth"])
-    async def me(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        return {"username": user.username, "role": user.role, "display_name": user.display_name, "scope": user.scope}
+    @app.get("/api/me", tags=["auth"], summary="Who you are: role, capabilities, territory", responses={401: ERRORS[401], 403: ERRORS[403]})
+    async def me(p: Annotated[Principal, Depends(auth.current)]) -> Me:
+        return Me(username=p.username, role=p.role.value, display_name=p.user.display_name, scope=p.user.scope, via=p.via,
+                  capabilities=sorted(c.value for c in p.capabilities), territory=p.territory.as_json())
 
-    @app.get("/api/alarms", tags=["alarms"])
-    async def list_alarms(
-        user: Annotated[User, Depends(current_user)],
-        open_only: Annotated[bool, Query(alias="open", description="only alarms not yet closed")] = False,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    ) -> dict[str, Any]:
-        rows = await asyncio.to_thread(deps.alarms.list, open_only=open_only, limit=limit)
-        return {"alarms": [r.as_json() for r in rows]}
-
-    @app.get("/api/ingest/stats", tags=["system"])
-    async def ingest_stats(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
+    @app.get("/api/ingest/stats", tags=["system"], summary="Ingest counters (accepted, rejected by reason, duplicates)",
+             responses={401: ERRORS[401], 403: ERRORS[403]})
+    async def ingest_stats(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_HEALTH))]) -> dict[str, Any]:
         return deps.ingest_stats()
 
-    app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, current_user))
+    app.include_router(alarms_router(deps, auth, moves, records))
+    app.include_router(site_router(deps, auth))
+    app.include_router(admin_router(deps, auth))
+    app.include_router(feed_router(lambda: holder.feed, auth))
+    app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()))
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def console() -> str:
-        return resources.files("backend.api").joinpath("static/console.html").read_text(encoding="utf-8")
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(STATIC / "console.html", media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
     return app

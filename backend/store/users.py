@@ -1,17 +1,39 @@
-"""Users and their passwords (argon2id), and the first admin login created on first start."""
+"""Users (people, with roles and a territory), their passwords (argon2id), and API tokens for machines.
+
+How this works: a `User` has one `UserRole` and an optional `scope` naming its territory: the grid of a grid
+worker, the building of a building leader, the community of anyone else (no scope: every community). People
+log in with a password (argon2id hash; the same cost whether or not the name exists). Machines (a 119
+bridge, a reporting job) get API tokens instead: `swm_<id>_<secret>`, of which only a SHA-256 of the secret
+is stored (the secret has 256 bits of entropy, so a slow hash buys nothing); a token acts as the user it
+belongs to, may expire and may be revoked. A machine user has no password ("!" can never verify).
+
+Invariants: a grid worker's scope names a grid and a building leader's a building (checked by the API
+against the site directory); usernames are unique; a revoked or expired token never authenticates.
+
+Exceptions:
+
+    UserError
+     ├── UserExists      the username is taken
+     └── UnknownUser     no such username
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from backend.store.alarms import metadata
 
-__all__ = ["User", "UserStore"]
+__all__ = ["ApiToken", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore"]
+
+NO_PASSWORD = "!"  # noqa: S105 - stored for machine users: never a valid argon2 hash, so password login always fails
 
 users = sa.Table(
     "users",
@@ -20,8 +42,46 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(200), nullable=False),
     sa.Column("role", sa.String(30), nullable=False),
     sa.Column("display_name", sa.String(100), nullable=False, default=""),
-    sa.Column("scope", sa.String(64)),  # a grid worker's grid, a building leader's building
+    sa.Column("scope", sa.String(64)),  # a grid worker's grid, a building leader's building, else a community or none
 )
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_used_ms", sa.BigInteger),
+)
+
+
+class UserRole(StrEnum):
+    DUTY_OFFICER = "duty_officer"  # 值班员
+    GRID_WORKER = "grid_worker"  # 网格员
+    BUILDING_LEADER = "building_leader"  # 楼栋长
+    MICRO_FIRE_STATION = "micro_fire_station"  # 微型消防站
+    VOLUNTEER = "volunteer"  # 志愿者
+    ADMIN = "admin"  # 管理员
+
+
+class UserError(Exception):
+    pass
+
+
+class UserExists(UserError):
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"the username {username!r} is taken; pick another")
+
+
+class UnknownUser(UserError):
+    def __init__(self, username: str) -> None:
+        self.username = username
+        super().__init__(f"there is no user {username!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +92,44 @@ class User:
     scope: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: str
+    username: str
+    name: str
+    created_ms: int
+    expires_ms: int | None
+    revoked: bool
+    last_used_ms: int | None
+
+
+def _sha(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _user(row: sa.Row[tuple[str, ...]] | sa.Row[object]) -> User:
+    m = row._mapping
+    return User(m["username"], m["role"], m["display_name"], m["scope"])
+
+
 class UserStore:
+    """Blocking; the API calls it off the event loop."""
+
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._hasher = PasswordHasher()
-        metadata.create_all(engine)
+        metadata.create_all(engine, tables=[users, api_tokens])
 
-    def add(self, username: str, password: str, role: str, display_name: str = "", scope: str | None = None) -> User:
-        with self.engine.begin() as conn:
-            conn.execute(sa.insert(users).values(username=username, password_hash=self._hasher.hash(password), role=role,
-                                                 display_name=display_name, scope=scope))
+    # -- people ----------------------------------------------------------------------------------------------
+    def add(self, username: str, password: str | None, role: str, display_name: str = "", scope: str | None = None) -> User:
+        """Add a user; `password=None` makes a machine user that can only use API tokens."""
+        UserRole(role)  # raises ValueError for an unknown role
+        pw_hash = self._hasher.hash(password) if password is not None else NO_PASSWORD
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(users).values(username=username, password_hash=pw_hash, role=role, display_name=display_name, scope=scope))
+        except sa.exc.IntegrityError as exc:
+            raise UserExists(username) from exc
         return User(username, role, display_name, scope)
 
     def count(self) -> int:
@@ -54,7 +142,7 @@ class UserStore:
             return None
         generated = password is None
         pw = password if password is not None else secrets.token_urlsafe(12)
-        self.add(username, pw, "admin", "管理员")
+        self.add(username, pw, UserRole.ADMIN, "管理员")
         return pw if generated else None
 
     def authenticate(self, username: str, password: str) -> User | None:
@@ -65,11 +153,67 @@ class UserStore:
             return None
         try:
             self._hasher.verify(row.password_hash, password)
-        except (VerifyMismatchError, InvalidHashError):
+        except (VerifyMismatchError, InvalidHashError, VerificationError):
             return None
-        return User(row.username, row.role, row.display_name, row.scope)
+        return _user(row)
 
     def get(self, username: str) -> User | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.username == username)).first()
-        return None if row is None else User(row.username, row.role, row.display_name, row.scope)
+        return None if row is None else _user(row)
+
+    def all(self) -> list[User]:
+        with self.engine.connect() as conn:
+            return [_user(r) for r in conn.execute(sa.select(users).order_by(users.c.username))]
+
+    def set_password(self, username: str, password: str) -> None:
+        with self.engine.begin() as conn:
+            n = conn.execute(sa.update(users).where(users.c.username == username).values(password_hash=self._hasher.hash(password))).rowcount
+        if n == 0:
+            raise UnknownUser(username)
+
+    def remove(self, username: str) -> None:
+        with self.engine.begin() as conn:
+            n = conn.execute(sa.delete(users).where(users.c.username == username)).rowcount
+            conn.execute(sa.update(api_tokens).where(api_tokens.c.username == username).values(revoked=True))
+        if n == 0:
+            raise UnknownUser(username)
+
+    # -- machines --------------------------------------------------------------------------------------------
+    def issue_token(self, username: str, name: str, now_ms: int, expires_ms: int | None = None) -> tuple[ApiToken, str]:
+        """A new API token for `username`; returns it and the secret text, which is shown once and never stored."""
+        if self.get(username) is None:
+            raise UnknownUser(username)
+        token_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(api_tokens).values(id=token_id, username=username, name=name, secret_sha256=_sha(secret), created_ms=now_ms,
+                                                      expires_ms=expires_ms, revoked=False, last_used_ms=None))
+        return ApiToken(token_id, username, name, now_ms, expires_ms, False, None), f"swm_{token_id}_{secret}"
+
+    def tokens(self, username: str | None = None) -> list[ApiToken]:
+        q = sa.select(api_tokens).order_by(api_tokens.c.created_ms)
+        if username is not None:
+            q = q.where(api_tokens.c.username == username)
+        with self.engine.connect() as conn:
+            return [ApiToken(r.id, r.username, r.name, r.created_ms, r.expires_ms, r.revoked, r.last_used_ms) for r in conn.execute(q)]
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(sa.update(api_tokens).where(api_tokens.c.id == token_id).values(revoked=True)).rowcount)
+
+    def authenticate_token(self, text: str, now_ms: int) -> User | None:
+        """The user an API token acts as, or None (malformed, unknown, wrong secret, revoked, expired)."""
+        parts = text.split("_", 2)
+        if len(parts) != 3 or parts[0] != "swm" or not parts[1] or not parts[2]:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == parts[1])).first()
+        if row is None or not hmac.compare_digest(row.secret_sha256, _sha(parts[2])) or row.revoked:
+            return None
+        if row.expires_ms is not None and row.expires_ms <= now_ms:
+            return None
+        if row.last_used_ms is None or now_ms - row.last_used_ms > 60_000:  # a write a minute at most, not one per request
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_ms=now_ms))
+        return self.get(row.username)

@@ -1,0 +1,299 @@
+"""Alarm routes of the console: the board, an alarm's detail, and the duty officer's actions.
+
+How this works: every route resolves the caller (backend.api.auth), loads the alarm and answers 404 unless it
+lies inside the caller's territory, then calls the alarm service (every lifecycle move goes through it, with
+the logged-in user as actor) and, when the ladder is wired, the escalation service. Acts the lifecycle has
+no state for (verify, dispatch, on-behalf answers) are also written to backend.api.console_records so the
+timeline shows who did what for whom. Routes stay thin; the reading lives in backend.api.console_views.
+
+Closing as real walks the legal path (acknowledge → handled → verified and closed) with the same actor and
+note, so the audit log still replays through the transition table; a refused move answers 409 with the
+lifecycle's reason and what to do instead.
+
+(No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
+"""
+
+import asyncio
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from pydantic import BaseModel, Field
+
+from alerting.ladder import Contact, Response, timers
+from alerting.lifecycle import AlarmState, Move
+from backend.alarms.service import MoveRefused, NoSuchAlarm
+from backend.api.auth import Auth, Capability, Principal
+from backend.api.console_records import ConsoleAct, ConsoleRecords
+from backend.api.console_views import alarm_view, place_view, query_alarms
+from backend.api.deps import AlarmMoves, ApiDeps, NotWired
+from backend.api.errors import ERRORS
+from backend.notify.channel import Message
+from backend.notify.templates import notice_text
+from backend.store.alarms import AlarmRecord
+
+__all__ = ["alarms_router"]
+
+log = logging.getLogger(__name__)
+
+AlarmId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+DeviceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+Note = Annotated[str, Field(max_length=500)]
+ResponderId = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._:\-]+$")]
+
+
+class AlarmList(BaseModel):
+    alarms: list[dict[str, Any]]
+    server_now_ms: int
+    drill_open: int = Field(description="open drill alarms in your territory (the console shows a drill banner while > 0)")
+
+
+class AlarmDetail(BaseModel):
+    alarm: dict[str, Any]
+    place: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    ladder: dict[str, Any] | None
+    responders: list[dict[str, Any]]
+    server_now_ms: int
+
+
+class AcknowledgeBody(BaseModel):
+    on_behalf_of: ResponderId | None = Field(default=None, description="responder id when acknowledging for someone who answered by phone")
+    note: Note = ""
+
+
+class VerifyBody(BaseModel):
+    note: Note = ""
+
+
+class DispatchBody(BaseModel):
+    responder_id: ResponderId
+    note: Note = ""
+
+
+class CloseBody(BaseModel):
+    outcome: Literal["real", "false_alarm"]
+    note: Annotated[str, Field(min_length=2, max_length=500, description="what happened: required to close")]
+
+
+class SilenceBody(BaseModel):
+    minutes: int = Field(ge=5, le=30 * 24 * 60, description="how long the maintenance window lasts")
+    note: Annotated[str, Field(min_length=2, max_length=500, description="why (work order, technician)")]
+
+
+class ActionResult(BaseModel):
+    alarm: dict[str, Any] | None
+    done: list[str]
+    silenced_alarms: int | None = None
+
+
+def _refused(exc: MoveRefused) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, f"this alarm cannot {exc.move.replace('_', ' ')} now: {exc.reason}. Reload it to see its current state")
+
+
+def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: ConsoleRecords) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["alarms"], responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 409, 422, 503)})
+    viewer = auth.require(Capability.VIEW_ALARMS)
+    sites = deps.sites
+    esc = deps.escalation
+
+    async def visible(p: Principal, alarm_id: str) -> AlarmRecord:
+        rows = await asyncio.to_thread(_one, alarm_id)
+        if not rows or not p.territory.covers(rows[0].building_id, rows[0].grid_id, rows[0].community_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {alarm_id!r} in your territory; check the id or ask the duty officer")
+        return rows[0]
+
+    def _one(alarm_id: str) -> list[AlarmRecord]:
+        import sqlalchemy as sa
+
+        from backend.alarms.schema import alarms as t
+        with deps.alarms.engine.connect() as conn:
+            return [AlarmRecord(**r._mapping) for r in conn.execute(sa.select(*[t.c[f] for f in AlarmRecord.__slots__]).where(t.c.id == alarm_id))]
+
+    async def view(alarm_id: str) -> dict[str, Any] | None:
+        rows = await asyncio.to_thread(_one, alarm_id)
+        return alarm_view(rows[0], sites) if rows else None
+
+    async def move(p: Principal, alarm_id: str, m: Move, note: str) -> None:
+        try:
+            await moves.move(alarm_id, m, p.username, note=note)
+        except MoveRefused as exc:
+            raise _refused(exc) from exc
+        except NoSuchAlarm as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+    async def ladder(alarm_id: str, response: Response, actor: str, note: str) -> bool:
+        """Tell the ladder; False when there is none for this alarm (or no ladder at all)."""
+        if esc is None or await esc.get(alarm_id) is None:
+            return False
+        try:
+            await esc.respond(alarm_id, response, actor, note)
+        except Exception:  # the lifecycle already recorded the act; the ladder refusing must not undo it
+            log.exception("the ladder refused %s from %s on %s", response.value, actor, alarm_id)
+            return False
+        return True
+
+    # -- reading -------------------------------------------------------------------------------------------
+    @router.get("/alarms", summary="Alarms in your territory, in board order (open, life safety, severity, oldest first)")
+    async def list_alarms(  # noqa: PLR0917 (query parameters, one per filter)
+        p: Annotated[Principal, Depends(viewer)],
+        open_only: Annotated[bool, Query(alias="open", description="only alarms not yet closed")] = False,
+        drill: Annotated[bool | None, Query(description="only drill (true) or only real (false) alarms")] = None,
+        building: Annotated[str | None, Query(max_length=64)] = None,
+        grid: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> AlarmList:
+        gb = [b.id for b in sites.buildings.values() if b.grid == grid] if sites and grid else []
+        rows = await asyncio.to_thread(query_alarms, deps.alarms.engine, p.territory, open_only=open_only, drill=drill, building=building,
+                                       grid=grid, grid_buildings=gb, limit=limit)
+        drills = sum(1 for r in rows if r.drill and r.is_open)
+        return AlarmList(alarms=[alarm_view(r, sites) for r in rows], server_now_ms=deps.clock.now_ms(), drill_open=drills)
+
+    @router.get("/alarms/{alarm_id}", summary="One alarm: place, timeline of every change (who, when), rungs notified, deadlines")
+    async def alarm_detail(p: Annotated[Principal, Depends(viewer)], alarm_id: AlarmId) -> AlarmDetail:
+        rec = await visible(p, alarm_id)
+        audit = await asyncio.to_thread(deps.alarms.audit, alarm_id)
+        acts = await asyncio.to_thread(records.for_alarm, alarm_id)
+        timeline: list[dict[str, Any]] = [
+            {"at_ms": e.at_ms, "source": "lifecycle", "actor": e.actor, "what": e.move, "from_state": e.from_state.value if e.from_state else None,
+             "to_state": e.to_state.value, "note": e.note} for e in audit]
+        timeline += [{"at_ms": a.at_ms, "source": "console", "actor": a.actor, "what": a.act, "on_behalf_of": a.on_behalf_of, "target": a.target,
+                      "note": a.note} for a in acts]
+        ladder_view: dict[str, Any] | None = None
+        responders: list[dict[str, Any]] = []
+        if esc is not None:
+            state = await esc.get(alarm_id)
+            if state is not None:
+                log_rows = await asyncio.to_thread(esc.store.log, alarm_id)
+                timeline += [{"at_ms": r.at_ms, "source": "ladder", "actor": r.worker, "what": r.kind, "rung": r.rung, "contact": r.contact,
+                              "field_state": r.field_state, "note": r.detail} for r in log_rows if r.kind not in ("advance",)]
+                rungs = esc.policies.rungs
+                ladder_view = {
+                    "policy": state.policy, "started_ms": state.started_ms, "verified_ms": state.verified_ms, "treated_real_ms": state.treated_real_ms,
+                    "stopped": state.stopped, "exhausted": state.exhausted,
+                    "rungs": [{"rung": e.rung, "label": rungs[e.rung].label if e.rung in rungs else e.rung, "engaged_ms": e.engaged_ms, "via": e.via.value,
+                               "progress": e.progress.value if e.progress else None, "missed": [m.value for m in e.missed], "declined": list(e.declined),
+                               "repeats": e.repeats, "contacts": [{"id": c.id, "name": c.name, "kind": c.kind.value} for c in e.contacts]}
+                              for e in state.engagements],
+                    "deadlines": [{"due_ms": t.due_ms, "kind": t.kind.value, "rung": t.rung,
+                                   "label": rungs[t.rung].label if t.rung and t.rung in rungs else None,
+                                   "field_state": t.field_state.value if t.field_state else None} for t in timers(state, esc.policies)],
+                }
+                seen: set[str] = set()
+                for e in state.engagements:
+                    for c in e.contacts:
+                        if c.id not in seen and c.kind.value != "console":
+                            seen.add(c.id)
+                            responders.append({"id": c.id, "name": c.name, "rung": e.rung})
+        if sites is not None and rec.building_id in sites.buildings:
+            # people who may be dispatched or answered for: the place's own responders come first
+            b = sites.buildings[rec.building_id]
+            for r in sites.responders.values():
+                if r.id in {x["id"] for x in responders}:
+                    continue
+                if r.grid == b.grid or r.building == b.id or r.role.value in ("fire_station_head", "fire_station_member"):
+                    responders.append({"id": r.id, "name": r.name, "rung": r.role.value})
+        timeline.sort(key=lambda x: x["at_ms"])
+        return AlarmDetail(alarm=alarm_view(rec, sites), place=place_view(rec, sites, with_vulnerable=p.can(Capability.VIEW_VULNERABLE)),
+                           timeline=timeline, ladder=ladder_view, responders=responders[:40], server_now_ms=deps.clock.now_ms())
+
+    # -- acting --------------------------------------------------------------------------------------------
+    @router.post("/alarms/{alarm_id}/acknowledge", summary="Acknowledge (我已收到), yourself or on behalf of a responder (recorded as such)")
+    async def acknowledge(p: Annotated[Principal, Depends(auth.require(Capability.ACKNOWLEDGE))], alarm_id: AlarmId, body: AcknowledgeBody) -> ActionResult:
+        rec = await visible(p, alarm_id)
+        rid = body.on_behalf_of
+        if rid and sites is not None and rid not in sites.responders and not rid.startswith(("family:", "neighbour:")):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {rid!r} in the site directory; pick one from the alarm's list")
+        note = (f"代{_responder_name(rid)}({rid})确认 on behalf of {rid}" + (f": {body.note}" if body.note else "")) if rid else body.note
+        await move(p, alarm_id, Move.ACKNOWLEDGE, note)
+        done = ["acknowledged"]
+        if body.on_behalf_of:
+            await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "acknowledge_on_behalf", body.on_behalf_of,
+                                                            None, body.note, rec.drill))
+        if await ladder(alarm_id, Response.ACKNOWLEDGE, body.on_behalf_of or p.username, f"via console by {p.username}" if body.on_behalf_of else body.note):
+            done.append("ladder")
+        return ActionResult(alarm=await view(alarm_id), done=done)
+
+    @router.post("/alarms/{alarm_id}/verify", summary="Verify (核实): the alarm is real; the ladder stops waiting for verification")
+    async def verify(p: Annotated[Principal, Depends(auth.require(Capability.VERIFY))], alarm_id: AlarmId, body: VerifyBody) -> ActionResult:
+        rec = await visible(p, alarm_id)
+        if not rec.is_open:
+            raise HTTPException(status.HTTP_409_CONFLICT, "this alarm is already closed; there is nothing to verify")
+        done = ["verified"]
+        if rec.state in (AlarmState.RAISED, AlarmState.NOTIFIED):
+            await move(p, alarm_id, Move.ACKNOWLEDGE, f"核实 verified: {body.note}".rstrip(": "))
+            done.append("acknowledged")
+        await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "verify", None, None, body.note, rec.drill))
+        if await ladder(alarm_id, Response.CONFIRM, p.username, body.note):
+            done.append("ladder")
+        return ActionResult(alarm=await view(alarm_id), done=done)
+
+    @router.post("/alarms/{alarm_id}/dispatch", summary="Dispatch (派遣) a responder: a notice goes to them now, and it is recorded")
+    async def dispatch(p: Annotated[Principal, Depends(auth.require(Capability.DISPATCH))], alarm_id: AlarmId, body: DispatchBody) -> ActionResult:
+        rec = await visible(p, alarm_id)
+        if not rec.is_open:
+            raise HTTPException(status.HTTP_409_CONFLICT, "this alarm is closed; open a new one or pick an open alarm to dispatch to")
+        if sites is None or body.responder_id not in sites.responders:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {body.responder_id!r} in the site directory; pick one from the list")
+        r = sites.responders[body.responder_id]
+        done = ["recorded"]
+        if esc is not None:
+            now = deps.clock.now_ms()
+            b = sites.buildings.get(rec.building_id or "")
+            place = " ".join(x for x in (b.name if b else "", f"{rec.unit}单元" if rec.unit else "") if x) or "位置未知"
+            text = notice_text(title=rec.title, place=place, reason="page", severity=rec.severity, rung_label="值班员派遣", drill=rec.drill)
+            msg = Message(key=f"{alarm_id}/dispatch/{r.id}/{now}", alarm_id=alarm_id, contact=Contact(r.id, r.name, phone=r.phone),
+                          channels=("console", "app", "sms"), text=text + (f" {body.note}" if body.note else ""), title=rec.title, drill=rec.drill,
+                          outside_allowed=not rec.drill, reason="page", rung="dispatch", building=rec.building_id, severity=rec.severity, created_ms=now)
+            receipts = await esc.dispatcher.deliver(msg)
+            done += [f"{x.channel}:{x.status.value}" for x in receipts]
+        await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "dispatch", None, r.id,
+                                                        f"{r.name} ({r.role.value})" + (f": {body.note}" if body.note else ""), rec.drill))
+        return ActionResult(alarm=await view(alarm_id), done=done)
+
+    @router.post("/alarms/{alarm_id}/close", summary="Close as real (复核关闭) or as a false alarm (误报), with a note")
+    async def close(p: Annotated[Principal, Depends(auth.require(Capability.CLOSE))], alarm_id: AlarmId, body: CloseBody) -> ActionResult:
+        rec = await visible(p, alarm_id)
+        if not rec.is_open:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"this alarm is already {rec.state}; nothing to close")
+        done: list[str] = []
+        if body.outcome == "false_alarm":
+            await move(p, alarm_id, Move.MARK_FALSE, body.note)
+            done.append("false_alarm")
+        else:
+            path = {"raised": [Move.ACKNOWLEDGE, Move.FINISH], "notified": [Move.ACKNOWLEDGE, Move.FINISH], "acknowledged": [Move.FINISH],
+                    "en_route": [Move.FINISH], "on_scene": [Move.FINISH]}.get(rec.state, [])
+            if rec.state in ("silenced", "suppressed"):
+                raise HTTPException(status.HTTP_409_CONFLICT, f"this alarm is {rec.state}; lift that first or close it as a false alarm")
+            for m in [*path, Move.VERIFY_CLOSE]:
+                await move(p, alarm_id, m, body.note)
+                done.append(m.value)
+        await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, f"close_{body.outcome}", None, None, body.note, rec.drill))
+        if esc is not None and await esc.get(alarm_id) is not None:
+            try:
+                await esc.stop(alarm_id, "false_alarm" if body.outcome == "false_alarm" else "closed")
+                done.append("ladder_stopped")
+            except Exception:
+                log.exception("stopping the ladder of %s failed", alarm_id)
+        return ActionResult(alarm=await view(alarm_id), done=done)
+
+    @router.post("/devices/{device_id}/silence", summary="Silence a device for maintenance until an expiry (its alarms are held, then resume)")
+    async def silence(p: Annotated[Principal, Depends(auth.require(Capability.SILENCE))], device_id: DeviceId, body: SilenceBody) -> ActionResult:
+        d = sites.devices.get(device_id) if sites else None
+        if sites is None or d is None or not p.territory.covers(d.building):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r} in your territory; check the id on the device's label")
+        until = deps.clock.now_ms() + body.minutes * 60_000
+        try:
+            n = await moves.add_window(f"device:{device_id}", until, p.username, body.note)
+        except NotWired as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        except MoveRefused as exc:
+            raise _refused(exc) from exc
+        return ActionResult(alarm=None, done=[f"silenced until {until}"], silenced_alarms=n)
+
+    def _responder_name(rid: str) -> str:
+        if sites is not None and rid in sites.responders:
+            return sites.responders[rid].name
+        return rid
+
+    return router

@@ -1,0 +1,197 @@
+"""Read models of the console: alarms with their place, building risk, device health. Pure functions of the
+alarm records and the site directory, plus one territory-aware query.
+
+How this works: the alarm store holds what is true; the site directory says where things are. Everything the
+board, the map and the health page show is derived from the *open* alarms (a few hundred at most) and the
+directory, at request time, so the views can never drift from the store:
+- a building is red while it has an open real life-safety alarm; yellow while it has other open real alarms
+  (warnings) or devices offline; green otherwise. Drill alarms are counted apart (`drill`) and never colour
+  a building red or yellow by themselves: a drill is shown as a drill;
+- a device is offline while it has an open `comm_lost` alarm or its gateway has an open `gateway_offline`
+  alarm (its state is then unknown, which counts as not online); low battery while `low_battery` is open;
+- a building's camera online rate is (cameras - cameras offline) / cameras, against the 98 % target.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from backend.alarms.schema import alarms as alarms_table
+from backend.api.auth import Territory
+from backend.sites.model import SiteDirectory
+from backend.store.alarms import AlarmRecord
+from broker.kinds import DeviceKind
+
+__all__ = [
+    "CAMERA_TARGET",
+    "OFFLINE_TYPES",
+    "SEVERITY_RANK",
+    "DeviceHealth",
+    "alarm_view",
+    "board_order",
+    "building_risk",
+    "camera_rates",
+    "device_health",
+    "place_view",
+    "query_alarms",
+]
+
+CAMERA_TARGET: Final = 0.98  # national target for camera working rate in key public areas (DOMAIN.md)
+SEVERITY_RANK: Final = {"info": 0, "minor": 1, "major": 2, "critical": 3}
+OFFLINE_TYPES: Final = frozenset({"comm_lost"})
+_COLUMNS: Final = [alarms_table.c[f] for f in AlarmRecord.__slots__]
+
+
+def board_order(a: AlarmRecord) -> tuple[int, int, int, int]:
+    """Open first; then life safety, severity (highest first); then age (oldest first: it has waited longest)."""
+    return (0 if a.is_open else 1, 0 if a.life_safety else 1, -SEVERITY_RANK.get(a.severity, 0), a.raised_at_ms if a.is_open else -a.updated_ms)
+
+
+def query_alarms(engine: sa.Engine, territory: Territory, *, open_only: bool = False, drill: bool | None = None, building: str | None = None,
+                 grid: str | None = None, grid_buildings: Sequence[str] = (), limit: int = 200) -> list[AlarmRecord]:
+    """Alarms inside the territory, newest first from the store, then in board order."""
+    c = alarms_table.c
+    q = sa.select(*_COLUMNS)
+    if open_only:
+        q = q.where(c.is_open)
+    if drill is not None:
+        q = q.where(c.drill == drill)
+    if building is not None:
+        q = q.where(c.building_id == building)
+    if grid is not None:
+        q = q.where(sa.or_(c.building_id.in_(list(grid_buildings)), c.grid_id == grid))
+    if not territory.everywhere:
+        ors: list[Any] = []
+        if territory.buildings is not None:
+            ors.append(c.building_id.in_(sorted(territory.buildings)))
+        if territory.grids is not None:
+            ors.append(c.grid_id.in_(sorted(territory.grids)))
+        if territory.kind == "community" and territory.scope:
+            ors.append(c.community_id == territory.scope)
+        if not ors:
+            return []
+        q = q.where(sa.or_(*ors))
+    q = q.order_by(c.is_open.desc(), c.raised_at_ms.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = [AlarmRecord(**r._mapping) for r in conn.execute(q)]
+    return sorted((r for r in rows if territory.covers(r.building_id, r.grid_id, r.community_id)), key=board_order)
+
+
+def alarm_view(a: AlarmRecord, sites: SiteDirectory | None) -> dict[str, Any]:
+    """An alarm as the board shows it: the record plus names a person reads."""
+    out = a.as_json()
+    b = sites.buildings.get(a.building_id) if sites and a.building_id else None
+    d = sites.devices.get(a.device_id) if sites and a.device_id else None
+    g = sites.grids.get(b.grid) if sites and b else None
+    hh = sites.households.get(a.household_id or (d.household if d else "") or "") if sites else None
+    out.update({
+        "building_name": b.name if b else None,
+        "grid_id": a.grid_id or (g.id if g else None),
+        "grid_name": g.name if g else None,
+        "unit": a.unit if a.unit is not None else (d.unit if d else None),
+        "room": hh.room if hh else None,
+        "device_kind": d.kind.value if d else None,
+        "device_location": d.location if d else None,
+        "vulnerable": bool(hh and hh.vulnerable),
+    })
+    return out
+
+
+def place_view(a: AlarmRecord, sites: SiteDirectory | None, *, with_vulnerable: bool) -> dict[str, Any]:
+    """Where the alarm is; vulnerable-resident notes only for roles allowed to see them."""
+    if sites is None:
+        return {"building_id": a.building_id, "unit": a.unit, "household_id": a.household_id, "device_id": a.device_id}
+    b = sites.buildings.get(a.building_id or "")
+    d = sites.devices.get(a.device_id or "")
+    g = sites.grids.get(b.grid) if b else None
+    hh = sites.households.get(a.household_id or (d.household if d else None) or "")
+    out: dict[str, Any] = {
+        "community": sites.communities[g.community].name if g and g.community in sites.communities else None,
+        "grid_id": g.id if g else a.grid_id, "grid_name": g.name if g else None,
+        "building_id": a.building_id, "building_name": b.name if b else None, "floors": b.floors if b else None,
+        "unit": a.unit if a.unit is not None else (d.unit if d else None),
+        "household_id": hh.id if hh else a.household_id, "room": hh.room if hh else None, "residents": hh.residents if hh else None,
+        "device": {"id": d.id, "kind": d.kind.value, "location": d.location, "gateway": d.gateway, "model": d.model} if d else None,
+        "vulnerable": None, "vulnerable_hidden": False,
+    }
+    if hh is not None and hh.vulnerable is not None:
+        if with_vulnerable:
+            v = hh.vulnerable
+            out["vulnerable"] = {
+                "lives_alone": v.lives_alone, "mobility": v.mobility, "key_holder": v.key_holder, "notes": v.notes,
+                "family_contacts": [{"name": f.name, "phone": f.phone, "relation": f.relation} for f in v.family_contacts],
+                "neighbours": [{"name": f.name, "phone": f.phone, "relation": f.relation} for f in v.neighbours],
+            }
+        else:
+            out["vulnerable_hidden"] = True
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    offline: dict[str, str]  # device id -> why (comm_lost alarm id, or "gateway <id> offline")
+    low_battery: set[str]
+    faulty: set[str]
+
+
+def device_health(open_alarms: Iterable[AlarmRecord], sites: SiteDirectory) -> DeviceHealth:
+    offline: dict[str, str] = {}
+    low: set[str] = set()
+    faulty: set[str] = set()
+    for a in open_alarms:
+        if a.drill:
+            continue
+        if a.alarm_type in OFFLINE_TYPES and a.device_id:
+            offline[a.device_id] = f"comm_lost {a.id}"
+        elif a.alarm_type == "gateway_offline" and a.gateway_id:
+            for d in sites.devices_by_gateway.get(a.gateway_id, ()):
+                offline.setdefault(d.id, f"gateway {a.gateway_id} offline")
+        elif a.alarm_type == "low_battery" and a.device_id:
+            low.add(a.device_id)
+        elif a.alarm_type == "device_fault" and a.device_id:
+            faulty.add(a.device_id)
+    return DeviceHealth(offline, low, faulty)
+
+
+def building_risk(open_alarms: Sequence[AlarmRecord], sites: SiteDirectory, health: DeviceHealth) -> dict[str, dict[str, Any]]:
+    """Per building: level red / yellow / green, and the counts behind it (drills apart)."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"life_safety": 0, "warnings": 0, "drill": 0, "offline": 0, "low_battery": 0})
+    for a in open_alarms:
+        if not a.building_id:
+            continue
+        c = counts[a.building_id]
+        if a.drill:
+            c["drill"] += 1
+        elif a.life_safety and a.state not in ("silenced", "suppressed"):
+            c["life_safety"] += 1
+        else:
+            c["warnings"] += 1
+    for dev_id in health.offline:
+        d = sites.devices.get(dev_id)
+        if d is not None:
+            counts[d.building]["offline"] += 1
+    for dev_id in health.low_battery:
+        d = sites.devices.get(dev_id)
+        if d is not None:
+            counts[d.building]["low_battery"] += 1
+    out: dict[str, dict[str, Any]] = {}
+    for b in sites.buildings:
+        c = counts.get(b) or {"life_safety": 0, "warnings": 0, "drill": 0, "offline": 0, "low_battery": 0}
+        level = "red" if c["life_safety"] else "yellow" if (c["warnings"] or c["offline"]) else "green"
+        out[b] = {"level": level, **c}
+    return out
+
+
+def camera_rates(sites: SiteDirectory, health: DeviceHealth, buildings: Iterable[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for b in buildings:
+        cams = [d for d in sites.devices_by_building.get(b, ()) if d.kind is DeviceKind.CAMERA]
+        down = sum(1 for d in cams if d.id in health.offline)
+        rate = (len(cams) - down) / len(cams) if cams else None
+        out[b] = {"cameras": len(cams), "online": len(cams) - down, "rate": rate, "meets_target": rate is None or rate >= CAMERA_TARGET}
+    return out

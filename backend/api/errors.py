@@ -1,0 +1,62 @@
+"""Every error the API returns is JSON `{"detail": "<what to do>", ...}`: one sentence a person can act on.
+
+How this works: routes raise `HTTPException(status, "sentence")`; `install(app)` turns request-validation
+errors into the same shape (`detail` a sentence naming the fields, `errors` the machine-readable list) and
+any unexpected exception into a 500 that says the error was logged, without leaking internals. `ERRORS`
+documents these bodies in the OpenAPI document so clients (and schemathesis) know every error's shape.
+
+(No `from __future__ import annotations`: FastAPI must see the real types in signatures.)
+"""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+__all__ = ["ERRORS", "ErrorBody", "install"]
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def _doc(text: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": text}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _doc("not logged in, or the token expired: log in again"),
+    403: _doc("your role may not do this"),
+    404: _doc("no such thing in your territory"),
+    409: _doc("the alarm is not in a state that allows this"),
+    422: _doc("the request is malformed: `detail` names the fields"),
+    503: _doc("a part of the backend this needs is not running"),
+}
+
+
+def _field(err: dict[str, Any]) -> str:
+    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "header")]
+    return ".".join(loc) or "request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = list(exc.errors())
+        parts = [f"{_field(e)}: {e.get('msg', 'invalid')}" for e in errs[:5]]
+        slim = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs]
+        body = {"detail": "fix these fields and try again — " + "; ".join(parts), "errors": jsonable_encoder(slim)}
+        return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "the server failed on this request and logged it; try again, and tell the administrator if it persists"},
+                            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
