@@ -412,6 +412,7 @@ class Pipeline:
             self._t_rows, self._t_readings, self._t_acks = [], [], []
             self._t_has_data.clear()
             self._t_full.clear()
+            await asyncio.sleep(0)  # let a life-safety event that arrived meanwhile go first
             attempt = 0
             while rows:
                 try:
@@ -467,17 +468,23 @@ class Pipeline:
         store = self.store
         while True:
             batch = await self._next_batch()
-            attempt = 0
-            while True:
-                try:
-                    new = await self._in(self._store_exec, lambda batch=batch: store.write(batch.readings))  # type: ignore[misc]
-                    break
-                except StoreUnavailable as exc:
-                    self.lanes.store_failures += 1
-                    if attempt == 0:
-                        log.warning("time-series store unavailable (%s); readings wait in the journal, retrying", exc.why)
-                    await self._retry_delay(attempt)
-                    attempt += 1
+            # Writes of at most store_batch_max_readings: one huge write would hold the GIL (building its rows)
+            # long enough to delay the uplink lane on the loop thread. A crash between chunks replays the whole
+            # batch, which the idempotent store absorbs.
+            new, size = 0, self.settings.store_batch_max_readings
+            for i in range(0, len(batch.readings), size):
+                chunk = batch.readings[i:i + size]
+                attempt = 0
+                while True:
+                    try:
+                        new += await self._in(self._store_exec, lambda chunk=chunk: store.write(chunk))  # type: ignore[misc]
+                        break
+                    except StoreUnavailable as exc:
+                        self.lanes.store_failures += 1
+                        if attempt == 0:
+                            log.warning("time-series store unavailable (%s); readings wait in the journal, retrying", exc.why)
+                        await self._retry_delay(attempt)
+                        attempt += 1
             await self._in(self._tj_exec, lambda batch=batch: self.tjournal.mark_done_through(batch.last_seq))  # type: ignore[misc]
             self._next_store_seq = batch.last_seq + 1
             self.lanes.store_batches += 1
