@@ -32,6 +32,7 @@ from backend.api.console_site import site_router
 from backend.api.deps import AlarmMoves, ApiDeps, StoreMoves
 from backend.api.errors import ERRORS, install
 from backend.api.feed import LiveFeed, feed_router
+from backend.api.responses import responses_router
 from backend.api.series import series_router
 
 __all__ = ["ApiDeps", "create_app"]
@@ -123,6 +124,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(admin_router(deps, auth))
     app.include_router(feed_router(lambda: holder.feed, auth))
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()))
+    app.include_router(responses_router(deps, auth))  # issue 6: one-tap answers, the ladder's timelines and misses
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

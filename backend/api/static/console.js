@@ -1,0 +1,390 @@
+// The duty console. Plain JS, no build step, nothing from the internet.
+// State lives in S; the live feed (server-sent events read with fetch so the bearer token stays in a header)
+// upserts alarms as they change and resumes after the last event id it saw. A new life-safety alarm that
+// nobody has acknowledged sounds a Web Audio beep loop and shows a red banner until it is acknowledged.
+"use strict";
+const S = {
+  token: sessionStorage.getItem("sw-token"), me: null, alarms: new Map(), selected: null, detail: null, tab: "board",
+  lastEventId: null, feedAbort: null, serverSkew: 0, drillOpen: 0, audio: null, beepTimer: null, selectedBuilding: null,
+};
+const $ = sel => document.querySelector(sel);
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const now = () => Date.now() + S.serverSkew;
+const can = cap => !!(S.me && S.me.capabilities.includes(cap));
+const SEV = { critical: 3, major: 2, minor: 1, info: 0 };
+const OPEN = new Set(["raised", "notified", "acknowledged", "en_route", "on_scene", "handled", "suppressed", "silenced", "awaiting_verification"]);
+
+async function api(path, opts = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (S.token) headers.Authorization = "Bearer " + S.token;
+  const r = await fetch(path, { ...opts, headers: { ...headers, ...(opts.headers || {}) } });
+  let body = null;
+  try { body = await r.json(); } catch (e) { body = null; }
+  if (r.status === 401 && path !== "/api/login") { logout(); }
+  if (!r.ok) throw new Error((body && body.detail) || r.statusText);
+  return body;
+}
+function fmtTime(ms) { const d = new Date(ms); return d.toLocaleTimeString(LANG === "zh" ? "zh-CN" : "en-GB", { hour12: false }); }
+function fmtDateTime(ms) { const d = new Date(ms); return d.toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", { hour12: false }); }
+function fmtDur(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000)), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), x = s % 60;
+  return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(x).padStart(2, "0");
+}
+function sevLabel(s) { return `<span class="sev ${esc(s)}">${esc(t("sev_" + s))}</span>`; }
+function stateLabel(s) { return `<span class="tag state" data-state="${esc(s)}">${esc(t("st_" + s))}</span>`; }
+function placeText(a) {
+  return [a.building_name || a.building_id, a.unit ? a.unit + (LANG === "zh" ? "单元" : "u") : "", a.room || "", a.device_location || ""].filter(Boolean).join(" ");
+}
+function isOpen(a) { return a.is_open ?? OPEN.has(a.state); }
+function unacked(a) { return isOpen(a) && a.life_safety && !a.drill && (a.state === "raised" || a.state === "notified"); }
+function boardOrder(a, b) {
+  const ao = isOpen(a) ? 0 : 1, bo = isOpen(b) ? 0 : 1;
+  if (ao !== bo) return ao - bo;
+  if (a.life_safety !== b.life_safety) return a.life_safety ? -1 : 1;
+  if (SEV[a.severity] !== SEV[b.severity]) return SEV[b.severity] - SEV[a.severity];
+  return ao === 0 ? a.raised_at_ms - b.raised_at_ms : b.updated_ms - a.updated_ms;
+}
+
+// -- login ------------------------------------------------------------------------------------------------
+async function login(ev) {
+  ev.preventDefault();
+  $("#error").textContent = "";
+  try {
+    const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("#username").value, password: $("#password").value }) });
+    S.token = r.token; sessionStorage.setItem("sw-token", r.token);
+    unlockAudio();
+    await start();
+  } catch (e) { $("#error").textContent = t("bad_login") + " (" + e.message + ")"; }
+}
+function logout() {
+  S.token = null; sessionStorage.removeItem("sw-token");
+  if (S.feedAbort) S.feedAbort.abort();
+  stopBeep();
+  location.reload();
+}
+async function start() {
+  S.me = await api("/api/me");
+  $("#login").hidden = true; $("#tabs").hidden = false; $("#logout").hidden = false;
+  $("#who").textContent = `${S.me.display_name || S.me.username} · ${S.me.role}${S.me.scope ? " · " + S.me.scope : ""}`;
+  if (!can("view_health")) document.querySelector('[data-tab="health"]').hidden = true;
+  show("board");
+  await loadBoard();
+  connectFeed();
+  setInterval(tick, 1000);
+  setInterval(() => { if (!S.feedLive) loadBoard(); }, 10000);  // fallback while the feed is down
+}
+function show(tab) {
+  S.tab = tab;
+  document.querySelectorAll("#tabs button").forEach(b => b.classList.toggle("active", b.dataset.tab === tab));
+  for (const v of ["board", "map", "health"]) $("#view-" + v).hidden = v !== tab;
+  if (tab === "map") loadMap();
+  if (tab === "health") loadHealth();
+}
+
+// -- board --------------------------------------------------------------------------------------------------
+async function loadBoard() {
+  const r = await api("/api/alarms?limit=500" + ($("#open-only").checked ? "&open=true" : ""));
+  S.serverSkew = r.server_now_ms - Date.now();
+  S.alarms = new Map(r.alarms.map(a => [a.id, a]));
+  renderBoard();
+}
+function upsert(a) {
+  const old = S.alarms.get(a.id) || {};
+  S.alarms.set(a.id, { ...old, ...a });
+}
+function renderBoard() {
+  const list = [...S.alarms.values()].filter(a => !$("#open-only").checked || isOpen(a)).sort(boardOrder);
+  $("#alarms").innerHTML = list.map(a => `
+    <tr data-alarm-id="${esc(a.id)}" data-building="${esc(a.building_id)}" class="sev-${esc(a.severity)} ${unacked(a) ? "unacked" : ""} ${isOpen(a) ? "" : "closed"} ${a.drill ? "is-drill" : ""} ${S.selected === a.id ? "selected" : ""}">
+      <td>${sevLabel(a.severity)}</td>
+      <td>${esc(a.title)}${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}${a.vulnerable ? `<span class="tag vuln">♥</span>` : ""}</td>
+      <td>${esc(placeText(a))}</td>
+      <td>${stateLabel(a.state)}</td>
+      <td class="age" data-since="${a.raised_at_ms}">${fmtDur(now() - a.raised_at_ms)}</td>
+      <td>${a.occurrences}</td>
+    </tr>`).join("");
+  $("#empty").hidden = list.length > 0;
+  $("#board-count").textContent = t("n_alarms", { n: list.length });
+  document.querySelectorAll("#alarms tr").forEach(tr => tr.addEventListener("click", () => openDetail(tr.dataset.alarmId)));
+  S.drillOpen = [...S.alarms.values()].filter(a => a.drill && isOpen(a)).length;
+  $("#drill-banner").hidden = S.drillOpen === 0;
+  $("#drill-banner").textContent = t("drill_banner", { n: S.drillOpen });
+  updateAlert();
+}
+
+// -- audible alert ------------------------------------------------------------------------------------------
+function unlockAudio() {
+  try { S.audio = S.audio || new (window.AudioContext || window.webkitAudioContext)(); S.audio.resume(); } catch (e) { S.audio = null; }
+}
+function beep() {
+  document.body.dataset.beeps = String(Number(document.body.dataset.beeps || 0) + 1);
+  if (!S.audio) return;
+  const o = S.audio.createOscillator(), g = S.audio.createGain(), t0 = S.audio.currentTime;
+  o.type = "square"; o.frequency.value = 880; g.gain.setValueAtTime(0.15, t0); g.gain.setValueAtTime(0, t0 + 0.25);
+  o.frequency.setValueAtTime(660, t0 + 0.3); g.gain.setValueAtTime(0.15, t0 + 0.3); g.gain.setValueAtTime(0, t0 + 0.55);
+  o.connect(g).connect(S.audio.destination); o.start(t0); o.stop(t0 + 0.6);
+}
+function startBeep() { if (!S.beepTimer) { beep(); S.beepTimer = setInterval(beep, 1200); } document.body.dataset.alerting = "1"; }
+function stopBeep() { if (S.beepTimer) clearInterval(S.beepTimer); S.beepTimer = null; document.body.dataset.alerting = "0"; }
+function updateAlert() {
+  const pending = [...S.alarms.values()].filter(unacked).sort(boardOrder);
+  if (pending.length) {
+    $("#alert-banner").hidden = false;
+    $("#alert-text").textContent = t("alert_banner", { what: `${pending[0].title} · ${placeText(pending[0])}` }) + (pending.length > 1 ? ` (+${pending.length - 1})` : "");
+    $("#alert-ack").dataset.alarmId = pending[0].id;
+    $("#alert-ack").hidden = !can("acknowledge");
+    startBeep();
+  } else { $("#alert-banner").hidden = true; stopBeep(); }
+}
+
+// -- detail -------------------------------------------------------------------------------------------------
+async function openDetail(id) {
+  S.selected = id;
+  renderBoard();
+  try { S.detail = await api("/api/alarms/" + encodeURIComponent(id)); }
+  catch (e) { $("#detail").hidden = false; $("#detail").innerHTML = `<p class="msg err">${esc(e.message)}</p>`; return; }
+  S.serverSkew = S.detail.server_now_ms - Date.now();
+  upsert(S.detail.alarm);
+  renderDetail();
+  drawReadings(S.detail.alarm);
+}
+function renderDetail() {
+  const d = S.detail, a = d.alarm, p = d.place, el = $("#detail");
+  el.hidden = false;
+  el.dataset.alarmId = a.id;
+  const v = p.vulnerable;
+  const vul = v ? `<div class="vulnerable" id="vulnerable"><b>${esc(t("vulnerable"))}</b>
+      <dl class="kv">${v.lives_alone ? `<dt>${esc(t("lives_alone"))}</dt><dd>✔</dd>` : ""}${v.mobility ? `<dt>${esc(t("mobility"))}</dt><dd>${esc(v.mobility)}</dd>` : ""}
+      ${v.key_holder ? `<dt>${esc(t("key_holder"))}</dt><dd>${esc(v.key_holder)}</dd>` : ""}
+      ${v.family_contacts.length ? `<dt>${esc(t("family"))}</dt><dd>${v.family_contacts.map(f => esc(`${f.name} (${f.relation}) ${f.phone}`)).join("<br>")}</dd>` : ""}
+      ${v.neighbours.length ? `<dt>${esc(t("neighbours"))}</dt><dd>${v.neighbours.map(f => esc(`${f.name} ${f.phone}`)).join("<br>")}</dd>` : ""}
+      ${v.notes ? `<dt></dt><dd>${esc(v.notes)}</dd>` : ""}</dl></div>` : (p.vulnerable_hidden ? `<p class="dim">${esc(t("vulnerable_hidden"))}</p>` : "");
+  const lad = d.ladder;
+  const deadlines = lad && lad.deadlines.length ? `<ul class="list countdowns">${lad.deadlines.map(x => `
+      <li><span>${esc(x.label || x.rung || "")} · ${esc(t("dk_" + x.kind))}${x.field_state ? " " + esc(t("fs_" + x.field_state)) : ""}</span>
+      <span class="countdown" data-due="${x.due_ms}"></span></li>`).join("")}</ul>` : `<p class="dim">${esc(t(lad ? "no_deadlines" : "no_ladder"))}</p>`;
+  const rungs = lad ? `<ul class="list" id="rungs">${lad.rungs.map(r => `<li><b>${esc(r.label)}</b> · ${r.contacts.map(c => esc(c.name)).join("、") || "—"}
+      <span class="dim">${fmtTime(r.engaged_ms)} · ${esc(r.via)}${r.progress ? " · " + esc(t("st_" + r.progress)) : ""}${r.missed.length ? " · ⚠ " + r.missed.map(m => esc(t("fs_" + m))).join(",") : ""}</span></li>`).join("")}</ul>` : "";
+  const timeline = `<ol class="timeline" id="timeline">${d.timeline.map(e => `<li class="${esc(e.source)}" data-what="${esc(e.what)}">
+      <span class="t">${fmtTime(e.at_ms)}</span><b>${esc(e.actor)}</b> · ${esc(e.to_state ? t("st_" + e.to_state) : e.what)}
+      ${e.on_behalf_of ? " ⇢ " + esc(e.on_behalf_of) : ""}${e.target ? " → " + esc(e.target) : ""}${e.rung ? " [" + esc(e.rung) + "]" : ""}
+      <span class="dim">${esc(t("src_" + e.source))}${e.note ? " · " + esc(e.note) : ""}</span></li>`).join("")}</ol>`;
+  const people = d.responders.map(r => `<option value="${esc(r.id)}">${esc(r.name)} · ${esc(r.rung)}</option>`).join("");
+  const open = isOpen(a);
+  const acts = open ? `<div class="actions">
+      ${can("acknowledge") ? `<button class="primary" data-action="acknowledge">${esc(t("a_ack"))}</button>` : ""}
+      ${can("verify") ? `<button data-action="verify">${esc(t("a_verify"))}</button>` : ""}
+    </div>
+    ${can("acknowledge") || can("dispatch") ? `<div class="actions"><select id="responder"><option value="">${esc(t("pick_responder"))}</option>${people}</select>
+      ${can("acknowledge") ? `<button data-action="acknowledge-for">${esc(t("a_ack_for"))}</button>` : ""}
+      ${can("dispatch") ? `<button data-action="dispatch">${esc(t("a_dispatch"))}</button>` : ""}</div>` : ""}
+    ${can("close") ? `<div class="actions"><input id="note" placeholder="${esc(t("note"))}" maxlength="500">
+      <button data-action="close-real">${esc(t("a_close_real"))}</button><button class="danger" data-action="close-false">${esc(t("a_close_false"))}</button></div>` : ""}
+    ${can("silence") && a.device_id ? `<div class="actions"><input id="silence-minutes" type="number" min="5" value="120" style="flex:0 0 90px"> ${esc(t("minutes"))}
+      <button data-action="silence">${esc(t("a_silence"))}</button></div>` : ""}
+    <div class="msg" id="action-msg"></div>` : `<div class="msg" id="action-msg"></div>`;
+  el.innerHTML = `
+    <h2>${esc(a.title)} ${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}</h2>
+    <div>${sevLabel(a.severity)} ${stateLabel(a.state)} ${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}</div>
+    <dl class="kv">
+      <dt>${esc(t("d_place"))}</dt><dd>${esc([p.community, p.grid_name, p.building_name].filter(Boolean).join(" · "))}</dd>
+      <dt>${esc(t("d_unit"))}</dt><dd>${esc(p.unit ?? "—")} ${p.room ? "· " + esc(t("d_room")) + " " + esc(p.room) : ""}</dd>
+      <dt>${esc(t("d_device"))}</dt><dd>${p.device ? esc(`${t("k_" + p.device.kind)} · ${p.device.location} · ${p.device.id}`) : esc(a.device_id || "—")}</dd>
+      <dt>${esc(t("d_raised"))}</dt><dd>${fmtDateTime(a.raised_at_ms)} (<span class="age" data-since="${a.raised_at_ms}"></span>)</dd>
+      <dt>${esc(t("d_id"))}</dt><dd class="dim">${esc(a.id)}</dd>
+    </dl>${vul}
+    <h3>${esc(t("actions"))}</h3>${acts}
+    <h3>${esc(t("deadlines"))}</h3>${deadlines}
+    ${rungs ? `<h3>${esc(t("rungs"))}</h3>${rungs}` : ""}
+    <h3>${esc(t("readings"))}</h3><div class="chart" id="chart"><p class="dim">…</p></div>
+    <h3>${esc(t("timeline"))}</h3>${timeline}`;
+  el.querySelectorAll("[data-action]").forEach(b => b.addEventListener("click", () => act(b.dataset.action, a)));
+  tick();
+}
+async function act(kind, a) {
+  const note = ($("#note") && $("#note").value) || "";
+  const who = $("#responder") ? $("#responder").value : "";
+  const base = "/api/alarms/" + encodeURIComponent(a.id);
+  const calls = {
+    "acknowledge": [base + "/acknowledge", { note }],
+    "acknowledge-for": [base + "/acknowledge", { on_behalf_of: who || null, note }],
+    "verify": [base + "/verify", { note }],
+    "dispatch": [base + "/dispatch", { responder_id: who, note }],
+    "close-real": [base + "/close", { outcome: "real", note }],
+    "close-false": [base + "/close", { outcome: "false_alarm", note }],
+    "silence": ["/api/devices/" + encodeURIComponent(a.device_id || "") + "/silence", { minutes: Number(($("#silence-minutes") || {}).value || 120), note: note || "维护 maintenance" }],
+  };
+  const [path, body] = calls[kind];
+  try {
+    const r = await api(path, { method: "POST", body: JSON.stringify(body) });
+    if (r.alarm) upsert(r.alarm);
+    renderBoard();
+    await openDetail(a.id);
+    $("#action-msg").className = "msg"; $("#action-msg").textContent = t("done") + ": " + r.done.join(", ");
+  } catch (e) { $("#action-msg").className = "msg err"; $("#action-msg").textContent = e.message; }
+}
+async function drawReadings(a) {
+  const box = $("#chart");
+  if (!box || !a.device_id) { if (box) box.innerHTML = `<p class="dim">${esc(t("no_readings"))}</p>`; return; }
+  try {
+    const latest = await api("/api/devices/" + encodeURIComponent(a.device_id) + "/latest");
+    const metrics = latest.values.map(v => v.metric).filter(m => !m.startsWith("rssi")).slice(0, 2);
+    if (!metrics.length) throw new Error(t("no_readings"));
+    const from = a.raised_at_ms - 30 * 60000, to = Math.max(a.raised_at_ms + 30 * 60000, Math.min(now(), a.raised_at_ms + 6 * 3600000));
+    const series = await Promise.all(metrics.map(m => api(`/api/devices/${encodeURIComponent(a.device_id)}/series?metric=${encodeURIComponent(m)}&from=${from}&to=${to}`)));
+    if (S.detail && S.detail.alarm.id === a.id) box.innerHTML = series.map(s => svgChart(s, a.raised_at_ms)).join("");
+  } catch (e) { if (box) box.innerHTML = `<p class="dim">${esc(t("no_readings"))}</p>`; }
+}
+function svgChart(s, markMs) {
+  const W = 600, H = 170, L = 44, R = 8, T = 16, B = 22, pts = s.points;
+  if (!pts.length) return `<p class="dim">${esc(s.metric)}: ${esc(t("no_readings"))}</p>`;
+  const lo = Math.min(...pts.map(p => p.min)), hi = Math.max(...pts.map(p => p.max)), span = hi - lo || 1;
+  const x = ms => L + (W - L - R) * (ms - s.from_ms) / (s.to_ms - s.from_ms), y = v => T + (H - T - B) * (1 - (v - lo) / span);
+  const line = pts.map(p => `${x(p.ts_ms).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ");
+  const mx = x(markMs);
+  return `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" data-metric="${esc(s.metric)}">
+    <text x="${L}" y="11">${esc(s.metric)}</text>
+    <text x="2" y="${T + 4}">${hi.toFixed(1)}</text><text x="2" y="${H - B}">${lo.toFixed(1)}</text>
+    <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#2a3746"/>
+    <text x="${L}" y="${H - 6}">${fmtTime(s.from_ms)}</text><text x="${W - R - 50}" y="${H - 6}">${fmtTime(s.to_ms)}</text>
+    <line class="marker" x1="${mx}" y1="${T}" x2="${mx}" y2="${H - B}"/>
+    <polyline class="line" points="${line}"/></svg>`;
+}
+function tick() {
+  document.querySelectorAll(".age[data-since]").forEach(e => { e.textContent = fmtDur(now() - Number(e.dataset.since)); });
+  document.querySelectorAll(".countdown[data-due]").forEach(e => {
+    const left = Number(e.dataset.due) - now();
+    e.textContent = left >= 0 ? fmtDur(left) : t("late") + " " + fmtDur(-left);
+    e.classList.toggle("late", left < 0);
+  });
+}
+
+// -- map ------------------------------------------------------------------------------------------------------
+async function loadMap() {
+  const m = await api("/api/site/map");
+  const svg = $("#map"), bs = m.buildings;
+  if (!bs.length) { svg.innerHTML = ""; return; }
+  const minX = Math.min(...bs.map(b => b.x)) - 20, minY = Math.min(...bs.map(b => b.y)) - 30;
+  const maxX = Math.max(...bs.map(b => b.x + b.width)) + 20, maxY = Math.max(...bs.map(b => b.y + b.depth)) + 20;
+  svg.setAttribute("viewBox", `${minX} ${minY} ${maxX - minX} ${maxY - minY}`);
+  const flip = yy => maxY + minY - yy;  // site plan y is metres north: up on screen
+  const grids = m.grids.map(g => {
+    const gb = bs.filter(b => b.grid === g.id); if (!gb.length) return "";
+    const x0 = Math.min(...gb.map(b => b.x)) - 6, x1 = Math.max(...gb.map(b => b.x + b.width)) + 6;
+    const y0 = Math.min(...gb.map(b => b.y)) - 6, y1 = Math.max(...gb.map(b => b.y + b.depth)) + 6;
+    return `<rect class="grid" x="${x0}" y="${flip(y1)}" width="${x1 - x0}" height="${y1 - y0}"/><text class="grid-label" x="${x0 + 2}" y="${flip(y1) - 3}">${esc(g.name)}</text>`;
+  }).join("");
+  const blds = bs.map(b => `<g><rect class="bld ${esc(b.risk.level)} ${b.risk.drill ? "drill" : ""} ${S.selectedBuilding === b.id ? "selected" : ""}" data-building="${esc(b.id)}" data-level="${esc(b.risk.level)}"
+      x="${b.x}" y="${flip(b.y + b.depth)}" width="${b.width}" height="${b.depth}"><title>${esc(b.name)}</title></rect>
+      <text x="${b.x + 3}" y="${flip(b.y + b.depth) + 11}">${esc(b.name)}</text></g>`).join("");
+  svg.innerHTML = grids + blds;
+  svg.querySelectorAll("rect.bld").forEach(r => r.addEventListener("click", () => openBuilding(r.dataset.building)));
+  if (S.selectedBuilding) openBuilding(S.selectedBuilding, true);
+}
+async function openBuilding(id, quiet) {
+  S.selectedBuilding = id;
+  if (!quiet) document.querySelectorAll("#map rect.bld").forEach(r => r.classList.toggle("selected", r.dataset.building === id));
+  const d = await api("/api/buildings/" + encodeURIComponent(id));
+  const el = $("#building"); el.hidden = false; el.dataset.building = id;
+  const counts = {};
+  d.devices.forEach(x => { counts[x.status] = (counts[x.status] || 0) + 1; });
+  const notOk = d.devices.filter(x => x.status !== "ok").slice(0, 60);
+  el.innerHTML = `<h2>${esc(d.building.name)} <span class="tag state">${esc(d.building.grid_name || d.building.grid)}</span></h2>
+    <p>${Object.entries(counts).map(([k, n]) => `<span class="devstatus-${esc(k)}">${esc(t("ds_" + k))} ${n}</span>`).join(" · ")}
+    · ${esc(t("cameras"))} ${d.cameras.online}/${d.cameras.cameras}</p>
+    <h3>${esc(t("b_alarms"))}</h3>
+    <ul class="list" id="building-alarms">${d.alarms.map(a => `<li><a href="#" data-alarm-id="${esc(a.id)}">${sevLabel(a.severity)} ${esc(a.title)}</a>
+      ${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""} ${stateLabel(a.state)} <span class="dim">${esc(placeText(a))}</span></li>`).join("") || `<li class="dim">${esc(t("b_none"))}</li>`}</ul>
+    <h3>${esc(t("b_devices"))} (${d.devices.length})</h3>
+    <ul class="list">${notOk.map(x => `<li class="devstatus-${esc(x.status)}">${esc(t("ds_" + x.status))} · ${esc(t("k_" + x.kind))} · ${esc(x.location)} ${x.unit ? esc(x.unit) + (LANG === "zh" ? "单元" : "u") : ""} <span class="dim">${esc(x.id)}</span></li>`).join("")}</ul>`;
+  el.querySelectorAll("a[data-alarm-id]").forEach(x => x.addEventListener("click", ev => { ev.preventDefault(); show("board"); openDetail(x.dataset.alarmId); }));
+}
+
+// -- health ---------------------------------------------------------------------------------------------------
+async function loadHealth() {
+  const h = await api("/api/health/devices"), tt = h.totals;
+  $("#health-totals").innerHTML = `<div>${esc(t("t_devices"))}<b>${tt.devices}</b></div><div>${esc(t("t_offline"))}<b>${tt.offline}</b></div>
+    <div>${esc(t("t_low"))}<b>${tt.low_battery}</b></div>
+    <div>${esc(t("t_rate"))}<b class="${tt.camera_rate !== null && tt.camera_rate < h.camera_target ? "below" : "ok"}">${tt.camera_rate === null ? "—" : (100 * tt.camera_rate).toFixed(1) + "%"}</b></div>
+    <div>${esc(t("t_below"))}<b class="${tt.buildings_below_target ? "below" : "ok"}">${tt.buildings_below_target}</b></div>`;
+  $("#health-buildings tbody").innerHTML = h.buildings.map(b => `<tr data-building="${esc(b.id)}"><td>${esc(b.name)}</td><td>${b.devices}</td><td>${b.offline}</td><td>${b.low_battery}</td>
+    <td>${b.camera_online}/${b.camera_cameras}</td><td class="${b.camera_meets_target ? "ok" : "below"}">${b.camera_rate === null ? "—" : (100 * b.camera_rate).toFixed(1) + "%"}</td></tr>`).join("");
+  const li = x => `<li>${esc(t("k_" + x.kind))} · ${esc(x.building)} ${esc(x.location)} <span class="dim">${esc(x.id)} · ${esc(x.why)}</span></li>`;
+  $("#health-offline").innerHTML = h.offline.map(li).join("") || `<li class="dim">${esc(t("b_none"))}</li>`;
+  $("#health-low").innerHTML = h.low_battery.map(li).join("") || `<li class="dim">${esc(t("b_none"))}</li>`;
+}
+
+// -- live feed ------------------------------------------------------------------------------------------------
+function feedStatus(kind) {
+  S.feedLive = kind === "on";
+  const el = $("#feed-status"); el.className = "feed " + (kind === "on" ? "on" : "off"); el.dataset.state = kind;
+  el.textContent = t(kind === "on" ? "feed_on" : kind === "retry" ? "feed_retry" : "feed_off");
+}
+let refreshTimer = null;
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => {
+    if (S.tab === "map") loadMap();
+    if (S.tab === "health") loadHealth();
+    if (S.selected && S.detail) openDetail(S.selected);
+  }, 250);
+}
+function onFeedEvent(type, data) {
+  if (type === "resync") { loadBoard(); refreshSoon(); return; }
+  if (type === "alarm") { upsert(data.data); renderBoard(); refreshSoon(); return; }
+  if (type === "health" || type === "ladder" || type === "notice") refreshSoon();
+}
+async function connectFeed() {
+  let delay = 500;
+  for (;;) {
+    if (!S.token) return;
+    S.feedAbort = new AbortController();
+    try {
+      const headers = { Authorization: "Bearer " + S.token, Accept: "text/event-stream" };
+      if (S.lastEventId) headers["Last-Event-ID"] = S.lastEventId;
+      const r = await fetch("/api/feed", { headers, signal: S.feedAbort.signal });
+      if (!r.ok || !r.body) throw new Error("feed " + r.status);
+      feedStatus("on"); delay = 500;
+      const reader = r.body.getReader(), dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, i); buf = buf.slice(i + 2);
+          let type = "message", data = "", id = null;
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event: ")) type = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+            else if (line.startsWith("id: ")) id = line.slice(4);
+          }
+          if (id) S.lastEventId = id;
+          if (data) { try { onFeedEvent(type, JSON.parse(data)); } catch (e) { console.error(e); } }
+        }
+      }
+    } catch (e) { if (e.name === "AbortError") return; }
+    feedStatus("retry");
+    await new Promise(res => setTimeout(res, delay));
+    delay = Math.min(delay * 2, 10000);
+  }
+}
+
+// -- wiring ---------------------------------------------------------------------------------------------------
+$("#login").addEventListener("submit", login);
+$("#logout").addEventListener("click", logout);
+$("#lang").addEventListener("click", () => {
+  LANG = LANG === "zh" ? "en" : "zh"; localStorage.setItem("sw-lang", LANG); applyStaticTexts();
+  if (S.me) { renderBoard(); if (S.detail) renderDetail(); if (S.detail) drawReadings(S.detail.alarm); if (S.tab !== "board") show(S.tab); feedStatus(S.feedLive ? "on" : "off"); }
+});
+$("#open-only").addEventListener("change", loadBoard);
+document.querySelectorAll("#tabs button").forEach(b => b.addEventListener("click", () => show(b.dataset.tab)));
+$("#alert-ack").addEventListener("click", async () => {
+  unlockAudio();
+  const id = $("#alert-ack").dataset.alarmId, a = S.alarms.get(id);
+  if (!a) return;
+  show("board"); await openDetail(id); await act("acknowledge", a);
+});
+applyStaticTexts();
+if (S.token) start().catch(() => logout());
