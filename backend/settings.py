@@ -57,11 +57,11 @@ class IngestSettings(_Section):
     )
     batch_max_messages: int = Field(default=1000, ge=1, description="Telemetry messages journaled and acknowledged per group commit at most.")
     batch_linger_ms: float = Field(default=5.0, ge=0, description="How long the first telemetry message of a group waits for company before the commit.")
-    store_batch_max_readings: int = Field(default=5000, ge=1, description="Readings per write to the time-series store at most (InfluxDB recommends 5,000 lines).")
+    store_batch_max_readings: int = Field(default=5000, ge=1, description="Readings per time-series write at most (InfluxDB recommends 5,000 lines).")
     max_buffered_readings: int = Field(
         default=200_000, ge=1000, description="Readings held in memory for the store writer; beyond this it re-reads them from the journal.",
     )
-    dedupe_window: int = Field(default=200_000, ge=1000, description="Most recent message ids per lane remembered (and reloaded after a restart) to drop redeliveries.")
+    dedupe_window: int = Field(default=200_000, ge=1000, description="Message ids per lane remembered (and reloaded after a restart) to drop redeliveries.")
     store_retry_min_s: float = Field(default=0.1, gt=0, description="First wait before retrying a failed time-series write; doubles up to store_retry_max_s.")
     store_retry_max_s: float = Field(default=5.0, gt=0, description="Longest wait between retries of a failed time-series write.")
     prune_interval_s: float = Field(default=30.0, gt=0, description="How often done journal entries beyond the de-duplication window are deleted.")
@@ -82,7 +82,7 @@ class TimeSeriesSettings(_Section):
     influx_measurement: str = Field(default="telemetry", description="Measurement name of the readings (metrics are its fields).")
     influx_timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one InfluxDB request.")
     influx_max_retries: int = Field(default=5, ge=0, description="Retries of a failed InfluxDB write before the store reports itself unavailable.")
-    influx_retry_interval_s: float = Field(default=1.0, gt=0, description="First back-off of a failed InfluxDB write (honours Retry-After); grows exponentially.")
+    influx_retry_interval_s: float = Field(default=1.0, gt=0, description="First back-off of a failed InfluxDB write (honours Retry-After), growing.")
     influx_max_retry_delay_s: float = Field(default=30.0, gt=0, description="Longest back-off between InfluxDB write retries.")
     influx_gzip: bool = Field(default=True, description="Compress write requests (InfluxDB's recommendation).")
 
