@@ -1,0 +1,131 @@
+"""The live feed: numbered events, resume after a reconnect without a gap, resync when the gap is too old,
+territory per stream; the SSE stream is read over a real socket (uvicorn), as a browser reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+
+from backend.api.app import create_app
+from backend.api.feed import LiveFeed
+from backend.clock import VirtualClock
+from tests.api.conftest import ApiRig
+
+
+def test_ring_resumes_after_a_cursor_and_reports_a_gap() -> None:
+    async def run() -> None:
+        feed = LiveFeed(VirtualClock(), ring_size=10)
+        for i in range(5):
+            feed.publish("alarm", {"n": i})
+        assert [e.data["n"] for e in feed.after(2) or []] == [2, 3, 4]
+        assert feed.after(5) == []
+        for i in range(5, 25):
+            feed.publish("alarm", {"n": i})
+        assert feed.after(3) is None, "events 4..14 already left the ring: the client must resync"
+        assert [e.seq for e in feed.after(15) or []] == list(range(16, 26))
+        assert feed.parse_cursor(f"{feed.epoch}-7") == 7
+        assert feed.parse_cursor("deadbeef-7") is None, "another process's ids resync"
+        assert feed.parse_cursor("garbage") is None
+        assert feed.parse_cursor(None) == feed.head
+
+    asyncio.run(run())
+
+
+async def test_alarm_changes_reach_the_feed_and_a_cursor_resumes(rig: ApiRig) -> None:
+    start = f"{rig.feed.epoch}-{rig.feed.head}"
+    alarm = await rig.smoke(rig.device("c01-g1"))
+    rig.feed.wake()
+    page = await _events_after(rig, "duty", start, lambda evs: any(e["kind"] == "alarm" for e in evs))
+    first = next(e for e in page if e["kind"] == "alarm")
+    assert first["data"]["id"] == alarm
+    assert first["data"]["state"] == "raised"
+    await rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={})
+    rig.feed.wake()
+    later = await _events_after(rig, "duty", first["id"], lambda evs: any(e["kind"] == "alarm" for e in evs))
+    assert [e["data"]["state"] for e in later if e["kind"] == "alarm"] == ["acknowledged"]
+    other = await rig.client.get(f"/api/feed/events?after={start}", headers=rig.auth("gw2"))
+    assert other.json()["events"] == [], "another grid's worker does not see it"
+    gap = (await rig.client.get("/api/feed/events?after=00000000-1", headers=rig.auth("duty"))).json()
+    assert gap["gap"] is True
+
+
+async def _events_after(rig: ApiRig, who: str, after: str, done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+    for _ in range(200):
+        r = await rig.client.get(f"/api/feed/events?after={after}", headers=rig.auth(who))
+        evs = r.json()["events"]
+        if done(evs):
+            return list(evs)
+        await asyncio.sleep(0.02)
+    raise AssertionError("no feed event within 4 s")
+
+
+async def _serve(rig: ApiRig) -> AsyncIterator[str]:
+    server = uvicorn.Server(uvicorn.Config(create_app(rig.deps), host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(), name="test-http")
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _read(stream: httpx.Response, want: int) -> list[tuple[str, str, dict[str, object]]]:
+    """Read SSE events until `want` alarm events arrived; returns (event, id, data) of every event."""
+    out: list[tuple[str, str, dict[str, object]]] = []
+    event, eid, data = "message", "", ""
+    async with asyncio.timeout(10):
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("id: "):
+                eid = line[4:]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif line == "" and data:
+                out.append((event, eid, json.loads(data)))
+                event, eid, data = "message", "", ""
+                if sum(1 for e in out if e[0] == "alarm") >= want:
+                    return out
+    return out
+
+
+async def test_sse_stream_resumes_after_last_event_id_without_missing_an_event(rig: ApiRig) -> None:
+    async for base in _serve(rig):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            first = await rig.smoke(rig.device("c01-g1"))
+            async with http.stream("GET", "/api/feed", headers={**rig.auth("duty"), "Last-Event-ID": f"{rig.feed.epoch}-0"}) as s:
+                assert s.headers["content-type"].startswith("text/event-stream")
+                got = await _read(s, 1)
+            hello = next(e for e in got if e[0] == "hello")
+            alarm_ev = next(e for e in got if e[0] == "alarm")
+            assert hello[2]["resumed_from"] == 0
+            assert alarm_ev[2]["data"]["id"] == first  # type: ignore[index]
+            last_id = alarm_ev[1]
+
+            # while the console is away, two more alarms happen
+            second = await rig.smoke(rig.device("c01-g1", n=1))
+            third = await rig.smoke(rig.device("c01-g1", n=2))
+            rig.feed.wake()
+            async with http.stream("GET", "/api/feed", headers={**rig.auth("duty"), "Last-Event-ID": last_id}) as s:
+                resumed = await _read(s, 2)
+            ids = [e[2]["data"]["id"] for e in resumed if e[0] == "alarm"]  # type: ignore[index]
+            assert ids == [second, third]
+            seqs = [int(e[1].rsplit("-", 1)[1]) for e in resumed if e[1]]
+            assert seqs == sorted(set(seqs)), "nothing repeated, in order"
+            assert seqs[0] == int(last_id.rsplit("-", 1)[1]) + 1, "nothing skipped"
+
+            async with http.stream("GET", "/api/feed", headers={**rig.auth("duty"), "Last-Event-ID": "0badc0de-3"}) as s:
+                async with asyncio.timeout(5):
+                    async for line in s.aiter_lines():
+                        if line.startswith("event: "):
+                            assert line == "event: resync"
+                            break
+            anon = await http.get("/api/feed")
+            assert anon.status_code == 401
