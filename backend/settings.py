@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from backend.escalation.settings import EscalationSettings
+
 __all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
     timeseries: TimeSeriesSettings = TimeSeriesSettings()
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
+    escalation: EscalationSettings = EscalationSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -81,6 +81,21 @@ class AlarmService:
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._engine: Engine | None = None
+        self._listeners: list[Callable[[Sequence[Action]], Awaitable[None]]] = []
+
+    def add_listener(self, listener: Callable[[Sequence[Action]], Awaitable[None]]) -> None:
+        """Call `listener` with every batch of committed actions, after the service's lock is released (a
+        listener may call `move()`, as the escalation ladder does). A failing listener is logged, never fatal."""
+        self._listeners.append(listener)
+
+    async def _tell(self, actions: Sequence[Action]) -> None:
+        if not actions:
+            return
+        for listener in self._listeners:
+            try:
+                await listener(actions)
+            except Exception:
+                log.exception("an alarm listener failed on %d action(s)", len(actions))
 
     @classmethod
     def for_sites(cls, store_engine: Any, sites: SiteDirectory, clock: Clock, **kwargs: Any) -> AlarmService:
@@ -173,17 +188,21 @@ class AlarmService:
                 readings = [Reading(device, gateway, k, v, msg.source_ts_ms, received_ms, msg.drill) for k, v in msg.readings.items()]
                 actions = eng.on_readings(readings, received_ms)
             await self._commit(actions)
+        await self._tell(actions)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         async with self._lock:
             self.stats["readings"] += len(readings)
-            await self._commit(self.engine.on_readings(readings, self.clock.now_ms()))
+            actions = await self._commit(self.engine.on_readings(readings, self.clock.now_ms()))
+        await self._tell(actions)
 
     # -- time ------------------------------------------------------------------------------------------------
     async def tick(self) -> list[Action]:
         async with self._lock:
             self.stats["ticks"] += 1
-            return await self._commit(self.engine.tick(self.clock.now_ms()))
+            actions = await self._commit(self.engine.tick(self.clock.now_ms()))
+        await self._tell(actions)
+        return actions
 
     async def save_state(self) -> None:
         async with self._lock:
@@ -210,6 +229,7 @@ class AlarmService:
             except (LifecycleError, UnknownAlarm) as exc:
                 raise MoveRefused(alarm_id, m.value, str(exc)) from exc
             await self._commit(actions)
+        await self._tell(actions)
         return next(a.alarm for a in actions if isinstance(a, Persist) and a.alarm.id == alarm_id)
 
     async def add_window(self, subject: str, until_ms: int, author: str, note: str = "") -> int:
@@ -220,4 +240,5 @@ class AlarmService:
             except LifecycleError as exc:
                 raise MoveRefused(subject, "silence", str(exc)) from exc
             await self._commit(actions)
+        await self._tell(actions)
         return len(actions)

@@ -1,0 +1,112 @@
+"""The whole backend chain on the embedded system: a smoke event over MQTT becomes an alarm, the ladder pages
+the grid worker and the micro fire station at once (notices on their responder-app topics), a responder's
+one-tap answer acknowledges the alarm, and the console shows it in the timeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import httpx
+import msgspec
+import pytest
+
+from backend.settings import load_settings
+from backend.sites import SiteDirectory
+from backend.sites.model import Role
+from broker.kinds import EventKind
+from broker.notices import Notice
+from broker.schemas import DeviceEvent, encode
+from broker.topics import NOTIFY_PREFIX, event_topic
+from shouwang.system import System
+from tests.conftest import SAMPLE_SITE
+
+
+@pytest.fixture
+async def system(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[System]:
+    settings = load_settings(None, api={"port": 0, "admin_password": "test-pass"}, storage={"data_dir": tmp_path / "var"},
+                             simulate={"enabled": False, "site_file": SAMPLE_SITE})
+    async with System(settings, sample_site) as s:
+        yield s
+
+
+async def until(check: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_smoke_alarm_pages_the_ladder_and_a_one_tap_answer_acknowledges_it(system: System, sample_site: SiteDirectory) -> None:
+    smoke = next(d for d in sample_site.devices.values() if d.kind == "smoke" and d.household)
+    grid = sample_site.buildings[smoke.building].grid
+    notices: list[tuple[str, Notice]] = []
+
+    async def listen(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client(system.broker_host, system.broker_port, identifier="test-responder-apps") as c:
+            await c.subscribe(f"{NOTIFY_PREFIX}/responder/+", qos=1)
+            ready.set()
+            async for m in c.messages:
+                assert isinstance(m.payload, bytes)
+                notices.append((str(m.topic).rsplit("/", 1)[-1], msgspec.json.decode(m.payload, type=Notice)))
+
+    async with httpx.AsyncClient(base_url=system.backend.url) as http, asyncio.TaskGroup() as tg:
+        token = (await http.post("/api/login", json={"username": "admin", "password": "test-pass"})).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        ready = asyncio.Event()
+        listener = tg.create_task(listen(ready), name="test-listener")
+        await asyncio.wait_for(ready.wait(), 10)
+        async with aiomqtt.Client(system.broker_host, system.broker_port) as mqtt:
+            now = int(time.time() * 1000)
+            event = DeviceEvent(msg_id="it-smoke-1", source_ts_ms=now, received_ts_ms=now, event=EventKind.SMOKE_ALARM)
+            await mqtt.publish(event_topic(smoke.gateway, smoke.id), encode(event), qos=1)
+
+        async def alarm() -> dict[str, Any] | None:
+            rows = (await http.get("/api/alarms", headers=auth)).json()["alarms"]
+            return next((a for a in rows if a.get("device_id") == smoke.id), None)
+
+        raised = await until(alarm, 5, "the smoke alarm")
+        paged = await until(lambda: _paged(notices, sample_site), 5, "notices to the grid worker and the micro fire station")
+        listener.cancel()
+
+    roles = {role for role, _ in paged}
+    assert {Role.GRID_WORKER, Role.FIRE_STATION_HEAD} <= roles or {Role.GRID_WORKER, Role.FIRE_STATION_MEMBER} <= roles, roles
+    grid_worker_notice = next(n for r, n in paged if r is Role.GRID_WORKER)
+    assert grid_worker_notice.alarm_id == raised["id"]
+    assert any(sample_site.responders[rid].grid == grid for rid, _ in notices if rid in sample_site.responders and sample_site.responders[rid].grid)
+    assert grid_worker_notice.link is not None
+    one_tap = grid_worker_notice.link.rsplit("/r/", 1)[1]
+
+    async with httpx.AsyncClient(base_url=system.backend.url) as http:
+        answer = await http.post(f"/api/responses/{one_tap}", json={"response": "acknowledge"})
+        assert answer.status_code == 200, answer.text
+        token = (await http.post("/api/login", json={"username": "admin", "password": "test-pass"})).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+
+        async def acknowledged() -> dict[str, Any] | None:
+            detail = (await http.get(f"/api/alarms/{raised['id']}", headers=auth)).json()
+            return detail if detail["alarm"]["state"] == "acknowledged" else None
+
+        detail = await until(acknowledged, 5, "the alarm to be acknowledged")
+        ladder = (await http.get(f"/api/escalation/{raised['id']}", headers=auth)).json()
+    assert any(e["source"] == "lifecycle" and e["to_state"] == "acknowledged" for e in detail["timeline"])
+    assert detail["ladder"] is not None
+    assert {r["rung"] for r in detail["ladder"]["rungs"]} >= {"grid_worker", "fire_station"}
+    assert ladder  # the escalation timeline is served
+
+
+def _paged(notices: list[tuple[str, Notice]], sites: SiteDirectory) -> list[tuple[Role, Notice]] | None:
+    out = [(sites.responders[rid].role, n) for rid, n in notices if rid in sites.responders]
+    roles = {r for r, _ in out}
+    has_station = roles & {Role.FIRE_STATION_HEAD, Role.FIRE_STATION_MEMBER}
+    return out if Role.GRID_WORKER in roles and has_station else None
