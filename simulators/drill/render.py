@@ -29,7 +29,7 @@ _MARKS: Final = {  # milestone -> (marker, colour, label)
     "arrive": ("*", "#2ca02c", "on scene"),
     "verify_close": ("X", "#7f7f7f", "closed"),
 }
-_CHECK_LABEL: Final = {"display": "report -> alarm displayed (wall s)", "fire_on_scene": "alarm -> fire station on scene (drill s)",
+_CHECK_LABEL: Final = {"display": "device report -> alarm displayed (drill s)", "fire_on_scene": "alarm -> fire station on scene (drill s)",
                        "sos_answered": "alarm -> SOS answered (drill s)"}
 
 
@@ -160,7 +160,8 @@ def _html(report: dict[str, Any]) -> str:
         alarm_rows.append(
             f"<tr><td>{_e(a['id'])}</td><td>{_e(a['type'])}{'' if a['drill'] else ' <b>(not drill)</b>'}</td><td>{_e(a['place'])}</td>"
             f"<td>{'S' + str(a['step'] + 1) if a['step'] is not None else '—'}</td><td>{_fmt(f['hazard_to_alarm_s'])}</td>"
-            f"<td>{_fmt(f['report_to_alarm_wall_s'])}</td><td>{_fmt(f['alarm_to_ack_s'])}</td><td>{_fmt(f['alarm_to_on_scene_s'])}</td>"
+            f"<td>{_fmt(f['report_to_alarm_s'])} ({f['report_to_alarm_wall_s']:.3f})</td>"
+            f"<td>{_fmt(f['alarm_to_ack_s'])}</td><td>{_fmt(f['alarm_to_on_scene_s'])}</td>"
             f"<td>{_e(a['state'])}</td><td>{checks}</td><td class=small>{_e(who)}</td></tr>")
     more = f"<p>… {len(report['alarms']) - 500} more alarms in report.json</p>" if len(report["alarms"]) > 500 else ""
     verdict = ("<p class=ok>所有目标均达成。<span class=en>Every target was met.</span></p>" if summ["all_targets_met"] and not problems else
@@ -193,8 +194,9 @@ t=0 at {t['t0_ms']} ms (drill clock)</span></div>
 <h2>演练步骤 / Steps</h2>
 <table><tr><th>step</th><th>t (drill s)</th><th>action</th><th>place</th><th>devices</th><th>expected alarm</th><th>alarms</th></tr>{hazard_rows}</table>
 <h2>每条报警 / Per alarm</h2>
-<p class=en>Seconds: hazard→alarm and alarm→acknowledged/on scene in drill time; report→alarm (display) in wall time. All from the alarm store.</p>
-<table><tr><th>alarm</th><th>type</th><th>place</th><th>step</th><th>hazard→alarm</th><th>display (wall)</th><th>→ack</th><th>→on scene</th>
+<p class=en>Seconds of drill time, from the alarm store: hazard→alarm, device report→alarm (display; wall seconds in brackets),
+alarm→acknowledged, alarm→on scene.</p>
+<table><tr><th>alarm</th><th>type</th><th>place</th><th>step</th><th>hazard→alarm</th><th>display</th><th>→ack</th><th>→on scene</th>
 <th>state</th><th>checks</th><th>people</th></tr>{''.join(alarm_rows)}</table>{more}
 <p class=small>report.json holds every figure with the store timestamps it was computed from.</p>
 </body></html>

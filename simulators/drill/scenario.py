@@ -455,7 +455,11 @@ class _Resolver:
             if not isinstance(unit, int) or isinstance(unit, bool) or not 1 <= unit <= b.units:
                 raise _NotFound(f"{b.name} ({bid}) has units 1..{b.units}, not {unit!r}")
             cands = [d for d in cands if d.unit == unit]
-        if "room" in spec:
+        if spec.get("room") == "any":  # the first household here that has such a device (SOS buttons are in some homes only)
+            cands = [d for d in sorted(cands, key=lambda d: d.id) if d.household is not None][:1]
+            if not cands:
+                raise _NotFound(f"no household at {place} has a {kind.value} device")
+        elif "room" in spec:
             room = str(spec["room"])
             homes = [h for h in s.households.values() if h.building == bid and h.room == room and ("unit" not in spec or h.unit == spec["unit"])]
             if not homes:
