@@ -1,0 +1,188 @@
+"""The patrol scheduler: sends each gateway its patrol command, hears the answers, alarms when one does not come back.
+
+How this works: `PatrolScheduler` is an async context manager owning a TaskGroup with one named task,
+`patrol-scheduler`. It holds a publish-only MQTT connection to the central broker and a `PatrolBook`
+(backend/patrol/book.py). `step()` does everything due at the clock's `now`: expire patrols past their
+deadline (each a `patrol_missed` alarm through the sink), then send the patrols due (GatewayCommand on
+`command_topic(gateway, "patrol")`, QoS 1, `cmd_id` = patrol id). The task calls `step()` and sleeps on the
+injected clock until the book's next wake-up; tests drive `step()` themselves on a manual clock.
+
+The answers come back through ingest like every uplink: whoever handles PatrolHeartbeats (the alarm service,
+or `PatrolTap` wrapped around the ingest feed) calls `heartbeat(gateway, patrol_id, received_ms)`; a known
+patrol id closes that patrol, and a gateway that had missed patrols gets its alarm cleared.
+
+Errors:
+
+    PatrolError
+     └── PatrolBrokerUnreachable   the scheduler could not connect to the broker within connect_timeout_s
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+import aiomqtt
+
+from backend.ingest.handoff import AlertingFeed, Reading
+from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
+from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
+from broker.topics import command_topic
+
+__all__ = ["PatrolAlarmSink", "PatrolBrokerUnreachable", "PatrolClock", "PatrolError", "PatrolScheduler", "PatrolTap", "WallClock"]
+
+log = logging.getLogger(__name__)
+PATROL_COMMAND = "patrol"
+
+
+class PatrolError(RuntimeError):
+    pass
+
+
+class PatrolBrokerUnreachable(PatrolError):
+    def __init__(self, host: str, port: int, why: str) -> None:
+        self.host, self.port, self.why = host, port, why
+        super().__init__(f"the patrol scheduler cannot reach mqtt://{host}:{port}: {why}")
+
+
+class PatrolClock(Protocol):
+    def now_ms(self) -> int: ...
+
+    async def sleep_until_ms(self, t_ms: int) -> None:
+        """Return once now_ms() >= t_ms (or earlier: the caller re-checks)."""
+        ...
+
+
+class WallClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    async def sleep_until_ms(self, t_ms: int) -> None:
+        await asyncio.sleep(max(0.0, (t_ms - self.now_ms()) / 1000))
+
+
+class PatrolAlarmSink(Protocol):
+    async def patrol_missed(self, miss: PatrolMiss, now_ms: int) -> None: ...
+
+    async def patrol_returned(self, ret: PatrolReturn, now_ms: int) -> None: ...
+
+
+class PatrolScheduler:
+    def __init__(self, gateways: Iterable[str], host: str, port: int, sink: PatrolAlarmSink, *, settings: PatrolSettings | None = None,
+                 clock: PatrolClock | None = None, client_id: str = "shouwang-patrol", username: str | None = None,
+                 password: str | None = None, connect_timeout_s: float = 30.0, max_sleep_s: float = 60.0) -> None:
+        self.settings = settings or PatrolSettings()
+        self.clock: PatrolClock = clock or WallClock()
+        self.book = PatrolBook(gateways, self.settings, self.clock.now_ms())
+        self.sink = sink
+        self.host, self.port = host, port
+        self._client_id, self._username, self._password = client_id, username, password
+        self._connect_timeout_s = connect_timeout_s
+        self._max_sleep_s = max_sleep_s  # re-check at least this often (a clock jump, a new deadline)
+        self.ready = asyncio.Event()
+        self.sent: list[PatrolSent] = []
+        self.returns: list[PatrolReturn] = []
+        self.misses: list[PatrolMiss] = []
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            client = aiomqtt.Client(self.host, self.port, identifier=self._client_id, username=self._username, password=self._password)
+            async with asyncio.timeout(self._connect_timeout_s):
+                self._client = await self._stack.enter_async_context(client)
+            tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            await self._stack.aclose()
+            raise PatrolBrokerUnreachable(self.host, self.port, str(exc) or "timed out") from exc
+        self._task = tg.create_task(self._run(), name="patrol-scheduler")
+        self.ready.set()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _run(self) -> None:
+        while True:
+            await self.step()
+            wake = self.book.next_wakeup_ms()
+            now = self.clock.now_ms()
+            until = now + round(self._max_sleep_s * 1000) if wake is None else min(wake, now + round(self._max_sleep_s * 1000))
+            self._wake.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep_until_ms(until))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for f in (sleeper, waker):
+                    f.cancel()
+
+    def wake(self) -> None:
+        """Re-check now (a test moved the manual clock)."""
+        self._wake.set()
+
+    async def step(self) -> tuple[list[PatrolMiss], list[PatrolSent]]:
+        """Expire overdue patrols (alarms), then send the ones due. Returns what it did."""
+        async with self._lock:
+            now = self.clock.now_ms()
+            misses = self.book.expire(now)
+            for miss in misses:
+                log.warning("patrol %s to gateway %s did not come back by its deadline", miss.patrol_id, miss.gateway)
+                self.misses.append(miss)
+                await self.sink.patrol_missed(miss, now)
+            due = self.book.due(now)
+        for sent in due:
+            await self._send(sent)
+            self.sent.append(sent)
+        return misses, due
+
+    async def _send(self, sent: PatrolSent) -> None:
+        cmd = GatewayCommand(cmd_id=sent.patrol_id, issued_ts_ms=sent.sent_ms, args={"window_s": self.settings.window_s})
+        assert self._client is not None, "use `async with PatrolScheduler(...)`"
+        try:
+            await self._client.publish(str(command_topic(sent.gateway, PATROL_COMMAND)), encode(cmd), qos=1)
+        except aiomqtt.MqttError:  # the centre's own broker link is down: the deadline reports the patrol as missed
+            log.exception("could not send patrol %s to %s", sent.patrol_id, sent.gateway)
+
+    async def heartbeat(self, gateway: str, patrol_id: str | None, received_ms: int) -> PatrolReturn | None:
+        """The ingest hook: a PatrolHeartbeat from `gateway` arrived. Periodic heartbeats (no patrol id) are ignored."""
+        if not patrol_id:
+            return None
+        async with self._lock:
+            ret = self.book.answered(gateway, patrol_id, received_ms)
+            if ret is None:
+                return None
+            self.returns.append(ret)
+            if ret.was_missing:
+                log.info("gateway %s answers its patrol again", gateway)
+                await self.sink.patrol_returned(ret, received_ms)
+        return ret
+
+
+class PatrolTap:
+    """An AlertingFeed in front of another: hands patrol answers to the scheduler, then everything on unchanged."""
+
+    def __init__(self, scheduler: PatrolScheduler, inner: AlertingFeed | None = None) -> None:
+        self.scheduler = scheduler
+        self.inner = inner
+
+    async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
+        msg = uplink.message
+        if isinstance(msg, PatrolHeartbeat) and msg.patrol_id:
+            await self.scheduler.heartbeat(uplink.topic.gateway, msg.patrol_id, received_ms)
+        if self.inner is not None:
+            await self.inner.on_uplink(uplink, received_ms)
+
+    async def on_readings(self, readings: Sequence[Reading]) -> None:
+        if self.inner is not None:
+            await self.inner.on_readings(readings)
