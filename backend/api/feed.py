@@ -41,6 +41,7 @@ from pydantic import BaseModel
 
 from backend.alarms.schema import alarms as alarms_table
 from backend.api.auth import Auth, Capability, Principal
+from backend.api.console_views import alarm_view
 from backend.clock import Clock
 from backend.notify.console import LiveConsole
 from backend.sites.model import SiteDirectory
@@ -201,7 +202,7 @@ class LiveFeed:
                 b, g, c = self.place_of_building(rec.building_id)
                 g, c = g or rec.grid_id, c or rec.community_id
                 self._places[rec.id] = (b, g, c)
-                self.publish("alarm", rec.as_json(), building_id=b, grid_id=g, community_id=c)
+                self.publish("alarm", alarm_view(rec, self.sites), building_id=b, grid_id=g, community_id=c)
                 if rec.alarm_type in HEALTH_ALARM_TYPES:
                     self.publish("health", {"building_id": b, "device_id": rec.device_id, "gateway_id": rec.gateway_id, "alarm_type": rec.alarm_type,
                                             "is_open": rec.is_open, "alarm_id": rec.id}, building_id=b, grid_id=g, community_id=c)

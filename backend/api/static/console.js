@@ -183,6 +183,8 @@ function renderDetail() {
     ${can("silence") && a.device_id ? `<div class="actions"><input id="silence-minutes" type="number" min="5" value="120" style="flex:0 0 90px"> ${esc(t("minutes"))}
       <button data-action="silence">${esc(t("a_silence"))}</button></div>` : ""}
     <div class="msg" id="action-msg"></div>` : `<div class="msg" id="action-msg"></div>`;
+  const keep = {};  // what the officer was typing survives a live refresh of the panel
+  for (const id of ["note", "responder", "silence-minutes"]) { const x = el.querySelector("#" + id); if (x && el.dataset.rendered === a.id) keep[id] = x.value; }
   el.innerHTML = `
     <h2>${esc(a.title)} ${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}</h2>
     <div>${sevLabel(a.severity)} ${stateLabel(a.state)} ${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}</div>
@@ -198,6 +200,8 @@ function renderDetail() {
     ${rungs ? `<h3>${esc(t("rungs"))}</h3>${rungs}` : ""}
     <h3>${esc(t("readings"))}</h3><div class="chart" id="chart"><p class="dim">…</p></div>
     <h3>${esc(t("timeline"))}</h3>${timeline}`;
+  for (const [id, v] of Object.entries(keep)) { const x = el.querySelector("#" + id); if (x) x.value = v; }
+  el.dataset.rendered = a.id;
   el.querySelectorAll("[data-action]").forEach(b => b.addEventListener("click", () => act(b.dataset.action, a)));
   tick();
 }
@@ -268,16 +272,19 @@ async function loadMap() {
   const maxX = Math.max(...bs.map(b => b.x + b.width)) + 20, maxY = Math.max(...bs.map(b => b.y + b.depth)) + 20;
   svg.setAttribute("viewBox", `${minX} ${minY} ${maxX - minX} ${maxY - minY}`);
   const flip = yy => maxY + minY - yy;  // site plan y is metres north: up on screen
+  // grids are not rectangles on the ground: each building sits on a pad in its grid's hue, the grid's name above its first building
+  const hue = Object.fromEntries(m.grids.map((g, i) => [g.id, (i * 47) % 360]));
+  const pads = bs.map(b => `<rect class="pad" x="${b.x - 5}" y="${flip(b.y + b.depth) - 5}" width="${b.width + 10}" height="${b.depth + 10}"
+      style="fill:hsla(${hue[b.grid]},45%,45%,.18);stroke:hsla(${hue[b.grid]},45%,60%,.6)"/>`).join("");
   const grids = m.grids.map(g => {
     const gb = bs.filter(b => b.grid === g.id); if (!gb.length) return "";
-    const x0 = Math.min(...gb.map(b => b.x)) - 6, x1 = Math.max(...gb.map(b => b.x + b.width)) + 6;
-    const y0 = Math.min(...gb.map(b => b.y)) - 6, y1 = Math.max(...gb.map(b => b.y + b.depth)) + 6;
-    return `<rect class="grid" x="${x0}" y="${flip(y1)}" width="${x1 - x0}" height="${y1 - y0}"/><text class="grid-label" x="${x0 + 2}" y="${flip(y1) - 3}">${esc(g.name)}</text>`;
+    const top = gb.reduce((a, b) => (b.y + b.depth > a.y + a.depth || (b.y + b.depth === a.y + a.depth && b.x < a.x) ? b : a));
+    return `<text class="grid-label" x="${top.x - 4}" y="${flip(top.y + top.depth) - 8}" style="fill:hsl(${hue[g.id]},60%,72%)">${esc(g.name)}</text>`;
   }).join("");
   const blds = bs.map(b => `<g><rect class="bld ${esc(b.risk.level)} ${b.risk.drill ? "drill" : ""} ${S.selectedBuilding === b.id ? "selected" : ""}" data-building="${esc(b.id)}" data-level="${esc(b.risk.level)}"
       x="${b.x}" y="${flip(b.y + b.depth)}" width="${b.width}" height="${b.depth}"><title>${esc(b.name)}</title></rect>
       <text x="${b.x + 3}" y="${flip(b.y + b.depth) + 11}">${esc(b.name)}</text></g>`).join("");
-  svg.innerHTML = grids + blds;
+  svg.innerHTML = pads + blds + grids;
   svg.querySelectorAll("rect.bld").forEach(r => r.addEventListener("click", () => openBuilding(r.dataset.building)));
   if (S.selectedBuilding) openBuilding(S.selectedBuilding, true);
 }
