@@ -22,8 +22,6 @@ Guarantee (docs/ingest.md): a QoS 1 message is acknowledged only after it is in 
 journaled reaches the store (telemetry) or the feed (the rest), after a restart too. The store write is
 idempotent, keyed by (device, metric, source_ts_ms), so a replay never duplicates stored readings.
 
-`handle()` is the older path (automatic acknowledgements, no journal) kept until the server is rewired to
-`accept`; it de-duplicates, updates last-seen and hands non-telemetry to the feed.
 """
 
 from __future__ import annotations
@@ -46,33 +44,16 @@ from backend.ingest.journal import Journal, JournalEntry, JournalError
 from backend.ingest.stats import IngestStats
 from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
-from backend.store.alarms import AlarmStore
 from backend.store.timeseries.model import StoreUnavailable, TimeSeriesStore
 from broker.errors import MessageRejected, RejectReason
-from broker.kinds import EventKind, Priority
-from broker.schemas import DeviceEvent, Telemetry, Uplink, decode_uplink
+from broker.kinds import Priority
+from broker.schemas import Telemetry, Uplink, decode_uplink
 
-__all__ = ["EVENT_ALARMS", "LaneStats", "Pipeline", "RecentIds", "ThinAlarmFeed"]
+__all__ = ["LaneStats", "Pipeline", "RecentIds"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 NO_ACK = -1  # token of a QoS 0 message: nothing to acknowledge
-
-
-@dataclass(frozen=True, slots=True)
-class _AlarmKind:
-    alarm_type: str
-    severity: str
-    title: str
-
-
-EVENT_ALARMS: dict[EventKind, _AlarmKind] = {
-    EventKind.SMOKE_ALARM: _AlarmKind("smoke", "critical", "烟感报警"),
-    EventKind.SOS_PRESS: _AlarmKind("sos", "critical", "一键呼救"),
-    EventKind.TAMPER: _AlarmKind("tamper", "major", "设备防拆报警"),
-    EventKind.ELECTRICAL_ALARM: _AlarmKind("electrical", "major", "电气火灾预警"),
-    EventKind.WATER_LEAK: _AlarmKind("water_leak", "minor", "漏水报警"),
-}
 
 
 class RecentIds:
@@ -91,40 +72,6 @@ class RecentIds:
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
         return False
-
-
-class ThinAlarmFeed:
-    """The first version's alarm path as an AlertingFeed: alarm-worthy device events become alarm records
-    (one durable transaction each, off the event loop). Replaced by the alerting service."""
-
-    def __init__(self, sites: SiteDirectory, alarms: AlarmStore) -> None:
-        self.sites = sites
-        self.alarms = alarms
-
-    async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
-        msg = uplink.message
-        if isinstance(msg, DeviceEvent) and msg.event in EVENT_ALARMS:
-            await asyncio.to_thread(self._record_alarm, uplink, msg, received_ms)
-
-    async def on_readings(self, readings: Sequence[Reading]) -> None:
-        return None
-
-    def _record_alarm(self, uplink: Uplink, event: DeviceEvent, received_ms: int) -> None:
-        kind = EVENT_ALARMS[event.event]
-        device_id = uplink.topic.device
-        device = self.sites.devices.get(device_id) if device_id else None
-        building = self.sites.buildings.get(device.building) if device else None
-        grid = self.sites.grids.get(building.grid) if building else None
-        place = f"{building.name} {device.unit}单元 {device.location}" if device and building and device.unit else (
-            f"{building.name} {device.location}" if device and building else str(device_id))
-        self.alarms.raise_or_repeat(
-            key=f"{device_id}:{kind.alarm_type}" + (":drill" if event.drill else ""),
-            alarm_type=kind.alarm_type, severity=kind.severity, title=f"{kind.title} · {place}",
-            seen_ms=event.source_ts_ms, now_ms=received_ms, drill=event.drill, device_id=device_id,
-            gateway_id=uplink.topic.gateway, building_id=building.id if building else None,
-            grid_id=grid.id if grid else None, community_id=grid.community if grid else None,
-            source_msg_id=event.msg_id,
-        )
 
 
 @dataclass
@@ -187,7 +134,6 @@ class Pipeline:
     def __init__(
         self,
         sites: SiteDirectory,
-        alarms: AlarmStore | None = None,
         *,
         feed: AlertingFeed | None = None,
         store: TimeSeriesStore | None = None,
@@ -196,8 +142,7 @@ class Pipeline:
         clock: Clock | None = None,
     ) -> None:
         self.sites = sites
-        self.alarms = alarms
-        self.feed: AlertingFeed | None = feed if feed is not None else (ThinAlarmFeed(sites, alarms) if alarms is not None else None)
+        self.feed = feed
         self.store = store
         self.settings = settings or IngestSettings()
         self.clock = clock or SystemClock()
@@ -510,21 +455,3 @@ class Pipeline:
         """Telemetry messages journaled but not yet stored."""
         return max(0, self._journaled_through - self._next_store_seq + 1) if self.running else 0
 
-    # -- the older path: automatic acknowledgements, no journal -----------------------------------------
-
-    async def handle(self, uplink: Uplink, received_ms: int) -> None:
-        msg = uplink.message
-        msg_id: str = getattr(msg, "msg_id", "")
-        if self.recent.seen(f"{uplink.topic.gateway}/{msg_id}"):
-            self.duplicates += 1
-            return
-        if uplink.topic.device is not None:
-            self.last_seen_ms[uplink.topic.device] = received_ms
-        if isinstance(msg, Telemetry):
-            if self.store is not None:
-                store, readings = self.store, readings_of(uplink, received_ms)
-                await asyncio.to_thread(store.write, readings)
-                if self.feed is not None:
-                    await self.feed.on_readings(readings)
-        elif self.feed is not None:
-            await self.feed.on_uplink(uplink, received_ms)

@@ -12,7 +12,6 @@ Exceptions: `StoreError` wraps what the database raised (the SQLAlchemy error is
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,36 +205,3 @@ class AlarmStore:
             q = q.where(alarms.c.is_open)
         with self.engine.connect() as conn:
             return {t: int(n) for t, n in conn.execute(q)}
-
-    # -- the thin slice's direct path (until backend.alarms.AlarmService is wired into the server) ------------
-    def raise_or_repeat(
-        self, *, key: str, alarm_type: str, severity: str, title: str, seen_ms: int, now_ms: int, drill: bool,
-        device_id: str | None = None, gateway_id: str | None = None, building_id: str | None = None,
-        grid_id: str | None = None, community_id: str | None = None, source_msg_id: str | None = None,
-        life_safety: bool = False,
-    ) -> tuple[str, bool]:
-        """Open an alarm for `key` (state raised, with its audit entry) or count a repeat. Returns (id, created).
-
-        Deprecated: the AlarmService decides alarms through the alerting core; this stays for backend.pipeline
-        until the service is wired in."""
-        subject = key.split("|", 1)[0] if "|" in key else f"device:{device_id}"
-        akey = str(AlarmKey(subject, alarm_type, drill))
-        life_safety = life_safety or alarm_type in {"smoke", "sos", "tamper"}
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(alarms.c.id).where(alarms.c.key == akey, alarms.c.is_open)).first()
-            if row is not None:
-                conn.execute(sa.update(alarms).where(alarms.c.id == row.id).values(
-                    occurrences=alarms.c.occurrences + 1, updated_ms=now_ms,
-                    last_seen_ms=sa.case((alarms.c.last_seen_ms < seen_ms, seen_ms), else_=alarms.c.last_seen_ms)))
-                return str(row.id), False
-            alarm_id = f"L{uuid.uuid4().hex[:12]}"
-            conn.execute(sa.insert(alarms).values(
-                id=alarm_id, key=akey, subject=subject, alarm_type=alarm_type, severity=severity, state=AlarmState.RAISED.value,
-                life_safety=life_safety, title=title[:300], device_id=device_id, gateway_id=gateway_id, building_id=building_id,
-                unit=None, household_id=None, grid_id=grid_id, community_id=community_id, drill=drill, occurrences=1,
-                first_seen_ms=seen_ms, last_seen_ms=seen_ms, raised_at_ms=now_ms, updated_ms=now_ms, audit_seq=1,
-                needs_callback=False, flapping=False, recent_changes="", source_msg_id=source_msg_id, is_open=True))
-            conn.execute(sa.insert(alarm_audit).values(alarm_id=alarm_id, seq=0, at_ms=now_ms, actor="system", move="raise",
-                                                       from_state=None, to_state=AlarmState.RAISED.value, note="", drill=drill))
-            return alarm_id, True
-

@@ -7,16 +7,13 @@ manager: on entry it is connected and subscribed (ready), on exit it stops intak
 connection is retried with back-off for ever; the session is persistent (clean_session false / a session
 expiry on MQTT 5) so QoS 1 messages published while the worker was away are delivered when it returns.
 
-Two modes, chosen by the sink:
-- An `Intake` that is running (backend.pipeline.Pipeline entered as a context manager): paho's manual
-  acknowledgement mode. paho normally sends PUBACK as soon as its on_message callback returns, i.e. before
+Acknowledgements: the sink is an `Intake` (backend.pipeline.Pipeline, entered as a context manager), and
+  paho runs in its manual acknowledgement mode. paho normally sends PUBACK as soon as its on_message callback returns, i.e. before
   anything is durable; here the raw callback hands (topic, payload, token) to the intake and returns, and
   the intake later calls `ack(tokens)` once the message is journaled. A token is (connection generation
   << 16 | packet id): an acknowledgement meant for a connection that is gone is dropped, because the broker
   redelivers those messages on the new connection anyway (and the intake recognises them as duplicates).
   aiomqtt's own message queue and Message objects are bypassed: that is most of its per-message cost.
-- Any other `UplinkSink` (the first version): automatic acknowledgements; each message is decoded and
-  awaited through `sink.handle`.
 """
 
 from __future__ import annotations
@@ -36,25 +33,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from backend.clock import Clock, SystemClock
 from backend.ingest.stats import IngestStats
-from broker.errors import MessageRejected, RejectReason
-from broker.schemas import MAX_PAYLOAD_BYTES, Uplink, decode_uplink
 from broker.topics import SharedSubscription, gateway_publish_filters
 
-__all__ = ["IngestWorker", "Intake", "UplinkSink"]
+__all__ = ["IngestWorker", "Intake"]
 
 log = logging.getLogger(__name__)
 _PUBACK = struct.Struct("!BBH")
 
 _BACKOFF_MIN_S = 0.1
 _BACKOFF_MAX_S = 5.0  # a restarted broker is back in seconds; do not wait longer than that to notice
-
-
-class UplinkSink(Protocol):
-    async def handle(self, uplink: Uplink, received_ms: int) -> None:
-        """Take one validated uplink message; `received_ms` is when the centre received it."""
-        ...
 
 
 @runtime_checkable
@@ -72,7 +60,7 @@ class Intake(Protocol):
 class IngestWorker:
     def __init__(
         self,
-        sink: UplinkSink | Intake,
+        intake: Intake,
         host: str,
         port: int,
         *,
@@ -80,22 +68,19 @@ class IngestWorker:
         share_group: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        clock: Clock | None = None,
-        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         connect_timeout_s: float = 30.0,
         read_burst: int = 64,
     ) -> None:
-        self.sink = sink
-        self._intake = sink if isinstance(sink, Intake) and sink.running else None
-        self.stats = self._intake.stats if self._intake is not None else IngestStats()
+        if not intake.running:
+            raise RuntimeError("enter the intake (the pipeline) before the worker: it must be ready to journal")
+        self._intake = intake
+        self.stats = intake.stats
         self._generation = 0
         self._paho: mqtt.Client | None = None
         self._host, self._port = host, port
         self._client_id = client_id
         self._share_group = share_group
         self._username, self._password = username, password
-        self._clock = clock or SystemClock()
-        self._max_payload = max_payload_bytes
         self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._connect_timeout_s = connect_timeout_s
@@ -119,15 +104,13 @@ class IngestWorker:
             clean_session=None if v5 else False, clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties, max_queued_incoming_messages=0,
         )
-        if self._intake is not None:
-            paho = client._client  # aiomqtt has no manual-ack API: reach the paho client underneath
-            paho.manual_ack_set(True)
-            paho.on_message = self._on_raw_message
+        paho = client._client  # aiomqtt has no manual-ack API: reach the paho client underneath
+        paho.manual_ack_set(True)
+        paho.on_message = self._on_raw_message
         return client
 
     def _on_raw_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         """paho's callback, on the event loop thread: hand the message on; the intake acknowledges it later."""
-        assert self._intake is not None
         token = (self._generation << 16) | message.mid if message.qos > 0 else -1
         try:
             self._intake.accept(message.topic, bytes(message.payload), token)
@@ -149,8 +132,7 @@ class IngestWorker:
 
     async def __aenter__(self) -> Self:
         self._ready = asyncio.Event()
-        if self._intake is not None:
-            self._intake.bind(self.ack)
+        self._intake.bind(self.ack)
         self._task = asyncio.create_task(self._run(), name=f"ingest-{self._client_id}")
         try:
             async with asyncio.timeout(self._connect_timeout_s):
@@ -176,20 +158,15 @@ class IngestWorker:
                 async with client:
                     self._paho = client._client
                     _nodelay(client)
-                    if self._intake is not None:
-                        _fast_reader(client, self._read_burst)
+                    _fast_reader(client, self._read_burst)
                     for topic_filter in gateway_publish_filters():
                         sub = str(SharedSubscription(self._share_group, topic_filter)) if self._share_group else str(topic_filter)
                         await client.subscribe(sub, qos=1)
                     self._connected = True
                     self._ready.set()
                     backoff = _BACKOFF_MIN_S
-                    if self._intake is not None:
-                        async for _ in client.messages:  # never yields (messages bypass the queue); raises when the connection drops
-                            pass
-                    async for message in client.messages:
-                        payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
-                        await self.process(str(message.topic), bytes(payload))
+                    async for _ in client.messages:  # never yields (messages bypass the queue); raises when the connection drops
+                        pass
             except aiomqtt.MqttError as exc:
                 self._connected = False
                 self._paho = None
@@ -198,22 +175,6 @@ class IngestWorker:
                 log.warning("ingest lost the broker (%s); reconnecting in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
-
-    async def process(self, topic: str, payload: bytes) -> bool:
-        """Validate one message and pass it on; return whether it was accepted. Never raises for bad input."""
-        now = self._clock.now_ms()
-        try:
-            if len(payload) > self._max_payload:
-                raise MessageRejected(RejectReason.TOO_LARGE, f"payload is {len(payload)} bytes; the limit is {self._max_payload}", topic)
-            uplink = decode_uplink(topic, payload)
-        except MessageRejected as exc:
-            parts = topic.split("/")
-            rejection = self.stats.reject(exc, payload, now, parts[3] if len(parts) > 3 else None)
-            log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
-            return False
-        await self.sink.handle(uplink, now)  # type: ignore[union-attr]
-        self.stats.accepted += 1
-        return True
 
 
 def _fast_reader(client: aiomqtt.Client, burst: int) -> None:
