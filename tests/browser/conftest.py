@@ -47,7 +47,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 def shots(request: pytest.FixtureRequest) -> Path:
-    folder = ARTIFACTS / request.node.name
+    folder: Path = ARTIFACTS / str(request.node.name)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder

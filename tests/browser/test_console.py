@@ -133,7 +133,8 @@ async def test_grid_worker_cannot_read_or_act_on_another_grid(system: System, br
     await expect(page.locator(f'#alarms tr[data-building="{g2.building}"]')).to_be_visible()
     await expect(page.locator(f'#alarms tr[data-building="{g1.building}"]')).to_have_count(0)
     await page.screenshot(path=shots / "01-grid2-board.png")
-    status = await page.evaluate("""async id => (await fetch('/api/alarms/' + id, {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('sw-token')}})).status""", other)
+    fetch_js = "async id => (await fetch('/api/alarms/' + id, {headers: {Authorization: 'Bearer ' + sessionStorage.getItem('sw-token')}})).status"
+    status = await page.evaluate(fetch_js, other)
     assert status == 404
     await page.click('#tabs button[data-tab="map"]')
     await expect(page.locator(f'#map rect[data-building="{g2.building}"]')).to_have_attribute("data-level", "red")
