@@ -100,7 +100,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/api/login", tags=["auth"], summary="Log in with a password; returns a session token for one duty shift",
-              responses={401: ERRORS[401], 422: ERRORS[422]})
+              responses={400: ERRORS[400], 401: ERRORS[401], 422: ERRORS[422]})
     async def login(body: LoginRequest) -> LoginResponse:
         user = await asyncio.to_thread(deps.users.authenticate, body.username, body.password)
         if user is None:
@@ -109,22 +109,23 @@ def create_app(deps: ApiDeps) -> FastAPI:
         token = deps.signer.sign({"sub": user.username}, deps.clock.now_ms() / 1000, SESSION_TTL_S)
         return LoginResponse(token=token, username=user.username, role=user.role, display_name=user.display_name, scope=user.scope, expires_in_s=SESSION_TTL_S)
 
-    @app.get("/api/me", tags=["auth"], summary="Who you are: role, capabilities, territory", responses={401: ERRORS[401], 403: ERRORS[403]})
+    @app.get("/api/me", tags=["auth"], summary="Who you are: role, capabilities, territory", responses=ERRORS)
     async def me(p: Annotated[Principal, Depends(auth.current)]) -> Me:
         return Me(username=p.username, role=p.role.value, display_name=p.user.display_name, scope=p.user.scope, via=p.via,
                   capabilities=sorted(c.value for c in p.capabilities), territory=p.territory.as_json())
 
     @app.get("/api/ingest/stats", tags=["system"], summary="Ingest counters (accepted, rejected by reason, duplicates)",
-             responses={401: ERRORS[401], 403: ERRORS[403]})
+             responses=ERRORS)
     async def ingest_stats(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_HEALTH))]) -> dict[str, Any]:
         return deps.ingest_stats()
 
-    app.include_router(alarms_router(deps, auth, moves, records))
-    app.include_router(site_router(deps, auth))
-    app.include_router(admin_router(deps, auth))
-    app.include_router(feed_router(lambda: holder.feed, auth))
-    app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()))
-    app.include_router(responses_router(deps, auth))  # issue 6: one-tap answers, the ladder's timelines and misses
+    # Every router's operations document the JSON error bodies (routers other engineers write included).
+    app.include_router(alarms_router(deps, auth, moves, records), responses=ERRORS)
+    app.include_router(site_router(deps, auth), responses=ERRORS)
+    app.include_router(admin_router(deps, auth), responses=ERRORS)
+    app.include_router(feed_router(lambda: holder.feed, auth), responses=ERRORS)
+    app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
+    app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

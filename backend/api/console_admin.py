@@ -65,7 +65,7 @@ def _token(t: ApiToken, secret: str | None = None) -> TokenOut:
 
 
 def admin_router(deps: ApiDeps, auth: Auth) -> APIRouter:
-    router = APIRouter(prefix="/api/admin", tags=["admin"], responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 409, 422)})
+    router = APIRouter(prefix="/api/admin", tags=["admin"], responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)})
     admin = auth.require(Capability.MANAGE_USERS)
     sites = deps.sites
 

@@ -92,7 +92,7 @@ def _refused(exc: MoveRefused) -> HTTPException:
 
 
 def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: ConsoleRecords) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["alarms"], responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 409, 422, 503)})
+    router = APIRouter(prefix="/api", tags=["alarms"], responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422, 503)})
     viewer = auth.require(Capability.VIEW_ALARMS)
     sites = deps.sites
     esc = deps.escalation

@@ -51,7 +51,7 @@ class HealthReport(BaseModel):
 
 
 def site_router(deps: ApiDeps, auth: Auth) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["site"], responses={k: v for k, v in ERRORS.items() if k in (401, 403, 404, 422, 503)})
+    router = APIRouter(prefix="/api", tags=["site"], responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 422, 503)})
     viewer = auth.require(Capability.VIEW_ALARMS)
 
     def directory() -> SiteDirectory:

@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["ERRORS", "ErrorBody", "install"]
 
@@ -32,6 +33,7 @@ def _doc(text: str) -> dict[str, Any]:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _doc("the request body could not be read (not JSON?)"),
     401: _doc("not logged in, or the token expired: log in again"),
     403: _doc("your role may not do this"),
     404: _doc("no such thing in your territory"),
@@ -54,6 +56,13 @@ def install(app: FastAPI) -> None:
         slim = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs]
         body = {"detail": "fix these fields and try again — " + "; ".join(parts), "errors": jsonable_encoder(slim)}
         return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == status.HTTP_400_BAD_REQUEST and detail == "There was an error parsing the body":
+            detail = "the request body is not valid JSON: send Content-Type: application/json with a JSON object"
+        return JSONResponse({"detail": str(detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
