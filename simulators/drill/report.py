@@ -164,7 +164,9 @@ def build_report(run: DrillRun, sites: SiteDirectory) -> dict[str, Any]:
                   for e in audit if e.move in dict(_PEOPLE_STEPS)]
         ack, arrive = _first(audit, "acknowledge"), _first(audit, "arrive")
         fire_arrive = next((e for e in audit if e.move == "arrive" and rung_of_actor(sites, e.actor) == "fire_station"), None)
+        seen = run.observed_ms.get(a.id)
         figures = {
+            "seen_by_drill_s": _s(seen - a.first_seen_ms) if seen is not None else None,
             "hazard_to_alarm_s": _s(a.raised_at_ms - hazard) if hazard is not None else None,
             "report_to_alarm_s": _s(a.raised_at_ms - a.first_seen_ms),
             "report_to_alarm_wall_s": round((a.raised_at_ms - a.first_seen_ms) / 1000 / speed, 4),
@@ -174,6 +176,14 @@ def build_report(run: DrillRun, sites: SiteDirectory) -> dict[str, Any]:
         }
         checks = [_check(TARGETS["display"], (a.raised_at_ms - a.first_seen_ms) / 1000, speed, "", "")]
         where = _place(sites, a)
+        if seen is not None and (seen - a.raised_at_ms) / 1000 > TARGETS["display"].limit_s:
+            problems.append(Problem(
+                f"{where}「{a.alarm_type}」报警的时间戳是 {_s(a.raised_at_ms - a.first_seen_ms)} 秒，"
+                f"但演练在 {_s(seen - a.first_seen_ms)} 秒后才在报警库中看到它（系统积压）。",
+                f"The {a.alarm_type} alarm at {a.device_id or a.gateway_id} is stamped {_s(a.raised_at_ms - a.first_seen_ms)} s after the report, "
+                f"but the drill saw it in the store only {_s(seen - a.first_seen_ms)} s after (a backlog in the system).", a.id,
+                kind=f"{a.alarm_type}:backlog", group_zh=f"「{a.alarm_type}」报警写入报警库晚于其时间戳 10 秒以上（系统积压）",
+                group_en=f"{a.alarm_type} alarms reached the store more than 10 s after their own timestamp (a backlog)"))
         if a.alarm_type in FIRE_TYPES:
             v = (fire_arrive.at_ms - a.raised_at_ms) / 1000 if fire_arrive else None
             checks.append(_check(TARGETS["fire_on_scene"], v, speed, "微型消防站未到场", "the micro fire station never arrived"))
@@ -227,6 +237,12 @@ def build_report(run: DrillRun, sites: SiteDirectory) -> dict[str, Any]:
         mine = [r for r in rows if r["step"] == s.index]
         got = {r["type"] for r in mine}
         ok = not s.expect or bool(got & s.expect)
+        alarmed = {r["device_id"] for r in mine}
+        silent = [d for d in s.devices if d not in alarmed] if s.expect else []
+        if silent and ok and len(s.devices) > 1:
+            problems.append(Problem(f"第 {s.index + 1} 步的 {len(s.devices)} 个设备中有 {len(silent)} 个在出报告时报警库里还没有报警。",
+                                    f"Step {s.index + 1}: {len(silent)} of its {len(s.devices)} devices had no alarm in the store when the report was made.",
+                                    step=s.index))
         if not ok:
             problems.append(Problem(
                 f"第 {s.index + 1} 步（t={s.at_s:g} 秒，{s.action}，{s.place}）没有产生预期的报警（{' / '.join(sorted(s.expect))}）。",
@@ -243,6 +259,7 @@ def build_report(run: DrillRun, sites: SiteDirectory) -> dict[str, Any]:
         problems.append(Problem(f"演练期间有 {len(other_real)} 条真实报警（真实报警优先，演练未触碰它们）。",
                                 f"{len(other_real)} real alarms were raised during the drill (a real alarm always wins; the drill left them alone)."))
     summary = _summary(rows, speed)
+    summary["store_still_changing"] = run.store_still_changing
     return {
         "format": "shouwang-drill-report/1",
         "scenario": {"name": sc.name, "title_zh": sc.title_zh, "title_en": sc.title_en, "summary_zh": sc.summary_zh, "summary_en": sc.summary_en,

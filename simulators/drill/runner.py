@@ -13,8 +13,8 @@ Device hazards are injected into the fleet up front with their exact drill times
 so a device's event carries the hazard's time and the drill flag from the simulator through ingest to the
 store. t=0 is set one wall second after the simulator is connected. The drill ends `run_for` drill seconds
 after t=0 (acts still pending then are cancelled and reported as not done), the simulator stops cleanly,
-the runner waits `settle_s` (wall) for the last messages, and reads the store once more: the report is built
-from that reading, never from what the runner believes happened.
+the runner reads the store until two readings `settle_s` (wall) apart agree (the last messages handled),
+and the report is built from that reading, never from what the runner believes happened.
 """
 
 from __future__ import annotations
@@ -75,11 +75,14 @@ class DrillRun:
     simulated_responders: bool
     sent_messages: int
     notes: list[str] = field(default_factory=list)
+    observed_ms: dict[str, int] = field(default_factory=dict)  # alarm id -> drill clock when the drill first saw it in the store
+    store_still_changing: bool = False  # the store had not settled within settle_max_s when it was read
 
 
 class DrillRunner:
     def __init__(self, scenario: Scenario, sites: SiteDirectory, target: DrillTarget, *, responders: bool = True,
-                 on_progress: Callable[[DrillProgress], None] | None = None, poll_s: float = 0.2, settle_s: float = 1.5) -> None:
+                 on_progress: Callable[[DrillProgress], None] | None = None, poll_s: float = 0.2, settle_s: float = 1.0,
+                 settle_max_s: float = 60.0) -> None:
         self.scenario = scenario
         self.sites = sites
         self.target = target
@@ -87,9 +90,10 @@ class DrillRunner:
         self.use_responders = responders and bool(scenario.responders)
         self.responders = SimulatedResponders(scenario, sites, target, self.clock)
         self.on_progress = on_progress or (lambda p: None)
-        self.poll_s, self.settle_s = poll_s, settle_s
+        self.poll_s, self.settle_s, self.settle_max_s = poll_s, settle_s, settle_max_s
         self.progress = DrillProgress(run_for_s=scenario.run_for_s, steps=len(scenario.steps))
         self._seen: set[str] = set()
+        self._observed: dict[str, int] = {}
         self._act_n = itertools.count(1)
 
     def _inject(self, fleet: Fleet, step: DrillStep, at: float) -> None:
@@ -142,15 +146,39 @@ class DrillRunner:
                     task.cancel()
             self.progress.drill_s = sc.run_for_s
             sent = sim.stats.total
-        await asyncio.sleep(self.settle_s)  # the last published messages reach the store
+        alarms, settled = await self._settled(t0_ms)
         end_ms = clock.now_ms()
-        alarms = await target.alarms(t0_ms - 1000)
+        if not settled:
+            notes.append(f"the alarm store was still changing {self.settle_max_s:g} s (wall) after the drill ended: the system had a "
+                         "backlog; alarms written after this reading are not in the report")
         audits = {a.id: await target.audit(a.id) for a in alarms}
         ladders = {a.id: lad for a in alarms if (lad := await target.ladder(a.id)) is not None}
         if self.use_responders and not target.can_act:
             notes.append("the system offers no way for simulated responders to act; only real people's acts are in the report")
         return DrillRun(sc, clock.speed, target.description, t0_ms, end_ms, wall_started, time.time() - wall_started, hazard_ms, alarms,
-                        audits, ladders, self.responders.acts, self.use_responders, sent, notes)
+                        audits, ladders, self.responders.acts, self.use_responders, sent, notes, dict(self._observed), not settled)
+
+    async def _settled(self, t0_ms: int) -> tuple[list[AlarmRecord], bool]:
+        """The store's alarms once the last messages have been handled: read until two readings `settle_s` apart
+        agree (ids, states, update times), at most `settle_max_s` (wall). Under load the uplink lane can be
+        seconds behind, and an alarm stamped inside the drill may be written after it ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_max_s
+        before = await self.target.alarms(t0_ms - 1000)
+        while True:
+            await asyncio.sleep(self.settle_s)
+            now = await self.target.alarms(t0_ms - 1000)
+            self._observe(now)
+            if {(a.id, a.state, a.updated_ms) for a in now} == {(a.id, a.state, a.updated_ms) for a in before}:
+                return now, True
+            if loop.time() > deadline:
+                return now, False
+            before = now
+
+    def _observe(self, rows: list[AlarmRecord]) -> None:
+        now = self.clock.now_ms()
+        for a in rows:
+            self._observed.setdefault(a.id, now)
 
     async def _cut(self, sim: CommunitySimulator, step: DrillStep, t0: float) -> None:
         await self.clock.sleep_until(t0 + step.at_s)
@@ -168,6 +196,7 @@ class DrillRunner:
             except Exception:  # a slow or restarting API: try again next round
                 log.exception("could not read the alarms")
                 rows = []
+            self._observe(rows)
             for alarm in rows:
                 if alarm.id in self._seen or not alarm.drill:
                     continue

@@ -477,7 +477,8 @@ class _Resolver:
             cands = [d for d in cands if d.household is None]  # no room: the unit's distribution box
         if "location" in spec:
             loc = str(spec["location"])
-            cands = [d for d in cands if loc in d.location]
+            exact = [d for d in cands if d.location == loc]
+            cands = exact or [d for d in cands if loc in d.location]
         if "camera" in spec:
             cands = [d for d in cands if d.id.endswith(f"cam{int(spec['camera']):02d}")]
         if not cands:
@@ -504,10 +505,14 @@ class _Resolver:
             if str(g) in s.gateways:
                 gid = str(g)
             else:
-                bid = self._building({**spec, "building": g})
+                try:
+                    bid = self._building({**spec, "building": g})
+                except _NotFound:
+                    bid = ""
                 hits = [x.id for x in s.gateways.values() if x.building == bid]
                 if len(hits) != 1:
-                    raise _NotFound(f"no gateway {g!r} (gateways: {', '.join(sorted(s.gateways)[:10])})")
+                    raise _NotFound(f"no gateway {g!r}: give a gateway id or the number of the building it serves "
+                                    f"(gateways: {', '.join(sorted(s.gateways)[:10])})")
                 gid = hits[0]
         elif "building" in spec:
             bid = self._building(spec)

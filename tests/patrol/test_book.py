@@ -33,7 +33,7 @@ def test_settings_hold_the_standard() -> None:
 def test_every_gateway_is_patrolled_once_an_interval_staggered() -> None:
     s = PatrolSettings(period_s=3600, window_s=120)
     book = PatrolBook(GWS, s, T0)
-    first = {}
+    first: dict[str, int] = {}
     now = T0
     while len(first) < len(GWS):
         now = book.next_wakeup_ms() or now
