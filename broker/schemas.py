@@ -48,10 +48,15 @@ _MAX_READINGS = 64
 _MAX_TEXT = 500
 
 
+_MAX_TS_MS = 2**63 - 1  # stores and the rule engine keep times as signed 64-bit integers
+
+
 def _check_envelope(msg_id: str, source_ts_ms: int, received_ts_ms: int) -> None:
     MessageId(msg_id)
     if source_ts_ms < 0 or received_ts_ms < 0:
         raise ValueError("timestamps are Unix milliseconds and must not be negative")
+    if source_ts_ms > _MAX_TS_MS or received_ts_ms > _MAX_TS_MS:
+        raise ValueError("timestamps are Unix milliseconds and must fit a signed 64-bit integer")
 
 
 class _Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
