@@ -430,17 +430,20 @@ class Pipeline:
                             log.warning("time-series store unavailable (%s); readings wait in the journal, retrying", exc.why)
                         await self._retry_delay(attempt)
                         attempt += 1
-            await self._in(self._tj_exec, lambda batch=batch: self.tjournal.mark_done_through(batch.last_seq))  # type: ignore[misc]
-            self._next_store_seq = batch.last_seq + 1
-            self.lanes.store_batches += 1
-            self.lanes.readings_stored += len(batch.readings)
-            self.lanes.readings_new += new
+            # The feed goes BEFORE the watermark moves (issue 10): a worker killed in between replays the batch
+            # from the journal, so a durable feed (backend/relay's PostgreSQL queue, idempotent per message)
+            # never misses readings; the store write above is idempotent too.
             if self.feed is not None and batch.readings:
                 try:
                     await self.feed.on_readings(batch.readings)
                 except Exception:
                     self.lanes.feed_failures += 1
                     log.exception("alerting refused a batch of %d readings (they are stored)", len(batch.readings))
+            await self._in(self._tj_exec, lambda batch=batch: self.tjournal.mark_done_through(batch.last_seq))  # type: ignore[misc]
+            self._next_store_seq = batch.last_seq + 1
+            self.lanes.store_batches += 1
+            self.lanes.readings_stored += len(batch.readings)
+            self.lanes.readings_new += new
 
     async def _pruner(self) -> None:
         while True:

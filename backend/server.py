@@ -8,6 +8,12 @@ a ladder as alarms change), the ingest service feeding the alarm service (journa
 what is durable), the live feed, and the HTTP server. It is ready (entered) once the server listens. On
 exit everything stops in reverse: the HTTP server first, then intake drains, the ladder and the alarm
 service stop and save their state, and the database closes last.
+
+Two roles (issue 10, docs/scaling.md): `BackendRole.ALL` is the above, one process for a street.
+`BackendRole.CLUSTER` is one of M `shouwang backend` processes on PostgreSQL: no ingest here (the
+`shouwang ingest` workers fill the uplink queue), the alerting core runs in whichever backend holds the
+rules seat (backend.relay.RulesSeat, leader by advisory lock), and every backend serves the API and steps the
+ladder (exactly once across processes); console actions and ladder moves reach the leader through the queue.
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import sqlalchemy as sa
 import uvicorn
 
 from backend.alarms.service import AlarmService
+from backend.alarms.store import AlarmStore
 from backend.api import ApiDeps, create_app
 from backend.api.feed import LiveFeed
 from backend.api.responses import OneTapLinks
@@ -30,17 +40,29 @@ from backend.api.tokens import TokenSigner
 from backend.clock import Clock, SystemClock
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
-from backend.ingest.service import IngestService
+from backend.ingest.service import IngestService, open_store
 from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
+from backend.relay.leader import RulesSeat
+from backend.relay.moves import QueuedMoves
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.users import UserStore
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "BackendRole"]
 
 log = logging.getLogger(__name__)
+_STARTUP_LOCK = 0x5357_0002  # PostgreSQL advisory lock key serialising the start-up of cluster backends
+
+
+def _building_context(sites: SiteDirectory) -> Any:
+    def context(building: str) -> tuple[str | None, str | None]:
+        b = sites.buildings.get(building)
+        g = sites.grids.get(b.grid) if b else None
+        return (g.id, g.community) if g else (None, None)
+
+    return context
 
 
 def _secret(data_dir: Path) -> bytes:
@@ -51,9 +73,19 @@ def _secret(data_dir: Path) -> bytes:
     return path.read_bytes()
 
 
+class BackendRole(StrEnum):
+    ALL = "all"  # ingest, rules, ladder and API in this one process (the embedded default)
+    CLUSTER = "cluster"  # API and ladder; rules when leader; ingest in separate `shouwang ingest` workers
+
+
 class Backend:
-    def __init__(self, settings: Settings, sites: SiteDirectory, broker_host: str, broker_port: int, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, sites: SiteDirectory, broker_host: str, broker_port: int, clock: Clock | None = None,
+                 *, role: BackendRole = BackendRole.ALL, name: str = "backend", on_leader: Callable[[bool], None] | None = None) -> None:
         self.settings = settings
+        self.on_leader = on_leader
+        self.role = role
+        self.name = name
+        self.seat: RulesSeat | None = None
         self.sites = sites
         self.broker_host, self.broker_port = broker_host, broker_port
         self.clock = clock or SystemClock()
@@ -81,13 +113,35 @@ class Backend:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.db = make_engine(s.storage.alarm_db_url or sqlite_url(data_dir / "alarms.db"))
         self._stack.callback(self.db.dispose)
-        self.users = UserStore(self.db)
-        pw = s.api.admin_password.get_secret_value() if s.api.admin_password else None
-        self.generated_admin_password = self.users.ensure_admin(s.api.admin_user, pw)
+        with self._startup_lock():
+            self.users = UserStore(self.db)
+            pw = s.api.admin_password.get_secret_value() if s.api.admin_password else None
+            self.generated_admin_password = self.users.ensure_admin(s.api.admin_user, pw)
+            if self.role is BackendRole.CLUSTER:
+                self.alarm_store = AlarmStore(self.db, _building_context(self.sites))  # runs the migrations, one process at a time
         if self.generated_admin_password is not None:
             pw_file = data_dir / "admin-password.txt"
             pw_file.write_text(self.generated_admin_password + "\n")
             pw_file.chmod(0o600)
+        if self.role is BackendRole.CLUSTER:
+            deps = await self._start_cluster(data_dir)
+        else:
+            deps = await self._start_all(data_dir)
+        with self._startup_lock():  # create_app creates the console's tables
+            app = create_app(deps)
+        config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        tg = await self._stack.enter_async_context(asyncio.TaskGroup())
+        self._stack.callback(self._stop_http)  # runs before the TaskGroup waits for the server task
+        tg.create_task(self._server.serve(), name="http-server")
+        while not self._server.started:  # uvicorn offers no readiness event; its `started` flag is the signal
+            if self._server.should_exit:
+                raise RuntimeError(f"the HTTP server could not start on {s.api.host}:{s.api.port}")
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    async def _start_all(self, data_dir: Path) -> ApiDeps:
+        s = self.settings
         # Inner first, so that shutdown runs outer first: stop HTTP, stop intake, then the alarm service saves.
         self.alarm_service = await self._stack.enter_async_context(
             AlarmService.for_sites(self.db, self.sites, self.clock, retention_days=s.storage.audit_retention_days)
@@ -111,21 +165,65 @@ class Backend:
         self.feed = await self._stack.enter_async_context(
             LiveFeed(self.clock, alarms=self.alarm_service.store, console=self.console, sites=self.sites)
         )
-        deps = ApiDeps(
+        return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self.ingest.stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
             escalation=self.escalation.service, console=self.console, feed=self.feed, extras={"one_tap": one_tap},
         )
-        config = uvicorn.Config(create_app(deps), host=s.api.host, port=s.api.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        tg = await self._stack.enter_async_context(asyncio.TaskGroup())
-        self._stack.callback(self._stop_http)  # runs before the TaskGroup waits for the server task
-        tg.create_task(self._server.serve(), name="http-server")
-        while not self._server.started:  # uvicorn offers no readiness event; its `started` flag is the signal
-            if self._server.should_exit:
-                raise RuntimeError(f"the HTTP server could not start on {s.api.host}:{s.api.port}")
-            await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    async def _start_cluster(self, data_dir: Path) -> ApiDeps:
+        """One of M backends: API, ladder, and the rules seat (the alerting core runs here while leader)."""
+        s = self.settings
+        if self.db.dialect.name != "postgresql":
+            raise ValueError("a cluster backend needs PostgreSQL: set storage.alarm_db_url (see `shouwang config check`)")
+        self.console = LiveConsole()
+        self.publisher = await self._stack.enter_async_context(
+            MqttPublisher(self.broker_host, self.broker_port, client_id=f"{s.broker.client_id_prefix}-publisher-{self.name}",
+                          username=s.broker.username, password=s.broker.password.get_secret_value() if s.broker.password else None)
+        )
+        signer = TokenSigner(_secret(data_dir))
+        one_tap = OneTapLinks(signer, self.clock, s.escalation.link_base_url, s.escalation.link_ttl_s)
+        queue_url = s.relay.queue_db_url or s.storage.alarm_db_url
+        assert queue_url is not None
+        self.moves = QueuedMoves(queue_url, self.alarm_store, self.clock, s.relay)
+        self._stack.callback(self.moves.close)
+        self.escalation = await self._stack.enter_async_context(
+            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, console=self.console, publish=self.publisher.publish,
+                              links=one_tap.link, on_advance=self.moves.advance, worker_id=self.name)
+        )
+        self.seat = await self._stack.enter_async_context(RulesSeat(s, self.db, self.sites, self.clock, self.escalation, name=self.name,
+                                                                          on_change=self.on_leader))
+        self.feed = await self._stack.enter_async_context(
+            LiveFeed(self.clock, alarms=self.alarm_store, console=self.console, sites=self.sites)
+        )
+        # A shared time-series store (InfluxDB) serves charts from any backend; the embedded SQLite one is per ingest worker.
+        timeseries = open_store(s, self.sites) if s.timeseries.backend == "influx" else None
+        if timeseries is not None:
+            self._stack.callback(timeseries.close)
+        seat = self.seat
+
+        def stats() -> dict[str, object]:
+            return {"role": "cluster", "name": self.name, "rules_leader": seat.leader, "rules_terms": seat.terms, **seat.stats}
+
+        return ApiDeps(
+            alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
+            sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, console=self.console, feed=self.feed,
+            extras={"one_tap": one_tap},
+        )
+
+    @contextlib.contextmanager
+    def _startup_lock(self) -> Iterator[None]:
+        """Backends starting together on one PostgreSQL create tables, migrate and create the first login one at a time."""
+        if self.db.dialect.name != "postgresql":
+            yield
+            return
+        with self.db.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _STARTUP_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _STARTUP_LOCK})
+                conn.commit()
 
     def _stop_http(self) -> None:
         if self._server is not None:

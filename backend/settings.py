@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from backend.escalation.settings import EscalationSettings
 
-__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
+__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "RelaySettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -89,6 +89,23 @@ class TimeSeriesSettings(_Section):
     influx_gzip: bool = Field(default=True, description="Compress write requests (InfluxDB's recommendation).")
 
 
+class RelaySettings(_Section):
+    """Scale-out (issue 10): the PostgreSQL uplink queue between ingest workers and the rules leader (docs/scaling.md)."""
+
+    queue_db_url: str | None = Field(
+        default=None, description="PostgreSQL URL of the uplink queue. Unset: storage.alarm_db_url (the alarm store's database).",
+    )
+    batch_max_rows: int = Field(default=500, ge=1, description="Queue rows the rules leader consumes per round at most.")
+    insert_chunk_rows: int = Field(default=1000, ge=1, description="Rows per INSERT when an ingest worker hands readings to the queue.")
+    standby_poll_s: float = Field(default=0.5, gt=0, description="How often a standby backend tries to take the rules lock.")
+    lock_check_s: float = Field(default=1.0, gt=0, description="How often the leader checks that its lock connection is alive.")
+    idle_poll_s: float = Field(default=1.0, gt=0, description="Longest wait of the leader for new rows when no NOTIFY wakes it.")
+    lock_key: int = Field(default=0x5357_0001, description="PostgreSQL advisory lock key of the rules leader (one per rules partition).")
+    move_timeout_s: float = Field(default=15.0, gt=0, description="How long a console action waits for the rules leader to apply it.")
+    retain_consumed_h: float = Field(default=24.0, gt=0, description="Hours consumed queue rows (and their de-duplication keys) are kept.")
+    retry_max_s: float = Field(default=5.0, gt=0, description="Longest back-off of an ingest worker retrying a queue insert.")
+
+
 class ApiSettings(_Section):
     """The HTTP API and the duty console."""
 
@@ -117,6 +134,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
     escalation: EscalationSettings = EscalationSettings()
+    relay: RelaySettings = RelaySettings()
 
     @classmethod
     def settings_customise_sources(

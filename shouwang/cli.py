@@ -16,7 +16,7 @@ from pathlib import Path
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ["run", "edge", "simulate", "drill", "sites", "broker", "config"]
+COMMANDS = ["run", "ingest", "backend", "edge", "simulate", "drill", "sites", "broker", "config"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ Exceptions: `StoreError` wraps what the database raised (the SQLAlchemy error is
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from alerting.lifecycle import AlarmState
 from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, Place, Severity
 from backend.alarms.schema import alarm_audit, alarms, device_records, rule_state
 
-__all__ = ["AlarmRecord", "AlarmStore", "StoreError", "migrate"]
+__all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "migrate"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DAY_MS = 86_400_000
@@ -34,6 +35,13 @@ DAY_MS = 86_400_000
 
 class StoreError(RuntimeError):
     pass
+
+
+# Hook for backend/relay (issue 10, scale-out): work that must commit in the SAME transaction as the alarm
+# writes of `apply`: the rules leader marks the uplink-queue rows it consumed (exactly once) and checks it
+# still holds the leader lock (a fence). Set per asyncio task; asyncio.to_thread carries it into the thread.
+# Unset (the default, and always in the single-process system) it changes nothing.
+IN_TRANSACTION: ContextVar[Callable[[sa.Connection], None] | None] = ContextVar("alarm_store_in_transaction", default=None)
 
 
 def migrate(engine: sa.Engine) -> None:
@@ -137,6 +145,9 @@ class AlarmStore:
                     elif isinstance(act, DeviceRecord):
                         conn.execute(sa.insert(device_records).values(device_id=act.device, kind=act.kind, at_ms=act.at_ms,
                                                                       drill=act.drill, detail=(act.detail or "")[:500] or None))
+                also = IN_TRANSACTION.get()  # issue 10 hook, see IN_TRANSACTION
+                if also is not None:
+                    also(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"could not store {len(actions)} alarm actions: {exc}") from exc
 

@@ -1,0 +1,341 @@
+"""The rules seat: exactly one backend process at a time runs the alerting core, fed from the uplink queue.
+
+How this works: every `shouwang backend` process enters a `RulesSeat`. Its task `rules-seat` keeps one
+PostgreSQL connection and tries `pg_try_advisory_lock(relay.lock_key)` every `relay.standby_poll_s`. The
+process that gets it is the leader for one *term*:
+
+1. it builds an AlarmService from the alarm store (open alarms + the last rule-state snapshot: every timer
+   re-derived from stored state and `now`), attaches the escalation bridge, and starts the ladder of any
+   alarm still `raised` without one (the old leader may have died between the alarm write and the start);
+2. it consumes pending queue rows in (priority, id) order: readings in batches, uplinks and console/ladder
+   moves one by one. Each alarm-store transaction also marks the rows consumed so far (backend.alarms.store
+   IN_TRANSACTION hook) after a *fence*: the transaction checks in `pg_locks` that the lock is still held by
+   this term's lock connection, and rolls back otherwise. So an alarm write and the consumption of the rows
+   that caused it commit together or not at all: no alarm is written twice, no row is lost. Rows that caused
+   no write are marked in a small transaction of their own at the end of the round (same fence);
+3. a watchdog task checks the lock connection every `relay.lock_check_s`; a failure (or a fence that fails)
+   ends the term. The lock is a *session* lock: when the leader dies (kill -9) PostgreSQL closes its session
+   and releases the lock, and a standby takes it within `standby_poll_s`.
+
+What a takeover loses: only in-memory rule state newer than the last snapshot (debounce progress, baselines):
+a debounce restarts, an alarm may come a debounce period later; no alarm is lost or duplicated.
+
+Exceptions: `LostLeadership` (backend.relay.queue) ends a term; anything else ending a term is logged and
+the seat goes back to standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from contextvars import Token
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+import psycopg
+import sqlalchemy as sa
+
+from alerting.ladder.engine import AlarmFacts
+from alerting.lifecycle import AlarmState
+from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
+from backend.alarms.store import IN_TRANSACTION, AlarmStore
+from backend.clock import Clock
+from backend.escalation.bridge import AlarmLadderBridge
+from backend.escalation.runtime import EscalationRuntime
+from backend.ingest.handoff import Reading
+from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, decode_readings, mark_consumed, pg_conninfo
+from backend.settings import Settings
+from backend.sites.model import SiteDirectory
+from broker.errors import MessageRejected
+from broker.schemas import decode_uplink
+
+__all__ = ["MoveCommand", "RulesSeat", "WindowCommand"]
+
+log = logging.getLogger(__name__)
+
+
+def _connect(conninfo: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+
+def _try_lock(conn: psycopg.Connection[Any], key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+class MoveCommand(msgspec.Struct, frozen=True):
+    alarm_id: str
+    move: str
+    actor: str
+    note: str = ""
+    until_ms: int | None = None
+
+
+class WindowCommand(msgspec.Struct, frozen=True):
+    subject: str
+    until_ms: int
+    author: str
+    note: str = ""
+
+
+_move_dec = msgspec.json.Decoder(MoveCommand)
+_window_dec = msgspec.json.Decoder(WindowCommand)
+
+
+def _fence(lock_pid: int, key: int) -> Callable[[sa.Connection], None]:
+    def check(conn: sa.Connection) -> None:
+        held = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = :pid AND classid = 0 AND objid = :key AND objsubid = 1"
+        ), {"pid": lock_pid, "key": key}).scalar_one()
+        if not held:
+            raise LostLeadership(f"the rules lock is no longer held by session {lock_pid}")
+
+    return check
+
+
+class FencedAlarmStore(AlarmStore):
+    """The alarm store of one term: the rule-state snapshot is written only while this term holds the lock
+    (a deposed leader must not overwrite its successor's snapshot)."""
+
+    def __init__(self, engine: sa.Engine, context: Callable[[str], tuple[str | None, str | None]], fence: Callable[[sa.Connection], None]) -> None:
+        super().__init__(engine, context)
+        self.fence = fence
+
+    def save_rule_state(self, name: str, data: bytes, now_ms: int) -> None:
+        from backend.alarms.schema import rule_state
+
+        stmt = self._insert()(rule_state).values(name=name, data=data, updated_ms=now_ms)
+        with self.engine.begin() as conn:
+            self.fence(conn)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
+
+
+@dataclass
+class _Marks:
+    """Rows processed in this round and not yet marked consumed (marked by the next alarm transaction)."""
+
+    ids: list[int] = field(default_factory=list)
+    flushed: int = 0
+
+
+class RulesSeat:
+    def __init__(self, settings: Settings, db: sa.Engine, sites: SiteDirectory, clock: Clock, escalation: EscalationRuntime,
+                 *, name: str = "backend", on_change: Callable[[bool], None] | None = None) -> None:
+        self.settings = settings
+        self.relay = settings.relay
+        url = settings.relay.queue_db_url or settings.storage.alarm_db_url
+        if not url:
+            raise ValueError("the rules seat needs PostgreSQL: set storage.alarm_db_url (or relay.queue_db_url)")
+        self.conninfo = pg_conninfo(url)
+        self.queue = UplinkQueue(url)
+        self.db = db
+        self.sites = sites
+        self.clock = clock
+        self.escalation = escalation
+        self.name = name
+        self.on_change = on_change
+        self.leader = False
+        self.terms = 0
+        self.service: AlarmService | None = None
+        self.stats: dict[str, int] = {"rows": 0, "readings": 0, "uplinks": 0, "commands": 0, "rounds": 0}
+        self._tg: asyncio.TaskGroup | None = None
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.queue.ensure_tables)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        self._task = self._tg.create_task(self._seat(), name="rules-seat")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._task.cancel()
+        with contextlib.suppress(BaseExceptionGroup, asyncio.CancelledError):
+            assert self._tg is not None
+            await self._tg.__aexit__(None, None, None)
+        await asyncio.to_thread(self.queue.close)
+
+    def _set_leader(self, leader: bool) -> None:
+        if leader != self.leader:
+            self.leader = leader
+            log.info("%s: %s the rules leader", self.name, "now" if leader else "no longer")
+            if self.on_change is not None:
+                self.on_change(leader)
+
+    # -- standby ------------------------------------------------------------------------------------------
+    async def _seat(self) -> None:
+        key = self.relay.lock_key
+        while not self._stop.is_set():
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                conn = await asyncio.to_thread(_connect, self.conninfo)
+                lock_conn = conn
+                while not self._stop.is_set():
+                    if await asyncio.to_thread(_try_lock, lock_conn, key):
+                        self.terms += 1
+                        await self._term(lock_conn)
+                        break  # leave the session: closing it releases the lock whatever happened
+                    await asyncio.sleep(self.relay.standby_poll_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: rules term ended: %s: %s", self.name, type(exc).__name__, exc)
+                await asyncio.sleep(self.relay.standby_poll_s)
+            finally:
+                self._set_leader(False)
+                self.service = None
+                if conn is not None:
+                    await asyncio.to_thread(conn.close)
+
+    # -- one term as leader ---------------------------------------------------------------------------------
+    async def _term(self, lock_conn: psycopg.Connection[Any]) -> None:
+        fence = _fence(lock_conn.info.backend_pid, self.relay.lock_key)
+        sites = self.sites
+
+        def context(building: str) -> tuple[str | None, str | None]:
+            b = sites.buildings.get(building)
+            g = sites.grids.get(b.grid) if b else None
+            return (g.id, g.community) if g else (None, None)
+
+        store = await asyncio.to_thread(FencedAlarmStore, self.db, context, fence)
+        token: Token[Callable[[sa.Connection], None] | None] | None = IN_TRANSACTION.set(fence)  # the ticker inherits it: ticks are fenced
+        try:
+            service = AlarmService(store, sites, self.clock, retention_days=self.settings.storage.audit_retention_days)
+            async with service:
+                assert token is not None
+                IN_TRANSACTION.reset(token)
+                token = None
+                bridge = AlarmLadderBridge(service)
+                bridge.attach(self.escalation.service, self.escalation.roster)
+                self.service = service
+                await self._start_missing_ladders(service)
+                self._set_leader(True)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
+                    tg.create_task(self._consume(service, fence), name="rules-consumer")
+                    tg.create_task(self._prune(), name="rules-queue-prune")
+        except* LostLeadership as eg:
+            log.warning("%s: %s", self.name, eg.exceptions[0])
+        finally:
+            if token is not None:
+                IN_TRANSACTION.reset(token)
+
+    async def _watch_lock(self, conn: psycopg.Connection[Any]) -> None:
+        while True:
+            await asyncio.sleep(self.relay.lock_check_s)
+            try:
+                await asyncio.to_thread(lambda: conn.execute("SELECT 1").fetchone())
+            except psycopg.Error as exc:
+                raise LostLeadership(f"the lock connection failed: {exc}") from exc
+
+    async def _start_missing_ladders(self, service: AlarmService) -> None:
+        """Alarms still `raised` with no ladder: the previous leader died between the alarm and its ladder."""
+        ladder, roster = self.escalation.service, self.escalation.roster
+        for alarm in await asyncio.to_thread(service.store.open_alarms):
+            if alarm.state is not AlarmState.RAISED or await ladder.get(alarm.id) is not None:
+                continue
+            p = alarm.place
+            where = roster.where(device=p.device, building=p.building, household=p.household, unit=p.unit)
+            await ladder.start(AlarmFacts(alarm.id, alarm.alarm_type, alarm.severity, alarm.raised_at_ms, where, alarm.title, alarm.drill))
+            log.info("%s: started the missing ladder of %s", self.name, alarm.id)
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            cutoff = self.clock.now_ms() - int(self.relay.retain_consumed_h * 3_600_000)
+            n = await asyncio.to_thread(self.queue.prune, cutoff)
+            log.info("pruned %d consumed queue rows", n)
+
+    async def _wait_for_rows(self, listen: psycopg.Connection[Any]) -> None:
+        def wait() -> None:
+            for _ in listen.notifies(timeout=self.relay.idle_poll_s, stop_after=1):
+                pass
+
+        await asyncio.to_thread(wait)
+
+    async def _consume(self, service: AlarmService, fence: Callable[[sa.Connection], None]) -> None:
+        listen = await asyncio.to_thread(_connect, self.conninfo)
+        try:
+            await asyncio.to_thread(listen.execute, f"LISTEN {CHANNEL}")
+            while True:
+                rows = await asyncio.to_thread(self.queue.pending, self.relay.batch_max_rows)
+                if not rows:
+                    await self._wait_for_rows(listen)
+                    continue
+                await self._round(service, fence, rows)
+        finally:
+            await asyncio.to_thread(listen.close)
+
+    async def _round(self, service: AlarmService, fence: Callable[[sa.Connection], None], rows: Sequence[QueueRow]) -> None:
+        marks = _Marks()
+        results: dict[int, str] = {}
+
+        def in_tx(conn: sa.Connection) -> None:
+            fence(conn)
+            mark_consumed(conn, marks.ids[marks.flushed:], self.clock.now_ms())
+            marks.flushed = len(marks.ids)
+
+        token = IN_TRANSACTION.set(in_tx)
+        try:
+            i = 0
+            while i < len(rows):
+                row = rows[i]
+                if row.kind == "readings":
+                    readings: list[Reading] = []
+                    while i < len(rows) and rows[i].kind == "readings":
+                        readings += decode_readings(rows[i].body)
+                        marks.ids.append(rows[i].id)
+                        i += 1
+                    await service.on_readings(readings)
+                    self.stats["readings"] += len(readings)
+                    continue
+                marks.ids.append(row.id)
+                i += 1
+                if row.kind == "uplink" and row.topic is not None:
+                    try:
+                        uplink = decode_uplink(row.topic, row.body)
+                    except MessageRejected:
+                        log.exception("queue row %s no longer decodes; consumed without effect", row.key)
+                        continue
+                    await service.on_uplink(uplink, row.received_ms)
+                    self.stats["uplinks"] += 1
+                elif row.kind in ("move", "window"):
+                    results[row.id] = await self._command(service, row)
+                    self.stats["commands"] += 1
+            if marks.flushed < len(marks.ids):
+                rest = marks.ids[marks.flushed:]
+
+                def mark_rest() -> None:
+                    with self.db.begin() as conn:
+                        fence(conn)
+                        mark_consumed(conn, rest, self.clock.now_ms())
+
+                await asyncio.to_thread(mark_rest)
+        finally:
+            IN_TRANSACTION.reset(token)
+        if results:
+            await asyncio.to_thread(self.queue.set_results, results)
+        self.stats["rows"] += len(rows)
+        self.stats["rounds"] += 1
+
+    async def _command(self, service: AlarmService, row: QueueRow) -> str:
+        try:
+            if row.kind == "move":
+                m = _move_dec.decode(row.body)
+                alarm = await service.move(m.alarm_id, m.move, m.actor, note=m.note, until_ms=m.until_ms)
+                return msgspec.json.encode({"ok": True, "alarm_id": alarm.id}).decode()
+            w = _window_dec.decode(row.body)
+            n = await service.add_window(w.subject, w.until_ms, w.author, w.note)
+            return msgspec.json.encode({"ok": True, "silenced": n}).decode()
+        except NoSuchAlarm as exc:
+            return msgspec.json.encode({"ok": False, "error": "no_such_alarm", "reason": str(exc)}).decode()
+        except MoveRefused as exc:
+            return msgspec.json.encode({"ok": False, "error": "refused", "move": exc.move, "reason": exc.reason}).decode()
+        except (msgspec.DecodeError, ValueError) as exc:
+            return msgspec.json.encode({"ok": False, "error": "invalid", "reason": str(exc)}).decode()
+
