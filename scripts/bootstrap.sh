@@ -47,6 +47,8 @@ if [ $want_services -eq 1 ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto mosquitto-clients)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # Chinese text in the console's screenshots needs a CJK font; Chromium shows boxes without one.
+  [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
   apt_install "${need[@]}"
   # Debian starts the packaged services on install; the tests start their own on free ports.
   if command -v service >/dev/null 2>&1; then
