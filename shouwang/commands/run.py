@@ -24,6 +24,11 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, default=None, help="folder for databases and secrets (default: var/)")
     p.add_argument("--sites", type=Path, default=None, help="site directory to serve (default: the sample community)")
     p.add_argument("--no-simulate", action="store_true", help="do not run the simulated community")
+    p.add_argument("--ingest-workers", type=int, default=0, metavar="N",
+                   help="scale out: N `shouwang ingest` workers on an MQTT 5 shared subscription (with --backends; docs/scaling.md)")
+    p.add_argument("--backends", type=int, default=0, metavar="M",
+                   help="scale out: M `shouwang backend` processes, one of them the rules leader; uses the configured broker and "
+                        "PostgreSQL or starts a local Mosquitto and PostgreSQL")
     p.set_defaults(handler=_run)
 
 
@@ -46,7 +51,32 @@ def _run(args: argparse.Namespace) -> int:
     except SiteDirectoryInvalid as exc:
         print(exc, file=sys.stderr)
         return 1
+    if args.ingest_workers or args.backends:
+        return asyncio.run(_serve_cluster(settings, sites, max(1, args.ingest_workers), max(1, args.backends), args.config))
     return asyncio.run(_serve(settings, sites))
+
+
+async def _serve_cluster(settings: Any, sites: Any, n: int, m: int, config: Path | None) -> int:
+    from shouwang.cluster import LocalCluster
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with LocalCluster(settings, sites, ingest_workers=n, backends=m, config=config) as cluster:
+        consoles = "\n".join(f"  console:  {c.info.get('url')}/   ({c.name})" for c in cluster.children if c.name.startswith("backend-"))
+        passwords = {c.info["admin_password"] for c in cluster.children if c.info.get("admin_password")}
+        print(f"""
+守望 Shouwang is running scaled out: {m} backend process(es), {n} ingest worker(s).
+{consoles}
+  login:    {settings.api.admin_user}   {'password ' + passwords.pop() if passwords else 'password as created on first start'}
+  broker:   {cluster.broker_url} (MQTT 5 shared subscription)
+  database: {cluster.db_url.rsplit('@', 1)[-1] if cluster.db_url else ''}
+  community: {', '.join(c.name for c in sites.communities.values())}: {len(sites.devices)} devices, simulator {'on' if cluster.simulating else 'off'}
+Ctrl-C stops it.""", flush=True)
+        await stop.wait()
+        print("stopping...", flush=True)
+    return 0
 
 
 async def _serve(settings: Any, sites: Any) -> int:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.store.pg_local import LocalPostgres
 from tests.conftest import REPO
@@ -182,7 +183,7 @@ class Publisher:
     """One QoS 1 MQTT connection publishing for many gateways (as a test harness, not as a gateway)."""
 
     def __init__(self, port: int) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"so-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"so-pub-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)
