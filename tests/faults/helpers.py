@@ -40,7 +40,9 @@ from broker.schemas import DeviceEvent, encode
 from broker.topics import NOTIFY_PREFIX, event_topic
 from tests.conftest import REPO
 
-__all__ = ["FAST_POLICY", "GATEWAY", "BackendProcess", "NoticeListener", "SmokePublisher", "fault_site", "listening", "smoke_id", "until", "write_fixture_files"]
+__all__ = [
+    "FAST_POLICY", "GATEWAY", "BackendProcess", "NoticeListener", "SmokePublisher", "fault_site", "listening", "smoke_id", "until", "write_fixture_files",
+]
 
 # Every rung on the MQTT app channel (observable here); 4 s to acknowledge before the next rung is paged.
 FAST_POLICY = """\
@@ -84,7 +86,8 @@ class BackendProcess:
             env["SHOUWANG_ESCALATION__POLICY_FILE"] = str(self.policy_file)
         self.output = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from shouwang.cli import main; sys.exit(main())", "run", "--no-simulate", "--port", "0", "--data-dir", str(self.data_dir), "--sites", str(self.site_file)],
+            [sys.executable, "-c", "import sys; from shouwang.cli import main; sys.exit(main())",
+             "run", "--no-simulate", "--port", "0", "--data-dir", str(self.data_dir), "--sites", str(self.site_file)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         )
         found = threading.Event()
@@ -178,7 +181,7 @@ class SmokePublisher:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(1, 2)
         self.acked: set[int] = set()
         self.client.on_publish = lambda _c, _u, mid, _rc, _p: self.acked.add(mid)
         self.client.connect(host, port)
