@@ -215,7 +215,9 @@ class RulesSeat:
                 self.service = service
                 await self._start_missing_ladders(service)
                 self._set_leader(True)
-                async with asyncio.TaskGroup() as tg:
+                async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+                    if hasattr(bridge, "__aenter__"):  # a bridge with its own worker tasks runs for the term
+                        await stack.enter_async_context(bridge)  # type: ignore[arg-type,unused-ignore]
                     tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
                     tg.create_task(self._consume(service, fence), name="rules-consumer")
                     tg.create_task(self._prune(), name="rules-queue-prune")
