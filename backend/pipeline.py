@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from backend.clock import Clock, SystemClock
-from backend.ingest.handoff import AlertingFeed, Reading
+from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.ingest.journal import Journal, JournalEntry, JournalError
 from backend.ingest.stats import IngestStats
 from backend.settings import IngestSettings
@@ -314,16 +314,38 @@ class Pipeline:
                     attempt += 1
             self._ack([i.token for i in items])
             done: list[int] = []
-            for item in items:  # already in priority order: the queue is a heap
-                if item.uplink is None:
-                    continue
-                if await self._deliver(item):
-                    done.append(item.seq)
+            deliverable = [i for i in items if i.uplink is not None]  # already in priority order: the queue is a heap
+            if len(deliverable) > 1 and isinstance(self.feed, BatchFeed):
+                if await self._deliver_batch(self.feed, deliverable):
+                    done += [i.seq for i in deliverable]
+            else:
+                for item in deliverable:
+                    if await self._deliver(item):
+                        done.append(item.seq)
             if done:
                 try:
                     self.ujournal.mark_done(done)
                 except JournalError:  # they are offered again after a restart: at least once, never lost
                     log.exception("could not mark %d uplinks as delivered", len(done))
+
+    async def _deliver_batch(self, feed: BatchFeed, items: list[_Item]) -> bool:
+        """Hand a burst over in one call (one decision, one commit); if the feed refuses, every item goes back."""
+        for item in items:
+            assert item.uplink is not None
+            if item.uplink.priority is Priority.LIFE_SAFETY:
+                self.lanes.life_safety_latency_s.append(time.monotonic() - item.intake_s)
+        del self.lanes.life_safety_latency_s[:-10_000]
+        try:
+            await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None])
+        except Exception:
+            self.lanes.feed_failures += 1
+            log.exception("alerting refused a batch of %d; they stay in the journal and are offered again", len(items))
+            await self._retry_delay(0)
+            for item in items:
+                self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
+            return False
+        self.lanes.uplinks_delivered += len(items)
+        return True
 
     async def _deliver(self, item: _Item) -> bool:
         assert item.uplink is not None

@@ -159,6 +159,7 @@ class Backend:
                               links=one_tap.link, on_advance=self.bridge.apply_move)
         )
         self.bridge.attach(self.escalation.service, self.escalation.roster)
+        await self._stack.enter_async_context(self.bridge)
         self.ingest = await self._stack.enter_async_context(
             IngestService(s, self.sites, self.broker_host, self.broker_port, feed=self.alarm_service, clock=self.clock)
         )

@@ -110,3 +110,55 @@ def _paged(notices: list[tuple[str, Notice]], sites: SiteDirectory) -> list[tupl
     roles = {r for r, _ in out}
     has_station = roles & {Role.FIRE_STATION_HEAD, Role.FIRE_STATION_MEMBER}
     return out if Role.GRID_WORKER in roles and has_station else None
+
+
+async def test_a_storm_of_200_smoke_alarms_is_stored_in_seconds_and_every_one_gets_a_ladder(system: System, sample_site: SiteDirectory) -> None:
+    """Before alarms were batched per burst and ladders started off the alarm path, this took ~50 s."""
+    smokes = [d for d in sample_site.devices.values() if d.kind == "smoke" and d.household][:200]
+    service = system.backend.alarm_service
+    async with aiomqtt.Client(system.broker_host, system.broker_port) as mqtt:
+        now = int(time.time() * 1000)
+        started = time.monotonic()
+        for i, d in enumerate(smokes):
+            event = DeviceEvent(msg_id=f"storm-{i}", source_ts_ms=now, received_ts_ms=now, event=EventKind.SMOKE_ALARM)
+            await mqtt.publish(event_topic(d.gateway, d.id), encode(event), qos=1)
+
+    def stored() -> set[str | None]:
+        return {a.device_id for a in service.store.list(open_only=True, limit=1000) if a.alarm_type == "smoke"}
+
+    await until(lambda: len(stored()) >= 200 or None, 15, "200 smoke alarms in the store")
+    stored_after = time.monotonic() - started
+    assert stored() == {d.id for d in smokes}
+    assert stored_after < 15
+    ladder = system.backend.escalation.service
+    ids = [a.id for a in service.store.list(open_only=True, limit=1000) if a.alarm_type == "smoke"]
+
+    async def all_started() -> bool | None:
+        states = [await ladder.get(i) for i in ids]
+        return all(s is not None for s in states) or None
+
+    await until(all_started, 120, "a ladder for every storm alarm")
+
+
+async def test_an_alarm_stored_without_its_ladder_gets_one_after_a_restart(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """A crash between storing an alarm and starting its ladder must not leave the alarm with nobody."""
+    from backend.alarms.service import AlarmService
+    from backend.clock import SystemClock
+    from backend.store.db import make_engine, sqlite_url
+    from broker.schemas import decode_uplink
+
+    data = tmp_path / "var"
+    data.mkdir()
+    smoke = next(d for d in sample_site.devices.values() if d.kind == "smoke" and d.household)
+    engine = make_engine(sqlite_url(data / "alarms.db"))
+    async with AlarmService.for_sites(engine, sample_site, SystemClock()) as service:  # no ladder attached: the "crash"
+        now = int(time.time() * 1000)
+        event = DeviceEvent(msg_id="orphan-1", source_ts_ms=now, received_ts_ms=now, event=EventKind.SMOKE_ALARM)
+        await service.on_uplink(decode_uplink(str(event_topic(smoke.gateway, smoke.id)), encode(event)), now)
+        [alarm] = [a for a in service.store.list(open_only=True) if a.device_id == smoke.id]
+    engine.dispose()
+    settings = load_settings(None, api={"port": 0, "admin_password": "test-pass"}, storage={"data_dir": data},
+                             simulate={"enabled": False, "site_file": SAMPLE_SITE})
+    async with System(settings, sample_site) as s:
+        state = await until(lambda: s.backend.escalation.service.get(alarm.id), 10, "the ladder of the stored alarm")
+    assert state.facts.alarm_id == alarm.id

@@ -169,26 +169,36 @@ class AlarmService:
 
     # -- AlertingFeed ----------------------------------------------------------------------------------------
     async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
-        msg = uplink.message
-        gateway, device = uplink.topic.gateway, uplink.topic.device
+        await self.on_uplink_batch([(uplink, received_ms)])
+
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]]) -> None:
+        """Decide on messages that arrived together, in order, under one lock and in ONE transaction; return
+        once that is durable. A storm of 200 smoke alarms is then a few commits, not 200 (backend.ingest.handoff
+        BatchFeed; the ingest lane hands over what it has queued)."""
         async with self._lock:
-            self.stats["uplinks"] += 1
-            eng = self.engine
-            actions: list[Action] = []
-            if isinstance(msg, DeviceEvent) and device is not None:
-                actions = eng.on_event(device, gateway, msg.event, received_ms, seen_ms=msg.source_ts_ms, drill=msg.drill,
-                                       needs_callback=msg.needs_callback, msg_id=msg.msg_id, value=msg.value, detail=msg.detail)
-            elif isinstance(msg, DeviceAvailability) and device is not None:
-                actions = eng.on_availability(device, msg.state, received_ms, seen_ms=msg.source_ts_ms, reason=msg.reason)
-            elif isinstance(msg, GatewayStatus):
-                actions = eng.on_gateway_status(gateway, msg.state is GatewayState.ONLINE, received_ms)
-            elif isinstance(msg, PatrolHeartbeat):
-                actions = eng.on_patrol(gateway, msg.period_s, received_ms)
-            elif isinstance(msg, Telemetry) and device is not None:
-                readings = [Reading(device, gateway, k, v, msg.source_ts_ms, received_ms, msg.drill) for k, v in msg.readings.items()]
-                actions = eng.on_readings(readings, received_ms)
+            actions = [a for uplink, received_ms in items for a in self._decide(uplink, received_ms)]
             await self._commit(actions)
         await self._tell(actions)
+
+    def _decide(self, uplink: Uplink, received_ms: int) -> list[Action]:
+        """Run one uplink message through the core (the caller holds the lock)."""
+        msg = uplink.message
+        gateway, device = uplink.topic.gateway, uplink.topic.device
+        self.stats["uplinks"] += 1
+        eng = self.engine
+        if isinstance(msg, DeviceEvent) and device is not None:
+            return eng.on_event(device, gateway, msg.event, received_ms, seen_ms=msg.source_ts_ms, drill=msg.drill,
+                                needs_callback=msg.needs_callback, msg_id=msg.msg_id, value=msg.value, detail=msg.detail)
+        if isinstance(msg, DeviceAvailability) and device is not None:
+            return eng.on_availability(device, msg.state, received_ms, seen_ms=msg.source_ts_ms, reason=msg.reason)
+        if isinstance(msg, GatewayStatus):
+            return eng.on_gateway_status(gateway, msg.state is GatewayState.ONLINE, received_ms)
+        if isinstance(msg, PatrolHeartbeat):
+            return eng.on_patrol(gateway, msg.period_s, received_ms)
+        if isinstance(msg, Telemetry) and device is not None:
+            readings = [Reading(device, gateway, k, v, msg.source_ts_ms, received_ms, msg.drill) for k, v in msg.readings.items()]
+            return eng.on_readings(readings, received_ms)
+        return []
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         async with self._lock:

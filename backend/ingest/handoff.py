@@ -2,7 +2,8 @@
 
 How this works: ingest calls an `AlertingFeed` (implemented by the alerting service in backend/alarms/).
 Device events, availability changes, gateway status and patrol heartbeats go one by one through `on_uplink`
-the moment they are validated and de-duplicated: never batched, never queued behind telemetry. Telemetry is
+the moment they are validated and de-duplicated: never queued behind telemetry. A feed that also
+implements `BatchFeed` gets what the uplink lane has queued at that moment in one call, in order. Telemetry is
 flattened into `Reading`s and handed in batches through `on_readings` after it is durable in the
 time-series store, so the rules can also look back at stored windows.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from broker.schemas import Uplink
 
-__all__ = ["AlertingFeed", "Reading"]
+__all__ = ["AlertingFeed", "BatchFeed", "Reading"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,11 @@ class AlertingFeed(Protocol):
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         """A batch of readings, already stored."""
         ...
+
+
+@runtime_checkable
+class BatchFeed(AlertingFeed, Protocol):
+    """A feed that can also take several non-telemetry messages at once, deciding them in order; ingest uses it
+    for what its uplink lane has queued (a storm), so the feed can commit them together."""
+
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]]) -> None: ...
