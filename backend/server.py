@@ -40,9 +40,13 @@ from backend.api.tokens import TokenSigner
 from backend.clock import Clock, SystemClock
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
+from backend.ingest.handoff import AlertingFeed
 from backend.ingest.service import IngestService, open_store
 from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
+from backend.patrol.alarms import StorePatrolAlarms
+from backend.patrol.book import PatrolSettings
+from backend.patrol.scheduler import PatrolScheduler, PatrolTap
 from backend.relay.leader import RulesSeat
 from backend.relay.moves import QueuedMoves
 from backend.settings import Settings
@@ -76,6 +80,19 @@ def _secret(data_dir: Path) -> bytes:
 class BackendRole(StrEnum):
     ALL = "all"  # ingest, rules, ladder and API in this one process (the embedded default)
     CLUSTER = "cluster"  # API and ladder; rules when leader; ingest in separate `shouwang ingest` workers
+
+
+class _PatrolClock:
+    """The backend's clock as the patrol scheduler wants it (it sleeps until a wall-clock instant)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms()
+
+    async def sleep_until_ms(self, t_ms: int) -> None:
+        await asyncio.sleep(max(0.0, (t_ms - self._clock.now_ms()) / 1000))
 
 
 class Backend:
@@ -160,8 +177,20 @@ class Backend:
         )
         self.bridge.attach(self.escalation.service, self.escalation.roster)
         await self._stack.enter_async_context(self.bridge)
+        feed: AlertingFeed = self.alarm_service
+        self.patrol: PatrolScheduler | None = None
+        if s.patrol.enabled and self.sites.gateways:
+            patrol_alarms = StorePatrolAlarms(self.alarm_service.store, self.sites, listener=self.bridge.on_actions)
+            await patrol_alarms.start(self.clock.now_ms())
+            self.patrol = await self._stack.enter_async_context(PatrolScheduler(
+                self.sites.gateways, self.broker_host, self.broker_port, patrol_alarms,
+                settings=PatrolSettings(period_s=s.patrol.period_s, window_s=s.patrol.window_s),
+                clock=_PatrolClock(self.clock), client_id=f"{s.broker.client_id_prefix}-patrol", username=s.broker.username,
+                password=s.broker.password.get_secret_value() if s.broker.password else None, publish=self.publisher.publish,
+            ))
+            feed = PatrolTap(self.patrol, self.alarm_service)  # patrol answers to the scheduler, everything on to the rules
         self.ingest = await self._stack.enter_async_context(
-            IngestService(s, self.sites, self.broker_host, self.broker_port, feed=self.alarm_service, clock=self.clock)
+            IngestService(s, self.sites, self.broker_host, self.broker_port, feed=feed, clock=self.clock)
         )
         self.feed = await self._stack.enter_async_context(
             LiveFeed(self.clock, alarms=self.alarm_service.store, console=self.console, sites=self.sites)

@@ -17,7 +17,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from backend.escalation.settings import EscalationSettings
 
-__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings", "RelaySettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
+__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings",
+    "PatrolConfig", "RelaySettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -124,6 +125,14 @@ class SimulateSettings(_Section):
     seed: int = Field(default=7, description="Seed of the simulator's random events.")
 
 
+class PatrolConfig(_Section):
+    """Patrol (巡检): a synthetic test sent to every gateway that must come back through the whole pipeline."""
+
+    enabled: bool = Field(default=True, description="Send patrol tests to every gateway of the site directory (single-process backend).")
+    period_s: float = Field(default=3600.0, gt=0, le=7200, description="How often each gateway is patrolled; the standard's ceiling is 2 h.")
+    window_s: float = Field(default=120.0, gt=0, description="How long a patrol may take to come back before it raises patrol_missed.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -134,6 +143,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
     escalation: EscalationSettings = EscalationSettings()
+    patrol: PatrolConfig = PatrolConfig()
     relay: RelaySettings = RelaySettings()
 
     @classmethod

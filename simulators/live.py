@@ -40,8 +40,9 @@ import aiomqtt
 
 from backend.sites.model import Device, SiteDirectory
 from broker.kinds import EventKind, GatewayState
-from broker.schemas import DeviceEvent, encode
-from broker.topics import event_topic
+from broker.errors import MessageRejected
+from broker.schemas import DeviceEvent, GatewayCommand, decode_message, encode
+from broker.topics import TopicKind, command_filter, event_topic
 from simulators.clock import ScaledClock, SimClock
 from simulators.dialects import DialectTopics, MixedEncoder
 from simulators.fleet import Fleet, UnknownTarget
@@ -130,6 +131,7 @@ class GatewayLink:
         self.gateway = gateway
         self.host, self.port = host, port
         self._encoder, self._clock, self._stats = encoder, clock, stats
+        self._patrol_answers = 0
         self._client_id, self._birth = client_id, birth
         self._username, self._password = username, password
         self._reconnect_s = reconnect_s
@@ -201,25 +203,54 @@ class GatewayLink:
             for out in [self._encoder.gateway_status(self.gateway, now, GatewayState.ONLINE), *self._birth(now)]:
                 await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
                 self._stats.sent[out.label] += 1
+            await client.subscribe(str(command_filter(self.gateway)), qos=1)
             self.connected.set()
-            while True:
-                item = await self.queue.get()
+            commands = asyncio.create_task(self._answer_commands(client), name=f"sim-commands-{self.gateway}")
+            try:
+                await self._publish_queued(client)
+            finally:
+                commands.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await commands
+
+    async def _answer_commands(self, client: aiomqtt.Client) -> None:
+        """Answer the centre's patrol command as a real edge agent does: a PatrolHeartbeat with its patrol id."""
+        with contextlib.suppress(aiomqtt.MqttError):  # the connection dropped: the session loop reconnects
+            async for message in client.messages:
+                if not str(message.topic).endswith("/patrol") or not isinstance(message.payload, bytes):
+                    continue
                 try:
-                    if item is None:
-                        bye = self._encoder.gateway_status(self.gateway, self._clock.now(), GatewayState.OFFLINE)
-                        await client.publish(bye.topic, bye.payload, qos=1, retain=True)
-                        self._stats.sent[bye.label] += 1
-                        self.closed.set()
-                        return
-                    await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-                    self._stats.sent[item.label] += 1
-                except aiomqtt.MqttError:
-                    if item is not None:  # keep it for the next connection, at the back of the queue
-                        with contextlib.suppress(asyncio.QueueFull):
-                            self.queue.put_nowait(item)
-                    raise
-                finally:
-                    self.queue.task_done()
+                    command = decode_message(TopicKind.COMMAND, message.payload, str(message.topic))
+                except MessageRejected:
+                    log.warning("gateway %s: ignoring a malformed command on %s", self.gateway, message.topic)
+                    continue
+                if isinstance(command, GatewayCommand):
+                    self._patrol_answers += 1
+                    answer = self._encoder.patrol_answer(self.gateway, self._clock.now(), self._patrol_answers, command.cmd_id)
+                    try:
+                        self.queue.put_nowait(answer)
+                    except asyncio.QueueFull:  # the centre will see the patrol missed, which is the truth
+                        log.warning("gateway %s: queue full, patrol %s not answered", self.gateway, command.cmd_id)
+
+    async def _publish_queued(self, client: aiomqtt.Client) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                if item is None:
+                    bye = self._encoder.gateway_status(self.gateway, self._clock.now(), GatewayState.OFFLINE)
+                    await client.publish(bye.topic, bye.payload, qos=1, retain=True)
+                    self._stats.sent[bye.label] += 1
+                    self.closed.set()
+                    return
+                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+                self._stats.sent[item.label] += 1
+            except aiomqtt.MqttError:
+                if item is not None:  # keep it for the next connection, at the back of the queue
+                    with contextlib.suppress(asyncio.QueueFull):
+                        self.queue.put_nowait(item)
+                raise
+            finally:
+                self.queue.task_done()
 
 
 class CommunitySimulator:

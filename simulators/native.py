@@ -119,6 +119,12 @@ class NativeEncoder:
         msg = PatrolHeartbeat(msg_id=self.msg_id(p.gateway), source_ts_ms=ms, received_ts_ms=ms, seq=p.seq, period_s=p.period_s, outbox_depth=outbox_depth)
         return Outgoing(p.gateway, str(patrol_topic(p.gateway)), encode(msg), 1, False, "patrol")
 
+    def patrol_answer(self, gateway: str, t: float, seq: int, patrol_id: str, period_s: float = 3600.0) -> Outgoing:
+        """The heartbeat a gateway sends back at once when the centre's patrol (巡检) command reaches it."""
+        ms = _ms(t)
+        msg = PatrolHeartbeat(msg_id=self.msg_id(gateway), source_ts_ms=ms, received_ts_ms=ms, seq=seq, period_s=period_s, patrol_id=patrol_id)
+        return Outgoing(gateway, str(patrol_topic(gateway)), encode(msg), 1, False, "patrol")
+
     def gateway_status(self, gateway: str, t: float, state: GatewayState) -> Outgoing:
         msg = gateway_status_message(self.msg_id(gateway), t, state)
         return Outgoing(gateway, str(gateway_status_topic(gateway)), encode(msg), 1, True, "status")

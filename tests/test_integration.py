@@ -162,3 +162,38 @@ async def test_an_alarm_stored_without_its_ladder_gets_one_after_a_restart(tmp_p
     async with System(settings, sample_site) as s:
         state = await until(lambda: s.backend.escalation.service.get(alarm.id), 10, "the ladder of the stored alarm")
     assert state.facts.alarm_id == alarm.id
+
+
+async def test_patrols_come_back_through_the_running_system_and_a_cut_uplink_raises_patrol_missed(tmp_path: Path) -> None:
+    """Patrol (巡检) on `shouwang run`'s wiring: simulated gateways answer like edge agents; one whose uplink is
+    cut raises `patrol_missed` within one patrol period, and the duty officers are its ladder."""
+    from backend.sites import generate_site_document, parse_site_directory
+
+    doc = generate_site_document(1, grids=1, buildings_per_grid=2)
+    site_file = tmp_path / "small.yaml"
+    from backend.sites import write_site_document
+
+    write_site_document(doc, site_file)
+    sites = parse_site_directory(site_file.read_text(encoding="utf-8"), str(site_file))
+    period_s = 3.0
+    settings = load_settings(None, api={"port": 0, "admin_password": "test-pass"}, storage={"data_dir": tmp_path / "var"},
+                             simulate={"enabled": True, "site_file": site_file}, patrol={"period_s": period_s, "window_s": 1.0})
+    async with System(settings, sites) as s:
+        patrol = s.backend.patrol
+        assert patrol is not None
+        await until(lambda: len({r.gateway for r in patrol.returns}) == len(sites.gateways) or None, 3 * period_s,
+                    "a returned patrol from every gateway")
+        assert not patrol.misses
+        cut = sorted(sites.gateways)[0]
+        s.simulator.cut_uplink(cut, 600)
+        cut_at = time.monotonic()
+
+        def missed() -> list[Any] | None:
+            rows = [a for a in s.backend.alarm_service.store.list(open_only=True) if a.alarm_type == "patrol_missed"]
+            return rows or None
+
+        [alarm] = await until(missed, period_s + 1.5, "the patrol_missed alarm")
+        assert time.monotonic() - cut_at <= period_s + 1.5  # within one patrol period (plus scheduling slack)
+        assert alarm.gateway_id == cut
+        ladder = await until(lambda: s.backend.escalation.service.get(alarm.id), 5, "the patrol alarm's ladder")
+        assert [e.rung for e in ladder.engagements] == ["duty_officer"]

@@ -12,10 +12,11 @@ building): it is the platform's own health, routed to whoever owns the platform,
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from alerting.book import AlarmBook
-from alerting.model import Place, Severity, Signal, SignalKind
+from alerting.model import Action, Place, Severity, Signal, SignalKind
 from backend.alarms.store import AlarmStore
 from backend.patrol.book import PatrolMiss, PatrolReturn
 from backend.sites.model import SiteDirectory
@@ -30,10 +31,12 @@ def _hhmm(ms: int | None) -> str:
 
 
 class StorePatrolAlarms:
-    def __init__(self, store: AlarmStore, sites: SiteDirectory | None = None) -> None:
+    def __init__(self, store: AlarmStore, sites: SiteDirectory | None = None,
+                 listener: Callable[[Sequence[Action]], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.sites = sites
         self.book: AlarmBook | None = None
+        self.listener = listener  # told what was stored, like an AlarmService listener (the escalation bridge)
 
     async def start(self, now_ms: int) -> None:
         book = AlarmBook(id_prefix=f"P{now_ms:x}.")
@@ -58,11 +61,14 @@ class StorePatrolAlarms:
                      title=f"巡检未返回 · {name}", place=place,
                      detail=f"patrol {miss.patrol_id} sent {_hhmm(miss.sent_ms)} did not come back by {_hhmm(miss.deadline_ms)}; "
                             f"{miss.consecutive} in a row; last good patrol {_hhmm(miss.last_ok_ms)}")
-        actions = self._book().signal(sig, now_ms)
+        await self._apply(self._book().signal(sig, now_ms))
+
+    async def _apply(self, actions: Sequence[Action]) -> None:
         await asyncio.to_thread(self.store.apply, actions)
+        if self.listener is not None and actions:
+            await self.listener(actions)
 
     async def patrol_returned(self, ret: PatrolReturn, now_ms: int) -> None:
         sig = Signal(SignalKind.CLEAR, PATROL_MISSED, f"gateway:{ret.gateway}", ret.returned_ms,
                      detail=f"patrol {ret.patrol_id} came back after {ret.round_trip_ms} ms")
-        actions = self._book().signal(sig, now_ms)
-        await asyncio.to_thread(self.store.apply, actions)
+        await self._apply(self._book().signal(sig, now_ms))

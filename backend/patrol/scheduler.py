@@ -23,13 +23,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 import aiomqtt
 
-from backend.ingest.handoff import AlertingFeed, Reading
+from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
 from broker.topics import command_topic
@@ -75,7 +75,8 @@ class PatrolAlarmSink(Protocol):
 class PatrolScheduler:
     def __init__(self, gateways: Iterable[str], host: str, port: int, sink: PatrolAlarmSink, *, settings: PatrolSettings | None = None,
                  clock: PatrolClock | None = None, client_id: str = "shouwang-patrol", username: str | None = None,
-                 password: str | None = None, connect_timeout_s: float = 30.0, max_sleep_s: float = 60.0) -> None:
+                 password: str | None = None, connect_timeout_s: float = 30.0, max_sleep_s: float = 60.0,
+                 publish: Callable[[str, bytes, int], Awaitable[None]] | None = None) -> None:
         self.settings = settings or PatrolSettings()
         self.clock: PatrolClock = clock or WallClock()
         self.book = PatrolBook(gateways, self.settings, self.clock.now_ms())
@@ -91,14 +92,18 @@ class PatrolScheduler:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        # The backend hands in its reconnecting publisher (backend.notify.publisher); alone, the scheduler
+        # keeps a connection of its own.
+        self._publish = publish
         self._stack = contextlib.AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         try:
-            client = aiomqtt.Client(self.host, self.port, identifier=self._client_id, username=self._username, password=self._password)
-            async with asyncio.timeout(self._connect_timeout_s):
-                self._client = await self._stack.enter_async_context(client)
+            if self._publish is None:
+                client = aiomqtt.Client(self.host, self.port, identifier=self._client_id, username=self._username, password=self._password)
+                async with asyncio.timeout(self._connect_timeout_s):
+                    self._client = await self._stack.enter_async_context(client)
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
         except (aiomqtt.MqttError, TimeoutError) as exc:
             await self._stack.aclose()
@@ -148,9 +153,13 @@ class PatrolScheduler:
 
     async def _send(self, sent: PatrolSent) -> None:
         cmd = GatewayCommand(cmd_id=sent.patrol_id, issued_ts_ms=sent.sent_ms, args={"window_s": self.settings.window_s})
-        assert self._client is not None, "use `async with PatrolScheduler(...)`"
+        topic, payload = str(command_topic(sent.gateway, PATROL_COMMAND)), encode(cmd)
         try:
-            await self._client.publish(str(command_topic(sent.gateway, PATROL_COMMAND)), encode(cmd), qos=1)
+            if self._publish is not None:
+                await self._publish(topic, payload, 1)
+            else:
+                assert self._client is not None, "use `async with PatrolScheduler(...)`"
+                await self._client.publish(topic, payload, qos=1)
         except aiomqtt.MqttError:  # the centre's own broker link is down: the deadline reports the patrol as missed
             log.exception("could not send patrol %s to %s", sent.patrol_id, sent.gateway)
 
@@ -182,6 +191,18 @@ class PatrolTap:
             await self.scheduler.heartbeat(uplink.topic.gateway, msg.patrol_id, received_ms)
         if self.inner is not None:
             await self.inner.on_uplink(uplink, received_ms)
+
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]]) -> None:
+        """Keep the inner feed's batching (backend.ingest.handoff.BatchFeed) when there is one."""
+        for uplink, received_ms in items:
+            msg = uplink.message
+            if isinstance(msg, PatrolHeartbeat) and msg.patrol_id:
+                await self.scheduler.heartbeat(uplink.topic.gateway, msg.patrol_id, received_ms)
+        if isinstance(self.inner, BatchFeed):
+            await self.inner.on_uplink_batch(items)
+        elif self.inner is not None:
+            for uplink, received_ms in items:
+                await self.inner.on_uplink(uplink, received_ms)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         if self.inner is not None:
