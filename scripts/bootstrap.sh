@@ -49,6 +49,8 @@ if [ $want_services -eq 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   # Chinese text in the console's screenshots needs a CJK font; Chromium shows boxes without one.
   [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+  # deploy/compose.yaml is validated with `docker-compose config` (no container engine runs here).
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   apt_install "${need[@]}"
   # Debian starts the packaged services on install; the tests start their own on free ports.
   if command -v service >/dev/null 2>&1; then
