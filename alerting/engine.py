@@ -396,7 +396,7 @@ class Engine:
 
     # -- availability and gateways ---------------------------------------------------------------------
     def on_availability(self, device: str, state: AvailabilityState, now_ms: int, *, seen_ms: int | None = None,
-                        reason: str | None = None) -> list[Action]:
+                        reason: str | None = None, drill: bool = False) -> list[Action]:
         seen = now_ms if seen_ms is None else seen_ms
         i = self.dev_index.get(device)
         d = self.devices.get(device)
@@ -409,19 +409,21 @@ class Engine:
         if state is AvailabilityState.DISABLED:
             p.disabled[i] = True
             p.lost[i] = False
-            return list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, detail="disabled on purpose"), now_ms))
+            return list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, drill=drill,
+                                                detail="disabled on purpose"), now_ms))
         if state is AvailabilityState.OFFLINE and not p.lost[i]:
             p.lost[i] = True
-            return self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline")
+            return self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline", drill=drill)
         return []  # UNKNOWN: a bridge in front of it is gone; the gateway-level alarm covers it
 
-    def _comm_lost(self, d: DeviceInfo, seen: int, now_ms: int, why: str) -> list[Action]:
-        cause = self._outage_key(d.building) if d.kind in MAINS_POWERED else None
-        sig = Signal(SignalKind.RAISE, COMM_LOST, _subject(d.id), seen, Severity.MINOR, title=f"通信中断 · {d.place_name}",
+    def _comm_lost(self, d: DeviceInfo, seen: int, now_ms: int, why: str, *, drill: bool = False) -> list[Action]:
+        # A drill's power cut suppresses the drill's camera alarms, never real ones (and the other way round).
+        cause = self._outage_key(d.building, drill) if d.kind in MAINS_POWERED else None
+        sig = Signal(SignalKind.RAISE, COMM_LOST, _subject(d.id), seen, Severity.MINOR, drill=drill, title=f"通信中断 · {d.place_name}",
                      place=self._place(d), detail=why, cause=cause)
         return list(self.book.signal(sig, now_ms))
 
-    def on_gateway_status(self, gateway: str, online: bool, now_ms: int) -> list[Action]:
+    def on_gateway_status(self, gateway: str, online: bool, now_ms: int, *, drill: bool = False) -> list[Action]:
         i = self.gw_index.get(gateway)
         if i is None:
             i = self._add_gateway(gateway, None, now_ms)
@@ -433,14 +435,14 @@ class Engine:
             if was_down:  # its devices were unknown, not silent: each gets a fresh window
                 behind = np.flatnonzero(self.presence.gateway[: len(self.devices)] == i)
                 self.presence.last_seen[behind] = np.maximum(self.presence.last_seen[behind], now_ms)
-            return list(self.book.signal(Signal(SignalKind.CLEAR, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, detail="online"), now_ms))
+            return list(self.book.signal(Signal(SignalKind.CLEAR, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, drill=drill, detail="online"), now_ms))
         if g.down[i]:
             return []
         g.down[i] = True
         n = int(np.count_nonzero(self.presence.gateway[: len(self.devices)] == i))
-        sig = Signal(SignalKind.RAISE, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, Severity.MAJOR, title=f"网关离线 · {gateway}",
+        sig = Signal(SignalKind.RAISE, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, Severity.MAJOR, drill=drill, title=f"网关离线 · {gateway}",
                      place=Place(gateway=gateway, building=building), detail=f"{n} devices behind it are unknown",
-                     cause=self._outage_key(building))
+                     cause=self._outage_key(building, drill))
         return list(self.book.signal(sig, now_ms))
 
     def on_patrol(self, gateway: str, period_s: float, now_ms: int) -> list[Action]:

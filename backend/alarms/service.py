@@ -190,9 +190,9 @@ class AlarmService:
             return eng.on_event(device, gateway, msg.event, received_ms, seen_ms=msg.source_ts_ms, drill=msg.drill,
                                 needs_callback=msg.needs_callback, msg_id=msg.msg_id, value=msg.value, detail=msg.detail)
         if isinstance(msg, DeviceAvailability) and device is not None:
-            return eng.on_availability(device, msg.state, received_ms, seen_ms=msg.source_ts_ms, reason=msg.reason)
+            return eng.on_availability(device, msg.state, received_ms, seen_ms=msg.source_ts_ms, reason=msg.reason, drill=msg.drill)
         if isinstance(msg, GatewayStatus):
-            return eng.on_gateway_status(gateway, msg.state is GatewayState.ONLINE, received_ms)
+            return eng.on_gateway_status(gateway, msg.state is GatewayState.ONLINE, received_ms, drill=msg.drill)
         if isinstance(msg, PatrolHeartbeat):
             return eng.on_patrol(gateway, msg.period_s, received_ms)
         if isinstance(msg, Telemetry) and device is not None:

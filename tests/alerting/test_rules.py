@@ -323,3 +323,13 @@ def test_restart_rederives_timers_from_stored_state_and_now() -> None:
     assert [a.alarm_type for a in out if a.is_open] == ["cable_temperature"], "the debounce started before the restart"
     fresh.on_event("s2", "g1", EventKind.SMOKE_ALARM, T0 + 261 * S)
     assert len(by_type(fresh, "confirmed_fire")) == 1, "the open smoke alarm of s1 was re-derived from the book"
+
+
+def test_drill_availability_and_gateway_status_raise_drill_alarms_only() -> None:
+    """A drill's power cut or uplink cut must never raise real alarms (found by the drills)."""
+    eng = engine()
+    [cam] = alarms(eng.on_availability("c1", AvailabilityState.OFFLINE, T0, drill=True))
+    assert cam.drill
+    [gw] = alarms(eng.on_gateway_status("g1", False, T0 + S, drill=True))
+    assert gw.drill
+    assert eng.book.counts(drill=False) == {}
