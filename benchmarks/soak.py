@@ -120,9 +120,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     console.print(f"  {(time.monotonic() - t_start) / 60:.1f} min: {k} probes, {len(client.first_alarm)} on the console")
                 time.sleep(max(0.0, min(end, t_start + k * args.probe_every_s) - time.monotonic()))
             time.sleep(3)
-            with httpx.Client(base_url=url, timeout=30) as http:
+            board: list[dict[str, Any]] = []
+            with httpx.Client(base_url=url, timeout=30) as http:  # per building: the street's whole board exceeds one page
                 auth = {"Authorization": f"Bearer {client.token}"}
-                board = http.get("/api/alarms", params={"open": "true", "limit": 1000}, headers=auth).json()["alarms"]
+                for b in sorted({sites.devices[d].building for d in probes if sites.devices[d].building}):
+                    board += http.get("/api/alarms", params={"open": "true", "building": b, "limit": 1000}, headers=auth).json()["alarms"]
             client.close()
             tap.close()
             probe.loop_stop()
@@ -196,11 +198,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--communities", type=int, default=17, help="17 communities: ~101,000 devices")
     ap.add_argument("--probe-every-s", type=float, default=10.0)
-    ap.add_argument("--warmup-s", type=float, default=60.0, help="RSS baseline: the minute after this many seconds")
+    ap.add_argument("--warmup-s", type=float, default=None, help="RSS baseline: the minute after this many seconds (default: a fifth of the run, >= 60 s)")
     ap.add_argument("--quick", action="store_true", help="3 minutes, 3 communities, baseline after 30 s")
     args = ap.parse_args()
     if args.quick:
         args.minutes, args.communities, args.warmup_s = 3.0, 3, 30.0
+    if args.warmup_s is None:
+        args.warmup_s = max(60.0, args.minutes * 60 / 5)
     print(json.dumps(run(args), ensure_ascii=False), flush=True)
 
 
