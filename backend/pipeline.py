@@ -232,6 +232,8 @@ class Pipeline:
             if len(payload) > self.settings.max_payload_bytes:
                 raise MessageRejected(RejectReason.TOO_LARGE, f"payload is {len(payload)} bytes; the limit is {self.settings.max_payload_bytes}", topic)
             uplink = decode_uplink(topic, payload)
+            if self.settings.known_devices_only:
+                self._check_known(uplink, topic)
         except MessageRejected as exc:
             parts = topic.split("/")
             rejection = self.stats.reject(exc, payload, now, parts[3] if len(parts) > 3 else None)
@@ -279,6 +281,28 @@ class Pipeline:
             return
         item = _Item(entry.seq, entry.key, entry.topic, entry.payload, uplink, entry.received_ms, NO_ACK, time.monotonic(), replay=True)
         self._put_uplink(item, uplink.priority)
+
+    def _check_known(self, uplink: Uplink, topic: str) -> None:
+        """Is the device in the site directory, behind the gateway it came through? Raise MessageRejected if not.
+
+        A life-safety event (smoke, SOS, tamper) is never rejected for this: a detector fitted before the
+        directory was updated must still raise its alarm. It is counted (`unknown_device_events`) and logged,
+        and its alarm shows the unknown device id for the duty officer to sort out."""
+        device = uplink.topic.device
+        if device is None:
+            return
+        known = self.sites.devices.get(device)
+        if known is not None and known.gateway == uplink.topic.gateway:
+            return
+        if uplink.priority is Priority.LIFE_SAFETY:
+            self.stats.unknown_device_events += 1
+            log.warning("life-safety event from %s device %s through gateway %s: raised all the same",
+                        "unlisted" if known is None else "misrouted", device, uplink.topic.gateway)
+            return
+        if known is None:
+            raise MessageRejected(RejectReason.UNKNOWN_DEVICE, f"device {device!r} is not in the site directory; add it there first", topic)
+        raise MessageRejected(RejectReason.WRONG_GATEWAY,
+                              f"device {device!r} belongs to gateway {known.gateway!r}, not {uplink.topic.gateway!r}; fix the edge configuration", topic)
 
     def _ack(self, tokens: Sequence[int]) -> None:
         real = [t for t in tokens if t != NO_ACK]

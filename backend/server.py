@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +31,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 import uvicorn
 
+from alerting.model import Action
 from backend.alarms.service import AlarmService
 from backend.alarms.store import AlarmStore
 from backend.api import ApiDeps, create_app
@@ -195,6 +196,7 @@ class Backend:
         self.feed = await self._stack.enter_async_context(
             LiveFeed(self.clock, alarms=self.alarm_service.store, console=self.console, sites=self.sites)
         )
+        self.alarm_service.add_listener(self._wake_feed)  # the console hears of a new alarm at once, not at the next poll
         return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self.ingest.stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
@@ -254,6 +256,9 @@ class Backend:
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _STARTUP_LOCK})
                 conn.commit()
+
+    async def _wake_feed(self, _actions: Sequence[Action]) -> None:
+        self.feed.wake()
 
     def _stop_http(self) -> None:
         if self._server is not None:

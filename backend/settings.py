@@ -47,6 +47,13 @@ class StorageSettings(_Section):
 class IngestSettings(_Section):
     """The ingest worker that takes the gateways' uplink."""
 
+    known_devices_only: bool = Field(
+        default=True,
+        description="Reject telemetry and status of devices the site directory does not know, or that arrive under another "
+                    "gateway (counted as unknown_device / wrong_gateway). Life-safety events are still raised, and counted. "
+                    "Off only for raw-throughput measurements on synthetic devices.",
+    )
+
     share_group: str | None = Field(
         default=None,
         description="MQTT 5 shared-subscription group; unset: a plain subscription (the embedded broker speaks MQTT 3.1.1).",

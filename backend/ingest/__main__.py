@@ -39,7 +39,8 @@ class JsonlFeed:
 
 async def _main(args: argparse.Namespace) -> None:
     host, port = args.broker.rsplit(":", 1)
-    settings = load_settings(args.config, storage={"data_dir": args.data_dir})
+    # Without a site directory every device is unknown: then take them all (a raw ingest worker for tests).
+    settings = load_settings(args.config, storage={"data_dir": args.data_dir}, **({} if args.site else {"ingest": {"known_devices_only": False}}))
     sites = load_site_directory(args.site) if args.site else SiteDirectory({}, {}, {}, {}, {}, {}, {}, {}, {})
     args.data_dir.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()

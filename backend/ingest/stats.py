@@ -25,6 +25,7 @@ class IngestStats:
     accepted: int = 0
     duplicates: int = 0
     reconnects: int = 0
+    unknown_device_events: int = 0  # life-safety events from devices not in the site directory: raised, and counted
     rejected: Counter[str] = field(default_factory=Counter)  # by reason code
     rejected_by_gateway: Counter[str] = field(default_factory=Counter)
     recent: deque[Rejection] = field(default_factory=lambda: deque(maxlen=100))
@@ -41,6 +42,7 @@ class IngestStats:
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "reconnects": self.reconnects,
+            "unknown_device_events": self.unknown_device_events,
             "rejected_total": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected),
             "rejected_by_gateway": dict(self.rejected_by_gateway.most_common(50)),

@@ -25,7 +25,8 @@ EMPTY_SITE = SiteDirectory({}, {}, {}, {}, {}, {}, {}, {}, {})
 
 
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(storage={"data_dir": tmp_path / "var"}, ingest={"store_retry_min_s": 0.05, "store_retry_max_s": 0.5, "batch_linger_ms": 2})
+    return load_settings(storage={"data_dir": tmp_path / "var"}, ingest={"store_retry_min_s": 0.05, "store_retry_max_s": 0.5, "batch_linger_ms": 2,
+                                                                                   "known_devices_only": False})  # synthetic devices
 
 
 async def wait_until(predicate: object, timeout_s: float, what: str) -> None:
