@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -37,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.clock import Clock, SystemClock
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
@@ -54,6 +58,11 @@ __all__ = ["LaneStats", "Pipeline", "RecentIds"]
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 NO_ACK = -1  # token of a QoS 0 message: nothing to acknowledge
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure of the outside world (the alarm database or a connection), not of this message."""
+    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError)
 
 
 class RecentIds:
@@ -86,6 +95,7 @@ class LaneStats:
     replayed_from_journal: int = 0
     uplinks_delivered: int = 0
     feed_failures: int = 0
+    dead_letters: int = 0  # messages alerting refused feed_max_attempts times, parked in dead-letters.jsonl
     journal_failures: int = 0
     life_safety_latency_s: list[float] = field(default_factory=list)
 
@@ -94,7 +104,8 @@ class LaneStats:
         return {
             "telemetry_messages": self.telemetry_messages, "readings_stored": self.readings_stored, "readings_new": self.readings_new,
             "store_batches": self.store_batches, "store_failures": self.store_failures, "replayed_from_journal": self.replayed_from_journal,
-            "uplinks_delivered": self.uplinks_delivered, "feed_failures": self.feed_failures, "journal_failures": self.journal_failures,
+            "uplinks_delivered": self.uplinks_delivered, "feed_failures": self.feed_failures, "dead_letters": self.dead_letters,
+            "journal_failures": self.journal_failures,
             "life_safety_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
             "life_safety_max_ms": round(lat[-1] * 1000, 3) if lat else None,
         }
@@ -148,6 +159,8 @@ class Pipeline:
         self.clock = clock or SystemClock()
         self.journal_dir = journal_dir
         self.recent = RecentIds(self.settings.dedupe_window)
+        self._feed_attempts: dict[str, int] = {}
+        self._outage_attempts = 0
         self.last_seen_ms: dict[str, int] = {}
         self.duplicates = 0
         self.stats = IngestStats()
@@ -273,6 +286,20 @@ class Pipeline:
         self._uorder += 1
         self._uplink_q.put_nowait((int(priority), self._uorder, item))
 
+    def _dead_letter(self, item: _Item, exc: BaseException, attempts: int) -> None:
+        self.lanes.dead_letters += 1
+        record = {"key": item.key, "topic": item.topic, "payload": item.payload.decode("utf-8", errors="replace"),
+                  "received_ms": item.received_ms, "attempts": attempts, "error": f"{type(exc).__name__}: {exc}"}
+        path = (self.journal_dir or Path(".")) / "dead-letters.jsonl"
+        try:
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            log.exception("could not write the dead letter of %s", item.key)
+        log.error("alerting refused %s %d times: parked in %s (%s)", item.key, attempts, path, record["error"])
+
     def _queue_replay(self, entry: JournalEntry) -> None:
         try:
             uplink = decode_uplink(entry.topic, entry.payload)
@@ -339,10 +366,9 @@ class Pipeline:
             self._ack([i.token for i in items])
             done: list[int] = []
             deliverable = [i for i in items if i.uplink is not None]  # already in priority order: the queue is a heap
-            if len(deliverable) > 1 and isinstance(self.feed, BatchFeed):
-                if await self._deliver_batch(self.feed, deliverable):
-                    done += [i.seq for i in deliverable]
-            else:
+            if len(deliverable) > 1 and isinstance(self.feed, BatchFeed) and await self._deliver_batch(self.feed, deliverable):
+                done += [i.seq for i in deliverable]
+            else:  # one at a time: also after a failed batch, so one bad message cannot hold back the others
                 for item in deliverable:
                     if await self._deliver(item):
                         done.append(item.seq)
@@ -353,21 +379,19 @@ class Pipeline:
                     log.exception("could not mark %d uplinks as delivered", len(done))
 
     async def _deliver_batch(self, feed: BatchFeed, items: list[_Item]) -> bool:
-        """Hand a burst over in one call (one decision, one commit); if the feed refuses, every item goes back."""
+        """Hand a burst over in one call (one decision, one commit). False if the feed refused it: the caller
+        then hands the items over one by one, so a single bad message is found and dealt with on its own."""
+        try:
+            await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None])
+        except Exception:
+            self.lanes.feed_failures += 1
+            log.exception("alerting refused a batch of %d; handing them over one by one", len(items))
+            return False
         for item in items:
             assert item.uplink is not None
             if item.uplink.priority is Priority.LIFE_SAFETY:
                 self.lanes.life_safety_latency_s.append(time.monotonic() - item.intake_s)
         del self.lanes.life_safety_latency_s[:-10_000]
-        try:
-            await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None])
-        except Exception:
-            self.lanes.feed_failures += 1
-            log.exception("alerting refused a batch of %d; they stay in the journal and are offered again", len(items))
-            await self._retry_delay(0)
-            for item in items:
-                self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
-            return False
         self.lanes.uplinks_delivered += len(items)
         return True
 
@@ -380,12 +404,28 @@ class Pipeline:
             return True
         try:
             await self.feed.on_uplink(item.uplink, item.received_ms)
-        except Exception:
+        except Exception as exc:
             self.lanes.feed_failures += 1
-            log.exception("alerting refused %s; it stays in the journal and is offered again", item.key)
+            if _transient(exc):  # the alarm store or the broker is away: wait for it, for as long as it takes
+                self._outage_attempts += 1
+                log.warning("alerting unavailable (%s); %s stays in the journal and is offered again", exc, item.key)
+                await self._retry_delay(self._outage_attempts)
+                self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
+                return False
+            attempts = self._feed_attempts.get(item.key, 0) + 1
+            if attempts >= self.settings.feed_max_attempts:
+                # The same message failed every time: a poison message, not an outage. Park it where a person
+                # can see it (and replay it after a fix) instead of retrying for ever and slowing every round.
+                self._feed_attempts.pop(item.key, None)
+                self._dead_letter(item, exc, attempts)
+                return True  # done with it here; it is in the dead-letter file
+            self._feed_attempts[item.key] = attempts
+            log.exception("alerting refused %s (attempt %d); it stays in the journal and is offered again", item.key, attempts)
             await self._retry_delay(0)
             self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
             return False
+        self._feed_attempts.pop(item.key, None)
+        self._outage_attempts = 0
         self.lanes.uplinks_delivered += 1
         return True
 

@@ -47,6 +47,10 @@ class StorageSettings(_Section):
 class IngestSettings(_Section):
     """The ingest worker that takes the gateways' uplink."""
 
+    feed_max_attempts: int = Field(
+        default=5, ge=1,
+        description="Times one message is offered to alerting before it is parked in dead-letters.jsonl beside the journal (counted).",
+    )
     known_devices_only: bool = Field(
         default=True,
         description="Reject telemetry and status of devices the site directory does not know, or that arrive under another "
