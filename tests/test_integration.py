@@ -24,6 +24,7 @@ from broker.schemas import DeviceEvent, encode
 from broker.topics import NOTIFY_PREFIX, event_topic
 from shouwang.system import System
 from tests.conftest import SAMPLE_SITE
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -34,17 +35,6 @@ async def system(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[Sy
         yield s
 
 
-async def until(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_smoke_alarm_pages_the_ladder_and_a_one_tap_answer_acknowledges_it(system: System, sample_site: SiteDirectory) -> None:

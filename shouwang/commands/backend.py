@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from backend.server import Backend, BackendRole
 from backend.settings import Settings, load_settings
-from backend.sites import SiteDirectoryInvalid, load_site_directory
+from shouwang.commands.common import load_sites, stop_on_signals
 from shouwang.commands.ingest import emit
 from shouwang.system import parse_mqtt_url
 
@@ -46,19 +45,14 @@ def _run(args: argparse.Namespace) -> int:
     if problems:
         print("cannot start a backend:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    try:
-        sites = load_site_directory(settings.simulate.site_file)
-    except SiteDirectoryInvalid as exc:
-        print(exc, file=sys.stderr)
+    sites = load_sites(settings.simulate.site_file)
+    if sites is None:
         return 1
     return asyncio.run(_serve(settings, sites, args.name))
 
 
 async def _serve(settings: Settings, sites: Any, name: str) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     assert settings.broker.url is not None
     host, port = parse_mqtt_url(settings.broker.url)
 

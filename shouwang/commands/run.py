@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from backend.settings import load_settings
-from backend.sites import SiteDirectoryInvalid, load_site_directory
+from shouwang.commands.common import load_sites, stop_on_signals
 from shouwang.system import System
 
 
@@ -46,10 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     if sim:
         overrides["simulate"] = sim
     settings = load_settings(args.config, **overrides)
-    try:
-        sites = load_site_directory(settings.simulate.site_file)
-    except SiteDirectoryInvalid as exc:
-        print(exc, file=sys.stderr)
+    sites = load_sites(settings.simulate.site_file)
+    if sites is None:
         return 1
     if args.ingest_workers or args.backends:
         return asyncio.run(_serve_cluster(settings, sites, max(1, args.ingest_workers), max(1, args.backends), args.config))
@@ -59,10 +55,7 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve_cluster(settings: Any, sites: Any, n: int, m: int, config: Path | None) -> int:
     from shouwang.cluster import LocalCluster
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with LocalCluster(settings, sites, ingest_workers=n, backends=m, config=config) as cluster:
         consoles = "\n".join(f"  console:  {c.info.get('url')}/   ({c.name})" for c in cluster.children if c.name.startswith("backend-"))
         passwords = {c.info["admin_password"] for c in cluster.children if c.info.get("admin_password")}
@@ -80,10 +73,7 @@ Ctrl-C stops it.""", flush=True)
 
 
 async def _serve(settings: Any, sites: Any) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with System(settings, sites) as system:
         b = system.backend
         pw_note = (f"password {b.generated_admin_password}  (also saved in {settings.storage.data_dir / 'admin-password.txt'})"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 from backend.sites import SiteDirectoryInvalid, load_site_directory
+from shouwang.commands.common import stop_on_signals
 from simulators.live import SimulatorError
 from simulators.signals import SimulationProfile
 from simulators.street import run_street
@@ -75,10 +75,7 @@ def _handler(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, sites: Any, host: str, port: int, *, profile: SimulationProfile, console: Console) -> Any:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     return await run_street(
         sites,
         host,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,14 +72,6 @@ async def collecting(host: str, port: int, gateway: str) -> AsyncIterator[Collec
             task.cancel()
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
-    """Wait for real I/O to make `condition` true (polling; generous timeout, no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def edge_config(

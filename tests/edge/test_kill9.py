@@ -22,7 +22,8 @@ from broker.process import MosquittoProcess
 from broker.schemas import Telemetry, encode
 from broker.topics import telemetry_topic
 from tests.conftest import REPO
-from tests.edge.conftest import collecting, edge_config, until
+from tests.edge.conftest import collecting, edge_config
+from tests.waiting import until
 
 pytestmark = pytest.mark.mosquitto
 

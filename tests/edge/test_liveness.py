@@ -16,7 +16,8 @@ from broker.schemas import GatewayCommand, encode
 from broker.topics import command_topic
 from edge import EdgeAgent, VirtualClock, parse_config
 from edge.liveness import Expectation, Liveness
-from tests.edge.conftest import collecting, edge_config, until
+from tests.edge.conftest import collecting, edge_config
+from tests.waiting import until
 
 A = AvailabilityState
 CAM = DeviceId("cam-1")

@@ -21,7 +21,8 @@ from broker.process import MosquittoProcess
 from broker.schemas import Telemetry, encode
 from broker.topics import telemetry_topic
 from edge import EdgeAgent, parse_config
-from tests.edge.conftest import collecting, edge_config, persistent, until
+from tests.edge.conftest import collecting, edge_config, persistent
+from tests.waiting import until
 
 pytestmark = pytest.mark.mosquitto
 

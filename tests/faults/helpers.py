@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from broker.notices import Notice
 from broker.schemas import DeviceEvent, encode
 from broker.topics import NOTIFY_PREFIX, event_topic
 from tests.conftest import REPO
+from tests.waiting import until
 
 __all__ = [
     "FAST_POLICY", "GATEWAY", "BackendProcess", "NoticeListener", "SmokePublisher", "fault_site", "listening", "smoke_id", "until", "write_fixture_files",
@@ -55,18 +56,6 @@ policies:
 """
 
 
-async def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `check` (sync or async) until truthy; generous timeouts: this waits for real I/O, not for time."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

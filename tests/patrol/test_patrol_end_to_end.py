@@ -25,6 +25,7 @@ from broker.embedded import free_port
 from broker.process import MosquittoProcess
 from edge.agent import EdgeAgent
 from edge.config import parse_config
+from tests.waiting import until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 T0 = 1_767_225_600_000
@@ -90,10 +91,6 @@ class UplinkCable:
         self.up = True
 
 
-async def until(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not cond():
-            await asyncio.sleep(0.02)  # polling real I/O with a generous timeout
 
 
 async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_period(
@@ -120,19 +117,19 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
         sched = PatrolScheduler([gw], central.host, central.port, sink, settings=settings, clock=clock)
         await stack.enter_async_context(IngestService(app, sites, central.host, central.port, feed=PatrolTap(sched)))
         agent = await stack.enter_async_context(EdgeAgent(edge_cfg))
-        await until(agent.uplink.connected.is_set, "edge uplink up")
+        await until(agent.uplink.connected.is_set, what="edge uplink up")
         await asyncio.sleep(0.5)  # the agent subscribes to its command topic right after connecting  (real I/O)
 
         # t = 0: the scheduler starts; the first patrol goes out and comes back through the whole path
         await stack.enter_async_context(sched)
-        await until(lambda: len(sched.returns) == 1, "first patrol back")
+        await until(lambda: len(sched.returns) == 1, what="first patrol back")
         assert sched.returns[0].gateway == gw
         assert not sched.returns[0].late
         # t = 100 s: the uplink is cut
         cut_at = T0 + 100_000
         await clock.advance_to(cut_at)
         cable.cut()
-        await until(lambda: not agent.uplink.connected.is_set(), "edge notices the cut")
+        await until(lambda: not agent.uplink.connected.is_set(), what="edge notices the cut")
         # walk the clock forward a minute at a time; the alarm must be in the store within one period of the cut
         alarm_at = None
         t = cut_at
@@ -150,7 +147,7 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
         assert alarm_at - cut_at <= settings.period_s * 1000
         # the uplink comes back: the next patrol (or the late answer) clears the alarm
         cable.mend()
-        await until(agent.uplink.connected.is_set, "edge back")
+        await until(agent.uplink.connected.is_set, what="edge back")
         await asyncio.sleep(0.5)
         for _ in range(40):
             t += 60_000
