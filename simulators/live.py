@@ -39,8 +39,8 @@ from typing import Literal, Protocol, Self
 import aiomqtt
 
 from backend.sites.model import Device, SiteDirectory
-from broker.kinds import EventKind, GatewayState
 from broker.errors import MessageRejected
+from broker.kinds import EventKind, GatewayState
 from broker.schemas import DeviceEvent, GatewayCommand, decode_message, encode
 from broker.topics import TopicKind, command_filter, event_topic
 from simulators.clock import ScaledClock, SimClock
