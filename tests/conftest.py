@@ -17,7 +17,10 @@ from broker.embedded import free_port
 from broker.process import MosquittoProcess, open_config
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "device-samples" / "samples.jsonl"
+# Real device messages (shared/device-samples), kept in the repository so a fresh clone tests without shared/
+# beside it; tests/test_fixtures.py keeps the copy identical to shared/ whenever shared/ is there.
+SAMPLES = REPO / "tests" / "fixtures" / "device-samples.jsonl"
+SHARED_SAMPLES = REPO.parent / "shared" / "device-samples" / "samples.jsonl"
 SAMPLE_SITE = REPO / "sites" / "sample-community.yaml"
 
 
