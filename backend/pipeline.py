@@ -366,12 +366,17 @@ class Pipeline:
             self._ack([i.token for i in items])
             done: list[int] = []
             deliverable = [i for i in items if i.uplink is not None]  # already in priority order: the queue is a heap
-            if len(deliverable) > 1 and isinstance(self.feed, BatchFeed) and await self._deliver_batch(self.feed, deliverable):
-                done += [i.seq for i in deliverable]
-            else:  # one at a time: also after a failed batch, so one bad message cannot hold back the others
-                for item in deliverable:
-                    if await self._deliver(item):
-                        done.append(item.seq)
+            # Life-safety messages are decided and committed on their own, ahead of the rest of the burst: a smoke
+            # alarm never waits for the commit of 200 availability changes that happened to arrive with it.
+            urgent = [i for i in deliverable if i.uplink is not None and i.uplink.priority is Priority.LIFE_SAFETY]
+            rest = [i for i in deliverable if i.uplink is not None and i.uplink.priority is not Priority.LIFE_SAFETY]
+            for group in (urgent, rest):
+                if len(group) > 1 and isinstance(self.feed, BatchFeed) and await self._deliver_batch(self.feed, group):
+                    done += [i.seq for i in group]
+                else:  # one at a time: also after a failed batch, so one bad message cannot hold back the others
+                    for item in group:
+                        if await self._deliver(item):
+                            done.append(item.seq)
             if done:
                 try:
                     self.ujournal.mark_done(done)

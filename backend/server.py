@@ -43,6 +43,7 @@ from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
 from backend.ingest.handoff import AlertingFeed
 from backend.ingest.service import IngestService, open_store
+from backend.loopwatch import LoopWatch, settle_heap
 from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
 from backend.patrol.alarms import StorePatrolAlarms
@@ -129,6 +130,7 @@ class Backend:
         s = self.settings
         data_dir = s.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.loopwatch = await self._stack.enter_async_context(LoopWatch(stall_log_ms=s.diagnostics.loop_stall_log_ms))
         self.db = make_engine(s.storage.alarm_db_url or sqlite_url(data_dir / "alarms.db"))
         self._stack.callback(self.db.dispose)
         with self._startup_lock():
@@ -157,6 +159,7 @@ class Backend:
                 raise RuntimeError(f"the HTTP server could not start on {s.api.host}:{s.api.port}")
             await asyncio.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        log.info("heap settled: %d long-lived objects out of the collector's way", settle_heap())
 
     async def _start_all(self, data_dir: Path) -> ApiDeps:
         s = self.settings
@@ -199,7 +202,7 @@ class Backend:
         self.alarm_service.add_listener(self._wake_feed)  # the console hears of a new alarm at once, not at the next poll
         return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
-            ingest_stats=self.ingest.stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
+            ingest_stats=self._ingest_stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
             escalation=self.escalation.service, console=self.console, feed=self.feed, extras={"one_tap": one_tap},
         )
 
@@ -235,7 +238,8 @@ class Backend:
         seat = self.seat
 
         def stats() -> dict[str, object]:
-            return {"role": "cluster", "name": self.name, "rules_leader": seat.leader, "rules_terms": seat.terms, **seat.stats}
+            return {"role": "cluster", "name": self.name, "rules_leader": seat.leader, "rules_terms": seat.terms, **seat.stats,
+                    "loop": self.loopwatch.snapshot()}
 
         return ApiDeps(
             alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
@@ -256,6 +260,9 @@ class Backend:
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _STARTUP_LOCK})
                 conn.commit()
+
+    def _ingest_stats(self) -> dict[str, object]:
+        return {**self.ingest.stats(), "loop": self.loopwatch.snapshot()}
 
     async def _wake_feed(self, _actions: Sequence[Action]) -> None:
         self.feed.wake()

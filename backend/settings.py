@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from backend.escalation.settings import EscalationSettings
 
-__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings",
+__all__ = ["ApiSettings", "BrokerSettings", "DiagnosticsSettings", "IngestSettings",
     "PatrolConfig", "RelaySettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
@@ -144,6 +144,15 @@ class PatrolConfig(_Section):
     window_s: float = Field(default=120.0, gt=0, description="How long a patrol may take to come back before it raises patrol_missed.")
 
 
+class DiagnosticsSettings(_Section):
+    """What the backend reports about its own health (backend/loopwatch.py)."""
+
+    loop_stall_log_ms: float = Field(
+        default=500.0, ge=0,
+        description="An event-loop stall longer than this is logged with the stacks that held the loop; 0 turns the watchdog off.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -156,6 +165,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     patrol: PatrolConfig = PatrolConfig()
     relay: RelaySettings = RelaySettings()
+    diagnostics: DiagnosticsSettings = DiagnosticsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -65,8 +65,10 @@ def now_ms() -> int:
 
 # -- helper roles (run as subprocesses of this script) ---------------------------------------------------------
 
-def role_blast(host: str, port: int, count: int, gateways: list[str], tag: str) -> None:
-    """Publish `count` telemetry messages at QoS 1 as fast as the broker takes them; print the elapsed time."""
+def role_blast(host: str, port: int, count: int, meters: list[tuple[str, str]], tag: str) -> None:
+    """Publish `count` telemetry messages at QoS 1 as fast as the broker takes them, round-robin over `meters`
+    ((gateway, device) pairs of the site directory: the backend rejects devices it does not know); print the
+    elapsed time."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"blast-{tag}")
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
@@ -75,9 +77,9 @@ def role_blast(host: str, port: int, count: int, gateways: list[str], tag: str) 
     t0 = time.monotonic()
     infos = []
     for i in range(count):
-        gw = gateways[i % len(gateways)]
+        gw, device = meters[i % len(meters)]
         msg = Telemetry(msg_id=f"{tag}-{i}", source_ts_ms=now_ms(), received_ts_ms=now_ms(), readings={"temperature_c": 20.0 + i % 5})
-        infos.append(c.publish(str(telemetry_topic(gw, f"blast-meter-{i % 500}")), encode(msg), qos=1))
+        infos.append(c.publish(str(telemetry_topic(gw, device)), encode(msg), qos=1))
     for info in infos:
         info.wait_for_publish(120)
     print(json.dumps({"published": count, "elapsed_s": time.monotonic() - t0}), flush=True)
@@ -287,15 +289,15 @@ def mosquitto(work: Path, name: str) -> Iterator[MosquittoProcess]:
         m.stop()
 
 
-def blast(m: MosquittoProcess, count: int, gateways: list[str], tag: str) -> Proc:
+def blast(m: MosquittoProcess, count: int, meters: list[tuple[str, str]], tag: str) -> Proc:
     return spawn(f"blaster-{tag}", [sys.executable, __file__, "--role", "blast", "--host", m.host, "--port", str(m.port), "--count", str(count),
-                                     "--tag", tag, "--gateways", ",".join(gateways[:50])])
+                                     "--tag", tag, "--meters", ",".join(f"{gw}/{dev}" for gw, dev in meters)])
 
 
-def measure_ceiling(m: MosquittoProcess, count: int, gateways: list[str]) -> float:
+def measure_ceiling(m: MosquittoProcess, count: int, meters: list[tuple[str, str]]) -> float:
     bare = spawn("bare-subscriber", [sys.executable, __file__, "--role", "bare", "--host", m.host, "--port", str(m.port), "--count", str(count)])
     bare.wait_line(lambda s: '"ready"' in s, 20)
-    b = blast(m, count, gateways, "ceiling")
+    b = blast(m, count, meters, "ceiling")
     line = bare.wait_line(lambda s: '"rate"' in s, 300)
     stop(b)
     stop(bare)
@@ -334,6 +336,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     subprocess.run([*CLI, "sites", "generate", "--communities", str(args.communities), "-o", str(site_file)], cwd=REPO, check=True, capture_output=True)
     sites = load_site_directory(site_file)
     gateways = sorted(sites.gateways)
+    meters = sorted((d.gateway, d.id) for d in sites.devices.values() if d.kind is DeviceKind.ELECTRICAL)[:500]
     fig = Figures()
     procs: list[Proc] = []
     sampler = Sampler()
@@ -341,7 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with mosquitto(work, "central") as central, mosquitto(work, "lan") as lan:
         sampler.watch("mosquitto (central)", _mosq_pid(central))
         console.print("ceiling: bare subscriber vs blaster")
-        ceiling = measure_ceiling(central, args.blast, gateways)
+        ceiling = measure_ceiling(central, args.blast, meters)
         console.print(f"  bare subscriber ceiling {ceiling:,.0f} msg/s")
         try:
             backend = spawn("backend", [*CLI, "run", "--no-simulate", "--port", "0", "--data-dir", str(work / "var"), "--sites", str(site_file)],
@@ -417,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             console.print(f"throughput: {args.blast:,} telemetry messages into the running backend")
             before = ingest_accepted(url, client.token)
             t0 = time.monotonic()
-            b = blast(central, args.blast, gateways, "ingest")
+            b = blast(central, args.blast, meters, "ingest")
             last, t_last = before, t0
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
@@ -431,7 +434,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.1)
             stop(b)
             ingest_rate = (last - before) / max(1e-9, t_last - t0)
-            lanes = httpx.get(f"{url}/api/ingest/stats", headers={"Authorization": f"Bearer {client.token}"}, timeout=10).json().get("lanes", {})
+            stats = httpx.get(f"{url}/api/ingest/stats", headers={"Authorization": f"Bearer {client.token}"}, timeout=10).json()
+            lanes, loop = stats.get("lanes", {}), stats.get("loop", {})
             client.close()
             probe.loop_stop()
             probe.disconnect()
@@ -441,6 +445,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             resources = sampler.close()
             for p in reversed(procs):
                 stop(p)
+                (work / f"{p.name.replace(' ', '-')}.log").write_text("\n".join(p.lines) + "\n")
+            console.print(f"process logs in {work}")
     backend_rss = resources.get("backend", {}).get("peak_rss_mib", 0.0)
     out: dict[str, Any] = {
         "benchmark": "e2e", "quick": args.quick, "communities": args.communities, "devices": len(sites.devices), "gateways": len(gateways),
@@ -453,6 +459,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "max_ms": round(max(fig.storm_ms), 1) if fig.storm_ms else None},
         "throughput": {"bare_subscriber_msg_per_s": round(ceiling), "ingest_msg_per_s": round(ingest_rate), "ratio": round(ingest_rate / ceiling, 3)},
         "ingest_lane_life_safety_ms": {"p50": lanes.get("life_safety_p50_ms"), "max": lanes.get("life_safety_max_ms")},
+        "backend_event_loop": loop,
         "processes": resources,
         "targets": TARGETS,
     }
@@ -485,6 +492,9 @@ def table(out: dict[str, Any], console: Console) -> None:
     t.add_row("steady probes lost", str(s["lost"]), "0")
     lane = out["ingest_lane_life_safety_ms"]
     t.add_row("  inside ingest (intake to alerting) p50 / max (ms)", f"{lane['p50']} / {lane['max']}", "")
+    lp = out["backend_event_loop"]
+    t.add_row("  backend event-loop lag p50 / p99 / max (ms), stalls",
+              f"{lp.get('lag_p50_ms')} / {lp.get('lag_p99_ms')} / {lp.get('lag_max_ms')}, {lp.get('stalls')}", "")
     t.add_row("street ingest at real rates (msg/s)", f"{s['ingest_msg_per_s']:,}", "")
     t.add_row(f"storm of {st['alarms']}: p50 / p99 / max (ms)", f"{st['p50_ms']} / {st['p99_ms']} / {st['max_ms']}", "all < 1000")
     t.add_row("storm alarms lost", str(st["lost"]), "0")
@@ -509,10 +519,10 @@ def main() -> None:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="b", help=argparse.SUPPRESS)
-    ap.add_argument("--gateways", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--meters", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role == "blast":
-        role_blast(args.host, args.port, args.count, args.gateways.split(","), args.tag)
+        role_blast(args.host, args.port, args.count, [(p.split("/")[0], p.split("/")[1]) for p in args.meters.split(",")], args.tag)
         return
     if args.role == "bare":
         role_bare(args.host, args.port, args.count)

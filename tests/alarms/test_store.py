@@ -75,6 +75,27 @@ def test_the_database_refuses_a_second_open_alarm_for_a_key(store: AlarmStore) -
     assert store.counts(drill=True) == {"smoke": 1}
 
 
+def test_one_apply_keeps_the_cores_order_for_a_close_and_reopen_of_a_key(store: AlarmStore) -> None:
+    """A whole life in one transaction (as a storm batch gives it): raise, clear and raise again on one key, a
+    second write of the same alarm, and 50 other alarms. The store must write in the core's order (the closed
+    alarm before its successor, or the open-key index refuses) and end equal to the core."""
+    book = AlarmBook()
+    battery = lambda kind, t: Signal(kind, "low_battery", "device:s1", t, Severity.MINOR)  # noqa: E731
+    actions = book.signal(battery(SignalKind.RAISE, T0), T0)
+    actions += book.signal(battery(SignalKind.CLEAR, T0 + 1), T0 + 1)
+    actions += [a for i in range(50) for a in book.signal(smoke(f"device:s{i + 10}"), T0 + 2)]
+    actions += book.signal(battery(SignalKind.RAISE, T0 + 3), T0 + 3)
+    actions += book.signal(battery(SignalKind.RAISE, T0 + 4), T0 + 4)
+    store.apply(actions)
+    last = {p.alarm.id: p.alarm for p in actions}  # the core's final word on each alarm (closed ones leave its book)
+    assert len(last) == 52
+    for alarm_id, alarm in last.items():
+        assert store.get(alarm_id) == alarm
+        assert replay(store.audit(alarm_id)) is alarm.state
+    battery_alarms = sorted((r for r in store.list(limit=100) if r.alarm_type == "low_battery"), key=lambda r: r.raised_at_ms)
+    assert [(r.is_open, r.occurrences) for r in battery_alarms] == [(False, 1), (True, 2)]
+
+
 def test_rule_state_and_migrations_are_idempotent(store: AlarmStore) -> None:
     assert store.load_rule_state("engine") is None
     store.save_rule_state("engine", b"\x00abc", T0)

@@ -1,0 +1,135 @@
+"""Event-loop health: how late the backend's event loop runs, and what held it when it stalled.
+
+How this works: everything time-critical in the backend (the uplink lane, the alarm service, the live feed)
+shares one asyncio event loop, so a callback that runs long, or a thread that holds the GIL, delays a smoke
+alarm as surely as a slow database. `LoopWatch` measures that directly:
+
+- a heartbeat task sleeps `interval_s` and records how much later than asked it woke up (the lag), keeping
+  the last `keep` lags for percentiles (`snapshot()`, served under `loop` in /api/ingest/stats);
+- a watchdog thread looks at the heartbeat every `interval_s`; once the loop has not beaten for
+  `stall_log_ms`, it samples the loop thread's Python stack (sys._current_frames) a few times while the stall
+  lasts and, when the stall ends, logs one warning with its length and the stacks seen, so the culprit is
+  named in the log rather than guessed. `stall_log_ms = 0` turns the watchdog off (the lag figures stay).
+
+This measures the process itself, so it reads the monotonic clock on purpose: it is not a domain timer and
+has nothing to re-derive after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from types import TracebackType
+from typing import Any, Self
+
+__all__ = ["LoopWatch", "settle_heap"]
+
+log = logging.getLogger(__name__)
+
+
+class LoopWatch:
+    def __init__(self, *, interval_s: float = 0.05, stall_log_ms: float = 500.0, keep: int = 12_000, samples: int = 5) -> None:
+        self.interval_s = interval_s
+        self.stall_log_ms = stall_log_ms
+        self.samples = samples
+        self._lags: deque[float] = deque(maxlen=keep)
+        self.stalls = 0
+        self.worst_stall_ms = 0.0
+        self._beat = time.monotonic()
+        self._loop_thread: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.gc_pauses = 0
+        self.gc_worst_ms = 0.0
+        self.gc_total_ms = 0.0
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """gc.callbacks hook: a collection of the oldest generation holds the GIL for all of its length."""
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_started = time.monotonic()
+            return
+        ms = (time.monotonic() - self._gc_started) * 1000
+        self.gc_pauses += 1
+        self.gc_total_ms += ms
+        self.gc_worst_ms = max(self.gc_worst_ms, ms)
+        if ms >= self.stall_log_ms > 0:
+            log.warning("a full garbage collection held the process for %.0f ms (%d objects collected)", ms, info.get("collected", 0))
+
+    async def __aenter__(self) -> Self:
+        gc.callbacks.append(self._on_gc)
+        self._loop_thread = threading.get_ident()
+        self._beat = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat(), name="loop-watch")
+        if self.stall_log_ms > 0:
+            self._thread = threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True)
+            self._thread.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(self.interval_s)
+            now = time.monotonic()
+            self._lags.append(max(0.0, now - asked - self.interval_s))
+            self._beat = now
+
+    def _watchdog(self) -> None:
+        threshold = self.stall_log_ms / 1000
+        while not self._stop.wait(self.interval_s):
+            started = self._beat
+            if time.monotonic() - started < threshold:
+                continue
+            stacks: Counter[str] = Counter()
+            gap = max(threshold / self.samples, self.interval_s)
+            while self._beat == started and not self._stop.is_set():
+                frame = sys._current_frames().get(self._loop_thread or -1)
+                if frame is not None and len(stacks) < self.samples * 2:
+                    stacks["".join(traceback.format_stack(frame, limit=12))] += 1
+                self._stop.wait(gap)
+            length_ms = (self._beat - started) * 1000 if self._beat != started else (time.monotonic() - started) * 1000
+            self.stalls += 1
+            self.worst_stall_ms = max(self.worst_stall_ms, length_ms)
+            shown = "\n".join(f"-- seen {n}x:\n{stack}" for stack, n in stacks.most_common(3))
+            log.warning("event loop stalled for %.0f ms (threshold %.0f ms); the loop thread was at:\n%s", length_ms, self.stall_log_ms, shown)
+
+    def snapshot(self) -> dict[str, Any]:
+        lags = sorted(self._lags)
+
+        def pct(q: float) -> float | None:
+            return round(lags[min(len(lags) - 1, int(q * len(lags)))] * 1000, 2) if lags else None
+
+        return {"lag_p50_ms": pct(0.5), "lag_p99_ms": pct(0.99), "lag_max_ms": round(lags[-1] * 1000, 2) if lags else None,
+                "stalls": self.stalls, "worst_stall_ms": round(self.worst_stall_ms, 1),
+                "full_gcs": self.gc_pauses, "full_gc_worst_ms": round(self.gc_worst_ms, 1), "full_gc_total_ms": round(self.gc_total_ms, 1)}
+
+
+def settle_heap() -> int:
+    """Once a process has loaded what it keeps for its lifetime (the site directory, the rule state), move all
+    of that out of the garbage collector's sight (gc.freeze): a full collection then walks only what came
+    after, instead of pausing the process for hundreds of milliseconds over objects that never die. Returns
+    how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
