@@ -1,0 +1,41 @@
+"""The backend's loop watch: a stalled event loop is measured and logged with the stack that held it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+
+import pytest
+
+from backend.loopwatch import LoopWatch
+
+
+def hold_the_loop_for(seconds: float) -> None:
+    time.sleep(seconds)  # a blocking call on the loop thread (it releases the GIL, as a blocking read would)
+
+
+async def test_a_stall_is_counted_and_logged_with_the_culprit(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "backend.loopwatch")
+    async with LoopWatch(interval_s=0.02, stall_log_ms=150) as watch:
+        await asyncio.sleep(0.2)
+        assert watch.stalls == 0, "an idle loop does not stall"
+        hold_the_loop_for(0.5)
+        await asyncio.sleep(0.2)
+        snap = watch.snapshot()
+    assert snap["stalls"] == 1
+    assert 450 <= snap["worst_stall_ms"] < 2000
+    assert snap["lag_max_ms"] is not None
+    assert snap["lag_max_ms"] >= 400
+    [record] = [r for r in caplog.records if "stalled" in r.getMessage()]
+    assert "hold_the_loop_for" in record.getMessage(), "the log names the function that held the loop"
+
+
+async def test_full_collections_are_measured() -> None:
+    async with LoopWatch(stall_log_ms=0) as watch:
+        gc.collect()
+        snap = watch.snapshot()
+    assert snap["full_gcs"] >= 1
+    assert snap["full_gc_total_ms"] >= 0
+    assert watch._on_gc not in gc.callbacks, "leaving the watch unhooks it from the collector"
