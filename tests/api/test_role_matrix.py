@@ -1,0 +1,598 @@
+"""Who may call what: every route of the API against every role, no login, a forged login and an expired one, on the
+real alarm service, escalation service and time-series store; and every place-keyed route against a user of an
+allowed role whose territory does not hold the place.
+
+How this works: `EXPECTED` is the authorisation table written out by hand from what each role is for (docs/api.md,
+"Who may call what", shows the same table and a test keeps the two equal). It is deliberately not derived from
+`ROLE_CAPABILITIES`: the point is to catch that table, or a route's dependency, drifting from what people expect.
+A test checks that `EXPECTED` names exactly the app's routes, so a new endpoint without a row fails the suite.
+
+Each (route, caller) pair is its own test. `REQUESTS` builds a valid request for every route (a real alarm, building
+or device inside the caller's territory, a valid body), so a refusal can only come from authorisation. An allowed
+caller must get the route's success status and its effect must show (the alarm moved, the user exists...); a refused
+one gets 403 naming the roles that may (the same roles as the table) or 401 saying to log in, and the effect must
+not show. Callers that act get a fresh alarm of their own; refused and outside callers all aim at one sentinel
+alarm, which must therefore never change.
+
+Territory (docs/api.md): an alarm, building or device outside the caller's territory answers 404 exactly like an id
+that does not exist; lists, the map, device health and the live feed leave it out. The home place is building
+c01-b01, inside every login of the rig; each role has an outsider login: the other grid's worker (gw2), the next
+building's leader (same grid), and for the community-scoped roles a login of community c02, which the sample
+site does not hold (it has one community), so none of c01 is theirs.
+
+One shared rig per module (building one per test would cost ~0.3 s for each of the ~400 tests). The SSE stream
+is read over a real socket (uvicorn), like tests/api/test_feed.py, up to its `hello` event only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.routing import Mount
+
+from backend.alarms.service import AlarmService
+from backend.api.app import create_app
+from backend.api.console_records import ConsoleRecords
+from backend.api.deps import ApiDeps
+from backend.api.feed import LiveFeed
+from backend.api.responses import OneTapLinks
+from backend.api.tokens import TokenSigner
+from backend.sites import SiteDirectory
+from backend.sites.model import Device
+from backend.store.db import make_engine, sqlite_url
+from backend.store.timeseries import SqliteTimeSeries, TagDirectory
+from backend.store.users import UserRole, UserStore
+from broker.kinds import DeviceKind, EventKind
+from tests.api.conftest import PASSWORD, PEOPLE, ApiRig
+from tests.conftest import REPO
+from tests.escalation.helpers import Rig, fire, make_rig
+from tests.waiting import until
+
+# -- the expected table (hand-written) ------------------------------------------------------------------------------
+
+
+class Access(StrEnum):
+    PUBLIC = "public"  # no login; an Authorization header, good or bad, is ignored
+    LOGIN = "login"  # a bearer session (or machine API token); the listed roles may, other roles get 403, no/bad login 401
+    LINK = "one-tap link"  # the signed answer link in the path is the credential; an Authorization header is ignored
+
+
+class Outside(StrEnum):
+    NONE = "—"  # not about a place
+    NOT_FOUND = "404"  # keyed by an alarm, building or device: outside the territory it answers 404, like an unknown id
+    FILTERED = "filtered"  # a list: only what lies in the caller's territory
+    SITE_WIDE = "site-wide"  # aggregate counts over the whole site, the same for every allowed caller
+
+
+ROLES: Final = ("admin", "duty_officer", "grid_worker", "building_leader", "micro_fire_station", "volunteer")
+ADMIN: Final = frozenset({"admin"})
+OFFICE: Final = frozenset({"admin", "duty_officer"})  # silence devices
+CLOSERS: Final = OFFICE | {"grid_worker"}  # dispatch and close
+FIELD: Final = CLOSERS | {"building_leader", "micro_fire_station"}  # acknowledge, verify, device health
+EVERYONE: Final = FIELD | {"volunteer"}
+
+PUBLIC, LOGIN, LINK = Access.PUBLIC, Access.LOGIN, Access.LINK
+NO, NOT_FOUND, FILTERED, SITE_WIDE = Outside.NONE, Outside.NOT_FOUND, Outside.FILTERED, Outside.SITE_WIDE
+
+# (method, path template) -> (access, roles allowed, outside the territory, status of success)
+EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int]]] = {
+    ("GET", "/"): (PUBLIC, EVERYONE, NO, 200),  # the console's page; it logs in itself
+    ("GET", "/api/health"): (PUBLIC, EVERYONE, NO, 200),
+    ("POST", "/api/login"): (PUBLIC, EVERYONE, NO, 200),
+    ("GET", "/api/me"): (LOGIN, EVERYONE, NO, 200),
+    ("GET", "/api/ingest/stats"): (LOGIN, FIELD, SITE_WIDE, 200),
+    ("GET", "/api/alarms"): (LOGIN, EVERYONE, FILTERED, 200),
+    ("GET", "/api/alarms/{alarm_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("POST", "/api/alarms/{alarm_id}/acknowledge"): (LOGIN, FIELD, NOT_FOUND, 200),
+    ("POST", "/api/alarms/{alarm_id}/verify"): (LOGIN, FIELD, NOT_FOUND, 200),
+    ("POST", "/api/alarms/{alarm_id}/dispatch"): (LOGIN, CLOSERS, NOT_FOUND, 200),
+    ("POST", "/api/alarms/{alarm_id}/close"): (LOGIN, CLOSERS, NOT_FOUND, 200),
+    ("POST", "/api/devices/{device_id}/silence"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("GET", "/api/site/map"): (LOGIN, EVERYONE, FILTERED, 200),
+    ("GET", "/api/buildings/{building_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/health/devices"): (LOGIN, FIELD, FILTERED, 200),
+    ("GET", "/api/admin/users"): (LOGIN, ADMIN, NO, 200),
+    ("POST", "/api/admin/users"): (LOGIN, ADMIN, NO, 201),
+    ("GET", "/api/admin/tokens"): (LOGIN, ADMIN, NO, 200),
+    ("POST", "/api/admin/tokens"): (LOGIN, ADMIN, NO, 201),
+    ("DELETE", "/api/admin/tokens/{token_id}"): (LOGIN, ADMIN, NO, 200),
+    ("GET", "/api/feed"): (LOGIN, EVERYONE, FILTERED, 200),
+    ("GET", "/api/feed/events"): (LOGIN, EVERYONE, FILTERED, 200),
+    ("GET", "/api/devices/{device_id}/latest"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/devices/{device_id}/series"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/buildings/{building_id}/readings"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/buildings/{building_id}/latest"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/escalation/misses"): (LOGIN, EVERYONE, SITE_WIDE, 200),
+    ("GET", "/api/escalation/{alarm_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/r/{token}"): (LINK, EVERYONE, NO, 200),
+    ("POST", "/r/{token}/{response}"): (LINK, EVERYONE, NO, 200),
+    ("POST", "/api/responses/{token}"): (LINK, EVERYONE, NO, 200),
+}
+# Deliberately public, not in the table: the OpenAPI document and its viewer, and the console's static files.
+PUBLIC_DOCS: Final = frozenset({
+    ("GET", "/api/openapi.json"), ("HEAD", "/api/openapi.json"), ("GET", "/api/docs"), ("HEAD", "/api/docs"),
+    ("GET", "/docs/oauth2-redirect"), ("HEAD", "/docs/oauth2-redirect"), ("MOUNT", "/static"),
+})
+
+# -- who calls --------------------------------------------------------------------------------------------------------
+
+BAD_CALLERS: Final = ("no_token", "forged_token", "expired_token")
+CALLERS: Final = (*ROLES, *BAD_CALLERS)
+BAD_LINKS: Final = ("forged_token", "expired_token")
+LOGIN_OF: Final = {"admin": "admin", **{role: name for name, (role, _scope) in PEOPLE.items() if name in ("duty", "gw1", "leader", "mfs", "vol")}}
+HOME: Final = "c01-b01"  # inside every login of LOGIN_OF: gw1's grid c01-g1, the leader's building, everyone else's community
+NEXT_DOOR: Final = "c01-b02"  # same grid as HOME
+# login -> (role, scope): one per role, each of whose territory leaves HOME out
+OUTSIDERS: Final = {"admin_c02": ("admin", "c02"), "duty_c02": ("duty_officer", "c02"), "gw2": ("grid_worker", "c01-g2"),
+                    "leader_b02": ("building_leader", NEXT_DOOR), "mfs_c02": ("micro_fire_station", "c02"), "vol_c02": ("volunteer", "c02")}
+OUTSIDER_OF: Final = {role: name for name, (role, _scope) in OUTSIDERS.items()}
+RESPONDER: Final = "c01-mfs-head"  # the micro fire station head, paged by every fire ladder: answers one-tap links
+
+
+# -- the rig ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    api: ApiRig
+    ladder: Rig
+    app: FastAPI
+    base_url: str  # uvicorn serving the same app, for the SSE stream
+    sentinel: str = ""  # an open alarm in HOME with a ladder; refused and outside callers aim at it, so it never changes
+    unused: dict[str, Iterator[Device]] = field(default_factory=dict)  # building -> electrical devices without an alarm yet
+    forger: TokenSigner = field(default_factory=lambda: TokenSigner(b"not the server's key, 32 bytes!!"))
+    names: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def signer(self) -> TokenSigner:
+        return self.api.deps.signer
+
+    def now_s(self) -> float:
+        return self.api.clock.now_ms() / 1000
+
+    def headers(self, caller: str) -> dict[str, str]:
+        """The Authorization header of a role's login (or of an outsider login), or of a bad one."""
+        if caller == "no_token":
+            return {}
+        if caller == "forged_token":  # claims to be the admin, signed with another key
+            return {"Authorization": f"Bearer {self.forger.sign({'sub': 'admin'}, self.now_s(), 3600)}"}
+        if caller == "expired_token":  # a real duty officer's session from two shifts ago
+            return {"Authorization": f"Bearer {self.signer.sign({'sub': 'duty'}, self.now_s() - 24 * 3600, 12 * 3600)}"}
+        return self.api.auth(LOGIN_OF.get(caller, caller))
+
+    def link(self, alarm_id: str, caller: str) -> str:
+        """An answer link for RESPONDER: valid, or forged / expired for those callers."""
+        if caller == "forged_token":
+            return self.forger.sign({"k": "respond", "sub": f"respond:{RESPONDER}", "a": alarm_id, "c": RESPONDER}, self.now_s(), 3600)
+        if caller == "expired_token":
+            return OneTapLinks(self.signer, self.api.clock, ttl_s=-60).token(alarm_id, RESPONDER)
+        return OneTapLinks(self.signer, self.api.clock).token(alarm_id, RESPONDER)
+
+    async def fresh_alarm(self, building: str = HOME) -> str:
+        """A new open alarm in a building (an electrical alarm: each device its own alarm, no composite fire)."""
+        if building not in self.unused:
+            self.unused[building] = iter([d for d in self.api.sites.devices_by_building[building] if d.kind is DeviceKind.ELECTRICAL])
+        device = next(self.unused[building], None)
+        assert device is not None, f"every electrical device of {building} already has an alarm: use another building"
+        return await self.api.smoke(device, event=EventKind.ELECTRICAL_ALARM)
+
+    async def with_ladder(self, alarm_id: str) -> str:
+        """Start the escalation ladder of a fire at the alarm's building."""
+        a = self.api.service.store.get(alarm_id)
+        assert a is not None
+        assert a.place.building is not None
+        await self.ladder.service.start(fire(alarm_id, a.place.building, roster=self.ladder.roster))
+        return alarm_id
+
+    def device_of(self, alarm_id: str) -> str:
+        a = self.api.service.store.get(alarm_id)
+        assert a is not None
+        assert a.place.device is not None
+        return a.place.device
+
+    def alarm_effect(self, alarm_id: str) -> Effect:
+        async def seen() -> object:
+            a = self.api.service.store.get(alarm_id)
+            assert a is not None
+            acts = ConsoleRecords(self.api.service.store.engine).for_alarm(alarm_id)
+            return a.state.value, len(self.api.service.store.audit(alarm_id)), len(acts)
+
+        return seen
+
+
+Effect = Callable[[], Awaitable[object]]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def matrix(tmp_path_factory: pytest.TempPathFactory, sample_site: SiteDirectory) -> AsyncIterator[Matrix]:
+    tmp = tmp_path_factory.mktemp("matrix")
+    ladder = make_rig(tmp, sample_site)  # the escalation service on SQLite; its virtual clock is the API's too
+    clock = ladder.clock
+    engine = make_engine(sqlite_url(tmp / "alarms.db"))
+    service = AlarmService.for_sites(engine, sample_site, clock)
+    await service.start()
+    users = UserStore(engine)
+    users.add("admin", None, "admin", "管理员")
+    for name, (role, scope) in {**PEOPLE, **OUTSIDERS}.items():
+        users.add(name, PASSWORD if name == "duty" else None, role, name, scope)
+    signer = TokenSigner(b"k" * 32)
+    series = SqliteTimeSeries(tmp / "series.sqlite", TagDirectory(sample_site))
+    deps = ApiDeps(alarms=service.store, users=users, signer=signer, clock=clock, ingest_stats=dict, sites=sample_site, alarm_service=service,
+                   escalation=ladder.service, console=ladder.console, timeseries=series)
+    async with LiveFeed(clock, alarms=service.store, sites=sample_site, poll_s=0.05) as feed:
+        deps = ApiDeps(**{**deps.__dict__, "feed": feed})
+        app = create_app(deps)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+        serving = asyncio.create_task(server.serve(), name="matrix-http")
+        try:
+            await until(lambda: server.started, 10, "uvicorn to start")
+            base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+                tokens = {name: signer.sign({"sub": name}, clock.now_ms() / 1000, 10 * 24 * 3600) for name in ["admin", *PEOPLE, *OUTSIDERS]}
+                m = Matrix(ApiRig(client, service, clock, sample_site, users, feed, deps, tokens), ladder, app, base_url)
+                m.sentinel = await m.with_ladder(await m.fresh_alarm())
+                feed.wake()
+                await until(lambda: any(e.building_id == HOME for e in feed.after(0) or []), 10, "the sentinel alarm in the live feed")
+                yield m
+        finally:
+            server.should_exit = True
+            await serving
+    series.close()
+    engine.dispose()
+
+
+# -- valid requests for every route ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    url: str  # `{link}` stands for an answer link, filled in per caller
+    body: dict[str, Any] | None = None
+    key: str | None = None  # the id in the path that places the request (alarm, device or building)
+    effect: Effect | None = None  # what the request changes: must change when allowed, must not when refused
+    link_alarm: str | None = None  # one-tap routes: the alarm the link answers
+
+
+Builder = Callable[[Matrix, bool], Awaitable[Call]]  # (rig, acting: the caller should succeed, so give it its own target)
+
+
+def at(template: str, body: dict[str, Any] | None = None, *, acts_on_alarm: bool = False) -> Builder:
+    """A request at HOME: `{alarm}` (the sentinel, or a fresh alarm for an acting caller when the request changes
+    it), `{device}` (that alarm's device), `{building}` (HOME), `{cursor}` (the start of the feed's ring)."""
+
+    async def build(m: Matrix, acting: bool) -> Call:
+        alarm = await m.fresh_alarm() if acting and acts_on_alarm else m.sentinel
+        values = {"alarm": alarm, "device": m.device_of(alarm), "building": HOME, "cursor": f"{m.api.feed.epoch}-0"}
+        key = next((values[k] for k in ("alarm", "device", "building") if f"{{{k}}}" in template), None)
+        return Call(template.format(**values), body, key, m.alarm_effect(alarm) if acts_on_alarm else None)
+
+    return build
+
+
+async def new_user(m: Matrix, _acting: bool) -> Call:
+    name = f"matrix{next(m.names)}"
+
+    async def exists() -> object:
+        return m.api.users.get(name) is not None
+
+    return Call("/api/admin/users", {"username": name, "role": "volunteer", "display_name": "新志愿者"}, effect=exists)
+
+
+async def new_token(m: Matrix, _acting: bool) -> Call:
+    async def count() -> object:
+        return len(m.api.users.tokens())
+
+    return Call("/api/admin/tokens", {"username": "vol", "name": "matrix bridge", "ttl_days": 1}, effect=count)
+
+
+async def revoke_token(m: Matrix, _acting: bool) -> Call:
+    token, _secret = m.api.users.issue_token("vol", "to revoke", m.api.clock.now_ms())
+
+    async def revoked() -> object:
+        return next(t.revoked for t in m.api.users.tokens() if t.id == token.id)
+
+    return Call(f"/api/admin/tokens/{token.id}", effect=revoked)
+
+
+def answer(template: str, body: dict[str, Any] | None = None) -> Builder:
+    """A one-tap answer as RESPONDER, on a fresh alarm with a ladder of its own, so that the answer shows in its timeline."""
+
+    async def build(m: Matrix, _acting: bool) -> Call:
+        alarm = await m.with_ladder(await m.fresh_alarm(NEXT_DOOR))  # links need no territory: spare HOME's devices
+
+        async def reached() -> object:
+            return (await m.ladder.service.timeline(alarm)).reached
+
+        return Call(template, body, effect=reached, link_alarm=alarm)
+
+    return build
+
+
+async def answer_page(m: Matrix, _acting: bool) -> Call:
+    return Call("/r/{link}", link_alarm=m.sentinel)
+
+
+REQUESTS: Final[dict[tuple[str, str], Builder]] = {
+    ("GET", "/"): at("/"),
+    ("GET", "/api/health"): at("/api/health"),
+    ("POST", "/api/login"): at("/api/login", {"username": "duty", "password": PASSWORD}),
+    ("GET", "/api/me"): at("/api/me"),
+    ("GET", "/api/ingest/stats"): at("/api/ingest/stats"),
+    ("GET", "/api/alarms"): at("/api/alarms"),
+    ("GET", "/api/alarms/{alarm_id}"): at("/api/alarms/{alarm}"),
+    ("POST", "/api/alarms/{alarm_id}/acknowledge"): at("/api/alarms/{alarm}/acknowledge", {"note": "on my way"}, acts_on_alarm=True),
+    ("POST", "/api/alarms/{alarm_id}/verify"): at("/api/alarms/{alarm}/verify", {"note": "burning smell at the meter box"}, acts_on_alarm=True),
+    ("POST", "/api/alarms/{alarm_id}/dispatch"): at("/api/alarms/{alarm}/dispatch", {"responder_id": "c01-b01-leader", "note": "please check"},
+                                                    acts_on_alarm=True),
+    ("POST", "/api/alarms/{alarm_id}/close"): at("/api/alarms/{alarm}/close", {"outcome": "false_alarm", "note": "breaker tested by the owner"},
+                                                 acts_on_alarm=True),
+    ("POST", "/api/devices/{device_id}/silence"): at("/api/devices/{device}/silence", {"minutes": 60, "note": "work order 42"}, acts_on_alarm=True),
+    ("GET", "/api/site/map"): at("/api/site/map"),
+    ("GET", "/api/buildings/{building_id}"): at("/api/buildings/{building}"),
+    ("GET", "/api/health/devices"): at("/api/health/devices"),
+    ("GET", "/api/admin/users"): at("/api/admin/users"),
+    ("POST", "/api/admin/users"): new_user,
+    ("GET", "/api/admin/tokens"): at("/api/admin/tokens"),
+    ("POST", "/api/admin/tokens"): new_token,
+    ("DELETE", "/api/admin/tokens/{token_id}"): revoke_token,
+    ("GET", "/api/feed"): at("/api/feed?after={cursor}"),
+    ("GET", "/api/feed/events"): at("/api/feed/events?after={cursor}"),
+    ("GET", "/api/devices/{device_id}/latest"): at("/api/devices/{device}/latest"),
+    ("GET", "/api/devices/{device_id}/series"): at("/api/devices/{device}/series?metric=residual_current_ma"),
+    ("GET", "/api/buildings/{building_id}/readings"): at("/api/buildings/{building}/readings"),
+    ("GET", "/api/buildings/{building_id}/latest"): at("/api/buildings/{building}/latest"),
+    ("GET", "/api/escalation/misses"): at("/api/escalation/misses"),
+    ("GET", "/api/escalation/{alarm_id}"): at("/api/escalation/{alarm}"),
+    ("GET", "/r/{token}"): answer_page,
+    ("POST", "/r/{token}/{response}"): answer("/r/{link}/acknowledge"),
+    ("POST", "/api/responses/{token}"): answer("/api/responses/{link}", {"response": "acknowledge", "note": "coming"}),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: httpx.Headers
+    text: str
+    events: list[tuple[str, dict[str, Any]]]  # SSE: (event, data) up to `hello`, or up to `until_kind` when asked
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+async def send(m: Matrix, method: str, call: Call, headers: dict[str, str], *, link_caller: str = "no_token",
+               until_kind: str = "hello") -> Answer:
+    url = call.url.replace("{link}", m.link(call.link_alarm, link_caller)) if call.link_alarm is not None else call.url
+    if url.startswith("/api/feed?"):
+        return await read_stream(m, url, headers, until_kind)
+    r = await m.api.client.request(method, url, headers=headers, json=call.body)
+    return Answer(r.status_code, r.headers, r.text, [])
+
+
+async def read_stream(m: Matrix, url: str, headers: dict[str, str], until_kind: str) -> Answer:
+    """The SSE stream over a socket: the status line and headers, then events up to `until_kind`, with a deadline."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with httpx.AsyncClient(base_url=m.base_url, timeout=10) as http, http.stream("GET", url, headers=headers) as s:
+        if s.status_code != 200:
+            return Answer(s.status_code, s.headers, (await s.aread()).decode(), [])
+        kind = ""
+        async with asyncio.timeout(10):
+            async for line in s.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line[6:])))
+                    if kind == until_kind:
+                        break
+        return Answer(s.status_code, s.headers, "", events)
+
+
+# -- the table names exactly the app's routes, and docs/api.md shows the same table ------------------------------------
+
+
+def app_routes(m: Matrix) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for rc in iter_route_contexts(m.app.routes):
+        if isinstance(rc.original_route, Mount):
+            out.add(("MOUNT", str(rc.path)))
+        else:
+            out |= {(method, str(rc.path)) for method in rc.methods or ()}
+    return out
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_table_names_every_route_of_the_app(matrix: Matrix) -> None:
+    routes = app_routes(matrix)
+    assert not PUBLIC_DOCS & set(EXPECTED)
+    missing = routes - set(EXPECTED) - PUBLIC_DOCS
+    assert not missing, f"routes without a row in EXPECTED (say who may call them): {sorted(missing)}"
+    gone = (set(EXPECTED) | PUBLIC_DOCS) - routes
+    assert not gone, f"rows for routes the app no longer has: {sorted(gone)}"
+    assert set(REQUESTS) == set(EXPECTED)
+    assert set(ROLES) == {r.value for r in UserRole}, "a new role needs its column in EXPECTED"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_openapi_document_and_the_console_files_are_public(matrix: Matrix) -> None:
+    for url in ("/api/openapi.json", "/api/docs", "/docs/oauth2-redirect", "/static/console.js"):
+        assert (await matrix.api.client.get(url)).status_code == 200, url
+
+
+def doc_table() -> dict[tuple[str, str], tuple[Access, frozenset[str], Outside]]:
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    section = text.split("\n## Who may call what\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    header = next(line for line in section.splitlines() if line.startswith("| route"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns == ["route", "access", *ROLES, "outside your territory"]
+    out = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        m = re.fullmatch(r"`([A-Z]+) (\S+)`", cells[0])
+        assert m, f"a route cell reads `METHOD /path`: {cells[0]}"
+        allowed = frozenset(role for role, cell in zip(ROLES, cells[2:8], strict=True) if cell == "✓")
+        assert all(cell in ("✓", "✗") for cell in cells[2:8]), row
+        out[m.group(1), m.group(2)] = (Access(cells[1]), allowed, Outside(cells[8]))
+    return out
+
+
+def test_the_docs_table_is_this_table() -> None:
+    documented = doc_table()
+    expected = {k: v[:3] for k, v in EXPECTED.items()}
+    assert set(documented) == set(expected), f"docs/api.md lacks {sorted(set(expected) - set(documented))}, has extra {sorted(set(documented) - set(expected))}"
+    wrong = {k: (documented[k], expected[k]) for k in expected if documented[k] != expected[k]}
+    assert not wrong, f"docs/api.md 'Who may call what' differs from EXPECTED (doc, test): {wrong}"
+
+
+# -- every route against every caller -----------------------------------------------------------------------------------
+
+
+def _ids(route: tuple[str, str]) -> str:
+    return f"{route[0]} {route[1]}"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("route", list(EXPECTED), ids=_ids)
+async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller: str) -> None:
+    access, allowed, _outside, ok = EXPECTED[route]
+    method = route[0]
+    # on a one-tap route the link is the credential: the forged and expired callers bring such a link, the others a valid one
+    may = caller not in BAD_LINKS if access is Access.LINK else access is Access.PUBLIC or caller in allowed
+    call = await REQUESTS[route](matrix, may)
+    before = await call.effect() if call.effect else None
+    got = await send(matrix, method, call, matrix.headers(caller), link_caller=caller)
+    after = await call.effect() if call.effect else None
+
+    if may:
+        assert got.status == ok, f"{caller} may {_ids(route)}, got {got.status}: {got.text[:300]}"
+        if call.effect is not None:
+            assert after != before, f"{_ids(route)} answered {ok} for {caller} but changed nothing ({before!r})"
+        if route == ("GET", "/api/feed"):
+            hello = dict(got.events)["hello"]
+            assert got.headers["content-type"].startswith("text/event-stream")
+            assert hello["user"] == LOGIN_OF[caller]
+        return
+    assert after == before, f"a refused {_ids(route)} by {caller} still changed {before!r} into {after!r}"
+    detail = got.json()["detail"]
+    if access is Access.LINK:
+        assert got.status == 401, got.text
+        assert "new link" in detail
+    elif caller in BAD_CALLERS:
+        assert got.status == 401, f"{caller} on {_ids(route)}: {got.status} {got.text[:300]}"
+        assert got.headers.get("www-authenticate") == "Bearer"
+        assert "log in" in detail
+        if caller == "expired_token":
+            assert "expired" in detail
+    else:
+        assert got.status == 403, f"{caller} may not {_ids(route)}, got {got.status}: {got.text[:300]}"
+        assert f"your role ({caller})" in detail
+        may_roles = frozenset(detail.rsplit("roles that may: ", 1)[1].split(", "))
+        assert may_roles == allowed, f"the 403 of {_ids(route)} names {sorted(may_roles)}; the table says {sorted(allowed)}"
+
+
+# -- outside the territory ----------------------------------------------------------------------------------------------
+
+KEYED: Final = [(route, role) for route, (_a, allowed, outside, _ok) in EXPECTED.items() if outside is NOT_FOUND for role in ROLES if role in allowed]
+LISTS: Final = [(route, role) for route, (_a, allowed, outside, _ok) in EXPECTED.items() if outside is FILTERED for role in ROLES if role in allowed]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(("route", "role"), KEYED, ids=[f"{_ids(r)}-{role}" for r, role in KEYED])
+async def test_outside_the_territory_is_not_found_like_an_unknown_id(matrix: Matrix, route: tuple[str, str], role: str) -> None:
+    outsider = OUTSIDER_OF[role]
+    call = await REQUESTS[route](matrix, False)
+    assert call.key is not None
+    unknown = Call(call.url.replace(f"/{call.key}", "/nosuch-0", 1), call.body)
+    before = await call.effect() if call.effect else None
+    got = await send(matrix, route[0], call, matrix.api.auth(outsider))
+    after = await call.effect() if call.effect else None
+    assert got.status == 404, f"{outsider} ({role}, outside {HOME}) on {_ids(route)}: {got.status} {got.text[:300]}"
+    assert after == before, f"{outsider} changed {before!r} into {after!r} outside their territory"
+    nosuch = await send(matrix, route[0], unknown, matrix.api.auth(outsider))
+    assert nosuch.status == 404
+    assert got.json()["detail"].replace(call.key, "<id>") == nosuch.json()["detail"].replace("nosuch-0", "<id>"), "ids outside can be told apart"
+    if call.effect is None:  # a read: the same request from inside succeeds (acting inside is the matrix's job, on fresh alarms)
+        inside = await send(matrix, route[0], call, matrix.api.auth(LOGIN_OF[role]))
+        assert inside.status == EXPECTED[route][3], f"the same request from {LOGIN_OF[role]} (inside) must succeed: {inside.text[:300]}"
+
+
+def shows_home(route: tuple[str, str], body: Any) -> bool:
+    """Does this list show anything of HOME?"""
+    if route == ("GET", "/api/alarms"):
+        return any(a["building_id"] == HOME for a in body["alarms"])
+    if route in (("GET", "/api/site/map"), ("GET", "/api/health/devices")):
+        return any(b["id"] == HOME for b in body["buildings"])
+    if route == ("GET", "/api/feed/events"):
+        return any(e["building_id"] == HOME for e in body["events"])
+    raise AssertionError(f"no check for {route}")
+
+
+def marker_place(login: str) -> tuple[str | None, str | None, str]:
+    """A place inside this login's territory, for a feed event that ends the backlog it reads."""
+    role, scope = OUTSIDERS.get(login) or PEOPLE.get(login) or ("admin", None)
+    if role == "grid_worker":
+        return None, scope, "c01"
+    if role == "building_leader":
+        return scope, None, "c01"
+    return None, None, scope or "c01"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(("route", "role"), LISTS, ids=[f"{_ids(r)}-{role}" for r, role in LISTS])
+async def test_lists_leave_out_what_lies_outside_the_territory(matrix: Matrix, route: tuple[str, str], role: str) -> None:
+    call = await REQUESTS[route](matrix, False)
+    for login, inside in ((OUTSIDER_OF[role], False), (LOGIN_OF[role], True)):
+        if route == ("GET", "/api/feed"):  # read from the start of the ring up to a marker this login sees, published after
+            b, g, c = marker_place(login)
+            matrix.api.feed.publish("marker", {"for": login}, building_id=b, grid_id=g, community_id=c)
+            got = await send(matrix, "GET", call, matrix.api.auth(login), until_kind="marker")
+            assert got.status == 200, got.text
+            seen = any(kind == "alarm" and data["building_id"] == HOME for kind, data in got.events)
+        else:
+            got = await send(matrix, route[0], call, matrix.api.auth(login))
+            assert got.status == 200, got.text
+            seen = shows_home(route, got.json())
+        assert seen is inside, f"{login} ({role}, {'inside' if inside else 'outside'} {HOME}) on {_ids(route)}: shows {HOME} = {seen}"
+
+
+# -- a login is not an answer link, and an answer link is not a login ---------------------------------------------------
+
+LINK_ROUTES: Final = [route for route, (access, *_rest) in EXPECTED.items() if access is Access.LINK]
+LOGIN_ROUTES: Final = [route for route, (access, *_rest) in EXPECTED.items() if access is Access.LOGIN]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", LINK_ROUTES, ids=_ids)
+async def test_a_login_is_not_an_answer_link(matrix: Matrix, route: tuple[str, str], role: str) -> None:
+    call = await REQUESTS[route](matrix, True)
+    session = matrix.api.tokens[LOGIN_OF[role]]
+    before = await call.effect() if call.effect else None
+    got = await send(matrix, route[0], Call(call.url.replace("{link}", session), call.body), {})
+    assert got.status == 401, got.text
+    assert "not an answer link" in got.json()["detail"]
+    assert (await call.effect() if call.effect else None) == before
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("route", LOGIN_ROUTES, ids=_ids)
+async def test_an_answer_link_is_not_a_login(matrix: Matrix, route: tuple[str, str]) -> None:
+    call = await REQUESTS[route](matrix, False)
+    link = matrix.link(matrix.sentinel, "no_token")
+    got = await send(matrix, route[0], call, {"Authorization": f"Bearer {link}"})
+    assert got.status == 401, got.text
+    assert "log in" in got.json()["detail"] or "administrator" in got.json()["detail"]
