@@ -222,11 +222,19 @@ class AlarmService:
         return actions
 
     async def save_state(self) -> None:
+        """Snapshot the rule state under the lock (copies: the core's arrays are views that keep changing), then
+        serialise and store it in a thread: at street scale the file is ~10 MB, and writing it on the event
+        loop held the loop for ~400 ms (found by backend.loopwatch in benchmarks/e2e.py)."""
         async with self._lock:
-            buf = io.BytesIO()
-            np.savez(buf, **self.engine.snapshot())  # type: ignore[arg-type]  # numpy stubs type every keyword as allow_pickle
+            arrays = {k: v.copy() for k, v in self.engine.snapshot().items()}
             now = self.clock.now_ms()
-        await asyncio.to_thread(self.store.save_rule_state, SNAPSHOT_NAME, buf.getvalue(), now)
+
+        def write() -> None:
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs type every keyword as allow_pickle
+            self.store.save_rule_state(SNAPSHOT_NAME, buf.getvalue(), now)
+
+        await asyncio.to_thread(write)
 
     # -- people ----------------------------------------------------------------------------------------------
     async def move(self, alarm_id: str, move: Move | str, actor: str, *, note: str = "", until_ms: int | None = None) -> Alarm:
