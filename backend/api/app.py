@@ -89,7 +89,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     app = FastAPI(title="Shouwang 守望 API", version="0.2.0", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan,
                   description="Alarms, actions, site map, device health and the live feed of the duty console. Every route needs a bearer token "
-                              "(POST /api/login for people, an API token for machines) and answers only about the caller's territory.")
+                              "(POST /api/login for people, an API token for machines) and answers only about the caller's territory; "
+                              "the exceptions are /api/health, /api/login, the API documentation and the one-tap answer links "
+                              "(/r/... and POST /api/responses/..., which carry their own signed, expiring token).")
     install(app)
     auth = Auth(deps.users, deps.signer, deps.clock, deps.sites)
     moves: AlarmMoves = deps.alarm_service if deps.alarm_service is not None else StoreMoves(deps.alarms, deps.clock)

@@ -164,6 +164,9 @@ class Auth:
             claims = self.signer.verify(text, now_ms / 1000)
         except InvalidToken as exc:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+        if "k" in claims:  # a purpose-bound token (a one-tap answer link), not a session
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this is a one-tap answer link, not a login; log in first: POST /api/login",
+                                headers={"WWW-Authenticate": "Bearer"})
         found = await asyncio.to_thread(self.users.get, str(claims.get("sub")))
         if found is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this login no longer exists; ask an administrator", headers={"WWW-Authenticate": "Bearer"})
