@@ -118,7 +118,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
 
     @app.get("/api/ingest/stats", tags=["system"], summary="Ingest counters (accepted, rejected by reason, duplicates)",
              responses=ERRORS)
-    async def ingest_stats(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_HEALTH))]) -> dict[str, Any]:
+    async def ingest_stats(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_SYSTEM))]) -> dict[str, Any]:
         return deps.ingest_stats()
 
     # Every router's operations document the JSON error bodies (routers other engineers write included).

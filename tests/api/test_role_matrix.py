@@ -93,7 +93,7 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("GET", "/api/health"): (PUBLIC, EVERYONE, NO, 200),
     ("POST", "/api/login"): (PUBLIC, EVERYONE, NO, 200),
     ("GET", "/api/me"): (LOGIN, EVERYONE, NO, 200),
-    ("GET", "/api/ingest/stats"): (LOGIN, FIELD, SITE_WIDE, 200),
+    ("GET", "/api/ingest/stats"): (LOGIN, OFFICE, SITE_WIDE, 200),  # the system's health, site-wide: the command room only
     ("GET", "/api/alarms"): (LOGIN, EVERYONE, FILTERED, 200),
     ("GET", "/api/alarms/{alarm_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
     ("POST", "/api/alarms/{alarm_id}/acknowledge"): (LOGIN, FIELD, NOT_FOUND, 200),
