@@ -125,11 +125,18 @@ class LoopWatch:
                 "full_gcs": self.gc_pauses, "full_gc_worst_ms": round(self.gc_worst_ms, 1), "full_gc_total_ms": round(self.gc_total_ms, 1)}
 
 
-def settle_heap() -> int:
-    """Once a process has loaded what it keeps for its lifetime (the site directory, the rule state), move all
-    of that out of the garbage collector's sight (gc.freeze): a full collection then walks only what came
-    after, instead of pausing the process for hundreds of milliseconds over objects that never die. Returns
-    how many objects were frozen."""
-    gc.collect()
-    gc.freeze()
+def settle_heap(*, freeze: bool = True, thresholds: tuple[int, int, int] | None = None) -> int:
+    """Tune the garbage collector of a long-running process once it has loaded what it keeps for its lifetime.
+
+    A full collection walks every tracked object and holds the GIL meanwhile: at street scale, with Python's
+    default thresholds, one ran every ~25 s and paused the process 120-260 ms, collecting almost nothing
+    (measured with this module's gc hook in benchmarks/e2e.py). `freeze` moves what is loaded by now (the
+    site directory, the rule state) out of the collector's sight (gc.freeze); `thresholds` (gen0, gen1,
+    gen2) make full collections rare while young garbage is still collected often. Returns how many
+    objects are frozen."""
+    if thresholds is not None and any(thresholds):
+        gc.set_threshold(*thresholds)
+    if freeze:
+        gc.collect()
+        gc.freeze()
     return gc.get_freeze_count()

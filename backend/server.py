@@ -43,7 +43,7 @@ from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
 from backend.ingest.handoff import AlertingFeed
 from backend.ingest.service import IngestService, open_store
-from backend.loopwatch import LoopWatch, settle_heap
+from backend.loopwatch import LoopWatch
 from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
 from backend.patrol.alarms import StorePatrolAlarms
@@ -130,7 +130,7 @@ class Backend:
         s = self.settings
         data_dir = s.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.loopwatch = await self._stack.enter_async_context(LoopWatch(stall_log_ms=s.diagnostics.loop_stall_log_ms))
+        self.loopwatch = await self._stack.enter_async_context(LoopWatch(stall_log_ms=s.runtime.loop_stall_log_ms))
         self.db = make_engine(s.storage.alarm_db_url or sqlite_url(data_dir / "alarms.db"))
         self._stack.callback(self.db.dispose)
         with self._startup_lock():
@@ -159,7 +159,6 @@ class Backend:
                 raise RuntimeError(f"the HTTP server could not start on {s.api.host}:{s.api.port}")
             await asyncio.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        log.info("heap settled: %d long-lived objects out of the collector's way", settle_heap())
 
     async def _start_all(self, data_dir: Path) -> ApiDeps:
         s = self.settings

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import subprocess
+import sys
 import time
 
 import pytest
@@ -39,3 +42,16 @@ async def test_full_collections_are_measured() -> None:
     assert snap["full_gcs"] >= 1
     assert snap["full_gc_total_ms"] >= 0
     assert watch._on_gc not in gc.callbacks, "leaving the watch unhooks it from the collector"
+
+
+def test_settling_the_heap_freezes_what_is_loaded_and_sets_the_thresholds() -> None:
+    """In a child process: it changes the interpreter's collector for good."""
+    code = ("import gc, json; from backend.loopwatch import settle_heap; keep = [dict(n=i) for i in range(10_000)]; "
+            "n = settle_heap(thresholds=(10_000, 10, 100)); print(json.dumps([n, gc.get_threshold(), gc.get_freeze_count()]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    frozen, thresholds, count = json.loads(out.stdout)
+    assert frozen == count >= 10_000, "what was loaded (here 10,000 dicts) is out of the collector's sight"
+    assert thresholds == [10_000, 10, 100]
+    keep_defaults = subprocess.run([sys.executable, "-c", code.replace("(10_000, 10, 100)", "(0, 0, 0)")], capture_output=True, text=True,
+                                   check=True, timeout=60)
+    assert json.loads(keep_defaults.stdout)[1] == [700, 10, 10], "(0, 0, 0) leaves Python's own thresholds"

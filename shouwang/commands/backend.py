@@ -16,7 +16,7 @@ from typing import Any
 
 from backend.server import Backend, BackendRole
 from backend.settings import Settings, load_settings
-from shouwang.commands.common import load_sites, stop_on_signals
+from shouwang.commands.common import load_sites, settle, stop_on_signals
 from shouwang.commands.ingest import emit
 from shouwang.system import parse_mqtt_url
 
@@ -60,6 +60,7 @@ async def _serve(settings: Settings, sites: Any, name: str) -> int:
         emit({"event": "leader", "name": name, "leader": leader})
 
     async with Backend(settings, sites, host, port, role=BackendRole.CLUSTER, name=name, on_leader=on_leader) as backend:
+        settle(settings)
         emit({"event": "ready", "name": name, "url": backend.url, "admin_password": backend.generated_admin_password})
         await stop.wait()
         emit({"event": "stopped", "name": name})

@@ -20,7 +20,7 @@ from typing import Any
 from backend.ingest.service import IngestService, open_store
 from backend.relay.feed import QueueFeed
 from backend.settings import Settings, load_settings
-from shouwang.commands.common import load_sites, stop_on_signals
+from shouwang.commands.common import load_sites, settle, stop_on_signals
 from shouwang.system import parse_mqtt_url
 
 
@@ -73,6 +73,7 @@ async def _serve(settings: Settings, sites: Any, worker_id: str) -> int:
     async with QueueFeed(url, settings.relay) as feed, IngestService(
         settings, sites, host, port, feed=feed, store=open_store(settings, sites), client_id=f"{settings.broker.client_id_prefix}-ingest-{worker_id}",
     ) as ingest:
+        settle(settings)
         emit({"event": "ready", "worker": worker_id, "share_group": settings.ingest.share_group, "broker": settings.broker.url})
         await stop.wait()
         emit({"event": "stopped", "worker": worker_id, "ingest": ingest.stats(), "queue": feed.stats})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.settings import load_settings
-from shouwang.commands.common import load_sites, stop_on_signals
+from shouwang.commands.common import load_sites, settle, stop_on_signals
 from shouwang.system import System
 
 
@@ -75,6 +75,7 @@ Ctrl-C stops it.""", flush=True)
 async def _serve(settings: Any, sites: Any) -> int:
     stop = stop_on_signals()
     async with System(settings, sites) as system:
+        settle(settings)
         b = system.backend
         pw_note = (f"password {b.generated_admin_password}  (also saved in {settings.storage.data_dir / 'admin-password.txt'})"
                    if b.generated_admin_password else f"password as created on first start (see {settings.storage.data_dir / 'admin-password.txt'})")
