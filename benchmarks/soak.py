@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 auth = {"Authorization": f"Bearer {client.token}"}
                 for b in sorted({sites.devices[d].building for d in probes if sites.devices[d].building}):
                     board += http.get("/api/alarms", params={"open": "true", "building": b, "limit": 1000}, headers=auth).json()["alarms"]
+            loop = http_get_json(url, "/api/ingest/stats", client.token).get("loop", {})
             client.close()
             tap.close()
             probe.loop_stop()
@@ -133,6 +134,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             resources = sampler.close()
             for p in reversed(procs):
                 stop(p)
+                (work / f"{p.name.replace(' ', '-')}.log").write_text("\n".join(p.lines) + "\n")
+            console.print(f"process logs in {work}")
     by_device = {r["device_id"]: r for r in board if r.get("alarm_type") == "smoke"}
     lost_console = [d for d in probes if d not in client.first_alarm]
     lost_board = [d for d in probes if d not in by_device]
@@ -164,6 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "escalation_lateness_ms": {"p50": _pct(lateness, 0.5), "max": max(lateness) if lateness else None},
         "backend_rss_mib": {"after_warmup": round(base / 2**20, 1), "end": round(final / 2**20, 1)},
         "memory_growth_pct": round(growth, 2) if growth is not None else None,
+        "backend_event_loop": loop,
         "processes": resources, "targets": TARGETS,
     }
     out["met"] = {"memory": growth is not None and growth < TARGETS["memory_growth_pct"], "no_loss": not lost_console and not lost_board,
@@ -179,11 +183,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t.add_row("escalation lateness p50 / max (ms)", f"{out['escalation_lateness_ms']['p50']} / {out['escalation_lateness_ms']['max']}", "")
     t.add_row("backend RSS after warm-up / end (MiB)", f"{out['backend_rss_mib']['after_warmup']} / {out['backend_rss_mib']['end']}", "")
     t.add_row("memory growth (%)", str(out["memory_growth_pct"]), "< 5")
+    t.add_row("backend event-loop lag p99 / max (ms); full gcs, worst (ms)",
+              f"{loop.get('lag_p99_ms')} / {loop.get('lag_max_ms')}; {loop.get('full_gcs')}, {loop.get('full_gc_worst_ms')}", "")
     for name, r in resources.items():
         t.add_row(f"{name}: CPU % / peak RSS MiB", f"{r['cpu_pct']} / {r['peak_rss_mib']}", "")
     t.add_row("targets met", ", ".join(f"{k}={v}" for k, v in out["met"].items()), "")
     Console().print(t)
     return out
+
+
+def http_get_json(url: str, path: str, token: str) -> dict[str, Any]:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        body: dict[str, Any] = http.get(path, headers={"Authorization": f"Bearer {token}"}).json()
+    return body
 
 
 def _pct(xs: list[float], q: float) -> float | None:
