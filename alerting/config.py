@@ -3,7 +3,10 @@
 How this works: `parse_rules(data)` turns the mapping of alerting/rules/defaults.yaml (merged with a
 deployment's file by `merge`) into a frozen `RuleConfig`, validating every number on the way and naming the
 key that is wrong in `RuleConfigError`. `RuleConfig.threshold_params(rule, device, building)` resolves
-per-building then per-device overrides (device wins), checked against the rule's `limits`.
+per-building then per-device overrides (device wins), checked against the rule's `limits`; every override
+is checked when the rules are parsed (`check_overrides`), and so are per-device settings added from the site
+directory (`with_device_settings`), so a wrong one stops the start with its name instead of failing on the
+device's first reading.
 """
 
 from __future__ import annotations
@@ -116,6 +119,52 @@ class RuleConfig:
         _check_threshold(out, f"overrides for {device} / {building}")
         return out
 
+    def with_device_settings(self, settings: Mapping[str, Mapping[str, Mapping[str, float]]], where: str = "site directory") -> RuleConfig:
+        """These rules with per-device settings added (e.g. from the site directory: what the installer set on a
+        detector, such as a distribution box's overload level). A rules file's own `overrides.devices` entry wins
+        key by key. Every setting is checked now, naming the device, rather than when its first reading arrives."""
+        merged: dict[str, dict[str, dict[str, float]]] = {d: {r: dict(p) for r, p in rs.items()} for d, rs in settings.items()}
+        for device, rs in self.device_overrides.items():
+            for rule, params in rs.items():
+                merged.setdefault(device, {}).setdefault(rule, {}).update(params)
+        out = replace(self, device_overrides=merged)
+        out.check_overrides(where)
+        return out
+
+    def check_overrides(self, where: str = "overrides") -> None:
+        """Every override names a rule and keys that exist, with values the rule accepts; RuleConfigError if not."""
+        thresholds = {t.name: t for t in self.thresholds}
+        for scope, table in (("buildings", self.building_overrides), ("devices", self.device_overrides)):
+            for subject, rules in table.items():
+                for rule, params in rules.items():
+                    here = f"{where}: {scope}.{subject}.{rule}"
+                    if not isinstance(params, Mapping):
+                        raise RuleConfigError(here, "give a mapping of the rule's keys to numbers")
+                    if rule in thresholds:
+                        t = thresholds[rule]
+                        allowed = {"below" if t.below else "above", "clear", "for_s", "samples"}
+                    elif rule in self.trends:
+                        allowed = set(self.trends[rule].params)
+                    elif rule == "absence":
+                        allowed = {"misses", "grace_s"}
+                    else:
+                        known = sorted([*thresholds, *self.trends, "absence"])
+                        raise RuleConfigError(here, f"no such rule; rules that take settings: {', '.join(known)}")
+                    unknown = set(params) - allowed
+                    if unknown:
+                        raise RuleConfigError(here, f"unknown key(s) {', '.join(sorted(unknown))}; this rule takes {', '.join(sorted(allowed))}")
+                    for k, v in params.items():
+                        if isinstance(v, bool) or not isinstance(v, int | float):
+                            raise RuleConfigError(here, f"{k} must be a number, not {v!r}")
+                    if rule in thresholds:
+                        o = dict(params)
+                        level = float(o.get("above", o.get("below", thresholds[rule].level)))
+                        clear = float(o["clear"]) if "clear" in o else _default_clear(thresholds[rule], level)
+                        _check_threshold(replace(thresholds[rule], level=level, clear=clear, for_s=float(o.get("for_s", thresholds[rule].for_s)),
+                                                 samples=int(o.get("samples", thresholds[rule].samples))), here)
+                    elif rule == "absence" and float(params.get("misses", 1)) <= 0:
+                        raise RuleConfigError(here, "misses must be > 0")
+
     def trend_param(self, rule: TrendRule, key: str, device: str, building: str | None) -> float:
         return float(self.overrides_for(rule.name, device, building).get(key, rule.params[key]))
 
@@ -217,7 +266,7 @@ def parse_rules(data: Mapping[str, Any]) -> RuleConfig:
     welfare = data.get("welfare") or {}
     book = data.get("book") or {}
     overrides = data.get("overrides") or {}
-    return RuleConfig(
+    config = RuleConfig(
         events=events, thresholds=tuple(thresholds), trends=trends, absence=absence,
         patrol_misses=float(patrol.get("misses", 2)), patrol_default_period_s=float(patrol.get("default_period_s", 3600)),
         patrol_grace_s=float(patrol.get("grace_s", 60)),
@@ -229,3 +278,5 @@ def parse_rules(data: Mapping[str, Any]) -> RuleConfig:
                           float(book.get("unsuppress_grace_s", 300))),
         building_overrides=overrides.get("buildings") or {}, device_overrides=overrides.get("devices") or {},
     )
+    config.check_overrides()
+    return config

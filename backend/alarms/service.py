@@ -73,7 +73,10 @@ class AlarmService:
         self.store = store
         self.sites = sites
         self.clock = clock
-        self.rules = rules or load_rules()
+        base = rules or load_rules()
+        # The site directory's per-device settings (what the installer set on each detector) join the rules here,
+        # checked now: a wrong one stops the start naming the device, not the device's first reading.
+        self.rules = base.with_device_settings(sites.rule_settings) if sites.rule_settings else base
         self.tick_s, self.snapshot_s, self.retention_days = tick_s, snapshot_s, retention_days
         self.readings_chunk = readings_chunk
         self.ready = asyncio.Event()

@@ -97,7 +97,10 @@ def _building_devices(doc: dict[str, list[dict[str, Any]]], rng: random.Random, 
         devices.append({"id": did, "kind": kind, "gateway": gw, "building": bid, "dialect": dialect, **extra})
 
     for unit in (1, 2):
-        dev(f"{bid}-u{unit}-box", "electrical", "native", unit=unit, location="配电箱", report_interval_s=60, model="leakage+cable-temp")
+        # A unit's distribution box watches the unit's feeder (rated 250 A in simulators/fleet.py), not a flat's 32 A
+        # breaker: its overload level is set on the detector, as an installer would.
+        dev(f"{bid}-u{unit}-box", "electrical", "native", unit=unit, location="配电箱", report_interval_s=60, model="leakage+cable-temp",
+            rules={"overload": {"above": 250, "clear": 220}})
         for floor in (3, 8, 13):
             dev(f"{bid}-u{unit}-f{floor}-smoke", "smoke", _pick(rng, {"native": 0.6, "esphome": 0.4}), unit=unit, location=f"{floor}F 楼梯间")
         for floor in range(1, 16):

@@ -228,6 +228,7 @@ class _Device(_Record):
     report_interval_s: float | None = Field(default=None, gt=0)
     dialect: str = "native"
     model: str = ""
+    rules: dict[str, dict[str, float]] = Field(default_factory=dict)  # this detector's settings, e.g. {overload: {above: 250}}
 
 
 class _FireStation(_Record):
@@ -423,8 +424,11 @@ def parse_site_directory(text: str, file: str = "<site directory>") -> SiteDirec
             if h.building != r.building:
                 check.error(item.key_lines.get("household", item.line), f"household '{r.household}' is in building '{h.building}', not '{r.building}'")
         interval = r.report_interval_s if r.report_interval_s is not None else DEFAULT_REPORT_INTERVAL_S[r.kind]
+        if r.rules:
+            rule_settings[r.id] = {rule: dict(params) for rule, params in r.rules.items()}
         return Device(r.id, r.kind, r.gateway, r.building, r.unit, r.household, r.location, interval, r.dialect, r.model)
 
+    rule_settings: dict[str, dict[str, dict[str, float]]] = {}
     devices = collect("devices", _Device, device)
 
     def station(item: _Mapping, r: _FireStation) -> FireStation:
@@ -478,7 +482,7 @@ def parse_site_directory(text: str, file: str = "<site directory>") -> SiteDirec
     return SiteDirectory(
         communities=communities, grids=grids, buildings=buildings, households=households, gateways=gateways,
         devices=devices, fire_stations=stations, volunteer_teams=teams, responders=responders,
-        shifts=tuple(s for _, s in shifts), street=str(street) if street else "",
+        shifts=tuple(s for _, s in shifts), street=str(street) if street else "", rule_settings=rule_settings,
     )
 
 

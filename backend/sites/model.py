@@ -223,6 +223,10 @@ class SiteDirectory:
     responders: dict[str, Responder]
     shifts: tuple[Shift, ...] = field(default=())
     street: str = ""
+    # Per-device rule settings (device id -> rule -> key -> number), as installed: e.g. a distribution box's
+    # overload level or a circuit's residual-current setting. The alarm service adds them to its rules
+    # (alerting.config.RuleConfig.with_device_settings), which checks them.
+    rule_settings: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @cached_property
     def devices_by_gateway(self) -> dict[str, tuple[Device, ...]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from alerting.book import replay
+from alerting.config import RuleConfigError
 from alerting.lifecycle import AlarmState, Move
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
 from backend.clock import VirtualClock
@@ -80,6 +82,28 @@ async def test_self_tests_are_recorded_and_readings_raise_threshold_alarms(tmp_p
             await svc.on_readings([Reading(box.id, box.gateway, "residual_current_ma", 350.0, t, t)])
         [r] = svc.store.list(open_only=True)
         assert (r.alarm_type, r.device_id) == ("residual_current", box.id)
+
+
+async def test_a_detectors_own_settings_from_the_site_directory_decide_its_alarms(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """A unit's distribution box carries its feeder's overload level (250 A) in the site directory: 100 A for minutes
+    is normal there, while a flat's meter at 40 A (the household default, 32 A) is an overload."""
+    clock = VirtualClock()
+    box = next(d for d in sample_site.devices.values() if d.location == "配电箱")
+    flat = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.ELECTRICAL and d.household)
+    assert sample_site.rule_settings[box.id] == {"overload": {"above": 250, "clear": 220}}
+    assert flat.id not in sample_site.rule_settings
+    async with service(tmp_path, sample_site, clock) as svc:
+        for i in range(4):
+            t = clock.now_ms() + i * 60_000
+            await svc.on_readings([Reading(box.id, box.gateway, "current_a", 100.0, t, t), Reading(flat.id, flat.gateway, "current_a", 40.0, t, t)])
+        assert [(r.alarm_type, r.device_id) for r in svc.store.list(open_only=True)] == [("overload", flat.id)]
+
+
+def test_a_wrong_setting_in_the_site_directory_stops_the_start_naming_the_device(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    box = next(d for d in sample_site.devices.values() if d.location == "配电箱")
+    site = dataclasses.replace(sample_site, rule_settings={box.id: {"overlaod": {"above": 250}}})
+    with pytest.raises(RuleConfigError, match=f"site directory: devices\\.{box.id}\\.overlaod: no such rule"):
+        service(tmp_path, site, VirtualClock())
 
 
 async def test_restart_rederives_timers_and_keeps_one_alarm_per_key(tmp_path: Path, sample_site: SiteDirectory) -> None:

@@ -80,7 +80,10 @@ def test_one_apply_keeps_the_cores_order_for_a_close_and_reopen_of_a_key(store: 
     second write of the same alarm, and 50 other alarms. The store must write in the core's order (the closed
     alarm before its successor, or the open-key index refuses) and end equal to the core."""
     book = AlarmBook()
-    battery = lambda kind, t: Signal(kind, "low_battery", "device:s1", t, Severity.MINOR)  # noqa: E731
+
+    def battery(kind: SignalKind, t: int) -> Signal:
+        return Signal(kind, "low_battery", "device:s1", t, Severity.MINOR)
+
     actions = book.signal(battery(SignalKind.RAISE, T0), T0)
     actions += book.signal(battery(SignalKind.CLEAR, T0 + 1), T0 + 1)
     actions += [a for i in range(50) for a in book.signal(smoke(f"device:s{i + 10}"), T0 + 2)]

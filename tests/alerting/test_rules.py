@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,11 +126,35 @@ def test_overrides_per_building_and_device() -> None:
     e1 = r.threshold_params(r.thresholds[0], "e1", "b1")
     other = r.threshold_params(r.thresholds[0], "x", "b9")
     assert (box.level, box.clear, e1.level, other.level) == (400, 370, 500, 300)
-    bad = rules(overrides={"devices": {"e1": {"residual_current": {"above": 600}}}})
-    with pytest.raises(RuleConfigError, match=r"300\.0-500\.0"):
-        bad.threshold_params(bad.thresholds[0], "e1", "b1")
+    with pytest.raises(RuleConfigError, match=r"devices\.e1\.residual_current.*300\.0-500\.0"):
+        rules(overrides={"devices": {"e1": {"residual_current": {"above": 600}}}})  # refused when parsed, not at e1's first reading
     with pytest.raises(RuleConfigError):
         rules(thresholds={"residual_current": {"above": 250}})
+
+
+@pytest.mark.parametrize(("override", "says"), [
+    ({"residual_curent": {"above": 400}}, "no such rule; rules that take settings: .*residual_current"),
+    ({"residual_current": {"abov": 400}}, r"unknown key\(s\) abov; this rule takes above, clear, for_s, samples"),
+    ({"under_voltage": {"above": 250}}, "unknown key.*above"),  # a 'below' rule takes `below`
+    ({"overload": {"above": "forty"}}, "above must be a number"),
+    ({"overload": {"above": 40, "clear": 45}}, r"clear \(45.0\) must be below the level \(40.0\)"),
+    ({"absence": {"misses": 0}}, "misses must be > 0"),
+    ({"temperature_rise": {"rate_c_per_min": 3, "window": 60}}, "unknown key.*window"),
+])
+def test_every_override_is_checked_when_the_rules_are_parsed(override: dict[str, Any], says: str) -> None:
+    with pytest.raises(RuleConfigError, match=says):
+        rules(overrides={"buildings": {"b1": override}})
+
+
+def test_per_device_settings_from_the_site_directory_join_the_rules_file_which_wins_key_by_key() -> None:
+    r = rules(overrides={"devices": {"box": {"overload": {"for_s": 120}}}})
+    merged = r.with_device_settings({"box": {"overload": {"above": 250, "clear": 220, "for_s": 30}}, "flat": {}})
+    overload = next(t for t in merged.thresholds if t.name == "overload")
+    box = merged.threshold_params(overload, "box", "b1")
+    assert (box.level, box.clear, box.for_s) == (250, 220, 120), "the site's levels, the rules file's for_s"
+    assert merged.threshold_params(overload, "flat", "b1").level == 32, "a device without settings keeps the default"
+    with pytest.raises(RuleConfigError, match=r"site directory: devices\.box\.overlaod: no such rule"):
+        r.with_device_settings({"box": {"overlaod": {"above": 250}}})
 
 
 # -- trend rules -------------------------------------------------------------------------------------------
