@@ -63,6 +63,10 @@ async def test_smoke_alarm_from_mqtt_to_board_ack_timeline_and_map(system: Syste
     seen_after_s = time.monotonic() - published
     assert seen_after_s < 1.0, f"the alarm reached the board {seen_after_s:.2f} s after its MQTT message"
     await expect(page.locator("#alert-banner")).to_be_visible()
+    banner = await page.locator("#alert-text").inner_text()
+    building_name = sample_site.buildings[device.building].name
+    assert "烟感报警" in banner, banner
+    assert banner.count(building_name) == 1, f"the banner names the place once: {banner}"
     await expect(page.locator("body")).to_have_attribute("data-alerting", "1")
     assert int(await page.locator("body").get_attribute("data-beeps") or 0) >= 1, "the audible alert did not sound"
     await expect(row).to_contain_text("烟感报警")

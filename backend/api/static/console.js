@@ -130,7 +130,7 @@ function updateAlert() {
   const pending = [...S.alarms.values()].filter(unacked).sort(boardOrder);
   if (pending.length) {
     $("#alert-banner").hidden = false;
-    $("#alert-text").textContent = t("alert_banner", { what: `${pending[0].title} · ${placeText(pending[0])}` }) + (pending.length > 1 ? ` (+${pending.length - 1})` : "");
+    $("#alert-text").textContent = t("alert_banner", { what: pending[0].title }) + (pending.length > 1 ? ` (+${pending.length - 1})` : "");
     $("#alert-ack").dataset.alarmId = pending[0].id;
     $("#alert-ack").hidden = !can("acknowledge");
     startBeep();
