@@ -69,7 +69,7 @@ class MoveRefused(AlarmServiceError):
 
 class AlarmService:
     def __init__(self, store: AlarmStore, sites: SiteDirectory, clock: Clock, *, rules: RuleConfig | None = None,
-                 tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400, readings_chunk: int = 500) -> None:
+                 tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400, readings_chunk: int | None = 500) -> None:
         self.store = store
         self.sites = sites
         self.clock = clock
@@ -207,9 +207,12 @@ class AlarmService:
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         """Telemetry, already stored: decided in chunks of `readings_chunk`, the lock released between them, so
         a smoke alarm waiting for the lock waits for one chunk (a few ms), not for a whole store batch (a
-        batch of 5,000 readings of new series holds the loop ~150 ms on this machine)."""
-        for i in range(0, len(readings), self.readings_chunk):
-            chunk = readings[i:i + self.readings_chunk]
+        batch of 5,000 readings of new series holds the loop ~150 ms on this machine). `readings_chunk` None: the
+        whole call is one decision and one transaction (the rules leader of a cluster needs that: its transaction
+        also marks the queue rows the call consumed, backend/relay/leader.py)."""
+        size = self.readings_chunk or max(1, len(readings))
+        for i in range(0, len(readings), size):
+            chunk = readings[i:i + size]
             async with self._lock:
                 self.stats["readings"] += len(chunk)
                 actions = await self._commit(self.engine.on_readings(chunk, self.clock.now_ms()))

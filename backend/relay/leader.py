@@ -205,7 +205,8 @@ class RulesSeat:
         store = await asyncio.to_thread(FencedAlarmStore, self.db, context, fence)
         token: Token[Callable[[sa.Connection], None] | None] | None = IN_TRANSACTION.set(fence)  # the ticker inherits it: ticks are fenced
         try:
-            service = AlarmService(store, sites, self.clock, retention_days=self.settings.storage.audit_retention_days)
+            # readings_chunk=None: each on_readings call is one transaction, which also marks the rows it consumed
+            service = AlarmService(store, sites, self.clock, retention_days=self.settings.storage.audit_retention_days, readings_chunk=None)
             async with service:
                 assert token is not None
                 IN_TRANSACTION.reset(token)

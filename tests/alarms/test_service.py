@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from alerting.book import replay
 from alerting.config import RuleConfigError
 from alerting.lifecycle import AlarmState, Move
+from alerting.model import Action, Persist
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
 from backend.clock import VirtualClock
 from backend.ingest.handoff import Reading
@@ -104,6 +107,32 @@ def test_a_wrong_setting_in_the_site_directory_stops_the_start_naming_the_device
     site = dataclasses.replace(sample_site, rule_settings={box.id: {"overlaod": {"above": 250}}})
     with pytest.raises(RuleConfigError, match=f"site directory: devices\\.{box.id}\\.overlaod: no such rule"):
         service(tmp_path, site, VirtualClock())
+
+
+async def test_a_smoke_alarm_waiting_for_the_lock_goes_between_chunks_of_readings(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """Telemetry is decided in chunks with the lock released between them: a smoke alarm that arrives while a big
+    batch of readings is being decided is committed before the batch's later chunks, not after all of them."""
+    clock = VirtualClock()
+    flats = [d for d in sample_site.devices.values() if d.kind is DeviceKind.ELECTRICAL and d.household][:6]
+    smoke, gw = first(sample_site, DeviceKind.SMOKE)
+    svc = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sample_site, clock, tick_s=3600, readings_chunk=3)
+    committed: list[set[str]] = []
+
+    async def listen(actions: Sequence[Action]) -> None:
+        committed.append({a.alarm.alarm_type for a in actions if isinstance(a, Persist)})
+
+    svc.add_listener(listen)
+    t0 = clock.now_ms()
+    readings = [Reading(f.id, f.gateway, "current_a", 40.0, t0 + k * 61_000, t0) for f in flats for k in range(3)]  # 3 per flat: a chunk
+    async with svc:
+        batch = asyncio.create_task(svc.on_readings(readings))
+        await asyncio.sleep(0)  # the batch holds the lock for its first chunk
+        await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, t0, 1), t0)
+        await batch
+    overloads = [i for i, types in enumerate(committed) if "overload" in types]
+    assert len(overloads) == 6, committed
+    smoke_at = next(i for i, types in enumerate(committed) if "smoke" in types)
+    assert smoke_at < overloads[-1], f"the smoke alarm waited for the whole batch: {committed}"
 
 
 async def test_restart_rederives_timers_and_keeps_one_alarm_per_key(tmp_path: Path, sample_site: SiteDirectory) -> None:
