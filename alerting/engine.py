@@ -90,6 +90,16 @@ def _subject(device: str) -> str:
     return f"device:{device}"
 
 
+DRILL_SERIES = "drill|"  # prefix of a drill's series: drill readings never share debounce or trend state with real ones
+
+
+def _series_parts(name: str) -> tuple[str, str, bool]:
+    """(device, alarm subject, drill) of a series name: `dev`, `dev@2`, `drill|dev@2`."""
+    drill = name.startswith(DRILL_SERIES)
+    base = name[len(DRILL_SERIES):] if drill else name
+    return base.partition("@")[0], f"device:{base}", drill
+
+
 class Engine:
     def __init__(self, rules: RuleConfig, site: SiteView, now_ms: int, id_prefix: str = "A") -> None:
         self.rules = rules
@@ -100,7 +110,7 @@ class Engine:
         self.series_index: dict[str, int] = {}
         self.series_names: list[str] = []
         self.series_dev = np.full(1024, -1, dtype=np.int64)
-        self._series_metric: dict[tuple[str, str], tuple[int, int]] = {}
+        self._series_metric: dict[tuple[str, str, bool], tuple[int, int]] = {}
         self.metric_ids: dict[str, int] = {}
         self.thresholds = [(r, Threshold(below=r.below), self._metric_id(r.metric)) for r in rules.thresholds]
         self.rise = TemperatureRise() if "temperature_rise" in rules.trends else None
@@ -167,13 +177,14 @@ class Engine:
         p.building[i] = self._building(d.building)
         return i
 
-    def _series(self, device: str, metric: str) -> tuple[int, int]:
-        """(series slot, metric id) of a device's metric; (-1, -1) for a device the site does not know."""
+    def _series(self, device: str, metric: str, drill: bool = False) -> tuple[int, int]:
+        """(series slot, metric id) of a device's metric; (-1, -1) for a device the site does not know. A drill's
+        readings get series of their own: a drill never advances a real debounce, nor a real reading a drill's."""
         d = self.devices.get(device)
         if d is None:
             return -1, -1
         base, _, channel = metric.partition("@")
-        name = f"{device}@{channel}" if channel else device
+        name = (DRILL_SERIES if drill else "") + (f"{device}@{channel}" if channel else device)
         slot = self.series_index.get(name)
         if slot is None:
             slot = len(self.series_names)
@@ -181,7 +192,7 @@ class Engine:
             self.series_names.append(name)
             self._configure_series(slot, d)
         mid = self.metric_ids.get(base, -1)
-        self._series_metric[(device, metric)] = (slot, mid)
+        self._series_metric[(device, metric, drill)] = (slot, mid)
         return slot, mid
 
     def _configure_series(self, slot: int, d: DeviceInfo) -> None:
@@ -231,7 +242,7 @@ class Engine:
         cache = self._series_metric
         unknown = 0
         for r in readings:
-            sm = cache.get((r.device_id, r.metric)) or self._series(r.device_id, r.metric)
+            sm = cache.get((r.device_id, r.metric, r.drill)) or self._series(r.device_id, r.metric, r.drill)
             if sm[0] < 0:
                 unknown += 1
                 continue
@@ -270,7 +281,7 @@ class Engine:
                     ev = self.rise.evaluate(s[sel], v[sel], t[sel])
                     out += self._verdicts(_Verdict(tr.name, tr.severity, tr.title, "°C/min"), sel, ev, (s, t, dr), now_ms)
                     for f in ev.fired:
-                        d = self.devices[self.series_names[int(s[sel[f]])].partition("@")[0]]
+                        d = self.devices[_series_parts(self.series_names[int(s[sel[f]])])[0]]
                         if d.building is not None:
                             self.building_rise_ms[(d.building, bool(dr[sel[f]]))] = int(t[sel[f]])
                             out += self._confirm_fire(d, bool(dr[sel[f]]), int(t[sel[f]]), now_ms)
@@ -288,9 +299,9 @@ class Engine:
         for kind, positions in ((SignalKind.RAISE, ev.fired), (SignalKind.CLEAR, ev.cleared)):
             for p in positions:
                 j = sel[p]
-                series = self.series_names[int(s[j])]
-                d = self.devices[series.partition("@")[0]]
-                sig = Signal(kind, what.alarm_type, f"device:{series}", int(t[j]), what.severity, drill=bool(drill[j]),
+                device, subject, _ = _series_parts(self.series_names[int(s[j])])
+                d = self.devices[device]
+                sig = Signal(kind, what.alarm_type, subject, int(t[j]), what.severity, drill=bool(drill[j]),
                              title=f"{what.title} · {d.place_name}", place=self._place(d), detail=f"{float(ev.measure[p]):.1f}{what.unit}")
                 out += self.book.signal(sig, now_ms)
         return out
@@ -511,8 +522,9 @@ class Engine:
             return np.array([index.get(str(n), -1) for n in names], dtype=np.int64)
 
         for name in snap.get("series", []):
-            dev, _, ch = str(name).partition("@")
-            self._series(dev, f"x_c@{ch}" if ch else "x_c")  # allocate the slot (metric does not matter)
+            dev, subject, drill = _series_parts(str(name))
+            ch = subject.partition("@")[2]
+            self._series(dev, f"x_c@{ch}" if ch else "x_c", drill)  # allocate the slot (metric does not matter)
         m_series = mapping(list(snap.get("series", [])), self.series_index)
         m_dev = mapping(list(snap.get("devices", [])), self.dev_index)
         m_gw = mapping(list(snap.get("gateways", [])), self.gw_index)
@@ -529,14 +541,17 @@ class Engine:
         """Make rule flags agree with the open alarms (the book is the truth about what is raised)."""
         open_ = {(k.subject, k.alarm_type): a for k, a in self.book.open.items() if not k.drill}
         holding = {key for key, a in open_.items() if a.state is not AlarmState.AWAITING_VERIFICATION}
+        # series flags, drill series included: (subject, rule, drill) of every open alarm a reading may clear
+        raised = {(k.subject, k.alarm_type, k.drill) for k, a in self.book.open.items() if a.state is not AlarmState.AWAITING_VERIFICATION}
+        series = [_series_parts(name) for name in self.series_names]
         for rule, cols, _ in self.thresholds:
-            for slot, name in enumerate(self.series_names):
-                cols.active[slot] = (f"device:{name}", rule.name) in holding
+            for slot, (_dev, subject, drill) in enumerate(series):
+                cols.active[slot] = (subject, rule.name, drill) in raised
         trend_cols: list[tuple[str, TemperatureRise | ResidualDrift | None]] = [("temperature_rise", self.rise), ("residual_drift", self.drift)]
         for name, tcols in trend_cols:
             if tcols is not None:
-                for slot, series in enumerate(self.series_names):
-                    tcols.active[slot] = (f"device:{series}", name) in holding
+                for slot, (_dev, subject, drill) in enumerate(series):
+                    tcols.active[slot] = (subject, name, drill) in raised
         for dev, i in self.dev_index.items():
             self.presence.lost[i] = (_subject(dev), COMM_LOST) in open_
         for gw, i in self.gw_index.items():

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from alerting.config import RuleConfigError
+from alerting.engine import Engine
 from alerting.lifecycle import AlarmState, Move
 from alerting.model import DeviceRecord, Severity
 from broker.kinds import AvailabilityState, EventKind
-from tests.alerting.site import T0, H, S, alarms, by_type, engine, rules
+from tests.alerting.site import T0, FakeSite, H, S, alarms, by_type, engine, rules
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,25 @@ def test_channels_are_their_own_series() -> None:
     out += eng.on_readings([R("e1", "current_a@1", 40, T0 + 61 * S), R("e1", "current_a@2", 10, T0 + 61 * S)], T0 + 61 * S)
     [a] = alarms(out)
     assert a.key.subject == "device:e1@1"
+
+
+def test_a_drill_and_real_readings_never_share_a_debounce_and_survive_a_restart_apart() -> None:
+    """Residual current needs two consecutive samples over 300 mA. A drill's sample followed by a real one is one
+    sample of each: no alarm. A second of each raises one alarm each, real and drill apart, on the same subject;
+    after a restart from a snapshot a real clear closes only the real alarm."""
+    eng = engine()
+    out = eng.on_readings([R("box", "residual_current_ma", 350, T0, drill=True)], T0)
+    out += eng.on_readings([R("box", "residual_current_ma", 350, T0 + 60 * S)], T0 + 60 * S)
+    assert alarms(out) == [], "a drill sample and a real one are not two consecutive samples of one series"
+    [real] = alarms(eng.on_readings([R("box", "residual_current_ma", 350, T0 + 120 * S)], T0 + 120 * S))
+    [drill] = alarms(eng.on_readings([R("box", "residual_current_ma", 350, T0 + 121 * S, drill=True)], T0 + 121 * S))
+    assert (drill.key.subject, drill.drill, real.key.subject, real.drill) == ("device:box", True, "device:box", False)
+    again = Engine(eng.rules, FakeSite(), T0 + 200 * S)
+    again.book.load(a for a in eng.book.open.values())
+    again.restore(eng.snapshot())
+    [closed] = alarms(again.on_readings([R("box", "residual_current_ma", 100, T0 + 240 * S)], T0 + 240 * S))
+    assert (closed.id, closed.state) == (real.id, AlarmState.CLOSED)
+    assert [a.id for a in by_type(again, "residual_current", drill=True)] == [drill.id], "the drill's alarm is the drill's to clear"
 
 
 def test_overrides_per_building_and_device() -> None:
