@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerting.lifecycle import AlarmState
 from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, Place, Severity
 from backend.alarms.schema import alarm_audit, alarms, device_records, rule_state
+from backend.store.migrations import upgrade
 
 __all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "migrate"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version_alarms"  # the name migrations/env.py gives Alembic; the two must agree
 DAY_MS = 86_400_000
 
 
@@ -45,12 +45,8 @@ IN_TRANSACTION: ContextVar[Callable[[sa.Connection], None] | None] = ContextVar(
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the alarm tables to the newest revision (idempotent)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    """Bring the alarm tables to the newest revision (idempotent; one process at a time on PostgreSQL)."""
+    upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
 
 @dataclass(frozen=True, slots=True)
