@@ -12,6 +12,10 @@ the step (its notices are queued) or left the row due for whoever runs next.
 The outbox is claimed the same way (pending, or `sending` with an expired lease) and marked done after the
 dispatcher returns; a crash between sending and marking redelivers with the same idempotency key.
 
+The constructor brings the tables to the newest revision of backend/escalation/migrations (version table
+`alembic_version_escalation`); the Table objects below are what the queries use and what the revisions
+must produce.
+
 Exceptions:
 
     EscalationStoreError
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,7 +36,7 @@ import sqlalchemy as sa
 from alerting.ladder import EscalationState, LadderAction, Note, Notify, PolicySet, next_due
 from alerting.ladder.engine import AdvanceAlarm
 from backend.notify.channel import Message
-from backend.notify.receipts import create_tables
+from backend.store.migrations import upgrade
 
 __all__ = [
     "EscalationStore",
@@ -42,6 +47,9 @@ __all__ = [
     "UnknownEscalation",
     "metadata",
 ]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version_escalation"  # its own: the alarm, receipt and user stores migrate the same database
 
 metadata = sa.MetaData()
 
@@ -174,7 +182,7 @@ class EscalationStore:
         self.engine = engine
         self.policies = policies
         self.postgres = engine.dialect.name == "postgresql"
-        create_tables(engine, metadata)
+        upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _write(self, conn: sa.Connection, outcome: StepOutcome, worker: str, now_ms: int) -> None:

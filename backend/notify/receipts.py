@@ -2,17 +2,24 @@
 
 The primary key is (key, channel): a notice redelivered after a crash updates its row instead of adding one,
 so the table answers "did this page reach this person, on which channel, after how many attempts".
+The constructor brings the table to the newest revision of backend/notify/migrations (version table
+`alembic_version_notify`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from backend.notify.channel import DeliveryStatus, Receipt
+from backend.store.migrations import upgrade
 
-__all__ = ["ReceiptStore", "create_tables", "metadata", "receipts"]
+__all__ = ["ReceiptStore", "metadata", "receipts"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version_notify"  # its own: other stores migrate the same database
 
 metadata = sa.MetaData()
 
@@ -32,21 +39,10 @@ receipts = sa.Table(
 )
 
 
-_DDL_LOCK = 0x5357_4553  # "SWES": serialises table creation between processes starting together
-
-
-def create_tables(engine: sa.Engine, meta: sa.MetaData) -> None:
-    """create_all, safe when several processes start at once on a fresh PostgreSQL database."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
-        meta.create_all(conn)
-
-
 class ReceiptStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        create_tables(engine, metadata)
+        upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
     def record(self, r: Receipt) -> None:
         values: dict[str, Any] = {
