@@ -4,19 +4,26 @@ given on a responder's behalf. Append-only, one row per act, shown in the alarm'
 How this works: the lifecycle's audit log (backend.alarms) records every state change; this table records
 the console's acts next to it (who, when, for whom, what note), so "verified by the duty officer over the
 phone" or "the micro fire station dispatched by duty1" stays on the record even when no state changed. It
-lives in the same database as the alarms and is created on first use (like the users table).
+lives in the same database as the alarms; the constructor brings it to the newest revision of
+backend/api/console_migrations (version table `alembic_version_console`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from backend.store.alarms import metadata
+from backend.store.migrations import upgrade
 
-__all__ = ["ConsoleAct", "ConsoleRecords"]
+__all__ = ["ConsoleAct", "ConsoleRecords", "metadata"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "console_migrations"
+VERSION_TABLE = "alembic_version_console"  # its own: the alarm store and others migrate the same database
+
+metadata = sa.MetaData()
 
 console_acts = sa.Table(
     "console_acts",
@@ -53,7 +60,7 @@ class ConsoleRecords:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, tables=[console_acts])
+        upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
     def add(self, act: ConsoleAct) -> None:
         with self.engine.begin() as conn:

@@ -10,6 +10,9 @@ belongs to, may expire and may be revoked. A machine user has no password ("!" c
 Invariants: a grid worker's scope names a grid and a building leader's a building (checked by the API
 against the site directory); usernames are unique; a revoked or expired token never authenticates.
 
+The constructor brings the tables to the newest revision of backend/store/users_migrations (version table
+`alembic_version_users`).
+
 Exceptions:
 
     UserError
@@ -24,16 +27,22 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from backend.store.alarms import metadata
+from backend.store.migrations import upgrade
 
-__all__ = ["ApiToken", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore"]
+__all__ = ["ApiToken", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore", "metadata"]
+
+MIGRATIONS = Path(__file__).resolve().parent / "users_migrations"
+VERSION_TABLE = "alembic_version_users"  # its own: the alarm store and others migrate the same database
 
 NO_PASSWORD = "!"  # noqa: S105 - stored for machine users: never a valid argon2 hash, so password login always fails
+
+metadata = sa.MetaData()
 
 users = sa.Table(
     "users",
@@ -118,7 +127,7 @@ class UserStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._hasher = PasswordHasher()
-        metadata.create_all(engine, tables=[users, api_tokens])
+        upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
     # -- people ----------------------------------------------------------------------------------------------
     def add(self, username: str, password: str | None, role: str, display_name: str = "", scope: str | None = None) -> User:
