@@ -20,6 +20,10 @@ no such gap; the cost is one UPDATE per consumed batch.
 Invariants: a key is in the table at most once; a row is consumed at most once (the UPDATE that marks it
 checks `consumed_ms IS NULL`, and a leader that finds a row already consumed rolls its whole transaction back).
 
+Schema: `uplink_queue` below is the table's one definition; backend/relay/migrations creates and upgrades it
+(version table `alembic_version_relay`, run by `ensure_tables` at start). The queries are hand-written SQL on
+one psycopg connection (the hot path: no statement building per row).
+
 Exceptions:
 
     RelayError
@@ -33,6 +37,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -40,34 +45,38 @@ import psycopg
 import sqlalchemy as sa
 
 from backend.ingest.handoff import Reading
+from backend.store.migrations import upgrade
 from broker.kinds import Priority
 from broker.schemas import Uplink, encode
 
 __all__ = [
-    "CHANNEL", "LostLeadership", "QueueRow", "QueueUnavailable", "RelayError", "UplinkQueue", "create_queue_tables", "mark_consumed",
-    "pg_conninfo", "readings_rows",
+    "CHANNEL", "LostLeadership", "QueueRow", "QueueUnavailable", "RelayError", "UplinkQueue", "mark_consumed", "metadata", "migrate_queue",
+    "pg_conninfo", "readings_rows", "uplink_queue",
 ]
 
 CHANNEL = "uplink_queue"
-_DDL_LOCK = 0x5357_0000  # serialises CREATE TABLE IF NOT EXISTS between processes starting at once
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version_relay"  # its own: the alarm store and others migrate the same database
 
-_DDL = [
-    """CREATE TABLE IF NOT EXISTS uplink_queue (
-        id bigserial PRIMARY KEY,
-        key text NOT NULL,
-        kind text NOT NULL,
-        priority smallint NOT NULL,
-        topic text,
-        body bytea NOT NULL,
-        received_ms bigint NOT NULL,
-        enqueued_ms bigint NOT NULL DEFAULT (extract(epoch from clock_timestamp()) * 1000)::bigint,
-        consumed_ms bigint,
-        result text,
-        CONSTRAINT ux_uplink_queue_key UNIQUE (key)
-    )""",
-    "CREATE INDEX IF NOT EXISTS ix_uplink_queue_pending ON uplink_queue (priority, id) WHERE consumed_ms IS NULL",
-    "CREATE INDEX IF NOT EXISTS ix_uplink_queue_consumed ON uplink_queue (consumed_ms) WHERE consumed_ms IS NOT NULL",
-]
+metadata = sa.MetaData()
+
+uplink_queue = sa.Table(
+    "uplink_queue",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # uplink | readings | move | window
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("topic", sa.Text),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("enqueued_ms", sa.BigInteger, nullable=False, server_default=sa.text("(extract(epoch from clock_timestamp()) * 1000)::bigint")),
+    sa.Column("consumed_ms", sa.BigInteger),
+    sa.Column("result", sa.Text),
+    sa.UniqueConstraint("key", name="ux_uplink_queue_key"),
+)
+sa.Index("ix_uplink_queue_pending", uplink_queue.c.priority, uplink_queue.c.id, postgresql_where=uplink_queue.c.consumed_ms.is_(None))
+sa.Index("ix_uplink_queue_consumed", uplink_queue.c.consumed_ms, postgresql_where=uplink_queue.c.consumed_ms.is_not(None))
 
 _INSERT = ("INSERT INTO uplink_queue (key, kind, priority, topic, body, received_ms) VALUES (%s, %s, %s, %s, %s, %s) "
            "ON CONFLICT (key) DO NOTHING")
@@ -107,11 +116,13 @@ def pg_conninfo(url: str) -> str:
     return str(u.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
-def create_queue_tables(conn: psycopg.Connection[Any]) -> None:
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
-        for stmt in _DDL:
-            conn.execute(stmt)
+def migrate_queue(conninfo: str) -> None:
+    """Bring the queue table to the newest revision, on a connection of its own (the queue's own is autocommit)."""
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(conninfo, connect_timeout=10), poolclass=sa.pool.NullPool)
+    try:
+        upgrade(engine, MIGRATIONS, VERSION_TABLE)
+    finally:
+        engine.dispose()
 
 
 _reading_enc = msgspec.json.Encoder()
@@ -172,7 +183,10 @@ class UplinkQueue:
                 raise QueueUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     def ensure_tables(self) -> None:
-        self._do(create_queue_tables)
+        try:
+            migrate_queue(self.conninfo)
+        except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
+            raise QueueUnavailable(f"cannot migrate the queue table: {type(exc).__name__}: {exc}") from exc
 
     def put_uplink(self, uplink: Uplink, received_ms: int) -> None:
         msg = uplink.message
