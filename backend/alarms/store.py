@@ -29,7 +29,7 @@ from backend.store.migrations import upgrade
 __all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "migrate"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-VERSION_TABLE = "alembic_version_alarms"  # the name migrations/env.py gives Alembic; the two must agree
+VERSION_TABLE = "alembic_version_alarms"  # its own version table: other stores migrate the same database
 DAY_MS = 86_400_000
 
 

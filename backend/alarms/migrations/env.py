@@ -1,14 +1,8 @@
-"""Alembic environment: always handed a live connection by backend.alarms.store.migrate()."""
+"""Alembic environment of the alarm store: a live connection and the version table come from upgrade()."""
 
 from __future__ import annotations
 
-from alembic import context
-
 from backend.alarms.schema import metadata
+from backend.store.migrations import run_environment
 
-VERSION_TABLE = "alembic_version_alarms"  # its own version table: other stores may migrate the same database
-
-connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE, render_as_batch=True)
-with context.begin_transaction():
-    context.run_migrations()
+run_environment(metadata)
