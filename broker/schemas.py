@@ -27,6 +27,7 @@ from broker.topics import TopicKind, UplinkTopic, parse_uplink
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "MAX_READINGS",
     "DeviceAvailability",
     "DeviceEvent",
     "GatewayCommand",
@@ -44,7 +45,7 @@ __all__ = [
 # Real device messages are well under 4 KiB (a Shelly NotifyFullStatus is the largest at ~3 KiB); our own
 # messages are smaller still. 64 KiB leaves room and keeps a hostile 1 MB payload from costing anything.
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
-_MAX_READINGS = 64
+MAX_READINGS: Final = 64  # per Telemetry message; the edge splits a larger set of one instant over several
 _MAX_TEXT = 500
 
 
@@ -78,8 +79,8 @@ class Telemetry(_Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True
         _check_envelope(self.msg_id, self.source_ts_ms, self.received_ts_ms)
         if not self.readings:
             raise ValueError("readings must hold at least one metric")
-        if len(self.readings) > _MAX_READINGS:
-            raise ValueError(f"at most {_MAX_READINGS} readings per message")
+        if len(self.readings) > MAX_READINGS:
+            raise ValueError(f"at most {MAX_READINGS} readings per message")
         for name, value in self.readings.items():
             if metric_unit(name) is None:
                 raise ValueError(
@@ -201,6 +202,8 @@ def decode_message(kind: TopicKind, payload: bytes, topic: str = "") -> Message:
         raise MessageRejected(RejectReason.SCHEMA, f"{kind.value} payload does not fit the schema: {exc}", topic) from exc
     except msgspec.DecodeError as exc:
         raise MessageRejected(RejectReason.MALFORMED_JSON, f"payload is not valid JSON: {exc}", topic) from exc
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8 inside a JSON string
+        raise MessageRejected(RejectReason.MALFORMED_JSON, f"payload is not valid JSON: a string is not UTF-8 ({exc})", topic) from exc
     return message
 
 

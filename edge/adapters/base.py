@@ -25,7 +25,7 @@ import msgspec
 
 from broker.ids import DeviceId
 from broker.kinds import AvailabilityState, DeviceKind, EventKind, metric_unit
-from broker.schemas import MAX_PAYLOAD_BYTES, DeviceAvailability, DeviceEvent, Telemetry
+from broker.schemas import MAX_PAYLOAD_BYTES, MAX_READINGS, DeviceAvailability, DeviceEvent, Telemetry
 from edge.config import AdapterConfig, DeviceConfig, EntityConfig
 
 __all__ = [
@@ -150,6 +150,8 @@ def decode_json(payload: bytes) -> tuple[Any, str | None]:
         return _JSON.decode(payload), None
     except msgspec.DecodeError as exc:
         return None, f"payload is not valid JSON: {exc}"
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8 inside a JSON string
+        return None, f"payload is not valid JSON: a string is not UTF-8 ({exc})"
 
 
 def as_number(value: object) -> float | None:
@@ -185,18 +187,24 @@ class Emitter:
         self._readings: dict[tuple[KnownDevice, int], dict[str, float]] = {}
 
     def readings(self, dev: KnownDevice, readings: Mapping[str, float | None], source_ts_ms: int | None = None) -> None:
-        """Add readings; all readings of one device at one instant leave as one Telemetry message."""
+        """Add readings; all readings of one device at one instant leave together (in messages of at most
+        MAX_READINGS). A channel no metric name can carry (`@N` beyond two ASCII digits, numbered from the
+        device's own data) is left out."""
         clean = {k: v for k, v in readings.items() if v is not None and math.isfinite(v)}
         for name in clean:
-            assert metric_unit(name) is not None, f"adapter {self.adapter} built a metric without a unit: {name!r}"
+            assert metric_unit(name.partition("@")[0]) is not None, f"adapter {self.adapter} built a metric without a unit: {name!r}"
+        clean = {k: v for k, v in clean.items() if metric_unit(k) is not None}
         if clean:
             key = (dev, source_ts_ms or self.ctx.now_ms)
             self._readings.setdefault(key, {}).update(clean)
 
     def _flush(self) -> None:
         for (dev, ts), readings in self._readings.items():
-            msg = Telemetry(msg_id=self.ctx.new_id(), source_ts_ms=ts, received_ts_ms=self.ctx.now_ms, drill=dev.drill, readings=readings)
-            self.messages.append(Routed(dev.id, msg))
+            items = list(readings.items())
+            for start in range(0, len(items), MAX_READINGS):
+                part = dict(items[start : start + MAX_READINGS])
+                msg = Telemetry(msg_id=self.ctx.new_id(), source_ts_ms=ts, received_ts_ms=self.ctx.now_ms, drill=dev.drill, readings=part)
+                self.messages.append(Routed(dev.id, msg))
         self._readings.clear()
 
     def event(

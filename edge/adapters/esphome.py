@@ -62,7 +62,9 @@ _NAN: Final = frozenset({"nan", "none", "-nan", "unknown", "unavailable"})
 
 def _snake(object_id: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "_", object_id.lower()).strip("_")
-    return s if s and s[0].isalpha() else f"sensor_{s}"
+    if not s:  # an id of punctuation only (or empty): "sensor_" would end a metric name in "__"
+        return "sensor"
+    return s if s[0].isalpha() else f"sensor_{s}"
 
 
 class EspHomeAdapter(Adapter):

@@ -25,8 +25,10 @@ _BUTTON_EVENTS: Final = frozenset({"single_push", "double_push", "triple_push", 
 
 
 def _ts_ms(value: object) -> int | None:
+    """Shelly's `ts` (seconds) in ms, or None (the gateway's clock is used) unless it is a time the contract
+    can carry: a positive int64 of ms. A bogus device clock must not keep a smoke alarm from being sent."""
     n = as_number(value)
-    return round(n * 1000) if n is not None and n > 0 else None
+    return round(n * 1000) if n is not None and 0 < n * 1000 < 2**63 else None
 
 
 class ShellyAdapter(Adapter):
@@ -139,6 +141,8 @@ class ShellyAdapter(Adapter):
     def _metered(
         self, out: Emitter, dev: KnownDevice, *, component: str, index: str, status: dict[str, Any], merged: dict[str, Any], ts_ms: int | None
     ) -> None:
+        if index.isdigit() and not (index.isascii() and len(index) <= 2):
+            return  # no Shelly has such a channel (a Pro 4PM has switch:0..3); int() refuses "²" and 5000 digits
         ch = int(index) if index.isdigit() else 0
         suffix = f"@{ch + 1}" if dev.channels > 1 or ch > 0 else ""
         energy = status.get("aenergy")
