@@ -36,7 +36,7 @@ from broker.ids import DeviceId
 from broker.kinds import LIFE_SAFETY_EVENTS
 from broker.schemas import DeviceAvailability, DeviceEvent, GatewayCommand, PatrolHeartbeat, Telemetry, encode, priority_of
 from broker.topics import availability_topic, event_topic, patrol_topic, telemetry_topic
-from edge.adapters import Context, Mapped, Router, build_adapters
+from edge.adapters import Context, Mapped, Outcome, RejectCode, Rejected, Router, build_adapters
 from edge.clock import Clock, SystemClock
 from edge.config import EdgeConfig, device_interval_s, device_misses
 from edge.liveness import Expectation, Liveness, Transition
@@ -200,6 +200,16 @@ class EdgeAgent:
             for topic, payload in actions:
                 await self._local_action(client, topic, payload)
 
+    def _route(self, topic: str, payload: bytes, retained: bool, ctx: Context) -> Outcome:
+        """The router's outcome; an adapter that fails on a message (a bug, whatever the input) costs that message
+        only: it is rejected, counted and logged with its traceback, and the messages around it go on."""
+        try:
+            return self.router.route(topic, payload, retained, ctx)
+        except Exception as exc:
+            owner = self.router.owner(topic)
+            log.exception("adapter %s failed on a message on %s (%d bytes); rejected", owner.name if owner else "router", topic, len(payload))
+            return Rejected(owner.name if owner else "router", RejectCode.ADAPTER_ERROR, f"{type(exc).__name__}: {exc}"[:300], topic=topic)
+
     def accept_lan(self, batch: list[aiomqtt.Message]) -> list[tuple[str, bytes]]:
         """Adapt a batch and commit what it produces; return the local actions to publish on the LAN."""
         now = self.clock.now_ms()
@@ -208,7 +218,7 @@ class EdgeAgent:
         life_safety: list[tuple[DeviceId, DeviceEvent]] = []
         for m in batch:
             payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload if m.payload is not None else "").encode()
-            outcome = self.router.route(str(m.topic), bytes(payload), bool(m.retain), ctx)
+            outcome = self._route(str(m.topic), bytes(payload), bool(m.retain), ctx)
             self.ledger.record(outcome)
             if not isinstance(outcome, Mapped):
                 continue

@@ -55,6 +55,7 @@ class RejectCode(StrEnum):
     TOO_LARGE = "too_large"
     SCHEMA = "schema"  # native: does not meet the contract
     WRONG_GATEWAY = "wrong_gateway"
+    ADAPTER_ERROR = "adapter_error"  # the adapter itself failed on this message (a bug): logged with its traceback
 
 
 @dataclass(frozen=True, slots=True)
