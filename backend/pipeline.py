@@ -27,6 +27,7 @@ idempotent, keyed by (device, metric, source_ts_ms), so a replay never duplicate
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -253,6 +254,15 @@ class Pipeline:
             log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
             self._ack([token])
             return
+        except Exception as exc:  # a bug of ours on this input: park the message for a replay after the fix, go on
+            log.exception("could not take the message on %s (%d bytes); parked in the dead letters", topic, len(payload))
+            parts = topic.split("/")
+            self.stats.reject(MessageRejected(RejectReason.INTERNAL, f"the backend failed on this message ({type(exc).__name__}: {exc}); "
+                                              "it is kept in dead-letters.jsonl for a replay: report it", topic),
+                              payload, now, parts[3] if len(parts) > 3 else None)
+            self._park(topic, payload, now, exc, key="", attempts=1)
+            self._ack([token])
+            return
         msg = uplink.message
         key = f"{uplink.topic.gateway}/{msg.msg_id}"  # type: ignore[union-attr]
         telemetry = isinstance(msg, Telemetry)
@@ -287,9 +297,15 @@ class Pipeline:
         self._uplink_q.put_nowait((int(priority), self._uorder, item))
 
     def _dead_letter(self, item: _Item, exc: BaseException, attempts: int) -> None:
+        self._park(item.topic, item.payload, item.received_ms, exc, key=item.key, attempts=attempts)
+        log.error("alerting refused %s %d times: parked in the dead letters (%s: %s)", item.key, attempts, type(exc).__name__, exc)
+
+    def _park(self, topic: str, payload: bytes, received_ms: int, exc: BaseException, *, key: str, attempts: int) -> None:
+        """Append a message to dead-letters.jsonl beside the journal (fsynced), to look at and replay after a fix."""
         self.lanes.dead_letters += 1
-        record = {"key": item.key, "topic": item.topic, "payload": item.payload.decode("utf-8", errors="replace"),
-                  "received_ms": item.received_ms, "attempts": attempts, "error": f"{type(exc).__name__}: {exc}"}
+        record = {"key": key, "topic": topic, "payload": payload.decode("utf-8", errors="replace"),
+                  "payload_b64": base64.b64encode(payload).decode("ascii"),
+                  "received_ms": received_ms, "attempts": attempts, "error": f"{type(exc).__name__}: {exc}"}
         path = (self.journal_dir or Path(".")) / "dead-letters.jsonl"
         try:
             with path.open("a", encoding="utf-8") as f:
@@ -297,8 +313,7 @@ class Pipeline:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError:
-            log.exception("could not write the dead letter of %s", item.key)
-        log.error("alerting refused %s %d times: parked in %s (%s)", item.key, attempts, path, record["error"])
+            log.exception("could not write the dead letter of %s", key or topic)
 
     def _queue_replay(self, entry: JournalEntry) -> None:
         try:

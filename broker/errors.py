@@ -45,6 +45,7 @@ class RejectReason(StrEnum):
     WRONG_GATEWAY = "wrong_gateway"
     DUPLICATE = "duplicate"
     CLOCK = "clock"
+    INTERNAL = "internal_error"  # the receiver failed on the message (its bug): parked for replay, not dropped
 
 
 class MessageRejected(ContractError):

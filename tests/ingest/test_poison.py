@@ -4,6 +4,7 @@ never holds back the messages around it; an outage of the alarm store is waited 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -11,8 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
+import backend.pipeline as pipeline_module
 from backend.ingest.handoff import Reading
 from backend.pipeline import Pipeline
 from backend.settings import IngestSettings
@@ -20,7 +23,7 @@ from backend.sites import SiteDirectory
 from backend.store.timeseries.model import TagDirectory
 from backend.store.timeseries.sqlite import SqliteTimeSeries
 from broker.kinds import DeviceKind, EventKind
-from broker.schemas import DeviceEvent, Uplink, encode
+from broker.schemas import DeviceEvent, Uplink, decode_uplink, encode
 from broker.topics import event_topic
 
 
@@ -106,3 +109,36 @@ async def test_an_alarm_store_outage_is_waited_out_and_nothing_is_parked(tmp_pat
     assert pipeline.lanes.dead_letters == 0
     assert pipeline.lanes.feed_failures > 3  # it did fail more often than feed_max_attempts, and waited
     assert not (tmp_path / "journal" / "dead-letters.jsonl").exists()
+
+
+async def test_a_message_the_intake_itself_fails_on_is_parked_counted_and_acknowledged(tmp_path: Path, sample_site: SiteDirectory,
+                                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug of ours in decoding (injected: the decoder raising on one payload, as msgspec once did on invalid UTF-8)
+    must cost that message nothing but a dead letter: counted as internal_error, acknowledged, parked with its exact
+    bytes for a replay, and the smoke alarms around it delivered."""
+    real = decode_uplink
+
+    def buggy(topic: str, payload: bytes) -> Uplink:
+        if b'"p-1"' in payload:
+            raise UnicodeDecodeError("utf-8", payload, 0, 1, "a decoder bug")
+        return real(topic, payload)
+
+    monkeypatch.setattr(pipeline_module, "decode_uplink", buggy)
+    feed = Flaky(poison="")
+    acked: Counter[int] = Counter()
+    store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(sample_site))
+    pipeline = Pipeline(sample_site, feed=feed, store=store, journal_dir=tmp_path / "journal", settings=IngestSettings(batch_linger_ms=1))
+    pipeline.bind(acked.update)
+    messages = _events(sample_site, 3)
+    async with pipeline:
+        for token, (topic, payload, _) in enumerate(messages, start=1):
+            pipeline.accept(topic, payload, token)
+        async with asyncio.timeout(10):
+            while set(feed.delivered) != {"p-0", "p-2"}:
+                await asyncio.sleep(0.01)
+    assert acked == Counter({1: 1, 2: 1, 3: 1}), "every message acknowledged once"
+    assert pipeline.stats.snapshot()["rejected_by_reason"] == {"internal_error": 1}
+    [parked] = [json.loads(line) for line in (tmp_path / "journal" / "dead-letters.jsonl").read_text().splitlines()]
+    assert parked["topic"] == messages[1][0]
+    assert base64.b64decode(parked["payload_b64"]) == messages[1][1], "the exact bytes, for a replay after the fix"
+    assert "UnicodeDecodeError" in parked["error"]
