@@ -5,8 +5,8 @@ infinities, 1 MB payloads, bad topics, replayed message ids, timestamps far in t
 nothing crashes (every lane task still runs, the alarm service never refused a message), every message is
 acknowledged exactly once, each bad one is rejected with a reason code and a sentence and counted under
 that code, replays are counted as duplicates and delivered once, and every good message around them
-reaches the alarm service (uplinks) or the store (telemetry). atheris is not used: it is not installed
-and these tests do not install it (docs/reliability.md).
+reaches the alarm service (uplinks) or the store (telemetry). Coverage-guided fuzzing of the parsers with
+atheris is tests/fuzz/test_atheris.py (docs/reliability.md).
 """
 
 from __future__ import annotations
