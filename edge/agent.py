@@ -113,9 +113,17 @@ class EdgeAgent:
 
     # -- lifecycle
 
-    async def __aenter__(self) -> Self:
+    def open_state(self) -> None:
+        """Open the outbox and take back what the agent kept across a restart: the patrol sequence, and the
+        latches that were raised (a detector alarming when the agent stopped must still send its clear)."""
         self.outbox.open()
         self._patrol_seq = self.outbox.counter("patrol_seq")
+        raised = self.outbox.raised_latches()
+        for adapter in self.adapters:
+            adapter.latches.restore(raised.get(adapter.name, ()))
+
+    async def __aenter__(self) -> Self:
+        self.open_state()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         for name, coro in (
@@ -236,7 +244,7 @@ class EdgeAgent:
                 t = self.liveness.heard(dev, now)
                 if t is not None:
                     rows.append(self._row(dev, self._availability(t, now)))
-        self._commit(rows, now)
+        self._commit(rows, now, {a.name: changed for a in self.adapters if (changed := a.latches.drain())})
         return self._local_actions(life_safety)
 
     def _row(self, device: DeviceId, msg: Telemetry | DeviceEvent | DeviceAvailability) -> PendingRow:
@@ -252,10 +260,10 @@ class EdgeAgent:
     def _availability(self, t: Transition, now: int) -> DeviceAvailability:
         return DeviceAvailability(msg_id=self.ids.new(), source_ts_ms=now, received_ts_ms=now, state=t.state, reason=t.reason)
 
-    def _commit(self, rows: list[PendingRow], now: int) -> None:
-        if not rows:
+    def _commit(self, rows: list[PendingRow], now: int, latches: dict[str, dict[tuple[str, str], bool]] | None = None) -> None:
+        if not rows and not latches:
             return
-        evicted = self.outbox.accept(rows, now)
+        evicted = self.outbox.accept(rows, now, latches)
         if evicted:
             log.warning("outbox over its bound: evicted the %d oldest telemetry messages (%d in all)", evicted, self.outbox.stats().evicted_total)
         self.uplink.notify({r.priority for r in rows})

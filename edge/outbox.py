@@ -19,7 +19,7 @@ How this works:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_priority ON outbox (priority, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS latches (adapter TEXT NOT NULL, device TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (adapter, device, flag));
 """
 _ROW_OVERHEAD = 48  # bytes SQLite spends per row beyond topic and payload, roughly: keeps max_bytes honest
 
@@ -133,9 +134,10 @@ class Outbox:
 
     # -- accepting
 
-    def accept(self, rows: Sequence[PendingRow], now_ms: int) -> int:
-        """Commit a batch; return how many telemetry rows were evicted to stay within the bound."""
-        if not rows:
+    def accept(self, rows: Sequence[PendingRow], now_ms: int, latches: Mapping[str, Mapping[tuple[str, str], bool]] | None = None) -> int:
+        """Commit a batch, and in the same transaction the adapters' latch changes (adapter -> (device, flag) ->
+        raised); return how many telemetry rows were evicted to stay within the bound."""
+        if not rows and not any(latches.values() if latches else ()):
             return 0
         db = self.db
         try:
@@ -144,6 +146,11 @@ class Outbox:
                 "INSERT INTO outbox (priority, topic, payload, msg_id, retain, accepted_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 [(int(r.priority), r.topic, r.payload, r.msg_id, int(r.retain), now_ms) for r in rows],
             )
+            for adapter, changes in (latches or {}).items():
+                db.executemany("INSERT OR IGNORE INTO latches (adapter, device, flag) VALUES (?, ?, ?)",
+                               [(adapter, d, f) for (d, f), up in changes.items() if up])
+                db.executemany("DELETE FROM latches WHERE adapter = ? AND device = ? AND flag = ?",
+                               [(adapter, d, f) for (d, f), up in changes.items() if not up])
             added: dict[Priority, int] = dict.fromkeys(Priority, 0)
             added_bytes = 0
             for r in rows:
@@ -266,6 +273,13 @@ class Outbox:
             acked_total=self._counters["acked_total"],
             over_bound=self._bytes > self.max_bytes,
         )
+
+    def raised_latches(self) -> dict[str, list[tuple[str, str]]]:
+        """adapter -> the (device, flag) latches that were raised when the agent stopped."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for adapter, device, flag in self.db.execute("SELECT adapter, device, flag FROM latches"):
+            out.setdefault(adapter, []).append((device, flag))
+        return out
 
     def counter(self, name: str) -> int:
         return self._counters.get(name, 0)

@@ -118,10 +118,15 @@ Edge = Literal["rise", "fall"]
 
 
 class Latches:
-    """Last known value of each (device, flag); tells rising and falling edges apart from repeats."""
+    """Last known value of each (device, flag); tells rising and falling edges apart from repeats.
+
+    Changes since the last `drain()` are kept for the agent, which stores the raised ones beside the outbox in
+    the same transaction as the messages they produced, and `restore()`s them after a restart: a detector that
+    was alarming before the agent restarted and then reports a clear still sends its clear."""
 
     def __init__(self) -> None:
         self._state: dict[tuple[str, str], bool] = {}
+        self._changed: dict[tuple[str, str], bool] = {}
 
     def update(self, device: str, flag: str, value: bool | None) -> Edge | None:
         if value is None:
@@ -129,6 +134,8 @@ class Latches:
         key = (device, flag)
         before = self._state.get(key)
         self._state[key] = value
+        if bool(before) != value:
+            self._changed[key] = value
         if value and before is not True:
             return "rise"
         if not value and before is True:
@@ -140,6 +147,16 @@ class Latches:
 
     def snapshot(self) -> dict[tuple[str, str], bool]:
         return dict(self._state)
+
+    def drain(self) -> dict[tuple[str, str], bool]:
+        """What changed since the last drain (raised: True, dropped: False), and forget it."""
+        changed, self._changed = self._changed, {}
+        return changed
+
+    def restore(self, raised: Iterable[tuple[str, str]]) -> None:
+        """Flags that were raised when the agent stopped (from the outbox's latch table)."""
+        for key in raised:
+            self._state[key] = True
 
 
 _JSON: Final = msgspec.json.Decoder()
