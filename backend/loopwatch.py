@@ -6,6 +6,7 @@ alarm as surely as a slow database. `LoopWatch` measures that directly:
 
 - a heartbeat task sleeps `interval_s` and records how much later than asked it woke up (the lag), keeping
   the last `keep` lags for percentiles (`snapshot()`, served under `loop` in /api/ingest/stats);
+- optionally (`full_gc_every_s`) a full garbage collection at a steady cadence, its pause measured like any;
 - a watchdog thread looks at the heartbeat every `interval_s`; once the loop has not beaten for
   `stall_log_ms`, it samples the loop thread's Python stack (sys._current_frames) a few times while the stall
   lasts and, when the stall ends, logs one warning with its length and the stacks seen, so the culprit is
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 
 
 class LoopWatch:
-    def __init__(self, *, interval_s: float = 0.05, stall_log_ms: float = 500.0, keep: int = 12_000, samples: int = 5) -> None:
+    def __init__(self, *, interval_s: float = 0.05, stall_log_ms: float = 500.0, keep: int = 12_000, samples: int = 5,
+                 full_gc_every_s: float = 0.0) -> None:
         self.interval_s = interval_s
+        self.full_gc_every_s = full_gc_every_s
         self.stall_log_ms = stall_log_ms
         self.samples = samples
         self._lags: deque[float] = deque(maxlen=keep)
@@ -71,6 +74,9 @@ class LoopWatch:
         self._loop_thread = threading.get_ident()
         self._beat = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._heartbeat(), name="loop-watch")
+        self._collector: asyncio.Task[None] | None = None
+        if self.full_gc_every_s > 0:
+            self._collector = asyncio.get_running_loop().create_task(self._collect(), name="loop-watch-gc")
         if self.stall_log_ms > 0:
             self._thread = threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True)
             self._thread.start()
@@ -80,10 +86,11 @@ class LoopWatch:
         self._stop.set()
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._on_gc)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._collector):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
 
@@ -94,6 +101,13 @@ class LoopWatch:
             now = time.monotonic()
             self._lags.append(max(0.0, now - asked - self.interval_s))
             self._beat = now
+
+    async def _collect(self) -> None:
+        """A full collection every `full_gc_every_s`: with raised thresholds Python itself seldom runs one, and
+        cyclic garbage that outlived the young generations would pile up. Its pause is measured by the gc hook."""
+        while True:
+            await asyncio.sleep(self.full_gc_every_s)
+            gc.collect()
 
     def _watchdog(self) -> None:
         threshold = self.stall_log_ms / 1000

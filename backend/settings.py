@@ -160,6 +160,11 @@ class RuntimeSettings(_Section):
         description="Python's gc thresholds (gen0, gen1, gen2). Python's own (700, 10, 10) ran a full collection every ~25 s at street "
                     "scale, each pausing the process 120-260 ms; these make them rare. (0, 0, 0) leaves Python's own.",
     )
+    gc_full_every_s: float = Field(
+        default=600.0, ge=0,
+        description="A backend runs a full garbage collection this often (its pause is reported under `loop` in /api/ingest/stats), "
+                    "so cyclic garbage does not pile up while the raised thresholds make Python's own full collections rare; 0: never.",
+    )
 
 
 class Settings(BaseSettings):

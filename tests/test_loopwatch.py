@@ -55,3 +55,10 @@ def test_settling_the_heap_freezes_what_is_loaded_and_sets_the_thresholds() -> N
     keep_defaults = subprocess.run([sys.executable, "-c", code.replace("(10_000, 10, 100)", "(0, 0, 0)")], capture_output=True, text=True,
                                    check=True, timeout=60)
     assert json.loads(keep_defaults.stdout)[1] == [700, 10, 10], "(0, 0, 0) leaves Python's own thresholds"
+
+
+async def test_a_full_collection_runs_at_the_set_cadence_and_is_measured() -> None:
+    async with LoopWatch(stall_log_ms=0, full_gc_every_s=0.05) as watch:
+        await asyncio.sleep(0.4)
+        snap = watch.snapshot()
+    assert snap["full_gcs"] >= 3, snap
