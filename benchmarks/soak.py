@@ -159,6 +159,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     last = [rss for t, rss in series if t >= series[-1][0] - 60] if series else []
     base, final = (statistics.median(warm) if warm else 0.0), (statistics.median(last) if last else 0.0)
     growth = 100 * (final - base) / base if base else None
+    # The curve: median RSS around every 5-minute mark, to tell bounded caches filling (a curve that flattens) from a
+    # leak (a straight line); and the growth over the second half of the run.
+    curve: dict[str, float] = {}
+    for minute in range(5, int(args.minutes) + 1, 5):
+        around = [rss for t, rss in series if abs((t - t0) - minute * 60) <= 30]
+        if around:
+            curve[f"{minute}min"] = round(statistics.median(around) / 2**20, 1)
+    half = [rss for t, rss in series if abs((t - t0) - args.minutes * 30) <= 30]
+    growth_second_half = 100 * (final - statistics.median(half)) / statistics.median(half) if half and final else None
     out: dict[str, Any] = {
         "benchmark": "soak", "minutes": args.minutes, "devices": len(sites.devices), "probes": len(probes),
         "lost_on_console": len(lost_console), "lost_on_board": len(lost_board),
@@ -167,6 +176,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "escalation_lateness_ms": {"p50": _pct(lateness, 0.5), "max": max(lateness) if lateness else None},
         "backend_rss_mib": {"after_warmup": round(base / 2**20, 1), "end": round(final / 2**20, 1)},
         "memory_growth_pct": round(growth, 2) if growth is not None else None,
+        "memory_growth_second_half_pct": round(growth_second_half, 2) if growth_second_half is not None else None,
+        "backend_rss_curve_mib": curve,
         "backend_event_loop": loop,
         "processes": resources, "targets": TARGETS,
     }
@@ -183,6 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t.add_row("escalation lateness p50 / max (ms)", f"{out['escalation_lateness_ms']['p50']} / {out['escalation_lateness_ms']['max']}", "")
     t.add_row("backend RSS after warm-up / end (MiB)", f"{out['backend_rss_mib']['after_warmup']} / {out['backend_rss_mib']['end']}", "")
     t.add_row("memory growth (%)", str(out["memory_growth_pct"]), "< 5")
+    t.add_row("  over the second half of the run (%)", str(out["memory_growth_second_half_pct"]), "")
+    t.add_row("  backend RSS every 5 min (MiB)", " ".join(f"{v:.0f}" for v in curve.values()), "")
     t.add_row("backend event-loop lag p99 / max (ms); full gcs, worst (ms)",
               f"{loop.get('lag_p99_ms')} / {loop.get('lag_max_ms')}; {loop.get('full_gcs')}, {loop.get('full_gc_worst_ms')}", "")
     for name, r in resources.items():
