@@ -48,7 +48,7 @@ from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
 from backend.patrol.alarms import StorePatrolAlarms
 from backend.patrol.book import PatrolSettings
-from backend.patrol.scheduler import PatrolScheduler, PatrolTap
+from backend.patrol.scheduler import InjectedClock, PatrolScheduler, PatrolTap
 from backend.relay.leader import RulesSeat
 from backend.relay.moves import QueuedMoves
 from backend.settings import Settings
@@ -84,19 +84,6 @@ class BackendRole(StrEnum):
     CLUSTER = "cluster"  # API and ladder; rules when leader; ingest in separate `shouwang ingest` workers
 
 
-class _PatrolClock:
-    """The backend's clock as the patrol scheduler wants it (it sleeps until a wall-clock instant)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def now_ms(self) -> int:
-        return self._clock.now_ms()
-
-    async def sleep_until_ms(self, t_ms: int) -> None:
-        await asyncio.sleep(max(0.0, (t_ms - self._clock.now_ms()) / 1000))
-
-
 class Backend:
     def __init__(self, settings: Settings, sites: SiteDirectory, broker_host: str, broker_port: int, clock: Clock | None = None,
                  *, role: BackendRole = BackendRole.ALL, name: str = "backend", on_leader: Callable[[bool], None] | None = None) -> None:
@@ -130,7 +117,7 @@ class Backend:
         s = self.settings
         data_dir = s.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.loopwatch = await self._stack.enter_async_context(LoopWatch(stall_log_ms=s.runtime.loop_stall_log_ms))
+        self.loopwatch = await self._stack.enter_async_context(LoopWatch(stall_log_ms=s.runtime.loop_stall_log_ms, full_gc_every_s=s.runtime.gc_full_every_s))
         self.db = make_engine(s.storage.alarm_db_url or sqlite_url(data_dir / "alarms.db"))
         self._stack.callback(self.db.dispose)
         with self._startup_lock():
@@ -188,7 +175,7 @@ class Backend:
             self.patrol = await self._stack.enter_async_context(PatrolScheduler(
                 self.sites.gateways, self.broker_host, self.broker_port, patrol_alarms,
                 settings=PatrolSettings(period_s=s.patrol.period_s, window_s=s.patrol.window_s),
-                clock=_PatrolClock(self.clock), client_id=f"{s.broker.client_id_prefix}-patrol", username=s.broker.username,
+                clock=InjectedClock(self.clock), client_id=f"{s.broker.client_id_prefix}-patrol", username=s.broker.username,
                 password=s.broker.password.get_secret_value() if s.broker.password else None, publish=self.publisher.publish,
             ))
             feed = PatrolTap(self.patrol, self.alarm_service)  # patrol answers to the scheduler, everything on to the rules
@@ -225,8 +212,11 @@ class Backend:
             EscalationRuntime(s.escalation, self.db, self.sites, self.clock, console=self.console, publish=self.publisher.publish,
                               links=one_tap.link, on_advance=self.moves.advance, worker_id=self.name)
         )
-        self.seat = await self._stack.enter_async_context(RulesSeat(s, self.db, self.sites, self.clock, self.escalation, name=self.name,
-                                                                          on_change=self.on_leader))
+        # The leader also runs patrol (巡检) for its term, sending the commands through this backend's publisher.
+        self.seat = await self._stack.enter_async_context(RulesSeat(
+            s, self.db, self.sites, self.clock, self.escalation, name=self.name, on_change=self.on_leader,
+            publish=self.publisher.publish, broker=(self.broker_host, self.broker_port),
+        ))
         self.feed = await self._stack.enter_async_context(
             LiveFeed(self.clock, alarms=self.alarm_store, console=self.console, sites=self.sites)
         )

@@ -6,11 +6,12 @@ book (pure: when, outstanding, missed) → scheduler (MQTT commands, the ingest 
 
 from backend.patrol.alarms import PATROL_MISSED, StorePatrolAlarms
 from backend.patrol.book import PATROL_CEILING_S, PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
-from backend.patrol.scheduler import PatrolAlarmSink, PatrolClock, PatrolScheduler, PatrolTap, WallClock
+from backend.patrol.scheduler import InjectedClock, PatrolAlarmSink, PatrolClock, PatrolScheduler, PatrolTap, WallClock
 
 __all__ = [
     "PATROL_CEILING_S",
     "PATROL_MISSED",
+    "InjectedClock",
     "PatrolAlarmSink",
     "PatrolBook",
     "PatrolClock",

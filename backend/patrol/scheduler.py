@@ -5,7 +5,8 @@ How this works: `PatrolScheduler` is an async context manager owning a TaskGroup
 (backend/patrol/book.py). `step()` does everything due at the clock's `now`: expire patrols past their
 deadline (each a `patrol_missed` alarm through the sink), then send the patrols due (GatewayCommand on
 `command_topic(gateway, "patrol")`, QoS 1, `cmd_id` = patrol id). The task calls `step()` and sleeps on the
-injected clock until the book's next wake-up; tests drive `step()` themselves on a manual clock.
+injected clock until the book's next wake-up; tests drive `step()` themselves on a manual clock. The backend
+hands in its own clock wrapped in `InjectedClock`.
 
 The answers come back through ingest like every uplink: whoever handles PatrolHeartbeats (the alarm service,
 or `PatrolTap` wrapped around the ingest feed) calls `heartbeat(gateway, patrol_id, received_ms)`; a known
@@ -29,12 +30,13 @@ from typing import Protocol, Self
 
 import aiomqtt
 
+from backend.clock import Clock
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
 from broker.topics import command_topic
 
-__all__ = ["PatrolAlarmSink", "PatrolBrokerUnreachable", "PatrolClock", "PatrolError", "PatrolScheduler", "PatrolTap", "WallClock"]
+__all__ = ["InjectedClock", "PatrolAlarmSink", "PatrolBrokerUnreachable", "PatrolClock", "PatrolError", "PatrolScheduler", "PatrolTap", "WallClock"]
 
 log = logging.getLogger(__name__)
 PATROL_COMMAND = "patrol"
@@ -64,6 +66,21 @@ class WallClock:
 
     async def sleep_until_ms(self, t_ms: int) -> None:
         await asyncio.sleep(max(0.0, (t_ms - self.now_ms()) / 1000))
+
+
+class InjectedClock:
+    """A backend's injected clock (backend.clock.Clock) as the scheduler wants it: it sleeps in real time for as
+    long as that clock says is left (the scheduler re-checks `now_ms()` when it wakes). Used by the single-process
+    backend and by the cluster's rules leader (backend/server.py, backend/relay/leader.py)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return self._clock.now_ms()
+
+    async def sleep_until_ms(self, t_ms: int) -> None:
+        await asyncio.sleep(max(0.0, (t_ms - self._clock.now_ms()) / 1000))
 
 
 class PatrolAlarmSink(Protocol):

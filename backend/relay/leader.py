@@ -15,10 +15,17 @@ process that gets it is the leader for one *term*:
    no write are marked in a small transaction of their own at the end of the round (same fence);
 3. a watchdog task checks the lock connection every `relay.lock_check_s`; a failure (or a fence that fails)
    ends the term. The lock is a *session* lock: when the leader dies (kill -9) PostgreSQL closes its session
-   and releases the lock, and a standby takes it within `standby_poll_s`.
+   and releases the lock, and a standby takes it within `standby_poll_s`;
+4. patrol (巡检, backend.patrol) runs for the term: one PatrolScheduler in the whole cluster, sending the
+   commands through the backend's publisher, its `patrol_missed` alarms written through the term's store
+   (fenced: its task is created while IN_TRANSACTION holds the fence) and told to the escalation bridge. The
+   answers (PatrolHeartbeats with a patrol id) come through the queue: `_round` hands them to the scheduler
+   before the alarm service. A new term starts a new schedule; the open `patrol_missed` alarms are loaded
+   from the store, so a gateway still silent after a takeover counts another occurrence, not a second alarm.
 
 What a takeover loses: only in-memory rule state newer than the last snapshot (debounce progress, baselines):
-a debounce restarts, an alarm may come a debounce period later; no alarm is lost or duplicated.
+a debounce restarts, an alarm may come a debounce period later; no alarm is lost or duplicated. Patrols
+outstanding at the takeover are forgotten: the new schedule patrols every gateway within one interval.
 
 Exceptions: `LostLeadership` (backend.relay.queue) ends a term; anything else ending a term is logged and
 the seat goes back to standby.
@@ -29,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -47,11 +54,14 @@ from backend.clock import Clock
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
 from backend.ingest.handoff import Reading
+from backend.patrol.alarms import StorePatrolAlarms
+from backend.patrol.book import PatrolSettings
+from backend.patrol.scheduler import InjectedClock, PatrolScheduler
 from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, decode_readings, mark_consumed, pg_conninfo
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
 from broker.errors import MessageRejected
-from broker.schemas import decode_uplink
+from broker.schemas import PatrolHeartbeat, decode_uplink
 
 __all__ = ["MoveCommand", "RulesSeat", "WindowCommand"]
 
@@ -60,6 +70,13 @@ log = logging.getLogger(__name__)
 
 def _connect(conninfo: str) -> psycopg.Connection[Any]:
     return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+
+def _why(exc: BaseException) -> str:
+    """`Type: message` of an exception, or of each leaf of an exception group (whose own message names none)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_why(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _try_lock(conn: psycopg.Connection[Any], key: int) -> bool:
@@ -123,8 +140,12 @@ class _Marks:
 
 
 class RulesSeat:
+    """`publish` sends the leader's patrol commands (the backend's MqttPublisher.publish; None: this seat runs no
+    patrol), `broker` names the broker behind it (host, port) in the scheduler's messages."""
+
     def __init__(self, settings: Settings, db: sa.Engine, sites: SiteDirectory, clock: Clock, escalation: EscalationRuntime,
-                 *, name: str = "backend", on_change: Callable[[bool], None] | None = None) -> None:
+                 *, name: str = "backend", on_change: Callable[[bool], None] | None = None,
+                 publish: Callable[[str, bytes, int], Awaitable[None]] | None = None, broker: tuple[str, int] = ("", 0)) -> None:
         self.settings = settings
         self.relay = settings.relay
         url = settings.relay.queue_db_url or settings.storage.alarm_db_url
@@ -138,9 +159,12 @@ class RulesSeat:
         self.escalation = escalation
         self.name = name
         self.on_change = on_change
+        self.publish = publish
+        self.broker = broker
         self.leader = False
         self.terms = 0
         self.service: AlarmService | None = None
+        self.patrol: PatrolScheduler | None = None  # this term's, while leader
         self.stats: dict[str, int] = {"rows": 0, "readings": 0, "uplinks": 0, "commands": 0, "rounds": 0}
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
@@ -183,12 +207,13 @@ class RulesSeat:
                     await asyncio.sleep(self.relay.standby_poll_s)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("%s: rules term ended: %s: %s", self.name, type(exc).__name__, exc)
+            except Exception as exc:  # an ExceptionGroup from the term's tasks: its leaves say what ended it
+                log.warning("%s: rules term ended: %s", self.name, _why(exc))
                 await asyncio.sleep(self.relay.standby_poll_s)
             finally:
                 self._set_leader(False)
                 self.service = None
+                self.patrol = None
                 if conn is not None:
                     await asyncio.to_thread(conn.close)
 
@@ -219,6 +244,7 @@ class RulesSeat:
                 async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
                     if hasattr(bridge, "__aenter__"):  # a bridge with its own worker tasks runs for the term
                         await stack.enter_async_context(bridge)  # type: ignore[arg-type,unused-ignore]
+                    self.patrol = await self._start_patrol(stack, store, bridge, fence)
                     tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
                     tg.create_task(self._consume(service, fence), name="rules-consumer")
                     tg.create_task(self._prune(), name="rules-queue-prune")
@@ -227,6 +253,26 @@ class RulesSeat:
         finally:
             if token is not None:
                 IN_TRANSACTION.reset(token)
+
+    async def _start_patrol(self, stack: contextlib.AsyncExitStack, store: FencedAlarmStore, bridge: AlarmLadderBridge,
+                            fence: Callable[[sa.Connection], None]) -> PatrolScheduler | None:
+        """This term's patrol scheduler, stopped with the term (None: patrol off, no gateways, or nothing to publish with)."""
+        p = self.settings.patrol
+        if not p.enabled or not self.sites.gateways:
+            return None
+        if self.publish is None:
+            log.warning("%s: patrol is enabled but this rules seat has no publisher: no patrol this term", self.name)
+            return None
+        alarms = StorePatrolAlarms(store, self.sites, listener=bridge.on_actions)
+        await alarms.start(self.clock.now_ms())
+        host, port = self.broker
+        scheduler = PatrolScheduler(self.sites.gateways, host, port, alarms, settings=PatrolSettings(period_s=p.period_s, window_s=p.window_s),
+                                    clock=InjectedClock(self.clock), publish=self.publish)
+        token = IN_TRANSACTION.set(fence)  # the scheduler's task inherits it: its patrol_missed writes are fenced
+        try:
+            return await stack.enter_async_context(scheduler)
+        finally:
+            IN_TRANSACTION.reset(token)
 
     async def _watch_lock(self, conn: psycopg.Connection[Any]) -> None:
         while True:
@@ -305,6 +351,15 @@ class RulesSeat:
                     except MessageRejected:
                         log.exception("queue row %s no longer decodes; consumed without effect", row.key)
                         continue
+                    msg = uplink.message
+                    if self.patrol is not None and isinstance(msg, PatrolHeartbeat) and msg.patrol_id:
+                        # Fenced but consuming no row: the row is consumed with the alarm service's decision on it.
+                        # Replayed by a next leader, its patrol id is unknown to that term's schedule: no effect.
+                        patrol_token = IN_TRANSACTION.set(fence)
+                        try:
+                            await self.patrol.heartbeat(uplink.topic.gateway, msg.patrol_id, row.received_ms)
+                        finally:
+                            IN_TRANSACTION.reset(patrol_token)
                     await service.on_uplink(uplink, row.received_ms)
                     self.stats["uplinks"] += 1
                 elif row.kind in ("move", "window"):

@@ -202,3 +202,26 @@ class Publisher:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def became_leader(backend: Proc, timeout: float) -> bool:
+    """Whether `backend` said it holds the rules seat (waiting up to `timeout` s for it to say so)."""
+    if any(ln.get("event") == "leader" and ln["leader"] for ln in backend.lines):
+        return True
+    if timeout <= 0:
+        return False
+    try:
+        backend.wait_for(lambda ln: ln.get("event") == "leader" and bool(ln["leader"]), timeout)
+    except AssertionError:
+        return False
+    return True
+
+
+def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `pred` until truthy; raise naming `what` when `timeout` s pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for: {what}")
