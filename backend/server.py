@@ -46,7 +46,7 @@ from backend.ingest.service import IngestService, open_store
 from backend.loopwatch import LoopWatch
 from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
-from backend.patrol.alarms import StorePatrolAlarms
+from backend.patrol.alarms import PatrolAlarms
 from backend.patrol.book import PatrolSettings
 from backend.patrol.scheduler import InjectedClock, PatrolScheduler, PatrolTap
 from backend.relay.leader import RulesSeat
@@ -170,8 +170,7 @@ class Backend:
         feed: AlertingFeed = self.alarm_service
         self.patrol: PatrolScheduler | None = None
         if s.patrol.enabled and self.sites.gateways:
-            patrol_alarms = StorePatrolAlarms(self.alarm_service.store, self.sites, listener=self.bridge.on_actions)
-            await patrol_alarms.start(self.clock.now_ms())
+            patrol_alarms = PatrolAlarms(self.alarm_service, self.sites)  # through the alarm service: one book, its listeners
             self.patrol = await self._stack.enter_async_context(PatrolScheduler(
                 self.sites.gateways, self.broker_host, self.broker_port, patrol_alarms,
                 settings=PatrolSettings(period_s=s.patrol.period_s, window_s=s.patrol.window_s),

@@ -34,7 +34,7 @@ from alerting.book import MaintenanceWindow, UnknownAlarm, transition
 from alerting.config import RuleConfig
 from alerting.engine import Engine
 from alerting.lifecycle import LifecycleError, Move
-from alerting.model import Action, Alarm, Persist
+from alerting.model import Action, Alarm, Persist, Signal
 from backend.alarms.adapter import SiteAdapter
 from backend.alarms.rules import load_rules
 from backend.alarms.store import AlarmStore
@@ -262,6 +262,15 @@ class AlarmService:
             await self._commit(actions)
         await self._tell(actions)
         return next(a.alarm for a in actions if isinstance(a, Persist) and a.alarm.id == alarm_id)
+
+    async def signal(self, sig: Signal, now_ms: int | None = None) -> list[Action]:
+        """A signal decided outside the rules (the patrol scheduler's `patrol_missed`), through the same book, lock,
+        transaction and listeners as everything else, so a ladder's or a person's move on that alarm and the
+        next signal never work from two copies of it."""
+        async with self._lock:
+            actions = await self._commit(self.engine.book.signal(sig, self.clock.now_ms() if now_ms is None else now_ms))
+        await self._tell(actions)
+        return actions
 
     async def add_window(self, subject: str, until_ms: int, author: str, note: str = "") -> int:
         """A maintenance window on a subject (e.g. `device:xyz`, `building:b01`); returns alarms silenced now."""

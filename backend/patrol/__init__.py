@@ -4,7 +4,7 @@ uplink, and an alarm to the platform's owner when one does not come back (GB 504
 book (pure: when, outstanding, missed) → scheduler (MQTT commands, the ingest hook, PatrolTap) → alarms (store).
 """
 
-from backend.patrol.alarms import PATROL_MISSED, StorePatrolAlarms
+from backend.patrol.alarms import PATROL_MISSED, PatrolAlarms
 from backend.patrol.book import PATROL_CEILING_S, PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
 from backend.patrol.scheduler import InjectedClock, PatrolAlarmSink, PatrolClock, PatrolScheduler, PatrolTap, WallClock
 
@@ -13,6 +13,7 @@ __all__ = [
     "PATROL_MISSED",
     "InjectedClock",
     "PatrolAlarmSink",
+    "PatrolAlarms",
     "PatrolBook",
     "PatrolClock",
     "PatrolMiss",
@@ -21,6 +22,5 @@ __all__ = [
     "PatrolSent",
     "PatrolSettings",
     "PatrolTap",
-    "StorePatrolAlarms",
     "WallClock",
 ]

@@ -191,7 +191,9 @@ class PatrolScheduler:
             self.returns.append(ret)
             if ret.was_missing:
                 log.info("gateway %s answers its patrol again", gateway)
-                await self.sink.patrol_returned(ret, received_ms)
+            # Every answer, not only after misses this schedule saw: an alarm left open across a restart or a change
+            # of rules leader (a fresh schedule knows no misses) clears on the gateway's first answer.
+            await self.sink.patrol_returned(ret, received_ms)
         return ret
 
 

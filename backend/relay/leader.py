@@ -54,7 +54,7 @@ from backend.clock import Clock
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
 from backend.ingest.handoff import Reading
-from backend.patrol.alarms import StorePatrolAlarms
+from backend.patrol.alarms import PatrolAlarms
 from backend.patrol.book import PatrolSettings
 from backend.patrol.scheduler import InjectedClock, PatrolScheduler
 from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, decode_readings, mark_consumed, pg_conninfo
@@ -244,7 +244,7 @@ class RulesSeat:
                 async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
                     if hasattr(bridge, "__aenter__"):  # a bridge with its own worker tasks runs for the term
                         await stack.enter_async_context(bridge)  # type: ignore[arg-type,unused-ignore]
-                    self.patrol = await self._start_patrol(stack, store, bridge, fence)
+                    self.patrol = await self._start_patrol(stack, service, fence)
                     tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
                     tg.create_task(self._consume(service, fence), name="rules-consumer")
                     tg.create_task(self._prune(), name="rules-queue-prune")
@@ -254,7 +254,7 @@ class RulesSeat:
             if token is not None:
                 IN_TRANSACTION.reset(token)
 
-    async def _start_patrol(self, stack: contextlib.AsyncExitStack, store: FencedAlarmStore, bridge: AlarmLadderBridge,
+    async def _start_patrol(self, stack: contextlib.AsyncExitStack, service: AlarmService,
                             fence: Callable[[sa.Connection], None]) -> PatrolScheduler | None:
         """This term's patrol scheduler, stopped with the term (None: patrol off, no gateways, or nothing to publish with)."""
         p = self.settings.patrol
@@ -263,8 +263,7 @@ class RulesSeat:
         if self.publish is None:
             log.warning("%s: patrol is enabled but this rules seat has no publisher: no patrol this term", self.name)
             return None
-        alarms = StorePatrolAlarms(store, self.sites, listener=bridge.on_actions)
-        await alarms.start(self.clock.now_ms())
+        alarms = PatrolAlarms(service, self.sites)  # through the term's alarm service: one book, its listeners (the ladder)
         host, port = self.broker
         scheduler = PatrolScheduler(self.sites.gateways, host, port, alarms, settings=PatrolSettings(period_s=p.period_s, window_s=p.window_s),
                                     clock=InjectedClock(self.clock), publish=self.publish)

@@ -1,4 +1,4 @@
-"""Patrol end to end: scheduler → real Mosquitto → real edge agent → Mosquitto → real ingest → PatrolTap → store.
+"""Patrol end to end: scheduler → real Mosquitto → real edge agent → Mosquitto → real ingest → PatrolTap → alarm service → store.
 
 The scheduler's time is a manual clock the test moves; the messages are real. The gateway's uplink runs
 through a TCP proxy the test can cut, like a pulled uplink cable.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.alarms.store import AlarmStore
+from backend.alarms.service import AlarmService
 from backend.ingest.service import IngestService
-from backend.patrol import PATROL_MISSED, PatrolScheduler, PatrolSettings, PatrolTap, StorePatrolAlarms
+from backend.patrol import PATROL_MISSED, PatrolAlarms, PatrolScheduler, PatrolSettings, PatrolTap
 from backend.settings import load_settings
 from backend.sites import generate_site_document
 from backend.sites.loader import parse_site_directory
@@ -99,10 +99,11 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
     central, lan = mosquitto_factory("central"), mosquitto_factory("lan")
     sites = parse_site_directory(json.dumps(generate_site_document(1, grids=1, buildings_per_grid=2), ensure_ascii=False))
     gw = sorted(sites.gateways)[0]
-    store = AlarmStore(make_engine(sqlite_url(tmp_path / "alarms.db")))
-    sink = StorePatrolAlarms(store, sites)
-    await sink.start(T0)
     clock = ManualClock(T0)
+    service = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sites, clock)
+    await service.start()  # the core from the (empty) store; no ticker: the patrol signals are what this test watches
+    store = service.store
+    sink = PatrolAlarms(service, sites)
     settings = PatrolSettings(period_s=600, window_s=60, stagger=False)
     cable = UplinkCable(central.port)
     edge_cfg = parse_config({
