@@ -37,7 +37,8 @@ __all__ = ["ROLE_CAPABILITIES", "Auth", "Capability", "Principal", "Territory"]
 
 class Capability(StrEnum):
     VIEW_ALARMS = "view_alarms"
-    ACKNOWLEDGE = "acknowledge"  # for oneself, or on behalf of a responder
+    ACKNOWLEDGE = "acknowledge"  # for oneself
+    ACKNOWLEDGE_FOR_OTHERS = "acknowledge_for_others"  # record a responder's acknowledgement (they phoned the command room)
     VERIFY = "verify"  # 核实: confirm the alarm is real
     DISPATCH = "dispatch"  # send a responder
     CLOSE = "close"  # close as real (复核关闭) or as a false alarm

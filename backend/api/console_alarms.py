@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from alerting.ladder import Contact, Response, timers
 from alerting.lifecycle import AlarmState, Move
 from backend.alarms.service import MoveRefused, NoSuchAlarm
-from backend.api.auth import Auth, Capability, Principal
+from backend.api.auth import ROLE_CAPABILITIES, Auth, Capability, Principal
 from backend.api.console_records import ConsoleAct, ConsoleRecords
 from backend.api.console_views import alarm_view, place_view, query_alarms
 from backend.api.deps import AlarmMoves, ApiDeps, NotWired
@@ -202,6 +202,10 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
     async def acknowledge(p: Annotated[Principal, Depends(auth.require(Capability.ACKNOWLEDGE))], alarm_id: AlarmId, body: AcknowledgeBody) -> ActionResult:
         rec = await visible(p, alarm_id)
         rid = body.on_behalf_of
+        if rid and not p.can(Capability.ACKNOWLEDGE_FOR_OTHERS):
+            allowed = ", ".join(sorted(r.value for r, caps in ROLE_CAPABILITIES.items() if Capability.ACKNOWLEDGE_FOR_OTHERS in caps))
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"acknowledging on behalf of someone is for the command room ({allowed}); "
+                                                           "acknowledge for yourself, or ask the duty officer to record it")
         if rid and sites is not None and rid not in sites.responders and not rid.startswith(("family:", "neighbour:")):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {rid!r} in the site directory; pick one from the alarm's list")
         note = (f"代{_responder_name(rid)}({rid})确认 on behalf of {rid}" + (f": {body.note}" if body.note else "")) if rid else body.note

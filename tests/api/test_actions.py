@@ -20,6 +20,9 @@ async def test_acknowledge_on_behalf_is_recorded_as_such(rig: ApiRig) -> None:
     assert "c01-g1-w1" in ack["note"]
     behalf = next(e for e in detail["timeline"] if e["what"] == "acknowledge_on_behalf")
     assert (behalf["actor"], behalf["on_behalf_of"], behalf["note"]) == ("duty", "c01-g1-w1", "phoned in")
+    field = await rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("gw1"), json={"on_behalf_of": "c01-g1-w1"})
+    assert field.status_code == 403, "a grid worker acknowledges for themself, not on someone's behalf"
+    assert "duty_officer" in field.json()["detail"]
     unknown = await rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={"on_behalf_of": "nobody"})
     assert unknown.status_code == 422
     again = await rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={})

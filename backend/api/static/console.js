@@ -176,7 +176,7 @@ function renderDetail() {
       ${can("verify") ? `<button data-action="verify">${esc(t("a_verify"))}</button>` : ""}
     </div>
     ${can("acknowledge") || can("dispatch") ? `<div class="actions"><select id="responder"><option value="">${esc(t("pick_responder"))}</option>${people}</select>
-      ${can("acknowledge") ? `<button data-action="acknowledge-for">${esc(t("a_ack_for"))}</button>` : ""}
+      ${can("acknowledge_for_others") ? `<button data-action="acknowledge-for">${esc(t("a_ack_for"))}</button>` : ""}
       ${can("dispatch") ? `<button data-action="dispatch">${esc(t("a_dispatch"))}</button>` : ""}</div>` : ""}
     ${can("close") ? `<div class="actions"><input id="note" placeholder="${esc(t("note"))}" maxlength="500">
       <button data-action="close-real">${esc(t("a_close_real"))}</button><button class="danger" data-action="close-false">${esc(t("a_close_false"))}</button></div>` : ""}
