@@ -139,7 +139,7 @@ class SimulateSettings(_Section):
 class PatrolConfig(_Section):
     """Patrol (巡检): a synthetic test sent to every gateway that must come back through the whole pipeline."""
 
-    enabled: bool = Field(default=True, description="Send patrol tests to every gateway of the site directory (the single backend, or the rules leader of a cluster).")
+    enabled: bool = Field(default=True, description="Send patrol tests to every gateway of the site directory (the backend, or a cluster's rules leader).")
     period_s: float = Field(default=3600.0, gt=0, le=7200, description="How often each gateway is patrolled; the standard's ceiling is 2 h.")
     window_s: float = Field(default=120.0, gt=0, description="How long a patrol may take to come back before it raises patrol_missed.")
 

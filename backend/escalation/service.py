@@ -44,7 +44,7 @@ from alerting.ladder import (
     stop,
 )
 from alerting.ladder.engine import AdvanceAlarm
-from backend.clock import Clock
+from backend.clock import Clock, wall_seconds
 from backend.escalation.settings import EscalationSettings
 from backend.escalation.store import EscalationStore, StepOutcome, UnknownEscalation
 from backend.notify.channel import Message
@@ -148,7 +148,7 @@ class EscalationService:
             except Exception:  # a database hiccup must not end the ladder: log, wait, try again
                 log.exception("escalation timer round failed")
                 due = None
-            wait = poll if due is None else min(poll, (due - self.clock.now_ms()) / 1000)
+            wait = poll if due is None else min(poll, wall_seconds(self.clock, due - self.clock.now_ms()))
             await self._sleep_until(self._wake, wait)
 
     async def _outbox_loop(self) -> None:

@@ -30,7 +30,7 @@ from typing import Protocol, Self
 
 import aiomqtt
 
-from backend.clock import Clock
+from backend.clock import Clock, wall_seconds
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
@@ -80,7 +80,7 @@ class InjectedClock:
         return self._clock.now_ms()
 
     async def sleep_until_ms(self, t_ms: int) -> None:
-        await asyncio.sleep(max(0.0, (t_ms - self._clock.now_ms()) / 1000))
+        await asyncio.sleep(wall_seconds(self._clock, t_ms - self._clock.now_ms()))
 
 
 class PatrolAlarmSink(Protocol):
