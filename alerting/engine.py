@@ -90,6 +90,19 @@ def _subject(device: str) -> str:
     return f"device:{device}"
 
 
+def _names_blob(names: Sequence[str]) -> npt.NDArray[np.uint8]:
+    return np.frombuffer("\n".join(names).encode(), dtype=np.uint8)
+
+
+def _names_of(snap: dict[str, npt.NDArray[Any]], key: str) -> npt.NDArray[Any]:
+    """A snapshot's names: `<key>.utf8` (newline-joined UTF-8), or `<key>` (a numpy string array, older snapshots)."""
+    blob = snap.get(f"{key}.utf8")
+    if blob is None:
+        return snap.get(key, np.array([], dtype=np.str_))
+    text = blob.tobytes().decode()
+    return np.array(text.split("\n") if text else [], dtype=object)
+
+
 DRILL_SERIES = "drill|"  # prefix of a drill's series: drill readings never share debounce or trend state with real ones
 
 
@@ -502,9 +515,12 @@ class Engine:
     # -- restart -----------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, npt.NDArray[Any]]:
         """The rule state a restart needs (timers as absolute times, so `now` re-derives what is left)."""
+        # Names as newline-joined UTF-8 (ids hold no newline): a fixed-width numpy string array of 100,000 device ids
+        # is 4 bytes a character padded to the longest id, ~7 MB, where these are ~2 MB.
         out: dict[str, npt.NDArray[Any]] = {
-            "series": np.array(self.series_names, dtype=np.str_), "devices": np.array(list(self.devices), dtype=np.str_),
-            "gateways": np.array(list(self.gw_index), dtype=np.str_), "households": np.array([h[0] for h in self.hh_info], dtype=np.str_),
+            f"{key}.utf8": _names_blob(names) for key, names in
+            (("series", self.series_names), ("devices", list(self.devices)), ("gateways", list(self.gw_index)),
+             ("households", [h[0] for h in self.hh_info]))
         }
         n_series, n_dev, n_gw, n_hh = len(self.series_names), len(self.devices), len(self.gw_index), len(self.hh_info)
         parts: list[tuple[str, Any, int]] = [(f"threshold.{r.name}", c, n_series) for r, c, _ in self.thresholds]
@@ -521,6 +537,7 @@ class Engine:
         def mapping(names: Sequence[str], index: dict[str, int]) -> I64:
             return np.array([index.get(str(n), -1) for n in names], dtype=np.int64)
 
+        snap = {**snap, **{key: _names_of(snap, key) for key in ("series", "devices", "gateways", "households")}}
         for name in snap.get("series", []):
             dev, subject, drill = _series_parts(str(name))
             ch = subject.partition("@")[2]
@@ -534,7 +551,7 @@ class Engine:
                   ("gateways", self.gateways, m_gw), ("welfare", self.welfare, m_hh)]
         for name, cols, m in parts:
             if cols is not None and len(m):
-                cols.restore({k.split(".")[-1]: v for k, v in snap.items() if k.startswith(name + ".")}, m)
+                cols.restore({k.split(".")[-1]: v for k, v in snap.items() if k.startswith(name + ".") and not k.endswith(".utf8")}, m)
         self.reconcile()
 
     def reconcile(self) -> None:

@@ -349,12 +349,24 @@ def test_welfare_check_after_a_quiet_day_and_power_use_counts_as_activity() -> N
 
 
 # -- restart -----------------------------------------------------------------------------------------------
-def test_restart_rederives_timers_from_stored_state_and_now() -> None:
+def _as_older_snapshot(snap: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as session 1 wrote it: names as numpy string arrays, not newline-joined UTF-8."""
+    out = {k: v for k, v in snap.items() if not k.endswith(".utf8")}
+    for key in ("series", "devices", "gateways", "households"):
+        text = snap[f"{key}.utf8"].tobytes().decode()
+        out[key] = np.array(text.split("\n") if text else [], dtype=np.str_)
+    return out
+
+
+@pytest.mark.parametrize("written_by", ["this version", "an older version"])
+def test_restart_rederives_timers_from_stored_state_and_now(written_by: str) -> None:
     eng = engine()
     eng.on_readings([R("box", "temperature_c", 75, T0)], T0)  # debounce starts
     eng.on_readings([R("c1", "fps_fps", 25, T0 + 100 * S)], T0 + 100 * S)
     eng.on_event("s1", "g1", EventKind.SMOKE_ALARM, T0 + 100 * S)
     snap = {k: np.array(v, copy=True) for k, v in eng.snapshot().items()}
+    if written_by == "an older version":
+        snap = _as_older_snapshot(snap)
     open_alarms = list(eng.book.open.values())
     # the process is gone for a while; a new one starts at T0 + 250 s
     fresh = engine()
