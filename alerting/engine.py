@@ -145,6 +145,7 @@ class Engine:
             self._add_gateway(gw, building, now_ms)
         for d in site.devices():
             self.add_device(d, now_ms)
+        self._reserve_series(len(self.devices) + len(self.devices) // 4)
         for h in site.welfare_households():
             i = len(self.hh_info)
             self.hh_index[h.id] = i
@@ -207,6 +208,20 @@ class Engine:
         mid = self.metric_ids.get(base, -1)
         self._series_metric[(device, metric, drill)] = (slot, mid)
         return slot, mid
+
+    def _reserve_series(self, n: int) -> None:
+        """Size the series columns for the site at start (a series per device, a quarter more for channels): they
+        would otherwise double as devices first report, some only once a day, so a long-running backend's memory
+        stepped up by tens of MB hours after its start (seen in benchmarks/soak.py)."""
+        for _, cols, _ in self.thresholds:
+            cols.ensure(n)
+        for trend in (self.rise, self.drift):
+            if trend is not None:
+                trend.ensure(n)
+        if n > len(self.series_dev):
+            grown = np.full(n, -1, dtype=np.int64)
+            grown[: len(self.series_dev)] = self.series_dev
+            self.series_dev = grown
 
     def _configure_series(self, slot: int, d: DeviceInfo) -> None:
         if slot >= len(self.series_dev):
