@@ -29,7 +29,18 @@ from broker.kinds import DeviceKind, EventKind
 from broker.schemas import DeviceEvent, Telemetry, encode
 from broker.topics import event_topic, telemetry_topic
 from tests.conftest import SAMPLE_SITE
-from tests.scaleout.procs import POLICY, Proc, Publisher, SmsReceiver, fresh_database, shouwang, start_receiver, write_config
+from tests.scaleout.procs import (
+    POLICY,
+    Proc,
+    Publisher,
+    SmsReceiver,
+    became_leader,
+    fresh_database,
+    shouwang,
+    start_receiver,
+    wait_until,
+    write_config,
+)
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -58,8 +69,8 @@ def test_kill_9_an_ingest_worker_and_the_rules_leader_mid_stream(postgres_server
             p.start()
         for p in procs:
             p.wait_for(lambda ln: ln["event"] == "ready", 90)
-        _wait(lambda: any(_became_leader(b, 0.0) for b in backends), 30, "a rules leader among the backends")
-        leader = next(b for b in backends if _became_leader(b, 0.0))
+        wait_until(lambda: any(became_leader(b, 0.0) for b in backends), 30, "a rules leader among the backends")
+        leader = next(b for b in backends if became_leader(b, 0.0))
         standby = next(b for b in backends if b is not leader)
 
         meters = [d for d in sites.devices.values() if d.kind is DeviceKind.ELECTRICAL][:300]
@@ -110,7 +121,7 @@ def test_kill_9_an_ingest_worker_and_the_rules_leader_mid_stream(postgres_server
         # Phase 1: alarms are raised and their ladders start.
         stream(PHASE_S, kinds(alarm_devices[:10]))
         engine = sa.create_engine(db)
-        _wait(lambda: _count(engine, "SELECT count(*) FROM alarms") >= 5, 30, "alarms raised before the kills")
+        wait_until(lambda: _count(engine, "SELECT count(*) FROM alarms") >= 5, 30, "alarms raised before the kills")
         assert _count(engine, "SELECT count(*) FROM escalations WHERE due_ms IS NOT NULL") > 0, "escalations are open when we kill"
         # kill -9 one ingest worker and the rules leader, mid-stream.
         victim = workers[1]
@@ -123,7 +134,7 @@ def test_kill_9_an_ingest_worker_and_the_rules_leader_mid_stream(postgres_server
         stream(PHASE_S / 2, kinds(alarm_devices[15:]))
         pub.flush()
         pub.close()
-        assert _became_leader(standby, 30), "the standby backend took over the rules seat"
+        assert became_leader(standby, 30), "the standby backend took over the rules seat"
 
         # Everything published reaches the queue and is consumed; every ladder runs to its end.
         def settled() -> bool:
@@ -134,7 +145,7 @@ def test_kill_9_an_ingest_worker_and_the_rules_leader_mid_stream(postgres_server
                 unsent = c.execute(sa.select(sa.func.count()).select_from(outbox).where(outbox.c.status != "done")).scalar_one()
             return bool(pending == 0 and total >= len(telemetry_keys) + len(event_keys) and busy == 0 and unsent == 0)
 
-        _wait(settled, 90, "queue drained and ladders finished")
+        wait_until(settled, 90, "queue drained and ladders finished")
 
         with engine.connect() as c:
             rows = c.execute(sa.text("SELECT key, kind, consumed_ms FROM uplink_queue")).all()
@@ -192,27 +203,6 @@ def test_kill_9_an_ingest_worker_and_the_rules_leader_mid_stream(postgres_server
         receiver.server_close()
 
 
-def _became_leader(backend: Proc, timeout: float) -> bool:
-    if any(ln.get("event") == "leader" and ln["leader"] for ln in backend.lines):
-        return True
-    if timeout <= 0:
-        return False
-    try:
-        backend.wait_for(lambda ln: ln.get("event") == "leader" and bool(ln["leader"]), timeout)
-    except AssertionError:
-        return False
-    return True
-
-
 def _count(engine: sa.Engine, sql: str) -> int:
     with engine.connect() as c:
         return int(c.execute(sa.text(sql)).scalar_one())
-
-
-def _wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for: {what}")
