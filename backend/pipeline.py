@@ -145,6 +145,12 @@ class _Batch:
     readings: list[Reading]
 
 
+def _gateway_of(topic: str) -> str | None:
+    """The gateway level of a topic that may not parse (sw/v1/gw/<gateway>/...), to count rejections by sender."""
+    parts = topic.split("/")
+    return parts[3] if len(parts) > 3 else None
+
+
 def readings_of(uplink: Uplink, received_ms: int) -> list[Reading]:
     msg = uplink.message
     assert isinstance(msg, Telemetry)
@@ -260,17 +266,15 @@ class Pipeline:
             if self.settings.known_devices_only:
                 self._check_known(uplink, topic)
         except MessageRejected as exc:
-            parts = topic.split("/")
-            rejection = self.stats.reject(exc, payload, now, parts[3] if len(parts) > 3 else None)
+            rejection = self.stats.reject(exc, payload, now, _gateway_of(topic))
             log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
             self._ack([token])
             return
         except Exception as exc:  # a bug of ours on this input: park the message for a replay after the fix, go on
             log.exception("could not take the message on %s (%d bytes); parked in the dead letters", topic, len(payload))
-            parts = topic.split("/")
             self.stats.reject(MessageRejected(RejectReason.INTERNAL, f"the backend failed on this message ({type(exc).__name__}: {exc}); "
                                               "it is kept in dead-letters.jsonl for a replay: report it", topic),
-                              payload, now, parts[3] if len(parts) > 3 else None)
+                              payload, now, _gateway_of(topic))
             self._park(topic, payload, now, exc, key="", attempts=1)
             self._ack([token])
             return
