@@ -162,6 +162,14 @@ def stop(proc: Proc) -> None:
             proc.popen.wait(10)
 
 
+def stop_all(procs: list[Proc], work: Path, console: Console) -> None:
+    """Stop the processes (the last started first) and keep each one's output as <name>.log in `work`."""
+    for p in reversed(procs):
+        stop(p)
+        (work / f"{p.name.replace(' ', '-')}.log").write_text("\n".join(p.lines) + "\n")
+    console.print(f"process logs in {work}")
+
+
 class Sampler:
     """CPU and peak RSS of named pids (children included), every `every_s`."""
 
@@ -443,10 +451,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lanc.disconnect()
         finally:
             resources = sampler.close()
-            for p in reversed(procs):
-                stop(p)
-                (work / f"{p.name.replace(' ', '-')}.log").write_text("\n".join(p.lines) + "\n")
-            console.print(f"process logs in {work}")
+            stop_all(procs, work, console)
     backend_rss = resources.get("backend", {}).get("peak_rss_mib", 0.0)
     out: dict[str, Any] = {
         "benchmark": "e2e", "quick": args.quick, "communities": args.communities, "devices": len(sites.devices), "gateways": len(gateways),

@@ -42,7 +42,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository's packages
 
 from backend.sites import load_site_directory
-from benchmarks.e2e import CLI, REPO, FeedClient, Proc, Sampler, mosquitto, now_ms, spawn, stop
+from benchmarks.e2e import CLI, REPO, FeedClient, Proc, Sampler, mosquitto, now_ms, spawn, stop_all
 from broker.kinds import DeviceKind, EventKind
 from broker.notices import Notice
 from broker.schemas import DeviceEvent, encode
@@ -135,10 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             probe.disconnect()
         finally:
             resources = sampler.close()
-            for p in reversed(procs):
-                stop(p)
-                (work / f"{p.name.replace(' ', '-')}.log").write_text("\n".join(p.lines) + "\n")
-            console.print(f"process logs in {work}")
+            stop_all(procs, work, console)
     by_device = {r["device_id"]: r for r in board if r.get("alarm_type") == "smoke"}
     lost_console = [d for d in probes if d not in client.first_alarm]
     lost_board = [d for d in probes if d not in by_device]
