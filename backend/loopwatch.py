@@ -7,6 +7,8 @@ alarm as surely as a slow database. `LoopWatch` measures that directly:
 - a heartbeat task sleeps `interval_s` and records how much later than asked it woke up (the lag), keeping
   the last `keep` lags for percentiles (`snapshot()`, served under `loop` in /api/ingest/stats);
 - optionally (`full_gc_every_s`) a full garbage collection at a steady cadence, its pause measured like any;
+- optionally (`trim_every_s`) the C heap's free pages handed back to the system (backend/memstats.py), in a
+  worker thread so the loop does not wait on the allocator's locks; the memory by holder is in `snapshot()`;
 - a watchdog thread looks at the heartbeat every `interval_s`; once the loop has not beaten for
   `stall_log_ms`, it samples the loop thread's Python stack (sys._current_frames) a few times while the stall
   lasts and, when the stall ends, logs one warning with its length and the stacks seen, so the culprit is
@@ -30,6 +32,8 @@ from collections import Counter, deque
 from types import TracebackType
 from typing import Any, Self
 
+from backend import memstats
+
 __all__ = ["LoopWatch", "settle_heap"]
 
 log = logging.getLogger(__name__)
@@ -37,9 +41,12 @@ log = logging.getLogger(__name__)
 
 class LoopWatch:
     def __init__(self, *, interval_s: float = 0.05, stall_log_ms: float = 500.0, keep: int = 12_000, samples: int = 5,
-                 full_gc_every_s: float = 0.0) -> None:
+                 full_gc_every_s: float = 0.0, trim_every_s: float = 0.0) -> None:
         self.interval_s = interval_s
         self.full_gc_every_s = full_gc_every_s
+        self.trim_every_s = trim_every_s
+        self.trims = 0
+        self.trim_worst_ms = 0.0
         self.stall_log_ms = stall_log_ms
         self.samples = samples
         self._lags: deque[float] = deque(maxlen=keep)
@@ -75,8 +82,11 @@ class LoopWatch:
         self._beat = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._heartbeat(), name="loop-watch")
         self._collector: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
         if self.full_gc_every_s > 0:
             self._collector = asyncio.get_running_loop().create_task(self._collect(), name="loop-watch-gc")
+        if self.trim_every_s > 0:
+            self._trimmer = asyncio.get_running_loop().create_task(self._trim(), name="loop-watch-trim")
         if self.stall_log_ms > 0:
             self._thread = threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True)
             self._thread.start()
@@ -86,7 +96,7 @@ class LoopWatch:
         self._stop.set()
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._on_gc)
-        for task in (self._task, self._collector):
+        for task in (self._task, self._collector, self._trimmer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -108,6 +118,14 @@ class LoopWatch:
         while True:
             await asyncio.sleep(self.full_gc_every_s)
             gc.collect()
+
+    async def _trim(self) -> None:
+        while True:
+            await asyncio.sleep(self.trim_every_s)
+            started = time.monotonic()
+            await asyncio.to_thread(memstats.trim)
+            self.trims += 1
+            self.trim_worst_ms = max(self.trim_worst_ms, (time.monotonic() - started) * 1000)
 
     def _watchdog(self) -> None:
         threshold = self.stall_log_ms / 1000
@@ -136,7 +154,8 @@ class LoopWatch:
 
         return {"lag_p50_ms": pct(0.5), "lag_p99_ms": pct(0.99), "lag_max_ms": round(lags[-1] * 1000, 2) if lags else None,
                 "stalls": self.stalls, "worst_stall_ms": round(self.worst_stall_ms, 1),
-                "full_gcs": self.gc_pauses, "full_gc_worst_ms": round(self.gc_worst_ms, 1), "full_gc_total_ms": round(self.gc_total_ms, 1)}
+                "full_gcs": self.gc_pauses, "full_gc_worst_ms": round(self.gc_worst_ms, 1), "full_gc_total_ms": round(self.gc_total_ms, 1),
+                "heap_trims": self.trims, "heap_trim_worst_ms": round(self.trim_worst_ms, 1), "memory": memstats.breakdown()}
 
 
 def settle_heap(*, freeze: bool = True, thresholds: tuple[int, int, int] | None = None) -> int:

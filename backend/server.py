@@ -117,7 +117,8 @@ class Backend:
         s = self.settings
         data_dir = s.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.loopwatch = await self._stack.enter_async_context(LoopWatch(stall_log_ms=s.runtime.loop_stall_log_ms, full_gc_every_s=s.runtime.gc_full_every_s))
+        self.loopwatch = await self._stack.enter_async_context(LoopWatch(
+            stall_log_ms=s.runtime.loop_stall_log_ms, full_gc_every_s=s.runtime.gc_full_every_s, trim_every_s=s.runtime.heap_trim_every_s))
         self.db = make_engine(s.storage.alarm_db_url or sqlite_url(data_dir / "alarms.db"))
         self._stack.callback(self.db.dispose)
         with self._startup_lock():

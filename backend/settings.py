@@ -165,6 +165,11 @@ class RuntimeSettings(_Section):
         description="A backend runs a full garbage collection this often (its pause is reported under `loop` in /api/ingest/stats), "
                     "so cyclic garbage does not pile up while the raised thresholds make Python's own full collections rare; 0: never.",
     )
+    heap_trim_every_s: float = Field(
+        default=60.0, ge=0,
+        description="A backend hands the C heap's free pages back to the system this often (glibc malloc_trim, in a worker thread; "
+                    "backend/memstats.py), so memory freed by the store threads does not stay resident; 0: never.",
+    )
 
 
 class Settings(BaseSettings):

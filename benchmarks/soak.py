@@ -22,6 +22,7 @@ Prints a table and one line of JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -74,6 +75,41 @@ class NoticeTap:
         self.client.disconnect()
 
 
+class MemoryPoll:
+    """The backend's memory by holder (/api/ingest/stats `loop.memory`, backend/memstats.py) every `every_s`."""
+
+    def __init__(self, url: str, token: str, every_s: float = 60.0) -> None:
+        self.url, self.token, self.every_s = url, token, every_s
+        self.points: list[tuple[float, dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-poll", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                mem = http_get_json(self.url, "/api/ingest/stats", self.token).get("loop", {}).get("memory")
+                if mem:
+                    self.points.append((time.monotonic() - t0, mem))
+            if self._stop.wait(self.every_s):
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def at_minutes(self, minutes: list[int]) -> dict[str, dict[str, Any]]:
+        """The poll nearest each minute mark."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in minutes:
+            if self.points:
+                t, mem = min(self.points, key=lambda p: abs(p[0] - m * 60))
+                if abs(t - m * 60) <= 45:
+                    out[f"{m}min"] = mem
+        return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     console = Console(stderr=True)
     work = Path(tempfile.mkdtemp(prefix="shouwang-soak-"))
@@ -103,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler.watch("street simulator", sim.popen.pid)
             sampler.start()
             client = FeedClient(url, password).start()
+            mempoll = MemoryPoll(url, client.token)
             tap = NoticeTap(central.host, central.port)
             probe = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="soak-probe")
             probe.connect(central.host, central.port)
@@ -129,6 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for b in sorted({sites.devices[d].building for d in probes if sites.devices[d].building}):
                     board += http.get("/api/alarms", params={"open": "true", "building": b, "limit": 1000}, headers=auth).json()["alarms"]
             loop = http_get_json(url, "/api/ingest/stats", client.token).get("loop", {})
+            mempoll.close()
             client.close()
             tap.close()
             probe.loop_stop()
@@ -178,6 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "memory_growth_pct": round(growth, 2) if growth is not None else None,
         "memory_growth_second_half_pct": round(growth_second_half, 2) if growth_second_half is not None else None,
         "backend_rss_curve_mib": curve,
+        "backend_memory_by_holder": mempoll.at_minutes([1, *range(5, int(args.minutes) + 1, 5)]),
         "backend_event_loop": loop,
         "processes": resources, "targets": TARGETS,
     }
@@ -196,6 +235,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t.add_row("memory growth (%)", str(out["memory_growth_pct"]), "< 5")
     t.add_row("  over the second half of the run (%)", str(out["memory_growth_second_half_pct"]), "")
     t.add_row("  backend RSS every 5 min (MiB)", " ".join(f"{v:.0f}" for v in curve.values()), "")
+    for mark, mem in out["backend_memory_by_holder"].items():
+        t.add_row(f"  at {mark}: anon / malloc used, free / sqlite / other anon (MiB)",
+                  f"{mem.get('anon_mib')} / {mem.get('malloc_in_use_mib')}, {mem.get('malloc_free_held_mib')} / {mem.get('sqlite_mib')} / "
+                  f"{mem.get('anon_other_mib')}", "")
     t.add_row("backend event-loop lag p99 / max (ms); full gcs, worst (ms)",
               f"{loop.get('lag_p99_ms')} / {loop.get('lag_max_ms')}; {loop.get('full_gcs')}, {loop.get('full_gc_worst_ms')}", "")
     for name, r in resources.items():

@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,45 @@ async def test_a_full_collection_runs_at_the_set_cadence_and_is_measured() -> No
         snap = watch.snapshot()
     assert snap["full_gcs"] >= 3
     assert snap["full_gc_total_ms"] > 0
+
+
+async def test_heap_trims_run_at_the_set_cadence_and_the_memory_is_broken_down() -> None:
+    async with LoopWatch(stall_log_ms=0, trim_every_s=0.02) as watch:
+        await until(lambda: watch.trims >= 3, timeout_s=30, what="three heap trims")
+        snap = watch.snapshot()
+    assert snap["heap_trims"] >= 3
+    mem = snap["memory"]
+    assert mem["rss_mib"] > 0
+    assert mem["anon_mib"] > 0
+    assert mem["python_blocks"] > 0
+    assert mem["anon_mib"] <= mem["rss_mib"]
+
+
+def test_the_breakdown_sees_sqlite_and_malloc_memory_and_a_trim_hands_free_pages_back() -> None:
+    """Run in a fresh interpreter so the figures are its own: a 32 MiB SQLite page cache filled shows in SQLite's
+    count and in malloc's bytes in use; once the connection is closed, a trim lowers the anonymous RSS."""
+    code = """
+import json, sqlite3
+from backend import memstats
+before = memstats.breakdown()
+conn = sqlite3.connect(":memory:")
+conn.execute("PRAGMA cache_size = -32768")
+conn.execute("CREATE TABLE t (x BLOB)")
+conn.executemany("INSERT INTO t VALUES (?)", ((b"x" * 1000,) for _ in range(25_000)))
+filled = memstats.breakdown()
+pins = [bytearray(1000) for _ in range(100)]  # malloc'd after the cache: the heap's top stays in use
+conn.close()
+closed = memstats.breakdown()
+trimmed = memstats.trim()
+after = memstats.breakdown()
+print(json.dumps([before, filled, closed, trimmed, after]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    before, filled, closed, _trimmed, after = json.loads(out.stdout)
+    assert filled["sqlite_mib"] - before["sqlite_mib"] > 20, (before, filled)
+    assert filled["malloc_in_use_mib"] - before["malloc_in_use_mib"] > 20, (before, filled)
+    assert closed["sqlite_mib"] < 1
+    # Closing the connection frees the cache to malloc, which keeps the pages resident below the pinned top
+    # (an ordinary free returns only a free top of the heap); the trim hands them back.
+    assert closed["anon_mib"] > filled["anon_mib"] - 5, (filled, closed)
+    assert after["anon_mib"] < closed["anon_mib"] - 15, (filled, closed, after)
