@@ -13,6 +13,14 @@ bound or from freed memory the C allocator keeps. `breakdown()` splits it, cheap
 - the rest of the resident anonymous memory (`anon_other_mib`): mostly Python's object allocator's arenas,
   which it maps itself, and thread stacks; with it, the blocks Python has handed out (sys.getallocatedblocks).
 
+`configure_allocator()` fixes glibc malloc's two tunables that let a long-running, threaded process keep
+memory it has freed. Measured on the soak (benchmarks/soak.py, /proc/PID/smaps): six per-thread arenas held
+~300 MiB, each with up to ~50 MiB of free memory at its top. glibc raises its mmap threshold each time a big
+block it had mapped is freed (a rule-state snapshot, a column resize: up to 32 MiB), and with it the trim
+threshold (twice that), below which an arena never gives its top back. A fixed mmap threshold turns that
+off (big, short-lived blocks are mapped and unmapped on their own), and a cap on arenas lets threads reuse
+each other's free memory. It runs at a command's entry point, before the worker threads start.
+
 `trim()` calls glibc's malloc_trim(0), which returns free pages from every arena, not only the top of the
 main heap. Python processes that allocate from several threads (the store's executor threads each get an
 arena) otherwise keep freed fragments resident for good, and RSS creeps in steps though nothing leaks.
@@ -30,9 +38,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["breakdown", "trim"]
+__all__ = ["breakdown", "configure_allocator", "trim"]
 
 _MIB = 2**20
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc's malloc.h
 
 
 class _MallInfo2(ctypes.Structure):
@@ -47,6 +56,8 @@ def _libc() -> Any | None:
         libc.mallinfo2.restype = _MallInfo2
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         libc.malloc_trim.restype = ctypes.c_int
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
     return libc
@@ -109,3 +120,17 @@ def trim() -> bool:
     """Return the C heap's free pages to the system (glibc malloc_trim). True if any memory was released."""
     libc = _libc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+def configure_allocator(*, arena_max: int, mmap_threshold_kib: int) -> list[str]:
+    """Cap glibc's malloc arenas (`arena_max`) and fix its mmap threshold (`mmap_threshold_kib`); 0 leaves
+    glibc's own behaviour for either. Returns what was set, for the log; empty without glibc."""
+    libc = _libc()
+    done: list[str] = []
+    if libc is None:
+        return done
+    if arena_max > 0 and libc.mallopt(_M_ARENA_MAX, arena_max):
+        done.append(f"at most {arena_max} malloc arenas")
+    if mmap_threshold_kib > 0 and libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold_kib * 1024):
+        done.append(f"blocks from {mmap_threshold_kib} KiB mapped on their own")
+    return done

@@ -73,12 +73,26 @@ class RecentIds:
     Keys are kept as 16-byte BLAKE2b digests in a set, oldest first in a deque: ~85 bytes a key instead of
     ~190 for the key strings in an OrderedDict (200,000 keys: ~17 MiB, was 36 MiB, measured). Two keys share a
     digest with probability ~2^-128 per pair: never, for any practical purpose (a false "seen" would drop a
-    message as a duplicate)."""
+    message as a duplicate).
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    The window is full from the start (`prefill`): placeholder digests, hashed under their own BLAKE2b
+    personalisation so no message key can produce one, stand in for keys not seen yet and leave oldest first
+    like any. Its memory is therefore taken once, at start, rather than growing for the ~12 minutes a street's
+    traffic needs to fill 200,000 keys: a process's memory after start is what it keeps (benchmarks/soak.py)."""
+
+    _PLACEHOLDER = b"shouwang-unseen"
+
+    def __init__(self, capacity: int = 200_000, *, prefill: bool = True) -> None:
         self._ids: set[bytes] = set()
         self._order: deque[bytes] = deque()
         self._capacity = capacity
+        self._placeholders = 0
+        if prefill:
+            for i in range(capacity):
+                digest = hashlib.blake2b(i.to_bytes(8, "big"), digest_size=16, person=self._PLACEHOLDER).digest()
+                self._ids.add(digest)
+                self._order.append(digest)
+            self._placeholders = capacity
 
     def seen(self, key: str) -> bool:
         """Record `key`; return True if it had been seen already."""
@@ -89,10 +103,13 @@ class RecentIds:
         self._order.append(digest)
         if len(self._order) > self._capacity:
             self._ids.discard(self._order.popleft())
+            if self._placeholders:
+                self._placeholders -= 1
         return False
 
     def __len__(self) -> int:
-        return len(self._order)
+        """Message keys remembered (placeholders not counted)."""
+        return len(self._order) - self._placeholders
 
 
 @dataclass

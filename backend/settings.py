@@ -165,6 +165,17 @@ class RuntimeSettings(_Section):
         description="A backend runs a full garbage collection this often (its pause is reported under `loop` in /api/ingest/stats), "
                     "so cyclic garbage does not pile up while the raised thresholds make Python's own full collections rare; 0: never.",
     )
+    malloc_arena_max: int = Field(
+        default=2, ge=0,
+        description="At most this many glibc malloc arenas, so threads reuse each other's freed memory (backend/memstats.py); "
+                    "0: glibc's own (8 per core). Set when a backend, ingest worker or `shouwang run` starts.",
+    )
+    malloc_mmap_threshold_kib: int = Field(
+        default=1024, ge=0, le=32768,
+        description="Blocks of this size and larger are mapped on their own and returned to the system when freed; fixing it stops "
+                    "glibc raising it (and its trim threshold) after each big block, which kept ~50 MiB free per arena at street scale. "
+                    "0: glibc's own dynamic threshold.",
+    )
     heap_trim_every_s: float = Field(
         default=60.0, ge=0,
         description="A backend hands the C heap's free pages back to the system this often (glibc malloc_trim, in a worker thread; "

@@ -113,3 +113,26 @@ print(json.dumps([before, filled, closed, trimmed, after]))
     # (an ordinary free returns only a free top of the heap); the trim hands them back.
     assert closed["anon_mib"] > filled["anon_mib"] - 5, (filled, closed)
     assert after["anon_mib"] < closed["anon_mib"] - 15, (filled, closed, after)
+
+
+def test_a_fixed_mmap_threshold_maps_big_blocks_even_after_a_bigger_one_was_freed() -> None:
+    """glibc raises its mmap threshold when a mapped block is freed, so a later, smaller big block comes from the
+    heap and stays resident after it is freed; configure_allocator fixes the threshold (fresh interpreters)."""
+    code = """
+import json, sys
+from backend import memstats
+if sys.argv[1] == "fixed":
+    memstats.configure_allocator(arena_max=2, mmap_threshold_kib=1024)
+big = bytearray(8 * 2**20)
+del big
+before = memstats.breakdown()["malloc_mmapped_mib"]
+block = bytearray(4 * 2**20)
+print(json.dumps(memstats.breakdown()["malloc_mmapped_mib"] - before))
+"""
+    def mapped_mib(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True, timeout=60,
+                             cwd=Path(__file__).resolve().parent.parent)
+        return float(json.loads(out.stdout))
+
+    assert mapped_mib("glibc") < 1, "glibc's own dynamic threshold puts the 4 MiB block in the heap"
+    assert mapped_mib("fixed") >= 3.9, "with the threshold fixed at 1 MiB it is mapped on its own"

@@ -45,7 +45,7 @@ class Capability(StrEnum):
     SILENCE = "silence"  # maintenance window on a device
     VIEW_VULNERABLE = "view_vulnerable"  # vulnerable-resident notes, family contacts
     VIEW_HEALTH = "view_health"  # device health
-    VIEW_SYSTEM = "view_system"  # the system's own health: ingest counters, rejections, event-loop lag (site-wide)
+    VIEW_SYSTEM = "view_system"  # site-wide figures: ingest counters, rejections, event-loop lag, memory, ladder misses
     MANAGE_USERS = "manage_users"
 
 

@@ -12,7 +12,8 @@ A one-tap token is not a login: it carries kind "respond" and its subject is no 
 but its own alarm's answer page; a session token is refused here for the same reason.
 
 GET /api/escalation/{alarm_id} serves the time from raise to each field state and the rungs paged;
-GET /api/escalation/misses counts missed deadlines per rung (drills apart).
+GET /api/escalation/misses counts missed deadlines per rung (drills apart), site-wide: the command room's figure, so
+only roles that see the system's health (view_system) may read it.
 
 (No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
 """
@@ -138,8 +139,8 @@ def responses_router(deps: ApiDeps, auth: Auth) -> APIRouter:
     async def app_answer(token: str, body: AnswerBody) -> AnswerResult:
         return await answer(token, body.response, body.note)
 
-    @router.get("/api/escalation/misses", summary="Missed deadlines per rung (real alarms; drill=true for drills)")
-    async def misses(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_ALARMS))],
+    @router.get("/api/escalation/misses", summary="Missed deadlines per rung, site-wide, for the command room (real alarms; drill=true for drills)")
+    async def misses(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_SYSTEM))],
                      drill: Annotated[bool, Query(description="count drill alarms instead of real ones")] = False) -> dict[str, Any]:
         return {"drill": drill, "misses": await service().misses(drill=drill)}
 

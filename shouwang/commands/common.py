@@ -8,11 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
+from backend import memstats
 from backend.loopwatch import settle_heap
 from backend.settings import Settings
 from backend.sites import SiteDirectory, SiteDirectoryInvalid, load_site_directory
 
-__all__ = ["load_sites", "settle", "stop_on_signals"]
+__all__ = ["load_sites", "prepare_allocator", "settle", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,14 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def prepare_allocator(settings: Settings) -> None:
+    """Before a long-running process starts its threads: glibc malloc's arenas and mmap threshold (settings
+    `runtime`, backend/memstats.py). At the entry point, like `settle`, so tests' processes keep glibc's own."""
+    done = memstats.configure_allocator(arena_max=settings.runtime.malloc_arena_max, mmap_threshold_kib=settings.runtime.malloc_mmap_threshold_kib)
+    if done:
+        log.info("allocator: %s", "; ".join(done))
 
 
 def settle(settings: Settings) -> None:

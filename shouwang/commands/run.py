@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.settings import load_settings
-from shouwang.commands.common import load_sites, settle, stop_on_signals
+from shouwang.commands.common import load_sites, prepare_allocator, settle, stop_on_signals
 from shouwang.system import System
 
 
@@ -44,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     if sim:
         overrides["simulate"] = sim
     settings = load_settings(args.config, **overrides)
+    prepare_allocator(settings)
     sites = load_sites(settings.simulate.site_file)
     if sites is None:
         return 1

@@ -115,7 +115,7 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("GET", "/api/devices/{device_id}/series"): (LOGIN, EVERYONE, NOT_FOUND, 200),
     ("GET", "/api/buildings/{building_id}/readings"): (LOGIN, EVERYONE, NOT_FOUND, 200),
     ("GET", "/api/buildings/{building_id}/latest"): (LOGIN, EVERYONE, NOT_FOUND, 200),
-    ("GET", "/api/escalation/misses"): (LOGIN, EVERYONE, SITE_WIDE, 200),
+    ("GET", "/api/escalation/misses"): (LOGIN, OFFICE, SITE_WIDE, 200),  # site-wide counts: the command room only
     ("GET", "/api/escalation/{alarm_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
     ("GET", "/r/{token}"): (LINK, EVERYONE, NO, 200),
     ("POST", "/r/{token}/{response}"): (LINK, EVERYONE, NO, 200),
