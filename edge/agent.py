@@ -40,7 +40,7 @@ from edge.adapters import Context, Mapped, Outcome, RejectCode, Rejected, Router
 from edge.clock import Clock, SystemClock
 from edge.config import EdgeConfig, device_interval_s, device_misses
 from edge.liveness import Expectation, Liveness, Transition
-from edge.outbox import Outbox, PendingRow
+from edge.outbox import Outbox, OutboxError, PendingRow
 from edge.status import Ledger, write_status
 from edge.uplink import Uplink
 
@@ -90,6 +90,7 @@ class EdgeAgent:
         self.started_ms = self.clock.now_ms()
         self.liveness = Liveness(self._expectations(), self.started_ms)
         self.lan_connects = 0
+        self.outbox_failures = 0  # batches the outbox could not commit (left unacknowledged on the LAN broker)
         self.local_actions_total = 0
         self.patrols_sent = 0
         self.patrols_skipped = 0
@@ -189,6 +190,11 @@ class EdgeAgent:
                     await self._intake(client, paho)
             except aiomqtt.MqttError as exc:
                 log.warning("LAN broker %s:%d lost or refused: %s", self.config.lan.host, self.config.lan.port, exc)
+            except OutboxError as exc:
+                # Nothing of the batch was acknowledged: leaving the session keeps it on the LAN broker, which delivers
+                # it again when we are back (a persistent session), by when the disk may take it.
+                self.outbox_failures += 1
+                log.error("%s; the batch stays unacknowledged on the LAN broker, reconnecting in %.1f s", exc, backoff)  # noqa: TRY400 (the reason is enough)
             finally:
                 self.lan_ready.clear()
             await asyncio.sleep(backoff)  # real time: reconnecting is I/O
@@ -244,7 +250,15 @@ class EdgeAgent:
                 t = self.liveness.heard(dev, now)
                 if t is not None:
                     rows.append(self._row(dev, self._availability(t, now)))
-        self._commit(rows, now, {a.name: changed for a in self.adapters if (changed := a.latches.drain())})
+        latches = {a.name: changed for a in self.adapters if (changed := a.latches.drain())}
+        try:
+            self._commit(rows, now, latches)
+        except OutboxError:
+            # Not stored: the edges these messages made must be edges again when they are redelivered, or a detector
+            # that keeps reporting smoke would be taken for a repeat and its alarm never sent.
+            for a in self.adapters:
+                a.latches.revert(latches.get(a.name, {}))
+            raise
         return self._local_actions(life_safety)
 
     def _row(self, device: DeviceId, msg: Telemetry | DeviceEvent | DeviceAvailability) -> PendingRow:
@@ -351,7 +365,8 @@ class EdgeAgent:
             "gateway": self.config.gateway,
             "written_ms": self.clock.now_ms(),
             "started_ms": self.started_ms,
-            "lan": {"connected": self.lan_ready.is_set(), "connects": self.lan_connects, "host": self.config.lan.host, "port": self.config.lan.port},
+            "lan": {"connected": self.lan_ready.is_set(), "connects": self.lan_connects, "outbox_failures": self.outbox_failures,
+                    "host": self.config.lan.host, "port": self.config.lan.port},
             "uplink": {
                 "connected": self.uplink.connected.is_set(),
                 "connects": self.uplink.connects,

@@ -28,7 +28,7 @@ from typing import Self
 from broker.kinds import Priority
 from edge.errors import OutboxError
 
-__all__ = ["Outbox", "OutboxRow", "OutboxStats", "PendingRow"]
+__all__ = ["Outbox", "OutboxError", "OutboxRow", "OutboxStats", "PendingRow"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (

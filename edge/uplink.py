@@ -30,7 +30,7 @@ from broker.kinds import GatewayState, Priority
 from broker.schemas import GatewayCommand, GatewayStatus, decode_message, encode
 from broker.topics import TopicKind, command_filter, gateway_status_topic, parse_uplink
 from edge.config import EdgeConfig
-from edge.outbox import Outbox, OutboxRow
+from edge.outbox import Outbox, OutboxError, OutboxRow
 
 __all__ = ["CommandHandler", "Uplink"]
 
@@ -136,6 +136,11 @@ class Uplink:
             except* (aiomqtt.MqttError, OSError) as group:
                 self.last_error = "; ".join(str(e) for e in group.exceptions)[:300]
                 log.warning("uplink to %s:%d lost or refused: %s", self.cfg.host, self.cfg.port, self.last_error)
+            except* OutboxError as group:
+                # The outbox cannot record what the centre acknowledged (a full or failing disk): the rows stay and
+                # go out again after a reconnect; the centre drops the repeats by msg_id. Nothing is lost.
+                self.last_error = "; ".join(str(e) for e in group.exceptions)[:300]
+                log.error("uplink paused: %s; reconnecting", self.last_error)  # noqa: TRY400 (the reason is enough)
             backoff = self.cfg.reconnect_min_s if self.connects > before else min(backoff * 2, self.cfg.reconnect_max_s)
             await asyncio.sleep(backoff)  # real time: waiting for a broker to come back is I/O, not a timer
 
@@ -159,8 +164,10 @@ class Uplink:
             finally:
                 self.connected.clear()
                 self._client = None
-                self._flush_acks()
-                self.outbox.release_all()
+                try:
+                    self._flush_acks()
+                finally:
+                    self.outbox.release_all()
 
     async def _publish(self, client: aiomqtt.Client, row: OutboxRow, slots: asyncio.Semaphore | None) -> None:
         try:
@@ -201,7 +208,11 @@ class Uplink:
     def _flush_acks(self) -> None:
         if self._acked:
             seqs, self._acked = self._acked, []
-            self.outbox.ack(seqs)
+            try:
+                self.outbox.ack(seqs)
+            except OutboxError:
+                self._acked = seqs + self._acked  # tried again at the next flush
+                raise
             self.forwarded_total += len(seqs)
             if self.outbox.depth() == 0:
                 self._empty.set()

@@ -153,6 +153,11 @@ class Latches:
         changed, self._changed = self._changed, {}
         return changed
 
+    def revert(self, changes: Mapping[tuple[str, str], bool]) -> None:
+        """Undo drained changes whose messages were not committed: the redelivered message is an edge again."""
+        for key, value in changes.items():
+            self._state[key] = not value
+
     def restore(self, raised: Iterable[tuple[str, str]]) -> None:
         """Flags that were raised when the agent stopped (from the outbox's latch table)."""
         for key in raised:

@@ -15,6 +15,7 @@ from broker.schemas import DeviceEvent, decode_uplink
 from edge import EdgeAgent
 from edge.adapters.zigbee2mqtt import Zigbee2MqttAdapter
 from edge.config import parse_config
+from edge.outbox import OutboxError
 
 
 def config(tmp_path: Path) -> dict[str, Any]:
@@ -79,3 +80,22 @@ def test_an_adapter_that_fails_on_a_message_costs_that_message_only(tmp_path: Pa
         assert "KeyError" in entry.last_detail
     finally:
         agent.outbox.close()
+
+
+def test_a_batch_the_outbox_cannot_take_leaves_its_edges_to_be_made_again(tmp_path: Path) -> None:
+    """A real SQLite 'database or disk is full' (max_page_count at the file's size): nothing is stored, the error
+    reaches the LAN loop (which reconnects so the broker redelivers), and the redelivered smoke is still an alarm,
+    not a repeat of an edge that was never sent."""
+    agent = EdgeAgent(parse_config(config(tmp_path)))
+    agent.open_state()
+    db = agent.outbox.db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(OutboxError, match="full"):
+        agent.accept_lan([lan("smoke_0", {"smoke": True})] + [lan("smoke_1", {"smoke": False, "battery": k}, 2 + k) for k in range(200)])
+    assert events(agent) == [], "nothing was stored"
+    assert agent.outbox.raised_latches() == {}
+    db.execute("PRAGMA max_page_count = 1073741823")  # the disk has room again; the broker redelivers
+    agent.accept_lan([lan("smoke_0", {"smoke": True})])
+    assert events(agent) == [("smoke-0", EventKind.SMOKE_ALARM)]
+    agent.outbox.close()
