@@ -90,7 +90,7 @@ class EdgeAgent:
         self.started_ms = self.clock.now_ms()
         self.liveness = Liveness(self._expectations(), self.started_ms)
         self.lan_connects = 0
-        self.outbox_failures = 0  # batches the outbox could not commit (left unacknowledged on the LAN broker)
+        self.outbox_failures = 0  # batches the outbox could not commit (LAN ones left unacknowledged on the LAN broker)
         self.local_actions_total = 0
         self.patrols_sent = 0
         self.patrols_skipped = 0
@@ -230,35 +230,37 @@ class EdgeAgent:
         ctx = Context(now, self.ids.new)
         rows: list[PendingRow] = []
         life_safety: list[tuple[DeviceId, DeviceEvent]] = []
-        for m in batch:
-            payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload if m.payload is not None else "").encode()
-            outcome = self._route(str(m.topic), bytes(payload), bool(m.retain), ctx)
-            self.ledger.record(outcome)
-            if not isinstance(outcome, Mapped):
-                continue
-            for dev in outcome.rearmed:
-                self.liveness.rearm(dev, now)
-            for routed in outcome.messages:
-                msg = routed.message
-                if isinstance(msg, DeviceAvailability) and not self.liveness.observe(routed.device, msg.state, now):
-                    self.availability_suppressed += 1
+        with self.liveness.staged():
+            for m in batch:
+                payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload if m.payload is not None else "").encode()
+                outcome = self._route(str(m.topic), bytes(payload), bool(m.retain), ctx)
+                self.ledger.record(outcome)
+                if not isinstance(outcome, Mapped):
                     continue
-                if isinstance(msg, DeviceEvent) and msg.event in LIFE_SAFETY_EVENTS:
-                    life_safety.append((routed.device, msg))
-                rows.append(self._row(routed.device, msg))
-            for dev in outcome.heard:
-                t = self.liveness.heard(dev, now)
-                if t is not None:
-                    rows.append(self._row(dev, self._availability(t, now)))
-        latches = {a.name: changed for a in self.adapters if (changed := a.latches.drain())}
-        try:
-            self._commit(rows, now, latches)
-        except OutboxError:
-            # Not stored: the edges these messages made must be edges again when they are redelivered, or a detector
-            # that keeps reporting smoke would be taken for a repeat and its alarm never sent.
-            for a in self.adapters:
-                a.latches.revert(latches.get(a.name, {}))
-            raise
+                for dev in outcome.rearmed:
+                    self.liveness.rearm(dev, now)
+                for routed in outcome.messages:
+                    msg = routed.message
+                    if isinstance(msg, DeviceAvailability) and not self.liveness.observe(routed.device, msg.state, now):
+                        self.availability_suppressed += 1
+                        continue
+                    if isinstance(msg, DeviceEvent) and msg.event in LIFE_SAFETY_EVENTS:
+                        life_safety.append((routed.device, msg))
+                    rows.append(self._row(routed.device, msg))
+                for dev in outcome.heard:
+                    t = self.liveness.heard(dev, now)
+                    if t is not None:
+                        rows.append(self._row(dev, self._availability(t, now)))
+            latches = {a.name: changed for a in self.adapters if (changed := a.latches.drain())}
+            try:
+                self._commit(rows, now, latches)
+            except OutboxError:
+                # Not stored: the edges these messages made must be edges again when they are redelivered, or a detector
+                # that keeps reporting smoke would be taken for a repeat and its alarm never sent (liveness is undone
+                # by its `staged` block the same way, so a device's "reporting again" is not lost either).
+                for a in self.adapters:
+                    a.latches.revert(latches.get(a.name, {}))
+                raise
         return self._local_actions(life_safety)
 
     def _row(self, device: DeviceId, msg: Telemetry | DeviceEvent | DeviceAvailability) -> PendingRow:
@@ -341,14 +343,19 @@ class EdgeAgent:
     async def _liveness(self) -> None:
         while True:
             await self.clock.sleep(self.config.liveness.check_every_s)
-            self.check_liveness()
+            try:
+                self.check_liveness()
+            except OutboxError as exc:
+                self.outbox_failures += 1
+                log.error("%s; the offline transitions are undone and found again at the next check", exc)  # noqa: TRY400 (the reason is enough)
 
     def check_liveness(self) -> list[Transition]:
         now = self.clock.now_ms()
-        transitions = self.liveness.check(now)
+        with self.liveness.staged():
+            transitions = self.liveness.check(now)
+            self._commit([self._row(t.device, self._availability(t, now)) for t in transitions], now)
         for t in transitions:
             log.warning("device %s offline: %s", t.device, t.reason)
-        self._commit([self._row(t.device, self._availability(t, now)) for t in transitions], now)
         return transitions
 
     async def _status_loop(self) -> None:

@@ -16,8 +16,9 @@ offline by silence: the cause is already reported and one dead bridge must not b
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from broker.ids import DeviceId
@@ -56,6 +57,26 @@ class _Track:
 class Liveness:
     def __init__(self, expectations: Iterable[Expectation], now_ms: int) -> None:
         self._tracks = {e.device: _Track(e, None, now_ms) for e in expectations}
+        self._undo: dict[DeviceId, tuple[AvailabilityState | None, int]] | None = None
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[None]:
+        """Changes made inside the block are undone if it raises: the messages they made were not stored, so the
+        next report (or check) must make the same transition again rather than find it already made."""
+        self._undo = {}
+        try:
+            yield
+        except BaseException:
+            for device, (state, since_ms) in self._undo.items():
+                track = self._tracks[device]
+                track.state, track.since_ms = state, since_ms
+            raise
+        finally:
+            self._undo = None
+
+    def _touch(self, device: DeviceId, track: _Track) -> None:
+        if self._undo is not None and device not in self._undo:
+            self._undo[device] = (track.state, track.since_ms)
 
     def __contains__(self, device: object) -> bool:
         return device in self._tracks
@@ -67,6 +88,7 @@ class Liveness:
         track = self._tracks.get(device)
         if track is None:
             return None
+        self._touch(device, track)
         track.since_ms = max(track.since_ms, now_ms)
         if track.state in (AvailabilityState.ONLINE, AvailabilityState.DISABLED):
             return None
@@ -79,6 +101,7 @@ class Liveness:
         track = self._tracks.get(device)
         if track is None:
             return True
+        self._touch(device, track)
         changed = track.state is not state
         track.state = state
         if state is AvailabilityState.ONLINE:
@@ -88,6 +111,7 @@ class Liveness:
     def rearm(self, device: DeviceId, now_ms: int) -> None:
         track = self._tracks.get(device)
         if track is not None and track.state is AvailabilityState.UNKNOWN:
+            self._touch(device, track)
             track.state = None
             track.since_ms = now_ms
 
@@ -95,6 +119,7 @@ class Liveness:
         out = []
         for device, track in self._tracks.items():
             if track.state in _SILENCE_WATCHED and now_ms - track.since_ms > track.expect.deadline_ms:
+                self._touch(device, track)
                 track.state = AvailabilityState.OFFLINE
                 e = track.expect
                 out.append(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiomqtt import Message
 
+from broker.ids import DeviceId
 from broker.kinds import EventKind, Priority
 from broker.schemas import DeviceEvent, decode_uplink
 from edge import EdgeAgent
@@ -95,7 +96,10 @@ def test_a_batch_the_outbox_cannot_take_leaves_its_edges_to_be_made_again(tmp_pa
         agent.accept_lan([lan("smoke_0", {"smoke": True})] + [lan("smoke_1", {"smoke": False, "battery": k}, 2 + k) for k in range(200)])
     assert events(agent) == [], "nothing was stored"
     assert agent.outbox.raised_latches() == {}
+    assert agent.liveness.state(DeviceId("smoke-0")) is None, "not heard: its first report was not stored"
     db.execute("PRAGMA max_page_count = 1073741823")  # the disk has room again; the broker redelivers
     agent.accept_lan([lan("smoke_0", {"smoke": True})])
     assert events(agent) == [("smoke-0", EventKind.SMOKE_ALARM)]
+    online = [t for (t,) in db.execute("SELECT topic FROM outbox") if t.endswith("smoke-0/availability")]
+    assert len(online) == 1, "its first report makes it online, once"
     agent.outbox.close()
