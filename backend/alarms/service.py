@@ -38,7 +38,7 @@ from alerting.model import Action, Alarm, Persist, Signal
 from backend.alarms.adapter import SiteAdapter
 from backend.alarms.rules import load_rules
 from backend.alarms.store import AlarmStore
-from backend.clock import Clock
+from backend.clock import Clock, wall_seconds
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from broker.kinds import GatewayState
@@ -151,9 +151,12 @@ class AlarmService:
 
     async def _ticker(self) -> None:
         last_snapshot = last_purge = self.clock.now_ms()
+        # tick_s is in the clock's time: a drill's compressed clock ticks as often in drill time as a real one
+        # (offline detection, debounce), with a 50 ms floor in wall time so a fast drill does not spin.
+        wait_s = max(0.05, wall_seconds(self.clock, self.tick_s * 1000))
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.tick_s)
+                await asyncio.wait_for(self._stop.wait(), wait_s)
             if self._stop.is_set():
                 return
             await self.tick()

@@ -166,3 +166,25 @@ def test_the_service_is_an_alerting_feed(tmp_path: Path, sample_site: SiteDirect
     feed: AlertingFeed = service(tmp_path, sample_site, VirtualClock())  # mypy checks the protocol here
     assert callable(feed.on_uplink)
     assert callable(feed.on_readings)
+
+
+class _Compressed:
+    """A drill's compressed clock as the backend sees one: its time, and how long its seconds last in wall time."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed, self.base = speed, VirtualClock()
+
+    def now_ms(self) -> int:
+        return self.base.now_ms()
+
+    def wall_s(self, seconds: float) -> float:
+        return seconds / self.speed
+
+
+async def test_the_ticker_ticks_in_the_clocks_time(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """tick_s of an hour on a clock running 36,000 times faster is a tick every 0.1 s of wall time, not every hour."""
+    clock = _Compressed(36_000)
+    svc = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sample_site, clock, tick_s=3600)
+    async with svc:
+        await asyncio.sleep(0.55)
+    assert svc.stats["ticks"] >= 3
