@@ -188,10 +188,11 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         if sites is not None and rec.building_id in sites.buildings:
             # people who may be dispatched or answered for: the place's own responders come first
             b = sites.buildings[rec.building_id]
+            community = sites.community_of_building(b.id)
             for r in sites.responders.values():
                 if r.id in {x["id"] for x in responders}:
                     continue
-                if r.grid == b.grid or r.building == b.id or r.role.value in ("fire_station_head", "fire_station_member"):
+                if r.grid == b.grid or r.building == b.id or (r.community == community and r.role.value in ("fire_station_head", "fire_station_member")):
                     responders.append({"id": r.id, "name": r.name, "rung": r.role.value})
         timeline.sort(key=lambda x: x["at_ms"])
         return AlarmDetail(alarm=alarm_view(rec, sites), place=place_view(rec, sites, with_vulnerable=p.can(Capability.VIEW_VULNERABLE)),
@@ -240,6 +241,13 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         if sites is None or body.responder_id not in sites.responders:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {body.responder_id!r} in the site directory; pick one from the list")
         r = sites.responders[body.responder_id]
+        community = rec.community_id or (sites.community_of_building(rec.building_id) if rec.building_id in sites.buildings else None)
+        if r.community != community and not p.territory.covers(r.building, r.grid, r.community):
+            # Mutual aid across communities is the call of someone whose territory holds the responder (the street's
+            # duty room), not of a grid worker or a community's officer.
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"{r.name} ({r.id}) belongs to community {r.community}, not this alarm's ({community}), and is outside your "
+                                "territory; pick someone from the alarm's list or ask the street's duty room")
         done = ["recorded"]
         if esc is not None:
             now = deps.clock.now_ms()

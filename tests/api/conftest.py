@@ -3,6 +3,7 @@ of every role; requests go through httpx's ASGI transport (no socket), except wh
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -72,6 +73,13 @@ class ApiRig:
 
 @pytest.fixture
 async def rig(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[ApiRig]:
+    async with make_rig(tmp_path, sample_site) as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def make_rig(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[ApiRig]:
+    """The API on the real alarm service over `sample_site`, with the users of PEOPLE."""
     clock = VirtualClock()
     engine = make_engine(sqlite_url(tmp_path / "alarms.db"))
     service = AlarmService.for_sites(engine, sample_site, clock)

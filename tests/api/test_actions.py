@@ -3,10 +3,15 @@ with the logged-in user as actor, and the detail's timeline shows it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from backend.sites.generator import generate_site_document
+from backend.sites.loader import parse_site_directory
 from broker.kinds import EventKind
-from tests.api.conftest import ApiRig
+from tests.api.conftest import ApiRig, make_rig
 
 
 async def test_acknowledge_on_behalf_is_recorded_as_such(rig: ApiRig) -> None:
@@ -124,3 +129,25 @@ async def test_map_and_health_follow_the_alarms(rig: ApiRig) -> None:
     assert row["camera_meets_target"] is (row["camera_rate"] >= 0.98)
     building = (await rig.client.get(f"/api/buildings/{cam.building}", headers=rig.auth("duty"))).json()
     assert next(d for d in building["devices"] if d["id"] == cam.id)["status"] == "offline"
+
+
+async def test_dispatch_stays_in_the_alarms_community_unless_the_officer_holds_the_other(tmp_path: Path) -> None:
+    """On a street of two communities: a community's grid worker cannot dispatch the other community's fire station
+    (422 with what to do), and it is not offered in the alarm's list; the street's duty officer (everywhere) can,
+    as mutual aid."""
+    street = parse_site_directory(yaml.safe_dump(generate_site_document(communities=2), allow_unicode=True))
+    async with make_rig(tmp_path, street) as rig:
+        alarm = await rig.smoke(rig.device("c01-g1"))
+        other = next(r for r in street.responders.values() if r.community == "c02" and r.role.value == "fire_station_head")
+        own = next(r for r in street.responders.values() if r.community == "c01" and r.role.value == "fire_station_head")
+        offered = {x["id"] for x in (await rig.client.get(f"/api/alarms/{alarm}", headers=rig.auth("gw1"))).json()["responders"]}
+        assert own.id in offered
+        assert other.id not in offered
+        refused = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("gw1"), json={"responder_id": other.id})
+        assert refused.status_code == 422, refused.text
+        assert "c02" in refused.json()["detail"]
+        assert "territory" in refused.json()["detail"]
+        ok = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("gw1"), json={"responder_id": own.id})
+        assert ok.status_code == 200, ok.text
+        aid = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("duty"), json={"responder_id": other.id})
+        assert aid.status_code == 200, aid.text
