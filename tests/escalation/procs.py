@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
-import subprocess
 import sys
-import threading
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from tests.processes import JsonLineProcess, fresh_database
 
-from backend.store.pg_local import LocalPostgres
-from tests.conftest import REPO
+__all__ = ["TINY_SITE", "Worker", "fresh_database", "policy_yaml", "spawn_worker"]
 
 TINY_SITE = """\
 street: 测试街道
@@ -60,65 +51,21 @@ policies:
 """
 
 
-def fresh_database(pg: LocalPostgres) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return pg.url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @dataclass
-class Worker:
-    name: str
-    proc: subprocess.Popen[str]
-    spawned_ms: int
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    q: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
-    stderr: list[str] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
+class Worker(JsonLineProcess):
+    """An escalation worker process; its waits count lines already read."""
 
-    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
-        for line in self.lines:
-            if pred(line):
-                return line
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.q.get(timeout=0.05)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.q.empty():
-                    break
-                continue
-            if pred(line):
-                return line
-        raise AssertionError(f"worker {self.name}: nothing matched within {timeout} s; stderr: {''.join(self.stderr)[-2000:]}")
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float, *, seen_too: bool = True) -> dict[str, Any]:
+        return super().wait_for(pred, timeout, seen_too=seen_too)
 
     def steps(self) -> list[dict[str, Any]]:
         return [ln for ln in self.lines if ln.get("event") == "step"]
 
     def kill(self) -> None:
-        """kill -9, then collect what it printed before it died."""
-        self.proc.kill()
-        self._reap()
+        self.kill9()
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._reap()
-
-    def _reap(self) -> None:
-        self.proc.wait()
-        for t in self.threads:
-            t.join(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+    def stop(self, grace_s: float = 20) -> None:
+        super().stop(grace_s)
 
 
 def spawn_worker(name: str, db: str, site: Path, policy: Path, *, webhook: str | None = None) -> Worker:
@@ -126,27 +73,4 @@ def spawn_worker(name: str, db: str, site: Path, policy: Path, *, webhook: str |
            "--worker-id", name, "--poll", "0.1"]
     if webhook:
         cmd += ["--webhook", webhook]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
-    w = Worker(name, proc, time.time_ns() // 1_000_000)
-
-    def read_out() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            try:
-                line = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            w.lines.append(line)
-            w.q.put(line)
-
-    def read_err() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            w.stderr.append(raw)
-
-    w.threads = [threading.Thread(target=read_out, daemon=True, name=f"{name}-stdout"),
-                 threading.Thread(target=read_err, daemon=True, name=f"{name}-stderr")]
-    for t in w.threads:
-        t.start()
-    return w
+    return Worker(name, cmd).start()

@@ -7,13 +7,10 @@ at once when it passed while the process was down; every step exactly once).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +23,7 @@ from backend.sites.loader import load_site_directory
 from backend.sites.roster import SiteRoster
 from backend.store.pg_local import LocalPostgres
 from tests.escalation.procs import TINY_SITE, Worker, fresh_database, policy_yaml, spawn_worker
+from tests.processes import SmsReceiver, start_receiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -125,33 +123,13 @@ def test_deadline_passed_while_down_fires_at_once_on_restart(
     engine.dispose()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    keys: ClassVar[Counter[str]] = Counter()
-    lock = threading.Lock()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        with self.lock:
-            self.keys[self.headers.get("Idempotency-Key", "")] += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"id": "ok"}')
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
 def test_two_workers_on_one_postgres_fire_every_step_exactly_once(
     postgres_server: LocalPostgres, files: tuple[Path, Path], workers: list[Worker],
 ) -> None:
     site, policy = files
     policy.write_text(policy_yaml(repeat_s=0.5, gw_ack_s=1.0, next_ack_s=1.0), encoding="utf-8")
     db = fresh_database(postgres_server)
-    _Receiver.keys = Counter()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True, name="receiver").start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/sms"
+    server, url = start_receiver()
     try:
         pair = [spawn_worker(n, db, site, policy, webhook=url) for n in ("w1", "w2")]
         workers.extend(pair)
@@ -182,8 +160,8 @@ def test_two_workers_on_one_postgres_fire_every_step_exactly_once(
             rows = conn.execute(sa.select(outbox.c.key, outbox.c.deliveries)).all()
         assert rows
         assert all(d == 1 for _, d in rows), "every notice was claimed for delivery once"
-        assert set(_Receiver.keys) == {f"{k}/sms" for k, _ in rows if not k.endswith("/console")}  # the console is in-process
-        assert max(_Receiver.keys.values()) == 1, "the gateway received each notice once"
+        assert set(SmsReceiver.keys) == {f"{k}/sms" for k, _ in rows if not k.endswith("/console")}  # the console is in-process
+        assert max(SmsReceiver.keys.values()) == 1, "the gateway received each notice once"
         engine.dispose()
     finally:
         server.shutdown()
