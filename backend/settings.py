@@ -142,6 +142,11 @@ class PatrolConfig(_Section):
     enabled: bool = Field(default=True, description="Send patrol tests to every gateway of the site directory (the backend, or a cluster's rules leader).")
     period_s: float = Field(default=3600.0, gt=0, le=7200, description="How often each gateway is patrolled; the standard's ceiling is 2 h.")
     window_s: float = Field(default=120.0, gt=0, description="How long a patrol may take to come back before it raises patrol_missed.")
+    start_grace_s: float = Field(
+        default=30.0, ge=0, le=600,
+        description="No patrol is sent this soon after the scheduler starts: gateways (re)connecting after a backend or broker "
+                    "restart would miss it and raise false patrol_missed alarms. The first round ends by period_s plus this.",
+    )
 
 
 class RuntimeSettings(_Section):

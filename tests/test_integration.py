@@ -165,15 +165,16 @@ async def test_patrols_come_back_through_the_running_system_and_a_cut_uplink_rai
 
     write_site_document(doc, site_file)
     sites = parse_site_directory(site_file.read_text(encoding="utf-8"), str(site_file))
-    period_s = 3.0
+    period_s, grace_s = 3.0, 3.0
     settings = load_settings(None, api={"port": 0, "admin_password": "test-pass"}, storage={"data_dir": tmp_path / "var"},
-                             simulate={"enabled": True, "site_file": site_file}, patrol={"period_s": period_s, "window_s": 1.0})
+                             simulate={"enabled": True, "site_file": site_file},
+                             patrol={"period_s": period_s, "window_s": 1.0, "start_grace_s": grace_s})
     async with System(settings, sites) as s:
         patrol = s.backend.patrol
         assert patrol is not None
-        await until(lambda: len({r.gateway for r in patrol.returns}) == len(sites.gateways) or None, 3 * period_s,
+        await until(lambda: len({r.gateway for r in patrol.returns}) == len(sites.gateways) or None, grace_s + 3 * period_s,
                     "a returned patrol from every gateway")
-        assert not patrol.misses
+        assert not patrol.misses, "the start grace lets the simulated gateways connect before the first patrol"
         cut = sorted(sites.gateways)[0]
         s.simulator.cut_uplink(cut, 600)
         cut_at = time.monotonic()

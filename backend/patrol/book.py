@@ -34,12 +34,15 @@ class PatrolSettings:
     period_s: float = 3600.0  # the longest a dead uplink goes unreported
     window_s: float = 120.0  # how long an answer may take
     stagger: bool = True
+    start_grace_s: float = 0.0  # no patrol this soon after start (gateways still reconnecting)
 
     def __post_init__(self) -> None:
         if not 0 < self.period_s <= PATROL_CEILING_S:
             raise ValueError(f"period_s must be in (0, {PATROL_CEILING_S:g}]: the standard's patrol ceiling is 2 h")
         if not 0 < self.window_s < self.period_s:
             raise ValueError("window_s must be positive and shorter than period_s")
+        if self.start_grace_s < 0:
+            raise ValueError("start_grace_s must not be negative")
 
     @property
     def interval_ms(self) -> int:
@@ -102,7 +105,7 @@ class PatrolBook:
         self._next: dict[str, int] = {}
         for gw in sorted(set(gateways)):
             offset = zlib.crc32(gw.encode()) % interval if settings.stagger else 0
-            self._next[gw] = start_ms + offset
+            self._next[gw] = start_ms + round(settings.start_grace_s * 1000) + offset
         self._out: dict[str, PatrolSent] = {}  # patrol id -> patrol
         self._out_by_gw: dict[str, str] = {}
         self._late: OrderedDict[str, PatrolSent] = OrderedDict()

@@ -90,3 +90,20 @@ def test_answers_from_the_wrong_gateway_or_unknown_ids_are_ignored() -> None:
     assert book.answered("gw-1", "patrol-nope", T0 + 10) is None
     assert book.answered("gw-1", sent["gw-1"].patrol_id, T0 + 10) is not None
     assert [m.gateway for m in book.expire(T0 + 60_000)] == ["gw-2"]
+
+
+def test_no_patrol_within_the_start_grace_and_the_first_round_still_ends_by_period_plus_grace() -> None:
+    s = PatrolSettings(period_s=3600, window_s=120, start_grace_s=30)
+    book = PatrolBook(GWS, s, T0)
+    assert book.due(T0 + 29_999) == []
+    first: dict[str, int] = {}
+    now = T0
+    while len(first) < len(GWS):
+        now = book.next_wakeup_ms() or now
+        for sent in book.due(now):
+            first.setdefault(sent.gateway, sent.sent_ms)
+            assert book.answered(sent.gateway, sent.patrol_id, now) is not None
+    assert min(first.values()) >= T0 + 30_000
+    assert max(first.values()) < T0 + 30_000 + s.interval_ms
+    with pytest.raises(ValueError, match="negative"):
+        PatrolSettings(start_grace_s=-1)

@@ -157,7 +157,8 @@ def test_patrol_runs_on_the_rules_leader_only_and_goes_on_after_kill_9(postgres_
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY, encoding="utf-8")
     cfg = write_config(tmp_path / "shouwang.toml", broker_port=broker.port, db=db, site=site, policy=policy, sms_url=sms_url)
-    cfg.write_text(cfg.read_text(encoding="utf-8") + f"[patrol]\nenabled = true\nperiod_s = {PERIOD_S}\nwindow_s = {WINDOW_S}\n", encoding="utf-8")
+    patrol = f"[patrol]\nenabled = true\nperiod_s = {PERIOD_S}\nwindow_s = {WINDOW_S}\nstart_grace_s = 0\n"
+    cfg.write_text(cfg.read_text(encoding="utf-8") + patrol, encoding="utf-8")
 
     player = GatewayPlayer(broker.port, silent={silent})
     worker = Proc("w1", shouwang(cfg, "ingest", "--worker-id", "1", "--data-dir", str(tmp_path / "ingest")))
@@ -225,7 +226,7 @@ async def test_a_deposed_leader_cannot_write_a_patrol_alarm(postgres_server: Loc
     cfg = write_config(tmp_path / "shouwang.toml", broker_port=mosquitto.port, db=db, site=site, policy=policy, sms_url=sms_url)
     # The lock watchdog is slowed down so the patrol's own write is what meets the lost lock.
     settings = load_settings(cfg, storage={"data_dir": tmp_path / "b1"}, relay={"lock_check_s": 120.0},
-                             patrol={"enabled": True, "period_s": 600.0, "window_s": 60.0})
+                             patrol={"enabled": True, "period_s": 600.0, "window_s": 60.0, "start_grace_s": 0.0})
     clock = VirtualClock(time.time_ns() // 1_000_000)
     engine = sa.create_engine(db)
     try:
