@@ -30,9 +30,8 @@ def test_settings_hold_the_standard() -> None:
         PatrolSettings(period_s=600, window_s=600)
 
 
-def test_every_gateway_is_patrolled_once_an_interval_staggered() -> None:
-    s = PatrolSettings(period_s=3600, window_s=120)
-    book = PatrolBook(GWS, s, T0)
+def _first_round(book: PatrolBook) -> dict[str, int]:
+    """When each gateway was first patrolled (every patrol answered at once)."""
     first: dict[str, int] = {}
     now = T0
     while len(first) < len(GWS):
@@ -40,6 +39,12 @@ def test_every_gateway_is_patrolled_once_an_interval_staggered() -> None:
         for sent in book.due(now):
             first.setdefault(sent.gateway, sent.sent_ms)
             assert book.answered(sent.gateway, sent.patrol_id, now) is not None
+    return first
+
+
+def test_every_gateway_is_patrolled_once_an_interval_staggered() -> None:
+    s = PatrolSettings(period_s=3600, window_s=120)
+    first = _first_round(PatrolBook(GWS, s, T0))
     assert max(first.values()) - T0 < s.interval_ms
     assert len(set(first.values())) > len(GWS) // 2  # spread, not all at once
 
@@ -96,13 +101,7 @@ def test_no_patrol_within_the_start_grace_and_the_first_round_still_ends_by_peri
     s = PatrolSettings(period_s=3600, window_s=120, start_grace_s=30)
     book = PatrolBook(GWS, s, T0)
     assert book.due(T0 + 29_999) == []
-    first: dict[str, int] = {}
-    now = T0
-    while len(first) < len(GWS):
-        now = book.next_wakeup_ms() or now
-        for sent in book.due(now):
-            first.setdefault(sent.gateway, sent.sent_ms)
-            assert book.answered(sent.gateway, sent.patrol_id, now) is not None
+    first = _first_round(book)
     assert min(first.values()) >= T0 + 30_000
     assert max(first.values()) < T0 + 30_000 + s.interval_ms
     with pytest.raises(ValueError, match="negative"):
