@@ -174,7 +174,7 @@ class Backend:
             patrol_alarms = PatrolAlarms(self.alarm_service, self.sites)  # through the alarm service: one book, its listeners
             self.patrol = await self._stack.enter_async_context(PatrolScheduler(
                 self.sites.gateways, self.broker_host, self.broker_port, patrol_alarms,
-                settings=PatrolSettings(period_s=s.patrol.period_s, window_s=s.patrol.window_s, start_grace_s=s.patrol.start_grace_s),
+                settings=PatrolSettings.of(s.patrol),
                 clock=InjectedClock(self.clock), client_id=f"{s.broker.client_id_prefix}-patrol", username=s.broker.username,
                 password=s.broker.password.get_secret_value() if s.broker.password else None, publish=self.publisher.publish,
             ))

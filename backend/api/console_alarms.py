@@ -188,7 +188,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         if sites is not None and rec.building_id in sites.buildings:
             # people who may be dispatched or answered for: the place's own responders come first
             b = sites.buildings[rec.building_id]
-            community = sites.community_of_building(b.id)
+            community = _community(rec)
             for r in sites.responders.values():
                 if r.id in {x["id"] for x in responders}:
                     continue
@@ -241,7 +241,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         if sites is None or body.responder_id not in sites.responders:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {body.responder_id!r} in the site directory; pick one from the list")
         r = sites.responders[body.responder_id]
-        community = rec.community_id or (sites.community_of_building(rec.building_id) if rec.building_id in sites.buildings else None)
+        community = _community(rec)
         if r.community != community and not p.territory.covers(r.building, r.grid, r.community):
             # Mutual aid across communities is the call of someone whose territory holds the responder (the street's
             # duty room), not of a grid worker or a community's officer.
@@ -302,6 +302,12 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         except MoveRefused as exc:
             raise _refused(exc) from exc
         return ActionResult(alarm=None, done=[f"silenced until {until}"], silenced_alarms=n)
+
+    def _community(rec: AlarmRecord) -> str | None:
+        """The alarm's community: as stored, else its building's in the site directory."""
+        if rec.community_id or sites is None or rec.building_id not in sites.buildings:
+            return rec.community_id
+        return sites.community_of_building(rec.building_id)
 
     def _responder_name(rid: str) -> str:
         if sites is not None and rid in sites.responders:

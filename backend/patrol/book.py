@@ -21,7 +21,10 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from backend.settings import PatrolConfig
 
 __all__ = ["PATROL_CEILING_S", "GatewayPatrolStatus", "PatrolBook", "PatrolMiss", "PatrolReturn", "PatrolSent", "PatrolSettings"]
 
@@ -35,6 +38,11 @@ class PatrolSettings:
     window_s: float = 120.0  # how long an answer may take
     stagger: bool = True
     start_grace_s: float = 0.0  # no patrol this soon after start (gateways still reconnecting)
+
+    @classmethod
+    def of(cls, config: PatrolConfig) -> PatrolSettings:
+        """The book's settings from the `[patrol]` section."""
+        return cls(period_s=config.period_s, window_s=config.window_s, start_grace_s=config.start_grace_s)
 
     def __post_init__(self) -> None:
         if not 0 < self.period_s <= PATROL_CEILING_S:

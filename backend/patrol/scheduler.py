@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 import aiomqtt
 
-from backend.clock import Clock, wall_seconds
+from backend.clock import Clock, SystemClock, wall_seconds
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
@@ -60,14 +59,6 @@ class PatrolClock(Protocol):
         ...
 
 
-class WallClock:
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    async def sleep_until_ms(self, t_ms: int) -> None:
-        await asyncio.sleep(max(0.0, (t_ms - self.now_ms()) / 1000))
-
-
 class InjectedClock:
     """A backend's injected clock (backend.clock.Clock) as the scheduler wants it: it sleeps in real time for as
     long as that clock says is left (the scheduler re-checks `now_ms()` when it wakes). Used by the single-process
@@ -81,6 +72,13 @@ class InjectedClock:
 
     async def sleep_until_ms(self, t_ms: int) -> None:
         await asyncio.sleep(wall_seconds(self._clock, t_ms - self._clock.now_ms()))
+
+
+class WallClock(InjectedClock):
+    """The system clock, for a scheduler run on its own."""
+
+    def __init__(self) -> None:
+        super().__init__(SystemClock())
 
 
 class PatrolAlarmSink(Protocol):

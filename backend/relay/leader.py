@@ -265,8 +265,8 @@ class RulesSeat:
             return None
         alarms = PatrolAlarms(service, self.sites)  # through the term's alarm service: one book, its listeners (the ladder)
         host, port = self.broker
-        settings = PatrolSettings(period_s=p.period_s, window_s=p.window_s, start_grace_s=p.start_grace_s)
-        scheduler = PatrolScheduler(self.sites.gateways, host, port, alarms, settings=settings, clock=InjectedClock(self.clock), publish=self.publish)
+        scheduler = PatrolScheduler(self.sites.gateways, host, port, alarms, settings=PatrolSettings.of(p), clock=InjectedClock(self.clock),
+                                    publish=self.publish)
         token = IN_TRANSACTION.set(fence)  # the scheduler's task inherits it: its patrol_missed writes are fenced
         try:
             return await stack.enter_async_context(scheduler)

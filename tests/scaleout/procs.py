@@ -16,7 +16,8 @@ from backend.store.pg_local import LocalPostgres
 from tests.processes import JsonLineProcess, SmsReceiver, start_receiver
 from tests.processes import fresh_database as _fresh_database
 
-__all__ = ["POLICY", "Proc", "Publisher", "SmsReceiver", "became_leader", "fresh_database", "shouwang", "start_receiver", "wait_until", "write_config"]
+__all__ = ["POLICY", "Proc", "Publisher", "SmsReceiver", "became_leader", "fresh_database", "leader_and_standby", "shouwang", "start_receiver",
+           "wait_until", "write_config"]
 
 POLICY = """\
 rungs:
@@ -106,6 +107,13 @@ def became_leader(backend: Proc, timeout: float) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def leader_and_standby(backends: list[Proc], timeout: float = 30) -> tuple[Proc, Proc]:
+    """Of two backends, the one that took the rules seat (waiting up to `timeout` s) and the other."""
+    wait_until(lambda: any(became_leader(b, 0.0) for b in backends), timeout, "a rules leader among the backends")
+    leader = next(b for b in backends if became_leader(b, 0.0))
+    return leader, next(b for b in backends if b is not leader)
 
 
 def wait_until(pred: Callable[[], object], timeout: float, what: str) -> None:

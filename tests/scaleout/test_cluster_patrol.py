@@ -41,7 +41,7 @@ from backend.store.pg_local import LocalPostgres
 from broker.process import MosquittoProcess
 from broker.schemas import GatewayCommand, PatrolHeartbeat, decode_message, encode
 from broker.topics import TopicKind, command_filter, parse_uplink, patrol_topic
-from tests.scaleout.procs import POLICY, Proc, became_leader, fresh_database, shouwang, start_receiver, wait_until, write_config
+from tests.scaleout.procs import POLICY, Proc, became_leader, fresh_database, leader_and_standby, shouwang, start_receiver, wait_until, write_config
 from tests.waiting import until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.postgres, pytest.mark.timeout(150)]
@@ -171,9 +171,7 @@ def test_patrol_runs_on_the_rules_leader_only_and_goes_on_after_kill_9(postgres_
             b.start()
         for b in backends:
             b.wait_for(lambda ln: ln["event"] == "ready", 60)
-        wait_until(lambda: any(became_leader(b, 0.0) for b in backends), 30, "a rules leader among the backends")
-        leader = next(b for b in backends if became_leader(b, 0.0))
-        standby = next(b for b in backends if b is not leader)
+        leader, standby = leader_and_standby(backends)
 
         # Term 1: the silent gateway is alarmed; every gateway has had a few patrols.
         wait_until(lambda: any(gw == silent for _, gw, _, _ in _patrol_alarms(engine)), 30, f"a patrol_missed alarm for {silent}")

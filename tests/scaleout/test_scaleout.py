@@ -36,6 +36,7 @@ from tests.scaleout.procs import (
     SmsReceiver,
     became_leader,
     fresh_database,
+    leader_and_standby,
     shouwang,
     start_receiver,
     wait_until,
@@ -69,9 +70,7 @@ def test_kill_9_an_ingest_worker_and_the_rules_leader_mid_stream(postgres_server
             p.start()
         for p in procs:
             p.wait_for(lambda ln: ln["event"] == "ready", 90)
-        wait_until(lambda: any(became_leader(b, 0.0) for b in backends), 30, "a rules leader among the backends")
-        leader = next(b for b in backends if became_leader(b, 0.0))
-        standby = next(b for b in backends if b is not leader)
+        leader, standby = leader_and_standby(backends)
 
         meters = [d for d in sites.devices.values() if d.kind is DeviceKind.ELECTRICAL][:300]
         smokes = list({d.building: d for d in sites.devices.values() if d.kind is DeviceKind.SMOKE}.values())[:12]
