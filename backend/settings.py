@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from backend.escalation.settings import EscalationSettings
 
 __all__ = ["ApiSettings", "BrokerSettings", "IngestSettings",
-    "PatrolConfig", "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
+    "OpsSettings", "PatrolConfig", "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -188,6 +188,24 @@ class RuntimeSettings(_Section):
     )
 
 
+class OpsSettings(_Section):
+    """How operators watch a process: logs, metrics, readiness, HTTP security headers (docs/operations.md)."""
+
+    log_json: bool = Field(default=False, description="Log one JSON object per line (time in UTC with offset, level, logger, message, "
+                           "and alarm_id, device, gateway where known) instead of plain text.")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Port of an ingest worker's own /metrics, /livez and /readyz "
+                                     "(`shouwang ingest`; --metrics-port wins). Unset: none. Backends serve them on their API port.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address an ingest worker's metrics port listens on.")
+    ready_max_backlog: int = Field(default=50_000, ge=1, description="/readyz answers not ready while more telemetry messages than this "
+                                   "wait between the journal and the time-series store (ingest not keeping up).")
+    ready_db_timeout_s: float = Field(default=2.0, gt=0, le=30, description="/readyz gives the database this long to answer SELECT 1.")
+    hsts_max_age_s: int = Field(default=0, ge=0, description="Strict-Transport-Security max-age sent on every response; set it when the "
+                                "API is served over TLS (behind the reverse proxy). 0: the header is sent only on requests that arrived "
+                                "over HTTPS (X-Forwarded-Proto https), with one year.")
+    watchdog: bool = Field(default=True, description="Under systemd with WatchdogSec=, feed the watchdog from the event loop "
+                           "(a stalled loop stops feeding and systemd restarts the process).")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -201,6 +219,7 @@ class Settings(BaseSettings):
     patrol: PatrolConfig = PatrolConfig()
     relay: RelaySettings = RelaySettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    ops: OpsSettings = OpsSettings()
 
     @classmethod
     def settings_customise_sources(
