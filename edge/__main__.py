@@ -1,10 +1,10 @@
-"""`python -m edge --config FILE`: the same as `shouwang edge --config FILE`."""
+"""`python -m edge --config FILE`: the same as `shouwang edge --config FILE`, importing only `edge/` and `broker/`."""
 
 from __future__ import annotations
 
 import sys
 
-from shouwang.cli import main
+from edge.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["edge", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))
