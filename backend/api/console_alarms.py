@@ -25,7 +25,7 @@ from alerting.lifecycle import AlarmState, Move
 from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.auth import ROLE_CAPABILITIES, Auth, Capability, Principal
 from backend.api.console_records import ConsoleAct, ConsoleRecords
-from backend.api.console_views import alarm_view, place_view, query_alarms
+from backend.api.console_views import alarm_view, board_page, place_view, rung_status
 from backend.api.deps import AlarmMoves, ApiDeps, NotWired
 from backend.api.errors import ERRORS
 from backend.notify.channel import Message
@@ -39,13 +39,33 @@ log = logging.getLogger(__name__)
 AlarmId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 DeviceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 Note = Annotated[str, Field(max_length=500)]
+BEIJING_UTC_OFFSET_MIN = 480  # China has one time zone and no daylight saving
 ResponderId = Annotated[str, Field(min_length=1, max_length=96, pattern=r"^[A-Za-z0-9._:\-]+$")]
 
 
 class AlarmList(BaseModel):
-    alarms: list[dict[str, Any]]
+    alarms: list[dict[str, Any]] = Field(description="every open real life-safety alarm (never cut), then one page of the rest, in board order")
     server_now_ms: int
     drill_open: int = Field(description="open drill alarms in your territory (the console shows a drill banner while > 0)")
+    life_safety_open: int = Field(default=0, description="open real life-safety alarms: the first rows of `alarms`, all of them")
+    rest_total: int = Field(default=0, description="every other alarm matching the filters; `alarms` holds rows offset.. offset+limit of them")
+    open_total: int = Field(default=0, description="open alarms matching the filters, life safety included")
+    offset: int = 0
+    limit: int = 200
+    groups: list[dict[str, Any]] = Field(default_factory=list, description="open alarms besides life safety, by type and building "
+                                                                            "(or community), largest first: one outage, one group")
+    utc_offset_min: int = Field(default=480, description="the site's time zone, minutes east of UTC: times a person reads are shown in it")
+
+
+class MuteBody(BaseModel):
+    minutes: int = Field(default=5, ge=1, le=30, description="how long this console's alarm sound stays off; a new life-safety alarm ends it")
+
+
+class MuteResult(BaseModel):
+    muted_until_ms: int
+    minutes: int
+    by: str
+    alarms: list[str] = Field(description="the unacknowledged life-safety alarms that were sounding (each has the mute in its timeline)")
 
 
 class AlarmDetail(BaseModel):
@@ -55,6 +75,7 @@ class AlarmDetail(BaseModel):
     ladder: dict[str, Any] | None
     responders: list[dict[str, Any]]
     server_now_ms: int
+    utc_offset_min: int = 480
 
 
 class AcknowledgeBody(BaseModel):
@@ -141,13 +162,33 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         drill: Annotated[bool | None, Query(description="only drill (true) or only real (false) alarms")] = None,
         building: Annotated[str | None, Query(max_length=64)] = None,
         grid: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        alarm_type: Annotated[str | None, Query(max_length=64, description="only this alarm type (a group's members)")] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="first row of the page of alarms besides life safety")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000, description="rows per page besides life safety (those are never cut)")] = 200,
     ) -> AlarmList:
         gb = [b.id for b in sites.buildings.values() if b.grid == grid] if sites and grid else []
-        rows = await asyncio.to_thread(query_alarms, deps.alarms.engine, p.territory, open_only=open_only, drill=drill, building=building,
-                                       grid=grid, grid_buildings=gb, limit=limit)
-        drills = sum(1 for r in rows if r.drill and r.is_open)
-        return AlarmList(alarms=[alarm_view(r, sites) for r in rows], server_now_ms=deps.clock.now_ms(), drill_open=drills)
+        page = await asyncio.to_thread(board_page, deps.alarms.engine, p.territory, open_only=open_only, drill=drill, building=building,
+                                       grid=grid, grid_buildings=gb, alarm_type=alarm_type, offset=offset, limit=limit)
+        groups = []
+        for g in page.groups:
+            b = sites.buildings.get(g["place"] or "") if sites else None
+            c = sites.communities.get(g["place"] or "") if sites and b is None else None
+            groups.append({**g, "building_id": b.id if b else None, "place_name": b.name if b else (c.name if c else g["place"])})
+        return AlarmList(alarms=[alarm_view(r, sites) for r in (*page.life_safety, *page.rest)], server_now_ms=deps.clock.now_ms(),
+                         drill_open=page.drill_open, life_safety_open=len(page.life_safety), rest_total=page.rest_total,
+                         open_total=page.open_total, offset=offset, limit=limit, groups=groups, utc_offset_min=utc_offset_min())
+
+    @router.post("/console/mute", summary="Silence this console's alarm sound for a few minutes (recorded with who muted; a new life-safety alarm ends it)")
+    async def mute(p: Annotated[Principal, Depends(viewer)], body: MuteBody) -> MuteResult:
+        now = deps.clock.now_ms()
+        page = await asyncio.to_thread(board_page, deps.alarms.engine, p.territory, open_only=True, limit=1)
+        sounding = [a for a in page.life_safety if a.state in (AlarmState.RAISED, AlarmState.NOTIFIED)]
+        note = f"值班台警报声静音 {body.minutes} 分钟 / console sound muted for {body.minutes} min"
+        acts = [ConsoleAct(a.id, now, p.username, "mute_sound", None, "console", note, a.drill) for a in sounding]
+        for act in acts or [ConsoleAct("console", now, p.username, "mute_sound", None, "console", note)]:
+            await asyncio.to_thread(records.add, act)
+        log.info("console sound muted by %s for %d min (%d alarms sounding)", p.username, body.minutes, len(sounding))
+        return MuteResult(muted_until_ms=now + body.minutes * 60_000, minutes=body.minutes, by=p.username, alarms=[a.id for a in sounding])
 
     @router.get("/alarms/{alarm_id}", summary="One alarm: place, timeline of every change (who, when), rungs notified, deadlines")
     async def alarm_detail(p: Annotated[Principal, Depends(viewer)], alarm_id: AlarmId) -> AlarmDetail:
@@ -168,6 +209,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                 timeline += [{"at_ms": r.at_ms, "source": "ladder", "actor": r.worker, "what": r.kind, "rung": r.rung, "contact": r.contact,
                               "field_state": r.field_state, "note": r.detail} for r in log_rows if r.kind not in ("advance",)]
                 rungs = esc.policies.rungs
+                pending = timers(state, esc.policies)
                 ladder_view = {
                     "policy": state.policy, "started_ms": state.started_ms, "verified_ms": state.verified_ms, "treated_real_ms": state.treated_real_ms,
                     "stopped": state.stopped, "exhausted": state.exhausted,
@@ -177,7 +219,8 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                               for e in state.engagements],
                     "deadlines": [{"due_ms": t.due_ms, "kind": t.kind.value, "rung": t.rung,
                                    "label": rungs[t.rung].label if t.rung and t.rung in rungs else None,
-                                   "field_state": t.field_state.value if t.field_state else None} for t in timers(state, esc.policies)],
+                                   "field_state": t.field_state.value if t.field_state else None} for t in pending],
+                    "rung_status": rung_status(state, esc.policies, pending),
                 }
                 seen: set[str] = set()
                 for e in state.engagements:
@@ -196,7 +239,8 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                     responders.append({"id": r.id, "name": r.name, "rung": r.role.value})
         timeline.sort(key=lambda x: x["at_ms"])
         return AlarmDetail(alarm=alarm_view(rec, sites), place=place_view(rec, sites, with_vulnerable=p.can(Capability.VIEW_VULNERABLE)),
-                           timeline=timeline, ladder=ladder_view, responders=responders[:40], server_now_ms=deps.clock.now_ms())
+                           timeline=timeline, ladder=ladder_view, responders=responders[:40], server_now_ms=deps.clock.now_ms(),
+                           utc_offset_min=utc_offset_min())
 
     # -- acting --------------------------------------------------------------------------------------------
     @router.post("/alarms/{alarm_id}/acknowledge", summary="Acknowledge (我已收到), yourself or on behalf of a responder (recorded as such)")
@@ -302,6 +346,10 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         except MoveRefused as exc:
             raise _refused(exc) from exc
         return ActionResult(alarm=None, done=[f"silenced until {until}"], silenced_alarms=n)
+
+    def utc_offset_min() -> int:
+        """The site's time zone: the duty rosters' (escalation settings), Beijing time without a ladder."""
+        return int(getattr(getattr(esc, "roster", None), "utc_offset_min", BEIJING_UTC_OFFSET_MIN))
 
     def _community(rec: AlarmRecord) -> str | None:
         """The alarm's community: as stored, else its building's in the site directory."""

@@ -10,6 +10,12 @@ directory, at request time, so the views can never drift from the store:
 - a device is offline while it has an open `comm_lost` alarm or its gateway has an open `gateway_offline`
   alarm (its state is then unknown, which counts as not online); low battery while `low_battery` is open;
 - a building's camera online rate is (cameras - cameras offline) / cameras, against the 98 % target.
+
+The board (`board_page`) never cuts a life-safety alarm: every open real life-safety alarm of the territory
+comes back, whatever the number of other alarms; the rest come as one page in board order, with their total
+and grouped by (alarm type, building, or community when the alarm has no building), so a community-wide
+outage of 2,000 camera and device alarms is a handful of groups and a count, not 2,000 rows that push a fire
+off the screen. Drill life-safety alarms belong to the rest: a drill storm must not flood the board either.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from alerting.ladder import EscalationState, PolicySet
+from alerting.ladder.engine import CONSOLE_RUNG, Timer, TimerKind
 from backend.alarms.schema import alarms as alarms_table
 from backend.api.auth import Territory
 from backend.sites.model import SiteDirectory
@@ -31,14 +39,17 @@ __all__ = [
     "CAMERA_TARGET",
     "OFFLINE_TYPES",
     "SEVERITY_RANK",
+    "BoardPage",
     "DeviceHealth",
     "alarm_view",
     "board_order",
+    "board_page",
     "building_risk",
     "camera_rates",
     "device_health",
     "place_view",
     "query_alarms",
+    "rung_status",
 ]
 
 CAMERA_TARGET: Final = 0.98  # national target for camera working rate in key public areas (DOMAIN.md)
@@ -50,6 +61,88 @@ _COLUMNS: Final = [alarms_table.c[f] for f in AlarmRecord.__slots__]
 def board_order(a: AlarmRecord) -> tuple[int, int, int, int]:
     """Open first; then life safety, severity (highest first); then age (oldest first: it has waited longest)."""
     return (0 if a.is_open else 1, 0 if a.life_safety else 1, -SEVERITY_RANK.get(a.severity, 0), a.raised_at_ms if a.is_open else -a.updated_ms)
+
+
+def _filtered(q: Any, territory: Territory, *, open_only: bool, drill: bool | None, building: str | None, grid: str | None,
+              grid_buildings: Sequence[str], alarm_type: str | None = None) -> Any:
+    """The board's filters and the territory, as SQL; None when the territory holds nothing."""
+    c = alarms_table.c
+    if open_only:
+        q = q.where(c.is_open)
+    if drill is not None:
+        q = q.where(c.drill == drill)
+    if building is not None:
+        q = q.where(c.building_id == building)
+    if alarm_type is not None:
+        q = q.where(c.alarm_type == alarm_type)
+    if grid is not None:
+        q = q.where(sa.or_(c.building_id.in_(list(grid_buildings)), c.grid_id == grid))
+    if not territory.everywhere:
+        ors: list[Any] = []
+        if territory.buildings is not None:
+            ors.append(c.building_id.in_(sorted(territory.buildings)))
+        if territory.grids is not None:
+            ors.append(c.grid_id.in_(sorted(territory.grids)))
+        if territory.kind == "community" and territory.scope:
+            ors.append(c.community_id == territory.scope)
+        if not ors:
+            return None
+        q = q.where(sa.or_(*ors))
+    return q
+
+
+@dataclass(frozen=True, slots=True)
+class BoardPage:
+    """What the board shows: every open real life-safety alarm, one page of the rest, and how many there are."""
+
+    life_safety: list[AlarmRecord]  # all of them, board order: never paged, never cut
+    rest: list[AlarmRecord]  # one page (offset, limit) of every other alarm, board order
+    rest_total: int  # alarms besides the life-safety ones that match the filters
+    open_total: int  # open alarms that match the filters, life safety included
+    groups: list[dict[str, Any]]  # open alarms of the rest by (type, building or community), largest first
+    drill_open: int
+
+
+_SEVERITY_SQL: Final = sa.case(dict(SEVERITY_RANK), value=alarms_table.c.severity, else_=0)
+
+
+def board_page(engine: sa.Engine, territory: Territory, *, open_only: bool = False, drill: bool | None = None, building: str | None = None,
+               grid: str | None = None, grid_buildings: Sequence[str] = (), alarm_type: str | None = None, offset: int = 0,
+               limit: int = 200) -> BoardPage:
+    """The board for a territory; see the module docstring. Blocking: call it off the event loop."""
+    c = alarms_table.c
+
+    def f(q: Any, *, any_drill: bool = False) -> Any:
+        return _filtered(q, territory, open_only=open_only, drill=None if any_drill else drill, building=building, grid=grid,
+                         grid_buildings=grid_buildings, alarm_type=alarm_type)
+
+    urgent = sa.and_(c.is_open, c.life_safety, sa.not_(c.drill))
+    ls_q = f(sa.select(*_COLUMNS).where(urgent))
+    if ls_q is None:
+        return BoardPage([], [], 0, 0, [], 0)
+    rest_q = f(sa.select(*_COLUMNS).where(sa.not_(urgent)))
+    order = (c.is_open.desc(), c.life_safety.desc(), _SEVERITY_SQL.desc(), sa.case((c.is_open, c.raised_at_ms), else_=-c.updated_ms).asc(), c.id)
+    rest_q = rest_q.order_by(*order).offset(offset).limit(limit)
+    count_rest = f(sa.select(sa.func.count()).select_from(alarms_table).where(sa.not_(urgent)))
+    count_open = f(sa.select(sa.func.count()).select_from(alarms_table).where(c.is_open))
+    place = sa.func.coalesce(c.building_id, c.community_id, "")
+    group_q = f(sa.select(c.alarm_type, place.label("place"), c.drill, sa.func.count().label("n"), sa.func.max(_SEVERITY_SQL).label("sev"),
+                          sa.func.min(c.raised_at_ms).label("oldest_ms"), sa.func.min(c.title).label("title"))
+                .where(c.is_open, sa.not_(urgent)).group_by(c.alarm_type, place, c.drill))
+    drills = f(sa.select(sa.func.count()).select_from(alarms_table).where(c.is_open, c.drill), any_drill=True)
+    with engine.connect() as conn:
+        ls = [AlarmRecord(**r._mapping) for r in conn.execute(ls_q)]
+        rest = [AlarmRecord(**r._mapping) for r in conn.execute(rest_q)]
+        rest_total = int(conn.execute(count_rest).scalar_one())
+        open_total = int(conn.execute(count_open).scalar_one())
+        groups = [{"alarm_type": r.alarm_type, "place": r.place or None, "drill": bool(r.drill), "count": int(r.n),
+                   "severity": next((k for k, v in SEVERITY_RANK.items() if v == r.sev), "info"), "oldest_ms": int(r.oldest_ms), "title": r.title}
+                  for r in conn.execute(group_q)]
+        drill_open = int(conn.execute(drills).scalar_one())
+    inside = [r for r in ls if territory.covers(r.building_id, r.grid_id, r.community_id)]
+    groups.sort(key=lambda g: (-g["count"], -SEVERITY_RANK.get(g["severity"], 0), g["alarm_type"], g["place"] or ""))
+    return BoardPage(sorted(inside, key=board_order), [r for r in rest if territory.covers(r.building_id, r.grid_id, r.community_id)],
+                     rest_total, open_total, groups, drill_open)
 
 
 def query_alarms(engine: sa.Engine, territory: Territory, *, open_only: bool = False, drill: bool | None = None, building: str | None = None,
@@ -194,4 +287,50 @@ def camera_rates(sites: SiteDirectory, health: DeviceHealth, buildings: Iterable
         down = sum(1 for d in cams if d.id in health.offline)
         rate = (len(cams) - down) / len(cams) if cams else None
         out[b] = {"cameras": len(cams), "online": len(cams) - down, "rate": rate, "meets_target": rate is None or rate >= CAMERA_TARGET}
+    return out
+
+
+def rung_status(state: EscalationState, policies: PolicySet, pending: Sequence[Timer]) -> list[dict[str, Any]]:
+    """Per rung of the alarm's ladder, in climbing order: paged or not, whether it still waits for its own answer
+    (a duty officer's acknowledgement on the console answers for the console, not for a rung: each rung's
+    repeats and deadlines run until that rung answers), its next repeat, its next deadline and where and when a
+    missed deadline climbs. `state` is an alerting.ladder EscalationState, `pending` its `timers(...)`.
+    Rungs not yet paged say when the ladder will reach them at the earliest."""
+    policy = policies.by_name.get(state.policy)
+    order = list(policy.order) if policy is not None else []
+    engaged = {e.rung: e for e in state.engagements}
+    order += [r for r in engaged if r not in order]
+    climb_pool = [n for n in (*policy.ladder, *policy.verify_escalate_to) if n not in policy.entry] if policy is not None else []
+    out: list[dict[str, Any]] = []
+    reach: dict[str, int] = {}  # rung not yet paged -> earliest time a climb pages it
+    for name in order:
+        e = engaged.get(name)
+        rung = policies.rungs.get(name)
+        mine = [t for t in pending if t.rung == name]
+        repeat = next((t.due_ms for t in mine if t.kind is TimerKind.REPEAT), None)
+        deadline = next((t for t in mine if t.kind is TimerKind.DEADLINE), None)
+        target = None
+        if e is not None:
+            candidates = ([rung.on_miss] if rung is not None and rung.on_miss else []) + climb_pool
+            target = next((n for n in candidates if n not in engaged), None)
+            if target is not None and deadline is not None:
+                reach[target] = min(reach.get(target, deadline.due_ms), deadline.due_ms)
+        out.append({
+            "rung": name, "label": (rung.label if rung is not None and rung.label else name), "paged": e is not None,
+            "paged_ms": e.engaged_ms if e is not None else None, "progress": e.progress.value if e is not None and e.progress else None,
+            "waits_for_answer": e is not None and e.progress is None and state.stopped is None and name != CONSOLE_RUNG,
+            "repeats": e.repeats if e is not None else 0, "next_repeat_ms": repeat,
+            "next_deadline_ms": deadline.due_ms if deadline is not None else None,
+            "next_deadline_state": deadline.field_state.value if deadline is not None and deadline.field_state else None,
+            "climbs_to": target, "climbs_at_ms": deadline.due_ms if deadline is not None and target is not None else None,
+            "missed": [m.value for m in e.missed] if e is not None else [],
+        })
+    verify = next((t.due_ms for t in pending if t.kind is TimerKind.VERIFY), None)
+    if verify is not None and policy is not None:
+        for name in policy.verify_escalate_to:
+            if name not in engaged:
+                reach[name] = min(reach.get(name, verify), verify)
+    for row in out:
+        if not row["paged"]:
+            row["reached_at_ms"] = reach.get(row["rung"])
     return out

@@ -38,6 +38,7 @@ from typing import Any, Final
 import httpx
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -45,7 +46,7 @@ from starlette.routing import Mount
 
 from backend.alarms.service import AlarmService
 from backend.api.app import create_app
-from backend.api.console_records import ConsoleRecords
+from backend.api.console_records import ConsoleRecords, console_acts
 from backend.api.deps import ApiDeps
 from backend.api.feed import LiveFeed
 from backend.api.responses import OneTapLinks
@@ -101,6 +102,7 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/api/alarms/{alarm_id}/dispatch"): (LOGIN, CLOSERS, NOT_FOUND, 200),
     ("POST", "/api/alarms/{alarm_id}/close"): (LOGIN, CLOSERS, NOT_FOUND, 200),
     ("POST", "/api/devices/{device_id}/silence"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("POST", "/api/console/mute"): (LOGIN, EVERYONE, NO, 200),  # anyone whose console sounds may mute it for a while; audited
     ("GET", "/api/site/map"): (LOGIN, EVERYONE, FILTERED, 200),
     ("GET", "/api/buildings/{building_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
     ("GET", "/api/health/devices"): (LOGIN, FIELD, FILTERED, 200),
@@ -321,6 +323,16 @@ def answer(template: str, body: dict[str, Any] | None = None) -> Builder:
     return build
 
 
+async def mute_sound(m: Matrix, _acting: bool) -> Call:
+    """Mute the console's sound: each mute is a console act on record (who, when)."""
+
+    async def recorded() -> object:
+        with m.api.service.store.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(console_acts).where(console_acts.c.act == "mute_sound")).scalar_one()
+
+    return Call("/api/console/mute", {"minutes": 5}, effect=recorded)
+
+
 async def answer_page(m: Matrix, _acting: bool) -> Call:
     return Call("/r/{link}", link_alarm=m.sentinel)
 
@@ -340,6 +352,7 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("POST", "/api/alarms/{alarm_id}/close"): at("/api/alarms/{alarm}/close", {"outcome": "false_alarm", "note": "breaker tested by the owner"},
                                                  acts_on_alarm=True),
     ("POST", "/api/devices/{device_id}/silence"): at("/api/devices/{device}/silence", {"minutes": 60, "note": "work order 42"}, acts_on_alarm=True),
+    ("POST", "/api/console/mute"): mute_sound,
     ("GET", "/api/site/map"): at("/api/site/map"),
     ("GET", "/api/buildings/{building_id}"): at("/api/buildings/{building}"),
     ("GET", "/api/health/devices"): at("/api/health/devices"),
