@@ -8,6 +8,21 @@ while the rung has not reached that field state; the verify window is due `windo
 nobody verified). `advance(state, ..., now)` fires every timer due at `now`, in order, so a process that was
 down while deadlines passed fires them all at once on restart. `respond` applies a responder's answer.
 
+The alarm service owns the alarm's state; the ladder follows it. `observe` records a move the alarm service has
+already committed (a duty officer's acknowledgement on the console): no move goes back. `reopen` opens a new
+*round* when the alarm is live and unacknowledged again (a maintenance window ended, a suppressed effect was
+released, the device alarmed again after its clear): the entry rungs of the policy the alarm's facts select
+now are paged afresh. A round is keyed by the alarm's audit entry that opened it (`alarm_seq`), so the same
+entry never opens two rounds, whether it is seen live or re-derived after a restart. `raise_severity` re-enters
+at the entry rungs of the policy the higher severity selects (the fire station joins) without repaging the
+rungs already engaged.
+
+What an acknowledgement covers (docs/escalation.md): a rung is answered by the people paged on it. A
+responder's 我已收到 stops that rung's repeats and meets its acknowledgement deadline. The duty officer's
+acknowledgement on the console is the command room's: it covers the console and duty-officer rungs only; the
+field rungs keep waiting for their own answer and climb at their deadlines, unless the officer records their
+answer on their behalf (they phoned in). `rung_status` says, per rung, who, in what state, and when it climbs.
+
 Every call that changes the state bumps `state.step`; the actions it returns carry that step number, so the
 service can claim a step exactly once and notifications get stable idempotency keys.
 
@@ -36,7 +51,7 @@ from typing import Final
 
 from alerting.ladder.policy import FIELD_ORDER, Policy, PolicySet, Rung, Seat, field_rank
 from alerting.ladder.targets import CONSOLE, Contact, Fill, Roster, Where
-from alerting.lifecycle import SYSTEM_ACTOR, AlarmState, Move
+from alerting.lifecycle import SYSTEM_ACTOR, TRANSITIONS, AlarmState, Move
 from alerting.model import Severity
 
 __all__ = [
@@ -53,12 +68,18 @@ __all__ = [
     "Notify",
     "NotifyReason",
     "Response",
+    "RungStatus",
     "Timer",
     "TimerKind",
     "UnknownResponder",
     "advance",
+    "field_state_of",
     "next_due",
+    "observe",
+    "raise_severity",
+    "reopen",
     "respond",
+    "rung_status",
     "start",
     "stop",
     "timers",
@@ -97,13 +118,26 @@ _FIELD_OF: Final = {
     Response.HANDLED: AlarmState.HANDLED,
     Response.CLOSED: AlarmState.CLOSED,
 }
-_MOVE_TO: Final = {
-    AlarmState.ACKNOWLEDGED: Move.ACKNOWLEDGE,
-    AlarmState.EN_ROUTE: Move.DEPART,
-    AlarmState.ON_SCENE: Move.ARRIVE,
-    AlarmState.HANDLED: Move.FINISH,
-    AlarmState.CLOSED: Move.VERIFY_CLOSE,
-}
+
+
+def _field_moves() -> dict[Move, AlarmState]:
+    """Each move that leads to exactly one field state, read from the lifecycle's table (the one source)."""
+    targets: dict[Move, set[AlarmState]] = {}
+    for (_src, move), dst in TRANSITIONS.items():
+        targets.setdefault(move, set()).add(dst)
+    return {m: next(iter(d)) for m, d in targets.items() if len(d) == 1 and next(iter(d)) in FIELD_ORDER}
+
+
+_FIELD_BY_MOVE: Final = _field_moves()
+_MOVE_TO: Final = {fs: m for m, fs in _FIELD_BY_MOVE.items()}
+
+
+def field_state_of(move: Move | str) -> AlarmState | None:
+    """The field state a committed lifecycle move reaches (acknowledge -> acknowledged ...), None for the others."""
+    try:
+        return _FIELD_BY_MOVE.get(Move(move))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +152,7 @@ class AlarmFacts:
     title: str = ""
     drill: bool = False
     drill_outside: bool = False  # the drill asks for real outside channels (SMS, voice, ...)
+    life_safety: bool = False  # smoke, fire, SOS: its notices are never held by a rate limiter (backend.notify)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +186,9 @@ class EscalationState:
     stopped: str | None = None
     stopped_ms: int | None = None
     step: int = 0
+    round: int = 1  # 1 for the first raise; +1 each time the alarm became live and unacknowledged again
+    alarm_seq: int = 0  # the alarm's audit entry that opened this round (a later one opens the next)
+    entered_ms: int | None = None  # when the current policy was entered after a severity rise (its verify window counts from here)
 
     @property
     def alarm_id(self) -> str:
@@ -175,6 +213,8 @@ class NotifyReason(StrEnum):
     DECLINED = "declined"  # the previous volunteer declined
     UNVERIFIED = "unverified"  # nobody verified in time: treated as real
     EXHAUSTED = "exhausted"  # the ladder ran out: the console holds it
+    REOPENED = "reopened"  # the alarm is live again (a window ended, a suppressed effect remains, it alarmed again)
+    SEVERITY = "severity_raised"  # the hazard rose: this rung joins at the higher severity's entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +249,9 @@ class NoteKind(StrEnum):
     DECLINED = "declined"
     EXHAUSTED = "exhausted"
     STOPPED = "stopped"
+    REOPENED = "reopened"  # a new round: the alarm is live and unacknowledged again
+    SEVERITY_RAISED = "severity_raised"
+    OBSERVED = "observed"  # a move the alarm service committed (the console), recorded by the ladder
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +323,8 @@ def timers(state: EscalationState, policies: PolicySet) -> list[Timer]:
         if rung.repeat is not None and e.progress is None and e.repeats < rung.repeat.times:
             out.append(Timer(e.engaged_ms + (e.repeats + 1) * _ms(rung.repeat.every_s), TimerKind.REPEAT, e.rung))
     if policy is not None and policy.verify_window_s is not None and state.verified_ms is None and state.treated_real_ms is None:
-        out.append(Timer(state.started_ms + _ms(policy.verify_window_s), TimerKind.VERIFY))
+        since = state.started_ms if state.entered_ms is None else state.entered_ms
+        out.append(Timer(since + _ms(policy.verify_window_s), TimerKind.VERIFY))
     out.sort(key=lambda t: (t.due_ms, _KIND_ORDER[t.kind], t.rung or ""))
     return out
 
@@ -375,16 +419,132 @@ def _bump(state: EscalationState) -> EscalationState:
     return dataclasses.replace(state, step=state.step + 1)
 
 
-def start(facts: AlarmFacts, policies: PolicySet, roster: Roster, now_ms: int) -> Decision:
+def start(facts: AlarmFacts, policies: PolicySet, roster: Roster, now_ms: int, *, alarm_seq: int = 0) -> Decision:
     """Open an escalation for a new alarm: page every entry rung at once."""
     policy = policies.select(facts.alarm_type, facts.severity, vulnerable=facts.where.vulnerable, drill=facts.drill)
-    s = _Step(EscalationState(facts, policy.name, now_ms, step=1), policies, roster, now_ms)
+    s = _Step(EscalationState(facts, policy.name, now_ms, step=1, alarm_seq=alarm_seq), policies, roster, now_ms)
+    _page_entry(s, policy, NotifyReason.PAGE)
+    return s.state, s.actions
+
+
+def _page_entry(s: _Step, policy: Policy, reason: NotifyReason) -> None:
     for name in policy.entry:
-        s.engage(name, NotifyReason.PAGE)
+        s.engage(name, reason)
     s.ensure_staffed()
     if any(isinstance(a, Notify) for a in s.actions):
-        s.actions.append(AdvanceAlarm(facts.alarm_id, Move.NOTIFY, SYSTEM_ACTOR, now_ms, s.state.step))
+        s.actions.append(AdvanceAlarm(s.state.alarm_id, Move.NOTIFY, SYSTEM_ACTOR, s.now, s.state.step))
+
+
+def reopen(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
+    state: EscalationState, facts: AlarmFacts, policies: PolicySet, roster: Roster, now_ms: int, alarm_seq: int, why: str = "",
+) -> Decision:
+    """The alarm is live and unacknowledged again: a new round from the entry rungs, once per opening entry.
+
+    `alarm_seq` is the alarm's audit entry that made it live again; a round already opened at that entry or a
+    later one makes this a no-op, so a live notice and the restart's re-derivation never page twice."""
+    if alarm_seq <= state.alarm_seq:
+        return state, []
+    policy = policies.select(facts.alarm_type, facts.severity, vulnerable=facts.where.vulnerable, drill=facts.drill)
+    fresh = EscalationState(facts, policy.name, now_ms, step=state.step + 1, round=state.round + 1, alarm_seq=alarm_seq)
+    s = _Step(fresh, policies, roster, now_ms)
+    s.note(NoteKind.REOPENED, None, f"round {fresh.round}" + (f": {why}" if why else ""))
+    _page_entry(s, policy, NotifyReason.REOPENED)
     return s.state, s.actions
+
+
+def raise_severity(state: EscalationState, severity: Severity, policies: PolicySet, roster: Roster, now_ms: int) -> Decision:
+    """The open alarm's severity rose: re-enter at the entry rungs of the policy it now selects.
+
+    Rungs already engaged keep their clock (nobody is paged twice for it); a rung the new entry adds is paged
+    now, and the new policy's ladder and verify window (counted from now) apply. A stopped ladder, or a severity
+    that is not higher, changes nothing."""
+    old = state.facts.severity
+    if state.stopped is not None or severity.rank <= old.rank:
+        return state, []
+    facts = dataclasses.replace(state.facts, severity=severity)
+    policy = policies.select(facts.alarm_type, severity, vulnerable=facts.where.vulnerable, drill=facts.drill)
+    moved = policy.name != state.policy
+    s = _Step(dataclasses.replace(_bump(state), facts=facts, policy=policy.name, entered_ms=now_ms if moved else state.entered_ms),
+              policies, roster, now_ms)
+    s.note(NoteKind.SEVERITY_RAISED, None, f"{old.value} -> {severity.value}" + (f"; policy {state.policy} -> {policy.name}" if moved else ""))
+    for name in policy.entry:
+        s.engage(name, NotifyReason.SEVERITY)
+    s.ensure_staffed()
+    return s.state, s.actions
+
+
+def _command_room(e: Engagement, policies: PolicySet) -> bool:
+    rung = policies.rungs.get(e.rung)
+    return e.rung == CONSOLE_RUNG or (rung is not None and rung.seat is Seat.DUTY_OFFICER)
+
+
+def observe(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
+    state: EscalationState, move: Move | str, actor: str, policies: PolicySet, roster: Roster, now_ms: int,
+) -> Decision:
+    """A move the alarm service has committed on the alarm (a person's, from the console or passed on by the
+    ladder): record the field state it reached and the progress of the rungs it covers. Never asks for a move
+    back. Nothing new (the ladder already knew it: its own responder's answer coming back): no step at all.
+
+    Covered rungs: the rungs `actor` was paged on; a person paged on none (the duty officer on the console)
+    answers for the command room's rungs (console, duty officer), not for the field rungs."""
+    fs = field_state_of(move)
+    if fs is None or actor == SYSTEM_ACTOR:
+        return state, []
+    mine = [e for e in state.engagements if e.has(actor)]
+    if not mine and not any(actor in e.offered for e in state.engagements):
+        mine = [e for e in state.engagements if _command_room(e, policies)]
+    engagements = tuple(dataclasses.replace(e, progress=fs) if e in mine and field_rank(fs) > field_rank(e.progress) else e
+                        for e in state.engagements)
+    reached = dict(state.reached)
+    for x in FIELD_ORDER[: field_rank(fs)]:
+        reached.setdefault(x, now_ms)
+    if engagements == state.engagements and len(reached) == len(state.reached):
+        return state, []
+    s = _Step(dataclasses.replace(_bump(state), engagements=engagements,
+                                  reached=tuple(sorted(reached.items(), key=lambda kv: field_rank(kv[0])))), policies, roster, now_ms)
+    covered = ", ".join(e.rung for e in mine) or "-"
+    s.note(NoteKind.OBSERVED, mine[0].rung if mine else None, f"{actor}: {Move(move).value} (covers {covered})", fs)
+    if field_rank(fs) >= field_rank(AlarmState.ON_SCENE):
+        _verify(s, f"{actor} is on scene")
+    if fs in s.policy.stop_on and s.state.stopped is None:
+        _stop(s, fs.value)
+    return s.state, s.actions
+
+
+@dataclass(frozen=True, slots=True)
+class RungStatus:
+    """One rung as the console shows it: who, how far, and when it climbs if nobody answers."""
+
+    rung: str
+    label: str
+    contacts: tuple[Contact, ...]
+    state: str  # waiting | acknowledged | en_route | on_scene | handled | closed | vacant | not_applicable | declined | stopped
+    engaged_ms: int
+    waits_for: AlarmState | None  # the field state whose deadline runs next on this rung
+    climbs_at_ms: int | None  # that deadline: missed, the ladder climbs to the next rung
+    repeats_at_ms: int | None  # the next repeat notice to this rung (only while nobody on it acknowledged)
+    missed: tuple[AlarmState, ...]
+    command_room: bool  # answered by the duty officer's acknowledgement on the console
+
+
+def rung_status(state: EscalationState, policies: PolicySet) -> list[RungStatus]:
+    """Every engaged rung, in the order they were engaged, with its pending deadline and repeat."""
+    pending = timers(state, policies)
+    out: list[RungStatus] = []
+    for e in state.engagements:
+        rung = policies.rungs.get(e.rung)
+        deadline = next((t for t in pending if t.rung == e.rung and t.kind is TimerKind.DEADLINE), None)
+        repeat = next((t for t in pending if t.rung == e.rung and t.kind is TimerKind.REPEAT), None)
+        if not e.contacts:
+            what = "declined" if e.declined else ("not_applicable" if rung is not None and rung.optional else "vacant")
+        elif state.stopped is not None and e.progress is None:
+            what = "stopped"
+        else:
+            what = e.progress.value if e.progress is not None else "waiting"
+        out.append(RungStatus(e.rung, rung.label if rung is not None else "值班控制台", e.contacts, what, e.engaged_ms,
+                              deadline.field_state if deadline else None, deadline.due_ms if deadline else None,
+                              repeat.due_ms if repeat else None, e.missed, _command_room(e, policies)))
+    return out
 
 
 def advance(state: EscalationState, policies: PolicySet, roster: Roster, now_ms: int) -> Decision:

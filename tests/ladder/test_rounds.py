@@ -1,0 +1,135 @@
+"""The ladder follows the alarm: a new round when it is live again, re-entry on a severity rise, committed moves
+observed without a move going back, and what each rung waits for (pure, on a virtual clock)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from alerting.ladder import (
+    AdvanceAlarm,
+    Note,
+    NoteKind,
+    Notify,
+    NotifyReason,
+    PolicySet,
+    Response,
+    advance,
+    field_state_of,
+    observe,
+    parse_policies,
+    raise_severity,
+    reopen,
+    respond,
+    rung_status,
+    start,
+    stop,
+)
+from alerting.lifecycle import AlarmState, Move
+from alerting.model import Severity
+from tests.ladder.fakes import POLICIES, T0, FakeRoster, policies
+from tests.ladder.test_engine import facts
+
+PS = policies()
+
+
+def ms(seconds: float) -> int:
+    return T0 + round(seconds * 1000)
+
+
+def test_field_states_come_from_the_lifecycle_table() -> None:
+    assert field_state_of(Move.ACKNOWLEDGE) is AlarmState.ACKNOWLEDGED
+    assert field_state_of("arrive") is AlarmState.ON_SCENE
+    assert field_state_of(Move.VERIFY_CLOSE) is AlarmState.CLOSED
+    assert field_state_of(Move.UNSILENCE) is None
+    assert field_state_of("severity_raised") is None
+
+
+def test_reopen_pages_the_entry_rungs_again_once_per_opening_entry() -> None:
+    roster = FakeRoster()
+    s, _ = start(facts(), PS, roster, T0)
+    s, _ = respond(s, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(5))
+    s, _ = stop(s, "silenced", ms(10))
+    assert s.stopped == "silenced"
+    s2, acts = reopen(s, s.facts, PS, roster, ms(600), alarm_seq=3, why="maintenance window ended")
+    assert s2.stopped is None
+    assert s2.round == 2
+    assert s2.alarm_seq == 3
+    assert s2.reached == ()
+    assert [(a.rung, a.contact.id, a.reason) for a in acts if isinstance(a, Notify)] == [
+        ("grid_worker", "gw1", NotifyReason.REOPENED), ("fire_station", "mfs-head", NotifyReason.REOPENED),
+        ("fire_station", "mfs-m1", NotifyReason.REOPENED)]
+    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.NOTIFY]
+    assert all(a.step > s.step for a in acts)  # new notice keys: never mistaken for the first round's
+    assert reopen(s2, s.facts, PS, roster, ms(601), alarm_seq=3) == (s2, [])  # the same entry again: nothing
+    assert reopen(s2, s.facts, PS, roster, ms(601), alarm_seq=2) == (s2, [])
+    # the new round has its own clock: the grid worker is repeated 30 s after the reopen, not after the raise
+    _, due = advance(s2, PS, roster, ms(629))
+    assert not [a for a in due if isinstance(a, Notify)]
+    _, due = advance(s2, PS, roster, ms(630))
+    assert [(a.rung, a.reason) for a in due if isinstance(a, Notify)] == [("grid_worker", NotifyReason.REPEAT)]
+
+
+def test_a_severity_rise_joins_the_new_entry_rungs_without_repaging_the_others() -> None:
+    roster = FakeRoster()
+    pre = facts("residual_current", Severity.MAJOR)
+    ps = policies_with_electrical_critical()
+    s, _ = start(pre, ps, roster, T0)
+    assert s.policy == "electrical"
+    assert [e.rung for e in s.engagements] == ["grid_worker"]
+    s2, acts = raise_severity(s, Severity.CRITICAL, ps, roster, ms(40))
+    assert s2.policy == "electrical_critical"
+    assert s2.facts.severity is Severity.CRITICAL
+    assert [(a.rung, a.contact.id, a.reason) for a in acts if isinstance(a, Notify)] == [
+        ("fire_station", "mfs-head", NotifyReason.SEVERITY), ("fire_station", "mfs-m1", NotifyReason.SEVERITY)]
+    assert [n.detail for n in acts if isinstance(n, Note) and n.kind is NoteKind.SEVERITY_RAISED] == [
+        "major -> critical; policy electrical -> electrical_critical"]
+    assert s2.engagement("grid_worker") == s.engagement("grid_worker")  # its clock goes on
+    assert raise_severity(s2, Severity.CRITICAL, ps, roster, ms(50)) == (s2, [])
+    assert raise_severity(s2, Severity.MAJOR, ps, roster, ms(50)) == (s2, [])
+    stopped, _ = stop(s, "handled", ms(41))
+    assert raise_severity(stopped, Severity.CRITICAL, ps, roster, ms(42)) == (stopped, [])
+
+
+def policies_with_electrical_critical() -> PolicySet:
+    """The test policies route electrical alike at every severity; a critical one first, as the defaults do."""
+    pols = list(cast("list[dict[str, Any]]", POLICIES["policies"]))
+    at = next(i for i, p in enumerate(pols) if p["name"] == "electrical")
+    pols.insert(at, {"name": "electrical_critical", "match": {"alarm_types": ["residual_current"], "severities": ["critical"]},
+                     "entry": ["grid_worker", "fire_station"], "ladder": ["building_leader"]})
+    return parse_policies({**POLICIES, "policies": pols})
+
+
+def test_the_duty_officers_acknowledgement_covers_the_command_room_not_the_field_rungs() -> None:
+    roster = FakeRoster()
+    s, _ = start(facts("communication_lost", Severity.MINOR), PS, roster, T0)  # default policy: the duty officer's rung
+    s, acts = observe(s, Move.ACKNOWLEDGE, "officer.li", PS, roster, ms(5))
+    assert s.engagement("duty_officer").progress is AlarmState.ACKNOWLEDGED  # type: ignore[union-attr]
+    assert not [a for a in acts if isinstance(a, AdvanceAlarm)]  # the alarm already moved: nothing goes back
+
+    fire, _ = start(facts(), PS, roster, T0)
+    seen, acts = observe(fire, Move.ACKNOWLEDGE, "officer.li", PS, roster, ms(5))
+    assert dict(seen.reached) == {AlarmState.ACKNOWLEDGED: ms(5)}
+    assert [e.progress for e in seen.engagements] == [None, None]  # grid worker and fire station still wait
+    assert not [a for a in acts if isinstance(a, AdvanceAlarm)]
+    status = {r.rung: r for r in rung_status(seen, PS)}
+    assert status["fire_station"].state == "waiting"
+    assert status["fire_station"].waits_for is AlarmState.ACKNOWLEDGED
+    assert status["fire_station"].climbs_at_ms == ms(60)
+    assert status["grid_worker"].repeats_at_ms == ms(30)
+    assert not status["grid_worker"].command_room
+    # the fire station's own answer comes back as a committed move: the ladder already knew it, so no step at all
+    answered, acts = respond(seen, PS, roster, Response.ACKNOWLEDGE, "mfs-head", ms(8))
+    assert not [a for a in acts if isinstance(a, AdvanceAlarm)]  # acknowledged already reached: no refused duplicate
+    assert observe(answered, Move.ACKNOWLEDGE, "mfs-head", PS, roster, ms(9)) == (answered, [])
+    status = {r.rung: r for r in rung_status(answered, PS)}
+    assert status["fire_station"].state == "acknowledged"
+    assert status["fire_station"].repeats_at_ms is None
+    assert status["fire_station"].waits_for is AlarmState.ON_SCENE
+    assert status["fire_station"].climbs_at_ms == ms(180)
+
+
+def test_a_responder_answer_still_asks_the_alarm_to_move_when_it_has_not() -> None:
+    roster = FakeRoster()
+    s, _ = start(facts(), PS, roster, T0)
+    _, acts = respond(s, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(3))
+    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.ACKNOWLEDGE]
