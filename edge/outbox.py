@@ -10,6 +10,9 @@ How this works:
 - `take(priorities, n)` hands out the oldest rows of the given priorities that are not already in flight
   (one cursor per priority, rows only ever get larger seq numbers); `ack(seqs)` deletes rows after their
   PUBACK; `release_all()` after a lost connection makes every unacknowledged row eligible again.
+- One agent per outbox: `open` takes an exclusive advisory lock (flock) on `PATH.lock`, which holds the owner's
+  PID; a second agent (same gateway started twice) gets `OutboxLocked` naming that PID. The kernel drops the
+  lock when the owner dies, kill -9 included, so a stale lock file never blocks a restart.
 - Bounded on disk: past `max_telemetry_rows` telemetry rows, or past `max_bytes` of stored topic+payload,
   the oldest TELEMETRY rows not in flight are deleted in the same transaction as the insert, and counted
   (persisted in `counters`, so the total survives restarts). LIFE_SAFETY and STATUS rows are never evicted;
@@ -18,6 +21,9 @@ How this works:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,9 +32,9 @@ from types import TracebackType
 from typing import Self
 
 from broker.kinds import Priority
-from edge.errors import OutboxError
+from edge.errors import OutboxError, OutboxLocked
 
-__all__ = ["Outbox", "OutboxError", "OutboxRow", "OutboxStats", "PendingRow"]
+__all__ = ["Outbox", "OutboxError", "OutboxLocked", "OutboxRow", "OutboxStats", "PendingRow"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -90,6 +96,7 @@ class Outbox:
         self.max_bytes = max_bytes
         self.synchronous = synchronous.upper()
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
         self._depth: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._bytes = 0
         self._cursor: dict[Priority, int] = dict.fromkeys(Priority, 0)
@@ -98,9 +105,39 @@ class Outbox:
 
     # -- lifecycle
 
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _lock(self) -> None:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise OutboxLocked(self.path, int(holder) if holder.isdigit() else None) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     def open(self) -> Self:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        except OSError as exc:
+            raise OutboxError(self.path, f"cannot open: {exc}") from exc
+        try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
@@ -111,6 +148,7 @@ class Outbox:
             for name, value in db.execute("SELECT name, value FROM counters"):
                 self._counters[name] = value
         except (sqlite3.Error, OSError) as exc:
+            self._unlock()
             raise OutboxError(self.path, f"cannot open: {exc}") from exc
         self._db = db
         return self
@@ -119,6 +157,7 @@ class Outbox:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._unlock()
 
     def __enter__(self) -> Self:
         return self.open()
