@@ -13,6 +13,13 @@ How this works (one asyncio.TaskGroup owned by `EdgeAgent`, every task named):
     liveness        every check_every_s, silent devices past interval × misses become OFFLINE messages.
     status-file     a JSON snapshot for `shouwang edge status`.
 
+Retained is the last state, not a new sample: a message the LAN broker delivers with the retain flag set is a
+replay of a device's last publish (on our (re)subscribe: MQTT sets the flag only then, never on live traffic).
+Its events and availability still count (latches make an already-known state a no-op, and a detector that
+began alarming while the agent was away still raises), but its readings are withheld and it does not make the
+device "heard": an old 312.5 mA reading replayed at a restart must not become a fresh sample for a two-sample
+rule, nor a dead device alive. Counted as `retained_readings_withheld`.
+
 Local autonomy: a life-safety event accepted while the uplink is down also publishes the configured local
 action (a sounder or relay topic) on the LAN broker, so the building is warned with no centre.
 Shutdown in order: stop intake, drain the outbox (shutdown_drain_s), publish the retained offline status,
@@ -95,6 +102,7 @@ class EdgeAgent:
         self.patrols_sent = 0
         self.patrols_skipped = 0
         self.availability_suppressed = 0
+        self.retained_readings_withheld = 0
         self._patrol_seq = 0
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -233,7 +241,8 @@ class EdgeAgent:
         with self.liveness.staged():
             for m in batch:
                 payload = m.payload if isinstance(m.payload, bytes | bytearray) else str(m.payload if m.payload is not None else "").encode()
-                outcome = self._route(str(m.topic), bytes(payload), bool(m.retain), ctx)
+                replayed = bool(m.retain)
+                outcome = self._route(str(m.topic), bytes(payload), replayed, ctx)
                 self.ledger.record(outcome)
                 if not isinstance(outcome, Mapped):
                     continue
@@ -241,13 +250,16 @@ class EdgeAgent:
                     self.liveness.rearm(dev, now)
                 for routed in outcome.messages:
                     msg = routed.message
+                    if replayed and isinstance(msg, Telemetry):
+                        self.retained_readings_withheld += 1  # the last state, not a new sample (see the module docstring)
+                        continue
                     if isinstance(msg, DeviceAvailability) and not self.liveness.observe(routed.device, msg.state, now):
                         self.availability_suppressed += 1
                         continue
                     if isinstance(msg, DeviceEvent) and msg.event in LIFE_SAFETY_EVENTS:
                         life_safety.append((routed.device, msg))
                     rows.append(self._row(routed.device, msg))
-                for dev in outcome.heard:
+                for dev in () if replayed else outcome.heard:
                     t = self.liveness.heard(dev, now)
                     if t is not None:
                         rows.append(self._row(dev, self._availability(t, now)))
@@ -398,6 +410,7 @@ class EdgeAgent:
                 "rejected_total": self.ledger.rejected_total,
                 "rejected_by_adapter": self.ledger.by_adapter(),
                 "availability_repeats_suppressed": self.availability_suppressed,
+                "retained_readings_withheld": self.retained_readings_withheld,
             },
             "rejections": self.ledger.rejections()[:100],
             "liveness": self.liveness.summary(),
