@@ -6,6 +6,12 @@ NotifyStatus carries only what changed, so it is merged into the last known stat
 alarms (switch `errors`, smoke `alarm`, flood `alarm`) are judged on the merged status, while readings are
 sent only for the keys the delta carried (re-sending a stale voltage with a new timestamp would be a lie).
 Energy (`aenergy.total`) is already in Wh. Unknown keys (newer firmware: `tag`, `counts`) are ignored.
+Energy meters speak their own fields (Shelly API docs, gen2/ComponentsAndServices/EM, EM1, EMData, EM1Data):
+`em1:N` (Pro EM, EM Gen3, 3EM in monophase) has `act_power` / `aprt_power` / `current` / `voltage` / `pf` / `freq`,
+one channel per N; `em:0` (Pro 3EM, 3EM Gen3 triphase) has the same per phase with an `a_` / `b_` / `c_` prefix (phase
+N is channel @N), `n_current`, and `total_act_power` / `total_aprt_power` / `total_current` for the device; `emdata`
+and `em1data` carry energy counters in Wh (`total_act`, `a_total_act_energy`..., `total_act_energy`). The switch-like
+`apower` is not in them: reading only `apower` silently dropped a Pro 3EM's power while keeping its voltage.
 A full status with uptime below `restart_uptime_s` (or falling) reports RESTARTED: possibly a power blip.
 NotifyEvent carries transient events: smoke alarm/alarm_off/alarm_test, button pushes on an SOS device;
 anything else (config_changed...) is informational. Shelly's `ts` (epoch seconds, NTP) is the source time.
@@ -20,7 +26,17 @@ from edge.adapters.base import Adapter, Context, Emitter, KnownDevice, Outcome, 
 
 __all__ = ["ShellyAdapter"]
 
-_METERED: Final = frozenset({"switch", "pm1", "em1", "cover", "light"})
+_METERED: Final = frozenset({"switch", "pm1", "cover", "light"})
+# EM1 (one channel) and EM (per phase, prefixed a_/b_/c_): status key -> metric stem (Shelly API docs, EM1/EM status)
+_EM_FIELDS: Final = (
+    ("act_power", "power_w"),
+    ("aprt_power", "apparent_power_va"),
+    ("current", "current_a"),
+    ("voltage", "voltage_v"),
+    ("pf", "power_factor_ratio"),
+    ("freq", "frequency_hz"),
+)
+_PHASES: Final = ("a", "b", "c")
 _BUTTON_EVENTS: Final = frozenset({"single_push", "double_push", "triple_push", "long_push", "btn_down"})
 
 
@@ -115,6 +131,9 @@ class ShellyAdapter(Adapter):
         self._status[(dev.key, component)] = merged
         if kind in _METERED:
             self._metered(out, dev, component=component, index=index, status=status, merged=merged, ts_ms=ts_ms)
+        elif kind in ("em1", "em", "em1data", "emdata"):
+            self._energy_meter(out, dev, kind=kind, index=index, status=status, ts_ms=ts_ms)
+            self._errors(out, dev, component, merged, ts_ms, meter=True)
         elif kind == "smoke":
             edge = self.latches.update(dev.key, f"{component}:alarm", as_bool(merged.get("alarm")))
             if edge == "rise":
@@ -159,13 +178,48 @@ class ShellyAdapter(Adapter):
             f"relay_on_ratio{suffix}": None if output is None else float(output),
         }
         out.readings(dev, readings, ts_ms)
+        self._errors(out, dev, component, merged, ts_ms)
+
+    def _energy_meter(self, out: Emitter, dev: KnownDevice, *, kind: str, index: str, status: dict[str, Any], ts_ms: int | None) -> None:
+        """EM1 / EM1Data: channel N is `@N+1`; EM / EMData: phases a, b, c are `@1`..`@3`, totals carry no channel."""
+        if index.isdigit() and not (index.isascii() and len(index) <= 2):
+            return
+        readings: dict[str, float | None] = {}
+        if kind in ("em1", "em1data"):
+            ch = int(index) if index.isdigit() else 0
+            suffix = f"@{ch + 1}" if dev.channels > 1 or ch > 0 else ""
+            if kind == "em1":
+                readings = {f"{metric}{suffix}": as_number(status.get(key)) for key, metric in _EM_FIELDS}
+            else:
+                readings = {f"energy_wh{suffix}": as_number(status.get("total_act_energy")),
+                            f"returned_energy_wh{suffix}": as_number(status.get("total_act_ret_energy"))}
+        elif kind == "em":
+            for n, phase in enumerate(_PHASES, start=1):
+                readings |= {f"{metric}@{n}": as_number(status.get(f"{phase}_{key}")) for key, metric in _EM_FIELDS}
+            readings |= {
+                "power_w": as_number(status.get("total_act_power")),
+                "apparent_power_va": as_number(status.get("total_aprt_power")),
+                "current_a": as_number(status.get("total_current")),
+                "neutral_current_a": as_number(status.get("n_current")),
+            }
+        else:  # emdata
+            for n, phase in enumerate(_PHASES, start=1):
+                readings |= {f"energy_wh@{n}": as_number(status.get(f"{phase}_total_act_energy")),
+                             f"returned_energy_wh@{n}": as_number(status.get(f"{phase}_total_act_ret_energy"))}
+            readings |= {"energy_wh": as_number(status.get("total_act")), "returned_energy_wh": as_number(status.get("total_act_ret"))}
+        out.readings(dev, readings, ts_ms)
+
+    def _errors(self, out: Emitter, dev: KnownDevice, component: str, merged: dict[str, Any], ts_ms: int | None, *, meter: bool = False) -> None:
+        """A switch's `errors` are protections that tripped (overpower, overtemp...): an electrical alarm. An energy
+        meter's (`power_meter_failure`, `out_of_range:...`, `phase_sequence`) say the meter cannot be trusted: a fault."""
         errors = merged.get("errors")
         active = sorted(str(e) for e in errors) if isinstance(errors, list) else []
         edge = self.latches.update(dev.key, f"{component}:errors", bool(active))
         if edge == "rise":
-            out.event(dev, EventKind.ELECTRICAL_ALARM, detail=f"shelly {component} protection tripped: {', '.join(active)}", source_ts_ms=ts_ms)
+            rise, what = (EventKind.FAULT, "meter error") if meter else (EventKind.ELECTRICAL_ALARM, "protection tripped")
+            out.event(dev, rise, detail=f"shelly {component} {what}: {', '.join(active)}", source_ts_ms=ts_ms)
         elif edge == "fall":
-            out.event(dev, EventKind.ELECTRICAL_CLEAR, detail=f"shelly {component} errors cleared", source_ts_ms=ts_ms)
+            out.event(dev, EventKind.FAULT_CLEAR if meter else EventKind.ELECTRICAL_CLEAR, detail=f"shelly {component} errors cleared", source_ts_ms=ts_ms)
 
     def _sys(self, out: Emitter, dev: KnownDevice, status: dict[str, Any], *, full: bool, ts_ms: int | None) -> None:
         uptime = as_number(status.get("uptime"))
