@@ -13,7 +13,12 @@ Invariants:
 - a key that changes raise/clear `flap_changes` times within `flap_window_s` is flapping: the alarm says
   so, and a flapping technical alarm is not resolved on a clear until the key has been quiet a full window;
 - an alarm raised while its cause is open starts SUPPRESSED; once the cause has closed and stayed closed
-  for `unsuppress_grace_s`, a still-open effect is unsuppressed (it was a real problem after all).
+  for `unsuppress_grace_s`, a still-open effect is unsuppressed (it was a real problem after all);
+- maintenance windows (`windows`, one per subject, put and dropped by backend/alarms/maintenance.py) silence
+  the subject's alarms; a life-safety alarm only under a window with `life_safety` (an explicit override).
+  When a window ends (on time, early, or found over at a restart) each alarm it held is re-evaluated: a
+  life-safety alarm whose device cleared during the window (`cleared_in_window`, kept in the audit log as
+  annotations so a restart re-derives it) goes to AWAITING_VERIFICATION, every other one back to RAISED, live.
 """
 
 from __future__ import annotations
@@ -35,7 +40,11 @@ from alerting.lifecycle import (
 )
 from alerting.model import Alarm, AlarmKey, AuditEntry, Persist, Severity, Signal, SignalKind
 
-__all__ = ["AlarmBook", "BookSettings", "MaintenanceWindow", "UnknownAlarm", "replay", "transition"]
+__all__ = ["IN_WINDOW_AGAIN", "IN_WINDOW_CLEARED", "AlarmBook", "BookSettings", "MaintenanceWindow", "UnknownAlarm", "replay", "transition"]
+
+# Audit annotations (alerting.model.ANNOTATIONS) of a silenced life-safety alarm's device during its window.
+IN_WINDOW_CLEARED = "cleared_in_window"
+IN_WINDOW_AGAIN = "alarm_in_window"
 
 
 class UnknownAlarm(LifecycleError):
@@ -57,6 +66,10 @@ class MaintenanceWindow:
     until_ms: int
     author: str
     note: str = ""
+    life_safety: bool = False  # an explicit override: this window may silence life-safety alarms too
+
+    def holds(self, alarm: Alarm) -> bool:
+        return self.life_safety or not alarm.life_safety
 
 
 def transition(alarm: Alarm, move: Move, actor: str, now_ms: int, note: str = "", **changes: object) -> tuple[Alarm, AuditEntry]:
@@ -98,6 +111,7 @@ class AlarmBook:
         self.id_prefix = id_prefix
         self.open: dict[AlarmKey, Alarm] = {}
         self.windows: dict[str, MaintenanceWindow] = {}
+        self.cleared_in_window: set[AlarmKey] = set()  # silenced life-safety alarms whose device has cleared since
         self._by_id: dict[str, AlarmKey] = {}
         self._seq = 0
         self._changes: dict[AlarmKey, tuple[int, ...]] = {}
@@ -130,12 +144,20 @@ class AlarmBook:
             return self._create(sig, now_ms)
         audit: list[AuditEntry] = []
         a = dataclasses.replace(
-            current, occurrences=current.occurrences + 1, last_seen_ms=max(current.last_seen_ms, sig.seen_ms),
+            current, occurrences=current.occurrences + (0 if sig.refresh_detail else 1), last_seen_ms=max(current.last_seen_ms, sig.seen_ms),
             updated_ms=now_ms, needs_callback=current.needs_callback or sig.needs_callback,
         )
         self._pending_clear.pop(key, None)
+        if sig.refresh_detail and sig.detail is not None:
+            a = dataclasses.replace(a, detail=sig.detail)
         if sig.severity.rank > a.severity.rank:
-            a, e = _annotate(a, "severity_raised", now_ms, f"{a.severity.value} -> {sig.severity.value}", severity=sig.severity)
+            # The ladder bridge re-enters the ladder at the new severity's entry point on this entry (docs/alerting.md).
+            note = f"{a.severity.value} -> {sig.severity.value}" + (f"; {sig.trend}" if sig.trend else "")
+            a, e = _annotate(a, "severity_raised", now_ms, note, severity=sig.severity, detail=sig.detail or a.detail)
+            audit.append(e)
+        if a.state is AlarmState.SILENCED and key in self.cleared_in_window:
+            self.cleared_in_window.discard(key)
+            a, e = _annotate(a, IN_WINDOW_AGAIN, now_ms, "the device alarms again during the maintenance window")
             audit.append(e)
         if a.state is AlarmState.AWAITING_VERIFICATION:
             a, e = transition(a, Move.RECUR, SYSTEM_ACTOR, now_ms, "the device alarms again")
@@ -160,7 +182,7 @@ class AlarmBook:
             audit.append(e)
         else:
             window = self.windows.get(key.subject)
-            if window is not None and window.until_ms > now_ms:
+            if window is not None and window.until_ms > now_ms and window.holds(a):
                 a, e = transition(a, Move.SILENCE, window.author, now_ms, f"maintenance window: {window.note}",
                                   silenced_until_ms=window.until_ms, silenced_by=window.author)
                 audit.append(e)
@@ -176,6 +198,14 @@ class AlarmBook:
             return []
         a = dataclasses.replace(a, last_seen_ms=max(a.last_seen_ms, sig.seen_ms), updated_ms=now_ms)
         audit: list[AuditEntry] = []
+        if a.life_safety and a.state is AlarmState.SILENCED:
+            if key in self.cleared_in_window:
+                self._put(a)
+                return [Persist(a)]
+            self.cleared_in_window.add(key)  # re-evaluated when the window ends
+            a, e = _annotate(a, IN_WINDOW_CLEARED, now_ms, sig.detail or "the device cleared during the maintenance window")
+            self._put(a)
+            return [Persist(a, (e,))]
         if not a.life_safety and (a.state, Move.RESOLVE) in TRANSITIONS:
             a, more = self._note_change(a, now_ms)
             audit += more
@@ -231,15 +261,40 @@ class AlarmBook:
         return [Persist(a, (e,))]
 
     def add_window(self, window: MaintenanceWindow, now_ms: int) -> list[Persist]:
-        """Open a maintenance window on a subject: its open alarms and new ones are silenced until it ends."""
+        """Open (or change the end of) a maintenance window on a subject: its open alarms and new ones are
+        silenced until it ends; a life-safety alarm only when the window carries the override."""
         if window.until_ms <= now_ms or window.author == SYSTEM_ACTOR:
             raise LifecycleError("a maintenance window needs a person as author and an end in the future")
         self.windows[window.subject] = window
         out: list[Persist] = []
         for a in [a for k, a in self.open.items() if k.subject == window.subject]:
-            if (a.state, Move.SILENCE) in TRANSITIONS:
+            if not window.holds(a):
+                if a.state is AlarmState.SILENCED:  # the override that held it is gone
+                    out += self._release(a, now_ms, "the life-safety override of the maintenance window ended")
+            elif a.state is AlarmState.SILENCED and a.silenced_until_ms != window.until_ms:
+                changed = dataclasses.replace(a, silenced_until_ms=window.until_ms, updated_ms=now_ms)  # extended or shortened
+                self._put(changed)
+                out.append(Persist(changed))
+            elif (a.state, Move.SILENCE) in TRANSITIONS:
                 out += self.move(a.id, Move.SILENCE, window.author, now_ms, note=f"maintenance window: {window.note}", until_ms=window.until_ms)
         return out
+
+    def end_window(self, subject: str, now_ms: int, note: str = "maintenance window ended") -> list[Persist]:
+        """The window on `subject` is over (on time or early): re-evaluate every alarm it held."""
+        self.windows.pop(subject, None)
+        out: list[Persist] = []
+        for a in [a for k, a in self.open.items() if k.subject == subject and a.state is AlarmState.SILENCED]:
+            out += self._release(a, now_ms, note)
+        return out
+
+    def _release(self, a: Alarm, now_ms: int, note: str) -> list[Persist]:
+        """A silence is over: a life-safety device that cleared meanwhile awaits verification; anything else is live."""
+        if a.life_safety and a.key in self.cleared_in_window:
+            self.cleared_in_window.discard(a.key)
+            a, e = transition(a, Move.DEVICE_CLEAR, SYSTEM_ACTOR, now_ms, f"{note}; the device cleared during it: verify on site",
+                              silenced_until_ms=None, silenced_by=None)
+            return [Persist(a, (e,)), *self._put(a, now_ms)]
+        return self.move(a.id, Move.UNSILENCE, SYSTEM_ACTOR, now_ms, note=f"{note}; the device is still in alarm" if a.life_safety else note)
 
     # -- time -----------------------------------------------------------------------------------------
     def tick(self, now_ms: int) -> list[Persist]:
@@ -247,10 +302,11 @@ class AlarmBook:
         window_ms = round(self.settings.flap_window_s * 1000)
         grace_ms = round(self.settings.unsuppress_grace_s * 1000)
         for subject in [s for s, w in self.windows.items() if w.until_ms <= now_ms]:
-            del self.windows[subject]
+            out += self.end_window(subject, now_ms)
         for a in list(self.open.values()):
-            if a.state is AlarmState.SILENCED and a.silenced_until_ms is not None and a.silenced_until_ms <= now_ms:
-                out += self.move(a.id, Move.UNSILENCE, SYSTEM_ACTOR, now_ms, note="maintenance window ended")
+            if (a.state is AlarmState.SILENCED and a.silenced_until_ms is not None and a.silenced_until_ms <= now_ms
+                    and a.key.subject not in self.windows):
+                out += self._release(a, now_ms, "maintenance window ended")
             elif a.state is AlarmState.SUPPRESSED and a.cause_closed_ms is not None and now_ms - a.cause_closed_ms >= grace_ms:
                 out += self.move(a.id, Move.UNSUPPRESS, SYSTEM_ACTOR, now_ms, note=f"cause {a.cause} is over; this alarm remains")
             elif (cleared := self._pending_clear.get(a.key)) is not None and now_ms - cleared >= window_ms:
@@ -265,6 +321,7 @@ class AlarmBook:
         """Keep `a` (or drop it once closed); when a cause closes, its suppressed effects learn when."""
         if a.state in CLOSED_STATES:
             self.open.pop(a.key, None)
+            self.cleared_in_window.discard(a.key)
             self._by_id.pop(a.id, None)
             self._pending_clear.pop(a.key, None)
             out: list[Persist] = []

@@ -12,7 +12,7 @@ an alarm raised for slot s; arrays grow (doubling) as slots are added, never shr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,6 +51,8 @@ class Evaluation:
     fired: I64
     cleared: I64
     measure: F64  # what the rule looked at (value, rate, drift) for each evaluated position
+    rose: I64 = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # positions whose open alarm passed a higher level (its severity rises)
+    stage: npt.NDArray[np.int8] | None = None  # per evaluated position: higher levels passed (0: the base level)
 
 
 class Columns:
@@ -92,12 +94,19 @@ class Columns:
 
 class Threshold(Columns):
     """Level with hysteresis and debounce: raise after `samples` consecutive readings past the level spanning
-    at least `for_ms`; clear once a reading is past `clear` the other way. `sign` -1 turns 'above' into 'below'."""
+    at least `for_ms`; clear once a reading is past `clear` the other way. `sign` -1 turns 'above' into 'below'.
 
-    _state = ("since_ms", "count", "active")
+    Higher levels (`steps` of them, e.g. residual current 500 mA critical above 300 mA major): `signed_step[s, k]`
+    holds level k+1 times `sign` (+inf where a slot has fewer); `stage[s]` is how many of them the open alarm
+    has passed. A raise starts at the stage of its reading; while the alarm is open, a reading past a further
+    level raises the stage at once (the base debounce has been met; a rising hazard is not debounced again);
+    the stage never falls until the alarm clears. A rule without higher levels pays nothing for them."""
+
+    _state = ("since_ms", "count", "active", "stage")
     _fields: ClassVar[dict[str, tuple[Any, Any]]] = {
         "level": (np.float64, np.inf), "clear": (np.float64, np.inf), "for_ms": (np.int64, 0), "samples": (np.int32, 1),
         "since_ms": (np.int64, -1), "count": (np.int32, 0), "active": (np.bool_, False), "applies": (np.bool_, False),
+        "stage": (np.int8, 0), "signed_step": (np.float64, np.inf),
     }
     level: F64
     clear: F64
@@ -108,9 +117,16 @@ class Threshold(Columns):
     active: B
     applies: B
 
-    def __init__(self, capacity: int = 1024, *, below: bool = False) -> None:
+    stage: npt.NDArray[np.int8]
+    signed_step: F64
+
+    def __init__(self, capacity: int = 1024, *, below: bool = False, steps: int = 0) -> None:
+        self.steps = steps
         super().__init__(capacity)
         self.sign = -1.0 if below else 1.0
+
+    def _shape(self, name: str, n: int) -> tuple[int, ...]:
+        return (n, max(self.steps, 1)) if name == "signed_step" else (n,)
 
     def evaluate(self, s: I64, v: F64, t: I64) -> Evaluation:
         sv = self.sign * v
@@ -123,8 +139,15 @@ class Threshold(Columns):
         clear = act & down
         self.count[s] = count
         self.since_ms[s] = since
-        self.active[s] = (act | fire) & ~clear
-        return Evaluation(np.flatnonzero(fire), np.flatnonzero(clear), v)
+        now_active = (act | fire) & ~clear
+        self.active[s] = now_active
+        if not self.steps:
+            return Evaluation(np.flatnonzero(fire), np.flatnonzero(clear), v)
+        reached = np.count_nonzero(sv[:, None] > self.signed_step[s], axis=1).astype(np.int8)
+        before = self.stage[s]
+        stage = np.where(now_active, np.maximum(np.where(act, before, 0), reached), 0).astype(np.int8)
+        self.stage[s] = stage
+        return Evaluation(np.flatnonzero(fire), np.flatnonzero(clear), v, np.flatnonzero(act & now_active & (stage > before)), stage)
 
 
 class TemperatureRise(Columns):
@@ -209,13 +232,16 @@ class ResidualDrift(Columns):
 
 
 class Presence(Columns):
-    """Per device: last heard (source time), how long silence may last, and whether it is lost or disabled."""
+    """Per device: last heard (the centre's receive time, never the device's own clock), how long silence may last,
+    whether it is lost, disabled or unknown (a bridge in front of it is gone: not judged until heard again), and
+    its clock check (`skew_since`: receive time of the first of an unbroken run of late messages, -1 none)."""
 
-    _state = ("last_seen", "lost", "disabled")
+    _state = ("last_seen", "lost", "disabled", "unknown", "unknown_drill", "skew_since", "skewed")
     _fields: ClassVar[dict[str, tuple[Any, Any]]] = {
         "last_seen": (np.int64, -1), "window_ms": (np.int64, np.iinfo(np.int64).max // 4), "lost": (np.bool_, False),
         "disabled": (np.bool_, False), "gateway": (np.int64, -1), "household": (np.int64, -1), "mains": (np.bool_, False),
-        "building": (np.int64, -1),
+        "building": (np.int64, -1), "unknown": (np.bool_, False), "unknown_drill": (np.bool_, False),
+        "skew_since": (np.int64, -1), "skewed": (np.bool_, False),
     }
     last_seen: I64
     window_ms: I64
@@ -225,32 +251,42 @@ class Presence(Columns):
     household: I64
     mains: B
     building: I64
+    unknown: B
+    unknown_drill: B
+    skew_since: I64
+    skewed: B
 
     def silent(self, n: int, now_ms: int, gateway_down: B) -> I64:
-        """Slots (< n) newly silent past their window, not behind a gateway that is down; marks them lost."""
+        """Slots (< n) newly silent past their window, not unknown nor behind a gateway that is down; marks them lost."""
         ls = self.last_seen[:n]
         gw = self.gateway[:n]
         behind_down = np.where(gw >= 0, gateway_down[np.maximum(gw, 0)], False)
-        hit = np.flatnonzero(~self.lost[:n] & ~self.disabled[:n] & (ls >= 0) & (now_ms - ls > self.window_ms[:n]) & ~behind_down)
+        hit = np.flatnonzero(~self.lost[:n] & ~self.disabled[:n] & ~self.unknown[:n] & (ls >= 0) & (now_ms - ls > self.window_ms[:n]) & ~behind_down)
         self.lost[hit] = True
         return hit
 
 
 class GatewayPresence(Columns):
-    _state = ("last_patrol", "down", "lost", "window_ms")
+    """Per gateway: last patrol heartbeat (receive time), down (its status says offline; a drill's cut apart from a
+    real one), lost (patrol missing), and its clock check (as Presence)."""
+
+    _state = ("last_patrol", "down", "down_drill", "lost", "window_ms", "skew_since", "skewed")
     _fields: ClassVar[dict[str, tuple[Any, Any]]] = {
         "last_patrol": (np.int64, -1), "window_ms": (np.int64, 7_260_000), "down": (np.bool_, False), "lost": (np.bool_, False),
-        "building": (np.int64, -1),
+        "building": (np.int64, -1), "down_drill": (np.bool_, False), "skew_since": (np.int64, -1), "skewed": (np.bool_, False),
     }
     last_patrol: I64
     window_ms: I64
     down: B
+    down_drill: B
     lost: B
     building: I64
+    skew_since: I64
+    skewed: B
 
     def silent(self, n: int, now_ms: int) -> I64:
         lp = self.last_patrol[:n]
-        hit = np.flatnonzero(~self.lost[:n] & ~self.down[:n] & (lp >= 0) & (now_ms - lp > self.window_ms[:n]))
+        hit = np.flatnonzero(~self.lost[:n] & ~self.down[:n] & ~self.down_drill[:n] & (lp >= 0) & (now_ms - lp > self.window_ms[:n]))
         self.lost[hit] = True
         return hit
 

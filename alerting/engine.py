@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from alerting.book import AlarmBook, MaintenanceWindow
 from alerting.columns import Evaluation, GatewayPresence, Presence, ResidualDrift, TemperatureRise, Threshold, Welfare, rounds
-from alerting.config import RuleConfig
+from alerting.config import RuleConfig, ThresholdRule
 from alerting.directory import DeviceInfo, SiteView
 from alerting.lifecycle import TRANSITIONS, AlarmState, Move
 from alerting.model import Action, AlarmKey, DeviceRecord, Place, Severity, Signal, SignalKind
@@ -46,6 +46,11 @@ POWER_OUTAGE = "power_outage"
 GATEWAY_OFFLINE = "gateway_offline"
 CONFIRMED_FIRE = "confirmed_fire"
 WELFARE = "welfare_check"
+DEVICES_UNKNOWN = "devices_unknown"
+CLOCK_SKEW = "clock_skew"
+LIFE_SAFETY_KINDS = (DeviceKind.SMOKE, DeviceKind.SOS)  # named first when a bridge blinds them
+_KIND_NAMES = {DeviceKind.SMOKE: "烟感", DeviceKind.SOS: "一键呼救", DeviceKind.ELECTRICAL: "电气监测", DeviceKind.CAMERA: "摄像机",
+               DeviceKind.WATER_LEAK: "漏水", DeviceKind.OTHER: "其他"}
 
 
 class ReadingLike(Protocol):
@@ -58,12 +63,15 @@ class ReadingLike(Protocol):
     @property
     def source_ts_ms(self) -> int: ...
     @property
+    def received_ms(self) -> int: ...  # the centre's receive time; < 0: unknown (evaluated with `now`)
+    @property
     def drill(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Readings as columns: series slot, metric id (-1: no rule reads it), value, source time, drill."""
+    """Readings as columns: series slot, metric id (-1: no rule reads it), value, source time, drill, receive time
+    (the centre's clock: liveness and the clock check use it; -1 or no column: `now` of the call)."""
 
     slot: I64
     metric: npt.NDArray[np.int16]
@@ -71,6 +79,7 @@ class Batch:
     ts_ms: I64
     drill: npt.NDArray[np.bool_]
     unknown: int = 0  # readings of devices the site does not know (not evaluated)
+    recv_ms: I64 | None = None
 
     def __len__(self) -> int:
         return len(self.slot)
@@ -84,6 +93,15 @@ class _Verdict:
     severity: Severity
     title: str
     unit: str = ""
+
+
+def _trend(before: str | None, before_ms: int, now_text: str, now_value: float, now_ms: int) -> str:
+    """How a hazard moved between the alarm's last reading and this one, for the timeline."""
+    try:
+        delta = f" ({now_value - float(before or ''):+.1f} in {(now_ms - before_ms) / 1000:.0f} s)"
+    except ValueError:
+        delta = ""
+    return f"rising: {before or '?'} -> {now_text}{delta}"
 
 
 def _subject(device: str) -> str:
@@ -125,7 +143,7 @@ class Engine:
         self.series_dev = np.full(1024, -1, dtype=np.int64)
         self._series_metric: dict[tuple[str, str, bool], tuple[int, int]] = {}
         self.metric_ids: dict[str, int] = {}
-        self.thresholds = [(r, Threshold(below=r.below), self._metric_id(r.metric)) for r in rules.thresholds]
+        self.thresholds = [(r, Threshold(below=r.below, steps=len(r.levels)), self._metric_id(r.metric)) for r in rules.thresholds]
         self.rise = TemperatureRise() if "temperature_rise" in rules.trends else None
         self.drift = ResidualDrift() if "residual_drift" in rules.trends else None
         self._rise_metric = self._metric_id(rules.trends["temperature_rise"].metric) if self.rise else -2
@@ -140,6 +158,8 @@ class Engine:
         self.hh_index: dict[str, int] = {}
         self.hh_info: list[tuple[str, str, int | None, str]] = []
         self.smoke_active: dict[tuple[str, int | None, bool], set[str]] = {}
+        self._unknown: dict[tuple[str, bool], set[str]] = {}  # (gateway, drill) -> devices behind it that are unknown
+        self._skew_ms = round(rules.clock_skew_max_s * 1000)
         self.building_rise_ms: dict[tuple[str, bool], int] = {}
         for gw, building in site.gateways():
             self._add_gateway(gw, building, now_ms)
@@ -235,6 +255,8 @@ class Engine:
             cols.applies[slot] = d.kind in rule.kinds
             cols.level[slot], cols.clear[slot] = r.level, r.clear
             cols.for_ms[slot], cols.samples[slot] = round(r.for_s * 1000), r.samples
+            for k, (level, _) in enumerate(r.levels):
+                cols.signed_step[slot, k] = cols.sign * level
         if self.rise is not None:
             tr = self.rules.trends["temperature_rise"]
             self.rise.ensure(slot + 1)
@@ -266,6 +288,7 @@ class Engine:
         metrics: list[int] = []
         values: list[float] = []
         ts: list[int] = []
+        recv: list[int] = []
         drill: list[bool] = []
         cache = self._series_metric
         unknown = 0
@@ -278,9 +301,10 @@ class Engine:
             metrics.append(sm[1])
             values.append(r.value)
             ts.append(r.source_ts_ms)
+            recv.append(r.received_ms)
             drill.append(r.drill)
         return Batch(np.array(slots, dtype=np.int64), np.array(metrics, dtype=np.int16), np.array(values, dtype=np.float64),
-                     np.array(ts, dtype=np.int64), np.array(drill, dtype=np.bool_), unknown)
+                     np.array(ts, dtype=np.int64), np.array(drill, dtype=np.bool_), unknown, np.array(recv, dtype=np.int64))
 
     def on_readings(self, readings: Iterable[ReadingLike], now_ms: int) -> list[Action]:
         return self.on_batch(self.batch(readings), now_ms)
@@ -290,7 +314,9 @@ class Engine:
             return []
         out: list[Action] = []
         dev = self.series_dev[b.slot]
-        out += self._seen(dev, b.ts_ms, now_ms)
+        recv = np.full(len(b), now_ms, dtype=np.int64) if b.recv_ms is None else np.where(b.recv_ms < 0, now_ms, b.recv_ms)
+        out += self._seen(dev, recv, now_ms)
+        out += self._clock_check(dev, b.ts_ms, recv, b.drill, now_ms)
         if self._power_metric >= 0:
             active = (b.metric == self._power_metric) & (b.value >= self.rules.welfare_activity_power_w)
             if active.any():
@@ -301,7 +327,7 @@ class Engine:
                 sel = np.flatnonzero((m == mid) & cols.applies[s])
                 if len(sel):
                     ev = cols.evaluate(s[sel], v[sel], t[sel])
-                    out += self._verdicts(_Verdict(rule.name, rule.severity, rule.title), sel, ev, (s, t, dr), now_ms)
+                    out += self._verdicts(_Verdict(rule.name, rule.severity, rule.title), sel, ev, (s, t, dr), now_ms, rule=rule)
             if self.rise is not None:
                 sel = np.flatnonzero((m == self._rise_metric) & self.rise.applies[s])
                 if len(sel):
@@ -321,29 +347,115 @@ class Engine:
                     out += self._verdicts(_Verdict(tr.name, tr.severity, tr.title, "mA"), sel, ev, (s, t, dr), now_ms)
         return out
 
-    def _verdicts(self, what: _Verdict, sel: I64, ev: Evaluation, rnd: tuple[I64, I64, npt.NDArray[np.bool_]], now_ms: int) -> list[Action]:
+    def _verdicts(self, what: _Verdict, sel: I64, ev: Evaluation, rnd: tuple[I64, I64, npt.NDArray[np.bool_]], now_ms: int, *,
+                  rule: ThresholdRule | None = None) -> list[Action]:
         s, t, drill = rnd
         out: list[Action] = []
-        for kind, positions in ((SignalKind.RAISE, ev.fired), (SignalKind.CLEAR, ev.cleared)):
+        for kind, positions in ((SignalKind.RAISE, ev.fired), (SignalKind.CLEAR, ev.cleared), (SignalKind.RAISE, ev.rose)):
+            rising = positions is ev.rose
             for p in positions:
                 j = sel[p]
                 device, subject, _ = _series_parts(self.series_names[int(s[j])])
                 d = self.devices[device]
-                sig = Signal(kind, what.alarm_type, subject, int(t[j]), what.severity, drill=bool(drill[j]),
-                             title=f"{what.title} · {d.place_name}", place=self._place(d), detail=f"{float(ev.measure[p]):.1f}{what.unit}")
+                severity = what.severity
+                if rule is not None and ev.stage is not None and ev.stage[p] > 0:
+                    severity = self.rules.threshold_params(rule, d.id, d.building).levels[int(ev.stage[p]) - 1][1]
+                detail = f"{float(ev.measure[p]):.1f}{what.unit}"
+                trend = None
+                if rising:
+                    before = self.book.open.get(AlarmKey(subject, what.alarm_type, bool(drill[j])))
+                    trend = _trend(before.detail, before.last_seen_ms, detail, float(ev.measure[p]), int(t[j])) if before else None
+                sig = Signal(kind, what.alarm_type, subject, int(t[j]), severity, drill=bool(drill[j]),
+                             title=f"{what.title} · {d.place_name}", place=self._place(d), detail=detail, trend=trend)
                 out += self.book.signal(sig, now_ms)
         return out
 
-    def _seen(self, dev: I64, ts: I64, now_ms: int) -> list[Action]:
+    def _seen(self, dev: I64, recv: I64, now_ms: int) -> list[Action]:
+        """Devices heard, at the centre's receive times `recv` (a device's or gateway's own clock never moves liveness)."""
         p = self.presence
-        np.maximum.at(p.last_seen, dev, ts)
+        np.maximum.at(p.last_seen, dev, recv)
         back = dev[p.lost[dev]]
         out: list[Action] = []
         for i in np.unique(back):
             p.lost[i] = False
             d = self._dev_list[int(i)]
             out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(d.id), now_ms, detail="heard again"), now_ms)
+        unknown = p.unknown[dev]
+        if unknown.any():
+            for i in np.unique(dev[unknown]):
+                out += self._known_again(int(i), now_ms)
         return out
+
+    # -- clocks (GB 50440: clock error <= 5 s) -----------------------------------------------------------
+    def _clock_check(self, dev: I64, src: I64, recv: I64, drill: npt.NDArray[np.bool_], now_ms: int) -> list[Action]:
+        """Compare each message's source time with its receive time. Ahead by more than `clock_skew_max_s` is a
+        skewed clock at once (no transport makes a message early); behind by more is one only once it has stayed
+        behind for `clock_skew_confirm_s` of receive time (a message held at a gateway during an uplink outage is
+        late too, and the live ones after it are not). One alarm per device, closed when a message is in range.
+        Drill messages carry drill times and are not checked."""
+        p = self.presence
+        lateness = recv - src
+        off = (np.abs(lateness) > self._skew_ms) & ~drill
+        watched = off | p.skewed[dev] | (p.skew_since[dev] >= 0)
+        if not watched.any():
+            return []
+        out: list[Action] = []
+        for j in np.flatnonzero(watched & ~drill)[np.argsort(recv[watched & ~drill], kind="stable")]:
+            i = int(dev[j])
+            d = self._dev_list[i]
+            out += self._skew_step(p, i, int(lateness[j]), int(recv[j]), subject=_subject(d.id), title=f"设备时钟偏差 · {d.place_name}",
+                                   place=self._place(d), now_ms=now_ms)
+        return out
+
+    def _skew_step(self, cols: Presence | GatewayPresence, i: int, lateness: int, recv: int, *, subject: str, title: str, place: Place,
+                   now_ms: int) -> list[Action]:
+        if abs(lateness) <= self._skew_ms:
+            cols.skew_since[i] = -1
+            if cols.skewed[i]:
+                cols.skewed[i] = False
+                return list(self.book.signal(Signal(SignalKind.CLEAR, CLOCK_SKEW, subject, recv, detail="时钟已恢复正常"), now_ms))
+            return []
+        if lateness > 0 and cols.skew_since[i] < 0:
+            cols.skew_since[i] = recv
+        confirmed = lateness < 0 or recv - int(cols.skew_since[i]) >= round(self.rules.clock_skew_confirm_s * 1000)
+        if not confirmed or cols.skewed[i]:
+            return []
+        cols.skewed[i] = True
+        way = "快" if lateness < 0 else "慢"
+        detail = f"时钟比中心{way} {abs(lateness) / 1000:.0f} 秒（GB 50440：误差 ≤ {self.rules.clock_skew_max_s:g} 秒）"
+        return list(self.book.signal(Signal(SignalKind.RAISE, CLOCK_SKEW, subject, recv, Severity.MINOR, title=title, place=place,
+                                            detail=detail), now_ms))
+
+    # -- unknown devices (a bridge in front of them is gone) ---------------------------------------------
+    def _known_again(self, i: int, now_ms: int) -> list[Action]:
+        p = self.presence
+        drill = bool(p.unknown_drill[i])
+        p.unknown[i] = p.unknown_drill[i] = False
+        d = self._dev_list[i]
+        blind = self._unknown.get((d.gateway, drill))
+        if blind is None:
+            return []
+        blind.discard(d.id)
+        return self._blind_alarm(d.gateway, drill, now_ms)
+
+    def _blind_alarm(self, gateway: str, drill: bool, now_ms: int, why: str | None = None) -> list[Action]:
+        """ONE alarm on the gateway naming how many devices of each class behind it are unknown (life safety first);
+        its count follows as they come and go; closed when all report again."""
+        blind = self._unknown.get((gateway, drill), set())
+        subject = f"gateway:{gateway}"
+        if not blind:
+            self._unknown.pop((gateway, drill), None)
+            return list(self.book.signal(Signal(SignalKind.CLEAR, DEVICES_UNKNOWN, subject, now_ms, drill=drill, detail="设备已恢复上报"), now_ms))
+        kinds = [self.devices[x].kind for x in blind]
+        order = [*LIFE_SAFETY_KINDS, *(k for k in DeviceKind if k not in LIFE_SAFETY_KINDS)]
+        counts = "、".join(f"{_KIND_NAMES.get(k, k.value)} {kinds.count(k)} 台" for k in order if k in kinds)
+        detail = f"{len(blind)} 台设备状态未知（桥接/协调器离线，无法听到这些设备）：{counts}" + (f"；{why}" if why else "")
+        i = self.gw_index.get(gateway)
+        building = self.gw_building[i] if i is not None else None
+        severity = Severity.MAJOR if any(k in LIFE_SAFETY_KINDS for k in kinds) else Severity.MINOR
+        sig = Signal(SignalKind.RAISE, DEVICES_UNKNOWN, subject, now_ms, severity, drill=drill, title=f"设备状态未知 · 网关 {gateway}",
+                     place=Place(gateway=gateway, building=building), detail=detail, refresh_detail=True)
+        return list(self.book.signal(sig, now_ms))
 
     def _activity(self, households: I64, ts: I64, now_ms: int) -> list[Action]:
         keep = households >= 0
@@ -362,10 +474,16 @@ class Engine:
     def on_event(self, device: str, gateway: str, event: EventKind, now_ms: int, *, seen_ms: int | None = None, drill: bool = False,
                  needs_callback: bool = False, msg_id: str | None = None, value: float | None = None, detail: str | None = None) -> list[Action]:
         seen = now_ms if seen_ms is None else seen_ms
-        d = self.devices.get(device) or DeviceInfo(device, DeviceKind.OTHER, gateway, None, place_name=device)
+        # A device the site does not list yet takes the place of its gateway (building, else the gateway's community
+        # through the store), so the duty officer whose territory it is sees its alarm.
+        d = self.devices.get(device) or DeviceInfo(device, DeviceKind.OTHER, gateway,
+                                                   self.gw_building[self.gw_index[gateway]] if gateway in self.gw_index else None, place_name=device)
         out: list[Action] = []
         if device in self.dev_index:
-            out += self._seen(np.array([self.dev_index[device]], dtype=np.int64), np.array([seen], dtype=np.int64), now_ms)
+            i = np.array([self.dev_index[device]], dtype=np.int64)
+            recv = np.array([now_ms], dtype=np.int64)
+            out += self._seen(i, recv, now_ms)
+            out += self._clock_check(i, np.array([seen], dtype=np.int64), recv, np.array([drill]), now_ms)
         rule = self.rules.events.get(event)
         if rule is None:
             return out
@@ -442,18 +560,28 @@ class Engine:
         if i is None or d is None:
             return []
         p = self.presence
+        if state is AvailabilityState.UNKNOWN:
+            # A bridge in front of it is gone: not offline, not silent, nothing of its own; ONE gateway-level alarm
+            # counts what its gateway cannot hear. Its absence is not judged until it is heard again.
+            if p.unknown[i] and bool(p.unknown_drill[i]) == drill:
+                return []
+            out = self._known_again(i, now_ms) if p.unknown[i] else []
+            p.unknown[i], p.unknown_drill[i] = True, drill
+            self._unknown.setdefault((d.gateway, drill), set()).add(d.id)
+            return out + self._blind_alarm(d.gateway, drill, now_ms, reason)
+        out = self._known_again(i, now_ms) if p.unknown[i] else []
         if state is AvailabilityState.ONLINE:
             p.disabled[i] = False
-            return self._seen(np.array([i], dtype=np.int64), np.array([seen], dtype=np.int64), now_ms)
+            return out + self._seen(np.array([i], dtype=np.int64), np.array([now_ms], dtype=np.int64), now_ms)
         if state is AvailabilityState.DISABLED:
             p.disabled[i] = True
             p.lost[i] = False
-            return list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, drill=drill,
-                                                detail="disabled on purpose"), now_ms))
+            return out + list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, drill=drill,
+                                                      detail="disabled on purpose"), now_ms))
         if state is AvailabilityState.OFFLINE and not p.lost[i]:
             p.lost[i] = True
-            return self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline", drill=drill)
-        return []  # UNKNOWN: a bridge in front of it is gone; the gateway-level alarm covers it
+            return out + self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline", drill=drill)
+        return out
 
     def _comm_lost(self, d: DeviceInfo, seen: int, now_ms: int, why: str, *, drill: bool = False) -> list[Action]:
         # A drill's power cut suppresses the drill's camera alarms, never real ones (and the other way round).
@@ -467,40 +595,47 @@ class Engine:
         if i is None:
             i = self._add_gateway(gateway, None, now_ms)
         g = self.gateways
+        down = g.down_drill if drill else g.down  # a drill's uplink cut is the drill's: its alarm carries the drill mark
         building = self.gw_building[i]
         if online:
-            was_down = bool(g.down[i])
-            g.down[i] = False
+            was_down = bool(g.down[i] or g.down_drill[i])
+            down[i] = False
             if was_down:  # its devices were unknown, not silent: each gets a fresh window
                 behind = np.flatnonzero(self.presence.gateway[: len(self.devices)] == i)
                 self.presence.last_seen[behind] = np.maximum(self.presence.last_seen[behind], now_ms)
+                g.last_patrol[i] = max(int(g.last_patrol[i]), now_ms)
             return list(self.book.signal(Signal(SignalKind.CLEAR, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, drill=drill, detail="online"), now_ms))
-        if g.down[i]:
+        if down[i]:
             return []
-        g.down[i] = True
+        down[i] = True
         n = int(np.count_nonzero(self.presence.gateway[: len(self.devices)] == i))
         sig = Signal(SignalKind.RAISE, GATEWAY_OFFLINE, f"gateway:{gateway}", now_ms, Severity.MAJOR, drill=drill, title=f"网关离线 · {gateway}",
                      place=Place(gateway=gateway, building=building), detail=f"{n} devices behind it are unknown",
                      cause=self._outage_key(building, drill))
         return list(self.book.signal(sig, now_ms))
 
-    def on_patrol(self, gateway: str, period_s: float, now_ms: int) -> list[Action]:
+    def on_patrol(self, gateway: str, period_s: float, now_ms: int, *, source_ms: int | None = None) -> list[Action]:
+        """A patrol heartbeat received at `now_ms` (the centre's clock), stamped `source_ms` by the gateway's clock."""
         i = self.gw_index.get(gateway)
         if i is None:
             i = self._add_gateway(gateway, None, now_ms)
         g = self.gateways
         g.last_patrol[i] = max(int(g.last_patrol[i]), now_ms)
         g.window_ms[i] = round((self.rules.patrol_misses * period_s + self.rules.patrol_grace_s) * 1000)
+        out: list[Action] = []
+        if source_ms is not None:
+            out += self._skew_step(g, i, now_ms - source_ms, now_ms, subject=f"gateway:{gateway}", title=f"网关时钟偏差 · {gateway}",
+                                   place=Place(gateway=gateway, building=self.gw_building[i]), now_ms=now_ms)
         if g.lost[i]:
             g.lost[i] = False
-            return list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, f"gateway:{gateway}", now_ms, detail="patrol heartbeat again"), now_ms))
-        return []
+            out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, f"gateway:{gateway}", now_ms, detail="patrol heartbeat again"), now_ms)
+        return out
 
     # -- time --------------------------------------------------------------------------------------------
     def tick(self, now_ms: int) -> list[Action]:
         out: list[Action] = list(self.book.tick(now_ms))
         n_dev = len(self.devices)
-        for i in self.presence.silent(n_dev, now_ms, self.gateways.down):
+        for i in self.presence.silent(n_dev, now_ms, self.gateways.down | self.gateways.down_drill):
             d = self._dev_list[int(i)]
             silent_s = (now_ms - int(self.presence.last_seen[i])) / 1000
             out += self._comm_lost(d, int(self.presence.last_seen[i]), now_ms, f"silent for {silent_s:.0f} s")
@@ -576,9 +711,13 @@ class Engine:
         # series flags, drill series included: (subject, rule, drill) of every open alarm a reading may clear
         raised = {(k.subject, k.alarm_type, k.drill) for k, a in self.book.open.items() if a.state is not AlarmState.AWAITING_VERIFICATION}
         series = [_series_parts(name) for name in self.series_names]
+        severities = {(k.subject, k.alarm_type, k.drill): a.severity for k, a in self.book.open.items()}
         for rule, cols, _ in self.thresholds:
             for slot, (_dev, subject, drill) in enumerate(series):
                 cols.active[slot] = (subject, rule.name, drill) in raised
+                if rule.levels:  # the stage an open alarm has reached, from its severity (the book's is the truth)
+                    sev = severities.get((subject, rule.name, drill))
+                    cols.stage[slot] = 0 if sev is None or not cols.active[slot] else sum(1 for _, ls in rule.levels if ls.rank <= sev.rank)
         trend_cols: list[tuple[str, TemperatureRise | ResidualDrift | None]] = [("temperature_rise", self.rise), ("residual_drift", self.drift)]
         for name, tcols in trend_cols:
             if tcols is not None:
@@ -586,9 +725,17 @@ class Engine:
                     tcols.active[slot] = (subject, name, drill) in raised
         for dev, i in self.dev_index.items():
             self.presence.lost[i] = (_subject(dev), COMM_LOST) in open_
+        open_drill = {(k.subject, k.alarm_type) for k in self.book.open if k.drill}
         for gw, i in self.gw_index.items():
             self.gateways.down[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_
+            self.gateways.down_drill[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_drill
             self.gateways.lost[i] = (f"gateway:{gw}", COMM_LOST) in open_
+            self.gateways.skewed[i] = (f"gateway:{gw}", CLOCK_SKEW) in open_
+        self._unknown.clear()
+        for dev, i in self.dev_index.items():
+            self.presence.skewed[i] = (_subject(dev), CLOCK_SKEW) in open_
+            if self.presence.unknown[i]:
+                self._unknown.setdefault((self._dev_list[i].gateway, bool(self.presence.unknown_drill[i])), set()).add(dev)
         for hid, i in self.hh_index.items():
             self.welfare.overdue[i] = (f"household:{hid}", WELFARE) in holding
         self.smoke_active.clear()

@@ -46,7 +46,7 @@ class Severity(StrEnum):
 _RANK: Final = {Severity.INFO: 0, Severity.MINOR: 1, Severity.MAJOR: 2, Severity.CRITICAL: 3}
 
 # Audit entries that record a change other than the state (from_state == to_state). Replay skips them.
-ANNOTATIONS: Final = frozenset({"raise", "severity_raised", "flapping", "cause_linked"})
+ANNOTATIONS: Final = frozenset({"raise", "severity_raised", "flapping", "cause_linked", "cleared_in_window", "alarm_in_window"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,8 @@ class Signal:
     needs_callback: bool = False
     cause: str | None = None  # key of the alarm that causes this one: it is raised suppressed
     source_msg_id: str | None = None
+    trend: str | None = None  # how the hazard moved since the alarm's last reading (recorded when its severity rises)
+    refresh_detail: bool = False  # a repeat replaces the alarm's detail (a count that changes, e.g. devices unknown)
 
     @property
     def key(self) -> AlarmKey:

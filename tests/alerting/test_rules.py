@@ -23,6 +23,7 @@ class R:
     value: float
     source_ts_ms: int
     drill: bool = False
+    received_ms: int = -1  # -1: received at the `now` of the call
 
 
 # -- event rules -------------------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def test_overrides_per_building_and_device() -> None:
 
 @pytest.mark.parametrize(("override", "says"), [
     ({"residual_curent": {"above": 400}}, "no such rule; rules that take settings: .*residual_current"),
-    ({"residual_current": {"abov": 400}}, r"unknown key\(s\) abov; this rule takes above, clear, for_s, samples"),
+    ({"residual_current": {"abov": 400}}, r"unknown key\(s\) abov; this rule takes above, clear, critical, for_s, samples"),
     ({"under_voltage": {"above": 250}}, "unknown key.*above"),  # a 'below' rule takes `below`
     ({"overload": {"above": "forty"}}, "above must be a number"),
     ({"overload": {"above": 40, "clear": 45}}, r"clear \(45.0\) must be below the level \(40.0\)"),
@@ -257,9 +258,11 @@ def test_device_availability() -> None:
     eng = engine()
     [a] = alarms(eng.on_availability("c1", AvailabilityState.OFFLINE, T0))
     assert a.alarm_type == "comm_lost"
-    assert eng.on_availability("c1", AvailabilityState.UNKNOWN, T0) == []
-    [a] = alarms(eng.on_availability("c1", AvailabilityState.DISABLED, T0 + S))
-    assert a.state is AlarmState.CLOSED
+    [u] = alarms(eng.on_availability("c1", AvailabilityState.UNKNOWN, T0))
+    assert (u.key.subject, u.alarm_type) == ("gateway:g1", "devices_unknown"), "unknown is the gateway's condition, not the device's"
+    closed = {a.alarm_type: a for a in alarms(eng.on_availability("c1", AvailabilityState.DISABLED, T0 + S))}
+    assert closed["comm_lost"].state is AlarmState.CLOSED
+    assert not closed["devices_unknown"].is_open, "a word from the device ends its unknown state"
     assert not [x for x in alarms(eng.tick(T0 + 1000 * S)) if x.key.subject == "device:c1"], "disabled: no offline alarm"
 
 
