@@ -18,6 +18,17 @@ How this works (the fast path, `accept`, driven by IngestWorker with manual MQTT
   the original is durable.
 - A rejected message is acknowledged at once (a redelivery would be rejected again) and counted.
 
+Alerting away, or a message it refuses (docs/ingest.md "Outages and poison"):
+- A feed error that is an `AlertingUnavailable` (the alarm store or the uplink queue is down, full, locked,
+  read-only) is an outage: the round stops handing over, every undelivered message of it goes back in the
+  queue (still journaled, not marked done), the lane waits with back-off and tries again, however long it
+  takes. `alerting_down` in the lane stats says so (the console and /readyz read it) until a hand-over works.
+- Any other error is the message's own: retried `feed_max_attempts` times, then parked in dead-letters.jsonl.
+  A life-safety event is first offered once more with its cosmetic fields (detail, value) removed, so a fire
+  alarm is raised even when its text is what the store refused.
+- A message reusing a `msg_id` with different content (a smoke alarm, then an SOS press with the same id) is
+  not a duplicate: it is kept under a flagged id `<msg_id>:<content digest>` and counted (`reused_ids`).
+
 Guarantee (docs/ingest.md): a QoS 1 message is acknowledged only after it is in a journal; everything
 journaled reaches the store (telemetry) or the feed (the rest), after a restart too. The store write is
 idempotent, keyed by (device, metric, source_ts_ms), so a replay never duplicates stored readings.
@@ -29,6 +40,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import enum
 import hashlib
 import json
 import logging
@@ -42,10 +55,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import msgspec
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from backend.clock import Clock, SystemClock
-from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
+from backend.ingest.handoff import AlertingFeed, AlertingUnavailable, BatchFeed, Reading
 from backend.ingest.journal import Journal, JournalEntry, JournalError
 from backend.ingest.stats import IngestStats
 from backend.settings import IngestSettings
@@ -53,9 +67,9 @@ from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import StoreUnavailable, TimeSeriesStore
 from broker.errors import MessageRejected, RejectReason
 from broker.kinds import Priority
-from broker.schemas import Telemetry, Uplink, decode_uplink
+from broker.schemas import DeviceEvent, Telemetry, Uplink, decode_uplink, encode, without_cosmetics
 
-__all__ = ["LaneStats", "Pipeline", "RecentIds"]
+__all__ = ["LaneStats", "Pipeline", "RecentIds", "Seen"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -63,8 +77,20 @@ NO_ACK = -1  # token of a QoS 0 message: nothing to acknowledge
 
 
 def _transient(exc: BaseException) -> bool:
-    """A failure of the outside world (the alarm database or a connection), not of this message."""
-    return isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError)
+    """A failure of the outside world (the alarm store, the queue or a connection), not of this message."""
+    return isinstance(exc, AlertingUnavailable | OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError)
+
+
+class Seen(enum.Enum):
+    NEW = "new"
+    REPEAT = "repeat"  # the same message again (at-least-once delivery): drop it
+    REUSED = "reused"  # a known msg_id with different content: a different message, keep it and flag it
+
+
+class _Delivery(enum.Enum):
+    DONE = "done"  # handed over, or parked: mark it done in the journal
+    RETRY = "retry"  # refused for its content: offered again (queued by _deliver)
+    UNAVAILABLE = "unavailable"  # alerting is away: the lane puts it back with the rest of the round
 
 
 class RecentIds:
@@ -84,6 +110,9 @@ class RecentIds:
 
     def __init__(self, capacity: int = 200_000, *, prefill: bool = True) -> None:
         self._ids: set[bytes] = set()
+        # Content digests of the keys that came with one (non-telemetry messages: a small share of the window),
+        # to tell a redelivery from a msg_id reused for a different message.
+        self._versions: dict[bytes, tuple[bytes, ...]] = {}
         self._order: deque[bytes] = deque()
         self._capacity = capacity
         self._placeholders = 0
@@ -96,16 +125,30 @@ class RecentIds:
 
     def seen(self, key: str) -> bool:
         """Record `key`; return True if it had been seen already."""
+        return self.check(key) is not Seen.NEW
+
+    def check(self, key: str, version: bytes | None = None) -> Seen:
+        """Record `key` (with the digest of its content, if given) and say whether it is new, a repeat, or a
+        key seen before with other content. A key known without a version (reloaded from the journal after a
+        restart) counts any content as a repeat: it cannot tell."""
         digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         if digest in self._ids:
-            return True
+            known = self._versions.get(digest)
+            if version is None or known is None or version in known:
+                return Seen.REPEAT
+            self._versions[digest] = (*known, version)
+            return Seen.REUSED
         self._ids.add(digest)
         self._order.append(digest)
+        if version is not None:
+            self._versions[digest] = (version,)
         if len(self._order) > self._capacity:
-            self._ids.discard(self._order.popleft())
+            old = self._order.popleft()
+            self._ids.discard(old)
+            self._versions.pop(old, None)
             if self._placeholders:
                 self._placeholders -= 1
-        return False
+        return Seen.NEW
 
     def __len__(self) -> int:
         """Message keys remembered (placeholders not counted)."""
@@ -125,7 +168,11 @@ class LaneStats:
     uplinks_delivered: int = 0
     feed_failures: int = 0
     dead_letters: int = 0  # messages alerting refused feed_max_attempts times, parked in dead-letters.jsonl
+    raised_cleaned: int = 0  # life-safety events refused for their content, then handed over without detail/value
     journal_failures: int = 0
+    alerting_down_since_ms: int | None = None  # alerting (alarm store / queue) unavailable since; None: up
+    alerting_down_why: str = ""
+    alerting_outages: int = 0
     life_safety_latency_s: list[float] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
@@ -134,7 +181,9 @@ class LaneStats:
             "telemetry_messages": self.telemetry_messages, "readings_stored": self.readings_stored, "readings_new": self.readings_new,
             "store_batches": self.store_batches, "store_failures": self.store_failures, "replayed_from_journal": self.replayed_from_journal,
             "uplinks_delivered": self.uplinks_delivered, "feed_failures": self.feed_failures, "dead_letters": self.dead_letters,
-            "journal_failures": self.journal_failures,
+            "journal_failures": self.journal_failures, "raised_cleaned": self.raised_cleaned,
+            "alerting_down": self.alerting_down_since_ms is not None, "alerting_down_since_ms": self.alerting_down_since_ms,
+            "alerting_down_why": self.alerting_down_why or None, "alerting_outages": self.alerting_outages,
             "life_safety_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
             "life_safety_max_ms": round(lat[-1] * 1000, 3) if lat else None,
         }
@@ -160,6 +209,25 @@ class _Batch:
     first_seq: int
     last_seq: int
     readings: list[Reading]
+
+
+def _msg_id(uplink: Uplink) -> str:
+    return str(getattr(uplink.message, "msg_id", ""))
+
+
+def _version(uplink: Uplink) -> bytes:
+    """A digest of what a message says, without the gateway's receive time (a redelivery may restamp it)."""
+    msg = uplink.message
+    body = encode(msgspec.structs.replace(msg, received_ts_ms=0) if hasattr(msg, "received_ts_ms") else msg)
+    return hashlib.blake2b(body, digest_size=8).digest()
+
+
+def _reused(uplink: Uplink) -> Uplink:
+    """The message under a flagged id, `<msg_id>:<content digest>`: kept apart from the earlier message that used
+    its id (the journal key, the cluster's queue key and the alarm's source message all differ)."""
+    tag = _version(uplink).hex()
+    flagged = f"{_msg_id(uplink)[:86]}:{tag[:8]}"
+    return Uplink(uplink.topic, msgspec.structs.replace(uplink.message, msg_id=flagged))
 
 
 def _gateway_of(topic: str) -> str | None:
@@ -298,7 +366,16 @@ class Pipeline:
         msg = uplink.message
         key = f"{uplink.topic.gateway}/{msg.msg_id}"  # type: ignore[union-attr]
         telemetry = isinstance(msg, Telemetry)
-        if self.recent.seen(key):
+        seen = self.recent.check(key, None if telemetry else _version(uplink))
+        if seen is Seen.REUSED:
+            uplink = _reused(uplink)
+            msg = uplink.message
+            key = f"{uplink.topic.gateway}/{msg.msg_id}"  # type: ignore[union-attr]
+            self.stats.reused_ids += 1
+            log.warning("%s reused msg_id %s for a different message: kept as %s", uplink.topic.gateway, _msg_id(uplink), key)
+            if self.recent.seen(key):  # the same reuse redelivered
+                seen = Seen.REPEAT
+        if seen is Seen.REPEAT:
             self.duplicates += 1
             self.stats.duplicates += 1
             if telemetry:
@@ -332,10 +409,12 @@ class Pipeline:
         self._park(item.topic, item.payload, item.received_ms, exc, key=item.key, attempts=attempts)
         log.error("alerting refused %s %d times: parked in the dead letters (%s: %s)", item.key, attempts, type(exc).__name__, exc)
 
-    def _park(self, topic: str, payload: bytes, received_ms: int, exc: BaseException, *, key: str, attempts: int) -> None:
-        """Append a message to dead-letters.jsonl beside the journal (fsynced), to look at and replay after a fix."""
-        self.lanes.dead_letters += 1
-        record = {"key": key, "topic": topic, "payload": payload.decode("utf-8", errors="replace"),
+    def _park(self, topic: str, payload: bytes, received_ms: int, exc: BaseException, *, key: str, attempts: int, outcome: str = "parked") -> None:
+        """Append a message to dead-letters.jsonl beside the journal (fsynced), to look at and replay after a fix.
+        `outcome` "raised_without_detail": its alarm was raised all the same (not counted as a dead letter)."""
+        if outcome == "parked":
+            self.lanes.dead_letters += 1
+        record = {"outcome": outcome, "key": key, "topic": topic, "payload": payload.decode("utf-8", errors="replace"),
                   "payload_b64": base64.b64encode(payload).decode("ascii"),
                   "received_ms": received_ms, "attempts": attempts, "error": f"{type(exc).__name__}: {exc}"}
         path = (self.journal_dir or Path(".")) / "dead-letters.jsonl"
@@ -353,6 +432,8 @@ class Pipeline:
         except MessageRejected:  # journaled messages were valid; a contract change could make one invalid
             log.exception("journaled uplink %s no longer decodes; dropping it", entry.key)
             return
+        if entry.key != f"{uplink.topic.gateway}/{_msg_id(uplink)}":  # journaled under a flagged id (a reused msg_id)
+            uplink = _reused(uplink)
         item = _Item(entry.seq, entry.key, entry.topic, entry.payload, uplink, entry.received_ms, NO_ACK, time.monotonic(), replay=True)
         self._put_uplink(item, uplink.priority)
 
@@ -417,69 +498,133 @@ class Pipeline:
             # alarm never waits for the commit of 200 availability changes that happened to arrive with it.
             urgent = [i for i in deliverable if i.uplink is not None and i.uplink.priority is Priority.LIFE_SAFETY]
             rest = [i for i in deliverable if i.uplink is not None and i.uplink.priority is not Priority.LIFE_SAFETY]
+            handled: set[int] = set()  # seqs done, or queued again by _deliver
+            outage = False
             for group in (urgent, rest):
-                if len(group) > 1 and isinstance(self.feed, BatchFeed) and await self._deliver_batch(self.feed, group):
-                    done += [i.seq for i in group]
-                else:  # one at a time: also after a failed batch, so one bad message cannot hold back the others
-                    for item in group:
-                        if await self._deliver(item):
-                            done.append(item.seq)
+                if outage:
+                    break
+                if len(group) > 1 and isinstance(self.feed, BatchFeed):
+                    outcome = await self._deliver_batch(self.feed, group)
+                    if outcome is _Delivery.DONE:
+                        done += [i.seq for i in group]
+                        handled.update(i.seq for i in group)
+                        continue
+                    if outcome is _Delivery.UNAVAILABLE:
+                        outage = True
+                        break
+                for item in group:  # one at a time: also after a refused batch, so one bad message cannot hold back the others
+                    outcome = await self._deliver(item)
+                    if outcome is _Delivery.UNAVAILABLE:
+                        outage = True
+                        break
+                    handled.add(item.seq)
+                    if outcome is _Delivery.DONE:
+                        done.append(item.seq)
+            if outage:  # alerting is away: everything not handed over goes back in the queue, still journaled
+                for item in deliverable:
+                    if item.seq not in handled:
+                        self._requeue(item)
+                await self._retry_delay(self.lanes.alerting_outages)
             if done:
                 try:
                     self.ujournal.mark_done(done)
                 except JournalError:  # they are offered again after a restart: at least once, never lost
                     log.exception("could not mark %d uplinks as delivered", len(done))
 
-    async def _deliver_batch(self, feed: BatchFeed, items: list[_Item]) -> bool:
-        """Hand a burst over in one call (one decision, one commit). False if the feed refused it: the caller
+    def _requeue(self, item: _Item) -> None:
+        assert item.uplink is not None
+        self._put_uplink(dataclasses.replace(item, token=NO_ACK, replay=True), item.uplink.priority)
+
+    def _alerting_down(self, exc: BaseException) -> None:
+        lanes = self.lanes
+        lanes.alerting_outages += 1
+        lanes.alerting_down_why = f"{type(exc).__name__}: {exc}"[:300]
+        if lanes.alerting_down_since_ms is None:
+            lanes.alerting_down_since_ms = self.clock.now_ms()
+            log.error("alerting unavailable (%s): uplinks stay in the journal and are offered again until it is back", lanes.alerting_down_why)
+
+    def _alerting_up(self) -> None:
+        lanes = self.lanes
+        if lanes.alerting_down_since_ms is not None:
+            log.warning("alerting back after %.1f s", (self.clock.now_ms() - lanes.alerting_down_since_ms) / 1000)
+            lanes.alerting_down_since_ms = None
+            lanes.alerting_down_why = ""
+        lanes.alerting_outages = 0
+
+    async def _deliver_batch(self, feed: BatchFeed, items: list[_Item]) -> _Delivery:
+        """Hand a burst over in one call (one decision, one commit). RETRY if the feed refused it: the caller
         then hands the items over one by one, so a single bad message is found and dealt with on its own."""
         handed = time.monotonic()  # measured at hand-off, as for single messages: time spent queued in ingest
         try:
             await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None])
-        except Exception:
+        except Exception as exc:
             self.lanes.feed_failures += 1
+            if _transient(exc):
+                self._alerting_down(exc)
+                return _Delivery.UNAVAILABLE
             log.exception("alerting refused a batch of %d; handing them over one by one", len(items))
-            return False
+            return _Delivery.RETRY
+        self._alerting_up()
         for item in items:
             assert item.uplink is not None
             if item.uplink.priority is Priority.LIFE_SAFETY:
                 self.lanes.life_safety_latency_s.append(handed - item.intake_s)
         del self.lanes.life_safety_latency_s[:-10_000]
         self.lanes.uplinks_delivered += len(items)
-        return True
+        return _Delivery.DONE
 
-    async def _deliver(self, item: _Item) -> bool:
+    async def _deliver(self, item: _Item) -> _Delivery:
         assert item.uplink is not None
         if item.uplink.priority is Priority.LIFE_SAFETY:
             self.lanes.life_safety_latency_s.append(time.monotonic() - item.intake_s)
             del self.lanes.life_safety_latency_s[:-10_000]
         if self.feed is None:
-            return True
+            return _Delivery.DONE
         try:
             await self.feed.on_uplink(item.uplink, item.received_ms)
         except Exception as exc:
             self.lanes.feed_failures += 1
-            if _transient(exc):  # the alarm store or the broker is away: wait for it, for as long as it takes
-                self._outage_attempts += 1
-                log.warning("alerting unavailable (%s); %s stays in the journal and is offered again", exc, item.key)
-                await self._retry_delay(self._outage_attempts)
-                self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
-                return False
+            if _transient(exc):  # the alarm store or the queue is away: wait for it, for as long as it takes
+                self._alerting_down(exc)
+                return _Delivery.UNAVAILABLE
             attempts = self._feed_attempts.get(item.key, 0) + 1
             if attempts >= self.settings.feed_max_attempts:
                 # The same message failed every time: a poison message, not an outage. Park it where a person
                 # can see it (and replay it after a fix) instead of retrying for ever and slowing every round.
                 self._feed_attempts.pop(item.key, None)
+                if await self._raise_cleaned(item, exc, attempts):
+                    return _Delivery.DONE
                 self._dead_letter(item, exc, attempts)
-                return True  # done with it here; it is in the dead-letter file
+                return _Delivery.DONE  # done with it here; it is in the dead-letter file
             self._feed_attempts[item.key] = attempts
             log.exception("alerting refused %s (attempt %d); it stays in the journal and is offered again", item.key, attempts)
             await self._retry_delay(0)
-            self._queue_replay(JournalEntry(item.seq, item.key, item.topic, item.payload, item.received_ms))
-            return False
+            self._requeue(item)
+            return _Delivery.RETRY
         self._feed_attempts.pop(item.key, None)
-        self._outage_attempts = 0
+        self._alerting_up()
         self.lanes.uplinks_delivered += 1
+        return _Delivery.DONE
+
+    async def _raise_cleaned(self, item: _Item, exc: BaseException, attempts: int) -> bool:
+        """A life-safety event alerting refused every time: offer it once more without its cosmetic fields (the
+        text a store may refuse). True if that was taken; the original is kept in the dead letters all the same."""
+        assert item.uplink is not None
+        assert self.feed is not None
+        if item.uplink.priority is not Priority.LIFE_SAFETY or not isinstance(item.uplink.message, DeviceEvent):
+            return False
+        cleaned = without_cosmetics(item.uplink)
+        if cleaned is item.uplink:
+            return False
+        try:
+            await self.feed.on_uplink(cleaned, item.received_ms)
+        except Exception:
+            log.exception("alerting refused %s even without its detail", item.key)
+            return False
+        self.lanes.raised_cleaned += 1
+        self.lanes.uplinks_delivered += 1
+        self._park(item.topic, item.payload, item.received_ms, exc, key=item.key, attempts=attempts, outcome="raised_without_detail")
+        log.error("alerting refused %s %d times for its content; raised without its detail, original in the dead letters", item.key, attempts)
         return True
 
     # -- telemetry lane ---------------------------------------------------------------------------------
@@ -573,11 +718,20 @@ class Pipeline:
             # from the journal, so a durable feed (backend/relay's PostgreSQL queue, idempotent per message)
             # never misses readings; the store write above is idempotent too.
             if self.feed is not None and batch.readings:
-                try:
-                    await self.feed.on_readings(batch.readings)
-                except Exception:
-                    self.lanes.feed_failures += 1
-                    log.exception("alerting refused a batch of %d readings (they are stored)", len(batch.readings))
+                attempt = 0
+                while True:
+                    try:
+                        await self.feed.on_readings(batch.readings)
+                        break
+                    except Exception as exc:
+                        self.lanes.feed_failures += 1
+                        if not _transient(exc):
+                            log.exception("alerting refused a batch of %d readings (they are stored)", len(batch.readings))
+                            break
+                        # Alerting is away: the watermark stays, the readings wait in the journal (as for the store).
+                        self._alerting_down(exc)
+                        await self._retry_delay(attempt)
+                        attempt += 1
             await self._in(self._tj_exec, lambda batch=batch: self.tjournal.mark_done_through(batch.last_seq))  # type: ignore[misc]
             self._next_store_seq = batch.last_seq + 1
             self.lanes.store_batches += 1

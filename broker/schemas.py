@@ -5,6 +5,14 @@ parses the topic, decodes strictly (unknown fields, wrong types and non-finite n
 returns an `Uplink` that pairs the parsed topic with the message; anything wrong raises `MessageRejected`
 with a reason code and a sentence a person can act on. Encoding is `encode(message)`.
 
+Text is cleaned here, at the trust boundary, so that no cosmetic field can cost a life-safety event (issue 22):
+free text (`detail`, `reason`, `software`) loses NUL and other control characters (a database refuses NUL),
+lone surrogates become U+FFFD, and text over 500 characters is cut with a visible mark (`TRUNCATED_MARK`).
+A non-telemetry payload that strict decoding refuses only for what JSON's looser dialect allows (a lone
+surrogate escape, invalid UTF-8 inside a string, `Infinity`/`NaN`, a number out of range) is decoded
+leniently: the text is cleaned and a non-finite event `value` is left out (an event's value is evidence, not
+the alarm). Telemetry stays strict: a non-finite reading is refused ("leave unknown values out").
+
 Every uplink message carries:
   msg_id          unique per message, kept through retries and replays so the centre can de-duplicate
   source_ts_ms    when the device produced it (the gateway's clock if the device has none), Unix ms
@@ -14,7 +22,9 @@ Every uplink message carries:
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,6 +38,7 @@ from broker.topics import TopicKind, UplinkTopic, parse_uplink
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_READINGS",
+    "TRUNCATED_MARK",
     "DeviceAvailability",
     "DeviceEvent",
     "GatewayCommand",
@@ -40,6 +51,7 @@ __all__ = [
     "decode_uplink",
     "encode",
     "priority_of",
+    "without_cosmetics",
 ]
 
 # Real device messages are well under 4 KiB (a Shelly NotifyFullStatus is the largest at ~3 KiB); our own
@@ -47,6 +59,27 @@ __all__ = [
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_READINGS: Final = 64  # per Telemetry message; the edge splits a larger set of one instant over several
 _MAX_TEXT = 500
+TRUNCATED_MARK: Final = "…[截断]"  # ends a text cut to _MAX_TEXT characters: a person sees it was longer
+_UNCLEAN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # control characters (not \t \n \r), lone surrogates
+
+
+def clean_text(text: str | None) -> str | None:
+    """Free text as the centre keeps it: no NUL or other control characters, no lone surrogates (U+FFFD
+    instead), at most 500 characters (cut with TRUNCATED_MARK)."""
+    if text is None:
+        return None
+    if _UNCLEAN.search(text):
+        text = _UNCLEAN.sub(lambda m: "\ufffd" if m.group() >= "\ud800" else "", text)
+    if len(text) > _MAX_TEXT:
+        text = text[: _MAX_TEXT - len(TRUNCATED_MARK)] + TRUNCATED_MARK
+    return text
+
+
+def _clean_field(obj: msgspec.Struct, name: str) -> None:
+    value = getattr(obj, name)
+    cleaned = clean_text(value)
+    if cleaned is not value:
+        msgspec.structs.force_setattr(obj, name, cleaned)
 
 
 _MAX_TS_MS = 2**63 - 1  # stores and the rule engine keep times as signed 64-bit integers
@@ -100,10 +133,9 @@ class DeviceEvent(_Envelope, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     def __post_init__(self) -> None:
         _check_envelope(self.msg_id, self.source_ts_ms, self.received_ts_ms)
-        if self.detail is not None and len(self.detail) > _MAX_TEXT:
-            raise ValueError(f"detail is longer than {_MAX_TEXT} characters")
-        if self.value is not None and not math.isfinite(self.value):
-            raise ValueError("value is not a finite number")
+        _clean_field(self, "detail")
+        if self.value is not None and not math.isfinite(self.value):  # evidence, not the alarm: left out, never refused
+            msgspec.structs.force_setattr(self, "value", None)
 
 
 class DeviceAvailability(_Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -112,8 +144,7 @@ class DeviceAvailability(_Envelope, frozen=True, kw_only=True, forbid_unknown_fi
 
     def __post_init__(self) -> None:
         _check_envelope(self.msg_id, self.source_ts_ms, self.received_ts_ms)
-        if self.reason is not None and len(self.reason) > _MAX_TEXT:
-            raise ValueError(f"reason is longer than {_MAX_TEXT} characters")
+        _clean_field(self, "reason")
 
 
 class GatewayStatus(_Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -121,6 +152,10 @@ class GatewayStatus(_Envelope, frozen=True, kw_only=True, forbid_unknown_fields=
 
     state: GatewayState
     software: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_envelope(self.msg_id, self.source_ts_ms, self.received_ts_ms)
+        _clean_field(self, "software")
 
 
 class PatrolHeartbeat(_Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -199,12 +234,53 @@ def decode_message(kind: TopicKind, payload: bytes, topic: str = "") -> Message:
     try:
         message: Message = _DECODERS[kind].decode(payload)
     except msgspec.ValidationError as exc:
+        if (lenient := _lenient(kind, payload)) is not None:
+            return lenient
         raise MessageRejected(RejectReason.SCHEMA, f"{kind.value} payload does not fit the schema: {exc}", topic) from exc
     except msgspec.DecodeError as exc:
+        if (lenient := _lenient(kind, payload)) is not None:
+            return lenient
         raise MessageRejected(RejectReason.MALFORMED_JSON, f"payload is not valid JSON: {exc}", topic) from exc
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8 inside a JSON string
+        if (lenient := _lenient(kind, payload)) is not None:
+            return lenient
         raise MessageRejected(RejectReason.MALFORMED_JSON, f"payload is not valid JSON: a string is not UTF-8 ({exc})", topic) from exc
     return message
+
+
+_STRICT_KINDS = frozenset({TopicKind.TELEMETRY, TopicKind.COMMAND})
+
+
+def _lenient(kind: TopicKind, payload: bytes) -> Message | None:
+    """The message, decoded by JSON's looser dialect and cleaned; None if it still does not fit (the strict
+    error then stands). Only for the rare payload strict decoding refused: never on the hot path."""
+    if kind in _STRICT_KINDS:
+        return None
+    try:
+        obj = json.loads(payload.decode("utf-8", errors="replace"))  # Infinity, NaN, lone surrogate escapes
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for name, value in list(obj.items()):
+        if isinstance(value, str):
+            obj[name] = clean_text(value) if len(value) <= MAX_PAYLOAD_BYTES else value
+        elif name == "value" and isinstance(value, float) and not math.isfinite(value):
+            obj[name] = None
+    try:
+        message: Message = msgspec.convert(obj, _SCHEMA_OF[kind])
+    except (msgspec.ValidationError, ValueError):
+        return None
+    return message
+
+
+def without_cosmetics(uplink: Uplink) -> Uplink:
+    """A device event without its free text and measured value: what is left when a store refused those. The
+    same `uplink` if there is nothing to leave out."""
+    msg = uplink.message
+    if not isinstance(msg, DeviceEvent) or (msg.detail is None and msg.value is None):
+        return uplink
+    return Uplink(uplink.topic, msgspec.structs.replace(msg, detail=None, value=None))
 
 
 def decode_uplink(topic: str, payload: bytes) -> Uplink:

@@ -7,12 +7,24 @@ appends its audit entries; each `DeviceRecord` is appended. The open-key partial
 database refuse a second open alarm for a key even if a bug tried. Methods are synchronous; the async
 service calls them off the event loop.
 
-Exceptions: `StoreError` wraps what the database raised (the SQLAlchemy error is its `__cause__`).
+Exceptions: what the database (SQLAlchemy, psycopg, sqlite3) raised is translated here, at the boundary, into
+one small tree; the driver's error is the `__cause__`, and nothing of the driver leaks inward:
+
+    StoreError
+     ├── StoreUnavailable   not now: connection refused or lost, server shutting down, disk full, lock timeout,
+     │                      read-only, I/O error. Nothing was written; the same write will succeed once the
+     │                      database is back. Callers wait it out (ingest keeps the message journaled).
+     └── StoreRefused       this content: the database refused these rows (a NUL byte, a value too long, a
+                            constraint). Retrying the same rows fails the same way.
+
+`StoreUnavailable` is also a backend.ingest.handoff.AlertingUnavailable: the ingest pipeline knows it as "the
+alerting side is away" without importing the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +36,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from alerting.lifecycle import AlarmState
 from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, Place, Severity
 from backend.alarms.schema import alarm_audit, alarms, device_records, rule_state
+from backend.ingest.handoff import AlertingUnavailable
 from backend.store.migrations import upgrade
 
-__all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "migrate"]
+__all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "StoreRefused", "StoreUnavailable", "migrate", "translate"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version_alarms"  # its own version table: other stores migrate the same database
@@ -34,7 +47,65 @@ DAY_MS = 86_400_000
 
 
 class StoreError(RuntimeError):
-    pass
+    """The alarm store failed; `why` says how, in words a duty officer's log can show."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class StoreUnavailable(StoreError, AlertingUnavailable):
+    """The database cannot take writes now (down, unreachable, full, locked, read-only): wait and retry."""
+
+
+class StoreRefused(StoreError):
+    """The database refused this content; the same rows will be refused again."""
+
+
+# SQLSTATE classes and codes of PostgreSQL that mean "not now" (Appendix A of its manual): 08 connection
+# exception, 53 insufficient resources (disk full, out of memory, too many connections), 57 operator
+# intervention (admin shutdown, cannot connect now), 58 system error (I/O), 55P03 lock not available,
+# 25006 read-only transaction, 40001/40P01 serialization failure and deadlock (the same write succeeds on retry).
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "HV")
+_PG_UNAVAILABLE_CODES = frozenset({"55P03", "55006", "25006", "40001", "40P01"})
+# SQLite primary result codes that mean "not now": BUSY 5, LOCKED 6, NOMEM 7, READONLY 8, IOERR 10, FULL 13,
+# CANTOPEN 14, PROTOCOL 15. (CONSTRAINT 19, TOOBIG 18, MISMATCH 20 are the content's fault.)
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
+
+def _unavailable(exc: BaseException) -> bool:
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in _PG_UNAVAILABLE_CLASSES or sqlstate in _PG_UNAVAILABLE_CODES
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_UNAVAILABLE
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    # No code to go by (a connection that could not be made, a pool timeout): the driver's class says it.
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.DisconnectionError | sa.exc.TimeoutError
+                      | ConnectionError | TimeoutError)
+
+
+def translate(exc: BaseException, what: str) -> StoreError:
+    """The store's exception for a database error raised while doing `what` (raise it `from exc`)."""
+    why = f"{what}: {type(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).__name__}: {str(exc).splitlines()[0]}"
+    return StoreUnavailable(why) if _unavailable(exc) else StoreRefused(why)
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise the store's exception for any database error inside the block (see the module docstring)."""
+    try:
+        yield
+    except _DB_ERRORS as exc:
+        raise translate(exc, what) from exc
+
+
+# What the database layer raises: SQLAlchemy wraps the driver's errors; a few come unwrapped (psycopg's dumper
+# refusing a NUL byte raises before the statement is sent; a socket error while connecting).
+_DB_ERRORS = (sa.exc.SQLAlchemyError, OSError)
 
 
 # Hook for backend/relay (issue 10, scale-out): work that must commit in the SAME transaction as the alarm
@@ -110,15 +181,18 @@ def _alarm(r: Any) -> Alarm:
 
 
 class AlarmStore:
-    def __init__(self, engine: sa.Engine, building_context: Callable[[str], tuple[str | None, str | None]] | None = None) -> None:
-        """`building_context(building_id)` -> (grid id, community id), to file alarms by grid and community."""
+    def __init__(self, engine: sa.Engine, building_context: Callable[[str], tuple[str | None, str | None]] | None = None, *,
+                 gateway_context: Callable[[str], tuple[str | None, str | None]] | None = None) -> None:
+        """`building_context(building_id)` -> (grid id, community id), to file alarms by grid and community;
+        `gateway_context(gateway_id)` the same for an alarm with no building (backend.alarms.adapter)."""
         self.engine = engine
         self.building_context = building_context or (lambda _b: (None, None))
+        self.gateway_context = gateway_context or (lambda _g: (None, None))
         self._upsert_stmt: Any = None
         try:
             migrate(engine)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the alarm store at {engine.url.render_as_string(hide_password=True)}: {exc}") from exc
+        except _DB_ERRORS as exc:
+            raise translate(exc, f"cannot migrate the alarm store at {engine.url.render_as_string(hide_password=True)}") from exc
 
     def _insert(self) -> Any:
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
@@ -150,7 +224,9 @@ class AlarmStore:
                     runs.append([])
                     in_run.clear()
                 in_run.add(act.alarm.id)
-                grid, community = self.building_context(act.alarm.place.building) if act.alarm.place.building else (None, None)
+                place = act.alarm.place
+                grid, community = (self.building_context(place.building) if place.building
+                                   else self.gateway_context(place.gateway) if place.gateway else (None, None))
                 runs[-1].append(_row(act.alarm, grid, community))
                 audit += [self._audit_row(e) for e in act.audit]
             elif isinstance(act, DeviceRecord):
@@ -168,8 +244,8 @@ class AlarmStore:
                 also = IN_TRANSACTION.get()  # issue 10 hook, see IN_TRANSACTION
                 if also is not None:
                     also(conn)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"could not store {len(actions)} alarm actions: {exc}") from exc
+        except _DB_ERRORS as exc:
+            raise translate(exc, f"could not store {len(actions)} alarm actions") from exc
 
     @staticmethod
     def _audit_row(e: AuditEntry) -> dict[str, Any]:
@@ -179,7 +255,7 @@ class AlarmStore:
     def save_rule_state(self, name: str, data: bytes, now_ms: int) -> None:
         insert = self._insert()
         stmt = insert(rule_state).values(name=name, data=data, updated_ms=now_ms)
-        with self.engine.begin() as conn:
+        with translated("could not save the rule state"), self.engine.begin() as conn:
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
 
     def purge(self, now_ms: int, retention_days: int) -> int:
@@ -187,7 +263,7 @@ class AlarmStore:
         if retention_days < 366:
             raise ValueError("alarm records are kept at least a year (GB 50440)")
         cutoff = now_ms - retention_days * DAY_MS
-        with self.engine.begin() as conn:
+        with translated("could not purge old alarm records"), self.engine.begin() as conn:
             old = sa.select(alarms.c.id).where(~alarms.c.is_open, alarms.c.updated_ms < cutoff)
             conn.execute(sa.delete(alarm_audit).where(alarm_audit.c.alarm_id.in_(old)))
             n = conn.execute(sa.delete(alarms).where(~alarms.c.is_open, alarms.c.updated_ms < cutoff)).rowcount
@@ -196,28 +272,28 @@ class AlarmStore:
 
     # -- reading -----------------------------------------------------------------------------------------
     def load_rule_state(self, name: str) -> bytes | None:
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             row = conn.execute(sa.select(rule_state.c.data).where(rule_state.c.name == name)).first()
         return bytes(row.data) if row is not None else None
 
     def open_alarms(self) -> list[Alarm]:
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             return [_alarm(r) for r in conn.execute(sa.select(alarms).where(alarms.c.is_open))]
 
     def get(self, alarm_id: str) -> Alarm | None:
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             r = conn.execute(sa.select(alarms).where(alarms.c.id == alarm_id)).first()
         return _alarm(r) if r is not None else None
 
     def audit(self, alarm_id: str) -> list[AuditEntry]:
         q = sa.select(alarm_audit).where(alarm_audit.c.alarm_id == alarm_id).order_by(alarm_audit.c.seq)
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             return [AuditEntry(r.alarm_id, r.seq, r.at_ms, r.actor, r.move, AlarmState(r.from_state) if r.from_state else None,
                                AlarmState(r.to_state), r.note, r.drill) for r in conn.execute(q)]
 
     def device_records(self, device_id: str) -> list[DeviceRecord]:
         q = sa.select(device_records).where(device_records.c.device_id == device_id).order_by(device_records.c.at_ms)
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             return [DeviceRecord(r.device_id, r.kind, r.at_ms, r.drill, r.detail) for r in conn.execute(q)]
 
     def list(self, *, open_only: bool = False, limit: int = 200, drill: bool | None = None) -> list[AlarmRecord]:
@@ -226,7 +302,7 @@ class AlarmStore:
             q = q.where(alarms.c.is_open)
         if drill is not None:
             q = q.where(alarms.c.drill == drill)
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             return [AlarmRecord(**row._mapping) for row in conn.execute(q)]
 
     def counts(self, *, drill: bool, open_only: bool = True) -> dict[str, int]:
@@ -234,5 +310,5 @@ class AlarmStore:
         q = sa.select(alarms.c.alarm_type, sa.func.count()).where(alarms.c.drill == drill).group_by(alarms.c.alarm_type)
         if open_only:
             q = q.where(alarms.c.is_open)
-        with self.engine.connect() as conn:
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
             return {t: int(n) for t, n in conn.execute(q)}

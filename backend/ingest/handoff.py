@@ -6,6 +6,12 @@ the moment they are validated and de-duplicated: never queued behind telemetry. 
 implements `BatchFeed` gets what the uplink lane has queued at that moment in one call, in order. Telemetry is
 flattened into `Reading`s and handed in batches through `on_readings` after it is durable in the
 time-series store, so the rules can also look back at stored windows.
+
+A feed that cannot take a message *now* (its alarm store or queue is away: down, full, locked) raises an
+`AlertingUnavailable`: ingest then keeps the message journaled and offers it again, however long the outage
+lasts, and never parks it as a poison message. Any other exception is the message's own problem (or a bug):
+ingest retries it a bounded number of times, then parks it. The stores raise their own subclasses
+(backend.alarms.store.StoreUnavailable, backend.relay.queue.QueueUnavailable).
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ from typing import Protocol, runtime_checkable
 
 from broker.schemas import Uplink
 
-__all__ = ["AlertingFeed", "BatchFeed", "Reading"]
+__all__ = ["AlertingFeed", "AlertingUnavailable", "BatchFeed", "Reading"]
+
+
+class AlertingUnavailable(Exception):
+    """The alerting side cannot take messages now; nothing of this message was applied. Offer it again later."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ class IngestStats:
     duplicates: int = 0
     reconnects: int = 0
     unknown_device_events: int = 0  # life-safety events from devices not in the site directory: raised, and counted
+    reused_ids: int = 0  # messages reusing a msg_id with different content: kept under a flagged id, counted
     rejected: Counter[str] = field(default_factory=Counter)  # by reason code
     rejected_by_gateway: Counter[str] = field(default_factory=Counter)
     recent: deque[Rejection] = field(default_factory=lambda: deque(maxlen=100))
@@ -43,6 +44,7 @@ class IngestStats:
             "duplicates": self.duplicates,
             "reconnects": self.reconnects,
             "unknown_device_events": self.unknown_device_events,
+            "reused_ids": self.reused_ids,
             "rejected_total": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected),
             "rejected_by_gateway": dict(self.rejected_by_gateway.most_common(50)),

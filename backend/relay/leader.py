@@ -48,6 +48,8 @@ import sqlalchemy as sa
 
 from alerting.ladder.engine import AlarmFacts
 from alerting.lifecycle import AlarmState
+from backend.alarms.adapter import building_context, gateway_context
+from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
 from backend.alarms.store import IN_TRANSACTION, AlarmStore
 from backend.clock import Clock
@@ -118,8 +120,9 @@ class FencedAlarmStore(AlarmStore):
     """The alarm store of one term: the rule-state snapshot is written only while this term holds the lock
     (a deposed leader must not overwrite its successor's snapshot)."""
 
-    def __init__(self, engine: sa.Engine, context: Callable[[str], tuple[str | None, str | None]], fence: Callable[[sa.Connection], None]) -> None:
-        super().__init__(engine, context)
+    def __init__(self, engine: sa.Engine, context: Callable[[str], tuple[str | None, str | None]], fence: Callable[[sa.Connection], None],
+                 gateways: Callable[[str], tuple[str | None, str | None]] | None = None) -> None:
+        super().__init__(engine, context, gateway_context=gateways)
         self.fence = fence
 
     def save_rule_state(self, name: str, data: bytes, now_ms: int) -> None:
@@ -147,6 +150,7 @@ class RulesSeat:
                  *, name: str = "backend", on_change: Callable[[bool], None] | None = None,
                  publish: Callable[[str, bytes, int], Awaitable[None]] | None = None, broker: tuple[str, int] = ("", 0)) -> None:
         self.settings = settings
+        self.rules = deployment_rules(settings)  # defaults + alerting.rules_file, checked now, not at the first term
         self.relay = settings.relay
         url = settings.relay.queue_db_url or settings.storage.alarm_db_url
         if not url:
@@ -221,17 +225,12 @@ class RulesSeat:
     async def _term(self, lock_conn: psycopg.Connection[Any]) -> None:
         fence = _fence(lock_conn.info.backend_pid, self.relay.lock_key)
         sites = self.sites
-
-        def context(building: str) -> tuple[str | None, str | None]:
-            b = sites.buildings.get(building)
-            g = sites.grids.get(b.grid) if b else None
-            return (g.id, g.community) if g else (None, None)
-
-        store = await asyncio.to_thread(FencedAlarmStore, self.db, context, fence)
+        store = await asyncio.to_thread(FencedAlarmStore, self.db, building_context(sites), fence, gateway_context(sites))
         token: Token[Callable[[sa.Connection], None] | None] | None = IN_TRANSACTION.set(fence)  # the ticker inherits it: ticks are fenced
         try:
             # readings_chunk=None: each on_readings call is one transaction, which also marks the rows it consumed
-            service = AlarmService(store, sites, self.clock, retention_days=self.settings.storage.audit_retention_days, readings_chunk=None)
+            service = AlarmService(store, sites, self.clock, rules=self.rules, retention_days=self.settings.storage.audit_retention_days,
+                                   readings_chunk=None)
             async with service:
                 assert token is not None
                 IN_TRANSACTION.reset(token)

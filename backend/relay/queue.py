@@ -44,7 +44,7 @@ import msgspec
 import psycopg
 import sqlalchemy as sa
 
-from backend.ingest.handoff import Reading
+from backend.ingest.handoff import AlertingUnavailable, Reading
 from backend.store.migrations import upgrade
 from broker.kinds import Priority
 from broker.schemas import Uplink, encode
@@ -86,7 +86,9 @@ class RelayError(Exception):
     pass
 
 
-class QueueUnavailable(RelayError):
+class QueueUnavailable(RelayError, AlertingUnavailable):
+    """PostgreSQL is away; to ingest this is "alerting is unavailable": the message stays journaled, offered again."""
+
     def __init__(self, why: str) -> None:
         super().__init__(f"the uplink queue is unavailable: {why}")
         self.why = why
