@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -50,6 +51,7 @@ class LoopWatch:
         self.stall_log_ms = stall_log_ms
         self.samples = samples
         self._lags: deque[float] = deque(maxlen=keep)
+        self.on_lag: Callable[[float], None] | None = None  # every lag measured, in seconds (the /metrics histogram)
         self.stalls = 0
         self.worst_stall_ms = 0.0
         self._beat = time.monotonic()
@@ -109,7 +111,10 @@ class LoopWatch:
             asked = time.monotonic()
             await asyncio.sleep(self.interval_s)
             now = time.monotonic()
-            self._lags.append(max(0.0, now - asked - self.interval_s))
+            lag = max(0.0, now - asked - self.interval_s)
+            self._lags.append(lag)
+            if self.on_lag is not None:
+                self.on_lag(lag)
             self._beat = now
 
     async def _collect(self) -> None:

@@ -46,6 +46,7 @@ from backend.ingest.service import IngestService, open_store
 from backend.loopwatch import LoopWatch
 from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
+from backend.ops.checks import instrument_backend
 from backend.patrol.alarms import PatrolAlarms
 from backend.patrol.book import PatrolSettings
 from backend.patrol.scheduler import InjectedClock, PatrolScheduler, PatrolTap
@@ -137,6 +138,7 @@ class Backend:
             deps = await self._start_all(data_dir)
         with self._startup_lock():  # create_app creates the console's tables
             app = create_app(deps)
+        instrument_backend(app, self)  # /readyz checks and /metrics hooks of what this role runs (backend/ops)
         config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         tg = await self._stack.enter_async_context(asyncio.TaskGroup())

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
-from collections.abc import Sequence
+import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+from backend.ops.logs import configure_logging
+
+__all__ = ["COMMANDS", "build_parser", "main", "wants_json_logs"]
 
 COMMANDS = ["run", "ingest", "backend", "edge", "simulate", "drill", "sites", "broker", "config"]
 
@@ -32,15 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def wants_json_logs(config: Path | None, environ: Mapping[str, str]) -> bool:
+    """Setting `ops.log_json`, read before the command loads its settings (so its first lines are in the chosen form):
+    SHOUWANG_OPS__LOG_JSON wins over the TOML file's [ops] log_json, as for every setting."""
+    env = environ.get("SHOUWANG_OPS__LOG_JSON")
+    if env is not None:
+        return env.strip().lower() in ("1", "true", "yes", "on")
+    if config is None or not config.is_file():
+        return False
+    try:
+        with config.open("rb") as f:
+            return bool(tomllib.load(f).get("ops", {}).get("log_json", False))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # the command itself reports a broken settings file
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("amqtt", "transitions", "uvicorn.access", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose, json_lines=wants_json_logs(args.config, os.environ))
     code: int = args.handler(args)
     return code
 

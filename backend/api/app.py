@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -32,8 +32,13 @@ from backend.api.console_site import site_router
 from backend.api.deps import AlarmMoves, ApiDeps, StoreMoves
 from backend.api.errors import ERRORS, install
 from backend.api.feed import LiveFeed, feed_router
+from backend.api.health import health_router
 from backend.api.responses import responses_router
 from backend.api.series import series_router
+from backend.ops.checks import database_check, feed_check
+from backend.ops.metrics import CONTENT_TYPE_LATEST, Metrics
+from backend.ops.readiness import Readiness
+from backend.ops.web import HeaderPolicy, SecurityHeaders, offline_docs
 
 __all__ = ["ApiDeps", "create_app"]
 
@@ -87,19 +92,30 @@ def create_app(deps: ApiDeps) -> FastAPI:
             finally:
                 holder.feed = None
 
-    app = FastAPI(title="Shouwang 守望 API", version="0.2.0", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan,
+    app = FastAPI(title="Shouwang 守望 API", version="0.2.0", docs_url=None, openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan,
                   description="Alarms, actions, site map, device health and the live feed of the duty console. Every route needs a bearer token "
                               "(POST /api/login for people, an API token for machines) and answers only about the caller's territory; "
-                              "the exceptions are /api/health, /api/login, the API documentation and the one-tap answer links "
-                              "(/r/... and POST /api/responses/..., which carry their own signed, expiring token).")
+                              "the exceptions are /api/health, /livez, /readyz, /metrics, /api/login, the API documentation and the one-tap "
+                              "answer links (/r/... and POST /api/responses/..., which carry their own signed, expiring token).")
     install(app)
+    # Operations (docs/operations.md): security headers on every response, local API docs, /livez, /readyz and /metrics.
+    # The server adds the checks and metric hooks of what it runs (backend.ops.checks.instrument_backend).
+    app.state.header_policy = HeaderPolicy()
+    app.add_middleware(SecurityHeaders, policy=app.state.header_policy)
+    offline_docs(app)
+    readiness = app.state.readiness = Readiness()
+    readiness.add("database", database_check(deps.alarms.engine, timeout_s=2.0))
+    readiness.add("live_feed", feed_check(lambda: holder.feed))
+    metrics = app.state.metrics = Metrics(stats=deps.ingest_stats, engine=deps.alarms.engine)
+    app.include_router(health_router(readiness))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     auth = Auth(deps.users, deps.signer, deps.clock, deps.sites)
     moves: AlarmMoves = deps.alarm_service if deps.alarm_service is not None else StoreMoves(deps.alarms, deps.clock)
     records = ConsoleRecords(deps.alarms.engine)
-
-    @app.get("/api/health", tags=["system"], summary="Liveness")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.post("/api/login", tags=["auth"], summary="Log in with a password; returns a session token for one duty shift",
               responses={400: ERRORS[400], 401: ERRORS[401], 422: ERRORS[422]})

@@ -71,6 +71,11 @@ class MqttPublisher:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to the broker is up now (readiness, backend/ops/checks.py)."""
+        return self._connected.is_set()
+
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         client = self._client
         if client is None:

@@ -1,19 +1,22 @@
-"""What every long-running subcommand does the same way: load the site directory, stop on a signal, settle its heap."""
+"""What every long-running subcommand does the same way: load the site directory, stop on a signal, settle its heap,
+tell systemd it is ready and feed its watchdog."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from backend import memstats
 from backend.loopwatch import settle_heap
+from backend.ops import systemd
 from backend.settings import Settings
 from backend.sites import SiteDirectory, SiteDirectoryInvalid, load_site_directory
 
-__all__ = ["load_sites", "prepare_allocator", "settle", "stop_on_signals"]
+__all__ = ["announce_ready", "load_sites", "prepare_allocator", "settle", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,17 @@ def load_sites(path: Path) -> SiteDirectory | None:
 
 
 def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM (Ctrl-C, systemd stop): the command's cue to shut down in order."""
+    """An event set by SIGINT or SIGTERM (Ctrl-C, systemd stop): the command's cue to shut down in order
+    (systemd is told STOPPING=1, so it waits for the orderly shutdown rather than counting it as a hang)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        systemd.notify("STOPPING=1")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping)
     return stop
 
 
@@ -49,3 +58,17 @@ def settle(settings: Settings) -> None:
     Done here, at the process's entry point, not inside the components (tests start many of them in one process)."""
     frozen = settle_heap(freeze=settings.runtime.gc_freeze_after_start, thresholds=settings.runtime.gc_thresholds)
     log.info("heap settled: %d long-lived objects out of the collector's way; gc thresholds %s", frozen, settings.runtime.gc_thresholds)
+    announce_ready(settings)
+
+
+def announce_ready(settings: Settings) -> systemd.Watchdog | None:
+    """Tell systemd the process serves (Type=notify units: READY=1) and, when the unit sets WatchdogSec=, feed its
+    watchdog from this event loop (backend/ops/systemd.py). Call on the running loop, once the process is ready."""
+    systemd.notify(f"READY=1\nSTATUS=serving\nMAINPID={os.getpid()}")
+    interval = systemd.watchdog_interval_s()
+    if interval is None or not settings.ops.watchdog:
+        return None
+    dog = systemd.Watchdog(interval)
+    dog.start()
+    log.info("feeding the systemd watchdog every %.1f s", interval)
+    return dog

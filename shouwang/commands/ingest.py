@@ -5,19 +5,26 @@ configured broker, journals and acknowledges, writes readings to the time-series
 alerting needs to the PostgreSQL uplink queue (backend.relay.QueueFeed), where the rules leader picks it up.
 Start as many as the load needs, each with its own `--worker-id` (stable across restarts: it names the MQTT
 session that holds this worker's unacknowledged messages, and the journal that is replayed after a crash).
-Prints one JSON line `{"event": "ready", ...}` when subscribed, and its counters on exit.
+Prints one JSON line `{"event": "ready", ...}` when subscribed, and its counters on exit. With `--metrics-port`
+(or ops.metrics_port) it serves /metrics, /livez and /readyz on that port (docs/operations.md); the ready
+line then carries `metrics_url`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from backend.ingest.service import IngestService, open_store
+from backend.loopwatch import LoopWatch
+from backend.ops.checks import ingest_readiness
+from backend.ops.endpoint import OpsEndpoint
+from backend.ops.metrics import Metrics
 from backend.relay.feed import QueueFeed
 from backend.settings import Settings, load_settings
 from shouwang.commands.common import load_sites, prepare_allocator, settle, stop_on_signals
@@ -29,6 +36,8 @@ def register(sub: Any) -> None:
                                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker-id", default="1", help="stable name of this worker (MQTT session, journal folder); default 1")
     p.add_argument("--data-dir", type=Path, default=None, help="folder for the journal and the embedded time-series store")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics, /livez and /readyz on this port (default from settings: ops.metrics_port; 0 picks a free one)")
     p.set_defaults(handler=_run)
 
 
@@ -61,10 +70,11 @@ def _run(args: argparse.Namespace) -> int:
     sites = load_sites(settings.simulate.site_file)
     if sites is None:
         return 1
-    return asyncio.run(_serve(settings, sites, args.worker_id))
+    metrics_port = args.metrics_port if args.metrics_port is not None else settings.ops.metrics_port
+    return asyncio.run(_serve(settings, sites, args.worker_id, metrics_port))
 
 
-async def _serve(settings: Settings, sites: Any, worker_id: str) -> int:
+async def _serve(settings: Settings, sites: Any, worker_id: str, metrics_port: int | None = None) -> int:
     stop = stop_on_signals()
     assert settings.broker.url is not None
     host, port = parse_mqtt_url(settings.broker.url)
@@ -73,9 +83,22 @@ async def _serve(settings: Settings, sites: Any, worker_id: str) -> int:
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     async with QueueFeed(url, settings.relay) as feed, IngestService(
         settings, sites, host, port, feed=feed, store=open_store(settings, sites), client_id=f"{settings.broker.client_id_prefix}-ingest-{worker_id}",
-    ) as ingest:
+    ) as ingest, contextlib.AsyncExitStack() as ops:
+        ready: dict[str, Any] = {"event": "ready", "worker": worker_id, "share_group": settings.ingest.share_group, "broker": settings.broker.url}
+        if metrics_port is not None:
+            ready["metrics_url"] = await _ops_endpoint(ops, settings, ingest, url, metrics_port)
         settle(settings)
-        emit({"event": "ready", "worker": worker_id, "share_group": settings.ingest.share_group, "broker": settings.broker.url})
+        emit(ready)
         await stop.wait()
         emit({"event": "stopped", "worker": worker_id, "ingest": ingest.stats(), "queue": feed.stats})
     return 0
+
+
+async def _ops_endpoint(stack: contextlib.AsyncExitStack, settings: Settings, ingest: IngestService, queue_url: str, port: int) -> str:
+    """This worker's /metrics, /livez and /readyz on its own port (docs/operations.md); returns the URL."""
+    loop = await stack.enter_async_context(LoopWatch(stall_log_ms=settings.runtime.loop_stall_log_ms))
+    metrics = Metrics(stats=lambda: {**ingest.stats(), "loop": loop.snapshot()}, process="ingest")
+    metrics.watch_pipeline(ingest.pipeline.lanes)
+    loop.on_lag = metrics.loop_lag.observe
+    endpoint = await stack.enter_async_context(OpsEndpoint(ingest_readiness(settings, ingest, queue_url), metrics, settings.ops.metrics_host, port))
+    return endpoint.url

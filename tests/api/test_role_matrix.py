@@ -123,10 +123,12 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/r/{token}/{response}"): (LINK, EVERYONE, NO, 200),
     ("POST", "/api/responses/{token}"): (LINK, EVERYONE, NO, 200),
 }
-# Deliberately public, not in the table: the OpenAPI document and its viewer, and the console's static files.
+# Deliberately public, not in the table: the OpenAPI document and its viewers, the console's static files, and the
+# operators' probes and metrics (docs/operations.md; the reverse proxy keeps /metrics, /livez and /readyz inside).
 PUBLIC_DOCS: Final = frozenset({
     ("GET", "/api/openapi.json"), ("HEAD", "/api/openapi.json"), ("GET", "/api/docs"), ("HEAD", "/api/docs"),
     ("GET", "/docs/oauth2-redirect"), ("HEAD", "/docs/oauth2-redirect"), ("MOUNT", "/static"),
+    ("GET", "/api/redoc"), ("HEAD", "/api/redoc"), ("MOUNT", "/api/docs-assets"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/metrics"),
 })
 
 # -- who calls --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""The readiness checks /readyz runs (backend/api/health.py), and the wiring of a process's metrics.
+
+How this works: each check is a small async function over a component the process already runs; it reads
+that component's own state (connected flags, running tasks, backlog) or asks the database one cheap
+question in a worker thread. `instrument_backend` registers what a backend's role runs and hooks its
+metrics; `ingest_readiness` and `ingest_metrics` do the same for a `shouwang ingest` worker.
+
+Checks, by name:
+- `database`: the alarm database answers `SELECT 1` within ops.ready_db_timeout_s;
+- `broker_ingest`, `broker_publisher`: the MQTT connections of ingest and of the notice publisher are up;
+- `live_feed`: the console's live feed started and its watcher tasks still run;
+- `ingest`: the pipeline runs and its telemetry backlog is under ops.ready_max_backlog;
+- `rules_leader` (cluster): some backend holds the rules seat (the PostgreSQL advisory lock relay.lock_key);
+- `uplink_queue` (ingest worker): the PostgreSQL uplink queue answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from backend.ops.metrics import Metrics
+from backend.ops.readiness import Readiness, Verdict
+from backend.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from backend.ingest.service import IngestService
+    from backend.server import Backend
+
+__all__ = ["database_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check"]
+
+
+def database_check(engine: sa.Engine, timeout_s: float) -> Callable[[], Any]:
+    def probe() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1")).scalar_one()
+
+    async def check() -> Verdict:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.to_thread(probe)
+        except TimeoutError:
+            return Verdict(False, f"{engine.dialect.name} did not answer within {timeout_s:g} s")
+        except sa.exc.SQLAlchemyError as exc:
+            return Verdict(False, f"{engine.dialect.name} unreachable: {str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).strip()[:200]}")
+        return Verdict(True, engine.dialect.name)
+
+    return check
+
+
+def connected_check(what: str, connected: Callable[[], bool]) -> Callable[[], Any]:
+    async def check() -> Verdict:
+        return Verdict(True, "connected") if connected() else Verdict(False, f"{what} is not connected to the broker")
+
+    return check
+
+
+def feed_check(feed: Callable[[], Any]) -> Callable[[], Any]:
+    async def check() -> Verdict:
+        f = feed()
+        if f is None or not f.ready.is_set():
+            return Verdict(False, "the live feed is not running")
+        dead = [t.get_name() for t in getattr(f, "_tasks", []) if t.done()]
+        return Verdict(False, f"live feed task ended: {', '.join(dead)}") if dead else Verdict(True, "running")
+
+    return check
+
+
+def ingest_check(ingest: IngestService, max_backlog: int) -> Callable[[], Any]:
+    async def check() -> Verdict:
+        pipeline = ingest.pipeline
+        if not pipeline.running:
+            return Verdict(False, "the ingest pipeline is not running")
+        backlog = pipeline.backlog()
+        if backlog > max_backlog:
+            return Verdict(False, f"ingest is not keeping up: {backlog} telemetry messages wait for the store (limit {max_backlog})")
+        return Verdict(True, f"backlog {backlog}")
+
+    return check
+
+
+def leader_check(engine: sa.Engine, lock_key: int, timeout_s: float) -> Callable[[], Any]:
+    """Some session holds the rules leader's advisory lock (pg_try_advisory_lock(bigint) < 2^32: classid 0, objsubid 1)."""
+
+    def probe() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = :key AND objsubid = 1"
+            ), {"key": lock_key}).scalar_one())
+
+    async def check() -> Verdict:
+        async with asyncio.timeout(timeout_s):
+            held = await asyncio.to_thread(probe)
+        return Verdict(True, "a backend holds the rules seat") if held else Verdict(False, "no backend holds the rules seat: alarms wait in the queue")
+
+    return check
+
+
+def instrument_backend(app: FastAPI, backend: Backend) -> None:
+    """Register a backend's readiness checks and hook its metrics (called once the backend's parts have started)."""
+    s = backend.settings.ops
+    readiness: Readiness = app.state.readiness
+    metrics: Metrics = app.state.metrics
+    app.state.header_policy.hsts_max_age_s = s.hsts_max_age_s
+    readiness.add("database", database_check(backend.db, s.ready_db_timeout_s))
+    publisher = getattr(backend, "publisher", None)
+    if publisher is not None:
+        readiness.add("broker_publisher", connected_check("the notice publisher", lambda: bool(publisher.connected)))
+    ingest = getattr(backend, "ingest", None)
+    if ingest is not None:
+        readiness.add("broker_ingest", connected_check("ingest", lambda: ingest.worker.connected))
+        readiness.add("ingest", ingest_check(ingest, s.ready_max_backlog))
+        metrics.watch_pipeline(ingest.pipeline.lanes)
+    if backend.seat is not None:
+        readiness.add("rules_leader", leader_check(backend.db, backend.settings.relay.lock_key, s.ready_db_timeout_s))
+    service = getattr(backend, "alarm_service", None)
+    if service is not None and hasattr(service, "add_listener"):
+        service.add_listener(metrics.alarm_listener(backend.clock.now_ms))
+    backend.loopwatch.on_lag = metrics.loop_lag.observe
+
+
+def ingest_readiness(settings: Settings, ingest: IngestService, queue_url: str | None) -> Readiness:
+    """The checks of a `shouwang ingest` worker: broker, pipeline, and the PostgreSQL uplink queue."""
+    readiness = Readiness()
+    readiness.add("broker_ingest", connected_check("ingest", lambda: ingest.worker.connected))
+    readiness.add("ingest", ingest_check(ingest, settings.ops.ready_max_backlog))
+    if queue_url is not None:
+        engine = sa.create_engine(queue_url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args={"connect_timeout": 2})
+        readiness.add("uplink_queue", database_check(engine, settings.ops.ready_db_timeout_s))
+    return readiness

@@ -1,0 +1,78 @@
+"""/livez and /readyz of a running backend: /readyz turns unready, naming the check, when its PostgreSQL alarm
+database or its Mosquitto broker stops, and ready again when they come back; /livez stays live throughout."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.server import Backend
+from backend.settings import load_settings
+from backend.sites import SiteDirectory
+from backend.store.pg_local import LocalPostgres
+from broker.process import MosquittoProcess
+from tests.conftest import SAMPLE_SITE
+from tests.waiting import until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.mosquitto, pytest.mark.slow]
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Any:
+    """A PostgreSQL of this test alone: the test stops and starts it (the session's server is shared)."""
+    with LocalPostgres(tmp_path / "pg") as pg:
+        yield pg
+
+
+@pytest.fixture
+async def backend(tmp_path: Path, sample_site: SiteDirectory, own_postgres: LocalPostgres, mosquitto: MosquittoProcess) -> AsyncIterator[Backend]:
+    settings = load_settings(None, api={"port": 0, "admin_password": "admin-pass-2026"},
+                             storage={"data_dir": tmp_path / "var", "alarm_db_url": own_postgres.url},
+                             simulate={"enabled": False, "site_file": SAMPLE_SITE}, patrol={"enabled": False})
+    async with Backend(settings, sample_site, "127.0.0.1", mosquitto.port) as b:
+        yield b
+
+
+async def _ready(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+    r = await http.get("/readyz")
+    return r.status_code, r.json()
+
+
+async def test_readyz_follows_the_database_and_the_broker(backend: Backend, own_postgres: LocalPostgres, mosquitto: MosquittoProcess) -> None:
+    async with httpx.AsyncClient(base_url=backend.url, timeout=10) as http:
+        code, body = await _ready(http)
+        assert code == 200, body
+        assert body["status"] == "ready"
+        assert {"database", "live_feed", "broker_ingest", "broker_publisher", "ingest"} <= set(body["checks"])
+        assert (await http.get("/api/health")).json()["status"] == "ok"
+
+        own_postgres.stop()
+        code, body = await until(lambda: _unready(http, "database"), 30, "/readyz to report the database down")
+        assert "postgresql" in body["checks"]["database"]["detail"]
+        assert body["checks"]["broker_ingest"]["ok"]
+        assert (await http.get("/livez")).status_code == 200
+        assert (await http.get("/api/health")).json()["status"] == "degraded"
+        own_postgres.start()
+        await until(lambda: _is_ready(http), 30, "/readyz ready again after PostgreSQL came back")
+
+        mosquitto.stop()
+        code, body = await until(lambda: _unready(http, "broker_ingest"), 30, "/readyz to report the broker down")
+        assert not body["checks"]["broker_publisher"]["ok"]
+        assert body["checks"]["database"]["ok"]
+        assert (await http.get("/livez")).status_code == 200
+        mosquitto.start()
+        await until(lambda: _is_ready(http), 30, "/readyz ready again after Mosquitto came back")
+
+
+async def _unready(http: httpx.AsyncClient, check: str) -> tuple[int, dict[str, Any]] | None:
+    code, body = await _ready(http)
+    return (code, body) if code == 503 and not body["checks"][check]["ok"] else None
+
+
+async def _is_ready(http: httpx.AsyncClient) -> bool:
+    code, _ = await _ready(http)
+    return code == 200
