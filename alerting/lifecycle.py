@@ -107,6 +107,7 @@ TRANSITIONS: Final[dict[tuple[AlarmState, Move], AlarmState]] = {
     (S.NOTIFIED, M.SILENCE): S.SILENCED,
     (S.ACKNOWLEDGED, M.SILENCE): S.SILENCED,
     (S.SILENCED, M.UNSILENCE): S.RAISED,
+    (S.SILENCED, M.DEVICE_CLEAR): S.AWAITING_VERIFICATION,  # the window ends; a life-safety device cleared during it
     # the device says it is over; a person verifies (life safety never closes by itself)
     (S.RAISED, M.DEVICE_CLEAR): S.AWAITING_VERIFICATION,
     (S.NOTIFIED, M.DEVICE_CLEAR): S.AWAITING_VERIFICATION,

@@ -53,7 +53,7 @@ def test_a_flapping_camera_is_marked_and_held_open_until_quiet() -> None:
 def test_a_maintenance_window_silences_open_and_new_alarms_until_it_ends() -> None:
     book = AlarmBook()
     book.signal(raise_("device:s1", "low_battery", T0), T0)
-    [p] = book.add_window(MaintenanceWindow("device:s1", T0 + 3600 * S, "tech:li", "replacing detector"), T0)
+    [p] = book.add_window(MaintenanceWindow("device:s1", T0 + 3600 * S, "tech:li", "replacing detector", life_safety=True), T0)
     assert (p.alarm.state, p.alarm.silenced_by) == (AlarmState.SILENCED, "tech:li")
     [p] = book.signal(raise_("device:s1", "tamper", T0 + S, life_safety=True), T0 + S)
     assert p.alarm.state is AlarmState.SILENCED
