@@ -1,8 +1,9 @@
 """Rule configuration as values: parsed from plain mappings (the service reads the YAML files).
 
 How this works: `parse_rules(data)` turns the mapping of alerting/rules/defaults.yaml (merged with a
-deployment's file by `merge`) into a frozen `RuleConfig`, validating every number on the way and naming the
-key that is wrong in `RuleConfigError`. `RuleConfig.threshold_params(rule, device, building)` resolves
+deployment's file by `merge`) into a frozen `RuleConfig`, validating every section, key and number on the way
+(unknown keys too: a typo must not pass silently) and naming the key that is wrong in `RuleConfigError.where`,
+a dotted path into the mapping (backend.alarms.rules turns it into the file's line). `RuleConfig.threshold_params(rule, device, building)` resolves
 per-building then per-device overrides (device wins), checked against the rule's `limits`; every override
 is checked when the rules are parsed (`check_overrides`), and so are per-device settings added from the site
 directory (`with_device_settings`), so a wrong one stops the start with its name instead of failing on the
@@ -198,7 +199,8 @@ def _default_clear(rule: ThresholdRule, level: float) -> float:
     return level - (rule.level - rule.clear)
 
 
-def _check_threshold(rule: ThresholdRule, where: str) -> None:
+def _check_threshold(rule: ThresholdRule, where: str, levels_at: str = "") -> None:
+    """Refuse a rule that cannot work; `levels_at` is where its higher levels sit under `where` ("levels." in a rule)."""
     if rule.below and not rule.clear > rule.level:
         raise RuleConfigError(where, f"{rule.name}: clear ({rule.clear}) must be above the level ({rule.level}) for a 'below' rule")
     if not rule.below and not rule.clear < rule.level:
@@ -210,10 +212,11 @@ def _check_threshold(rule: ThresholdRule, where: str) -> None:
     before_level, before_sev, way = rule.level, rule.severity, "below" if rule.below else "above"
     for level, severity in rule.levels:
         if (level >= before_level) if rule.below else (level <= before_level):
-            raise RuleConfigError(where, f"{rule.name}: the {severity.value} level ({level:g}) must be {way} {before_level:g} "
+            raise RuleConfigError(f"{where}.{levels_at}{severity.value}", f"{rule.name}: the {severity.value} level ({level:g}) must be {way} {before_level:g} "
                                          f"(the level before it); move it or lower the level")
         if severity.rank <= before_sev.rank:
-            raise RuleConfigError(where, f"{rule.name}: levels must rise in severity: {severity.value} after {before_sev.value}")
+            raise RuleConfigError(f"{where}.{levels_at}{severity.value}",
+                                  f"{rule.name}: levels must rise in severity: {severity.value} after {before_sev.value}")
         before_level, before_sev = level, severity
 
 
@@ -315,7 +318,7 @@ def parse_rules(data: Mapping[str, Any]) -> RuleConfig:
                           _num(spec, "for_s", where, 0), int(_num(spec, "samples", where, 1)),
                           (_num({"l": limits[0]}, "l", f"{where}.limits"), _num({"l": limits[1]}, "l", f"{where}.limits")) if limits else None,
                           _severity(spec.get("severity", "major"), where), str(spec.get("title", name)), _levels(spec.get("levels"), f"{where}.levels"))
-        _check_threshold(t, where)
+        _check_threshold(t, where, "levels.")
         thresholds.append(t)
     trends: dict[str, TrendRule] = {}
     for name, raw_spec in _mapping(data.get("trends"), "trends").items():

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from alerting.model import Action
+from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService
 from backend.alarms.store import AlarmStore
 from backend.api import ApiDeps, create_app
@@ -116,6 +117,7 @@ class Backend:
 
     async def _start(self) -> None:
         s = self.settings
+        self.rules = deployment_rules(s)  # the deployment's rules file, checked first: a wrong one stops the start (file:line)
         data_dir = s.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.loopwatch = await self._stack.enter_async_context(LoopWatch(
@@ -154,7 +156,7 @@ class Backend:
         s = self.settings
         # Inner first, so that shutdown runs outer first: stop HTTP, stop intake, then the alarm service saves.
         self.alarm_service = await self._stack.enter_async_context(
-            AlarmService.for_sites(self.db, self.sites, self.clock, retention_days=s.storage.audit_retention_days)
+            AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days)
         )
         self.console = LiveConsole()
         self.publisher = await self._stack.enter_async_context(

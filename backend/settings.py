@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from backend.escalation.settings import EscalationSettings
 
-__all__ = ["ApiSettings", "BrokerSettings", "IngestSettings",
+__all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings",
     "OpsSettings", "PatrolConfig", "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
@@ -206,6 +206,24 @@ class OpsSettings(_Section):
                            "(a stalled loop stops feeding and systemd restarts the process).")
 
 
+class AlertingSettings(_Section):
+    """The alarm rules a deployment runs (docs/alerting.md) and the clock check (GB 50440: clock error <= 5 s)."""
+
+    rules_file: Path | None = Field(
+        default=None,
+        description="A rules file (YAML, the shape of alerting/rules/defaults.yaml, any subset) merged over the default rules, e.g. a "
+                    "building's residual-current setting. Checked at start: a problem stops it as file:line: what to fix. Unset: the defaults.",
+    )
+    clock_skew_max_s: float = Field(
+        default=5.0, gt=0, description="A device or gateway clock further than this from the centre's receive time raises clock_skew (GB 50440: 5 s).",
+    )
+    clock_skew_confirm_s: float = Field(
+        default=600.0, ge=0,
+        description="A clock behind by more than clock_skew_max_s raises clock_skew once it has stayed behind this long (a message a gateway "
+                    "held during an uplink outage is late too); a clock ahead raises at once.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -219,6 +237,7 @@ class Settings(BaseSettings):
     patrol: PatrolConfig = PatrolConfig()
     relay: RelaySettings = RelaySettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    alerting: AlertingSettings = AlertingSettings()
     ops: OpsSettings = OpsSettings()
 
     @classmethod

@@ -201,7 +201,7 @@ class AlarmService:
         if isinstance(msg, GatewayStatus):
             return eng.on_gateway_status(gateway, msg.state is GatewayState.ONLINE, received_ms, drill=msg.drill)
         if isinstance(msg, PatrolHeartbeat):
-            return eng.on_patrol(gateway, msg.period_s, received_ms)
+            return eng.on_patrol(gateway, msg.period_s, received_ms, source_ms=msg.source_ts_ms)
         if isinstance(msg, Telemetry) and device is not None:
             readings = [Reading(device, gateway, k, v, msg.source_ts_ms, received_ms, msg.drill) for k, v in msg.readings.items()]
             return eng.on_readings(readings, received_ms)

@@ -90,6 +90,14 @@ def check_settings(s: Settings, *, ingest_workers: int = 1, backends: int = 1, r
             env = f"SHOUWANG_{section.upper()}__{key.upper()}"
             out.append(Finding("warning", f"{section}.{key} is in the settings file: secrets belong in the environment ({env}) "
                                           "or a file outside the repository"))
+    if s.alerting.rules_file is not None:  # the deployment's rules file, checked as the start checks it (file:line: what to fix)
+        from alerting.config import RuleConfigError
+        from backend.alarms.rules import load_rules
+
+        try:
+            load_rules(s.alerting.rules_file)
+        except RuleConfigError as exc:
+            out.append(Finding("error", f"alerting.rules_file: {exc}"))
     return out
 
 
