@@ -72,6 +72,11 @@ class MaintenanceWindow:
         return self.life_safety or not alarm.life_safety
 
 
+def _device_subject(subject: str) -> str:
+    """The subject a maintenance window names: a device's channel alarms (`device:x@2`) fall under `device:x`."""
+    return subject.partition("@")[0]
+
+
 def transition(alarm: Alarm, move: Move, actor: str, now_ms: int, note: str = "", **changes: object) -> tuple[Alarm, AuditEntry]:
     """The alarm after `move` and the audit entry that records it; raises and changes nothing if illegal."""
     check_actor(move, actor, life_safety=alarm.life_safety)
@@ -181,7 +186,7 @@ class AlarmBook:
             a, e = transition(a, Move.SUPPRESS, SYSTEM_ACTOR, now_ms, f"caused by {sig.cause}", cause=sig.cause)
             audit.append(e)
         else:
-            window = self.windows.get(key.subject)
+            window = self.windows.get(_device_subject(key.subject))
             if window is not None and window.until_ms > now_ms and window.holds(a):
                 a, e = transition(a, Move.SILENCE, window.author, now_ms, f"maintenance window: {window.note}",
                                   silenced_until_ms=window.until_ms, silenced_by=window.author)
@@ -267,7 +272,7 @@ class AlarmBook:
             raise LifecycleError("a maintenance window needs a person as author and an end in the future")
         self.windows[window.subject] = window
         out: list[Persist] = []
-        for a in [a for k, a in self.open.items() if k.subject == window.subject]:
+        for a in [a for k, a in self.open.items() if _device_subject(k.subject) == window.subject]:
             if not window.holds(a):
                 if a.state is AlarmState.SILENCED:  # the override that held it is gone
                     out += self._release(a, now_ms, "the life-safety override of the maintenance window ended")
@@ -283,7 +288,7 @@ class AlarmBook:
         """The window on `subject` is over (on time or early): re-evaluate every alarm it held."""
         self.windows.pop(subject, None)
         out: list[Persist] = []
-        for a in [a for k, a in self.open.items() if k.subject == subject and a.state is AlarmState.SILENCED]:
+        for a in [a for k, a in self.open.items() if _device_subject(k.subject) == subject and a.state is AlarmState.SILENCED]:
             out += self._release(a, now_ms, note)
         return out
 
@@ -305,7 +310,7 @@ class AlarmBook:
             out += self.end_window(subject, now_ms)
         for a in list(self.open.values()):
             if (a.state is AlarmState.SILENCED and a.silenced_until_ms is not None and a.silenced_until_ms <= now_ms
-                    and a.key.subject not in self.windows):
+                    and _device_subject(a.key.subject) not in self.windows):
                 out += self._release(a, now_ms, "maintenance window ended")
             elif a.state is AlarmState.SUPPRESSED and a.cause_closed_ms is not None and now_ms - a.cause_closed_ms >= grace_ms:
                 out += self.move(a.id, Move.UNSUPPRESS, SYSTEM_ACTOR, now_ms, note=f"cause {a.cause} is over; this alarm remains")
