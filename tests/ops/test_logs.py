@@ -1,0 +1,42 @@
+"""Log lines: plain or JSON (ops.log_json, from the environment or the settings file), times in UTC with offset,
+structured fields (alarm id, device, gateway, message id) from the log call or from the surrounding context."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from backend.ops.logs import JsonFormatter, UtcFormatter, log_fields
+from shouwang.cli import wants_json_logs
+
+
+def _record(msg: str, **extra: str) -> logging.LogRecord:
+    record = logging.LogRecord("backend.alarms", logging.WARNING, __file__, 1, msg, (), None)
+    record.__dict__.update(extra)
+    record.created = 1_765_000_000.25  # 2025-12-06T05:46:40.250 UTC
+    return record
+
+
+def test_json_lines_carry_utc_time_and_the_structured_fields() -> None:
+    with log_fields(gateway="c01-gw-b01", device="c01-b01-smoke-0101"):
+        line = JsonFormatter().format(_record("smoke alarm raised", alarm_id="A-1"))
+    entry = json.loads(line)
+    assert entry["time"] == "2025-12-06T05:46:40.250+00:00"
+    assert entry["level"] == "WARNING" and entry["logger"] == "backend.alarms" and entry["message"] == "smoke alarm raised"
+    assert (entry["alarm_id"], entry["device"], entry["gateway"]) == ("A-1", "c01-b01-smoke-0101", "c01-gw-b01")
+    assert "device" not in json.loads(JsonFormatter().format(_record("outside the context")))
+
+
+def test_plain_lines_are_in_utc_with_offset() -> None:
+    line = UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(_record("hello"))
+    assert line == "2025-12-06T05:46:40.250+00:00 WARNING backend.alarms: hello"
+
+
+def test_the_json_option_comes_from_the_environment_or_the_settings_file(tmp_path: Path) -> None:
+    config = tmp_path / "shouwang.toml"
+    config.write_text("[ops]\nlog_json = true\n", encoding="utf-8")
+    assert wants_json_logs(config, {}) is True
+    assert wants_json_logs(config, {"SHOUWANG_OPS__LOG_JSON": "false"}) is False
+    assert wants_json_logs(None, {"SHOUWANG_OPS__LOG_JSON": "1"}) is True
+    assert wants_json_logs(None, {}) is False
