@@ -231,6 +231,9 @@ class AdapterConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     sos_dedupe_s: float = 3.0  # zigbee2mqtt: one press seen on the JSON state and the /action topic is one SOS
     restart_uptime_s: float = 120.0  # shelly: a full status with uptime below this reports a restart
     allow_unlisted: bool = False  # native: accept devices not listed under devices
+    # esphome: the Home Assistant MQTT discovery prefix the nodes publish their entities' configs under (units and
+    # device classes are learnt from them); None: not read, so a sensor needs its metric in `entities`.
+    discovery_prefix: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -270,6 +273,8 @@ class EdgeConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True)
 def _adapter_prefixes(gateway: str, a: AdapterConfig) -> list[str]:
     if a.dialect == "native":
         return [f"{PREFIX}/{a.prefix or gateway}"]
+    if a.dialect == "esphome" and a.discovery_prefix:
+        return [*a.devices, a.discovery_prefix]
     if a.dialect in ("shelly", "esphome"):
         return list(a.devices)
     if a.dialect == "tasmota":

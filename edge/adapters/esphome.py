@@ -4,8 +4,12 @@ How this works: each configured device key is a node's topic prefix (the node na
 online/offline is the node's birth message and Last Will: every device the node carries changes together.
 A `sensor` state is a number as text; "nan" (or "None" with publish_nan_as_none) means the sensor cannot
 measure: a FAULT, never 0 V; the next number clears it. The topic carries no unit, so the metric comes from
-the entity's `metric` in the configuration, or else from a word in the object id (voltage → _v, energy →
-kWh → _wh...); with neither, the message is rejected as unmapped rather than guessed. A `binary_sensor`
+the entity's `metric` in the configuration, or from the `unit_of_measurement` the node announced in its Home
+Assistant discovery config (`{discovery_prefix}/sensor/{node}/{object_id}/config`, full or abbreviated keys,
+read when the adapter sets `discovery_prefix`), or from an object id that is itself a metric name
+(`residual_current_ma`). Nothing else: a unit is known or the message is rejected as unmapped with the setting
+to add, never guessed from a word (an id `residual_current` reporting mA once became `residual_current_a` with
+the milliampere value unchanged, and no rule saw it). A `binary_sensor`
 ON/OFF is an alarm by the entity's `event`, a word in its id (smoke, leak, tamper...) or the device's kind;
 `switch` ON/OFF is a relay state. An entity may name another device (`device:`), e.g. the smoke detector
 wired to a kitchen node.
@@ -13,6 +17,7 @@ wired to a kitchen node.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Final
 
@@ -23,21 +28,12 @@ from edge.config import EntityConfig
 
 __all__ = ["EspHomeAdapter"]
 
-# (word in the object id, unit suffix, scale). Order matters: "energy" before "power".
-_UNIT_WORDS: Final = (
-    ("energy", "wh", 1000.0),  # ESPHome energy sensors are kWh
-    ("voltage", "v", 1.0),
-    ("current", "a", 1.0),
-    ("power", "w", 1.0),
-    ("temperature", "c", 1.0),
-    ("humidity", "pct", 1.0),
-    ("illuminance", "lux", 1.0),
-    ("lumin", "lux", 1.0),
-    ("rssi", "dbm", 1.0),
-    ("signal", "dbm", 1.0),
-    ("battery", "pct", 1.0),
-    ("frequency", "hz", 1.0),
-)
+# Home Assistant `unit_of_measurement` -> (our unit suffix, scale to it). Units not here are refused, not guessed.
+_HA_UNITS: Final = {
+    "mA": ("ma", 1.0), "A": ("a", 1.0), "V": ("v", 1.0), "mV": ("v", 0.001), "W": ("w", 1.0), "kW": ("w", 1000.0),
+    "VA": ("va", 1.0), "var": ("var", 1.0), "Wh": ("wh", 1.0), "kWh": ("wh", 1000.0), "Hz": ("hz", 1.0),
+    "°C": ("c", 1.0), "%": ("pct", 1.0), "dBm": ("dbm", 1.0), "lx": ("lux", 1.0), "s": ("s", 1.0), "ppm": ("ppm", 1.0),
+}
 _EVENT_WORDS: Final = (
     ("smoke", "smoke"),
     ("leak", "water_leak"),
@@ -82,6 +78,8 @@ class EspHomeAdapter(Adapter):
                     self._carried[e.device] = carried
                     members.append(carried)
             self._by_node[key] = list(dict.fromkeys(members))
+        self._discovered: dict[tuple[str, str], tuple[str, float]] = {}  # (node, "sensor/object_id") -> (unit suffix, scale)
+        self._discovery = self.config.discovery_prefix
 
     def _target(self, node: KnownDevice, entity: EntityConfig | None) -> KnownDevice:
         if entity is not None and entity.device is not None:
@@ -89,6 +87,8 @@ class EspHomeAdapter(Adapter):
         return node
 
     def _handle(self, topic: str, payload: bytes, retained: bool, ctx: Context) -> Outcome:
+        if self._discovery and topic.startswith(self._discovery + "/"):
+            return self._learn(topic, payload, ctx)
         first, _, rest = topic.partition("/")
         node = self.devices.get(first)
         if node is None:
@@ -142,11 +142,12 @@ class EspHomeAdapter(Adapter):
             value = float(text)
         except ValueError:
             return self.reject(RejectCode.MALFORMED, f"sensor state {text[:40]!r} is not a number", dev, topic)
-        metric, scale = self._metric(object_id, entity)
+        metric, scale = self._metric(object_id, entity, self._discovered.get((node.key, f"sensor/{object_id}")))
         if metric is None:
+            learn = "" if self._discovery else ", or set discovery_prefix: homeassistant on this adapter so the node's announced unit is used"
             return self.reject(
                 RejectCode.UNMAPPED,
-                f"sensor {object_id!r} has no unit in its name: add entities: {{'sensor/{object_id}': {{metric: <name_unit>}}}} to device {node.key!r}",
+                f"sensor {object_id!r}: its unit is not known: add entities: {{'sensor/{object_id}': {{metric: <name_unit>}}}} to device {node.key!r}{learn}",
                 dev,
                 topic,
             )
@@ -157,16 +158,46 @@ class EspHomeAdapter(Adapter):
         return out.done(device=dev)
 
     @staticmethod
-    def _metric(object_id: str, entity: EntityConfig | None) -> tuple[str | None, float]:
+    def _metric(object_id: str, entity: EntityConfig | None, announced: tuple[str, float] | None) -> tuple[str | None, float]:
         if entity is not None and entity.metric is not None:
             return entity.metric, entity.scale
         name = _snake(object_id)
+        if announced is not None:
+            unit, scale = announced
+            metric = name if metric_unit(name) == unit else f"{name}_{unit}"
+            return metric, entity.scale if entity and entity.scale != 1.0 else scale
         if metric_unit(name) is not None:
             return name, entity.scale if entity else 1.0
-        for word, unit, scale in _UNIT_WORDS:
-            if word in name:
-                return f"{name}_{unit}", entity.scale if entity and entity.scale != 1.0 else scale
         return None, 1.0
+
+    def _learn(self, topic: str, payload: bytes, ctx: Context) -> Outcome:
+        """A Home Assistant discovery config: remember the unit of a sensor whose state topic is one of our nodes'."""
+        out = Emitter(self.name, ctx)
+        levels = topic.split("/")
+        if len(levels) < 4 or levels[-1] != "config" or levels[1] != "sensor":
+            return out.done("discovery config of a component other than sensor: no unit to learn")
+        if not payload:
+            return out.done("discovery config cleared (entity removed): nothing to learn")
+        try:
+            obj = json.loads(payload)
+        except ValueError as exc:
+            return self.reject(RejectCode.MALFORMED, f"discovery config is not JSON: {exc}", topic=topic)
+        if not isinstance(obj, dict):
+            return self.reject(RejectCode.MALFORMED, "discovery config must be a JSON object", topic=topic)
+        state_topic = obj.get("state_topic", obj.get("stat_t"))
+        base = obj.get("~")
+        if isinstance(state_topic, str) and isinstance(base, str):
+            state_topic = state_topic.replace("~", base)
+        parts = state_topic.split("/") if isinstance(state_topic, str) else []
+        if len(parts) != 4 or parts[1] != "sensor" or parts[3] != "state" or parts[0] not in self.devices:
+            return out.done("discovery config of an entity not on a configured node: ignored")
+        unit = obj.get("unit_of_measurement", obj.get("unit_of_meas"))
+        known = _HA_UNITS.get(unit) if isinstance(unit, str) else None
+        if known is None:
+            return self.reject(RejectCode.UNMAPPED, f"sensor {parts[2]!r} announces the unit {unit!r}, which has no metric unit here: "
+                                                    f"set its metric in entities", self.devices[parts[0]], topic)
+        self._discovered[(parts[0], f"sensor/{parts[2]}")] = known
+        return out.done(f"learnt the unit of sensor {parts[2]!r}: {unit}")
 
     def _binary(self, out: Emitter, dev: KnownDevice, *, object_id: str, entity: EntityConfig | None, text: str, topic: str) -> Outcome:
         state = on_off(text)

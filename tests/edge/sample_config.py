@@ -88,9 +88,17 @@ def sample_config(gateway: str = "gw-samples") -> dict[str, Any]:
                     "kitchen-node": {
                         "id": "esp-kitchen",
                         "kind": "electrical",
-                        "entities": {"binary_sensor/smoke_detector": {"device": "esp-kitchen-smoke", "kind": "smoke", "event": "smoke"}},
+                        "entities": {
+                            "binary_sensor/smoke_detector": {"device": "esp-kitchen-smoke", "kind": "smoke", "event": "smoke"},
+                            "sensor/mains_voltage": {"metric": "mains_voltage_v"},
+                        },
                     },
-                    "attic-powerwall": {"id": "esp-attic-powerwall", "kind": "electrical"},
+                    # The sample's meaning says kWh; a unit is declared (or announced by discovery), never guessed from a word.
+                    "attic-powerwall": {
+                        "id": "esp-attic-powerwall",
+                        "kind": "electrical",
+                        "entities": {"sensor/firstfloor_inverter_energy_yesterday": {"metric": "firstfloor_inverter_energy_yesterday_wh", "scale": 1000}},
+                    },
                     "presence-camerina": {
                         "id": "esp-presence",
                         "kind": "other",
