@@ -47,8 +47,9 @@ async def test_every_response_carries_the_security_headers(backend: Backend) -> 
             assert h.get("x-content-type-options") == "nosniff", path
             assert h.get("referrer-policy") == "no-referrer", path
             csp = h.get("content-security-policy", "")
-            assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp, path
-            assert "https:" not in csp and "http:" not in csp, f"{path}: the policy names no outside origin"
+            assert "frame-ancestors 'none'" in csp, path
+            assert "object-src 'none'" in csp, path
+            assert "http" not in csp, f"{path}: the policy names no outside origin"
             assert "strict-transport-security" not in h, f"{path}: no HSTS over plain HTTP"
         console = (await http.get("/")).headers["content-security-policy"]
         assert "script-src 'self';" in console, "the console runs no inline script"

@@ -23,7 +23,7 @@ def test_json_lines_carry_utc_time_and_the_structured_fields() -> None:
         line = JsonFormatter().format(_record("smoke alarm raised", alarm_id="A-1"))
     entry = json.loads(line)
     assert entry["time"] == "2025-12-06T05:46:40.250+00:00"
-    assert entry["level"] == "WARNING" and entry["logger"] == "backend.alarms" and entry["message"] == "smoke alarm raised"
+    assert (entry["level"], entry["logger"], entry["message"]) == ("WARNING", "backend.alarms", "smoke alarm raised")
     assert (entry["alarm_id"], entry["device"], entry["gateway"]) == ("A-1", "c01-b01-smoke-0101", "c01-gw-b01")
     assert "device" not in json.loads(JsonFormatter().format(_record("outside the context")))
 
