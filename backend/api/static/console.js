@@ -1,11 +1,20 @@
 // The duty console. Plain JS, no build step, nothing from the internet.
 // State lives in S; the live feed (server-sent events read with fetch so the bearer token stays in a header)
-// upserts alarms as they change and resumes after the last event id it saw. A new life-safety alarm that
-// nobody has acknowledged sounds a Web Audio beep loop and shows a red banner until it is acknowledged.
+// upserts alarms as they change and resumes after the last event id it saw.
+// Sound: the Web Audio context is made as the page loads; while the browser keeps it from running (no click yet
+// on this page, which a reload with a saved session also is), a full-width prompt covers the board until a click
+// starts it. While a real life-safety alarm is unacknowledged: a sound loop in its severity's tone, a flashing
+// title, one system notification (where allowed) and a red banner (role="alert"). Mute is per console, expires
+// (5 min), is recorded on the server with who muted, and a new life-safety alarm ends it.
+// Board: every open real life-safety alarm always comes from the server, first; the rest come as a page with
+// totals, shown as groups (type and building) when there are more than a page.
 "use strict";
+const PAGE = 200;
 const S = {
   token: sessionStorage.getItem("sw-token"), me: null, alarms: new Map(), selected: null, detail: null, tab: "board",
   lastEventId: null, feedAbort: null, serverSkew: 0, drillOpen: 0, audio: null, beepTimer: null, selectedBuilding: null,
+  utcOffset: 480, board: null, offset: 0, view: "auto", expanded: new Map(), tone: null, titleTimer: null, flashOn: false,
+  muteUntil: 0, mutedIds: new Set(), mutedBy: "", notified: new Set(), boardTimer: null,
 };
 const $ = sel => document.querySelector(sel);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -24,8 +33,10 @@ async function api(path, opts = {}) {
   if (!r.ok) throw new Error((body && body.detail) || r.statusText);
   return body;
 }
-function fmtTime(ms) { const d = new Date(ms); return d.toLocaleTimeString(LANG === "zh" ? "zh-CN" : "en-GB", { hour12: false }); }
-function fmtDateTime(ms) { const d = new Date(ms); return d.toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", { hour12: false }); }
+// times a person reads are in the site's time zone (the server says its offset), whatever the browser's zone
+const siteDate = ms => new Date(ms + S.utcOffset * 60000);
+function fmtTime(ms) { return siteDate(ms).toLocaleTimeString(LANG === "zh" ? "zh-CN" : "en-GB", { hour12: false, timeZone: "UTC" }); }
+function fmtDateTime(ms) { return siteDate(ms).toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", { hour12: false, timeZone: "UTC" }); }
 function fmtDur(ms) {
   const s = Math.max(0, Math.floor(ms / 1000)), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), x = s % 60;
   return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(x).padStart(2, "0");
@@ -52,14 +63,14 @@ async function login(ev) {
   try {
     const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("#username").value, password: $("#password").value }) });
     S.token = r.token; sessionStorage.setItem("sw-token", r.token);
-    unlockAudio();
+    unlockAudio();  // the login click is a gesture: the sound can start now
     await start();
   } catch (e) { $("#error").textContent = t("bad_login") + " (" + e.message + ")"; }
 }
 function logout() {
   S.token = null; sessionStorage.removeItem("sw-token");
   if (S.feedAbort) S.feedAbort.abort();
-  stopBeep();
+  stopSound();
   location.reload();
 }
 async function start() {
@@ -83,29 +94,81 @@ function show(tab) {
 
 // -- board --------------------------------------------------------------------------------------------------
 async function loadBoard() {
-  const r = await api("/api/alarms?limit=500" + ($("#open-only").checked ? "&open=true" : ""));
+  clearTimeout(S.boardTimer); S.boardTimer = null;
+  const r = await api(`/api/alarms?limit=${PAGE}&offset=${S.offset}` + ($("#open-only").checked ? "&open=true" : ""));
   S.serverSkew = r.server_now_ms - Date.now();
+  S.utcOffset = r.utc_offset_min ?? S.utcOffset;
+  S.board = r;
   S.alarms = new Map(r.alarms.map(a => [a.id, a]));
+  for (const [key, g] of S.expanded) if (g.rows) loadGroup(key, true);
   renderBoard();
+}
+function loadBoardSoon() {  // counts and groups follow the feed without a reload per event (an outage is thousands)
+  if (!S.boardTimer) S.boardTimer = setTimeout(loadBoard, 1500);
+}
+const urgent = a => a.life_safety && !a.drill && isOpen(a);
+const groupKey = g => `${g.alarm_type}|${g.place || ""}|${g.drill ? 1 : 0}`;
+async function loadGroup(key, quiet) {
+  const g = S.expanded.get(key); if (!g) return;
+  const q = `/api/alarms?open=true&limit=500&alarm_type=${encodeURIComponent(g.alarm_type)}&drill=${g.drill}` + (g.building_id ? "&building=" + encodeURIComponent(g.building_id) : "");
+  const r = await api(q);
+  g.rows = r.alarms.filter(a => !urgent(a) && (g.building_id ? a.building_id === g.building_id : (a.building_id || a.community_id || "") === (g.place || "")));
+  g.total = r.rest_total;
+  if (!quiet) renderBoard();
 }
 function upsert(a) {
   const old = S.alarms.get(a.id) || {};
   S.alarms.set(a.id, { ...old, ...a });
 }
-function renderBoard() {
-  const list = [...S.alarms.values()].filter(a => !$("#open-only").checked || isOpen(a)).sort(boardOrder);
-  $("#alarms").innerHTML = list.map(a => `
-    <tr data-alarm-id="${esc(a.id)}" data-building="${esc(a.building_id)}" class="sev-${esc(a.severity)} ${unacked(a) ? "unacked" : ""} ${isOpen(a) ? "" : "closed"} ${a.drill ? "is-drill" : ""} ${S.selected === a.id ? "selected" : ""}">
+function rowHtml(a, extra) {
+  return `
+    <tr data-alarm-id="${esc(a.id)}" data-building="${esc(a.building_id)}" class="sev-${esc(a.severity)} ${extra || ""} ${unacked(a) ? "unacked" : ""} ${isOpen(a) ? "" : "closed"} ${a.drill ? "is-drill" : ""} ${S.selected === a.id ? "selected" : ""}">
       <td>${sevLabel(a.severity)}</td>
       <td>${esc(a.title)}${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}${a.vulnerable ? `<span class="tag vuln">♥</span>` : ""}</td>
       <td>${esc(placeText(a))}</td>
       <td>${stateLabel(a.state)}</td>
       <td class="age" data-since="${a.raised_at_ms}">${fmtDur(now() - a.raised_at_ms)}</td>
       <td>${a.occurrences}</td>
-    </tr>`).join("");
-  $("#empty").hidden = list.length > 0;
-  $("#board-count").textContent = t("n_alarms", { n: list.length });
-  document.querySelectorAll("#alarms tr").forEach(tr => tr.addEventListener("click", () => openDetail(tr.dataset.alarmId)));
+    </tr>`;
+}
+function groupHtml(g) {
+  const key = groupKey(g), open = S.expanded.has(key), ex = S.expanded.get(key);
+  const head = `<tr class="group sev-${esc(g.severity)} ${g.drill ? "is-drill" : ""}" data-group="${esc(key)}" aria-expanded="${open}">
+      <td>${sevLabel(g.severity)}</td>
+      <td><span class="caret">${open ? "▾" : "▸"}</span> ${esc(String(g.title || g.alarm_type).split(" · ")[0])} <b class="n">× ${g.count}</b> <span class="dim">${esc(g.place_name || "")}</span>${g.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}</td>
+      <td>${esc(g.place_name || "—")}</td><td>${esc(t("group_open"))}</td>
+      <td class="age" data-since="${g.oldest_ms}">${fmtDur(now() - g.oldest_ms)}</td><td></td></tr>`;
+  if (!open) return head;
+  if (!ex.rows) return head + `<tr class="member"><td colspan="6" class="dim">…</td></tr>`;
+  const more = ex.total > ex.rows.length ? `<tr class="member"><td colspan="6" class="dim">${esc(t("group_more", { shown: ex.rows.length, n: g.count }))}</td></tr>` : "";
+  return head + ex.rows.map(a => rowHtml(a, "member")).join("") + more;
+}
+function renderBoard() {
+  const b = S.board || { life_safety_open: 0, rest_total: 0, open_total: 0, limit: PAGE, offset: 0, groups: [] };
+  const grouped = b.rest_total > b.limit && S.view !== "list";
+  let list = [...S.alarms.values()].filter(a => !$("#open-only").checked || isOpen(a)).sort(boardOrder);
+  if (grouped) list = list.filter(urgent);  // the rest is in the groups
+  $("#alarms").innerHTML = list.map(a => rowHtml(a)).join("") + (grouped ? b.groups.map(groupHtml).join("") : "");
+  $("#empty").hidden = list.length > 0 || (grouped && b.groups.length > 0);
+  const ls = [...S.alarms.values()].filter(urgent).length;
+  const total = $("#open-only").checked ? Math.max(b.open_total, list.length) : b.rest_total + b.life_safety_open;
+  $("#board-count").textContent = t($("#open-only").checked ? "n_open" : "n_alarms", { n: total.toLocaleString(), ls });
+  $("#board-count").dataset.total = String(total);
+  $("#board-mode").hidden = b.rest_total <= b.limit;
+  $("#mode-toggle").textContent = t(S.view === "list" ? "show_groups" : "show_list");
+  const paged = !grouped && b.rest_total > b.limit;
+  $("#pager").hidden = !paged;
+  if (paged) {
+    $("#page-text").textContent = t("page_of", { from: b.offset + 1, to: Math.min(b.offset + b.limit, b.rest_total), n: b.rest_total });
+    $("#page-prev").disabled = b.offset === 0; $("#page-next").disabled = b.offset + b.limit >= b.rest_total;
+  }
+  document.querySelectorAll("#alarms tr[data-alarm-id]").forEach(tr => tr.addEventListener("click", () => openDetail(tr.dataset.alarmId)));
+  document.querySelectorAll("#alarms tr.group").forEach(tr => tr.addEventListener("click", () => {
+    const key = tr.dataset.group;
+    if (S.expanded.has(key)) { S.expanded.delete(key); renderBoard(); return; }
+    const g = b.groups.find(x => groupKey(x) === key); if (!g) return;
+    S.expanded.set(key, { ...g, rows: null }); renderBoard(); loadGroup(key);
+  }));
   S.drillOpen = [...S.alarms.values()].filter(a => a.drill && isOpen(a)).length;
   $("#drill-banner").hidden = S.drillOpen === 0;
   $("#drill-banner").textContent = t("drill_banner", { n: S.drillOpen });
@@ -113,28 +176,103 @@ function renderBoard() {
 }
 
 // -- audible alert ------------------------------------------------------------------------------------------
+// Each tone is (frequency Hz, start s, end s) within one cycle; a critical alarm is the fast two-tone one.
+const TONES = {
+  critical: { every: 1200, type: "square", notes: [[880, 0, 0.25], [660, 0.3, 0.55]] },
+  major: { every: 2000, type: "triangle", notes: [[740, 0, 0.2], [740, 0.35, 0.55]] },
+  other: { every: 3000, type: "sine", notes: [[520, 0, 0.35]] },
+};
+function ensureAudio() {
+  if (!S.audio) {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return null;
+    try { S.audio = new Ctx(); S.audio.addEventListener("statechange", () => { updateGate(); updateAlert(); }); } catch (e) { S.audio = null; }
+  }
+  return S.audio;
+}
+const audioRunning = () => !!(S.audio && S.audio.state === "running");
+function updateGate() {
+  const blocked = !!S.audio && !audioRunning();  // no Web Audio at all: nothing a click could start
+  $("#sound-gate").hidden = !blocked;
+  document.body.dataset.sound = blocked ? "blocked" : muted() ? "muted" : "ready";
+}
 function unlockAudio() {
-  try { S.audio = S.audio || new (window.AudioContext || window.webkitAudioContext)(); S.audio.resume(); } catch (e) { S.audio = null; }
+  const ctx = ensureAudio();
+  if (ctx) ctx.resume().then(updateGate, updateGate);
+  askNotify();
+  updateGate();
 }
 function beep() {
-  document.body.dataset.beeps = String(Number(document.body.dataset.beeps || 0) + 1);
-  if (!S.audio) return;
-  const o = S.audio.createOscillator(), g = S.audio.createGain(), t0 = S.audio.currentTime;
-  o.type = "square"; o.frequency.value = 880; g.gain.setValueAtTime(0.15, t0); g.gain.setValueAtTime(0, t0 + 0.25);
-  o.frequency.setValueAtTime(660, t0 + 0.3); g.gain.setValueAtTime(0.15, t0 + 0.3); g.gain.setValueAtTime(0, t0 + 0.55);
-  o.connect(g).connect(S.audio.destination); o.start(t0); o.stop(t0 + 0.6);
+  const ctx = S.audio;
+  if (!ctx || ctx.state !== "running") { updateGate(); return; }
+  const tone = TONES[S.tone] || TONES.other, t0 = ctx.currentTime;
+  for (const [f, a, b] of tone.notes) {
+    const o = ctx.createOscillator(), g = ctx.createGain();
+    o.type = tone.type; o.frequency.value = f;
+    g.gain.value = 0; g.gain.setValueAtTime(0.2, t0 + a); g.gain.setValueAtTime(0, t0 + b);
+    o.connect(g).connect(ctx.destination); o.start(t0 + a); o.stop(t0 + b + 0.02);
+  }
 }
-function startBeep() { if (!S.beepTimer) { beep(); S.beepTimer = setInterval(beep, 1200); } document.body.dataset.alerting = "1"; }
-function stopBeep() { if (S.beepTimer) clearInterval(S.beepTimer); S.beepTimer = null; document.body.dataset.alerting = "0"; }
+function startSound(severity) {
+  const tone = TONES[severity] ? severity : "other";
+  if (S.tone !== tone) { stopSound(); S.tone = tone; }
+  if (!S.beepTimer) { beep(); S.beepTimer = setInterval(beep, TONES[tone].every); }
+  document.body.dataset.tone = tone;
+}
+function stopSound() { if (S.beepTimer) clearInterval(S.beepTimer); S.beepTimer = null; S.tone = null; delete document.body.dataset.tone; }
+function startTitleFlash(a) {
+  S.flashWhat = a.title;
+  if (S.titleTimer) return;
+  S.titleTimer = setInterval(() => { S.flashOn = !S.flashOn; document.title = S.flashOn ? t("title_alarm", { what: S.flashWhat }) : t("title"); }, 700);
+}
+function stopTitleFlash() { if (S.titleTimer) clearInterval(S.titleTimer); S.titleTimer = null; document.title = t("title"); }
+function askNotify() {  // asked once per browser, on a click (browsers ignore or block a request made without one)
+  if (!("Notification" in window) || Notification.permission !== "default" || localStorage.getItem("sw-notify-asked")) return;
+  localStorage.setItem("sw-notify-asked", "1");
+  try { Promise.resolve(Notification.requestPermission()).catch(() => {}); } catch (e) { /* old browsers */ }
+}
+function notifyNew(pending) {
+  for (const a of pending) {
+    if (S.notified.has(a.id)) continue;
+    S.notified.add(a.id);
+    if (!("Notification" in window) || Notification.permission !== "granted") continue;
+    try {
+      const n = new Notification(t("notify_title"), { body: `${a.title} · ${placeText(a)}`, tag: a.id, requireInteraction: true });
+      n.onclick = () => { window.focus(); show("board"); openDetail(a.id); };
+    } catch (e) { /* a page may not construct notifications on some platforms */ }
+  }
+}
+const muted = () => S.muteUntil > now();
+async function mute() {
+  const r = await api("/api/console/mute", { method: "POST", body: JSON.stringify({ minutes: 5 }) });
+  S.muteUntil = r.muted_until_ms; S.mutedBy = r.by;
+  S.mutedIds = new Set([...S.alarms.values()].filter(unacked).map(a => a.id));
+  updateAlert();
+}
+function endMute() { S.muteUntil = 0; S.mutedIds = new Set(); S.mutedBy = ""; }
+function renderMute() {
+  const on = muted() && !$("#alert-banner").hidden;
+  $("#mute-bar").hidden = !on;
+  if (on) $("#mute-text").textContent = t("muted_for", { left: fmtDur(S.muteUntil - now()), who: S.mutedBy });
+}
 function updateAlert() {
   const pending = [...S.alarms.values()].filter(unacked).sort(boardOrder);
+  if (S.muteUntil && (!muted() || !pending.length || pending.some(a => !S.mutedIds.has(a.id)))) endMute();  // expired, over, or a new alarm
   if (pending.length) {
     $("#alert-banner").hidden = false;
     $("#alert-text").textContent = t("alert_banner", { what: pending[0].title }) + (pending.length > 1 ? ` (+${pending.length - 1})` : "");
     $("#alert-ack").dataset.alarmId = pending[0].id;
     $("#alert-ack").hidden = !can("acknowledge");
-    startBeep();
-  } else { $("#alert-banner").hidden = true; stopBeep(); }
+    $("#alert-mute").hidden = muted();
+    if (muted()) stopSound(); else startSound(pending[0].severity);
+    startTitleFlash(pending[0]);
+    notifyNew(pending);
+    document.body.dataset.alerting = "1";
+  } else {
+    $("#alert-banner").hidden = true; stopSound(); stopTitleFlash(); document.body.dataset.alerting = "0";
+  }
+  renderMute();
+  updateGate();
 }
 
 // -- detail -------------------------------------------------------------------------------------------------
@@ -144,6 +282,7 @@ async function openDetail(id) {
   try { S.detail = await api("/api/alarms/" + encodeURIComponent(id)); }
   catch (e) { $("#detail").hidden = false; $("#detail").innerHTML = `<p class="msg err">${esc(e.message)}</p>`; return; }
   S.serverSkew = S.detail.server_now_ms - Date.now();
+  S.utcOffset = S.detail.utc_offset_min ?? S.utcOffset;
   upsert(S.detail.alarm);
   renderDetail();
   drawReadings(S.detail.alarm);
@@ -165,6 +304,18 @@ function renderDetail() {
       <span class="countdown" data-due="${x.due_ms}"></span></li>`).join("")}</ul>` : `<p class="dim">${esc(t(lad ? "no_deadlines" : "no_ladder"))}</p>`;
   const rungs = lad ? `<ul class="list" id="rungs">${lad.rungs.map(r => `<li><b>${esc(r.label)}</b> · ${r.contacts.map(c => esc(c.name)).join("、") || "—"}
       <span class="dim">${fmtTime(r.engaged_ms)} · ${esc(r.via)}${r.progress ? " · " + esc(t("st_" + r.progress)) : ""}${r.missed.length ? " · ⚠ " + r.missed.map(m => esc(t("fs_" + m))).join(",") : ""}</span></li>`).join("")}</ul>` : "";
+  // per rung: does it still wait for its own answer, when does it re-page, when and where does it climb
+  const cd = ms => ms ? `<span class="countdown" data-due="${ms}"></span> <span class="dim">(${fmtTime(ms)})</span>` : "—";
+  const rs = lad && lad.rung_status ? lad.rung_status : [];
+  const rungStatus = rs.length ? `<p class="dim" id="ack-meaning">${esc(t(lad.console_ack_covers ? "ack_covers" : "ack_meaning"))}</p>
+    <table class="rungs" id="rung-status"><thead><tr><th>${esc(t("r_rung"))}</th><th>${esc(t("r_status"))}</th><th>${esc(t("r_repeat"))}</th><th>${esc(t("r_climb"))}</th></tr></thead><tbody>
+    ${rs.map(r => {
+      const status = !r.paged ? (r.reached_at_ms ? t("r_not_yet_at") : t("r_not_yet")) : r.waits_for_answer ? t("r_waits") : r.progress ? t("st_" + r.progress) : t("r_done");
+      const climb = r.climbs_to ? `→ ${esc((rs.find(x => x.rung === r.climbs_to) || {}).label || r.climbs_to)} ${cd(r.climbs_at_ms)}` : (!r.paged && r.reached_at_ms ? cd(r.reached_at_ms) : "—");
+      return `<tr data-rung="${esc(r.rung)}" data-waits="${r.waits_for_answer ? 1 : 0}" class="${r.waits_for_answer ? "waits" : ""} ${r.paged ? "" : "unpaged"}">
+        <td><b>${esc(r.label)}</b>${r.missed.length ? ` <span class="late">⚠ ${r.missed.map(m => esc(t("fs_" + m))).join(",")}</span>` : ""}</td>
+        <td>${esc(status)}</td><td>${r.waits_for_answer ? cd(r.next_repeat_ms) : "—"}</td><td>${climb}</td></tr>`;
+    }).join("")}</tbody></table>` : "";
   const timeline = `<ol class="timeline" id="timeline">${d.timeline.map(e => `<li class="${esc(e.source)}" data-what="${esc(e.what)}">
       <span class="t">${fmtTime(e.at_ms)}</span><b>${esc(e.actor)}</b> · ${esc(e.to_state ? t("st_" + e.to_state) : e.what)}
       ${e.on_behalf_of ? " ⇢ " + esc(e.on_behalf_of) : ""}${e.target ? " → " + esc(e.target) : ""}${e.rung ? " [" + esc(e.rung) + "]" : ""}
@@ -197,6 +348,7 @@ function renderDetail() {
     </dl>${vul}
     <h3>${esc(t("actions"))}</h3>${acts}
     <h3>${esc(t("deadlines"))}</h3>${deadlines}
+    ${rungStatus ? `<h3>${esc(t("rung_status"))}</h3>${rungStatus}` : ""}
     ${rungs ? `<h3>${esc(t("rungs"))}</h3>${rungs}` : ""}
     <h3>${esc(t("readings"))}</h3><div class="chart" id="chart"><p class="dim">…</p></div>
     <h3>${esc(t("timeline"))}</h3>${timeline}`;
@@ -255,6 +407,8 @@ function svgChart(s, markMs) {
     <polyline class="line" points="${line}"/></svg>`;
 }
 function tick() {
+  if (S.muteUntil && !muted()) updateAlert();  // the mute ran out: the sound comes back
+  renderMute();
   document.querySelectorAll(".age[data-since]").forEach(e => { e.textContent = fmtDur(now() - Number(e.dataset.since)); });
   document.querySelectorAll(".countdown[data-due]").forEach(e => {
     const left = Number(e.dataset.due) - now();
@@ -338,7 +492,13 @@ function refreshSoon() {
 }
 function onFeedEvent(type, data) {
   if (type === "resync") { loadBoard(); refreshSoon(); return; }
-  if (type === "alarm") { upsert(data.data); renderBoard(); refreshSoon(); return; }
+  if (type === "alarm") {
+    const a = data.data;
+    // life safety (and what is already on screen) at once; the rest through the counts and groups, batched
+    const small = !S.board || S.board.rest_total < S.board.limit;
+    if (urgent(a) || S.alarms.has(a.id) || small) { upsert(a); renderBoard(); }
+    loadBoardSoon(); refreshSoon(); return;
+  }
   if (type === "health" || type === "ladder" || type === "notice") refreshSoon();
 }
 async function connectFeed() {
@@ -385,8 +545,14 @@ $("#lang").addEventListener("click", () => {
   LANG = LANG === "zh" ? "en" : "zh"; localStorage.setItem("sw-lang", LANG); applyStaticTexts();
   if (S.me) { renderBoard(); if (S.detail) renderDetail(); if (S.detail) drawReadings(S.detail.alarm); if (S.tab !== "board") show(S.tab); feedStatus(S.feedLive ? "on" : "off"); }
 });
-$("#open-only").addEventListener("change", loadBoard);
+$("#open-only").addEventListener("change", () => { S.offset = 0; loadBoard(); });
 document.querySelectorAll("#tabs button").forEach(b => b.addEventListener("click", () => show(b.dataset.tab)));
+$("#sound-enable").addEventListener("click", unlockAudio);
+$("#alert-mute").addEventListener("click", () => { unlockAudio(); mute().catch(e => { $("#alert-text").textContent += " · " + e.message; }); });
+$("#unmute").addEventListener("click", () => { endMute(); updateAlert(); });
+$("#mode-toggle").addEventListener("click", () => { S.view = S.view === "list" ? "auto" : "list"; S.offset = 0; loadBoard(); });
+$("#page-prev").addEventListener("click", () => { S.offset = Math.max(0, S.offset - PAGE); loadBoard(); });
+$("#page-next").addEventListener("click", () => { S.offset += PAGE; loadBoard(); });
 $("#alert-ack").addEventListener("click", async () => {
   unlockAudio();
   const id = $("#alert-ack").dataset.alarmId, a = S.alarms.get(id);
@@ -394,4 +560,7 @@ $("#alert-ack").addEventListener("click", async () => {
   show("board"); await openDetail(id); await act("acknowledge", a);
 });
 applyStaticTexts();
+ensureAudio();  // suspended until a click where the browser wants one: the prompt then covers the board
+if (S.audio) S.audio.resume().catch(() => {});
+updateGate();
 if (S.token) start().catch(() => logout());
