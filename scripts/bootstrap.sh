@@ -51,10 +51,13 @@ if [ $want_services -eq 1 ]; then
   [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
   # deploy/compose.yaml is validated with `docker-compose config` (no container engine runs here).
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+  # deploy/compose/Caddyfile (the stack's HTTPS door) is validated with `caddy adapt`.
+  command -v caddy >/dev/null 2>&1 || need+=(caddy)
   apt_install "${need[@]}"
   # Debian starts the packaged services on install; the tests start their own on free ports.
   if command -v service >/dev/null 2>&1; then
     service mosquitto stop >/dev/null 2>&1 || true
+    service caddy stop >/dev/null 2>&1 || true
   fi
 fi
 
