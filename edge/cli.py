@@ -20,19 +20,21 @@ from typing import Any
 
 from edge.errors import ConfigError, EdgeError
 
-__all__ = ["main", "register"]
+__all__ = ["ACTIONS", "add_arguments", "handle", "main", "register"]
+
+ACTIONS = ("run", "status", "check")
 
 
 def register(sub: Any) -> None:
     """Add `edge` to a parent parser's subcommands (the centre's `shouwang` command)."""
-    _arguments(sub.add_parser("edge", help=_HELP, description=_DESCRIPTION))
+    add_arguments(sub.add_parser("edge", help=_HELP, description=_DESCRIPTION))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m edge ...`: the same arguments as `shouwang edge ...`, without the centre's packages."""
     parser = argparse.ArgumentParser(prog="python -m edge", description=_DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    _arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     code: int = args.handler(args)
@@ -48,15 +50,20 @@ _DESCRIPTION = (
 )
 
 
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", choices=["run", "status", "check"], default="run", help="run (default), status, or check the configuration")
-    p.add_argument("--config", dest="edge_config", type=Path, required=True, help="edge configuration file (.yaml, .yml or .toml)")
+def add_arguments(p: argparse.ArgumentParser, actions: Sequence[str] = ACTIONS) -> None:
+    p.add_argument("action", nargs="?", choices=list(actions), default="run", help=f"{', '.join(actions)} (default: run)")
+    p.add_argument("--config", dest="edge_config", type=Path, help="edge configuration file (.yaml, .yml or .toml)")
     p.add_argument("--json", action="store_true", help="status: print the raw JSON")
-    p.set_defaults(handler=_handler)
+    p.set_defaults(handler=handle)
 
 
-def _handler(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
+    """run / status / check of one edge configuration file."""
     from edge.config import load_config
+
+    if args.edge_config is None:
+        print(f"error: `edge {args.action}` needs --config FILE (the gateway's edge configuration)", file=sys.stderr)
+        return 2
 
     try:
         config = load_config(args.edge_config)

@@ -15,13 +15,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backend.sites.model import (
     DEFAULT_REPORT_INTERVAL_S,
+    NO_ENTITIES,
     Building,
     Community,
     Device,
@@ -226,9 +227,15 @@ class _Device(_Record):
     household: IdStr | None = None
     location: str = ""
     report_interval_s: float | None = Field(default=None, gt=0)
-    dialect: str = "native"
+    dialect: Literal["native", "zigbee2mqtt", "tasmota", "shelly", "frigate", "esphome"] = "native"
     model: str = ""
     rules: dict[str, dict[str, float]] = Field(default_factory=dict)  # this detector's settings, e.g. {overload: {above: 250}}
+    # Where the edge finds it on the building's LAN: its name in its ecosystem (Zigbee2MQTT friendly name, Tasmota
+    # topic, Shelly prefix, Frigate camera, ESPHome node); default its id. And, for ESPHome nodes, what each entity
+    # means (`sensor/leak: {metric: residual_current_ma}`): `shouwang edge config` writes both into the gateway's file.
+    lan_name: str | None = None
+    channels: int = Field(default=1, ge=1, le=99)
+    entities: dict[str, dict[str, str | float]] = Field(default_factory=dict)
 
 
 class _FireStation(_Record):
@@ -426,7 +433,9 @@ def parse_site_directory(text: str, file: str = "<site directory>") -> SiteDirec
         interval = r.report_interval_s if r.report_interval_s is not None else DEFAULT_REPORT_INTERVAL_S[r.kind]
         if r.rules:
             rule_settings[r.id] = {rule: dict(params) for rule, params in r.rules.items()}
-        return Device(r.id, r.kind, r.gateway, r.building, r.unit, r.household, r.location, interval, r.dialect, r.model)
+        return Device(r.id, r.kind, r.gateway, r.building, r.unit, r.household, r.location, interval, r.dialect, r.model,
+                      lan_name=r.lan_name or r.id, channels=r.channels,
+                      entities={k: dict(v) for k, v in r.entities.items()} if r.entities else NO_ENTITIES)
 
     rule_settings: dict[str, dict[str, dict[str, float]]] = {}
     devices = collect("devices", _Device, device)

@@ -8,9 +8,11 @@ station, a volunteer) during *shifts*; the ladder asks "who sits in this seat no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from types import MappingProxyType
 
 from broker.kinds import DeviceKind
 
@@ -32,6 +34,8 @@ __all__ = [
     "VolunteerTeam",
     "Vulnerability",
 ]
+
+NO_ENTITIES: Mapping[str, Mapping[str, str | float]] = MappingProxyType({})
 
 # Expected reporting interval per device class when the directory names none.
 DEFAULT_REPORT_INTERVAL_S: dict[DeviceKind, float] = {
@@ -144,6 +148,11 @@ class Device:
     report_interval_s: float = 60.0
     dialect: str = "native"  # native, zigbee2mqtt, tasmota, shelly, frigate, esphome
     model: str = ""
+    lan_name: str = ""  # its name in its ecosystem on the building's LAN (friendly name, topic, node); "" = its id
+    channels: int = 1  # metering channels (power_w@1, power_w@2...)
+    # ESPHome entities: "sensor/leak" -> {"metric": "residual_current_ma", "scale": 1}; not part of equality or hash.
+    # One shared empty mapping by default: a street has ~90,000 devices and almost none has entities.
+    entities: Mapping[str, Mapping[str, str | float]] = field(default_factory=lambda: NO_ENTITIES, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
