@@ -249,6 +249,7 @@ def decode_message(kind: TopicKind, payload: bytes, topic: str = "") -> Message:
 
 
 _STRICT_KINDS = frozenset({TopicKind.TELEMETRY, TopicKind.COMMAND})
+_FREE_TEXT = frozenset({"detail", "reason", "software"})  # cosmetic text; ids, states and kinds are never "cleaned" into validity
 
 
 def _lenient(kind: TopicKind, payload: bytes) -> Message | None:
@@ -263,8 +264,8 @@ def _lenient(kind: TopicKind, payload: bytes) -> Message | None:
     if not isinstance(obj, dict):
         return None
     for name, value in list(obj.items()):
-        if isinstance(value, str):
-            obj[name] = clean_text(value) if len(value) <= MAX_PAYLOAD_BYTES else value
+        if name in _FREE_TEXT and isinstance(value, str):
+            obj[name] = clean_text(value)
         elif name == "value" and isinstance(value, float) and not math.isfinite(value):
             obj[name] = None
     try:

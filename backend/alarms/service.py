@@ -5,6 +5,14 @@ readings goes into the core (alerting.engine.Engine) with `now` from the injecte
 ingest hands over); the actions the core returns are written to the `AlarmStore` in one transaction, off the
 event loop, before the call returns. One asyncio.Lock keeps the core and the store in the same order.
 
+A commit that fails leaves the core's alarm book exactly as it was before the decision (a copy taken under
+the lock is put back), so the caller's retry decides the same message again from the same book: the alarm is
+raised once, with its `raise` audit entry, and its ladder starts from the listeners after that commit. (Before
+this, a failed commit left the alarm open in memory only; the retry stored it as a repeat: `raised`,
+occurrences 6, no timeline, no ladder.) A store that is away (backend.alarms.store.StoreUnavailable) is
+recorded in `store_health()` until a commit succeeds again, for the console and /readyz; the ticker keeps
+running through an outage.
+
 Entering the service (async context manager) loads the open alarms and the last rule-state snapshot from
 the store, so every timer (debounce start, last seen, welfare quiet time, silence expiry, suppressed effects)
 is re-derived from stored state and `now`; then it starts one TaskGroup with a named task, `alarm-ticker`,
@@ -24,7 +32,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,9 +43,9 @@ from alerting.config import RuleConfig
 from alerting.engine import Engine
 from alerting.lifecycle import LifecycleError, Move
 from alerting.model import Action, Alarm, Persist, Signal
-from backend.alarms.adapter import SiteAdapter
+from backend.alarms.adapter import SiteAdapter, building_context, gateway_context
 from backend.alarms.rules import load_rules
-from backend.alarms.store import AlarmStore
+from backend.alarms.store import AlarmStore, StoreError, StoreUnavailable
 from backend.clock import Clock, wall_seconds
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
@@ -67,6 +75,12 @@ class MoveRefused(AlarmServiceError):
         super().__init__(f"alarm {alarm_id}: {move} refused: {reason}")
 
 
+def _book_state(book: object) -> dict[str, Any]:
+    """A copy of the alarm book's state (its containers copied, its values frozen), to put back if the
+    commit of what was decided from it fails."""
+    return {k: (v.copy() if isinstance(v, dict | list | set) else v) for k, v in vars(book).items()}
+
+
 class AlarmService:
     def __init__(self, store: AlarmStore, sites: SiteDirectory, clock: Clock, *, rules: RuleConfig | None = None,
                  tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400, readings_chunk: int | None = 500) -> None:
@@ -86,6 +100,32 @@ class AlarmService:
         self._tg: asyncio.TaskGroup | None = None
         self._engine: Engine | None = None
         self._listeners: list[Callable[[Sequence[Action]], Awaitable[None]]] = []
+        self._store_down_since_ms: int | None = None
+        self._store_down_why = ""
+        self._failed_commits = 0
+
+    def store_health(self) -> dict[str, Any]:
+        """Is the alarm store taking writes? `down` stays true from the first failed commit of an outage to the
+        next successful one; the console and /readyz show it (alarms meanwhile wait in ingest's journal)."""
+        return {"down": self._store_down_since_ms is not None, "down_since_ms": self._store_down_since_ms,
+                "why": self._store_down_why or None, "failed_commits": self._failed_commits}
+
+    @contextlib.contextmanager
+    def _book_kept(self) -> Iterator[None]:
+        """Under the lock, around a decision and its commit: if anything fails, the book is as it was before."""
+        book = self.engine.book
+        saved = _book_state(book)
+        try:
+            yield
+        except BaseException:
+            vars(book).clear()
+            vars(book).update(saved)
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _book_kept_async(self) -> AsyncIterator[None]:
+        with self._book_kept():
+            yield
 
     def add_listener(self, listener: Callable[[Sequence[Action]], Awaitable[None]]) -> None:
         """Call `listener` with every batch of committed actions, after the service's lock is released (a
@@ -104,12 +144,7 @@ class AlarmService:
     @classmethod
     def for_sites(cls, store_engine: Any, sites: SiteDirectory, clock: Clock, **kwargs: Any) -> AlarmService:
         """A service with its own AlarmStore on a SQLAlchemy engine, filing alarms by grid and community."""
-        def context(building: str) -> tuple[str | None, str | None]:
-            b = sites.buildings.get(building)
-            g = sites.grids.get(b.grid) if b else None
-            return (g.id, g.community) if g else (None, None)
-
-        return cls(AlarmStore(store_engine, context), sites, clock, **kwargs)
+        return cls(AlarmStore(store_engine, building_context(sites), gateway_context=gateway_context(sites)), sites, clock, **kwargs)
 
     @property
     def engine(self) -> Engine:
@@ -159,18 +194,34 @@ class AlarmService:
                 await asyncio.wait_for(self._stop.wait(), wait_s)
             if self._stop.is_set():
                 return
-            await self.tick()
             now = self.clock.now_ms()
-            if now - last_snapshot >= self.snapshot_s * 1000:
-                await self.save_state()
-                last_snapshot = now
-            if now - last_purge >= DAY_MS:
-                await asyncio.to_thread(self.store.purge, now, self.retention_days)
-                last_purge = now
+            try:  # an outage of the store must not stop the ticker: it retries on its next round
+                await self.tick()
+                if now - last_snapshot >= self.snapshot_s * 1000:
+                    await self.save_state()
+                    last_snapshot = now
+                if now - last_purge >= DAY_MS:
+                    await asyncio.to_thread(self.store.purge, now, self.retention_days)
+                    last_purge = now
+            except StoreError as exc:
+                log.warning("alarm ticker: %s; retrying next round", exc)
 
     async def _commit(self, actions: Sequence[Action]) -> list[Action]:
+        """Store the actions (the caller holds the lock, inside `_book_kept`)."""
         if actions:
-            await asyncio.to_thread(self.store.apply, actions)
+            try:
+                await asyncio.to_thread(self.store.apply, actions)
+            except StoreUnavailable as exc:
+                self._failed_commits += 1
+                if self._store_down_since_ms is None:
+                    self._store_down_since_ms = self.clock.now_ms()
+                    log.warning("alarm store unavailable: %s; alarms wait in the ingest journal until it is back", exc.why)
+                self._store_down_why = exc.why
+                raise
+            if self._store_down_since_ms is not None:
+                log.warning("alarm store back after %.1f s", (self.clock.now_ms() - self._store_down_since_ms) / 1000)
+                self._store_down_since_ms = None
+                self._store_down_why = ""
             self.stats["actions"] += len(actions)
         return list(actions)
 
@@ -183,8 +234,9 @@ class AlarmService:
         once that is durable. A storm of 200 smoke alarms is then a few commits, not 200 (backend.ingest.handoff
         BatchFeed; the ingest lane hands over what it has queued)."""
         async with self._lock:
-            actions = [a for uplink, received_ms in items for a in self._decide(uplink, received_ms)]
-            await self._commit(actions)
+            with self._book_kept():
+                actions = [a for uplink, received_ms in items for a in self._decide(uplink, received_ms)]
+                await self._commit(actions)
         await self._tell(actions)
 
     def _decide(self, uplink: Uplink, received_ms: int) -> list[Action]:
@@ -218,7 +270,8 @@ class AlarmService:
             chunk = readings[i:i + size]
             async with self._lock:
                 self.stats["readings"] += len(chunk)
-                actions = await self._commit(self.engine.on_readings(chunk, self.clock.now_ms()))
+                with self._book_kept():
+                    actions = await self._commit(self.engine.on_readings(chunk, self.clock.now_ms()))
             await self._tell(actions)
             await asyncio.sleep(0)  # a life-safety batch queued for the lock goes next (asyncio.Lock is first come, first served)
 
@@ -226,7 +279,8 @@ class AlarmService:
     async def tick(self) -> list[Action]:
         async with self._lock:
             self.stats["ticks"] += 1
-            actions = await self._commit(self.engine.tick(self.clock.now_ms()))
+            with self._book_kept():
+                actions = await self._commit(self.engine.tick(self.clock.now_ms()))
         await self._tell(actions)
         return actions
 
@@ -250,7 +304,7 @@ class AlarmService:
         """A person's (or the ladder's) move on an alarm; open or closed (archiving a closed one)."""
         m = Move(move)
         now = self.clock.now_ms()
-        async with self._lock:
+        async with self._lock, self._book_kept_async():
             try:
                 if self.engine.book.get(alarm_id) is not None:
                     actions = self.engine.move(alarm_id, m, actor, now, note=note, until_ms=until_ms)
@@ -271,13 +325,14 @@ class AlarmService:
         transaction and listeners as everything else, so a ladder's or a person's move on that alarm and the
         next signal never work from two copies of it."""
         async with self._lock:
-            actions = await self._commit(self.engine.book.signal(sig, self.clock.now_ms() if now_ms is None else now_ms))
+            with self._book_kept():
+                actions = await self._commit(self.engine.book.signal(sig, self.clock.now_ms() if now_ms is None else now_ms))
         await self._tell(actions)
         return actions
 
     async def add_window(self, subject: str, until_ms: int, author: str, note: str = "") -> int:
         """A maintenance window on a subject (e.g. `device:xyz`, `building:b01`); returns alarms silenced now."""
-        async with self._lock:
+        async with self._lock, self._book_kept_async():
             try:
                 actions = self.engine.add_window(MaintenanceWindow(subject, until_ms, author, note), self.clock.now_ms())
             except LifecycleError as exc:
