@@ -9,8 +9,10 @@ nothing about timers is kept in memory that the store cannot re-derive. `escalat
 notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
 receipts), marking each done afterwards.
 
-`start(facts)`, `respond(alarm_id, response, actor)` and `stop(alarm_id, reason)` are the ways in; the
-ladder's `AdvanceAlarm` actions are handed to `on_advance` (the alarm service applies the lifecycle move).
+`start(facts)`, `respond(alarm_id, response, actor)` and `stop(alarm_id, reason)` are the ways in, with
+`reopen` (the alarm is live again: a new round), `raise_severity` and `observe` (a move the alarm service
+committed) for the bridge (backend.escalation.bridge); the ladder's `AdvanceAlarm` actions (a responder's
+answer the alarm has not yet taken) are handed to `on_advance` (the alarm service applies the lifecycle move).
 All times come from the injected clock; tests drive `run_due()` and `deliver_pending()` on a VirtualClock.
 """
 
@@ -39,11 +41,16 @@ from alerting.ladder import (
     Roster,
     Where,
     advance,
+    observe,
+    raise_severity,
+    reopen,
     respond,
     start,
     stop,
 )
 from alerting.ladder.engine import AdvanceAlarm
+from alerting.lifecycle import Move
+from alerting.model import Severity
 from backend.clock import Clock, wall_seconds
 from backend.escalation.settings import EscalationSettings
 from backend.escalation.store import EscalationStore, StepOutcome, UnknownEscalation
@@ -164,10 +171,10 @@ class EscalationService:
                 await self._sleep_until(self._outbox_wake, poll)
 
     # -- the ways in ------------------------------------------------------------------------------------------
-    async def start(self, facts: AlarmFacts) -> EscalationState:
+    async def start(self, facts: AlarmFacts, *, alarm_seq: int = 0) -> EscalationState:
         """Open the alarm's escalation and page its entry rungs (idempotent: a second start changes nothing)."""
         now = self.clock.now_ms()
-        state, actions = start(facts, self.policies, self.roster, now)
+        state, actions = start(facts, self.policies, self.roster, now, alarm_seq=alarm_seq)
         outcome = StepOutcome(state, actions, self._messages(state, actions, now))
         created = await asyncio.to_thread(self.store.create, outcome, self.worker_id, now)
         if not created:
@@ -185,6 +192,49 @@ class EscalationService:
             s, actions = respond(s, self.policies, self.roster, response, actor, now, note)
             actions = due_actions + actions
             return StepOutcome(s, actions, self._messages(s, actions, now))
+
+        outcome = await asyncio.to_thread(self.store.apply, alarm_id, step, self.worker_id, now)
+        await self._after(outcome, now)
+        return outcome.state
+
+    async def reopen(self, facts: AlarmFacts, alarm_seq: int, why: str = "") -> EscalationState:
+        """The alarm is live and unacknowledged again (its audit entry `alarm_seq` made it so): a new round of its
+        ladder, or its first if it never had one (raised suppressed or silenced). Once per entry, across processes."""
+        if await self.get(facts.alarm_id) is None:
+            state = await self.start(facts, alarm_seq=alarm_seq)
+            if state.alarm_seq >= alarm_seq:
+                return state
+        now = self.clock.now_ms()
+
+        def step(s: EscalationState) -> StepOutcome:
+            s, actions = reopen(s, facts, self.policies, self.roster, now, alarm_seq, why)
+            return StepOutcome(s, actions, self._messages(s, actions, now))
+
+        outcome = await asyncio.to_thread(self.store.apply, facts.alarm_id, step, self.worker_id, now)
+        await self._after(outcome, now)
+        return outcome.state
+
+    async def raise_severity(self, alarm_id: str, severity: Severity) -> EscalationState:
+        """The alarm's severity rose: its ladder re-enters at the entry rungs the new severity selects."""
+        now = self.clock.now_ms()
+
+        def step(s: EscalationState) -> StepOutcome:
+            s, due_actions = advance(s, self.policies, self.roster, now)
+            s, actions = raise_severity(s, severity, self.policies, self.roster, now)
+            actions = due_actions + actions
+            return StepOutcome(s, actions, self._messages(s, actions, now))
+
+        outcome = await asyncio.to_thread(self.store.apply, alarm_id, step, self.worker_id, now)
+        await self._after(outcome, now)
+        return outcome.state
+
+    async def observe(self, alarm_id: str, move: Move | str, actor: str) -> EscalationState:
+        """A move the alarm service committed (a person's): the ladder records what it covers; no move goes back."""
+        now = self.clock.now_ms()
+
+        def step(s: EscalationState) -> StepOutcome:
+            s, actions = observe(s, move, actor, self.policies, self.roster, now)
+            return StepOutcome(s, actions, [])
 
         outcome = await asyncio.to_thread(self.store.apply, alarm_id, step, self.worker_id, now)
         await self._after(outcome, now)
@@ -266,7 +316,7 @@ class EscalationService:
                                rung_label=a.rung_label, attempt=a.attempt, drill=a.drill, link=link)
             out.append(Message(key=a.key, alarm_id=a.alarm_id, contact=a.contact, channels=a.channels, text=text, title=title, link=link,
                                drill=a.drill, outside_allowed=a.outside_allowed, reason=a.reason.value, rung=a.rung,
-                               building=f.where.building, severity=f.severity.value, created_ms=now_ms))
+                               building=f.where.building, severity=f.severity.value, created_ms=now_ms, life_safety=f.life_safety))
         return out
 
     async def _after(self, outcome: StepOutcome, now_ms: int) -> None:

@@ -9,8 +9,9 @@ append the step's log entries, and queue its notices in `notify_outbox`, all com
 all. So a step is fired exactly once across processes, and a process killed at any point either committed
 the step (its notices are queued) or left the row due for whoever runs next.
 
-The outbox is claimed the same way (pending, or `sending` with an expired lease) and marked done after the
-dispatcher returns; a crash between sending and marking redelivers with the same idempotency key.
+The outbox is claimed the same way (pending, or `sending` with an expired lease), real life-safety notices
+first, drills last (`notice_priority`), and marked done after the dispatcher returns; a crash between sending
+and marking redelivers with the same idempotency key.
 
 The constructor brings the tables to the newest revision of backend/escalation/migrations (version table
 `alembic_version_escalation`); the Table objects below are what the queries use and what the revisions
@@ -46,6 +47,7 @@ __all__ = [
     "StepOutcome",
     "UnknownEscalation",
     "metadata",
+    "notice_priority",
 ]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -100,8 +102,17 @@ outbox = sa.Table(
     sa.Column("lease_until_ms", sa.BigInteger),
     sa.Column("claimed_by", sa.String(64)),
     sa.Column("deliveries", sa.Integer, nullable=False, default=0),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="1"),  # claim order: see notice_priority
 )
 sa.Index("ix_notify_outbox_status", outbox.c.status, outbox.c.created_ms)
+sa.Index("ix_notify_outbox_claim", outbox.c.status, outbox.c.priority, outbox.c.created_ms)
+
+
+def notice_priority(m: Message) -> int:
+    """0: a real life-safety notice; 1: any other real notice; 2: a drill's. Lower is claimed first."""
+    if m.drill:
+        return 2
+    return 0 if m.life_safety else 1
 
 
 class EscalationStoreError(Exception):
@@ -192,7 +203,7 @@ class EscalationStore:
         if outcome.messages:
             conn.execute(sa.insert(outbox), [
                 {"key": m.key, "alarm_id": m.alarm_id, "step": s.step, "message": _encoder.encode(m).decode(), "status": "pending",
-                 "created_ms": now_ms, "deliveries": 0}
+                 "created_ms": now_ms, "deliveries": 0, "priority": notice_priority(m)}
                 for m in outcome.messages
             ])
 
@@ -291,7 +302,7 @@ class EscalationStore:
     def claim_outbox(self, now_ms: int, limit: int, lease_ms: int, worker: str) -> list[tuple[str, str]]:
         o = outbox.c
         claimable = sa.or_(o.status == "pending", sa.and_(o.status == "sending", o.lease_until_ms < now_ms))
-        q = sa.select(o.key, o.message).where(claimable).order_by(o.created_ms, o.key).limit(limit)
+        q = sa.select(o.key, o.message).where(claimable).order_by(o.priority, o.created_ms, o.key).limit(limit)
         if self.postgres:
             q = q.with_for_update(skip_locked=True)
         out: list[tuple[str, str]] = []

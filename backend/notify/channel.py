@@ -56,6 +56,7 @@ class Message:
     building: str | None = None
     severity: str = "major"
     created_ms: int = 0
+    life_safety: bool = False  # smoke, fire, SOS: a real one is never held by a rate limiter
 
 
 class DeliveryStatus(StrEnum):

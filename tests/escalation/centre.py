@@ -1,0 +1,120 @@
+"""The centre's middle on real stores: the alarm service, the escalation service and the bridge between them,
+on one database (SQLite, or a fresh PostgreSQL database), a virtual clock and recording channels.
+
+The alarm service watches no devices here (the site's devices and gateways are left out of its copy of the
+directory): the tests raise and clear alarms with signals, and a clock moved on by minutes must not also
+raise "device lost" for the site's ~3,000 devices that never reported. Places, grids and responders are the
+sample site's.
+
+`Centre.restart()` is a crash and a restart: the bridge's in-memory queue is dropped (its task ends without
+working what is queued), and a new alarm service, escalation service and bridge are built from the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from alerting.ladder import PolicySet
+from alerting.model import Place, Severity, Signal, SignalKind
+from backend.alarms.service import AlarmService
+from backend.clock import VirtualClock
+from backend.escalation import EscalationService, EscalationStore, load_policies
+from backend.escalation.bridge import AlarmLadderBridge
+from backend.escalation.store import LogEntry
+from backend.notify import Dispatcher, LiveConsole, Message, RateLimiter, Receipt, ReceiptStore
+from backend.sites import SiteDirectory
+from backend.sites.roster import SiteRoster
+from tests.escalation.helpers import THU_0900, RecordingChannel
+
+BUILDING = "c01-b01"
+
+
+@dataclass
+class Centre:
+    engine: sa.Engine
+    site: SiteDirectory
+    clock: VirtualClock
+    policies: PolicySet = field(default_factory=load_policies)
+    app: RecordingChannel = field(default_factory=lambda: RecordingChannel("app", outside=False))
+    sms: RecordingChannel = field(default_factory=lambda: RecordingChannel("sms"))
+    receipts_seen: list[Receipt] = field(default_factory=list)
+    rate_limit: int = 6
+    alarms: AlarmService | None = None
+    escalation: EscalationService | None = None
+    bridge: AlarmLadderBridge | None = None
+
+    async def _build(self) -> None:
+        quiet = dataclasses.replace(self.site, devices={}, gateways={}, rule_settings={})
+        self.alarms = AlarmService.for_sites(self.engine, quiet, self.clock)
+        await self.alarms.start()  # the core from the store; ticks are driven by the test
+        store = EscalationStore(self.engine, self.policies)
+        receipts = ReceiptStore(self.engine)
+
+        async def record(r: Receipt) -> None:
+            receipts.record(r)
+            self.receipts_seen.append(r)
+
+        async def no_sleep(_: float) -> None:
+            return None
+
+        roster = SiteRoster(self.site)
+        dispatcher = Dispatcher({"app": self.app, "sms": self.sms}, LiveConsole(), self.clock, sleep=no_sleep,
+                                limiter=RateLimiter(self.rate_limit, 60), record=record)
+        self.bridge = AlarmLadderBridge(self.alarms)
+        self.escalation = EscalationService(store, self.policies, roster, dispatcher, self.clock, on_advance=self.bridge.apply_move,
+                                            place_name=lambda w: f"{w.building}")
+        self.bridge.attach(self.escalation, roster)
+        await self.bridge.__aenter__()
+
+    async def _crash(self) -> None:
+        assert self.bridge is not None
+        await self.bridge.__aexit__(None, None, None)
+
+    async def restart(self) -> None:
+        """Crash (whatever the bridge had queued is lost) and start again from the stores."""
+        await self._crash()
+        await self._build()
+
+    # -- driving -----------------------------------------------------------------------------------------------
+    async def settle(self) -> None:
+        assert self.bridge is not None
+        await self.bridge.settle()
+
+    async def raise_(self, alarm_type: str = "smoke", subject: str = "device:c01-b01-smoke-1", *, severity: Severity = Severity.CRITICAL,
+                     life_safety: bool = True, cause: str | None = None, drill: bool = False) -> str:
+        assert self.alarms is not None
+        sig = Signal(SignalKind.RAISE, alarm_type, subject, self.clock.now_ms(), severity, life_safety, drill, f"{alarm_type} 测试",
+                     Place(subject.split(":", 1)[1], None, BUILDING), cause=cause)
+        actions = await self.alarms.signal(sig)
+        return next(a.alarm.id for a in actions if hasattr(a, "alarm") and a.alarm.key == sig.key)
+
+    async def clear(self, alarm_type: str, subject: str) -> None:
+        assert self.alarms is not None
+        await self.alarms.signal(Signal(SignalKind.CLEAR, alarm_type, subject, self.clock.now_ms()))
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    def log(self, alarm_id: str) -> list[LogEntry]:
+        assert self.escalation is not None
+        return self.escalation.store.log(alarm_id)
+
+    def pages(self, alarm_id: str, reason: str) -> list[str]:
+        """Contacts paged for this alarm with this reason, one entry per notice written to the outbox."""
+        return [e.contact or "" for e in self.log(alarm_id) if e.kind == "notify" and e.detail == reason]
+
+    def sent(self) -> list[Message]:
+        return self.app.sent
+
+
+@asynccontextmanager
+async def centre(engine: sa.Engine, site: SiteDirectory, *, start_ms: int = THU_0900, rate_limit: int = 6) -> AsyncIterator[Centre]:
+    c = Centre(engine, site, VirtualClock(start_ms), rate_limit=rate_limit)
+    await c._build()
+    try:
+        yield c
+    finally:
+        await c._crash()
