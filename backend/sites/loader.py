@@ -5,6 +5,12 @@ record is checked against its pydantic schema (types, required fields, unknown f
 cross-reference is checked (a device on an unknown building, a unit beyond the building's count, two grid
 workers claiming one grid for the same hours). All problems are collected, not just the first, and raised
 together as `SiteDirectoryInvalid`.
+
+A directory may be split over files: the main file's `include:` lists other files (paths relative to it, glob
+patterns allowed, e.g. `buildings/*.yaml`), each holding records of any sections but `street` and `include`; their
+records join the main file's, so an installer adds a building as one file without touching the generated rest.
+Every line number carries its file: included file k numbers its lines from k × _FILE_SPAN, and the checker turns
+that back into `file:line` when it reports.
 """
 
 from __future__ import annotations
@@ -76,19 +82,21 @@ class _Mapping(dict[str, Any]):
 
 class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
     duplicate_keys: list[tuple[int, str]]
+    line_base: int = 0
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
     loader.flatten_mapping(node)
+    base = loader.line_base + 1
     out = _Mapping()
-    out.line = node.start_mark.line + 1
+    out.line = node.start_mark.line + base
     out.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in out:
-            loader.duplicate_keys.append((key_node.start_mark.line + 1, str(key)))
+            loader.duplicate_keys.append((key_node.start_mark.line + base, str(key)))
         out[str(key)] = loader.construct_object(value_node, deep=True)
-        out.key_lines[str(key)] = key_node.start_mark.line + 1
+        out.key_lines[str(key)] = key_node.start_mark.line + base
     return out
 
 
@@ -114,11 +122,11 @@ def _json_mapping(value: Any, line: int) -> Any:
     return value
 
 
-def _fast_load(text: str) -> _Mapping | None:
+def _fast_load(text: str, base: int = 0) -> _Mapping | None:
     doc = _Mapping()
-    doc.line, doc.key_lines = 1, {}
+    doc.line, doc.key_lines = base + 1, {}
     current: list[Any] | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=base + 1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -291,13 +299,20 @@ _SECTIONS: dict[str, type[_Record]] = {
 R = TypeVar("R", bound=_Record)
 
 
+_FILE_SPAN = 10_000_000  # line numbers of included file k start at k * _FILE_SPAN (no site file has 10 M lines)
+
+
 class _Checker:
     def __init__(self, file: str) -> None:
-        self.file = file
+        self.files = [file]
         self.errors: list[SiteError] = []
 
+    def where(self, line: int) -> tuple[str, int]:
+        index, local = divmod(line, _FILE_SPAN)
+        return (self.files[index], local) if index < len(self.files) else (self.files[0], line)
+
     def error(self, line: int, message: str) -> None:
-        self.errors.append(SiteError(self.file, line, message))
+        self.errors.append(SiteError(*self.where(line), message))
 
     def records(self, doc: _Mapping, section: str, schema: type[R]) -> Iterator[tuple[_Mapping, R]]:
         raw = doc.get(section, [])
@@ -342,13 +357,12 @@ def _days(spec: list[str] | str) -> frozenset[int]:
     return frozenset(_DAYS[d.lower()[:3]] for d in items)
 
 
-def parse_site_directory(text: str, file: str = "<site directory>") -> SiteDirectory:
-    """Parse and validate a site directory; raise SiteDirectoryInvalid listing every problem."""
-    check = _Checker(file)
-    doc = _fast_load(text)
+def _load(text: str, file: str, base: int, check: _Checker) -> _Mapping:
+    doc = _fast_load(text, base)
     if doc is None:
         loader = _Loader(text)
         loader.duplicate_keys = []
+        loader.line_base = base
         try:
             doc = loader.get_single_data()
         except yaml.YAMLError as exc:
@@ -360,6 +374,52 @@ def parse_site_directory(text: str, file: str = "<site directory>") -> SiteDirec
             check.error(line, f"key '{key}' appears twice in one record")
     if not isinstance(doc, _Mapping):
         raise SiteDirectoryInvalid([SiteError(file, 1, "the file must be a mapping with sections such as 'buildings:'")])
+    return doc
+
+
+def _include(doc: _Mapping, base_dir: Path | None, check: _Checker) -> None:
+    """Join the records of the files the main file's `include:` names to its sections (see the module docstring)."""
+    spec = doc.pop("include")
+    line = doc.key_lines.pop("include")
+    patterns = [spec] if isinstance(spec, str) else spec
+    if not isinstance(patterns, list) or not all(isinstance(x, str) for x in patterns):
+        check.error(line, "'include' must be a file name or a list of file names (relative to this file; glob patterns allowed)")
+        return
+    if base_dir is None:
+        check.error(line, "'include' needs the directory to be read from a file (shouwang sites check FILE)")
+        return
+    for pattern in patterns:
+        paths = sorted(base_dir.glob(pattern)) if any(c in pattern for c in "*?[") else [base_dir / pattern]
+        if not paths:
+            check.error(line, f"include '{pattern}' matches no file in {base_dir}")
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                check.error(line, f"include '{path}': cannot read the file: {exc.strerror}")
+                continue
+            check.files.append(str(path))
+            part = _load(text, str(path), (len(check.files) - 1) * _FILE_SPAN, check)
+            for key, value in part.items():
+                if key in ("street", "include"):
+                    check.error(part.key_lines[key], f"'{key}' belongs in the main file only ({check.files[0]})")
+                elif key not in _SECTIONS:
+                    check.error(part.key_lines[key], f"unknown section '{key}'; expected one of {', '.join(_SECTIONS)}")
+                elif not isinstance(value, list):
+                    check.error(part.key_lines[key], f"'{key}' must be a list of records")
+                elif isinstance(doc.get(key), list):
+                    doc[key].extend(value)
+                elif key not in doc:
+                    doc[key], doc.key_lines[key] = list(value), part.key_lines[key]
+
+
+def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir: Path | None = None) -> SiteDirectory:
+    """Parse and validate a site directory; raise SiteDirectoryInvalid listing every problem. `base_dir` is where the
+    files named by `include:` are looked for (the main file's folder)."""
+    check = _Checker(file)
+    doc = _load(text, file, 0, check)
+    if "include" in doc:
+        _include(doc, base_dir, check)
     for key in doc:
         if key not in _SECTIONS and key != "street":
             check.error(doc.key_lines[key], f"unknown section '{key}'; expected one of {', '.join(_SECTIONS)}")
@@ -519,4 +579,4 @@ def load_site_directory(path: str | Path) -> SiteDirectory:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SiteDirectoryInvalid([SiteError(str(p), 0, f"cannot read the file: {exc.strerror}")]) from exc
-    return parse_site_directory(text, str(p))
+    return parse_site_directory(text, str(p), base_dir=p.parent)
