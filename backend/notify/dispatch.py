@@ -4,7 +4,8 @@ How this works: `deliver(message)` first gives the message to the console (alway
 page), then sends it on each requested channel concurrently. For each channel:
 - not configured here              -> NO_CHANNEL receipt (the console copy still stands);
 - outside, drill without permission -> WITHHELD_DRILL (a real alarm is never withheld: it is not a drill);
-- over the contact's rate limit     -> RATE_LIMITED, folded into one storm summary when the window ends;
+- over the contact's rate limit     -> RATE_LIMITED, folded into one storm summary when the window ends
+  (drill and real notices have separate limits; a real life-safety notice is never held, see ratelimit.py);
 - otherwise send, retrying transient failures with exponential back-off through the injected `sleep`
   (tests pass a virtual sleeper, so no test waits), then DELIVERED or FAILED.
 Every outcome is a `Receipt` handed to `record`.
@@ -58,7 +59,7 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter
         self.record = record
-        self._contacts: dict[str, Message] = {}  # last message per contact, to address storm summaries
+        self._contacts: dict[tuple[str, bool], Message] = {}  # last message per (contact, drill), to address storm summaries
 
     async def deliver(self, message: Message) -> list[Receipt]:
         await self.flush_storms()
@@ -67,8 +68,8 @@ class Dispatcher:
         if not kinds:
             return receipts
         allowed = message.contact.id == CONSOLE.id or self.limiter is None or self.limiter.allow(
-            message.contact.id, self.clock.now_ms(), alarm_id=message.alarm_id, drill=message.drill)
-        self._contacts[message.contact.id] = message
+            message.contact.id, self.clock.now_ms(), alarm_id=message.alarm_id, drill=message.drill, life_safety=message.life_safety)
+        self._contacts[message.contact.id, message.drill] = message
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._one(message, k, allowed), name=f"notify-{k}-{message.key}") for k in kinds]
         receipts += [t.result() for t in tasks]
@@ -120,12 +121,13 @@ class Dispatcher:
         return out
 
     async def _summary(self, storm: Storm) -> list[Receipt]:
-        last = self._contacts.get(storm.contact)
+        last = self._contacts.get((storm.contact, storm.drill_only))
         if last is None:
             return []
         text = storm_text(count=storm.held, window_s=self.limiter.window_ms / 1000 if self.limiter else 60, drill=storm.drill_only)
+        key = f"storm/{storm.contact}/{storm.window_start_ms}" + ("/drill" if storm.drill_only else "")
         summary = Message(
-            key=f"storm/{storm.contact}/{storm.window_start_ms}", alarm_id=storm.alarms[0] if storm.alarms else last.alarm_id,
+            key=key, alarm_id=storm.alarms[0] if storm.alarms else last.alarm_id,
             contact=last.contact, channels=last.channels, text=text, title="报警风暴汇总", drill=storm.drill_only,
             outside_allowed=last.outside_allowed or not storm.drill_only, reason="storm", rung=last.rung, severity=last.severity,
             created_ms=self.clock.now_ms(),

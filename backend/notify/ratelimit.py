@@ -1,10 +1,14 @@
 """Per-responder rate limits with storm summaries.
 
-How this works: a fixed window per contact. The first `limit` messages of a window go out; the rest are
-counted, not sent. When that contact's window ends (`due_summaries(now)`), the count becomes ONE summary
-message ("另有 N 条报警通知未逐条发送…"), so a storm of alarms costs a responder a handful of messages, and
-nothing is silently lost: each held message still gets a RATE_LIMITED receipt and stays on the console.
-Time is passed in, never read.
+How this works: a fixed window per contact, and per kind of traffic: drill notices and real ones are counted
+in separate windows, so a drill storm never uses up a responder's allowance for a real alarm. The first
+`limit` messages of a window go out; the rest are counted, not sent. When that window ends
+(`due_summaries(now)`), the count becomes ONE summary message ("另有 N 条报警通知未逐条发送…"), so a storm
+of alarms costs a responder a handful of messages, and nothing is silently lost: each held message still gets
+a RATE_LIMITED receipt and stays on the console.
+
+A real life-safety notice (smoke, fire, SOS) is never held or folded into a summary: it always goes out, and
+counts in the real window (so the minor notices after it are the ones held). Time is passed in, never read.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ class _Window:
     start_ms: int
     sent: int = 0
     held: int = 0
-    drill_only: bool = True
     sample: list[str] = field(default_factory=list)
 
 
@@ -28,7 +31,7 @@ class Storm:
     contact: str
     window_start_ms: int
     held: int
-    drill_only: bool
+    drill_only: bool  # a drill's window (drill and real notices are never counted together)
     alarms: tuple[str, ...]
 
 
@@ -38,23 +41,25 @@ class RateLimiter:
             raise ValueError("a rate limit needs limit >= 1 and a positive window")
         self.limit = limit
         self.window_ms = round(window_s * 1000)
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[tuple[str, bool], _Window] = {}  # (contact, drill) -> its window
 
-    def allow(self, contact: str, now_ms: int, *, alarm_id: str = "", drill: bool = False) -> bool:
-        w = self._windows.get(contact)
+    def allow(self, contact: str, now_ms: int, *, alarm_id: str = "", drill: bool = False, life_safety: bool = False) -> bool:
+        key = (contact, drill)
+        w = self._windows.get(key)
+        exempt = life_safety and not drill
         if w is None or now_ms - w.start_ms >= self.window_ms:
-            if w is not None and w.held:
-                return self._count(w, alarm_id, drill)  # the summary of the old window is still owed
-            w = self._windows[contact] = _Window(now_ms)
-        if w.sent < self.limit:
+            if w is not None and w.held and not exempt:
+                return self._count(w, alarm_id)  # the summary of the old window is still owed
+            if w is None or not w.held:
+                w = self._windows[key] = _Window(now_ms)
+        if w.sent < self.limit or exempt:
             w.sent += 1
             return True
-        return self._count(w, alarm_id, drill)
+        return self._count(w, alarm_id)
 
     @staticmethod
-    def _count(w: _Window, alarm_id: str, drill: bool) -> bool:
+    def _count(w: _Window, alarm_id: str) -> bool:
         w.held += 1
-        w.drill_only = w.drill_only and drill
         if alarm_id and len(w.sample) < 20:
             w.sample.append(alarm_id)
         return False
@@ -62,9 +67,9 @@ class RateLimiter:
     def due_summaries(self, now_ms: int) -> list[Storm]:
         """Storms whose window has ended; each is reported once and its window closed."""
         out: list[Storm] = []
-        for contact, w in list(self._windows.items()):
+        for key, w in list(self._windows.items()):
             if now_ms - w.start_ms >= self.window_ms:
                 if w.held:
-                    out.append(Storm(contact, w.start_ms, w.held, w.drill_only, tuple(w.sample)))
-                del self._windows[contact]
+                    out.append(Storm(key[0], w.start_ms, w.held, key[1], tuple(w.sample)))
+                del self._windows[key]
         return out

@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from alerting.book import AlarmBook
-from alerting.ladder import Response
+from alerting.ladder import Contact, Response
 from alerting.lifecycle import AlarmState, Move
 from alerting.model import Persist, Place, Severity, Signal, SignalKind
+from backend.notify import DeliveryStatus, Message
 from backend.sites import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
@@ -238,3 +239,26 @@ async def test_a_smoke_alarm_is_paged_before_a_backlog_of_a_thousand_minor_ladde
         order = [m.alarm_id for m in c.sent()]
         before = {a for a in order[: order.index(smoke)] if a != smoke}
         assert len(before) <= 5, f"{len(before)} minor ladders paged before the smoke alarm"
+
+
+# -- real beats drill, life safety beats everything ----------------------------------------------------------------
+
+
+async def test_a_real_fire_during_a_drill_storm_pages_the_grid_worker_within_the_same_second(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    async with centre(db, sample_site) as c:
+        assert c.escalation is not None
+        worker = "c01-g1-w1"
+        contact = Contact(worker, "网格员", phone="13800000000")
+        for i in range(200):  # the drill's storm, all to the grid worker
+            await c.escalation.dispatcher.deliver(Message(
+                key=f"D{i}/1/{worker}", alarm_id=f"D{i}", contact=contact, channels=("app", "sms"), text=f"【演练】烟感报警 {i}",
+                drill=True, outside_allowed=True, life_safety=True))
+        assert len([m for m in c.sms.sent if m.drill]) == 6  # the drill was limited
+        raised_ms = c.clock.now_ms()
+        aid = await c.raise_()  # a real smoke alarm
+        await c.settle()
+        await c.escalation.deliver_pending()
+        page = [r for r in c.receipts_seen if r.alarm_id == aid and r.contact == worker and r.channel in ("app", "sms")]
+        assert {(r.channel, r.status) for r in page} == {("app", DeliveryStatus.DELIVERED), ("sms", DeliveryStatus.DELIVERED)}
+        assert all(r.at_ms - raised_ms < 1000 for r in page)
+        assert any(m.alarm_id == aid and m.contact.id == worker and m.reason == "page" and not m.drill for m in c.sms.sent)  # the page, not a summary

@@ -48,3 +48,34 @@ async def test_drill_storm_summary_is_marked_as_drill() -> None:
     clock.advance(61)
     await d.flush_storms()
     assert sms.sent[-1].text.startswith("【演练】")
+
+
+async def test_a_drill_storm_leaves_real_notices_their_own_allowance_and_never_holds_a_real_fire_page() -> None:
+    clock = VirtualClock()
+    sms = RecordingChannel("sms")
+    d = Dispatcher({"sms": sms}, LiveConsole(), clock, limiter=RateLimiter(6, 60))
+    drill = [next(r.status for r in await d.deliver(dataclasses.replace(msg(i), drill=True, outside_allowed=True)) if r.channel == "sms")
+             for i in range(200)]
+    assert drill.count(DeliveryStatus.DELIVERED) == 6  # the drill is still limited
+    lost = await d.deliver(msg(500))  # a real device-lost notice: the real allowance is untouched by the drill
+    assert next(r.status for r in lost if r.channel == "sms") is DeliveryStatus.DELIVERED
+    for i in range(5):
+        await d.deliver(msg(600 + i))  # the real allowance is used up by minor notices
+    fire = dataclasses.replace(msg(700), life_safety=True, text="烟感报警")
+    receipts = await d.deliver(fire)
+    sms_receipt = next(r for r in receipts if r.channel == "sms")
+    assert sms_receipt.status is DeliveryStatus.DELIVERED
+    assert sms_receipt.at_ms == clock.now_ms()  # the same moment: not held for the window, not in a summary
+    assert sms.sent[-1].text == "烟感报警"
+    minor = await d.deliver(msg(701))
+    assert next(r.status for r in minor if r.channel == "sms") is DeliveryStatus.RATE_LIMITED
+    drill_after = await d.deliver(dataclasses.replace(msg(702), drill=True, outside_allowed=True, life_safety=True))
+    assert next(r.status for r in drill_after if r.channel == "sms") is DeliveryStatus.RATE_LIMITED  # a drill fire is a drill
+    clock.advance(60)
+    summaries = await d.flush_storms()
+    texts = sorted(m.text for m in sms.sent[-2:])
+    assert len([r for r in summaries if r.channel == "sms"]) == 2  # one for the drill, one for the real notices
+    assert texts[0].startswith("【守望】")
+    assert "另有1条" in texts[0]
+    assert texts[1].startswith("【演练】")
+    assert "另有195条" in texts[1]
