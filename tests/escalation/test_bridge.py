@@ -262,3 +262,37 @@ async def test_a_real_fire_during_a_drill_storm_pages_the_grid_worker_within_the
         assert {(r.channel, r.status) for r in page} == {("app", DeliveryStatus.DELIVERED), ("sms", DeliveryStatus.DELIVERED)}
         assert all(r.at_ms - raised_ms < 1000 for r in page)
         assert any(m.alarm_id == aid and m.contact.id == worker and m.reason == "page" and not m.drill for m in c.sms.sent)  # the page, not a summary
+
+
+# -- a rising hazard re-enters the ladder at the new severity's entry ---------------------------------------------
+
+
+async def test_a_severity_rise_brings_in_the_fire_station_live_and_after_a_restart(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    async with centre(db, sample_site) as c:
+        rcm = "device:c01-b01-rcm-1"
+        aid = await c.raise_("residual_current", rcm, severity=Severity.MAJOR, life_safety=False)  # 320 mA: a pre-warning
+        await c.settle()
+        assert c.pages(aid, "page") == ["c01-g1-w1"]  # the grid worker's work order alone
+        await c.raise_("residual_current", rcm, severity=Severity.CRITICAL, life_safety=False)  # 600 mA: the same alarm, higher
+        await c.settle()
+        assert c.alarms is not None
+        assert "severity_raised" in [e.move for e in c.alarms.store.audit(aid)]
+        joined = c.pages(aid, "severity_raised")
+        assert "c01-mfs-head" in joined
+        assert "c01-g1-w1" in joined  # now as the fire policy's grid worker rung: go, not a work order
+        assert c.escalation is not None
+        state = await c.escalation.get(aid)
+        assert state is not None
+        assert (state.policy, state.facts.severity) == ("electrical_critical", Severity.CRITICAL)
+
+        other = await c.raise_("residual_current", "device:c01-b01-rcm-2", severity=Severity.MAJOR, life_safety=False)
+        await c.settle()
+        await c._crash()
+        await c.raise_("residual_current", "device:c01-b01-rcm-2", severity=Severity.CRITICAL, life_safety=False)  # while down
+        await c._build()
+        await c.settle()
+        assert "c01-mfs-head" in c.pages(other, "severity_raised")
+        n = len(c.log(other))
+        await c.restart()
+        await c.settle()
+        assert len(c.log(other)) == n
