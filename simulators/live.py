@@ -278,6 +278,7 @@ class CommunitySimulator:
         connect_timeout_s: float = 30.0,
         encoder: StepEncoder | None = None,
         dialect_topics: DialectTopics | None = None,
+        drill_links: bool = False,
     ) -> None:
         self.sites = sites
         self.speed = speed
@@ -285,7 +286,7 @@ class CommunitySimulator:
         self.fleet = Fleet(sites, seed=seed, start=self.clock.now(), profile=profile)
         self.by_device = {d.id: d for d in self.fleet.devices}
         self.run_tag = run_tag or secrets.token_hex(4)
-        self.native = NativeEncoder(self.fleet.devices, self.run_tag)
+        self.native = NativeEncoder(self.fleet.devices, self.run_tag, drill_links=drill_links)  # drill_links: a drill's gateways
         if encoder is None and dialects == "mixed":
             encoder = MixedEncoder(self.native, sites, dialect_topics)
         self.encoder: StepEncoder = encoder or _NativeOnly(self.native)

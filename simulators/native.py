@@ -55,16 +55,17 @@ def native_event(
     return DeviceEvent(msg_id=msg_id, source_ts_ms=ms, received_ts_ms=ms, drill=drill, event=event, value=value, detail=detail, needs_callback=needs_callback)
 
 
-def gateway_status_message(msg_id: str, t: float, state: GatewayState) -> GatewayStatus:
-    return GatewayStatus(msg_id=msg_id, source_ts_ms=_ms(t), received_ts_ms=_ms(t), state=state, software=SOFTWARE)
+def gateway_status_message(msg_id: str, t: float, state: GatewayState, *, drill: bool = False) -> GatewayStatus:
+    return GatewayStatus(msg_id=msg_id, source_ts_ms=_ms(t), received_ts_ms=_ms(t), drill=drill, state=state, software=SOFTWARE)
 
 
 class NativeEncoder:
     """Turns fleet steps into Outgoing messages of the native contract."""
 
-    def __init__(self, devices: Sequence[Device], run_tag: str) -> None:
+    def __init__(self, devices: Sequence[Device], run_tag: str, *, drill_links: bool = False) -> None:
         self.devices = devices
         self.run_tag = run_tag
+        self.drill_links = drill_links  # a drill's gateways: their status (and Last Will, an uplink cut) carries the drill mark
         self._n = itertools.count(1)
         self._topics: dict[tuple[str, str], str] = {}
 
@@ -126,5 +127,5 @@ class NativeEncoder:
         return Outgoing(gateway, str(patrol_topic(gateway)), encode(msg), 1, False, "patrol")
 
     def gateway_status(self, gateway: str, t: float, state: GatewayState) -> Outgoing:
-        msg = gateway_status_message(self.msg_id(gateway), t, state)
+        msg = gateway_status_message(self.msg_id(gateway), t, state, drill=self.drill_links)
         return Outgoing(gateway, str(gateway_status_topic(gateway)), encode(msg), 1, True, "status")

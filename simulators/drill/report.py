@@ -15,8 +15,8 @@ speed is wall seconds; the report gives both and says which one each target is h
   it look worse, never better. The wall-second equivalent is reported next to it.
 
 Alarms belong to a step when they name one of its devices, or (for building- and gateway-wide steps) its
-building or gateway; an uplink cut is not a drill message (the gateway status carries no drill flag), so
-its alarm is reported and marked as not flagged.
+building or gateway; the drill's gateways send their status with the drill flag (an uplink cut's Last Will
+too), so a cut's gateway_offline is a drill alarm; a real one on a step's gateway is reported as not flagged.
 """
 
 from __future__ import annotations

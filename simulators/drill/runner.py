@@ -126,6 +126,7 @@ class DrillRunner:
             self.sites, target.broker_host, target.broker_port, clock=clock, speed=clock.speed, seed=sc.seed,
             profile=SimulationProfile.quiet(), step_s=max(0.5, clock.speed * 0.05), client_id_prefix="drill",
             username=target.broker_username, password=target.broker_password,
+            drill_links=True,  # the drill's gateways: an uplink cut (the Last Will) is the drill's, never a real gateway_offline
         ) as sim:
             t0 = clock.now() + clock.speed * 1.0
             t0_ms = round(t0 * 1000)
