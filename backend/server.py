@@ -32,6 +32,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from alerting.model import Action
+from backend.alarms.maintenance import MaintenanceSettings
 from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService
 from backend.alarms.store import AlarmStore
@@ -156,7 +157,8 @@ class Backend:
         s = self.settings
         # Inner first, so that shutdown runs outer first: stop HTTP, stop intake, then the alarm service saves.
         self.alarm_service = await self._stack.enter_async_context(
-            AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days)
+            AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days,
+                                   maintenance=MaintenanceSettings.of(s.maintenance))
         )
         self.console = LiveConsole()
         self.publisher = await self._stack.enter_async_context(

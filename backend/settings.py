@@ -116,6 +116,12 @@ class RelaySettings(_Section):
     move_timeout_s: float = Field(default=15.0, gt=0, description="How long a console action waits for the rules leader to apply it.")
     retain_consumed_h: float = Field(default=24.0, gt=0, description="Hours consumed queue rows (and their de-duplication keys) are kept.")
     retry_max_s: float = Field(default=5.0, gt=0, description="Longest back-off of an ingest worker retrying a queue insert.")
+    row_max_attempts: int = Field(
+        default=3, ge=1,
+        description="Times the rules leader tries a queue row its alarm store refuses (for its content, not an outage) before it parks the row "
+                    "with its reason and goes on; a life-safety event is first tried once more without its detail.",
+    )
+    row_retry_s: float = Field(default=0.5, gt=0, description="Pause of the rules leader between two tries of a refused queue row.")
 
 
 class ApiSettings(_Section):

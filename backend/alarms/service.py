@@ -37,15 +37,17 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
+import sqlalchemy as sa
 
-from alerting.book import MaintenanceWindow, UnknownAlarm, transition
+from alerting.book import AlarmBook, UnknownAlarm, transition
 from alerting.config import RuleConfig
 from alerting.engine import Engine
 from alerting.lifecycle import LifecycleError, Move
 from alerting.model import Action, Alarm, Persist, Signal
 from backend.alarms.adapter import SiteAdapter, building_context, gateway_context
+from backend.alarms.maintenance import MaintenanceError, MaintenanceSettings, MaintenanceWindows, Scope
 from backend.alarms.rules import load_rules
-from backend.alarms.store import AlarmStore, StoreError, StoreUnavailable
+from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreError, StoreUnavailable
 from backend.clock import Clock, wall_seconds
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
@@ -83,7 +85,8 @@ def _book_state(book: object) -> dict[str, Any]:
 
 class AlarmService:
     def __init__(self, store: AlarmStore, sites: SiteDirectory, clock: Clock, *, rules: RuleConfig | None = None,
-                 tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400, readings_chunk: int | None = 500) -> None:
+                 tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400, readings_chunk: int | None = 500,
+                 maintenance: MaintenanceSettings | None = None) -> None:
         self.store = store
         self.sites = sites
         self.clock = clock
@@ -100,6 +103,7 @@ class AlarmService:
         self._tg: asyncio.TaskGroup | None = None
         self._engine: Engine | None = None
         self._listeners: list[Callable[[Sequence[Action]], Awaitable[None]]] = []
+        self.maintenance = MaintenanceWindows(self, sites, maintenance)  # stored maintenance windows (backend/alarms/maintenance.py)
         self._store_down_since_ms: int | None = None
         self._store_down_why = ""
         self._failed_commits = 0
@@ -174,6 +178,7 @@ class AlarmService:
         else:
             engine.reconcile()
         self._engine = engine
+        await self.maintenance.start()  # windows that ran out while down end now, re-evaluated; the others hold again
         log.info("alarm service: %d open alarms, rule state %s", len(open_alarms), "restored" if snapshot else "fresh")
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -277,6 +282,7 @@ class AlarmService:
 
     # -- time ------------------------------------------------------------------------------------------------
     async def tick(self) -> list[Action]:
+        await self.maintenance.tick()  # windows first: one that ends now is ended (and noticed) by its record, not by the book alone
         async with self._lock:
             self.stats["ticks"] += 1
             with self._book_kept():
@@ -331,12 +337,43 @@ class AlarmService:
         return actions
 
     async def add_window(self, subject: str, until_ms: int, author: str, note: str = "") -> int:
-        """A maintenance window on a subject (e.g. `device:xyz`, `building:b01`); returns alarms silenced now."""
+        """A maintenance window on a device (`device:xyz`), stored as a record (backend/alarms/maintenance.py);
+        returns how many of its alarms are silenced now. A life-safety device is refused here: its window needs
+        the override, which only the maintenance API takes."""
+        kind, _, device_id = subject.partition(":")
+        d = self.sites.devices.get(device_id)
+        if kind != "device" or d is None:
+            raise MoveRefused(subject, "silence", "a maintenance window here names a known device (device:<id>); use /api/buildings/<id>/maintenance")
+        try:
+            await self.maintenance.create(building_id=d.building, scope=Scope.DEVICE, device_id=device_id, ends_ms=until_ms, author=author,
+                                          reason=note)
+        except MaintenanceError as exc:
+            raise MoveRefused(subject, "silence", str(exc)) from exc
+        return sum(1 for k, a in self.engine.book.open.items() if k.subject.partition("@")[0] == subject and a.state.value == "silenced")
+
+    async def in_core(self, decide: Callable[[AlarmBook, int], Sequence[Action]], write: Callable[[sa.Connection], None]) -> list[Action]:
+        """Decide on the alarm book under the lock and commit it with `write` in ONE transaction (the maintenance
+        windows' rows go with the alarms they silence or release); listeners hear of it after."""
         async with self._lock, self._book_kept_async():
+            actions = list(decide(self.engine.book, self.clock.now_ms()))
+            outer = IN_TRANSACTION.get()
+
+            def both(conn: sa.Connection) -> None:
+                write(conn)
+                if outer is not None:
+                    outer(conn)
+
+            token = IN_TRANSACTION.set(both)
             try:
-                actions = self.engine.add_window(MaintenanceWindow(subject, until_ms, author, note), self.clock.now_ms())
-            except LifecycleError as exc:
-                raise MoveRefused(subject, "silence", str(exc)) from exc
-            await self._commit(actions)
+                if actions:
+                    await self._commit(actions)
+                else:
+                    await asyncio.to_thread(self._write_alone, both)
+            finally:
+                IN_TRANSACTION.reset(token)
         await self._tell(actions)
-        return len(actions)
+        return actions
+
+    def _write_alone(self, write: Callable[[sa.Connection], None]) -> None:
+        with self.store.engine.begin() as conn:
+            write(conn)

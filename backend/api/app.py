@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from backend.api.auth import Auth, Capability, Principal
 from backend.api.console_admin import admin_router
 from backend.api.console_alarms import alarms_router
+from backend.api.console_maintenance import maintenance_router
 from backend.api.console_records import ConsoleRecords
 from backend.api.console_site import site_router
 from backend.api.deps import AlarmMoves, ApiDeps, StoreMoves
@@ -144,6 +145,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(feed_router(lambda: holder.feed, auth), responses=ERRORS)
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
     app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
+    app.include_router(maintenance_router(deps, auth), responses=ERRORS)  # issue 15: maintenance windows as records
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from alerting.book import transition
 from alerting.lifecycle import LifecycleError, Move
 from alerting.model import Alarm, Persist
+from backend.alarms.maintenance import MaintenanceWindows
 from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.tokens import TokenSigner
 from backend.clock import Clock
@@ -28,7 +29,7 @@ from backend.store.alarms import AlarmStore
 from backend.store.timeseries.model import TimeSeriesStore
 from backend.store.users import UserStore
 
-__all__ = ["AlarmMoves", "ApiDeps", "NotWired", "StoreMoves"]
+__all__ = ["AlarmMoves", "ApiDeps", "NotWired", "StoreMoves", "maintenance_of"]
 
 
 class NotWired(RuntimeError):
@@ -85,3 +86,11 @@ class ApiDeps:
     feed: Any = None  # a running backend.api.feed.LiveFeed; None: create_app makes one in the app's lifespan
     extras: dict[str, Any] | None = None  # for routers other engineers add (series store, response links...)
 
+
+def maintenance_of(deps: ApiDeps) -> MaintenanceWindows:
+    """The stored maintenance windows of the server's alarm service (backend.alarms.maintenance); NotWired when
+    the server runs none in this process (the thin slice, or a cluster backend whose rules run on the leader)."""
+    windows = getattr(deps.alarm_service, "maintenance", None)
+    if not isinstance(windows, MaintenanceWindows):
+        raise NotWired("the alarm service (maintenance windows)")
+    return windows

@@ -23,6 +23,15 @@ process that gets it is the leader for one *term*:
    before the alarm service. A new term starts a new schedule; the open `patrol_missed` alarms are loaded
    from the store, so a gateway still silent after a takeover counts another occurrence, not a second alarm.
 
+A row the alarm store refuses for its content (backend.alarms.store.StoreRefused, or any error that is not an
+outage) is tried `relay.row_max_attempts` times, `relay.row_retry_s` apart, within the round; a life-safety event
+then once more without its detail and value (raised all the same, its result says `cleaned`); after that the
+row is *parked*: consumed with the result `{"ok": false, "error": "parked", "reason": ...}`, counted, and the
+rows after it flow on. (Before, one such row, a smoke alarm with a NUL in its detail, ended the term and was
+retried for ever while every later alarm waited.) `RulesSeat.stuck()` says what is parked or being retried;
+UplinkQueue.backlog() says how many rows wait and for how long: /readyz and the console read both. An outage
+(StoreUnavailable, LostLeadership) still ends the term, and the next one waits it out.
+
 What a takeover loses: only in-memory rule state newer than the last snapshot (debounce progress, baselines):
 a debounce restarts, an alarm may come a debounce period later; no alarm is lost or duplicated. Patrols
 outstanding at the takeover are forgotten: the new schedule patrols every gateway within one interval.
@@ -36,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import Token
 from dataclasses import dataclass, field
@@ -51,7 +61,7 @@ from alerting.lifecycle import AlarmState
 from backend.alarms.adapter import building_context, gateway_context
 from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
-from backend.alarms.store import IN_TRANSACTION, AlarmStore
+from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreUnavailable, translated
 from backend.clock import Clock
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
@@ -63,7 +73,8 @@ from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, 
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
 from broker.errors import MessageRejected
-from broker.schemas import PatrolHeartbeat, decode_uplink
+from broker.kinds import Priority
+from broker.schemas import PatrolHeartbeat, Uplink, decode_uplink, without_cosmetics
 
 __all__ = ["MoveCommand", "RulesSeat", "WindowCommand"]
 
@@ -129,7 +140,7 @@ class FencedAlarmStore(AlarmStore):
         from backend.alarms.schema import rule_state
 
         stmt = self._insert()(rule_state).values(name=name, data=data, updated_ms=now_ms)
-        with self.engine.begin() as conn:
+        with translated("could not save the rule state"), self.engine.begin() as conn:
             self.fence(conn)
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
 
@@ -169,7 +180,9 @@ class RulesSeat:
         self.terms = 0
         self.service: AlarmService | None = None
         self.patrol: PatrolScheduler | None = None  # this term's, while leader
-        self.stats: dict[str, int] = {"rows": 0, "readings": 0, "uplinks": 0, "commands": 0, "rounds": 0}
+        self.stats: dict[str, int] = {"rows": 0, "readings": 0, "uplinks": 0, "commands": 0, "rounds": 0, "parked": 0, "cleaned": 0}
+        self.parked: deque[dict[str, Any]] = deque(maxlen=50)  # the most recent parked rows: key, reason, when
+        self._retrying: dict[str, Any] | None = None  # the row being retried now, if any
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
 
@@ -187,6 +200,12 @@ class RulesSeat:
             assert self._tg is not None
             await self._tg.__aexit__(None, None, None)
         await asyncio.to_thread(self.queue.close)
+
+    def stuck(self) -> dict[str, Any]:
+        """What this seat could not apply: rows parked since start (with the latest reasons) and the row it is
+        retrying now. For /readyz and the console (with UplinkQueue.backlog() for rows still waiting)."""
+        return {"leader": self.leader, "parked": self.stats["parked"], "cleaned": self.stats["cleaned"],
+                "recent_parked": list(self.parked)[-10:], "retrying": dict(self._retrying) if self._retrying else None}
 
     def _set_leader(self, leader: bool) -> None:
         if leader != self.leader:
@@ -358,7 +377,8 @@ class RulesSeat:
                             await self.patrol.heartbeat(uplink.topic.gateway, msg.patrol_id, row.received_ms)
                         finally:
                             IN_TRANSACTION.reset(patrol_token)
-                    await service.on_uplink(uplink, row.received_ms)
+                    if (result := await self._apply_uplink(service, row, uplink, marks)) is not None:
+                        results[row.id] = result
                     self.stats["uplinks"] += 1
                 elif row.kind in ("move", "window"):
                     results[row.id] = await self._command(service, row)
@@ -378,6 +398,42 @@ class RulesSeat:
             await asyncio.to_thread(self.queue.set_results, results)
         self.stats["rows"] += len(rows)
         self.stats["rounds"] += 1
+
+    async def _apply_uplink(self, service: AlarmService, row: QueueRow, uplink: Uplink, marks: _Marks) -> str | None:
+        """Hand one uplink row to the alarm service; on a refusal of its content, retry a bounded number of times,
+        then (a life-safety event) without its cosmetic fields, then park it. Returns the row's result, if any.
+        An outage or a lost lock is raised: the term ends and the row stays pending."""
+        attempts, candidate = 0, uplink
+        while True:
+            flushed = marks.flushed
+            try:
+                await service.on_uplink(candidate, row.received_ms)
+            except (LostLeadership, StoreUnavailable):
+                marks.flushed = flushed  # the transaction that would have marked them was rolled back
+                raise
+            except Exception as exc:
+                marks.flushed = flushed
+                attempts += 1
+                why = _why(exc)[:500]
+                self._retrying = {"key": row.key, "attempts": attempts, "reason": why}
+                if attempts < self.relay.row_max_attempts:
+                    log.warning("%s: queue row %s refused (attempt %d of %d): %s", self.name, row.key, attempts, self.relay.row_max_attempts, why)
+                    await asyncio.sleep(self.relay.row_retry_s)
+                    continue
+                if candidate is uplink and uplink.priority is Priority.LIFE_SAFETY and (bare := without_cosmetics(uplink)) is not uplink:
+                    candidate = bare
+                    continue
+                self._retrying = None
+                self.stats["parked"] += 1
+                self.parked.append({"key": row.key, "reason": why, "at_ms": self.clock.now_ms()})
+                log.exception("%s: queue row %s parked after %d tries: %s", self.name, row.key, attempts, why)
+                return msgspec.json.encode({"ok": False, "error": "parked", "reason": why}).decode()
+            self._retrying = None
+            if candidate is not uplink:
+                self.stats["cleaned"] += 1
+                log.error("%s: queue row %s raised without its detail after %d refusals", self.name, row.key, attempts)
+                return msgspec.json.encode({"ok": True, "cleaned": "raised without detail and value: the store refused them"}).decode()
+            return None
 
     async def _command(self, service: AlarmService, row: QueueRow) -> str:
         try:

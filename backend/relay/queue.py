@@ -250,6 +250,29 @@ class UplinkQueue:
         out: dict[str, int] = self._do(run)
         return out
 
+    def backlog(self, now_ms: int) -> dict[str, int | None]:
+        """Rows waiting for the rules leader and the age of the oldest (ms; None when none wait): a queue that
+        stays non-empty with a growing age is stuck. For /readyz and the console, with RulesSeat.stuck()."""
+        def run(conn: psycopg.Connection[Any]) -> dict[str, int | None]:
+            row = conn.execute("SELECT count(*), min(enqueued_ms) FROM uplink_queue WHERE consumed_ms IS NULL").fetchone()
+            n, oldest = (int(row[0]), row[1]) if row else (0, None)
+            return {"pending": n, "oldest_pending_age_ms": None if oldest is None else max(0, now_ms - int(oldest))}
+
+        out: dict[str, int | None] = self._do(run)
+        return out
+
+    def parked(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent rows the rules leader parked (consumed without effect after bounded retries), newest first."""
+        def run(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT key, consumed_ms, result FROM uplink_queue WHERE kind = 'uplink' AND consumed_ms IS NOT NULL "
+                "AND result LIKE '{\"ok\":false,\"error\":\"parked\"%%' ORDER BY consumed_ms DESC LIMIT %s", (limit,),
+            ).fetchall()
+            return [{"key": k, "consumed_ms": int(c), "result": r} for k, c, r in rows]
+
+        out: list[dict[str, Any]] = self._do(run)
+        return out
+
     def prune(self, before_ms: int) -> int:
         out: int = self._do(lambda conn: conn.execute("DELETE FROM uplink_queue WHERE consumed_ms < %s", (before_ms,)).rowcount)
         return out

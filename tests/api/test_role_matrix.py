@@ -102,6 +102,11 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/api/alarms/{alarm_id}/dispatch"): (LOGIN, CLOSERS, NOT_FOUND, 200),
     ("POST", "/api/alarms/{alarm_id}/close"): (LOGIN, CLOSERS, NOT_FOUND, 200),
     ("POST", "/api/devices/{device_id}/silence"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("GET", "/api/maintenance"): (LOGIN, EVERYONE, FILTERED, 200),  # maintenance windows (issue 15)
+    ("GET", "/api/maintenance/{window_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("POST", "/api/buildings/{building_id}/maintenance"): (LOGIN, OFFICE, NOT_FOUND, 201),
+    ("POST", "/api/maintenance/{window_id}/extend"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("POST", "/api/maintenance/{window_id}/end"): (LOGIN, OFFICE, NOT_FOUND, 200),
     ("POST", "/api/console/mute"): (LOGIN, EVERYONE, NO, 200),  # anyone whose console sounds may mute it for a while; audited
     ("GET", "/api/site/map"): (LOGIN, EVERYONE, FILTERED, 200),
     ("GET", "/api/buildings/{building_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
@@ -335,6 +340,54 @@ async def mute_sound(m: Matrix, _acting: bool) -> Call:
     return Call("/api/console/mute", {"minutes": 5}, effect=recorded)
 
 
+def home_camera(m: Matrix) -> str:
+    """A device of HOME that no alarm of the matrix uses: windows on it change no other route's target."""
+    return next(d.id for d in m.api.sites.devices_by_building[HOME] if d.kind is DeviceKind.CAMERA)
+
+
+_SHARED_WINDOW: dict[int, str] = {}  # rig -> the window refused and outside callers aim at (it must never change)
+
+
+async def home_window(m: Matrix, acting: bool) -> str:
+    """A maintenance window in force on HOME's camera: a fresh one for an acting caller, else the shared one."""
+    if not acting and id(m) in _SHARED_WINDOW:
+        return _SHARED_WINDOW[id(m)]
+    w = await m.api.service.maintenance.create(building_id=HOME, scope="device", device_id=home_camera(m), author="admin", reason="matrix",
+                                               ends_ms=m.api.clock.now_ms() + 5 * 24 * 3600_000)
+    if not acting:
+        _SHARED_WINDOW[id(m)] = w.id
+    return w.id
+
+
+def on_window(action: str, body: dict[str, Any] | None = None) -> Builder:
+    """GET a window, or extend / end it (`action`), on HOME's camera."""
+
+    async def build(m: Matrix, acting: bool) -> Call:
+        wid = await home_window(m, acting and action != "")
+
+        async def changed() -> object:
+            w = m.api.service.maintenance.get(wid)
+            assert w is not None
+            return w.ends_ms, w.ended_ms
+
+        return Call(f"/api/maintenance/{wid}{action}", body, key=wid, effect=changed if action else None)
+
+    return build
+
+
+async def open_window(m: Matrix, _acting: bool) -> Call:
+    async def count() -> object:
+        return len(m.api.service.maintenance.records())
+
+    return Call(f"/api/buildings/{HOME}/maintenance", {"scope": "device", "device_id": home_camera(m), "minutes": 60, "reason": "matrix"},
+                key=HOME, effect=count)
+
+
+async def list_windows(m: Matrix, _acting: bool) -> Call:
+    await home_window(m, False)  # at least one window in HOME to be left out or shown
+    return Call("/api/maintenance")
+
+
 async def answer_page(m: Matrix, _acting: bool) -> Call:
     return Call("/r/{link}", link_alarm=m.sentinel)
 
@@ -355,6 +408,11 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
                                                  acts_on_alarm=True),
     ("POST", "/api/devices/{device_id}/silence"): at("/api/devices/{device}/silence", {"minutes": 60, "note": "work order 42"}, acts_on_alarm=True),
     ("POST", "/api/console/mute"): mute_sound,
+    ("GET", "/api/maintenance"): list_windows,
+    ("GET", "/api/maintenance/{window_id}"): on_window(""),
+    ("POST", "/api/buildings/{building_id}/maintenance"): open_window,
+    ("POST", "/api/maintenance/{window_id}/extend"): on_window("/extend", {"minutes": 10, "reason": "matrix"}),
+    ("POST", "/api/maintenance/{window_id}/end"): on_window("/end", {"reason": "matrix"}),
     ("GET", "/api/site/map"): at("/api/site/map"),
     ("GET", "/api/buildings/{building_id}"): at("/api/buildings/{building}"),
     ("GET", "/api/health/devices"): at("/api/health/devices"),
@@ -553,6 +611,8 @@ def shows_home(route: tuple[str, str], body: Any) -> bool:
         return any(b["id"] == HOME for b in body["buildings"])
     if route == ("GET", "/api/feed/events"):
         return any(e["building_id"] == HOME for e in body["events"])
+    if route == ("GET", "/api/maintenance"):
+        return any(w["building_id"] == HOME for w in body["windows"])
     raise AssertionError(f"no check for {route}")
 
 
