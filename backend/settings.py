@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from backend.escalation.settings import EscalationSettings
 
-__all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings",
+__all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings", "MaintenanceConfig",
     "OpsSettings", "PatrolConfig", "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
@@ -155,6 +155,17 @@ class PatrolConfig(_Section):
     )
 
 
+class MaintenanceConfig(_Section):
+    """Maintenance windows (维护窗口): how long they may last, and when the duty room is told one is ending."""
+
+    max_minutes: int = Field(default=7 * 24 * 60, ge=5, description="Longest maintenance window, minutes (longer work is split into new windows).")
+    life_safety_max_minutes: int = Field(
+        default=120, ge=5, le=24 * 60,
+        description="Longest window that silences smoke detectors or SOS buttons (needs an override with a reason), minutes.")
+    end_notice_minutes: float = Field(default=10.0, ge=0, description="The duty room is told this many minutes before a window ends (and when it ends).")
+    time_zone: str = Field(default="Asia/Shanghai", description="Time zone of the window times shown to people.")
+
+
 class RuntimeSettings(_Section):
     """How a backend or ingest process runs: its event-loop watch and its garbage collector (backend/loopwatch.py)."""
 
@@ -244,6 +255,7 @@ class Settings(BaseSettings):
     relay: RelaySettings = RelaySettings()
     runtime: RuntimeSettings = RuntimeSettings()
     alerting: AlertingSettings = AlertingSettings()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     ops: OpsSettings = OpsSettings()
 
     @classmethod
