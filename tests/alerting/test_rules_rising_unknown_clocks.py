@@ -66,6 +66,7 @@ def test_the_reached_severity_survives_a_restart() -> None:
     again = Engine(rules(), FakeSite(), T0 + 3 * MIN)
     again.book.load(eng.book.open.values())
     again.restore(eng.snapshot())
+    assert [a.severity for a in by_type(again, "residual_current")] == [Severity.CRITICAL]
     assert _residual(again, 650, T0 + 3 * MIN) == []
     fresh = Engine(rules(), FakeSite(), T0 + 3 * MIN)  # no snapshot: the stage comes from the open alarm's severity
     fresh.book.load(eng.book.open.values())
@@ -150,12 +151,13 @@ def test_a_camera_ten_minutes_slow_is_not_lost_while_it_reports_and_its_clock_is
     assert (back.alarm_type, back.is_open) == ("clock_skew", False), "closed when back in range"
 
 
-def test_a_gateway_uplink_backlog_is_not_a_slow_clock() -> None:
+def test_a_gateway_uplink_backlog_is_not_a_slow_clock_nor_a_lost_device() -> None:
     eng = engine()
-    burst = T0 + 10 * MIN
-    for k in range(10):  # held at the gateway for ten minutes, delivered in a burst, then live again
+    burst = T0 + 30 * MIN
+    for k in range(10):  # held at the gateway for half an hour, delivered in a burst, then live again
         assert _camera(eng, T0 + k * MIN, burst + k * 100) == []
-    assert _camera(eng, burst + 2 * S, burst + 2 * S) == []
+    assert [a for a in alarms(eng.tick(burst + 2 * S)) if a.key.subject == "device:c1"] == [], "heard at burst time (today: lost)"
+    assert _camera(eng, burst + 3 * S, burst + 3 * S) == []
     assert by_type(eng, "clock_skew") == []
 
 
