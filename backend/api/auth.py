@@ -15,14 +15,33 @@ alarm's own grid id is used when its building is unknown to the directory).
 Invariant: a route never returns or changes an alarm outside the caller's territory; for such an alarm it
 answers 404 exactly as for one that does not exist, so ids in other grids cannot be probed.
 
+Logging in (`LoginGuard`, issue 22): password checks (argon2, deliberately slow) run on a small executor of
+their own (`api.login_hash_threads`, default 2), never on the default thread pool that commits alarms, so a
+login flood cannot hold a smoke alarm's commit. Every attempt counts as a failure of its account and of its
+client address until its password proves right; once either has `api.login_account_failures` /
+`api.login_address_failures` failures within `api.login_window_s`, its logins answer 429 with Retry-After
+(when the oldest failure leaves the window) without hashing anything (the password threads also run at a lower
+CPU priority, `api.login_hash_niceness`, so on a busy machine alarms get the processor first); when more than `api.login_max_waiting`
+checks already wait for the hashing threads, a new one answers 429 at once. Every password check is written
+to the user store's login audit (who, which address, when, the outcome), and so are refusals, at most one row
+a minute per account or address with the number of refusals it stands for. A 429 is Chinese by default
+(English for `Accept-Language: en`).
+
 (No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
 """
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import collections
+import contextlib
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,9 +49,34 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.clock import Clock
 from backend.sites.model import SiteDirectory
-from backend.store.users import User, UserRole, UserStore
+from backend.store.users import LoginAudit, User, UserRole, UserStore
 
-__all__ = ["ROLE_CAPABILITIES", "Auth", "Capability", "Principal", "Territory"]
+__all__ = ["ROLE_CAPABILITIES", "Auth", "Capability", "FailureWindow", "LoginGuard", "LoginPolicy", "LoginThrottled", "Principal", "Territory",
+           "wants_english"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def wants_english(accept_language: str | None) -> bool:
+    """Chinese unless the reader's most preferred language (of zh and en) is English."""
+    best: tuple[float, int, str] | None = None
+    for i, part in enumerate((accept_language or "").split(",")):
+        lang, _, params = part.strip().partition(";")
+        lang = lang.strip().lower()
+        if not (lang.startswith("en") or lang.startswith("zh")):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if best is None or (q, -i) > (best[0], best[1]):
+            best = (q, -i, lang)
+    return best is not None and best[0] > 0 and best[2].startswith("en")
 
 
 class Capability(StrEnum):
@@ -131,11 +175,12 @@ class Principal:
 class Auth:
     """The FastAPI dependencies that turn a bearer token into a Principal."""
 
-    def __init__(self, users: UserStore, signer: TokenSigner, clock: Clock, sites: SiteDirectory | None) -> None:
+    def __init__(self, users: UserStore, signer: TokenSigner, clock: Clock, sites: SiteDirectory | None, login: "LoginPolicy | None" = None) -> None:
         self.users = users
         self.signer = signer
         self.clock = clock
         self.sites = sites
+        self.logins = LoginGuard(users, clock, login)  # POST /api/login's password checks: own threads, throttled, audited
         bearer = HTTPBearer(auto_error=False, description="a session token from POST /api/login, or a machine's API token (swm_...)")
 
         async def current(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
@@ -207,3 +252,182 @@ class Auth:
             return p
 
         return dependency
+
+
+# -- logging in ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    """How password checks run and are throttled (from backend.settings.ApiSettings, `api.login_*`)."""
+
+    hash_threads: int = 2
+    window_s: float = 300.0
+    account_failures: int = 5
+    address_failures: int = 20
+    max_waiting: int = 16
+    hash_niceness: int = 10
+
+    @classmethod
+    def of(cls, extras: Mapping[str, Any] | None) -> "LoginPolicy":
+        """From the server's `ApiDeps.extras["api"]` (an ApiSettings); the defaults when the server passed none."""
+        api = (extras or {}).get("api")
+        if api is None:
+            return cls()
+        return cls(api.login_hash_threads, api.login_window_s, api.login_account_failures, api.login_address_failures, api.login_max_waiting,
+                   api.login_hash_niceness)
+
+
+class FailureWindow:
+    """Failures per key (an account, an address) within a sliding window; pure, the time is an argument."""
+
+    MAX_KEYS: Final = 10_000  # beyond this, keys whose failures all left the window are dropped, then the oldest
+
+    def __init__(self, limit: int, window_ms: int) -> None:
+        self.limit = limit
+        self.window_ms = window_ms
+        self._fails: dict[str, collections.deque[int]] = {}
+
+    def _live(self, key: str, now_ms: int) -> collections.deque[int] | None:
+        q = self._fails.get(key)
+        if q is None:
+            return None
+        while q and q[0] <= now_ms - self.window_ms:
+            q.popleft()
+        if not q:
+            del self._fails[key]
+            return None
+        return q
+
+    def retry_after_ms(self, key: str, now_ms: int) -> int:
+        """0: the key may try; else how long until the oldest failure leaves the window."""
+        q = self._live(key, now_ms)
+        if q is None or len(q) < self.limit:
+            return 0
+        return max(1, q[-self.limit] + self.window_ms - now_ms)
+
+    def fail(self, key: str, now_ms: int) -> None:
+        if key not in self._fails and len(self._fails) >= self.MAX_KEYS:
+            for k in list(self._fails):
+                self._live(k, now_ms)
+            while len(self._fails) >= self.MAX_KEYS:
+                del self._fails[next(iter(self._fails))]
+        self._fails.setdefault(key, collections.deque()).append(now_ms)
+
+    def forgive(self, key: str, at_ms: int, *, all_of_them: bool = False) -> None:
+        """Take back the failure counted at `at_ms` (the password was right), or every failure of the key."""
+        q = self._fails.get(key)
+        if q is None:
+            return
+        if all_of_them:
+            q.clear()
+        else:
+            with contextlib.suppress(ValueError):
+                q.remove(at_ms)
+        if not q:
+            del self._fails[key]
+
+
+class LoginThrottled(Exception):
+    def __init__(self, outcome: str, retry_after_s: int) -> None:
+        self.outcome = outcome  # throttled_account, throttled_address, busy
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{outcome}: retry after {retry_after_s} s")
+
+    def detail(self, *, english: bool) -> str:
+        n = self.retry_after_s
+        if self.outcome == "busy":
+            return f"too many logins at once; try again in {n} s" if english else f"登录请求过多，请{n}秒后再试。"
+        return (f"too many failed logins; try again in {n} s, or ask an administrator to reset the password" if english
+                else f"登录失败次数过多，请{n}秒后再试；如忘记密码请联系管理员。")
+
+
+def _lower_priority(niceness: int) -> None:
+    """Run the calling thread `niceness` nicer (Linux: nice is per thread, and the threads argon2 starts for its lanes
+    inherit it), so on a busy machine the CPU goes to the alarm path first and a login waits a little longer."""
+    if niceness <= 0:
+        return
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: the separate threads still hold
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness))
+
+
+class LoginGuard:
+    """Password checks on their own threads, throttled per account and per client address, audited."""
+
+    AUDIT_COALESCE_MS: Final = 60_000  # refusals of one account or address are written at most once a minute
+
+    def __init__(self, users: UserStore, clock: Clock, policy: LoginPolicy | None = None) -> None:
+        self.users = users
+        self.clock = clock
+        self.policy = policy or LoginPolicy()
+        window_ms = int(self.policy.window_s * 1000)
+        self.accounts = FailureWindow(self.policy.account_failures, window_ms)
+        self.addresses = FailureWindow(self.policy.address_failures, window_ms)
+        self.pool = ThreadPoolExecutor(self.policy.hash_threads, thread_name_prefix="password-hash", initializer=_lower_priority,
+                                       initargs=(self.policy.hash_niceness,))
+        self.waiting = 0
+        self.refused = 0
+        self._refusals: dict[tuple[str, str], tuple[int, int]] = {}  # (outcome, key) -> (last row written at, refusals since)
+
+    async def hashing(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` (a password hash or check) on the password threads, not on the alarm path's default pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def login(self, username: str, password: str, address: str) -> User | None:
+        """The user, or None for a wrong name or password; LoginThrottled when this attempt is not even checked."""
+        now = self.clock.now_ms()
+        account_wait = self.accounts.retry_after_ms(username, now)
+        address_wait = self.addresses.retry_after_ms(address, now)
+        if account_wait or address_wait:
+            outcome = "throttled_account" if account_wait >= address_wait else "throttled_address"
+            await self._refuse(LoginThrottled(outcome, math.ceil(max(account_wait, address_wait) / 1000)), username, address, now)
+        if self.waiting >= self.policy.max_waiting:
+            await self._refuse(LoginThrottled("busy", 1), username, address, now)
+        # counted as failed until the password proves right, so a burst in flight cannot outrun the limits
+        self.accounts.fail(username, now)
+        self.addresses.fail(address, now)
+        self.waiting += 1
+        try:
+            user = await self.hashing(self._check, username, password, address, now)
+        finally:
+            self.waiting -= 1
+        if user is not None:
+            self.accounts.forgive(username, now, all_of_them=True)
+            self.addresses.forgive(address, now)
+        return user
+
+    async def attempt(self, request: Request, username: str, password: str) -> User:
+        """POST /api/login's check: the user, or the HTTP answer (401 wrong name or password, 429 throttled)."""
+        address = request.client.host if request.client is not None else "unknown"
+        try:
+            user = await self.login(username, password, address)
+        except LoginThrottled as exc:
+            english = wants_english(request.headers.get("accept-language"))
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, exc.detail(english=english),
+                                headers={"Retry-After": str(exc.retry_after_s)}) from exc
+        if user is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+        return user
+
+    def _check(self, username: str, password: str, address: str, now_ms: int) -> User | None:
+        user = self.users.authenticate(username, password)
+        self.users.audit_login(LoginAudit(now_ms, username, address, "ok" if user is not None else "wrong", 0, None))
+        return user
+
+    async def _refuse(self, exc: LoginThrottled, username: str, address: str, now_ms: int) -> None:
+        self.refused += 1
+        key = (exc.outcome, address if exc.outcome == "throttled_address" else username)
+        last, since = self._refusals.get(key, (-self.AUDIT_COALESCE_MS, 0))
+        since += 1
+        if now_ms - last >= self.AUDIT_COALESCE_MS:
+            if since == 1:
+                log.warning("login refused (%s) for %r from %s: retry after %d s", exc.outcome, username, address, exc.retry_after_s)
+            await self.hashing(self.users.audit_login, LoginAudit(now_ms, username, address, exc.outcome, since, exc.retry_after_s))
+            last, since = now_ms, 0
+        self._refusals[key] = (last, since)
+        if len(self._refusals) > FailureWindow.MAX_KEYS:
+            del self._refusals[next(iter(self._refusals))]
+        raise exc
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,12 +1,26 @@
 """Responders answer through the API: one-tap links from SMS, the responder app, and the ladder's figures.
 
 How this works: `OneTapLinks.link(alarm_id, contact)` signs {kind: respond, alarm, contact} with the API's
-`TokenSigner` (HMAC, expiring; nothing stored server-side). The link opens a small Chinese page
-(GET /r/{token}) with one button per answer; each button POSTs /r/{token}/{answer} (a GET never changes
-anything, so SMS link previewers cannot answer for anyone). The responder app posts the same answers as JSON
-to POST /api/responses/{token}. Every answer goes to `EscalationService.respond`: acknowledge, en route, on
-scene, handled, or decline (a volunteer's decline pages the next volunteer at once). The ladder turns
-answers into lifecycle moves (AdvanceAlarm), which the server applies through the alarm service.
+`TokenSigner` (HMAC, expiring after `escalation.link_ttl_s`, 30 min by default). The link opens a small
+Chinese page (GET /r/{token}) with one button per answer still open to that person; each button POSTs
+/r/{token}/{answer} (a GET never changes anything, so SMS link previewers cannot answer for anyone). The
+responder app posts the same answers as JSON to POST /api/responses/{token}. Every accepted answer goes to
+`EscalationService.respond`: acknowledge, en route, on scene, handled, or decline (a volunteer's decline
+pages the next volunteer at once). The ladder turns answers into lifecycle moves (AdvanceAlarm), which the
+server applies through the alarm service.
+
+A link is single-purpose (issue 22):
+- it is bound to one person and one alarm: both are inside the signed token, so a link acts only as the
+  person it was sent to, only on that alarm;
+- it travels only on that person's own channels (SMS, voice, webhook text): the MQTT notices any gateway
+  could read carry the alarm and no link (backend/notify/mqtt.py);
+- each move is accepted once per (alarm, person), and only forward: acknowledge first (or decline), then
+  en route, on scene, handled, skipping allowed, never back; decline only before acknowledging, and nothing
+  after a decline. The moves made are recorded in the user store (`one_tap_moves`, `next_move_refusal`
+  below), so a replayed, reordered or raced request, from any link of the same person, any process, or after
+  a restart, is refused with a reason and changes nothing. A move the ladder then refuses is given back.
+Refusals are Chinese, or English for `Accept-Language: en`; JSON `{"detail"}`, or a small page for a
+browser that asks for HTML.
 
 A one-tap token is not a login: it carries kind "respond" and its subject is no user, so it opens nothing
 but its own alarm's answer page; a session token is refused here for the same reason.
@@ -18,24 +32,28 @@ only roles that see the system's health (view_system) may read it.
 (No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
 """
 
+import asyncio
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import Response as HttpResponse
 from pydantic import BaseModel, Field
 
 from alerting.ladder import Contact, Response
 from alerting.ladder.engine import LadderError
-from backend.api.auth import Auth, Capability, Principal
+from backend.api.auth import Auth, Capability, Principal, wants_english
 from backend.api.deps import ApiDeps
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.clock import Clock
 from backend.escalation.service import EscalationService
 from backend.escalation.store import UnknownEscalation
+from backend.store.users import UserStore
 
-__all__ = ["ANSWERS", "OneTapLinks", "responses_router"]
+__all__ = ["ANSWERS", "FIELD_MOVES", "LinkRefused", "OneTapLinks", "next_move_refusal", "responses_router"]
 
 # What a responder may answer from a link or the app (closing and false alarms are the duty officer's).
 ANSWERS: Final = {
@@ -45,7 +63,67 @@ ANSWERS: Final = {
     Response.HANDLED: "处置完成",
     Response.DECLINE: "无法前往",
 }
+ANSWERS_EN: Final = {
+    Response.ACKNOWLEDGE: "acknowledge", Response.EN_ROUTE: "en route", Response.ON_SCENE: "on scene",
+    Response.HANDLED: "handled", Response.DECLINE: "decline",
+}
+FIELD_MOVES: Final = (Response.ACKNOWLEDGE, Response.EN_ROUTE, Response.ON_SCENE, Response.HANDLED)  # the only order they go in
 _KIND = "respond"
+_CLAIM_TRIES = 5  # a claim lost to a racing request is re-checked against what that request recorded
+
+# Why a link or a move is refused: (HTTP status, Chinese, English). {move} and {last} are filled in.
+_REASONS: Final[dict[str, tuple[int, str, str]]] = {
+    "malformed": (401, "这个链接无效，请向值班室索取新的链接。", "this link is not valid; ask the duty room for a new link"),
+    "signature": (401, "这个链接无效（签名不符），请向值班室索取新的链接。", "this link's signature does not match; ask the duty room for a new link"),
+    "expired": (401, "这个链接已过期，请向值班室索取新的链接。", "this link has expired; ask the duty room for a new link"),
+    "kind": (401, "这不是应答链接（登录凭证不能代替链接），请向值班室索取新的链接。",
+             "this is not an answer link (a login is no answer link); ask the duty room for a new link"),
+    "replayed": (409, "您已提交过「{move}」，本次未作任何更改。", "you already answered “{move}”; nothing was changed"),
+    "declined": (409, "您已表示无法前往，此链接不再接受操作，本次未作任何更改；情况有变请致电值班室。",
+                 "you already declined this alarm; nothing was changed. If that has changed, call the duty room"),
+    "decline_late": (409, "您已确认收到，不能再选择「无法前往」，本次未作任何更改；请致电值班室。",
+                     "you already acknowledged, so you can no longer decline; nothing was changed. Call the duty room"),
+    "ack_first": (409, "请先点「我已收到」，再报告「{move}」；本次未作任何更改。", "acknowledge first, then report “{move}”; nothing was changed"),
+    "backwards": (409, "您已报告「{last}」，不能再报告更早的「{move}」；本次未作任何更改。",
+                  "you already reported “{last}”, which comes after “{move}”; nothing was changed"),
+    "busy": (409, "同一报警的其他应答正在处理，请稍后重试。", "another answer to this alarm is being recorded; try again"),
+    "not_answer": (422, "只能回答：我已收到、出发、到场、处置完成、无法前往。", "answer with one of acknowledge, en_route, on_scene, handled, decline"),
+    "no_ladder": (404, "这个报警已没有响应流程，请致电值班室。", "this alarm has no escalation any more; call the duty room"),
+    "no_service": (503, "本服务器未运行报警响应服务，请致电值班室。", "the escalation service is not running on this server; call the duty room"),
+    "ladder": (409, "无法记录此应答（{move}），本次未作任何更改；请致电值班室。",
+               "this answer ({move}) could not be recorded; nothing was changed. Call the duty room"),
+}
+
+
+class LinkRefused(Exception):
+    """A one-tap link or one of its moves is refused; `text(english)` is the sentence shown."""
+
+    def __init__(self, reason: str, move: Response | None = None, last: Response | None = None) -> None:
+        self.reason, self.move, self.last = reason, move, last
+        self.status = _REASONS[reason][0]
+        super().__init__(self.text(english=True))
+
+    def text(self, *, english: bool) -> str:
+        _status, zh, en = _REASONS[self.reason]
+        names = ANSWERS_EN if english else ANSWERS
+        fill = {"move": names.get(self.move, "") if self.move else "", "last": names.get(self.last, "") if self.last else ""}
+        return (en if english else zh).format(**fill)
+
+
+def next_move_refusal(made: Sequence[Response], move: Response) -> LinkRefused | None:
+    """Why `move` may not follow the moves this person already made on this alarm (oldest first); None: it may."""
+    if move in made:
+        return LinkRefused("replayed", move)
+    if Response.DECLINE in made:
+        return LinkRefused("declined", move)
+    if move is Response.DECLINE:
+        return LinkRefused("decline_late", move) if made else None
+    if not made:
+        return None if move is Response.ACKNOWLEDGE else LinkRefused("ack_first", move)
+    last = max(made, key=FIELD_MOVES.index)
+    if FIELD_MOVES.index(move) < FIELD_MOVES.index(last):
+        return LinkRefused("backwards", move, last)
+    return None
 
 
 @dataclass(frozen=True)
@@ -53,7 +131,7 @@ class OneTapLinks:
     signer: TokenSigner
     clock: Clock
     base_url: str = "http://127.0.0.1:8080"
-    ttl_s: float = 6 * 3600
+    ttl_s: float = 30 * 60  # long enough to read the SMS and answer; later moves come with the next notice or the app
 
     def token(self, alarm_id: str, contact_id: str) -> str:
         claims = {"k": _KIND, "sub": f"{_KIND}:{contact_id}", "a": alarm_id, "c": contact_id}
@@ -67,7 +145,7 @@ class OneTapLinks:
         """(alarm id, contact id) of a valid one-tap token; InvalidToken otherwise."""
         claims = self.signer.verify(token, self.clock.now_ms() / 1000)
         if claims.get("k") != _KIND or not isinstance(claims.get("a"), str) or not isinstance(claims.get("c"), str):
-            raise InvalidToken("this is not an answer link")
+            raise InvalidToken("this is not an answer link", "kind")
         return claims["a"], claims["c"]
 
 
@@ -90,54 +168,103 @@ def _page(title: str, body: str) -> str:
             f"button{{display:block;width:100%;font-size:1.3rem;margin:.5rem 0;padding:.8rem}}</style></head><body>{body}</body></html>")
 
 
+def _made(moves: Sequence[str]) -> list[Response]:
+    return [Response(m) for m in moves]
+
+
+def _claim(users: UserStore, alarm_id: str, contact: str, move: Response, at_ms: int) -> int:
+    """Record `move` as the next one of this person on this alarm; its number. LinkRefused if it may not follow."""
+    for _ in range(_CLAIM_TRIES):
+        made = users.moves(alarm_id, contact)
+        refusal = next_move_refusal(_made([m.move for m in made]), move)
+        if refusal is not None:
+            raise refusal
+        seq = (made[-1].seq if made else 0) + 1
+        if users.record_move(alarm_id, contact, seq, move.value, at_ms):
+            return seq
+    raise LinkRefused("busy", move)
+
+
 def responses_router(deps: ApiDeps, auth: Auth) -> APIRouter:
     router = APIRouter(tags=["responses"])
     extras = deps.extras or {}
     links: OneTapLinks = extras.get("one_tap") or OneTapLinks(deps.signer, deps.clock)
+    users = deps.users
+
+    def english(request: Request) -> bool:
+        return wants_english(request.headers.get("accept-language"))
+
+    def refuse(request: Request, exc: LinkRefused) -> HttpResponse:
+        text = exc.text(english=english(request))
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == status.HTTP_401_UNAUTHORIZED else None
+        if "text/html" in request.headers.get("accept", ""):  # a person's browser: a page, not JSON
+            return HTMLResponse(_page("守望 · 报警响应", f"<h1>{html.escape(text)}</h1>"), status_code=exc.status, headers=headers)
+        return JSONResponse({"detail": text}, status_code=exc.status, headers=headers)
 
     def service() -> EscalationService:
         if deps.escalation is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the escalation service is not running on this server; call the duty room")
+            raise LinkRefused("no_service")
         return deps.escalation
 
     def opened(token: str) -> tuple[str, str]:
         try:
             return links.open(token)
         except InvalidToken as exc:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"{exc}; ask the duty room for a new link") from exc
+            raise LinkRefused(exc.reason if exc.reason in _REASONS else "malformed") from exc
 
     async def answer(token: str, response: Response, note: str) -> AnswerResult:
-        if response not in ANSWERS:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"answer with one of {[r.value for r in ANSWERS]}")
         alarm_id, contact = opened(token)
+        if response not in ANSWERS:
+            raise LinkRefused("not_answer", response)
+        svc = service()
+        seq = await asyncio.to_thread(_claim, users, alarm_id, contact, response, links.clock.now_ms())
         try:
-            state = await service().respond(alarm_id, response, contact, note)
-        except UnknownEscalation as exc:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "this alarm has no escalation any more; call the duty room") from exc
-        except LadderError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+            state = await svc.respond(alarm_id, response, contact, note)
+        except BaseException as exc:
+            await asyncio.to_thread(users.forget_move, alarm_id, contact, seq)  # not carried out: the move is still open
+            if isinstance(exc, UnknownEscalation):
+                raise LinkRefused("no_ladder", response) from exc
+            if isinstance(exc, LadderError):
+                raise LinkRefused("ladder", response) from exc
+            raise
         t0 = state.facts.raised_at_ms
         return AnswerResult(alarm_id=alarm_id, contact=contact, response=response.value, stopped=state.stopped,
                             reached_ms={s.value: t - t0 for s, t in state.reached})
 
     @router.get("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def one_tap_page(token: str) -> str:
-        alarm_id, _contact = opened(token)
-        state = await service().get(alarm_id)
+    async def one_tap_page(request: Request, token: str) -> HttpResponse:
+        try:
+            alarm_id, contact = opened(token)
+            state = await service().get(alarm_id)
+        except LinkRefused as exc:
+            return refuse(request, exc)
+        made = _made([m.move for m in await asyncio.to_thread(users.moves, alarm_id, contact)])
         title = (state.facts.title or state.facts.alarm_type) if state is not None else alarm_id
         drill = "【演练】" if state is not None and state.facts.drill else ""
-        buttons = "".join(f'<form method="post" action="/r/{html.escape(token)}/{r.value}"><button>{label}</button></form>' for r, label in ANSWERS.items())
-        return _page("守望 · 报警响应", f"<h1>{drill}{html.escape(title)}</h1><p>报警编号 {html.escape(alarm_id)}</p>{buttons}")
+        done = "".join(f"<p>已提交：{ANSWERS[m]}</p>" for m in made)
+        open_moves = [r for r in ANSWERS if next_move_refusal(made, r) is None]
+        buttons = "".join(f'<form method="post" action="/r/{html.escape(token)}/{r.value}"><button>{ANSWERS[r]}</button></form>' for r in open_moves)
+        if not open_moves:
+            buttons = "<p>此链接已没有可提交的操作；如有情况请致电值班室。</p>"
+        return HTMLResponse(_page("守望 · 报警响应", f"<h1>{drill}{html.escape(title)}</h1><p>报警编号 {html.escape(alarm_id)}</p>{done}{buttons}"))
 
     @router.post("/r/{token}/{response}", response_class=HTMLResponse, include_in_schema=False)
-    async def one_tap_answer(token: str, response: Response) -> str:
-        result = await answer(token, response, "one-tap link")
-        return _page("守望 · 已记录", f"<h1>已记录：{ANSWERS[response]}</h1><p>报警编号 {html.escape(result.alarm_id)}</p>")
+    async def one_tap_answer(request: Request, token: str, response: Response) -> HttpResponse:
+        try:
+            result = await answer(token, response, "one-tap link")
+        except LinkRefused as exc:
+            return refuse(request, exc)
+        return HTMLResponse(_page("守望 · 已记录", f"<h1>已记录：{ANSWERS[response]}</h1><p>报警编号 {html.escape(result.alarm_id)}</p>"))
 
     @router.post("/api/responses/{token}", summary="A responder's answer (the responder app), authorised by the notice's signed token",
-                 responses={401: {"description": "the link is invalid or expired"}, 404: {"description": "no escalation for this alarm"}})
-    async def app_answer(token: str, body: AnswerBody) -> AnswerResult:
-        return await answer(token, body.response, body.note)
+                 response_model=AnswerResult,
+                 responses={401: {"description": "the link is invalid or expired"}, 404: {"description": "no escalation for this alarm"},
+                            409: {"description": "this person already made this move, or a later one (each move once, in order)"}})
+    async def app_answer(request: Request, token: str, body: AnswerBody) -> Any:
+        try:
+            return await answer(token, body.response, body.note)
+        except LinkRefused as exc:
+            return refuse(request, exc)
 
     @router.get("/api/escalation/misses", summary="Missed deadlines per rung, site-wide, for the command room (real alarms; drill=true for drills)")
     async def misses(_: Annotated[Principal, Depends(auth.require(Capability.VIEW_SYSTEM))],

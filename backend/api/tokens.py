@@ -1,7 +1,10 @@
-"""Signed, expiring tokens (HMAC-SHA256): console sessions now, one-tap responder links later.
+"""Signed, expiring tokens (HMAC-SHA256): console sessions and one-tap responder links.
 
-A token is `base64url(payload).base64url(signature)` where payload is JSON {sub, exp, ...}. Nothing is
-stored server-side; the secret lives in the data folder (or the environment) and never in the repository.
+A token is `base64url(payload).base64url(signature)` where payload is JSON {sub, exp, ...}. The secret lives
+in the data folder (or the environment) and never in the repository. A session needs nothing stored
+server-side; what a one-tap link was already used for is kept by the user store (backend/api/responses.py).
+`InvalidToken.reason` says why a token was refused (malformed, signature, expired), so each caller can
+explain it in the reader's language.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ __all__ = ["InvalidToken", "TokenSigner"]
 
 
 class InvalidToken(ValueError):
-    pass
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        self.reason = reason  # "malformed", "signature", "expired" (callers may add their own, e.g. "kind")
+        super().__init__(message)
 
 
 def _b64(data: bytes) -> str:
@@ -42,12 +47,12 @@ class TokenSigner:
             body, sig = token.split(".")
             expected = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
             if not hmac.compare_digest(expected, _unb64(sig)):
-                raise InvalidToken("the token's signature does not match; log in again")
+                raise InvalidToken("the token's signature does not match; log in again", "signature")
             claims: dict[str, Any] = json.loads(_unb64(body))
         except (ValueError, json.JSONDecodeError) as exc:
             if isinstance(exc, InvalidToken):
                 raise
             raise InvalidToken("the token is malformed; log in again") from exc
         if not isinstance(claims.get("exp"), int) or claims["exp"] < now_s:
-            raise InvalidToken("the token has expired; log in again")
+            raise InvalidToken("the token has expired; log in again", "expired")
         return claims

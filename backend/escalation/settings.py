@@ -20,7 +20,7 @@ class EscalationSettings(BaseModel):
     outbox_lease_s: float = Field(default=60.0, gt=0, description="A notice claimed but unfinished this long is delivered again (same idempotency key).")
     utc_offset_min: int = Field(default=480, ge=-720, le=840, description="Local time of the duty rosters, minutes east of UTC (Beijing: 480).")
     link_base_url: str = Field(default="http://127.0.0.1:8080", description="Public base URL of the API, for one-tap answer links in SMS.")
-    link_ttl_s: float = Field(default=6 * 3600, gt=0, description="How long a one-tap answer link stays valid.")
+    link_ttl_s: float = Field(default=30 * 60, gt=0, description="How long a one-tap answer link stays valid (issue 22: 30 min; each move once, in order).")
     rate_limit: int = Field(default=6, ge=1, description="Notices per responder per window before the rest fold into one storm summary.")
     rate_window_s: float = Field(default=60.0, gt=0, description="The rate-limit window per responder.")
     retry_attempts: int = Field(default=6, ge=1, description="Attempts per notice and channel (first try included) on transient failures.")

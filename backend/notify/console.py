@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from backend.notify.channel import Message
+from backend.notify.templates import without_link
 
 __all__ = ["ConsoleChannel", "LiveConsole", "Subscription"]
 
@@ -72,7 +73,7 @@ class ConsoleChannel:
     async def send(self, message: Message) -> str | None:
         self.console.publish({
             "type": "notice", "key": message.key, "alarm_id": message.alarm_id, "contact": message.contact.id,
-            "contact_name": message.contact.name, "rung": message.rung, "reason": message.reason, "text": message.text,
+            "contact_name": message.contact.name, "rung": message.rung, "reason": message.reason, "text": without_link(message.text),
             "drill": message.drill, "severity": message.severity, "at_ms": message.created_ms,
         })
         return None

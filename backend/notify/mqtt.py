@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import aiomqtt
 
 from backend.notify.channel import DeliveryFailed, Message
+from backend.notify.templates import without_link
 from broker.errors import ContractError
 from broker.notices import Notice, encode_notice
 from broker.topics import BUILDING_OUTPUTS, Topic, building_notice_topic, responder_notice_topic
@@ -23,8 +24,10 @@ Publish = Callable[[str, bytes, int], Awaitable[None]]
 
 
 def notice_of(message: Message) -> Notice:
-    return Notice(key=message.key, alarm_id=message.alarm_id, title=message.title, text=message.text, severity=message.severity,
-                  reason=message.reason, issued_ts_ms=message.created_ms, drill=message.drill, link=message.link, building=message.building)
+    """The notice as published. No one-tap link: any client of the broker may be listening (issue 22); the link goes
+    only through the person's own channels (SMS, webhook text)."""
+    return Notice(key=message.key, alarm_id=message.alarm_id, title=message.title, text=without_link(message.text), severity=message.severity,
+                  reason=message.reason, issued_ts_ms=message.created_ms, drill=message.drill, link=None, building=message.building)
 
 
 class MqttNoticeChannel:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["REASON_TEXT", "SEVERITY_TEXT", "notice_text", "storm_text"]
+__all__ = ["LINK_LEAD", "REASON_TEXT", "SEVERITY_TEXT", "notice_text", "storm_text", "without_link"]
 
+LINK_LEAD: Final = "回复链接："  # the one-tap link follows; it belongs to one person (issue 22): see without_link
 SEVERITY_TEXT: Final = {"critical": "紧急", "major": "重要", "minor": "一般", "info": "提示"}
 
 REASON_TEXT: Final = {
@@ -30,8 +31,13 @@ def notice_text(*, title: str, place: str, reason: str, severity: str, rung_labe
     who = f"{rung_label}：" if rung_label else ""
     text = f"{head}{SEVERITY_TEXT.get(severity, '')}{title}，{place}。{who}{action}。"
     if link:
-        text += f"回复链接：{link}"
+        text += f"{LINK_LEAD}{link}"
     return text
+
+
+def without_link(text: str) -> str:
+    """The notice text without its one-tap link: for channels others can read (MQTT topics, the console feed)."""
+    return text.split(LINK_LEAD, 1)[0]
 
 
 def storm_text(*, count: int, window_s: float, drill: bool = False) -> str:

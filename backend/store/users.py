@@ -7,6 +7,12 @@ bridge, a reporting job) get API tokens instead: `swm_<id>_<secret>`, of which o
 is stored (the secret has 256 bits of entropy, so a slow hash buys nothing); a token acts as the user it
 belongs to, may expire and may be revoked. A machine user has no password ("!" can never verify).
 
+Two ledgers live here too. `one_tap_moves` holds every answer a responder made through a one-tap link, per
+(alarm, person), numbered: `record_move` inserts the next number and fails when another request took it
+first, so the API (backend/api/responses.py) can accept each move once and in order, also across processes
+and restarts. `login_audit` holds who tried to log in, from which address, when, and what came of it
+(backend/api/auth.py writes it).
+
 Invariants: a grid worker's scope names a grid and a building leader's a building (checked by the API
 against the site directory); usernames are unique; a revoked or expired token never authenticates.
 
@@ -35,7 +41,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from backend.store.migrations import upgrade
 
-__all__ = ["ApiToken", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore", "metadata"]
+__all__ = ["ApiToken", "LoginAudit", "OneTapMove", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore", "metadata"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "users_migrations"
 VERSION_TABLE = "alembic_version_users"  # its own: the alarm store and others migrate the same database
@@ -65,6 +71,29 @@ api_tokens = sa.Table(
     sa.Column("expires_ms", sa.BigInteger),
     sa.Column("revoked", sa.Boolean, nullable=False, default=False),
     sa.Column("last_used_ms", sa.BigInteger),
+)
+
+one_tap_moves = sa.Table(
+    "one_tap_moves",
+    metadata,
+    sa.Column("alarm_id", sa.String(100), primary_key=True),
+    sa.Column("contact_id", sa.String(100), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),  # 1, 2, ... per (alarm, person): the race for a number decides
+    sa.Column("move", sa.String(20), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("alarm_id", "contact_id", "move", name="uq_one_tap_moves_once"),
+)
+
+login_audit = sa.Table(
+    "login_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(24), nullable=False),  # ok, wrong, throttled_account, throttled_address, busy
+    sa.Column("refused", sa.Integer, nullable=False),  # refusals this row stands for (throttled rows are coalesced)
+    sa.Column("retry_after_s", sa.Integer),
 )
 
 
@@ -110,6 +139,23 @@ class ApiToken:
     expires_ms: int | None
     revoked: bool
     last_used_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OneTapMove:
+    seq: int
+    move: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAudit:
+    at_ms: int
+    username: str
+    address: str
+    outcome: str
+    refused: int
+    retry_after_s: int | None
 
 
 def _sha(secret: str) -> str:
@@ -226,3 +272,38 @@ class UserStore:
             with self.engine.begin() as conn:
                 conn.execute(sa.update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_ms=now_ms))
         return self.get(row.username)
+
+    # -- one-tap moves -----------------------------------------------------------------------------------------
+    def moves(self, alarm_id: str, contact_id: str) -> list[OneTapMove]:
+        """The answers this person already made on this alarm through one-tap links, oldest first."""
+        q = (sa.select(one_tap_moves).where(one_tap_moves.c.alarm_id == alarm_id, one_tap_moves.c.contact_id == contact_id)
+             .order_by(one_tap_moves.c.seq))
+        with self.engine.connect() as conn:
+            return [OneTapMove(r.seq, r.move, r.at_ms) for r in conn.execute(q)]
+
+    def record_move(self, alarm_id: str, contact_id: str, seq: int, move: str, at_ms: int) -> bool:
+        """Claim number `seq` for `move`; False if that number or that move is already taken (a racing request won)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(one_tap_moves).values(alarm_id=alarm_id, contact_id=contact_id, seq=seq, move=move, at_ms=at_ms))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def forget_move(self, alarm_id: str, contact_id: str, seq: int) -> None:
+        """Give a claimed number back: the move it stood for was not carried out (the ladder refused it)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(one_tap_moves).where(one_tap_moves.c.alarm_id == alarm_id, one_tap_moves.c.contact_id == contact_id,
+                                                        one_tap_moves.c.seq == seq))
+
+    # -- login audit -------------------------------------------------------------------------------------------
+    def audit_login(self, entry: LoginAudit) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(login_audit).values(at_ms=entry.at_ms, username=entry.username[:64], address=entry.address[:64],
+                                                       outcome=entry.outcome, refused=entry.refused, retry_after_s=entry.retry_after_s))
+
+    def login_audit(self, limit: int = 200, since_ms: int = 0) -> list[LoginAudit]:
+        """The newest login audit rows first."""
+        q = sa.select(login_audit).where(login_audit.c.at_ms >= since_ms).order_by(login_audit.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [LoginAudit(r.at_ms, r.username, r.address, r.outcome, r.refused, r.retry_after_s) for r in conn.execute(q)]

@@ -563,7 +563,7 @@ async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller:
     detail = got.json()["detail"]
     if access is Access.LINK:
         assert got.status == 401, got.text
-        assert "new link" in detail
+        assert "新的链接" in detail  # Chinese: a responder's phone reads it (English on Accept-Language: en)
     elif caller in BAD_CALLERS:
         assert got.status == 401, f"{caller} on {_ids(route)}: {got.status} {got.text[:300]}"
         assert got.headers.get("www-authenticate") == "Bearer"
@@ -659,7 +659,7 @@ async def test_a_login_is_not_an_answer_link(matrix: Matrix, route: tuple[str, s
     before = await call.effect() if call.effect else None
     got = await send(matrix, route[0], Call(call.url.replace("{link}", session), call.body), {})
     assert got.status == 401, got.text
-    assert "not an answer link" in got.json()["detail"]
+    assert "不是应答链接" in got.json()["detail"]
     assert (await call.effect() if call.effect else None) == before
 
 
