@@ -17,7 +17,9 @@ Entering the service (async context manager) loads the open alarms and the last 
 the store, so every timer (debounce start, last seen, welfare quiet time, silence expiry, suppressed effects)
 is re-derived from stored state and `now`; then it starts one TaskGroup with a named task, `alarm-ticker`,
 that runs `tick()` every `tick_s`, saves a snapshot every `snapshot_s`, and purges records past retention
-once a day. `ready` is set once all that is done. Leaving stops the ticker and saves a final snapshot.
+once a day. `ready` is set once all that is done. Maintenance windows are stored records
+(`self.maintenance`, backend/alarms/maintenance.py): started with the core, ticked before it, and changed
+through `in_core` (the window's row and the alarms it holds or releases in one transaction). Leaving stops the ticker and saves a final snapshot.
 
 Exceptions (from the core and the store, translated for callers such as the HTTP API):
 

@@ -46,6 +46,9 @@ async def test_a_duty_officer_opens_lists_extends_and_ends_a_window(rig: ApiRig)
     r = await rig.client.post(f"/api/maintenance/{w['id']}/end", json={"reason": "提前完工"}, headers=rig.auth("duty"))
     assert r.status_code == 200, r.text
     assert r.json()["window"]["state"] == "ended"
+    [notice] = [e for e in rig.feed.after(0) or [] if e.kind == "maintenance"]
+    assert (notice.data["event"], notice.building_id) == ("ended", b), "the duty room of that building hears of it on the live feed"
+    assert "维护窗口已结束" in notice.data["text"]
     a = rig.service.store.get(alarm)
     assert a is not None
     assert a.state is AlarmState.RAISED, "the meter still in alarm is live again"

@@ -103,6 +103,7 @@ async def test_open_extend_and_end_a_window_on_a_smoke_detector_from_the_console
     await expect(page.locator("#mw-list")).to_contain_text("当前没有维护窗口")
     await expect(page.locator("#mw-ended .mw-row").first).to_contain_text("已结束")
     await expect(page.locator("#mw-strip")).to_have_count(0)
+    await expect(page.locator("#mw-notice")).to_contain_text("维护窗口已结束")  # the duty room's notice
     audit = [a.action for a in windows.audit(w.id)]
     assert audit == ["create", "extend", "end"], audit
     # ended early with the detector still in alarm: it is live again, on the board with its banner

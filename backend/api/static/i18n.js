@@ -102,6 +102,7 @@ Object.assign(TEXTS.zh, {
   mw_device: "设备", mw_kind: "设备类型", mw_minutes: "时长（分钟）", mw_reason: "理由", mw_reason_hint: "工单号、施工人员、内容",
   mw_override: "生命安全例外：静默烟感 / 一键呼救（最长 {n} 分钟）", mw_override_reason: "例外理由",
   mw_ls_rule: "烟感和一键呼救默认不被静默；确需静默须勾选例外并填写理由，最长 {n} 分钟，期间值班台始终显示。窗口结束时重新检查范围内设备，仍在报警的立即告警并通知。",
+  mw_note_soon: "维护窗口即将结束（{end}）：{what}，届时仍在报警的设备将立即告警", mw_note_ended: "维护窗口已结束：{what}，范围内设备已重新检查",
   mw_create: "开启维护窗口", mw_ls_strip: "注意：生命安全设备静默中 —— {items}", mw_ls_item: "{what} 至 {end}", mw_view: "查看",
 });
 Object.assign(TEXTS.en, {
@@ -115,31 +116,7 @@ Object.assign(TEXTS.en, {
   mw_reason_hint: "work order, technician, what is done", mw_override: "Life-safety override: silence smoke detectors / SOS buttons (at most {n} min)",
   mw_override_reason: "Override reason",
   mw_ls_rule: "Smoke detectors and SOS buttons are never silenced unless the override is ticked with a reason, for at most {n} minutes, shown on the console meanwhile. When a window ends, its devices are re-checked: alarms still present go live and page at once.",
-  mw_create: "Open maintenance window", mw_ls_strip: "Attention: life-safety devices silenced — {items}", mw_ls_item: "{what} until {end}", mw_view: "View",
-});
-// Maintenance windows (backend/api/static/maintenance.js)
-Object.assign(TEXTS.zh, {
-  mw_button: "维护窗口", mw_title: "维护窗口", mw_close: "关闭", mw_active: "生效中 / 待开始", mw_recent: "最近结束", mw_none: "当前没有维护窗口",
-  mw_state_in_force: "生效中", mw_state_pending: "待开始", mw_state_ended: "已结束", mw_ls_badge: "生命安全设备静默", mw_soon: "即将结束",
-  mw_span: "{start} 至 {end}（{tz}）", mw_ended_at: "{start} 开始，{end} 结束 {by}", mw_by: "{who}：{why}",
-  mw_left_live: "本楼 {n} 个烟感 / 一键呼救不在窗口内，照常报警", mw_override_is: "生命安全例外理由：{why}",
-  mw_extend_minutes: "延长分钟数", mw_extend: "延长", mw_why: "理由", mw_end: "提前结束", mw_extend_default: "工作未完成", mw_end_default: "维护完成",
-  mw_building: "楼栋", mw_scope: "范围", mw_scope_building: "整栋楼", mw_scope_device: "单个设备", mw_scope_kind: "楼内某类设备",
-  mw_device: "设备", mw_kind: "设备类型", mw_minutes: "时长（分钟）", mw_reason: "理由", mw_reason_hint: "工单号、施工人员、内容",
-  mw_override: "生命安全例外：静默烟感 / 一键呼救（最长 {n} 分钟）", mw_override_reason: "例外理由",
-  mw_ls_rule: "烟感和一键呼救默认不被静默；确需静默须勾选例外并填写理由，最长 {n} 分钟，期间值班台始终显示。窗口结束时重新检查范围内设备，仍在报警的立即告警并通知。",
-  mw_create: "开启维护窗口", mw_ls_strip: "注意：生命安全设备静默中 —— {items}", mw_ls_item: "{what} 至 {end}", mw_view: "查看",
-});
-Object.assign(TEXTS.en, {
-  mw_button: "Maintenance", mw_title: "Maintenance windows", mw_close: "Close", mw_active: "In force / coming", mw_recent: "Recently ended",
-  mw_none: "No maintenance window", mw_state_in_force: "in force", mw_state_pending: "coming", mw_state_ended: "ended",
-  mw_ls_badge: "life-safety devices silenced", mw_soon: "ending soon", mw_span: "{start} to {end} ({tz})", mw_ended_at: "{start} to {end} {by}",
-  mw_by: "{who}: {why}", mw_left_live: "{n} smoke detector(s) / SOS button(s) in this building stay live", mw_override_is: "Life-safety override: {why}",
-  mw_extend_minutes: "minutes to add", mw_extend: "Extend", mw_why: "Reason", mw_end: "End now", mw_extend_default: "work not finished",
-  mw_end_default: "maintenance done", mw_building: "Building", mw_scope: "Scope", mw_scope_building: "Whole building", mw_scope_device: "One device",
-  mw_scope_kind: "One device kind", mw_device: "Device", mw_kind: "Device kind", mw_minutes: "Minutes", mw_reason: "Reason",
-  mw_reason_hint: "work order, technician, what is done", mw_override: "Life-safety override: silence smoke detectors / SOS buttons (at most {n} min)",
-  mw_override_reason: "Override reason",
-  mw_ls_rule: "Smoke detectors and SOS buttons are never silenced unless the override is ticked with a reason, for at most {n} minutes, shown on the console meanwhile. When a window ends, its devices are re-checked: alarms still present go live and page at once.",
+  mw_note_soon: "Maintenance window ends at {end}: {what}; devices still in alarm then alarm at once",
+  mw_note_ended: "Maintenance window ended: {what}; its devices were re-checked",
   mw_create: "Open maintenance window", mw_ls_strip: "Attention: life-safety devices silenced — {items}", mw_ls_item: "{what} until {end}", mw_view: "View",
 });

@@ -14,6 +14,7 @@
   const style = document.createElement("style");
   style.textContent = `
 #maintenance .mw-strip { background: var(--red, #d73a49); color: #fff; padding: 6px 12px; font-weight: 600; display: flex; gap: 12px; flex-wrap: wrap; align-items: center; }
+#maintenance .mw-strip.mw-notice { background: #3a2f0b; color: #ffd866; font-weight: 500; }
 #maintenance .mw-strip button { background: #fff; color: var(--red, #d73a49); border: 0; padding: 2px 10px; border-radius: 3px; cursor: pointer; }
 #maintenance .mw-panel { position: fixed; top: 0; right: 0; bottom: 0; width: min(560px, 100vw); background: var(--panel, #16202c); color: var(--text, #e6edf3); z-index: 50; border-left: 1px solid var(--line, #2a3746);
   box-shadow: -4px 0 16px rgba(0,0,0,.25); overflow-y: auto; padding: 12px 14px; box-sizing: border-box; }
@@ -78,10 +79,15 @@
 
   function stripHtml() {
     const ls = M.windows.filter(w => w.state === "in_force" && w.life_safety_override);
-    if (!ls.length) return "";
+    const now = M.limits ? M.limits.server_now_ms : 0, lead = M.limits ? M.limits.end_notice_minutes * 60000 : 0;
+    // the duty room's notices (also sent on the live feed): ending within the lead, and ended in the last few minutes
+    const soon = M.windows.filter(w => w.ending_soon), ended = M.windows.filter(w => w.state === "ended" && now - w.ended_ms < Math.max(lead, 300000));
+    const notes = [...soon.map(w => t("mw_note_soon", { what: w.what, end: w.ends_local })), ...ended.map(w => t("mw_note_ended", { what: w.what }))];
+    const out = notes.length ? `<div class="mw-strip mw-notice" id="mw-notice" role="status">${esc(notes.join("；"))}</div>` : "";
+    if (!ls.length) return out;
     const items = ls.map(w => t("mw_ls_item", { what: w.what, end: w.ends_local })).join("；");
     return `<div class="mw-strip" id="mw-strip" role="status"><span class="mw-ls">${esc(t("mw_ls_strip", { items }))}</span>` +
-      `<button type="button" id="mw-strip-open">${esc(t("mw_view"))}</button></div>`;
+      `<button type="button" id="mw-strip-open">${esc(t("mw_view"))}</button></div>` + out;
   }
 
   function rowHtml(w) {
