@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
+import backend.escalation.service as escalation_service
 from alerting.ladder import Contact, Response, timers
 from alerting.lifecycle import AlarmState, Move
 from backend.alarms.service import MoveRefused, NoSuchAlarm
@@ -33,6 +34,24 @@ from backend.notify.templates import notice_text
 from backend.store.alarms import AlarmRecord
 
 __all__ = ["alarms_router"]
+
+
+def _with_ladder_json(rows: list[dict[str, Any]], state: Any, policies: Any, utc_offset_min: int) -> list[dict[str, Any]]:
+    """The console's rung rows, with the escalation service's own per-rung answer where it offers one
+    (`rungs_json`: its state, whether the duty officer's acknowledgement covers the rung, one Chinese line)."""
+    official = getattr(escalation_service, "rungs_json", None)
+    if official is None:
+        return rows
+    by_rung = {r["rung"]: r for r in official(state, policies, utc_offset_min)}
+    out = []
+    for mine in rows:
+        o = by_rung.get(mine["rung"])
+        out.append(mine if o is None else {
+            **mine, "state": o["state"], "command_room": o["command_room"], "text": o["text"], "climbs_at_ms": o["climbs_at_ms"],
+            "climbs_to": o["climbs_to"], "next_repeat_ms": o["repeats_at_ms"], "waits_for_answer": o["state"] == "waiting" and not o["command_room"],
+        })
+    return out
+
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +239,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                     "deadlines": [{"due_ms": t.due_ms, "kind": t.kind.value, "rung": t.rung,
                                    "label": rungs[t.rung].label if t.rung and t.rung in rungs else None,
                                    "field_state": t.field_state.value if t.field_state else None} for t in pending],
-                    "rung_status": rung_status(state, esc.policies, pending),
+                    "rung_status": _with_ladder_json(rung_status(state, esc.policies, pending), state, esc.policies, utc_offset_min()),
                 }
                 seen: set[str] = set()
                 for e in state.engagements:

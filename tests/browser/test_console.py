@@ -95,6 +95,11 @@ async def test_smoke_alarm_from_mqtt_to_board_ack_timeline_and_map(system: Syste
     await expect(page.locator("body")).not_to_have_attribute("data-tone", re.compile("."))  # the sound loop stopped
     await expect(page.locator("#alert-banner")).to_be_hidden()
     await expect(row.locator("[data-state]")).to_have_attribute("data-state", "acknowledged")
+    # the officer's acknowledgement is the command room's: the grid worker's rung still waits for its own answer, and
+    # the pane says when it is re-paged and when it climbs (docs/escalation.md)
+    waiting = page.locator('#rung-status tr[data-rung="grid_worker"]')
+    await expect(waiting).to_have_attribute("data-waits", "1")
+    await expect(waiting.locator(".countdown").last).to_have_text(re.compile(r"\d+:\d\d"))
     await page.screenshot(path=shots / "05-acknowledged-timeline.png")
 
     # close as real with a note: the building turns green again

@@ -310,7 +310,10 @@ function renderDetail() {
   const rungStatus = rs.length ? `<p class="dim" id="ack-meaning">${esc(t(lad.console_ack_covers ? "ack_covers" : "ack_meaning"))}</p>
     <table class="rungs" id="rung-status"><thead><tr><th>${esc(t("r_rung"))}</th><th>${esc(t("r_status"))}</th><th>${esc(t("r_repeat"))}</th><th>${esc(t("r_climb"))}</th></tr></thead><tbody>
     ${rs.map(r => {
-      const status = !r.paged ? (r.reached_at_ms ? t("r_not_yet_at") : t("r_not_yet")) : r.waits_for_answer ? t("r_waits") : r.progress ? t("st_" + r.progress) : t("r_done");
+      // r.state and r.command_room come from the escalation service (rungs_json) when it offers them
+      const status = !r.paged ? (r.reached_at_ms ? t("r_not_yet_at") : t("r_not_yet"))
+        : r.state ? (r.state === "waiting" ? t(r.command_room ? "r_console" : "r_waits") : t((TEXTS.zh["st_" + r.state] ? "st_" : "rs_") + r.state))
+        : r.waits_for_answer ? t("r_waits") : r.progress ? t("st_" + r.progress) : t("r_done");
       const climb = r.climbs_to ? `→ ${esc((rs.find(x => x.rung === r.climbs_to) || {}).label || r.climbs_to)} ${cd(r.climbs_at_ms)}` : (!r.paged && r.reached_at_ms ? cd(r.reached_at_ms) : "—");
       return `<tr data-rung="${esc(r.rung)}" data-waits="${r.waits_for_answer ? 1 : 0}" class="${r.waits_for_answer ? "waits" : ""} ${r.paged ? "" : "unpaged"}">
         <td><b>${esc(r.label)}</b>${r.missed.length ? ` <span class="late">⚠ ${r.missed.map(m => esc(t("fs_" + m))).join(",")}</span>` : ""}</td>
