@@ -387,11 +387,7 @@ class _Step:
 
     def climb(self, from_rung: str, reason: NotifyReason) -> None:
         """Page the next rung up: the rung's on_miss, else the first ladder rung not yet paged."""
-        rung = self.policies.rungs.get(from_rung)
-        engaged = {e.rung for e in self.state.engagements}
-        candidates = [rung.on_miss] if rung is not None and rung.on_miss is not None else []
-        candidates += [n for n in (*self.policy.ladder, *self.policy.verify_escalate_to) if n not in self.policy.entry]
-        target = next((n for n in candidates if n not in engaged), None)
+        target = _climb_target(self.state, self.policies, from_rung)
         if target is not None:
             self.engage(target, reason)
         else:
@@ -413,6 +409,16 @@ class _Step:
             return
         self.put(Engagement(CONSOLE_RUNG, self.now, (CONSOLE,), Fill.HOLDER, offered=(CONSOLE.id,)))
         self.notify(CONSOLE_RUNG, CONSOLE, NotifyReason.EXHAUSTED)
+
+
+def _climb_target(state: EscalationState, policies: PolicySet, from_rung: str) -> str | None:
+    """The rung a miss on `from_rung` climbs to: its on_miss, else the first ladder rung not yet paged (None: the console)."""
+    policy = policies.by_name[state.policy]
+    rung = policies.rungs.get(from_rung)
+    engaged = {e.rung for e in state.engagements}
+    candidates = [rung.on_miss] if rung is not None and rung.on_miss is not None else []
+    candidates += [n for n in (*policy.ladder, *policy.verify_escalate_to) if n not in policy.entry]
+    return next((n for n in candidates if n not in engaged), None)
 
 
 def _bump(state: EscalationState) -> EscalationState:
@@ -525,6 +531,7 @@ class RungStatus:
     repeats_at_ms: int | None  # the next repeat notice to this rung (only while nobody on it acknowledged)
     missed: tuple[AlarmState, ...]
     command_room: bool  # answered by the duty officer's acknowledgement on the console
+    climbs_to: str | None  # the rung paged if that deadline is missed (None: the duty console holds the alarm)
 
 
 def rung_status(state: EscalationState, policies: PolicySet) -> list[RungStatus]:
@@ -543,7 +550,8 @@ def rung_status(state: EscalationState, policies: PolicySet) -> list[RungStatus]
             what = e.progress.value if e.progress is not None else "waiting"
         out.append(RungStatus(e.rung, rung.label if rung is not None else "值班控制台", e.contacts, what, e.engaged_ms,
                               deadline.field_state if deadline else None, deadline.due_ms if deadline else None,
-                              repeat.due_ms if repeat else None, e.missed, _command_room(e, policies)))
+                              repeat.due_ms if repeat else None, e.missed, _command_room(e, policies),
+                              _climb_target(state, policies, e.rung) if deadline else None))
     return out
 
 

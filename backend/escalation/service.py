@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import msgspec
 
@@ -45,6 +45,7 @@ from alerting.ladder import (
     raise_severity,
     reopen,
     respond,
+    rung_status,
     start,
     stop,
 )
@@ -58,7 +59,7 @@ from backend.notify.channel import Message
 from backend.notify.dispatch import Dispatcher
 from backend.notify.templates import notice_text
 
-__all__ = ["EscalationService", "LinkMaker", "StepReport", "Timeline", "UnknownEscalation"]
+__all__ = ["EscalationService", "LinkMaker", "StepReport", "Timeline", "UnknownEscalation", "rungs_json"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,44 @@ class Timeline:
     treated_real_after_ms: int | None
     stopped: str | None
     drill: bool
+    rungs: list[dict[str, Any]]  # rungs_json: each rung's who, state and when it climbs
 
     def as_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
+
+
+_STATE_ZH: Final = {"waiting": "等待本人确认", "acknowledged": "已确认", "en_route": "已出发", "on_scene": "已到场", "handled": "处置完成",
+                    "closed": "已复核关闭", "vacant": "无人在岗，已升级", "not_applicable": "无登记联系人", "declined": "均无法前往，已升级",
+                    "stopped": "已停止"}
+_WAIT_ZH: Final = {"acknowledged": "未确认", "en_route": "未出发", "on_scene": "未到场", "handled": "未处置完成", "closed": "未复核"}
+
+
+def _clock_text(at_ms: int, utc_offset_min: int) -> str:
+    local_s = (at_ms // 1000 + utc_offset_min * 60) % 86_400
+    return f"{local_s // 3600:02d}:{local_s // 60 % 60:02d}:{local_s % 60:02d}"
+
+
+def rungs_json(state: EscalationState, policies: PolicySet, utc_offset_min: int = 480) -> list[dict[str, Any]]:
+    """Per rung, for the console's detail pane and GET /api/escalation/{id}: who was paged, how far they got, what
+    the rung waits for and when it climbs (ms since the epoch; `text`: one Chinese line, times in the site's zone).
+
+    An acknowledgement covers the rung of the person who gave it; the duty officer's on the console covers the
+    rungs with `command_room` true. Every other rung waits for its own answer (docs/escalation.md)."""
+    out: list[dict[str, Any]] = []
+    for r in rung_status(state, policies):
+        to = policies.rungs[r.climbs_to].label if r.climbs_to and r.climbs_to in policies.rungs else "值班台"
+        text = f"{r.label}：{_STATE_ZH.get(r.state, r.state)}"
+        if r.climbs_at_ms is not None and r.waits_for is not None:
+            text += f"，{_clock_text(r.climbs_at_ms, utc_offset_min)} 前{_WAIT_ZH.get(r.waits_for.value, '未响应')}将升级至{to}"
+        if r.repeats_at_ms is not None:
+            text += f"，{_clock_text(r.repeats_at_ms, utc_offset_min)} 再次提醒"
+        out.append({
+            "rung": r.rung, "label": r.label, "who": [{"id": c.id, "name": c.name} for c in r.contacts], "state": r.state,
+            "command_room": r.command_room, "engaged_ms": r.engaged_ms, "waits_for": r.waits_for.value if r.waits_for else None,
+            "climbs_at_ms": r.climbs_at_ms, "climbs_to": r.climbs_to, "repeats_at_ms": r.repeats_at_ms,
+            "missed": [m.value for m in r.missed], "text": text,
+        })
+    return out
 
 
 def _default_place(where: Where) -> str:
@@ -297,7 +333,7 @@ class EscalationService:
                               "progress": e.progress.value if e.progress else None, "declined": list(e.declined)} for e in s.engagements},
             verified_after_ms=None if s.verified_ms is None else s.verified_ms - t0,
             treated_real_after_ms=None if s.treated_real_ms is None else s.treated_real_ms - t0,
-            stopped=s.stopped, drill=s.facts.drill,
+            stopped=s.stopped, drill=s.facts.drill, rungs=rungs_json(s, self.policies, self.settings.utc_offset_min),
         )
 
     async def misses(self, *, drill: bool = False) -> dict[str, int]:
