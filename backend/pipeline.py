@@ -747,6 +747,10 @@ class Pipeline:
                 except JournalError:
                     log.exception("could not prune %s", j.path)
 
+    def uplinks_waiting(self) -> int:
+        """Uplinks (events, status) journaled or queued and not yet handed to alerting: grows while it is away."""
+        return self._uplink_q.qsize() if self.running else 0
+
     def backlog(self) -> int:
         """Telemetry messages journaled but not yet stored."""
         return max(0, self._journaled_through - self._next_store_seq + 1) if self.running else 0

@@ -121,5 +121,6 @@ class IngestService:
         snap["duplicates"] = self.pipeline.duplicates
         snap["lanes"] = self.pipeline.lanes.snapshot()
         snap["backlog"] = self.pipeline.backlog()
+        snap["uplinks_waiting"] = self.pipeline.uplinks_waiting()
         snap["store"] = self.store.name
         return snap
