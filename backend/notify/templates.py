@@ -21,6 +21,8 @@ REASON_TEXT: Final = {
     "declined": "前一位志愿者无法前往，请您就近处置",
     "unverified": "未在规定时间内核实，按真实警情处置",
     "exhausted": "各级均未响应，请值班员立即电话调度",
+    "reopened": "报警再次生效（维护结束或故障仍在），请立即处置",
+    "severity_raised": "险情升级，请立即处置",
 }
 
 
