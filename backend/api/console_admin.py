@@ -2,7 +2,9 @@
 
 How this works: only the admin role may call these. A user's scope is checked against the site directory (a
 grid worker needs a grid, a building leader a building), so a login cannot be created with a territory that
-does not exist. A token's secret is returned once, on creation, and never again.
+does not exist. A token's secret is returned once, on creation, and never again. A new password is hashed on
+the password threads (backend/api/auth.py `LoginGuard`), never on the pool that commits alarms. The login
+audit (every password check and the throttled refusals) is read here, newest first.
 
 (No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
 """
@@ -10,13 +12,13 @@ does not exist. A token's secret is returned once, on creation, and never again.
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
 from backend.api.auth import Auth, Capability, Principal
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS
-from backend.store.users import ApiToken, User, UserExists, UserRole
+from backend.store.users import ApiToken, LoginAudit, User, UserExists, UserRole
 
 __all__ = ["admin_router"]
 
@@ -55,6 +57,19 @@ class TokenOut(BaseModel):
     token: str | None = Field(default=None, description="the secret: shown once, on creation")
 
 
+class LoginAuditOut(BaseModel):
+    at_ms: int
+    username: str
+    address: str
+    outcome: str = Field(description="ok, wrong, throttled_account, throttled_address or busy")
+    refused: int = Field(description="refusals this row stands for (throttled rows are written at most once a minute per account or address)")
+    retry_after_s: int | None
+
+
+def _audit(a: LoginAudit) -> LoginAuditOut:
+    return LoginAuditOut(at_ms=a.at_ms, username=a.username, address=a.address, outcome=a.outcome, refused=a.refused, retry_after_s=a.retry_after_s)
+
+
 def _user(u: User) -> UserOut:
     return UserOut(username=u.username, role=u.role, display_name=u.display_name, scope=u.scope)
 
@@ -88,10 +103,15 @@ def admin_router(deps: ApiDeps, auth: Auth) -> APIRouter:
     async def add_user(_: Annotated[Principal, Depends(admin)], body: UserIn) -> UserOut:
         check_scope(body)
         try:
-            u = await asyncio.to_thread(deps.users.add, body.username, body.password, body.role.value, body.display_name, body.scope)
+            u = await auth.logins.hashing(deps.users.add, body.username, body.password, body.role.value, body.display_name, body.scope)
         except UserExists as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
         return _user(u)
+
+    @router.get("/login-audit", summary="The login audit, newest first: password checks and throttled refusals (who, which address, when)")
+    async def login_audit(_: Annotated[Principal, Depends(admin)],
+                          limit: Annotated[int, Query(ge=1, le=1000, description="rows, newest first")] = 200) -> list[LoginAuditOut]:
+        return [_audit(a) for a in await asyncio.to_thread(deps.users.login_audit, limit)]
 
     @router.get("/tokens", summary="API tokens (without their secrets)")
     async def list_tokens(_: Annotated[Principal, Depends(admin)]) -> list[TokenOut]:
