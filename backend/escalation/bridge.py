@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from alerting.ladder.engine import AdvanceAlarm, AlarmFacts, field_state_of
+from alerting.ladder.policy import FIELD_ORDER
 from alerting.lifecycle import SYSTEM_ACTOR, TRANSITIONS, AlarmState
 from alerting.model import Action, Alarm, AuditEntry, Persist
 from backend.alarms.service import AlarmService, AlarmServiceError, MoveRefused, NoSuchAlarm
@@ -218,6 +219,20 @@ class AlarmLadderBridge:
     async def _start(self, alarm: Alarm, seq: int = 0) -> None:
         await self.ladder.start(self._facts(alarm), alarm_seq=seq)
         self.started += 1
+        await self._catch_up(alarm.id)
+
+    async def _catch_up(self, alarm_id: str) -> None:
+        """A person moved the alarm before its ladder existed (the start waited in a backlog, or a restart): the
+        new ladder takes in those moves too, so it does not chase a rung the command room already answered for."""
+        try:
+            current = self.alarms.engine.book.get(alarm_id)
+        except AlarmServiceError:
+            return
+        if current is None or current.state not in FIELD_ORDER:
+            return
+        for entry in await asyncio.to_thread(self.alarms.store.audit, alarm_id):
+            if entry.actor != SYSTEM_ACTOR and field_state_of(entry.move) is not None:
+                await self._observe(current, entry)
 
     async def _reopen(self, alarm: Alarm, seq: int, why: str) -> None:
         state = await self.ladder.reopen(self._facts(alarm), seq, why)

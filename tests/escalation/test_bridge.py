@@ -306,3 +306,23 @@ async def test_a_severity_rise_brings_in_the_fire_station_live_and_after_a_resta
         await c.restart()
         await c.settle()
         assert len(c.log(other)) == n
+
+
+async def test_a_ladder_started_after_the_officer_acknowledged_takes_in_the_acknowledgement(
+    db: sa.Engine, sample_site: SiteDirectory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with centre(db, sample_site) as c:
+        await c._crash()  # the bridge is down: the raise's start is lost with its queue
+        aid = await c.raise_()
+        assert c.alarms is not None
+        await c.alarms.move(aid, Move.ACKNOWLEDGE, "officer.li")  # the console saw it first
+        caplog.set_level(logging.INFO, logger="backend.escalation")
+        await c._build()
+        await c.settle()
+        assert c.escalation is not None
+        state = await c.escalation.get(aid)
+        assert state is not None
+        assert state.reached_ms(AlarmState.ACKNOWLEDGED) is not None
+        assert set(c.pages(aid, "page")) >= FIRE_ENTRY  # the field rungs are paged all the same
+        assert state_of(c, aid) is AlarmState.ACKNOWLEDGED
+        assert [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()] == []
