@@ -1,14 +1,16 @@
-"""Maintenance windows as records, on the real alarm service and SQLite store with a virtual clock: a restart keeps a
+"""Maintenance windows as records, on the real alarm service and store (SQLite; the restart tests on PostgreSQL too) with a virtual clock: a restart keeps a
 window in force (and listed), a window that ran out while the backend was down ends at start with its devices
 re-evaluated, end notices reach the duty room, extending moves the silence, and life-safety devices need the
 override (with a limited length)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from alerting.lifecycle import AlarmState
 from backend.alarms.maintenance import MaintenanceSettings, Scope, UnknownPlace, WindowOver, WindowRefused
@@ -16,9 +18,11 @@ from backend.alarms.service import AlarmService, MoveRefused
 from backend.clock import VirtualClock
 from backend.sites.model import Device, SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from backend.store.pg_local import LocalPostgres
 from broker.kinds import DeviceKind, EventKind
 from broker.schemas import DeviceEvent, Uplink, decode_uplink, encode
 from broker.topics import event_topic
+from tests.processes import fresh_database
 
 MIN = 60
 
@@ -28,8 +32,29 @@ def event(d: Device, kind: EventKind, ts: int) -> Uplink:
     return decode_uplink(str(event_topic(d.gateway, d.id)), encode(msg))
 
 
-def service(tmp_path: Path, sites: SiteDirectory, clock: VirtualClock, **kw: Any) -> AlarmService:
-    return AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sites, clock, tick_s=3600, **kw)
+ENGINES: list[sa.Engine] = []
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    yield
+    while ENGINES:
+        ENGINES.pop().dispose()
+
+
+def service(tmp_path: Path, sites: SiteDirectory, clock: VirtualClock, url: str | None = None, **kw: Any) -> AlarmService:
+    engine = make_engine(url or sqlite_url(tmp_path / "alarms.db"))
+    ENGINES.append(engine)
+    return AlarmService.for_sites(engine, sites, clock, tick_s=3600, **kw)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The alarm database of a restart test: SQLite (the default) or the session's real PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "alarms.db")
+    pg: LocalPostgres = request.getfixturevalue("postgres_server")
+    return fresh_database(pg, "mw")
 
 
 def devices(sites: SiteDirectory, building: str, kind: DeviceKind) -> list[Device]:
@@ -53,12 +78,12 @@ def state(svc: AlarmService, alarm_id: str) -> AlarmState:
     return a.state
 
 
-async def test_a_window_survives_a_restart_in_force_and_listed_and_holds_new_alarms(tmp_path: Path, sample_site: SiteDirectory) -> None:
+async def test_a_window_survives_a_restart_in_force_and_listed_and_holds_new_alarms(tmp_path: Path, sample_site: SiteDirectory, db_url: str) -> None:
     clock = VirtualClock()
     b = building_with(sample_site, DeviceKind.ELECTRICAL, DeviceKind.SMOKE)
     meter, meter2 = devices(sample_site, b, DeviceKind.ELECTRICAL)[:2]
     smoke = devices(sample_site, b, DeviceKind.SMOKE)[0]
-    async with service(tmp_path, sample_site, clock) as svc:
+    async with service(tmp_path, sample_site, clock, db_url) as svc:
         before, _ = await alarm_of(svc, meter, EventKind.ELECTRICAL_ALARM)
         w = await svc.maintenance.create(building_id=b, scope=Scope.BUILDING, author="duty", reason="配电箱检修 工单 42",
                                          ends_ms=clock.now_ms() + 60 * MIN * 1000)
@@ -66,7 +91,7 @@ async def test_a_window_survives_a_restart_in_force_and_listed_and_holds_new_ala
         assert svc.maintenance.view(w)["life_safety_devices_left_live"] >= 1, "a building window without the override leaves detectors live"
     clock.advance(10 * MIN)
 
-    async with service(tmp_path, sample_site, clock) as svc:
+    async with service(tmp_path, sample_site, clock, db_url) as svc:
         [listed] = svc.maintenance.records()
         assert (listed.id, listed.ended_ms, listed.author, listed.reason) == (w.id, None, "duty", "配电箱检修 工单 42")
         assert state(svc, before) is AlarmState.SILENCED
@@ -82,12 +107,13 @@ async def test_a_window_survives_a_restart_in_force_and_listed_and_holds_new_ala
         assert [a.action for a in svc.maintenance.audit(w.id)] == ["create", "expire"], "jumped past the notice time: only the end"
 
 
-async def test_a_window_that_ran_out_while_down_ends_at_start_and_re_evaluates_its_devices(tmp_path: Path, sample_site: SiteDirectory) -> None:
+async def test_a_window_that_ran_out_while_down_ends_at_start_and_re_evaluates_its_devices(tmp_path: Path, sample_site: SiteDirectory,
+                                                                                           db_url: str) -> None:
     clock = VirtualClock()
     b = building_with(sample_site, DeviceKind.SMOKE)
     still, cleared = devices(sample_site, b, DeviceKind.SMOKE)[:2]
     notices: list[dict[str, Any]] = []
-    async with service(tmp_path, sample_site, clock) as svc:
+    async with service(tmp_path, sample_site, clock, db_url) as svc:
         w = await svc.maintenance.create(building_id=b, scope=Scope.KIND, device_kind="smoke", author="duty", reason="烟感年检",
                                          ends_ms=clock.now_ms() + 90 * MIN * 1000, override_reason="年检需逐个触发烟感")
         burning, s1 = await alarm_of(svc, still, EventKind.SMOKE_ALARM)
@@ -99,7 +125,7 @@ async def test_a_window_that_ran_out_while_down_ends_at_start_and_re_evaluates_i
         assert state(svc, tested) is AlarmState.SILENCED, "a clear during the window changes nothing yet"
     clock.advance(2 * 3600)  # the backend is down past the window's end
 
-    svc = service(tmp_path, sample_site, clock)
+    svc = service(tmp_path, sample_site, clock, db_url)
     svc.maintenance.notice_sinks.append(notices.append)
     async with svc:
         assert svc.maintenance.records() == [], "no window is in force any more"
