@@ -30,7 +30,11 @@ class BrokerSettings(_Section):
 
     url: str | None = Field(default=None, description="MQTT broker URL (mqtt://host:port). Unset: start the embedded broker.")
     embedded_host: str = Field(default="127.0.0.1", description="Address the embedded broker listens on.")
-    embedded_port: int = Field(default=0, ge=0, le=65535, description="Port of the embedded broker; 0 picks a free one.")
+    embedded_port: int = Field(
+        default=1883, ge=0, le=65535,
+        description="Port of the embedded broker, fixed so a gateway's configuration survives a restart; if it is taken the start "
+                    "stops and names the holder. 0 picks a free one (tests).",
+    )
     username: str | None = Field(default=None, description="Username of the backend on the broker (production).")
     password: SecretStr | None = Field(default=None, description="Password of the backend on the broker; from the environment.")
     client_id_prefix: str = Field(default="shouwang", description="Prefix of the backend's MQTT client ids.")

@@ -33,11 +33,16 @@ def find_mosquitto() -> str:
     raise MosquittoNotInstalled
 
 
-def open_config(port: int, host: str = "127.0.0.1", persistence_dir: Path | None = None) -> str:
-    """An anonymous, single-listener configuration for tests that are not about authentication."""
-    lines = [
-        f"listener {port} {host}",
-        "allow_anonymous true",
+def open_config(port: int, host: str = "127.0.0.1", persistence_dir: Path | None = None, *,
+                password_file: Path | None = None, acl_file: Path | None = None) -> str:
+    """A single-listener configuration: anonymous for tests that are not about authentication, or admitting only
+    the logins of `password_file` under `acl_file` (the private broker of `shouwang run --ingest-workers N`)."""
+    lines = [f"listener {port} {host}"]
+    if password_file is None:
+        lines.append("allow_anonymous true")
+    else:
+        lines += ["allow_anonymous false", f"password_file {password_file}"] + ([f"acl_file {acl_file}"] if acl_file is not None else [])
+    lines += [
         "set_tcp_nodelay true",
         "max_queued_messages 1000000",
         "max_inflight_messages 1000",

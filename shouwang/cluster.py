@@ -4,7 +4,10 @@ How this works: `LocalCluster` is an async context manager. It uses the configur
 or starts a private Mosquitto (MQTT 5, persistence on, in data_dir/mosquitto) and a private PostgreSQL (in
 data_dir/postgres) when none is configured. Then it starts each process kind as a child, exactly as a real
 deployment runs them (`shouwang backend`, `shouwang ingest`), passing the shared addresses in the
-environment (SHOUWANG_BROKER__URL, SHOUWANG_STORAGE__ALARM_DB_URL, SHOUWANG_INGEST__SHARE_GROUP). It is ready
+environment (SHOUWANG_BROKER__URL, SHOUWANG_STORAGE__ALARM_DB_URL, SHOUWANG_INGEST__SHARE_GROUP). The private
+Mosquitto admits no anonymous client: the children and the simulator use the service login of
+data_dir/broker-access.json (SHOUWANG_BROKER__USERNAME/PASSWORD), each gateway its own, under the production
+ACL; the children's client ids carry the install's random suffix (SHOUWANG_BROKER__CLIENT_ID_PREFIX). It is ready
 when every child printed its `ready` line. A child that dies is started again after one second with the same
 name (systemd's Restart=always), so its MQTT session and journal carry on. Optionally it runs the simulated
 community in this process. On exit: simulator, ingest workers, backends (SIGTERM, in that order), then the
@@ -27,7 +30,8 @@ from typing import Any, Self
 
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
-from broker.embedded import free_port
+from broker.embedded import SERVICE_USER, BrokerAccess, free_port, install_suffix, load_access
+from broker.mosquitto import render_acl, render_passwords
 from broker.process import MosquittoProcess, open_config
 
 __all__ = ["Child", "LocalCluster"]
@@ -57,6 +61,8 @@ class LocalCluster:
         self.base_port = settings.api.port if base_port is None else base_port
         self.children: list[Child] = []
         self.broker_url = settings.broker.url
+        self.broker_username: str | None = None
+        self.broker_password: str | None = None
         self.db_url = settings.storage.alarm_db_url
         self.simulating = False
         self._stack = contextlib.AsyncExitStack()
@@ -74,13 +80,21 @@ class LocalCluster:
         s = self.settings
         data = s.storage.data_dir.resolve()
         data.mkdir(parents=True, exist_ok=True)
+        suffix = await asyncio.to_thread(install_suffix, data)
+        login: dict[str, str] = {}
         if self.broker_url is None:
             port = free_port()
-            (data / "mosquitto" / "data").mkdir(parents=True, exist_ok=True)
-            mosq = MosquittoProcess(data / "mosquitto", port=port, config=open_config(port, persistence_dir=data / "mosquitto" / "data"))
+            access = await asyncio.to_thread(self._write_private_broker_files, data / "mosquitto")
+            mosq = MosquittoProcess(data / "mosquitto", port=port, config=open_config(
+                port, persistence_dir=data / "mosquitto" / "data", password_file=data / "mosquitto" / "passwords", acl_file=data / "mosquitto" / "acl"))
             await asyncio.to_thread(mosq.start)
             self._stack.callback(mosq.stop)
             self.broker_url = f"mqtt://127.0.0.1:{port}"
+            self.broker_username, self.broker_password = SERVICE_USER, access.service_password
+            login = {"SHOUWANG_BROKER__USERNAME": SERVICE_USER, "SHOUWANG_BROKER__PASSWORD": access.service_password}
+        elif s.broker.username is not None:
+            self.broker_username = s.broker.username
+            self.broker_password = s.broker.password.get_secret_value() if s.broker.password is not None else None
         if self.db_url is None:
             from backend.store.pg_local import LocalPostgres
 
@@ -90,7 +104,9 @@ class LocalCluster:
             self.db_url = pg.url
         env = {**os.environ, "SHOUWANG_BROKER__URL": self.broker_url, "SHOUWANG_STORAGE__ALARM_DB_URL": self.db_url,
                "SHOUWANG_INGEST__SHARE_GROUP": s.ingest.share_group or "shouwang-ingest",
-               "SHOUWANG_SIMULATE__SITE_FILE": str(s.simulate.site_file.resolve())}
+               "SHOUWANG_SIMULATE__SITE_FILE": str(s.simulate.site_file.resolve()),
+               # unique to this install, so no gateway can guess (and take over) the ingest workers' persistent sessions
+               "SHOUWANG_BROKER__CLIENT_ID_PREFIX": f"{s.broker.client_id_prefix}-{suffix}", **login}
         base = [sys.executable, "-m", "shouwang.cli"] + (["--config", str(self.config)] if self.config else [])
         for i in range(1, self.m + 1):
             port = 0 if self.base_port == 0 else self.base_port + i - 1
@@ -114,8 +130,20 @@ class LocalCluster:
             from simulators.live import CommunitySimulator
 
             host, port = parse_mqtt_url(self.broker_url)
-            await self._stack.enter_async_context(CommunitySimulator(self.sites, host, port, speed=s.simulate.speed, seed=s.simulate.seed))
+            await self._stack.enter_async_context(CommunitySimulator(self.sites, host, port, speed=s.simulate.speed, seed=s.simulate.seed,
+                                                                     username=self.broker_username, password=self.broker_password))
             self.simulating = True
+
+    def _write_private_broker_files(self, folder: Path) -> BrokerAccess:
+        """The private Mosquitto's logins: this machine's processes share one (from broker-access.json, as the
+        embedded broker's), each gateway of the site directory has its own, limited by the production ACL."""
+        access = load_access(self.settings.storage.data_dir.resolve(), self.sites.gateways)
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        (folder / "passwords").write_text(render_passwords({SERVICE_USER: access.service_password, **access.gateways}), encoding="utf-8")
+        (folder / "acl").write_text(render_acl(self.sites.gateways, SERVICE_USER, notify_user=None, local_service=True), encoding="utf-8")
+        for name in ("passwords", "acl"):
+            (folder / name).chmod(0o600)
+        return access
 
     async def _supervise(self, child: Child) -> None:
         while not self._closing:

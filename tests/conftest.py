@@ -6,6 +6,7 @@ command that installs it (the README's test command installs them), it is never 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "tests" / "fixtures" / "device-samples.jsonl"
 SHARED_SAMPLES = REPO.parent / "shared" / "device-samples" / "samples.jsonl"
 SAMPLE_SITE = REPO / "sites" / "sample-community.yaml"
+# The embedded broker's default port is 1883 (fixed for gateways); tests, and the processes they start, take free ones.
+os.environ.setdefault("SHOUWANG_BROKER__EMBEDDED_PORT", "0")
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,8 @@ async def test_smoke_alarm_pages_the_ladder_and_a_one_tap_answer_acknowledges_it
     notices: list[tuple[str, Notice]] = []
 
     async def listen(ready: asyncio.Event) -> None:
-        async with aiomqtt.Client(system.broker_host, system.broker_port, identifier="test-responder-apps") as c:
+        async with aiomqtt.Client(system.broker_host, system.broker_port, identifier="test-responder-apps",
+                                  username=system.broker_username, password=system.broker_password) as c:
             await c.subscribe(f"{NOTIFY_PREFIX}/responder/+", qos=1)
             ready.set()
             async for m in c.messages:
@@ -56,7 +57,7 @@ async def test_smoke_alarm_pages_the_ladder_and_a_one_tap_answer_acknowledges_it
         ready = asyncio.Event()
         listener = tg.create_task(listen(ready), name="test-listener")
         await asyncio.wait_for(ready.wait(), 10)
-        async with aiomqtt.Client(system.broker_host, system.broker_port) as mqtt:
+        async with aiomqtt.Client(system.broker_host, system.broker_port, username=system.broker_username, password=system.broker_password) as mqtt:
             now = int(time.time() * 1000)
             event = DeviceEvent(msg_id="it-smoke-1", source_ts_ms=now, received_ts_ms=now, event=EventKind.SMOKE_ALARM)
             await mqtt.publish(event_topic(smoke.gateway, smoke.id), encode(event), qos=1)
@@ -106,7 +107,7 @@ async def test_a_storm_of_200_smoke_alarms_is_stored_in_seconds_and_every_one_ge
     """Before alarms were batched per burst and ladders started off the alarm path, this took ~50 s."""
     smokes = [d for d in sample_site.devices.values() if d.kind == "smoke" and d.household][:200]
     service = system.backend.alarm_service
-    async with aiomqtt.Client(system.broker_host, system.broker_port) as mqtt:
+    async with aiomqtt.Client(system.broker_host, system.broker_port, username=system.broker_username, password=system.broker_password) as mqtt:
         now = int(time.time() * 1000)
         started = time.monotonic()
         for i, d in enumerate(smokes):

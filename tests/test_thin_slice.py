@@ -16,6 +16,7 @@ import pytest
 
 from backend.settings import load_settings
 from backend.sites import SiteDirectory
+from broker.embedded import SERVICE_USER, load_access
 from broker.kinds import EventKind
 from broker.schemas import DeviceEvent, encode
 from broker.topics import event_topic, telemetry_topic
@@ -65,6 +66,7 @@ def run_command(tmp_path: Path) -> Iterator[dict[str, str]]:
             if m := re.search(r"broker:\s+mqtt://([\d.]+):(\d+)", line):
                 info["broker"] = f"{m.group(1)}:{m.group(2)}"
             assert time.monotonic() < deadline, "shouwang run did not print its banner within 60 s"
+        info["broker_password"] = load_access(tmp_path / "var").service_password  # the embedded broker admits logins only
         yield info
     finally:
         proc.terminate()
@@ -79,7 +81,7 @@ async def test_run_command_shows_a_smoke_alarm_within_one_second(run_command: di
         login = await http.post("/api/login", json={"username": run_command["user"], "password": run_command["password"]})
         assert login.status_code == 200, login.text
         token = login.json()["token"]
-        async with aiomqtt.Client(host, int(port)) as mqtt:
+        async with aiomqtt.Client(host, int(port), username=SERVICE_USER, password=run_command["broker_password"]) as mqtt:
             published = time.monotonic()
             await mqtt.publish(event_topic(device.gateway, device.id), _smoke(device.id, "thin-1"), qos=1)
             alarm = await _wait_for_alarm(http, token, device.id, timeout_s=1.0)
@@ -127,7 +129,9 @@ async def test_malformed_message_is_rejected_counted_and_the_next_good_one_still
     smoke = next(d for d in sample_site.devices.values() if d.kind == "smoke")
     topic = {"event": event_topic(smoke.gateway, smoke.id), "telemetry": telemetry_topic(smoke.gateway, smoke.id),
              "bad-topic": f"sw/v1/gw/{smoke.gateway}/dev/{smoke.id}/nonsense"}[kind]
-    async with httpx.AsyncClient(base_url=system.backend.url) as http, aiomqtt.Client(system.broker_host, system.broker_port) as mqtt:
+    async with httpx.AsyncClient(base_url=system.backend.url) as http, aiomqtt.Client(
+        system.broker_host, system.broker_port, username=system.broker_username, password=system.broker_password
+    ) as mqtt:
         token = (await http.post("/api/login", json={"username": "admin", "password": "test-pass"})).json()["token"]
         await mqtt.publish(topic, payload, qos=1)
         await mqtt.publish(event_topic(smoke.gateway, smoke.id), _smoke(smoke.id, "good-after-bad"), qos=1)
@@ -141,7 +145,9 @@ async def test_malformed_message_is_rejected_counted_and_the_next_good_one_still
 
 async def test_duplicate_delivery_counts_once(system: System, sample_site: SiteDirectory) -> None:
     smoke = next(d for d in sample_site.devices.values() if d.kind == "smoke")
-    async with httpx.AsyncClient(base_url=system.backend.url) as http, aiomqtt.Client(system.broker_host, system.broker_port) as mqtt:
+    async with httpx.AsyncClient(base_url=system.backend.url) as http, aiomqtt.Client(
+        system.broker_host, system.broker_port, username=system.broker_username, password=system.broker_password
+    ) as mqtt:
         token = (await http.post("/api/login", json={"username": "admin", "password": "test-pass"})).json()["token"]
         second = _smoke(smoke.id, "dup-2")
         for payload in (_smoke(smoke.id, "dup-1"), _smoke(smoke.id, "dup-1"), second):

@@ -5,7 +5,9 @@ an MQTT 5 shared subscription when a share group is configured, so several worke
 embedded amqtt broker speaks 3.1.1 only: a plain subscription then). The worker is an async context
 manager: on entry it is connected and subscribed (ready), on exit it stops intake and disconnects. A lost
 connection is retried with back-off for ever; the session is persistent (clean_session false / a session
-expiry on MQTT 5) so QoS 1 messages published while the worker was away are delivered when it returns.
+expiry on MQTT 5) so QoS 1 messages published while the worker was away are delivered when it returns. With a
+login, the client id carries a tag derived from the password (broker.mosquitto.login_bound_client_id): stable
+across restarts, so the session carries on, and unknown to every gateway, so none can take the session over.
 
 Acknowledgements: the sink is an `Intake` (backend.pipeline.Pipeline, entered as a context manager), and
   paho runs in its manual acknowledgement mode. paho normally sends PUBACK as soon as its on_message callback returns, i.e. before
@@ -34,6 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from backend.ingest.stats import IngestStats
+from broker.mosquitto import login_bound_client_id
 from broker.topics import SharedSubscription, gateway_publish_filters
 
 __all__ = ["IngestWorker", "Intake"]
@@ -78,7 +81,7 @@ class IngestWorker:
         self._generation = 0
         self._paho: mqtt.Client | None = None
         self._host, self._port = host, port
-        self._client_id = client_id
+        self._client_id = login_bound_client_id(client_id, password)  # not guessable by a gateway: see broker.mosquitto
         self._share_group = share_group
         self._username, self._password = username, password
         self._task: asyncio.Task[None] | None = None

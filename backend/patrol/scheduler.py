@@ -32,6 +32,7 @@ import aiomqtt
 from backend.clock import Clock, SystemClock, wall_seconds
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
+from broker.mosquitto import login_bound_client_id
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
 from broker.topics import command_topic
 
@@ -97,7 +98,7 @@ class PatrolScheduler:
         self.book = PatrolBook(gateways, self.settings, self.clock.now_ms())
         self.sink = sink
         self.host, self.port = host, port
-        self._client_id, self._username, self._password = client_id, username, password
+        self._client_id, self._username, self._password = login_bound_client_id(client_id, password), username, password
         self._connect_timeout_s = connect_timeout_s
         self._max_sleep_s = max_sleep_s  # re-check at least this often (a clock jump, a new deadline)
         self.ready = asyncio.Event()

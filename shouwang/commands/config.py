@@ -4,13 +4,16 @@ Checks, beyond the settings' own validation and the site directory: that the pie
 together for the intended shape (`--ingest-workers N --backends M`): a shared subscription needs an MQTT 5
 broker (the embedded one speaks 3.1.1); several ingest workers need a share group; several processes need
 PostgreSQL (SQLite is one machine, one process); InfluxDB needs its URL and token; secrets belong in the
-environment, not in the settings file. With `--connect` it also reaches the broker and PostgreSQL.
+environment, not in the settings file; a broker without a login (anonymous) and an API listening on a
+public address without TLS in front are warned about. With `--connect` it also reaches the broker (and
+says whether it admits anonymous clients) and PostgreSQL.
 Exit code 1 when there is an error; warnings alone exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 import sys
 import tomllib
@@ -85,6 +88,7 @@ def check_settings(s: Settings, *, ingest_workers: int = 1, backends: int = 1, r
                                       "address of the load balancer in front of the backends"))
     if scaled and s.api.host in ("127.0.0.1", "localhost"):
         out.append(Finding("warning", "api.host is loopback: a load balancer on another machine cannot reach the backends"))
+    out += _exposure_warnings(s)
     for section, key in _SECRETS:
         if raw and key in (raw.get(section) or {}):
             env = f"SHOUWANG_{section.upper()}__{key.upper()}"
@@ -101,6 +105,42 @@ def check_settings(s: Settings, *, ingest_workers: int = 1, backends: int = 1, r
     return out
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it resolves to the network
+
+
+def _exposure_warnings(s: Settings) -> list[Finding]:
+    """Who can reach what (issue 22): an anonymous broker login, an API on a public address in plain HTTP."""
+    out: list[Finding] = []
+    if s.broker.url is not None and s.broker.username is None:
+        out.append(Finding("warning", f"broker.url is {s.broker.url} with no broker.username: the backend connects anonymously, so the broker "
+                                      "admits anonymous clients and anyone who reaches it can read notices and raise or hide alarms; run it "
+                                      "with allow_anonymous false and the generated password file and ACL (`shouwang broker config`), and "
+                                      "set broker.username and SHOUWANG_BROKER__PASSWORD"))
+    host = s.api.host
+    tls_in_front = s.escalation.link_base_url.startswith("https://")
+    if not _is_loopback(host) and not tls_in_front:
+        where = "every interface" if host in ("0.0.0.0", "::") else f"{host}, not loopback"  # noqa: S104 - recognising it, not binding
+        out.append(Finding("warning", f"api.host is {host}: the API and its logins listen on {where} in plain HTTP; bind 127.0.0.1 behind "
+                                      "the TLS reverse proxy, or, when a proxy on another machine terminates TLS, set "
+                                      "escalation.link_base_url to its https:// address"))
+    return out
+
+
+def _anonymous_admitted(host: str, port: int) -> bool:
+    """Whether the broker accepts an MQTT 3.1.1 CONNECT with no login (CONNACK return code 0)."""
+    connect = bytes([0x10, 0x12, 0x00, 0x04]) + b"MQTT" + bytes([0x04, 0x02, 0x00, 0x0A, 0x00, 0x06]) + b"sw-chk"
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(connect)
+        reply = sock.recv(4)
+    return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
+
+
 def _connect_checks(s: Settings) -> list[Finding]:
     out: list[Finding] = []
     if s.broker.url is not None:
@@ -108,8 +148,9 @@ def _connect_checks(s: Settings) -> list[Finding]:
 
         try:
             host, port = parse_mqtt_url(s.broker.url)
-            with socket.create_connection((host, port), timeout=5):
-                pass
+            if _anonymous_admitted(host, port):
+                out.append(Finding("warning", f"the broker at {s.broker.url} admits anonymous clients: anyone who reaches it can read "
+                                              "notices and raise or hide alarms (allow_anonymous false; deploy/mosquitto/README.md)"))
         except (OSError, ValueError) as exc:
             out.append(Finding("error", f"cannot reach the broker at {s.broker.url}: {exc}"))
     for name, url in (("storage.alarm_db_url", s.storage.alarm_db_url), ("relay.queue_db_url", s.relay.queue_db_url)):

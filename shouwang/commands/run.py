@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 from backend.settings import load_settings
+from broker.embedded import BrokerStartError
 from shouwang.commands.common import load_sites, prepare_allocator, settle, stop_on_signals
 from shouwang.system import System
 
@@ -50,7 +52,11 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if args.ingest_workers or args.backends:
         return asyncio.run(_serve_cluster(settings, sites, max(1, args.ingest_workers), max(1, args.backends), args.config))
-    return asyncio.run(_serve(settings, sites))
+    try:
+        return asyncio.run(_serve(settings, sites))
+    except BrokerStartError as exc:  # one line a person can act on, not a traceback (a taken port, a leftover broker)
+        print(f"shouwang run: the embedded broker cannot start: {exc.why}", file=sys.stderr, flush=True)
+        return 1
 
 
 async def _serve_cluster(settings: Any, sites: Any, n: int, m: int, config: Path | None) -> int:
@@ -78,6 +84,8 @@ async def _serve(settings: Any, sites: Any) -> int:
     async with System(settings, sites) as system:
         settle(settings)
         b = system.backend
+        broker_note = (f"embedded; logins for the backend and each gateway in {system.access_file}" if system.access_file is not None
+                       else "configured")
         pw_note = (f"password {b.generated_admin_password}  (also saved in {settings.storage.data_dir / 'admin-password.txt'})"
                    if b.generated_admin_password else f"password as created on first start (see {settings.storage.data_dir / 'admin-password.txt'})")
         print(f"""
@@ -85,7 +93,7 @@ async def _serve(settings: Any, sites: Any) -> int:
   console:  {b.url}/
   login:    {settings.api.admin_user}   {pw_note}
   API docs: {b.url}/api/docs
-  broker:   mqtt://{system.broker_host}:{system.broker_port} ({'embedded' if settings.broker.url is None else 'configured'})
+  broker:   mqtt://{system.broker_host}:{system.broker_port} ({broker_note})
   community: {', '.join(c.name for c in sites.communities.values())}: {len(sites.devices)} devices, simulator {'on' if system.simulating else 'off'}
 Ctrl-C stops it.""", flush=True)
         await stop.wait()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from backend.settings import Settings, load_settings
+from broker.process import MosquittoProcess
 from broker.topics import command_filter, gateway_publish_filters
 from shouwang.cli import build_parser
 from shouwang.commands.config import check_settings
@@ -96,7 +97,8 @@ def test_config_check_names_what_is_wrong_with_a_scaled_out_shape() -> None:
     assert not [t for t in _codes(sqlite) if t.startswith("error")], "one process on SQLite is fine"
     no_group = load_settings(None, broker={"url": "mqtt://10.0.0.1:1883"}, storage={"alarm_db_url": "postgresql+psycopg://db/sw"})
     assert any("without ingest.share_group" in t for t in _codes(no_group, ingest_workers=3))
-    good = load_settings(None, broker={"url": "mqtt://10.0.0.1:1883"}, storage={"alarm_db_url": "postgresql+psycopg://db/sw"}, ingest={"share_group": "g"},
+    good = load_settings(None, broker={"url": "mqtt://10.0.0.1:1883", "username": "shouwang-backend"}, storage={"alarm_db_url": "postgresql+psycopg://db/sw"},
+                    ingest={"share_group": "g"},
                     timeseries={"backend": "influx", "influx_url": "http://influx:8086", "influx_token": "t"}, api={"host": "0.0.0.0"},
                     escalation={"link_base_url": "https://sw.example.org"})
     assert _codes(good, ingest_workers=3, backends=2) == []
@@ -123,3 +125,29 @@ def test_config_check_connect_reports_an_unreachable_postgres(tmp_path: Path, ca
                    f'[simulate]\nsite_file = "{REPO / "sites/sample-community.yaml"}"\n', encoding="utf-8")
     assert main(["--config", str(cfg), "config", "check", "--connect"]) == 1
     assert "cannot reach PostgreSQL" in capsys.readouterr().err
+
+
+def test_config_check_warns_of_an_anonymous_broker_and_a_public_plain_http_api() -> None:
+    """Issue 22: `config check` called an anonymous broker and an API on 0.0.0.0 "valid" without a word."""
+    anonymous = load_settings(None, broker={"url": "mqtt://10.0.0.1:1883"})
+    assert any(t.startswith("warning: broker.url is mqtt://10.0.0.1:1883 with no broker.username") for t in _codes(anonymous))
+    with_login = load_settings(None, broker={"url": "mqtt://10.0.0.1:1883", "username": "shouwang-backend"})
+    assert not [t for t in _codes(with_login) if "broker.username" in t]
+    assert not [t for t in _codes(load_settings(None)) if "anonymous" in t]  # the embedded broker admits logins only
+    for host in ("0.0.0.0", "192.168.1.20"):
+        public = load_settings(None, api={"host": host})
+        assert any(t.startswith(f"warning: api.host is {host}: the API and its logins listen on") for t in _codes(public)), host
+    behind_tls = load_settings(None, api={"host": "0.0.0.0"}, escalation={"link_base_url": "https://sw.example.org"})
+    assert not [t for t in _codes(behind_tls) if "api.host" in t]
+    assert not [t for t in _codes(load_settings(None)) if "api.host" in t]  # loopback, the default
+
+
+def test_config_check_connect_says_the_broker_admits_anonymous_clients(mosquitto: MosquittoProcess, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from shouwang.cli import main
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'[broker]\nurl = "{mosquitto.url}"\nusername = "shouwang-backend"\n'
+                   f'[simulate]\nsite_file = "{REPO / "sites/sample-community.yaml"}"\n', encoding="utf-8")
+    assert main(["--config", str(cfg), "config", "check", "--connect"]) == 0  # a warning, not an error
+    assert f"the broker at {mosquitto.url} admits anonymous clients" in capsys.readouterr().out
