@@ -24,7 +24,8 @@ client address until its password proves right; once either has `api.login_accou
 CPU priority, `api.login_hash_niceness`, so on a busy machine alarms get the processor first); when more than `api.login_max_waiting`
 checks already wait for the hashing threads, a new one answers 429 at once. Every password check is written
 to the user store's login audit (who, which address, when, the outcome), and so are refusals, at most one row
-a minute per account or address with the number of refusals it stands for. A 429 is Chinese by default
+a minute per account, per address (and for all "busy" refusals together) with the number of refusals it stands
+for. A 429 is Chinese by default
 (English for `Accept-Language: en`).
 
 (No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
@@ -416,17 +417,19 @@ class LoginGuard:
 
     async def _refuse(self, exc: LoginThrottled, username: str, address: str, now_ms: int) -> None:
         self.refused += 1
-        key = (exc.outcome, address if exc.outcome == "throttled_address" else username)
+        # one row a minute per account, per address, and for all "busy" refusals together (a flood from many addresses)
+        key = (exc.outcome, {"throttled_address": address, "busy": ""}.get(exc.outcome, username))
         last, since = self._refusals.get(key, (-self.AUDIT_COALESCE_MS, 0))
         since += 1
-        if now_ms - last >= self.AUDIT_COALESCE_MS:
-            if since == 1:
-                log.warning("login refused (%s) for %r from %s: retry after %d s", exc.outcome, username, address, exc.retry_after_s)
-            await self.hashing(self.users.audit_login, LoginAudit(now_ms, username, address, exc.outcome, since, exc.retry_after_s))
-            last, since = now_ms, 0
-        self._refusals[key] = (last, since)
+        if now_ms - last < self.AUDIT_COALESCE_MS:
+            self._refusals[key] = (last, since)
+            raise exc
+        self._refusals[key] = (now_ms, 0)  # before the write: refusals arriving meanwhile count towards the next row
         if len(self._refusals) > FailureWindow.MAX_KEYS:
             del self._refusals[next(iter(self._refusals))]
+        if since == 1:
+            log.warning("login refused (%s) for %r from %s: retry after %d s", exc.outcome, username, address, exc.retry_after_s)
+        await self.hashing(self.users.audit_login, LoginAudit(now_ms, username, address, exc.outcome, since, exc.retry_after_s))
         raise exc
 
     def close(self) -> None:
