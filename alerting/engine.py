@@ -479,7 +479,7 @@ class Engine:
         d = self.devices.get(device) or DeviceInfo(device, DeviceKind.OTHER, gateway,
                                                    self.gw_building[self.gw_index[gateway]] if gateway in self.gw_index else None, place_name=device)
         out: list[Action] = []
-        if device in self.dev_index:
+        if device in self.dev_index and gateway == d.gateway:  # another gateway's word does not keep a device alive
             i = np.array([self.dev_index[device]], dtype=np.int64)
             recv = np.array([now_ms], dtype=np.int64)
             out += self._seen(i, recv, now_ms)

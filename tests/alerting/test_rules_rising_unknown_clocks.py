@@ -163,9 +163,9 @@ def test_a_gateway_uplink_backlog_is_not_a_slow_clock_nor_a_lost_device() -> Non
 
 def test_no_gateway_can_push_a_devices_last_seen_into_the_future() -> None:
     eng = engine()
-    eng.on_event("c2", "g1", EventKind.FAULT_CLEAR, T0, seen_ms=T0 + 86_400 * S)  # another gateway, a day ahead
-    eng.on_readings([R("c2", "temperature_c", 30, T0 + 86_400 * S)], T0)
+    eng.on_readings([R("c2", "temperature_c", 30, T0 + 86_400 * S)], T0)  # its own gateway, stamped a day ahead
     assert eng.presence.last_seen[eng.dev_index["c2"]] == T0
+    eng.on_event("c2", "g1", EventKind.FAULT_CLEAR, T0 + 3 * MIN, seen_ms=T0 + 86_400 * S)  # g1 speaks for g2's camera
     assert "device:c2" in {a.key.subject for a in alarms(eng.tick(T0 + 4 * MIN)) if a.alarm_type == "comm_lost"}
 
 
