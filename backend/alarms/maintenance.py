@@ -219,7 +219,7 @@ class MaintenanceWindows:
         return self.service.store.engine
 
     # -- reading --------------------------------------------------------------------------------------------------------
-    def records(self, *, include_ended: bool = False, limit: int = 200) -> list[WindowRecord]:
+    def records(self, *, include_ended: bool = False, limit: int | None = 200) -> list[WindowRecord]:
         t = maintenance_windows
         q = sa.select(t).order_by(t.c.ends_ms.desc()).limit(limit)
         if not include_ended:
@@ -356,7 +356,7 @@ class MaintenanceWindows:
     async def start(self) -> None:
         """Called by the service once its core is loaded: end what ran out while down, re-put what is in force."""
         now = self.service.clock.now_ms()
-        self.windows = {w.id: w for w in await asyncio.to_thread(self.records)}
+        self.windows = {w.id: w for w in await asyncio.to_thread(lambda: self.records(limit=None))}
         self.service.engine.book.cleared_in_window |= await asyncio.to_thread(self._cleared_in_window)
         ended = await self._expire(now, "ended while the backend was down", "ran out at {end} while the backend was down", force_sync=True)
         log.info("maintenance: %d windows in force or pending, %d ended while down", len(self.windows), len(ended))
