@@ -135,6 +135,24 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API and console; 0 picks a free one.")
     admin_user: str = Field(default="admin", description="Login created on first start when no user exists.")
     admin_password: SecretStr | None = Field(default=None, description="Password of that login; unset: generated and printed once.")
+    login_hash_threads: int = Field(
+        default=2, ge=1, le=16,
+        description="Threads that check passwords (argon2), apart from the threads that commit alarms, so a login flood cannot delay an alarm.",
+    )
+    login_hash_niceness: int = Field(
+        default=10, ge=0, le=19,
+        description="How much nicer (lower CPU priority, Linux) the password threads run than the alarm path; 0: the same priority.",
+    )
+    login_window_s: float = Field(default=300.0, gt=0, description="Window over which failed logins are counted for throttling.")
+    login_account_failures: int = Field(
+        default=5, ge=1, description="Failed logins of one account within the window before its logins get 429 (Retry-After) until the window frees one.",
+    )
+    login_address_failures: int = Field(
+        default=20, ge=1, description="Failed logins from one client address within the window before its logins get 429 (Retry-After).",
+    )
+    login_max_waiting: int = Field(
+        default=16, ge=1, description="Password checks queued for the hashing threads beyond which a new login gets 429 at once (a flood from many addresses).",
+    )
 
 
 class SimulateSettings(_Section):
