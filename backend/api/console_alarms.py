@@ -82,6 +82,7 @@ class MuteBody(BaseModel):
 
 class MuteResult(BaseModel):
     muted_until_ms: int
+    server_now_ms: int
     minutes: int
     by: str
     alarms: list[str] = Field(description="the unacknowledged life-safety alarms that were sounding (each has the mute in its timeline)")
@@ -207,7 +208,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         for act in acts or [ConsoleAct("console", now, p.username, "mute_sound", None, "console", note)]:
             await asyncio.to_thread(records.add, act)
         log.info("console sound muted by %s for %d min (%d alarms sounding)", p.username, body.minutes, len(sounding))
-        return MuteResult(muted_until_ms=now + body.minutes * 60_000, minutes=body.minutes, by=p.username, alarms=[a.id for a in sounding])
+        return MuteResult(muted_until_ms=now + body.minutes * 60_000, server_now_ms=now, minutes=body.minutes, by=p.username, alarms=[a.id for a in sounding])
 
     @router.get("/alarms/{alarm_id}", summary="One alarm: place, timeline of every change (who, when), rungs notified, deadlines")
     async def alarm_detail(p: Annotated[Principal, Depends(viewer)], alarm_id: AlarmId) -> AlarmDetail:

@@ -4,8 +4,8 @@
    a full-width prompt covers the board until it is clicked; then the real AudioContext runs and an oscillator is
    connected to the speakers for an unacknowledged life-safety alarm, also after a reload with the saved session
    (before this, a reloaded console never made its audio context and stayed mute). Title flashing, one system
-   notification, a banner with role="alert"; mute is visible, counts down, is on record with who muted, and a new
-   life-safety alarm ends it.
+   notification, a banner with role="alert"; mute is visible, counts down, is on record with who muted, runs out by
+   itself after 5 minutes (the page's clock fast-forwarded) and a new life-safety alarm ends it.
 2. A mass outage of 2,000 minor alarms, newer than an open SOS, does not push the SOS off the board: it is the first
    row, with its banner and its sound; the outage is grouped by type and building, and the board says how many.
    The detail pane says per rung who still waits for their own answer and when each climbs; times are the site's
@@ -100,6 +100,7 @@ async def test_the_alarm_sounds_after_a_reload_with_a_saved_session(system: Syst
     fire = first_device(sample_site, "c01-g1", DeviceKind.SMOKE)
     ctx = await audible_context(strict_browser)
     page = await ctx.new_page()
+    await page.clock.install()  # the page's own clock flows as usual; the mute's expiry is then reached without waiting 5 min
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
 
@@ -160,11 +161,21 @@ async def test_the_alarm_sounds_after_a_reload_with_a_saved_session(system: Syst
     muted = [e for e in timeline if e["what"] == "mute_sound"]
     assert [e["actor"] for e in muted] == ["duty1"], timeline
 
+    # the mute runs out by itself: five minutes on, the sound is back
+    await page.clock.fast_forward("05:01")
+    await expect(bar).to_be_hidden()
+    await page.wait_for_function(f"() => __probe.oscillatorsConnected > {before}")
+    await expect(page.locator("body")).to_have_attribute("data-sound", "ready")
+    await page.click("#alert-mute")
+    await expect(bar).to_be_visible()
+    before = (await probe(page))["connected"]
+
     # a new life-safety alarm ends the mute at once
     second = first_device(sample_site, "c01-g2", DeviceKind.SMOKE)
     await publish(system, second, EventKind.SMOKE_ALARM, "sound-fire-2")
     await expect(bar).to_be_hidden(timeout=5_000)
     await page.wait_for_function(f"() => __probe.oscillatorsConnected > {before}")
+    await page.wait_for_function("() => __probe.notifications.length === 2")  # the second fire has its own notification
     await expect(page.locator("body")).to_have_attribute("data-sound", "ready")
     await page.screenshot(path=shots / "06-new-alarm-ends-mute.png")
     assert errors == [], f"JavaScript errors on the page: {errors}"

@@ -245,6 +245,7 @@ function notifyNew(pending) {
 const muted = () => S.muteUntil > now();
 async function mute() {
   const r = await api("/api/console/mute", { method: "POST", body: JSON.stringify({ minutes: 5 }) });
+  S.serverSkew = r.server_now_ms - Date.now();  // the countdown runs on the server's clock
   S.muteUntil = r.muted_until_ms; S.mutedBy = r.by;
   S.mutedIds = new Set([...S.alarms.values()].filter(unacked).map(a => a.id));
   updateAlert();
