@@ -79,6 +79,7 @@ class Receipt:
     provider_ref: str | None = None
     error: str | None = None
     drill: bool = False
+    delayed_ms: int = 0  # how long the channel's own limit (HTTP 429) or its failures held the notice before it went out
 
 
 class Channel(Protocol):

@@ -7,7 +7,10 @@ page), then sends it on each requested channel concurrently. For each channel:
 - over the contact's rate limit     -> RATE_LIMITED, folded into one storm summary when the window ends
   (drill and real notices have separate limits; a real life-safety notice is never held, see ratelimit.py);
 - otherwise send, retrying transient failures with exponential back-off through the injected `sleep`
-  (tests pass a virtual sleeper, so no test waits), then DELIVERED or FAILED.
+  (tests pass a virtual sleeper, so no test waits), then DELIVERED or FAILED. A channel that answers with its
+  own hard limit (HTTP 429) is shut for every notice until its back-off has passed; when it opens, a real
+  life-safety notice goes first (the others wait `retry.base_s` longer), and how long each notice was held is
+  recorded on its receipt (`delayed_ms`).
 Every outcome is a `Receipt` handed to `record`.
 """
 
@@ -27,6 +30,7 @@ from backend.notify.templates import storm_text
 __all__ = ["Dispatcher", "RetryPolicy"]
 
 Sleep = Callable[[float], Awaitable[None]]
+_CHANNEL_LIMIT = 429  # the provider's own rate limit (Too Many Requests)
 Record = Callable[[Receipt], Awaitable[None]]
 
 
@@ -59,6 +63,7 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter
         self.record = record
+        self._shut_until: dict[str, int] = {}  # channel kind -> when its own hard limit (HTTP 429) opens again
         self._contacts: dict[tuple[str, bool], Message] = {}  # last message per (contact, drill), to address storm summaries
 
     async def deliver(self, message: Message) -> list[Receipt]:
@@ -84,8 +89,9 @@ class Dispatcher:
     async def _one(self, message: Message, kind: str, allowed: bool) -> Receipt:
         channel = self.channels.get(kind)
 
-        def receipt(status: DeliveryStatus, attempts: int = 0, ref: str | None = None, error: str | None = None) -> Receipt:
-            return Receipt(message.key, message.alarm_id, message.contact.id, kind, status, attempts, self.clock.now_ms(), ref, error, message.drill)
+        def receipt(status: DeliveryStatus, attempts: int = 0, ref: str | None = None, error: str | None = None, delayed_ms: int = 0) -> Receipt:
+            return Receipt(message.key, message.alarm_id, message.contact.id, kind, status, attempts, self.clock.now_ms(), ref, error, message.drill,
+                           delayed_ms)
 
         if channel is None:
             r = receipt(DeliveryStatus.NO_CHANNEL, error=f"no {kind} channel configured")
@@ -99,17 +105,35 @@ class Dispatcher:
         return r
 
     async def _send(self, channel: Channel, message: Message, receipt: Callable[..., Receipt]) -> Receipt:
+        first_ms = self.clock.now_ms()
         attempt = 0
         while True:
+            await self._window(channel.kind, message)
             attempt += 1
             try:
                 ref = await channel.send(message)
             except DeliveryFailed as exc:
+                if exc.status == _CHANNEL_LIMIT:  # the channel's own hard limit: it is shut for everyone until the window opens
+                    until = self.clock.now_ms() + round(self.retry.delay(attempt) * 1000)
+                    self._shut_until[channel.kind] = max(self._shut_until.get(channel.kind, 0), until)
                 if not exc.transient or attempt >= self.retry.attempts:
-                    return receipt(DeliveryStatus.FAILED, attempt, error=str(exc))
-                await self.sleep(self.retry.delay(attempt))
+                    return receipt(DeliveryStatus.FAILED, attempt, error=str(exc), delayed_ms=self.clock.now_ms() - first_ms)
+                if exc.status != _CHANNEL_LIMIT:
+                    await self.sleep(self.retry.delay(attempt))
                 continue
-            return receipt(DeliveryStatus.DELIVERED, attempt, ref)
+            return receipt(DeliveryStatus.DELIVERED, attempt, ref, delayed_ms=self.clock.now_ms() - first_ms)
+
+    async def _window(self, kind: str, message: Message) -> None:
+        """Wait while the channel's own limit keeps it shut. A real life-safety notice goes as soon as it opens;
+        every other notice waits `retry.base_s` longer, so the fire page is the first through."""
+        until = self._shut_until.get(kind)
+        if until is None:
+            return
+        wait_ms = until - self.clock.now_ms()
+        if not (message.life_safety and not message.drill):
+            wait_ms += round(self.retry.base_s * 1000)
+        if wait_ms > 0:
+            await self.sleep(wait_ms / 1000)
 
     async def flush_storms(self) -> list[Receipt]:
         """Send the storm summaries whose window has ended (the service also calls this on a timer)."""

@@ -36,6 +36,7 @@ receipts = sa.Table(
     sa.Column("provider_ref", sa.String(200)),
     sa.Column("error", sa.String(500)),
     sa.Column("drill", sa.Boolean, nullable=False, default=False),
+    sa.Column("delayed_ms", sa.BigInteger, nullable=False, server_default="0"),  # held by the channel before it went out
 )
 
 
@@ -47,7 +48,7 @@ class ReceiptStore:
     def record(self, r: Receipt) -> None:
         values: dict[str, Any] = {
             "alarm_id": r.alarm_id, "contact": r.contact, "status": r.status.value, "attempts": r.attempts, "at_ms": r.at_ms,
-            "provider_ref": r.provider_ref, "error": (r.error or "")[:500] or None, "drill": r.drill,
+            "provider_ref": r.provider_ref, "error": (r.error or "")[:500] or None, "drill": r.drill, "delayed_ms": r.delayed_ms,
         }
         with self.engine.begin() as conn:
             done = conn.execute(sa.update(receipts).where(receipts.c.key == r.key, receipts.c.channel == r.channel).values(**values))
@@ -57,5 +58,5 @@ class ReceiptStore:
     def for_alarm(self, alarm_id: str) -> list[Receipt]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(receipts).where(receipts.c.alarm_id == alarm_id).order_by(receipts.c.at_ms, receipts.c.key))
-            return [Receipt(r.key, r.alarm_id, r.contact, r.channel, DeliveryStatus(r.status), r.attempts, r.at_ms, r.provider_ref, r.error, r.drill)
-                    for r in rows]
+            return [Receipt(r.key, r.alarm_id, r.contact, r.channel, DeliveryStatus(r.status), r.attempts, r.at_ms, r.provider_ref, r.error, r.drill,
+                            r.delayed_ms) for r in rows]

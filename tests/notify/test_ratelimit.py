@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
 
 from alerting.ladder import Contact
 from backend.clock import VirtualClock
-from backend.notify import DeliveryStatus, Dispatcher, LiveConsole, Message, RateLimiter
+from backend.notify import DeliveryFailed, DeliveryStatus, Dispatcher, LiveConsole, Message, RateLimiter, RetryPolicy
 from tests.escalation.helpers import RecordingChannel
 
 
@@ -79,3 +83,61 @@ async def test_a_drill_storm_leaves_real_notices_their_own_allowance_and_never_h
     assert "另有1条" in texts[0]
     assert texts[1].startswith("【演练】")
     assert "另有195条" in texts[1]
+
+
+@dataclass
+class LimitedChannel:
+    """An SMS gateway with its own hard limit: it answers 429 until `opens_ms` on the clock, then sends."""
+
+    clock: VirtualClock
+    opens_ms: int
+    kind: str = "sms"
+    outside: bool = True
+    sent: list[tuple[int, Message]] = field(default_factory=list)
+
+    async def send(self, message: Message) -> str | None:
+        if self.clock.now_ms() < self.opens_ms:
+            raise DeliveryFailed(self.kind, "HTTP 429: too many requests", transient=True, status=429)
+        self.sent.append((self.clock.now_ms(), message))
+        return f"sms-{len(self.sent)}"
+
+
+class VirtualSleeper:
+    """Sleeps on the virtual clock: `run()` lets every task run until all of them sleep, then wakes the earliest
+    sleeper with the clock moved to its time, in order, until nothing sleeps."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self._sleeping: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._n = 0
+
+    async def sleep(self, seconds: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._n += 1
+        heapq.heappush(self._sleeping, (self.clock.now_ms() + round(seconds * 1000), self._n, fut))
+        await fut
+
+    async def run(self, *tasks: asyncio.Task[Any]) -> None:
+        while not all(t.done() for t in tasks):
+            for _ in range(20):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleeping:
+                wake_ms, _, fut = heapq.heappop(self._sleeping)
+                self.clock.advance(max(0, wake_ms - self.clock.now_ms()) / 1000)
+                fut.set_result(None)
+
+
+async def test_a_channels_own_limit_delays_the_fire_page_least_and_the_receipt_says_how_long() -> None:
+    clock = VirtualClock()
+    sms = LimitedChannel(clock, opens_ms=clock.now_ms() + 400)
+    sleeper = VirtualSleeper(clock)
+    d = Dispatcher({"sms": sms}, LiveConsole(), clock, sleep=sleeper.sleep, retry=RetryPolicy(attempts=6, base_s=0.5), limiter=RateLimiter(100, 60))
+    minor = asyncio.create_task(d.deliver(msg(1, "duty1")), name="minor")
+    await asyncio.sleep(0)  # the minor notice meets the shut channel first
+    fire = asyncio.create_task(d.deliver(dataclasses.replace(msg(2, "gw1"), life_safety=True)), name="fire")
+    await sleeper.run(minor, fire)
+    assert [m.alarm_id for _, m in sms.sent] == ["A2", "A1"]  # the fire page first when the window opens
+    fire_sms = next(r for r in fire.result() if r.channel == "sms")
+    assert fire_sms.status is DeliveryStatus.DELIVERED
+    assert fire_sms.delayed_ms == 500  # the delay is on the receipt: the channel's back-off, nothing more
+    assert next(r for r in minor.result() if r.channel == "sms").delayed_ms == 1000

@@ -72,6 +72,13 @@ def _old_escalation(engine: sa.Engine) -> None:
         conn.execute(sa.text("ALTER TABLE notify_outbox DROP COLUMN priority"))
 
 
+def _old_receipts(engine: sa.Engine) -> None:
+    """The receipts table as create_all made it before migrations: today's, without what 0002 added."""
+    receipts.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE notify_receipts DROP COLUMN delayed_ms"))
+
+
 def _old_queue(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         for stmt in OLD_QUEUE_DDL:
@@ -94,7 +101,7 @@ STORES = [
     Store("alarms", alarm_schema.metadata, alarm_store.MIGRATIONS, "alembic_version_alarms", alarm_store.AlarmStore, None),
     Store("escalation", escalation_store.metadata, escalation_store.MIGRATIONS, "alembic_version_escalation",
           lambda e: escalation_store.EscalationStore(e, load_policies()), _old_escalation, old_way_frozen=True),
-    Store("receipts", receipts.metadata, receipts.MIGRATIONS, "alembic_version_notify", receipts.ReceiptStore, receipts.metadata.create_all),
+    Store("receipts", receipts.metadata, receipts.MIGRATIONS, "alembic_version_notify", receipts.ReceiptStore, _old_receipts, old_way_frozen=True),
     Store("users", users.metadata, users.MIGRATIONS, "alembic_version_users", users.UserStore, users.metadata.create_all),
     Store("console", console_records.metadata, console_records.MIGRATIONS, "alembic_version_console", console_records.ConsoleRecords,
           console_records.metadata.create_all),
