@@ -223,3 +223,22 @@ async def test_a_window_that_starts_later_holds_nothing_until_its_start(tmp_path
         clock.advance(10 * MIN)
         await svc.tick()
         assert state(svc, alarm) is AlarmState.SILENCED
+
+
+def test_the_migration_makes_exactly_the_tables_the_windows_use(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from backend.alarms.maintenance import metadata
+    from backend.alarms.store import AlarmStore
+
+    engine = make_engine(db_url)
+    ENGINES.append(engine)
+    AlarmStore(engine)  # migrates to head
+
+    def ours(name: str | None, type_: str, _parent: object) -> bool:
+        return type_ != "table" or name in metadata.tables
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True, "include_name": ours}), metadata)
+    assert diff == []
