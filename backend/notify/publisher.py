@@ -17,6 +17,8 @@ from typing import Self
 
 import aiomqtt
 
+from broker.mosquitto import login_bound_client_id
+
 __all__ = ["MqttPublisher"]
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str, username: str | None = None, password: str | None = None,
                  connect_timeout_s: float = 30.0) -> None:
         self._host, self._port = host, port
-        self._client_id, self._username, self._password = client_id, username, password
+        # a gateway must not be able to guess the id and kick the publisher off (issue 22): see broker.mosquitto
+        self._client_id, self._username, self._password = login_bound_client_id(client_id, password), username, password
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
