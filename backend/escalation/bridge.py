@@ -141,6 +141,16 @@ class AlarmLadderBridge:
         elif state.stopped is None and alarm.severity.rank > state.facts.severity.rank:
             await self.ladder.raise_severity(alarm.id, alarm.severity)
 
+    async def rederive(self, alarm_id: str) -> None:
+        """Bring one alarm's ladder in line with the alarm as stored (what the restart does for every alarm). Not
+        needed after a move made through the alarm service (the listener sees it); for code that changed the
+        alarm some other way."""
+        alarm = await asyncio.to_thread(self.alarms.store.get, alarm_id)
+        if alarm is not None and _live(alarm):
+            await self._reconcile_one(alarm)
+        elif alarm is not None:
+            await self._stop(alarm)
+
     # -- the listener --------------------------------------------------------------------------------------
     def _put(self, op: Op, alarm: Alarm, seq: int = 0, why: str = "") -> None:
         self._queue.put_nowait(_Job(ladder_rank(alarm), next(self._numbers), op, alarm, seq, why))

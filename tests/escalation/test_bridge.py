@@ -326,3 +326,19 @@ async def test_a_ladder_started_after_the_officer_acknowledged_takes_in_the_ackn
         assert set(c.pages(aid, "page")) >= FIRE_ENTRY  # the field rungs are paged all the same
         assert state_of(c, aid) is AlarmState.ACKNOWLEDGED
         assert [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()] == []
+
+
+async def test_rederive_brings_one_alarms_ladder_in_line_with_the_store(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    async with centre(db, sample_site) as c:
+        aid = await c.raise_("residual_current", "device:c01-b01-rcm-1", severity=Severity.MAJOR, life_safety=False)
+        await silence(c, aid, 30)
+        await c.settle()
+        await c._crash()  # what the window's end queues is lost
+        c.clock.advance(30 * 60)
+        assert c.alarms is not None
+        assert c.bridge is not None
+        await c.alarms.tick()
+        await c.bridge.rederive(aid)  # e.g. the maintenance-window code, after changing alarms itself
+        assert c.pages(aid, "reopened") == ["c01-g1-w1"]
+        await c.bridge.rederive(aid)
+        assert c.pages(aid, "reopened") == ["c01-g1-w1"]
