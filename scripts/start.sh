@@ -4,5 +4,5 @@
 # Extra arguments go to `shouwang run` (see `shouwang run --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --for run   # what the system runs (requirements/server.lock)
 exec .venv/bin/shouwang run "$@"

@@ -4,7 +4,7 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh -k contract).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh --services
+bash scripts/bootstrap.sh --services --for test   # the tests' packages too (requirements/test.lock)
 
 echo "== ruff"
 .venv/bin/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 import tomllib
@@ -50,8 +51,26 @@ def wants_json_logs(config: Path | None, environ: Mapping[str, str]) -> bool:
         return False  # the command itself reports a broken settings file
 
 
+def _gateway_only() -> bool:
+    """A gateway's install (`pip install .[edge]`): edge/ and broker/ without the centre's packages."""
+    return importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("sqlalchemy") is None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    flags = [a for a in args_in[:1] if a in ("-v", "--verbose")]
+    if args_in[len(flags):len(flags) + 1] == ["edge"] and _gateway_only():
+        from edge.cli import main as edge_main  # `shouwang edge ...` on a gateway: the same as `python -m edge ...`
+
+        return edge_main([*flags, *args_in[len(flags) + 1:]])
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as exc:
+        if not _gateway_only():
+            raise
+        print(f"shouwang: this is a gateway's install (pip install .[edge]): only `shouwang edge` runs here; the centre's commands "
+              f"need `pip install .[server]` (missing: {exc.name})", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_lines=wants_json_logs(args.config, os.environ))
     code: int = args.handler(args)
