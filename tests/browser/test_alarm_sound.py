@@ -268,3 +268,31 @@ async def test_an_sos_stays_first_on_the_board_behind_2000_minor_alarms(system: 
     await page.locator("#detail").screenshot(path=shots / "07-phone-detail.png")
     assert errors == [], f"JavaScript errors on the page: {errors}"
     await ctx.close()
+
+
+NO_SOUND_DEVICE = """
+(() => {
+  const Probed = window.AudioContext;
+  window.AudioContext = class extends Probed {
+    constructor(...a) { super(...a); super.suspend(); }
+    resume() { return new Promise(() => {}); }  // a machine whose sound never starts, click or not
+  };
+})();
+"""
+
+
+async def test_a_console_whose_sound_cannot_start_says_so_and_is_not_locked(system: System, strict_browser: Browser, shots: Path) -> None:
+    ctx = await audible_context(strict_browser)
+    await ctx.add_init_script(NO_SOUND_DEVICE)
+    page = await ctx.new_page()
+    await page.goto(system.backend.url)
+    await page.click("#sound-enable")
+    await expect(page.locator("#sound-failed")).to_be_visible()
+    await expect(page.locator("#sound-gate")).to_be_visible()
+    await page.screenshot(path=shots / "01-sound-failed.png")
+    await page.click("#sound-skip")
+    await expect(page.locator("#sound-gate")).to_be_hidden()
+    await expect(page.locator("#sound-off")).to_have_text("警报声不可用")
+    await expect(page.locator("#login")).to_be_visible()
+    await page.screenshot(path=shots / "02-going-on-silent.png")
+    await ctx.close()

@@ -193,7 +193,11 @@ function ensureAudio() {
 const audioRunning = () => !!(S.audio && S.audio.state === "running");
 function updateGate() {
   const blocked = !!S.audio && !audioRunning();  // no Web Audio at all: nothing a click could start
-  $("#sound-gate").hidden = !blocked;
+  if (!blocked) S.soundFailed = S.soundSkipped = false;
+  // a click that could not start the sound (no output device...) may go on silently, but never unnoticed
+  $("#sound-gate").hidden = !blocked || !!S.soundSkipped;
+  $("#sound-failed").hidden = $("#sound-skip").hidden = !S.soundFailed;
+  $("#sound-off").hidden = !(blocked && S.soundSkipped);
   document.body.dataset.sound = blocked ? "blocked" : muted() ? "muted" : "ready";
 }
 function unlockAudio() {
@@ -551,7 +555,12 @@ $("#lang").addEventListener("click", () => {
 });
 $("#open-only").addEventListener("change", () => { S.offset = 0; loadBoard(); });
 document.querySelectorAll("#tabs button").forEach(b => b.addEventListener("click", () => show(b.dataset.tab)));
-$("#sound-enable").addEventListener("click", unlockAudio);
+$("#sound-enable").addEventListener("click", () => {
+  unlockAudio();
+  setTimeout(() => { if (!audioRunning()) { S.soundFailed = true; updateGate(); } }, 2000);
+});
+$("#sound-skip").addEventListener("click", () => { S.soundSkipped = true; updateGate(); });
+$("#sound-off").addEventListener("click", () => { S.soundSkipped = false; updateGate(); });
 $("#alert-mute").addEventListener("click", () => { unlockAudio(); mute().catch(e => { $("#alert-text").textContent += " · " + e.message; }); });
 $("#unmute").addEventListener("click", () => { endMute(); updateAlert(); });
 $("#mode-toggle").addEventListener("click", () => { S.view = S.view === "list" ? "auto" : "list"; S.offset = 0; loadBoard(); });
