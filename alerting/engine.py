@@ -567,6 +567,9 @@ class Engine:
                 return []
             out = self._known_again(i, now_ms) if p.unknown[i] else []
             p.unknown[i], p.unknown_drill[i] = True, drill
+            if p.disabled[i]:  # switched back on (a camera re-enabled, its stream not yet seen): waiting, not blind
+                p.disabled[i] = False
+                return out
             self._unknown.setdefault((d.gateway, drill), set()).add(d.id)
             return out + self._blind_alarm(d.gateway, drill, now_ms, reason)
         out = self._known_again(i, now_ms) if p.unknown[i] else []

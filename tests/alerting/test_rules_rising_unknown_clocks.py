@@ -102,6 +102,8 @@ def test_a_blind_bridge_raises_one_gateway_alarm_counting_its_devices_smoke_firs
     assert not gone.is_open
     assert by_type(eng, "devices_unknown") == []
     assert {x.key.subject for x in alarms(eng.tick(late + 4 * S)) if x.alarm_type == "comm_lost"} == set(), "each got a fresh window"
+    eng.on_availability("c2", AvailabilityState.DISABLED, late + 5 * S)
+    assert _unknown(eng, "c2", late + 6 * S) == [], "a camera switched back on, its stream not yet seen, is waiting, not blind"
 
 
 def test_a_drills_unknown_devices_and_uplink_cut_carry_the_drill_mark_and_a_real_cut_still_alarms() -> None:
