@@ -397,6 +397,8 @@ class MaintenanceWindows:
         async with self._changing:
             windows = dict(self.windows)
             for w in changed:
+                if not insert and w.id not in windows:  # ended meanwhile (two people ending it at once)
+                    raise WindowOver(f"维护窗口 {w.id} 刚刚已结束", f"maintenance window {w.id} has just ended")
                 if w.ended_ms is None:
                     windows[w.id] = w
                 else:
