@@ -1,6 +1,6 @@
 """The embedded MQTT broker (amqtt), so the system runs with nothing installed, admitting only whom it should.
 
-How this works: amqtt is pure Python and slow next to Mosquitto (~2.6 k QoS 1 msg/s, see MEASURED.md), which
+How this works: amqtt is pure Python and slow next to Mosquitto (~2.6 k QoS 1 msg/s, see docs/measured.md), which
 is plenty for one community; it must not share the backend's event loop, so it runs as its own process:
 `python -m broker.embedded --host H --port P --access-file F`. The child prints one line `READY <host>:<port>`
 once its listener accepts connections; `EmbeddedBroker` (an async context manager) starts the child, waits for

@@ -198,7 +198,7 @@ class GatewayLink:
         ) as client:
             sock = client._client.socket()
             if isinstance(sock, socket.socket):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # MEASURED.md: Nagle costs ~9 ms a hop
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # docs/measured.md: Nagle costs ~9 ms a hop
             self._client = client
             for out in [self._encoder.gateway_status(self.gateway, now, GatewayState.ONLINE), *self._birth(now)]:
                 await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)

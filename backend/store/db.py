@@ -1,7 +1,7 @@
 """Database engines for the stores: SQLite by default (WAL), PostgreSQL in production.
 
 SQLite is opened in WAL mode with synchronous=NORMAL for the bulk tables and FULL where each alarm record
-must be durable on its own (MEASURED.md: ~6.3 k single-row commits/s with FULL, plenty for alarms).
+must be durable on its own (docs/measured.md: ~6.3 k single-row commits/s with FULL, plenty for alarms).
 """
 
 from __future__ import annotations
