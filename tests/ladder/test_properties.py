@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.ladder import AlarmFacts, Notify, Response, Seat, Where, advance, respond, start, timers
+from alerting.ladder import AlarmFacts, Notify, Response, Seat, Where, advance, observe, raise_severity, reopen, respond, start, timers
 from alerting.ladder.engine import UnknownResponder
+from alerting.lifecycle import Move
 from alerting.model import Severity
 from tests.ladder.fakes import T0, FakeRoster, policies
 
@@ -17,6 +18,9 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("wait"), st.integers(min_value=0, max_value=400_000)),
         st.tuples(st.sampled_from(list(Response)), st.sampled_from(PEOPLE)),
+        st.tuples(st.sampled_from(list(Move)), st.sampled_from([*PEOPLE, "officer.li", "system"])),  # a committed move, observed
+        st.tuples(st.just("reopen"), st.integers(min_value=0, max_value=6)),  # the alarm is live again (audit seq)
+        st.tuples(st.just("severity"), st.sampled_from(list(Severity))),
     ),
     max_size=25,
 )
@@ -25,15 +29,16 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(
     alarm_type=st.sampled_from(["smoke", "sos", "residual_current", "communication_lost"]),
+    severity=st.sampled_from(list(Severity)),
     vulnerable=st.booleans(),
     vacant=st.sets(st.sampled_from([Seat.GRID_WORKER, Seat.FIRE_STATION, Seat.BUILDING_LEADER, Seat.DUTY_OFFICER])),
     steps=ops,
 )
-def test_invariants(alarm_type: str, vulnerable: bool, vacant: set[Seat], steps: list[tuple[object, object]]) -> None:
+def test_invariants(alarm_type: str, severity: Severity, vulnerable: bool, vacant: set[Seat], steps: list[tuple[object, object]]) -> None:
     roster = FakeRoster()
     for seat in vacant:
         roster.vacate(seat)
-    facts = AlarmFacts("A1", alarm_type, Severity.CRITICAL, T0, Where("c01", "g1", "b01", 1, "h1", vulnerable))
+    facts = AlarmFacts("A1", alarm_type, severity, T0, Where("c01", "g1", "b01", 1, "h1", vulnerable))
     state, _ = start(facts, PS, roster, T0)
     now = T0
     assert state.staffed, "an alarm never ends up with nobody"
@@ -44,6 +49,18 @@ def test_invariants(alarm_type: str, vulnerable: bool, vacant: set[Seat], steps:
             now += arg
             state, acts = advance(state, PS, roster, now)
             assert all(t.due_ms > now for t in timers(state, PS)), "advance leaves nothing due behind"
+        elif isinstance(op, Move):
+            assert isinstance(arg, str)
+            state, acts = observe(state, op, arg, PS, roster, now)
+            assert not [a for a in acts if isinstance(a, Notify)], "an observed move pages nobody"
+        elif op == "reopen":
+            assert isinstance(arg, int)
+            seen = state.alarm_seq
+            state, acts = reopen(state, state.facts, PS, roster, now, arg)
+            assert (state.step > before) == (arg > seen), "one round per opening entry"
+        elif op == "severity":
+            assert isinstance(arg, Severity)
+            state, acts = raise_severity(state, arg, PS, roster, now)
         else:
             assert isinstance(op, Response)
             assert isinstance(arg, str)
