@@ -51,6 +51,7 @@ class RunProcess:
     data_dir: Path
     site: Path
     broker_port: int
+    env: dict[str, str] = field(default_factory=dict)  # e.g. a configured broker: SHOUWANG_BROKER__URL, __USERNAME, __PASSWORD
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
     url: str = ""
@@ -58,6 +59,7 @@ class RunProcess:
     def start(self, timeout_s: float = 60.0) -> RunProcess:
         env = {**os.environ, "SHOUWANG_BROKER__EMBEDDED_PORT": str(self.broker_port), "SHOUWANG_API__ADMIN_PASSWORD": ADMIN_PASSWORD}
         env.pop("SHOUWANG_BROKER__URL", None)
+        env.update(self.env)
         self.output = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shouwang.cli", "run", "--no-simulate", "--port", "0", "--data-dir", str(self.data_dir), "--sites", str(self.site)],
