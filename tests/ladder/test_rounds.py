@@ -133,3 +133,15 @@ def test_a_responder_answer_still_asks_the_alarm_to_move_when_it_has_not() -> No
     s, _ = start(facts(), PS, roster, T0)
     _, acts = respond(s, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(3))
     assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.ACKNOWLEDGE]
+
+
+def test_a_round_still_waiting_for_its_first_answer_goes_on_instead_of_paging_again() -> None:
+    roster = FakeRoster()
+    s, _ = start(facts(), PS, roster, T0)
+    s2, acts = reopen(s, s.facts, PS, roster, ms(20), alarm_seq=2, why="recur")  # it flapped before anyone answered
+    assert not [a for a in acts if isinstance(a, Notify)]
+    assert (s2.round, s2.alarm_seq, s2.engagements) == (1, 2, s.engagements)  # the same round, its clocks untouched
+    answered, _ = respond(s2, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(25))
+    s3, acts = reopen(answered, answered.facts, PS, roster, ms(40), alarm_seq=4, why="recur")  # alarmed again after an answer
+    assert s3.round == 2
+    assert [a.contact.id for a in acts if isinstance(a, Notify)] == ["gw1", "mfs-head", "mfs-m1"]
