@@ -96,6 +96,10 @@ async def test_open_extend_and_end_a_window_on_a_smoke_detector_from_the_console
     await page.set_viewport_size({"width": 360, "height": 780})
     await expect(page.locator("#mw-strip")).to_be_visible()
     await page.screenshot(path=shots / "02-panel-360.png", full_page=True)
+    await page.click("#mw-close")  # the board at 360 px: the red strip stays above it
+    await expect(page.locator("#mw-strip")).to_be_in_viewport()
+    await page.screenshot(path=shots / "03-strip-360.png")
+    await page.click("#mw-toggle")
     await page.set_viewport_size({"width": 1280, "height": 900})
 
     await row.locator(".mw-why").fill("换好了")
@@ -113,5 +117,5 @@ async def test_open_extend_and_end_a_window_on_a_smoke_detector_from_the_console
     assert [e.move for e in store.audit(held.id)][:3] == ["raise", "silence", "unsilence"]
     await page.click("#mw-close")
     await expect(page.locator("#alert-banner")).to_be_visible(timeout=5_000)
-    await page.screenshot(path=shots / "03-ended-alarm-back-1280.png")
+    await page.screenshot(path=shots / "04-ended-alarm-back-1280.png")
     assert errors == []
