@@ -10,7 +10,7 @@ import yaml
 
 from backend.sites.generator import generate_site_document
 from backend.sites.loader import parse_site_directory
-from broker.kinds import EventKind
+from broker.kinds import DeviceKind, EventKind
 from tests.api.conftest import ApiRig, make_rig
 
 
@@ -73,8 +73,8 @@ async def test_close_as_false_alarm_and_board_order(rig: ApiRig) -> None:
 
 
 async def test_silence_a_device_for_maintenance(rig: ApiRig) -> None:
-    dev = rig.device("c01-g1", n=4)
-    alarm = await rig.smoke(dev)
+    dev = rig.device("c01-g1", DeviceKind.ELECTRICAL, n=4)  # a smoke detector needs the life-safety override (tests/api/test_maintenance_api.py)
+    alarm = await rig.smoke(dev, event=EventKind.ELECTRICAL_ALARM)
     r = await rig.client.post(f"/api/devices/{dev.id}/silence", headers=rig.auth("duty"), json={"minutes": 60, "note": "detector replaced"})
     assert r.status_code == 200, r.text
     assert r.json()["silenced_alarms"] == 1
