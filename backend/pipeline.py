@@ -289,9 +289,10 @@ class Pipeline:
                                                                                           synchronous_full=s.journal_synchronous_full))
         self.ujournal = await loop.run_in_executor(self._uj_exec, lambda: Journal(self.journal_dir / "uplink.journal", keep=s.dedupe_window,  # type: ignore[operator]
                                                                                           synchronous_full=s.journal_synchronous_full))
-        for j, ex in ((self.tjournal, self._tj_exec), (self.ujournal, self._uj_exec)):
-            for key in await loop.run_in_executor(ex, j.recent_keys):
-                self.recent.seen(key)
+        for key in await loop.run_in_executor(self._tj_exec, self.tjournal.recent_keys):
+            self.recent.seen(key)
+        for entry in await loop.run_in_executor(self._uj_exec, self.ujournal.recent_entries):
+            self._remember(entry)
         self._tseq = self.tjournal.last_seq
         self._useq = self.ujournal.last_seq
         self._journaled_through = self.tjournal.last_seq
@@ -425,6 +426,18 @@ class Pipeline:
                 os.fsync(f.fileno())
         except OSError:
             log.exception("could not write the dead letter of %s", key or topic)
+
+    def _remember(self, entry: JournalEntry) -> None:
+        """Put a journaled uplink back in the de-duplication window, with the digest of its content."""
+        try:
+            uplink = decode_uplink(entry.topic, entry.payload)
+        except MessageRejected:
+            self.recent.seen(entry.key)
+            return
+        key = f"{uplink.topic.gateway}/{_msg_id(uplink)}"
+        self.recent.check(key, _version(uplink))
+        if entry.key != key:  # journaled under a flagged id: it reused `key`
+            self.recent.seen(entry.key)
 
     def _queue_replay(self, entry: JournalEntry) -> None:
         try:

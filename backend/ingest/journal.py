@@ -115,6 +115,14 @@ class Journal:
             rows = self._run("SELECT key FROM entries WHERE seq > ? ORDER BY seq", (self.last_seq - self._keep,)).fetchall()
         return [k for (k,) in rows]
 
+    def recent_entries(self) -> list[JournalEntry]:
+        """The newest `keep` entries, oldest first, with their payloads: the uplink lane's window to reload, so
+        a msg_id reused for a different message is told from a redelivery after a restart too."""
+        with self._lock:
+            rows = self._run("SELECT seq, key, topic, payload, received_ms FROM entries WHERE seq > ? ORDER BY seq",
+                             (self.last_seq - self._keep,)).fetchall()
+        return [JournalEntry(s, k, t, bytes(p), r) for s, k, t, p, r in rows]
+
     def prune(self) -> int:
         """Drop done entries that fell out of the de-duplication window; return how many went."""
         with self._lock:

@@ -162,3 +162,25 @@ async def test_an_unknown_detectors_smoke_alarm_takes_its_gateways_place_and_the
     assert not other.covers(row.building_id, row.grid_id, row.community_id)
     assert list(ladders.started.values()) == [1]
     assert pipeline.stats.unknown_device_events == 1
+
+
+async def test_a_msg_id_reused_after_a_restart_is_still_told_from_a_redelivery(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The de-duplication window is reloaded from the uplink journal with what each message said."""
+    smoke = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE)
+    sos = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SOS and d.gateway == smoke.gateway)
+    smoke_payload = b'{"msg_id":"r-2","source_ts_ms":1700000000000,"received_ts_ms":1700000000000,"event":"smoke_alarm"}'
+    sos_payload = b'{"msg_id":"r-2","source_ts_ms":1700000001000,"received_ts_ms":1700000001000,"event":"sos_press"}'
+    engine = make_engine(sqlite_url(tmp_path / "alarms.sqlite"))
+    async with centre(tmp_path, sample_site, engine) as (pipeline, service, _):
+        send(pipeline, str(event_topic(smoke.gateway, smoke.id)), smoke_payload)
+        await until(lambda: service.store.list(limit=10), 20, "the smoke alarm")
+        await until(lambda: not pipeline.ujournal.pending(0, 10), 10, "the smoke alarm marked done in the journal (else it is replayed)")
+    async with centre(tmp_path, sample_site, engine) as (pipeline, service, _):  # the backend restarted
+        send(pipeline, str(event_topic(smoke.gateway, smoke.id)), smoke_payload)  # a redelivery: a duplicate
+        send(pipeline, str(event_topic(sos.gateway, sos.id)), sos_payload)  # the reuse: a new message
+        await until(lambda: len(service.store.list(limit=10)) >= 2, 20, "the SOS alarm")
+        await until(lambda: pipeline.stats.duplicates >= 1, 5, "the redelivery")
+        rows = {r.device_id: r for r in service.store.list(limit=10)}
+    engine.dispose()
+    assert {(dev, r.alarm_type, r.occurrences) for dev, r in rows.items()} == {(smoke.id, "smoke", 1), (sos.id, "sos", 1)}
+    assert (pipeline.stats.reused_ids, pipeline.stats.duplicates) == (1, 1)
