@@ -109,6 +109,20 @@ class AlarmService:
         self._store_down_since_ms: int | None = None
         self._store_down_why = ""
         self._failed_commits = 0
+        self._health_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def add_health_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener(store_health())` when the store goes down and when it is back (e.g. a status event on
+        the console's live feed). Called on the event loop; it must not block."""
+        self._health_listeners.append(listener)
+
+    def _health_changed(self) -> None:
+        health = self.store_health()
+        for listener in self._health_listeners:
+            try:
+                listener(health)
+            except Exception:
+                log.exception("a store-health listener failed")
 
     def store_health(self) -> dict[str, Any]:
         """Is the alarm store taking writes? `down` stays true from the first failed commit of an outage to the
@@ -223,12 +237,15 @@ class AlarmService:
                 if self._store_down_since_ms is None:
                     self._store_down_since_ms = self.clock.now_ms()
                     log.warning("alarm store unavailable: %s; alarms wait in the ingest journal until it is back", exc.why)
+                    self._store_down_why = exc.why
+                    self._health_changed()
                 self._store_down_why = exc.why
                 raise
             if self._store_down_since_ms is not None:
                 log.warning("alarm store back after %.1f s", (self.clock.now_ms() - self._store_down_since_ms) / 1000)
                 self._store_down_since_ms = None
                 self._store_down_why = ""
+                self._health_changed()
             self.stats["actions"] += len(actions)
         return list(actions)
 

@@ -60,6 +60,8 @@ async def storm_through_outage(tmp_path: Path, sites: SiteDirectory, alarm_db: s
                                up: Callable[[], None], outage_s: float) -> None:
     before, during = smoke_detectors(sites, 30)[:6], smoke_detectors(sites, 30)[6:]
     async with centre(tmp_path, sites, alarm_db) as (pipeline, service, ladders):
+        health: list[dict[str, object]] = []
+        service.add_health_listener(health.append)  # what a status event on the console's live feed would carry
         for d in before:
             smoke(pipeline, d, "before")
         await until(lambda: len(smoke_alarms(service)) == len(before), 20, "the alarms raised before the outage")
@@ -78,6 +80,7 @@ async def storm_through_outage(tmp_path: Path, sites: SiteDirectory, alarm_db: s
         await until(lambda: len(smoke_alarms(service)) == len(before) + len(during), 60, "every smoke alarm after the store came back")
         await until(lambda: not pipeline.lanes.snapshot()["alerting_down"], 10, "ingest to report alerting back")
         assert not service.store_health()["down"]
+        assert [h["down"] for h in health] == [True, False], "told once when the store went down, once when it came back"
         rows = smoke_alarms(service)
         assert sorted(str(r["device_id"]) for r in rows) == sorted(d.id for d in [*before, *during]), "one alarm per detector"
         assert all(r["occurrences"] == 1 and r["state"] in ("raised", "notified") for r in rows), rows
