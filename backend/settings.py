@@ -238,6 +238,8 @@ class OpsSettings(_Section):
     ready_max_backlog: int = Field(default=50_000, ge=1, description="/readyz answers not ready while more telemetry messages than this "
                                    "wait between the journal and the time-series store (ingest not keeping up).")
     ready_db_timeout_s: float = Field(default=2.0, gt=0, le=30, description="/readyz gives the database this long to answer SELECT 1.")
+    ready_max_queue_age_s: float = Field(default=60.0, gt=0, description="Scale-out: /readyz answers not ready while the oldest row "
+                                         "waiting in the uplink queue is older than this (the rules leader is stuck or missing).")
     hsts_max_age_s: int = Field(default=0, ge=0, description="Strict-Transport-Security max-age sent on every response; set it when the "
                                 "API is served over TLS (behind the reverse proxy). 0: the header is sent only on requests that arrived "
                                 "over HTTPS (X-Forwarded-Proto https), with one year.")

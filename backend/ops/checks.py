@@ -10,8 +10,10 @@ Checks, by name:
 - `broker_ingest`, `broker_publisher`: the MQTT connections of ingest and of the notice publisher are up;
 - `live_feed`: the console's live feed started and its watcher tasks still run;
 - `ingest`: the pipeline runs and its telemetry backlog is under ops.ready_max_backlog;
+- `ingest` also fails while alerting is unavailable (the pipeline's `alerting_down`: events wait in the journal);
 - `rules_leader` (cluster): some backend holds the rules seat (the PostgreSQL advisory lock relay.lock_key);
-- `uplink_queue` (ingest worker): the PostgreSQL uplink queue answers.
+- `uplink_queue`: on an ingest worker, the PostgreSQL uplink queue answers; on a cluster backend, its oldest
+  waiting row is younger than ops.ready_max_queue_age_s and this backend, when leader, is not retrying a row.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from backend.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from backend.clock import Clock
     from backend.ingest.service import IngestService
+    from backend.relay.leader import RulesSeat
     from backend.server import Backend
 
-__all__ = ["database_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check"]
+__all__ = ["database_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check", "queue_check"]
 
 
 def database_check(engine: sa.Engine, timeout_s: float) -> Callable[[], Any]:
@@ -76,6 +80,10 @@ def ingest_check(ingest: IngestService, max_backlog: int) -> Callable[[], Any]:
         pipeline = ingest.pipeline
         if not pipeline.running:
             return Verdict(False, "the ingest pipeline is not running")
+        down_since = getattr(pipeline.lanes, "alerting_down_since_ms", None)
+        if down_since is not None:
+            why = getattr(pipeline.lanes, "alerting_down_why", "")
+            return Verdict(False, f"alerting unavailable since {down_since} ms ({why}): events wait in the journal and are offered again")
         backlog = pipeline.backlog()
         if backlog > max_backlog:
             return Verdict(False, f"ingest is not keeping up: {backlog} telemetry messages wait for the store (limit {max_backlog})")
@@ -101,6 +109,31 @@ def leader_check(engine: sa.Engine, lock_key: int, timeout_s: float) -> Callable
     return check
 
 
+def queue_check(seat: RulesSeat, queue_url: str, clock: Clock, max_age_s: float) -> Callable[[], Any]:
+    """Scale-out: rows do not pile up in the uplink queue (its oldest waits less than `max_age_s`), and this backend,
+    when leader, is not stuck retrying one row (backend/relay/leader.py parks a row after bounded retries)."""
+    from backend.relay.queue import UplinkQueue
+
+    def probe(now_ms: int) -> dict[str, int | None]:
+        queue = UplinkQueue(queue_url)  # a connection per probe, closed at once: nothing left open between probes
+        try:
+            return queue.backlog(now_ms)
+        finally:
+            queue.close()
+
+    async def check() -> Verdict:
+        backlog = await asyncio.to_thread(probe, clock.now_ms())
+        age_ms = backlog.get("oldest_pending_age_ms")
+        if age_ms is not None and age_ms > max_age_s * 1000:
+            return Verdict(False, f"the uplink queue is stuck: {backlog['pending']} rows wait, the oldest for {age_ms / 1000:.0f} s")
+        retrying = seat.stuck().get("retrying") if seat.leader else None
+        if retrying:
+            return Verdict(False, f"the rules leader is retrying row {retrying.get('key')}: {retrying.get('reason')}")
+        return Verdict(True, f"{backlog['pending']} rows waiting")
+
+    return check
+
+
 def instrument_backend(app: FastAPI, backend: Backend) -> None:
     """Register a backend's readiness checks and hook its metrics (called once the backend's parts have started)."""
     s = backend.settings.ops
@@ -118,6 +151,9 @@ def instrument_backend(app: FastAPI, backend: Backend) -> None:
         metrics.watch_pipeline(ingest.pipeline.lanes)
     if backend.seat is not None:
         readiness.add("rules_leader", leader_check(backend.db, backend.settings.relay.lock_key, s.ready_db_timeout_s))
+        queue_url = backend.settings.relay.queue_db_url or backend.settings.storage.alarm_db_url
+        if queue_url is not None:
+            readiness.add("uplink_queue", queue_check(backend.seat, queue_url, backend.clock, s.ready_max_queue_age_s))
     service = getattr(backend, "alarm_service", None)
     if service is not None and hasattr(service, "add_listener"):
         service.add_listener(metrics.alarm_listener(backend.clock.now_ms))
@@ -130,6 +166,6 @@ def ingest_readiness(settings: Settings, ingest: IngestService, queue_url: str |
     readiness.add("broker_ingest", connected_check("ingest", lambda: ingest.worker.connected))
     readiness.add("ingest", ingest_check(ingest, settings.ops.ready_max_backlog))
     if queue_url is not None:
-        engine = sa.create_engine(queue_url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args={"connect_timeout": 2})
+        engine = sa.create_engine(queue_url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 2})  # a connection per probe
         readiness.add("uplink_queue", database_check(engine, settings.ops.ready_db_timeout_s))
     return readiness

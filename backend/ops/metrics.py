@@ -93,6 +93,8 @@ _LANE_COUNTERS = {
     "feed_failures": "Failed hand-offs to alerting (retried).",
     "journal_failures": "Failed journal commits.",
     "replayed_from_journal": "Messages replayed from the journal after a restart.",
+    "raised_cleaned": "Life-safety events refused for their content, then raised without detail and value.",
+    "alerting_outages": "Times alerting (the alarm store or the uplink queue) became unavailable to ingest.",
 }
 
 
@@ -111,12 +113,17 @@ def stats_families(stats: Mapping[str, Any]) -> list[Metric]:
     if isinstance(lanes, Mapping):
         for key, doc in _LANE_COUNTERS.items():
             out.append(_counter(f"shouwang_ingest_{key}", doc, lanes.get(key)))
+        if "alerting_down" in lanes:
+            out.append(_gauge("shouwang_alerting_down", "1 while alerting is unavailable to ingest (events wait in the journal).",
+                              int(bool(lanes["alerting_down"]))))
     out.append(_gauge("shouwang_ingest_telemetry_backlog", "Telemetry messages journaled but not yet stored (ingest keeping up: near 0).",
                       stats.get("backlog")))
     if "rules_leader" in stats:
         out.append(_gauge("shouwang_rules_leader", "1 while this backend holds the rules seat (cluster).", int(bool(stats["rules_leader"]))))
         out.append(_counter("shouwang_rules_terms", "Terms this backend has held the rules seat.", stats.get("rules_terms")))
         out.append(_counter("shouwang_rules_queue_rows", "Uplink-queue rows this backend applied as rules leader.", stats.get("rows")))
+        out.append(_counter("shouwang_rules_parked_rows", "Uplink-queue rows the rules leader parked after bounded retries (their content).",
+                            stats.get("parked")))
     loop = stats.get("loop")
     if isinstance(loop, Mapping):
         out.append(_counter("shouwang_event_loop_stalls", "Event-loop stalls longer than runtime.loop_stall_log_ms.", loop.get("stalls")))

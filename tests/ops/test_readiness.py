@@ -16,6 +16,7 @@ from backend.sites import SiteDirectory
 from backend.store.pg_local import LocalPostgres
 from broker.process import MosquittoProcess
 from tests.conftest import SAMPLE_SITE
+from tests.ops.test_metrics import smoke_alarm
 from tests.waiting import until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mosquitto, pytest.mark.slow]
@@ -56,8 +57,14 @@ async def test_readyz_follows_the_database_and_the_broker(backend: Backend, own_
         assert body["checks"]["broker_ingest"]["ok"]
         assert (await http.get("/livez")).status_code == 200
         assert (await http.get("/api/health")).json()["status"] == "degraded"
+        # A smoke alarm arriving meanwhile waits in ingest's journal: readiness says alerting is down until it is raised.
+        smoke = await smoke_alarm(backend.sites, mosquitto.port, "readyz-smoke-1")
+        code, body = await until(lambda: _unready(http, "ingest"), 30, "/readyz to report alerting unavailable to ingest")
+        assert "alerting unavailable" in body["checks"]["ingest"]["detail"]
         own_postgres.start()
-        await until(lambda: _is_ready(http), 30, "/readyz ready again after PostgreSQL came back")
+        await until(lambda: _is_ready(http), 60, "/readyz ready again after PostgreSQL came back")
+        await until(lambda: any(a.place.device == smoke for a in backend.alarm_service.store.open_alarms()), 30,
+                    "the smoke alarm that waited out the outage to be raised")
 
         mosquitto.stop()
         code, body = await until(lambda: _unready(http, "broker_ingest"), 30, "/readyz to report the broker down")
