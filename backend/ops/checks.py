@@ -157,7 +157,29 @@ def instrument_backend(app: FastAPI, backend: Backend) -> None:
     service = getattr(backend, "alarm_service", None)
     if service is not None and hasattr(service, "add_listener"):
         service.add_listener(metrics.alarm_listener(backend.clock.now_ms))
+    if backend.seat is not None:
+        _hear_each_term(backend.seat, metrics, backend.clock)
     backend.loopwatch.on_lag = metrics.loop_lag.observe
+
+
+def _hear_each_term(seat: RulesSeat, metrics: Metrics, clock: Clock) -> None:
+    """In a cluster the rules run in the leader's term, each with its own alarm service: observe the raise stage
+    from every term's service (the current one, if this backend already leads, and each new one)."""
+    told = seat.on_change
+
+    def listen() -> None:
+        if seat.service is not None:
+            seat.service.add_listener(metrics.alarm_listener(clock.now_ms))
+
+    def on_change(leader: bool) -> None:
+        if leader:
+            listen()
+        if told is not None:
+            told(leader)
+
+    seat.on_change = on_change
+    if seat.leader:
+        listen()
 
 
 def ingest_readiness(settings: Settings, ingest: IngestService, queue_url: str | None) -> Readiness:

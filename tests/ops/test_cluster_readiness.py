@@ -20,7 +20,7 @@ from backend.sites import SiteDirectory
 from backend.store.pg_local import LocalPostgres
 from broker.process import MosquittoProcess
 from tests.conftest import SAMPLE_SITE
-from tests.ops.test_metrics import smoke_alarm
+from tests.ops.test_metrics import scrape, smoke_alarm, value
 from tests.processes import JsonLineProcess, fresh_database
 from tests.scaleout.procs import POLICY, leader_and_standby, shouwang, wait_until, write_config
 
@@ -68,6 +68,10 @@ def test_a_frozen_rules_leader_makes_the_standby_report_a_stuck_queue(tmp_path: 
         os.kill(leader.proc.pid, signal.SIGCONT)
         frozen = None
         wait_until(lambda: readyz(urls[standby.name])[0] == 200, 60, "the standby ready again once the leader applies the queue")
+        # The leader's term raised the smoke alarm: its /metrics shows the raise stage of the life-safety histogram.
+        samples = scrape(httpx.get(f"{urls[leader.name]}/metrics", timeout=10).text)
+        assert value(samples, "shouwang_life_safety_latency_seconds_count", stage="raise") >= 1
+        assert value(samples, "shouwang_rules_leader") == 1
     finally:
         if frozen is not None and frozen.proc is not None:
             os.kill(frozen.proc.pid, signal.SIGCONT)
