@@ -13,7 +13,9 @@ login may use only client ids that start with its own gateway id (the edge agent
 publish only under `sw/v1/gw/{gw}/` (never `cmd/`) and read only its own `cmd/`: the rules of the production
 ACL (broker.mosquitto). amqtt 0.12.1 performs a client-id takeover (and, for a clean session, deletes the
 old session's subscriptions) *before* it looks at the authentication result, so a refused client could still
-make ingest deaf; `_GuardedBroker` authenticates first and touches no session for a refused CONNECT.
+make ingest deaf; the connect guard authenticates first and touches no session for a refused CONNECT. Gateway
+logins are refused until ingest (a service login) has subscribed to the devices' uplink, so nothing a gateway
+kept through an outage is acknowledged by a restarted broker before anyone reads it.
 
 Dying with the parent: started with `--parent-pid`, the child asks Linux for SIGTERM when its parent dies
 (PR_SET_PDEATHSIG) and also watches its parent pid, so a kill -9 of `shouwang run` takes the broker with it:
@@ -175,6 +177,22 @@ def gateway_may(gateway: str, action: str, topic: str) -> bool:
     return rest == "cmd/#" or rest.startswith("cmd/")  # subscribe / receive: its own commands only
 
 
+# Set (in the broker process) once a service login subscribes to the devices' uplink, i.e. ingest is reading.
+# Until then gateway logins are refused: a gateway reconnecting faster than a restarted centre's ingest would
+# otherwise hand its kept messages to a broker that acknowledges them to nobody.
+_CONSUMER = {"subscribed": False}
+
+
+def _covers_device_uplink(topic_filter: str) -> bool:
+    from broker.errors import InvalidTopic
+    from broker.topics import TopicFilter, event_topic
+
+    try:
+        return TopicFilter(topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter).matches(event_topic("gw", "dev"))
+    except (InvalidTopic, IndexError):
+        return False
+
+
 def _plugins() -> tuple[type[Any], type[Any]]:
     """The amqtt plugins, built on first use: only the child process imports amqtt."""
     from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
@@ -200,7 +218,12 @@ def _plugins() -> tuple[type[Any], type[Any]]:
             expected = self._gateways.get(user)
             if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
                 return False
-            return client_id == user or client_id.startswith(user + "-")
+            if not (client_id == user or client_id.startswith(user + "-")):
+                return False
+            if not _CONSUMER["subscribed"]:  # nobody reads the uplink yet: the gateway keeps its messages, retrying
+                self.context.logger.warning("refused gateway %s: the centre's ingest has not subscribed yet", user)
+                return False
+            return True
 
     class GatewayTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         """A gateway login publishes under its own prefix and reads its own commands; the service login anything."""
@@ -212,6 +235,8 @@ def _plugins() -> tuple[type[Any], type[Any]]:
         async def topic_filtering(self, *, session: Any = None, topic: str | None = None, action: Any = None) -> bool | None:
             user = _as_text(getattr(session, "username", None))
             if user == SERVICE_USER:
+                if str(action) == "subscribe" and topic is not None and _covers_device_uplink(topic):
+                    _CONSUMER["subscribed"] = True  # ingest is reading: gateways may now hand messages over
                 return True
             if not user or topic is None:
                 return False

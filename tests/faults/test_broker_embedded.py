@@ -30,7 +30,9 @@ from pathlib import Path
 
 import aiomqtt
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.embedded import ACCESS_FILE, SERVICE_USER, free_port
 from broker.kinds import EventKind
@@ -248,14 +250,18 @@ async def test_kill9_of_shouwang_run_takes_the_broker_with_it_and_the_restart_is
     site, _ = write_fixture_files(tmp_path, smokes=40)
     port = free_port()
     first = RunProcess(tmp_path / "var", site, port).start()
+    gateway: mqtt.Client | None = None
     try:
         assert first.running, "\n".join(first.output[-40:])
         assert first.proc is not None
         broker_pid = _embedded_broker_child(first.proc.pid)
+        gateway = _gateway_with_outbox(port, first)
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         await until(lambda: not _pid_alive(broker_pid), 10, f"the embedded broker (pid {broker_pid}) to die with its parent")
         assert _connect_refused(port), "a broker still accepts devices' messages that nobody reads"
+        # a smoke alarm while the centre is down: refused by nobody, kept by the gateway
+        gateway.publish(str(event_topic(GATEWAY, smoke_id(2))), _smoke("during-outage"), qos=1)
     finally:
         first.stop()
         with contextlib.suppress(ProcessLookupError, UnboundLocalError):
@@ -266,11 +272,27 @@ async def test_kill9_of_shouwang_run_takes_the_broker_with_it_and_the_restart_is
         assert second.running, "the restart failed:\n" + "\n".join(second.output[-40:])
         assert f"broker:   mqtt://127.0.0.1:{port} " in "\n".join(second.output)  # the same port, printed: gateways' configs still fit
         gw_password = second.access()["gateways"][GATEWAY]  # type: ignore[index]
-        async with aiomqtt.Client("127.0.0.1", port, identifier=f"{GATEWAY}-edge-uplink", username=GATEWAY, password=gw_password) as gw:
+        async with aiomqtt.Client("127.0.0.1", port, identifier=f"{GATEWAY}-edge-now", username=GATEWAY, password=gw_password) as gw:
             await gw.publish(str(event_topic(GATEWAY, smoke_id(1))), _smoke("after-restart"), qos=1)
-        await until(lambda: _all_in(second, [smoke_id(1)]), 20, "the alarm after the restart")
+        await until(lambda: _all_in(second, [smoke_id(1), smoke_id(2)]), 30,
+                    "the alarm after the restart, and the one the gateway kept through the outage")
     finally:
         second.stop()
+        if gateway is not None:
+            gateway.loop_stop()
+            gateway.disconnect()
+
+
+def _gateway_with_outbox(port: int, run: RunProcess) -> mqtt.Client:
+    """A gateway as the edge agent behaves: QoS 1, unlimited offline queue, reconnecting by itself."""
+    gw_password = str(run.access()["gateways"][GATEWAY])  # type: ignore[index]
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{GATEWAY}-edge-uplink", clean_session=False)
+    client.username_pw_set(GATEWAY, gw_password)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(1, 2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
 
 
 @contextlib.contextmanager
