@@ -19,6 +19,9 @@ from typing import IO
 
 from backend.ingest.handoff import Reading
 from backend.ingest.service import IngestService
+from backend.ops.checks import ingest_readiness
+from backend.ops.endpoint import OpsEndpoint
+from backend.ops.metrics import Metrics
 from backend.settings import load_settings
 from backend.sites.loader import load_site_directory
 from backend.sites.model import SiteDirectory
@@ -49,7 +52,13 @@ async def _main(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     with contextlib.ExitStack() as stack:
         feed = JsonlFeed(stack.enter_context(open(args.feed_log, "a", encoding="utf-8"))) if args.feed_log else None  # noqa: ASYNC230
-        async with IngestService(settings, sites, host, int(port), feed=feed, client_id=args.client_id) as service:
+        async with IngestService(settings, sites, host, int(port), feed=feed, client_id=args.client_id) as service, \
+                contextlib.AsyncExitStack() as ops:
+            if args.metrics_port is not None:  # /metrics, /livez, /readyz on their own port (docs/operations.md)
+                metrics = Metrics(stats=service.stats, process="ingest")
+                metrics.watch_pipeline(service.pipeline.lanes)
+                endpoint = await ops.enter_async_context(OpsEndpoint(ingest_readiness(settings, service, None), metrics, "127.0.0.1", args.metrics_port))
+                print(f"metrics on {endpoint.url}/metrics", flush=True)
             print("ingest ready", flush=True)
             await stop.wait()
             print(json.dumps(service.stats()), flush=True)
@@ -63,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--site", type=Path, default=None, help="site directory (YAML) for the device tags")
     p.add_argument("--client-id", default="shouwang-ingest")
     p.add_argument("--feed-log", default=None, help="append what is handed to alerting to this JSON-lines file")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics, /livez and /readyz on 127.0.0.1:PORT (0: a free one)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_main(args))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,3 +125,22 @@ def test_ingest_worker_serves_metrics_and_readiness_on_its_own_port(tmp_path: Pa
         assert value(after, "shouwang_event_loop_lag_seconds_count") > 0
     finally:
         worker.stop()
+
+
+def test_the_bare_ingest_runner_serves_metrics_on_request(tmp_path: Path, mosquitto: MosquittoProcess) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "backend.ingest", "--broker", f"127.0.0.1:{mosquitto.port}", "--data-dir", str(tmp_path / "ingest"),
+                             "--metrics-port", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("metrics on "), first
+        url = first.split()[-1].removesuffix("/metrics")
+        assert proc.stdout.readline().strip() == "ingest ready"
+        with httpx.Client(base_url=url, timeout=10) as http:
+            assert http.get("/readyz").status_code == 200
+            assert value(scrape(http.get("/metrics").text), "shouwang_process_info", process="ingest") == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        assert proc.stdout is not None
+        proc.stdout.close()
