@@ -44,13 +44,14 @@ class Centre:
     sms: RecordingChannel = field(default_factory=lambda: RecordingChannel("sms"))
     receipts_seen: list[Receipt] = field(default_factory=list)
     rate_limit: int = 6
+    quiet: bool = True  # the alarm service watches none of the site's devices (see above)
     alarms: AlarmService | None = None
     escalation: EscalationService | None = None
     bridge: AlarmLadderBridge | None = None
 
     async def _build(self) -> None:
-        quiet = dataclasses.replace(self.site, devices={}, gateways={}, rule_settings={})
-        self.alarms = AlarmService.for_sites(self.engine, quiet, self.clock)
+        watched = dataclasses.replace(self.site, devices={}, gateways={}, rule_settings={}) if self.quiet else self.site
+        self.alarms = AlarmService.for_sites(self.engine, watched, self.clock)
         await self.alarms.start()  # the core from the store; ticks are driven by the test
         store = EscalationStore(self.engine, self.policies)
         receipts = ReceiptStore(self.engine)
@@ -111,8 +112,8 @@ class Centre:
 
 
 @asynccontextmanager
-async def centre(engine: sa.Engine, site: SiteDirectory, *, start_ms: int = THU_0900, rate_limit: int = 6) -> AsyncIterator[Centre]:
-    c = Centre(engine, site, VirtualClock(start_ms), rate_limit=rate_limit)
+async def centre(engine: sa.Engine, site: SiteDirectory, *, start_ms: int = THU_0900, rate_limit: int = 6, quiet: bool = True) -> AsyncIterator[Centre]:
+    c = Centre(engine, site, VirtualClock(start_ms), rate_limit=rate_limit, quiet=quiet)
     await c._build()
     try:
         yield c

@@ -17,10 +17,12 @@ from alerting.book import AlarmBook
 from alerting.ladder import Contact, Response
 from alerting.lifecycle import AlarmState, Move
 from alerting.model import Persist, Place, Severity, Signal, SignalKind
+from backend.ingest.handoff import Reading
 from backend.notify import DeliveryStatus, Message
 from backend.sites import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
+from broker.kinds import DeviceKind
 from tests.escalation.centre import BUILDING, Centre, centre
 from tests.waiting import until
 
@@ -342,3 +344,25 @@ async def test_rederive_brings_one_alarms_ladder_in_line_with_the_store(db: sa.E
         assert c.pages(aid, "reopened") == ["c01-g1-w1"]
         await c.bridge.rederive(aid)
         assert c.pages(aid, "reopened") == ["c01-g1-w1"]
+
+
+async def test_residual_current_rising_past_500_ma_brings_in_the_fire_station(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    box = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.ELECTRICAL and d.id not in sample_site.rule_settings)
+    async with centre(db, sample_site, quiet=False) as c:  # the rules watch the site's devices: readings decide
+        assert c.alarms is not None
+        for value in (320.0, 330.0):
+            c.clock.advance(60)
+            t = c.clock.now_ms()
+            await c.alarms.on_readings([Reading(box.id, box.gateway, "residual_current_ma", value, t, t)])
+        await c.settle()
+        [alarm] = c.alarms.store.open_alarms()
+        assert (alarm.alarm_type, alarm.severity) == ("residual_current", Severity.MAJOR)
+        assert c.pages(alarm.id, "severity_raised") == []
+        c.clock.advance(60)
+        t = c.clock.now_ms()
+        await c.alarms.on_readings([Reading(box.id, box.gateway, "residual_current_ma", 600.0, t, t)])
+        await c.settle()
+        joined = set(c.pages(alarm.id, "severity_raised"))
+        station = {r.id for r in sample_site.responders.values() if r.role.value in ("fire_station_head", "fire_station_member")
+                   and r.community == sample_site.community_of_building(box.building)}
+        assert joined & station, "the micro fire station joins when the leak passes the critical level"
