@@ -20,6 +20,7 @@ from backend.sites import SiteDirectory
 from broker.process import MosquittoProcess
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import SAMPLE_SITE
+from tests.ops.test_metrics import smoke_alarm
 
 pytestmark = [pytest.mark.mosquitto]
 PAGES = ["/", "/static/console.js", "/api/alarms", "/api/docs", "/api/redoc", "/api/openapi.json", "/readyz", "/livez", "/metrics", "/r/not-a-token",
@@ -100,3 +101,33 @@ async def test_api_docs_render_with_the_internet_blocked(backend: Backend, brows
     assert blocked == [], f"the docs asked for outside resources: {blocked}"
     # ReDoc's footer logo points at its CDN: the policy blocks it before it leaves (the page needs nothing else).
     assert [e for e in errors if "Content Security Policy" in e and "cdn.redoc.ly/redoc/logo" not in e] == [], errors
+
+
+CSP_PROBE = "window.__csp = []; document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+
+
+@pytest.mark.browser
+async def test_the_console_works_under_its_content_security_policy(backend: Backend, browser: Browser, sample_site: SiteDirectory,
+                                                                  mosquitto: MosquittoProcess) -> None:
+    page = await browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    await page.add_init_script(CSP_PROBE)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    response = await page.goto(backend.url)
+    assert response is not None
+    assert "script-src 'self';" in response.headers["content-security-policy"], "the console is served under its policy"
+    await page.fill("#username", "admin")
+    await page.fill("#password", "admin-pass-2026")
+    await page.click("#login button[type=submit]")
+    await page.wait_for_selector("#feed-status[data-state=on]", timeout=15_000)  # the live feed (server-sent events) streams
+    device = await smoke_alarm(sample_site, mosquitto.port, "csp-smoke-1")
+    row = page.locator(f'#alarms tr[data-building="{sample_site.devices[device].building}"]')
+    await row.wait_for(timeout=10_000)
+    await row.click()
+    await page.wait_for_selector("#detail", state="visible")
+    await page.click('#tabs button[data-tab="map"]')
+    await page.wait_for_selector("#map rect[data-building]", timeout=10_000)
+    violations = await page.evaluate("window.__csp")
+    await page.close()
+    assert violations == [], f"the console needs something its policy forbids: {violations}"
+    assert errors == []
