@@ -162,6 +162,18 @@ class SimulateSettings(_Section):
     site_file: Path = Field(default=Path("sites/sample-community.yaml"), description="Site directory the system serves.")
     speed: float = Field(default=1.0, gt=0, description="Simulated-time multiplier for the live simulator (1.0 = real rates).")
     seed: int = Field(default=7, description="Seed of the simulator's random events.")
+    demo_events: bool = Field(
+        default=True,
+        description="Occasional demo happenings in the simulated community, so a newcomer sees the console at work: within the first "
+                    "minutes a smoke detector's low battery, a camera offline and back, a distribution box's residual current rising past "
+                    "300 mA (a pre-warning); a new round on other devices every demo_every_s (docs/simulators.md). false: readings and rare "
+                    "background events only.",
+    )
+    demo_smoke: bool = Field(
+        default=False,
+        description="Also a demo smoke alarm in each round (drill-marked, 演示 in its detail, never paging outside channels). Off unless asked for.",
+    )
+    demo_every_s: float = Field(default=1800.0, ge=600, description="Simulated seconds between demo rounds (each round picks other devices).")
 
 
 class PatrolConfig(_Section):

@@ -26,7 +26,7 @@ from backend.server import Backend
 from backend.settings import Settings
 from backend.sites import SiteDirectory
 from broker.embedded import SERVICE_USER, EmbeddedBroker, install_suffix, load_access
-from simulators.live import CommunitySimulator
+from simulators.live import CommunitySimulator, DemoEvents
 
 __all__ = ["System", "parse_mqtt_url"]
 
@@ -75,6 +75,7 @@ class System:
             if s.simulate.enabled:
                 self.simulator = await self._stack.enter_async_context(
                     CommunitySimulator(self.sites, self.broker_host, self.broker_port, speed=s.simulate.speed, seed=s.simulate.seed,
+                                       demo=DemoEvents(smoke=s.simulate.demo_smoke, every_s=s.simulate.demo_every_s) if s.simulate.demo_events else None,
                                        username=self.broker_username, password=self.broker_password)
                 )
                 self.simulating = True

@@ -80,6 +80,7 @@ class _Do(StrEnum):
     HEAT = "heat"
     LOW_BATTERY = "low_battery"
     DRILL_OFF = "drill_off"
+    REPAIR = "repair"
 
 
 _STICKY = frozenset({_Do.SMOKE_ON, _Do.TAMPER_ON, _Do.FLAP_ON, _Do.DRIFT, _Do.HEAT, _Do.LOW_BATTERY})
@@ -92,6 +93,7 @@ class _Action:
     duration_s: float = 0.0
     rate: float = 0.0
     drill: bool = False
+    detail: str | None = None  # what the device's event says, when not its usual text (a demo's marking)
 
 
 def _due(phase: F64, interval: F64, t0: float, t1: float) -> tuple[I64, F64]:
@@ -143,6 +145,7 @@ class Fleet:
         self.el_rated_a = np.where(self.el_box, 250.0, 40.0)  # a unit's feeder vs a flat's 40 A breaker
         self.el_rise_c = rng.uniform(25.0, 35.0, ne)  # rise at rated current
         self.el_leak_base = rng.uniform(1.5, 8.0, ne)
+        self.el_leak_healthy = self.el_leak_base.copy()  # what a repaired circuit goes back to
         drifting = rng.random(ne) < p.drift_fault_fraction
         self.el_drift_rate = np.where(drifting, rng.uniform(*p.drift_ma_per_h, ne), 0.0)
         self.el_drift_start = np.where(drifting, self.t + rng.uniform(0.0, DAY_S, ne), np.inf)
@@ -218,10 +221,12 @@ class Fleet:
     def _push(self, at: float | None, action: _Action) -> None:
         heapq.heappush(self._pending, (self.t if at is None else at, next(self._seq), action))
 
-    def smoke_alarm(self, device_id: str, *, at: float | None = None, duration_s: float | None = None, drill: bool = False) -> None:
-        """Smoke at a detector from `at`; it clears by itself after duration_s (None: only by smoke_clear)."""
+    def smoke_alarm(self, device_id: str, *, at: float | None = None, duration_s: float | None = None, drill: bool = False,
+                    detail: str | None = None) -> None:
+        """Smoke at a detector from `at`; it clears by itself after duration_s (None: only by smoke_clear).
+        `detail` replaces the event's text (a demo says it is one)."""
         i = self.device_index(device_id, DeviceKind.SMOKE)
-        self._push(at, _Action(_Do.SMOKE_ON, i, duration_s or 0.0, drill=drill))
+        self._push(at, _Action(_Do.SMOKE_ON, i, duration_s or 0.0, drill=drill, detail=detail))
 
     def smoke_clear(self, device_id: str, *, at: float | None = None, drill: bool = False) -> None:
         self._push(at, _Action(_Do.SMOKE_OFF, self.device_index(device_id, DeviceKind.SMOKE), drill=drill))
@@ -242,9 +247,14 @@ class Fleet:
     def camera_outage(self, device_id: str, *, at: float | None = None, duration_s: float = 300.0, drill: bool = False) -> None:
         self._push(at, _Action(_Do.FLAP_ON, self.device_index(device_id, DeviceKind.CAMERA), duration_s, drill=drill))
 
-    def leakage_drift(self, device_id: str, *, at: float | None = None, ma_per_h: float = 60.0, drill: bool = False) -> None:
-        """Residual current starts rising by ma_per_h from `at` (a slowly failing insulation)."""
-        self._push(at, _Action(_Do.DRIFT, self.device_index(device_id, DeviceKind.ELECTRICAL), rate=ma_per_h, drill=drill))
+    def leakage_drift(self, device_id: str, *, at: float | None = None, ma_per_h: float = 60.0, drill: bool = False,
+                      duration_s: float | None = None) -> None:
+        """Residual current starts rising by ma_per_h from `at` (a slowly failing insulation); after duration_s (None:
+        never) an electrician repairs it and the circuit is back at its own baseline."""
+        i = self.device_index(device_id, DeviceKind.ELECTRICAL)
+        self._push(at, _Action(_Do.DRIFT, i, rate=ma_per_h, drill=drill))
+        if duration_s is not None:
+            self._push((self.t if at is None else at) + duration_s, _Action(_Do.REPAIR, i, drill=drill))
 
     def heating(self, device_id: str, *, at: float | None = None, c_per_min: float = 1.0, duration_s: float = 3600.0, drill: bool = False) -> None:
         """A loose terminal: the cable's settling temperature climbs c_per_min for duration_s, then the fault ends."""
@@ -328,7 +338,7 @@ class Fleet:
                 case _Do.SMOKE_ON:
                     if not self.smoke_on[i]:
                         self.smoke_on[i] = True
-                        self._event(t, i, EventKind.SMOKE_ALARM, drill=d, detail="smoke detected")
+                        self._event(t, i, EventKind.SMOKE_ALARM, drill=d, detail=act.detail or "smoke detected")
                     if act.duration_s > 0:
                         self._push(t + act.duration_s, _Action(_Do.SMOKE_OFF, i, drill=d))
                 case _Do.SMOKE_OFF:
@@ -360,6 +370,10 @@ class Fleet:
                     sl = slice(r, r + 1)
                     base = float(leakage_ma(self.el_leak_base[sl], self.el_drift_rate[sl], self.el_drift_start[sl], np.array([t]), np.zeros(1))[0])
                     self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = base, t, act.rate
+                case _Do.REPAIR:
+                    r = self._el_row[i]
+                    self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = self.el_leak_healthy[r], np.inf, 0.0
+                    self.drill[i] = False
                 case _Do.HEAT:
                     r = self._el_row[i]
                     self.el_heat_start[r], self.el_heat_until[r], self.el_heat_rate[r] = t, t + act.duration_s, act.rate

@@ -7,7 +7,9 @@ How this works:
     │  GatewayStatus online, then publishes whatever the generator queues for it; on a lost connection it
     │  reconnects with backoff, keeping its queue (a gateway buffers while its uplink is down).
     └─ task "sim-generator": advances the Fleet in fixed steps of simulated time, sleeping on the injected
-       clock until each step's end, encodes the step and hands each message to its gateway's link.
+       clock until each step's end, encodes the step and hands each message to its gateway's link. With
+       `demo` (DemoEvents, what `shouwang run` does by default) it first injects each demo round that is due,
+       on the same simulated clock, so a test at a high speed sees the first minutes in seconds.
   Readiness: `ready` is set once every link has connected and published its status.
   Shutdown, in order: stop the generator, let each link drain its queue and publish a clean retained
   offline status, disconnect.
@@ -26,6 +28,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import random
 import secrets
 import socket
 import time
@@ -40,7 +43,7 @@ import aiomqtt
 
 from backend.sites.model import Device, SiteDirectory
 from broker.errors import MessageRejected
-from broker.kinds import EventKind, GatewayState
+from broker.kinds import DeviceKind, EventKind, GatewayState
 from broker.schemas import DeviceEvent, GatewayCommand, decode_message, encode
 from broker.topics import TopicKind, command_filter, event_topic
 from simulators.clock import ScaledClock, SimClock
@@ -53,6 +56,8 @@ from simulators.signals import SimulationProfile
 __all__ = [
     "BrokerUnreachable",
     "CommunitySimulator",
+    "DemoEvents",
+    "DemoRounds",
     "GatewayLink",
     "PublishStats",
     "SimulatorError",
@@ -107,6 +112,77 @@ class PublishStats:
     @property
     def total(self) -> int:
         return sum(self.sent.values())
+
+
+DEMO_SMOKE_DETAIL = "演示：模拟烟感报警，并非真实火情（demo smoke alarm, not a real fire）"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoEvents:
+    """Occasional happenings of the sample community, so a newcomer sees the system at work (docs/simulators.md).
+
+    Offsets count from the start of each round in simulated seconds; the first round starts with the simulator.
+    A smoke detector's battery runs low (battery_at_s). A camera loses its link for camera_outage_s from
+    camera_at_s: its gateway declares it offline after three missed keepalives (GB/T 28181, 3 x 60 s) and online
+    again when it is back. A unit's distribution box's residual current rises leakage_ma_per_min from
+    leakage_at_s past the 300 mA setting (a pre-warning, 电气火灾预警 / 剩余电流超限) and an electrician repairs it
+    leakage_s later, before it reaches the 500 mA critical level. Only with smoke=True: a demo smoke alarm at
+    smoke_at_s, drill-marked and saying 演示 in its detail (the console shows it as a drill, drill notices never
+    reach outside channels), cleared smoke_s later. Every every_s a new round picks other devices.
+    """
+
+    every_s: float = 1800.0
+    battery_at_s: float = 60.0
+    camera_at_s: float = 90.0  # after the camera's first keepalives: one never heard from is "not yet commissioned", not offline
+    camera_outage_s: float = 240.0
+    leakage_at_s: float = 45.0
+    leakage_ma_per_min: float = 90.0  # from a few mA past 300 mA in ~3.3 min; two 60 s reports above it before the repair
+    leakage_s: float = 324.0  # peak ~ 5 + 90 x 5.4 = 491 mA: a pre-warning, never the 500 mA critical level
+    smoke: bool = False
+    smoke_at_s: float = 120.0
+    smoke_s: float = 90.0
+
+
+class DemoRounds:
+    """Which devices each demo round uses (seeded, from the gateways this simulator speaks for) and when rounds are due."""
+
+    def __init__(self, demo: DemoEvents, fleet: Fleet, gateways: Collection[str], seed: int) -> None:
+        self.demo, self.fleet = demo, fleet
+        rng = random.Random(seed)
+        mine = [d for d in fleet.devices if d.gateway in set(gateways)]
+
+        def pick(devices: list[Device]) -> list[str]:
+            ids = [d.id for d in devices]
+            rng.shuffle(ids)
+            return ids
+
+        electrical = [d for d in mine if d.kind is DeviceKind.ELECTRICAL]
+        boxes = [d for d in electrical if d.household is None and d.report_interval_s <= 60] or electrical  # a unit's box reports each minute
+        self.boxes = pick(boxes)
+        self.cameras = pick([d for d in mine if d.kind is DeviceKind.CAMERA])
+        self.smokes = pick([d for d in mine if d.kind is DeviceKind.SMOKE])
+        self.start = fleet.t
+        self.rounds = 0
+
+    def inject_due(self, until: float) -> None:
+        """Inject every round that starts at or before simulated time `until`."""
+        d, f = self.demo, self.fleet
+        while self.start + self.rounds * d.every_s <= until:
+            k, t = self.rounds, self.start + self.rounds * d.every_s
+            self.rounds += 1
+            if self.smokes:
+                f.low_battery(self.smokes[k % len(self.smokes)], at=t + d.battery_at_s)
+            if self.cameras:
+                camera = self.cameras[k % len(self.cameras)]
+                heard = 1.5 * f.devices[f.index[camera]].report_interval_s  # its first keepalive has reached the centre
+                f.camera_outage(camera, at=t + max(d.camera_at_s, heard), duration_s=d.camera_outage_s)
+            if self.boxes:
+                f.leakage_drift(self.boxes[k % len(self.boxes)], at=t + d.leakage_at_s, ma_per_h=d.leakage_ma_per_min * 60.0,
+                                duration_s=d.leakage_s)
+            if d.smoke and self.smokes:
+                smoke = self.smokes[(k + 1) % len(self.smokes)]  # not the detector whose battery is low
+                f.smoke_alarm(smoke, at=t + d.smoke_at_s, duration_s=d.smoke_s, drill=True, detail=DEMO_SMOKE_DETAIL)
+            log.info("demo round %d injected (docs/simulators.md; simulate.demo_events = false turns it off)", k + 1)
 
 
 class GatewayLink:
@@ -279,6 +355,7 @@ class CommunitySimulator:
         encoder: StepEncoder | None = None,
         dialect_topics: DialectTopics | None = None,
         drill_links: bool = False,
+        demo: DemoEvents | None = None,
     ) -> None:
         self.sites = sites
         self.speed = speed
@@ -313,6 +390,7 @@ class CommunitySimulator:
             )
             for gw in chosen
         }
+        self._demo = DemoRounds(demo, self.fleet, self.links, seed) if demo is not None else None
         self._connect_timeout_s = connect_timeout_s
         self._stack = AsyncExitStack()
         self._generator: asyncio.Task[None] | None = None
@@ -358,6 +436,8 @@ class CommunitySimulator:
         fleet, t_end = self.fleet, None if self.duration_s is None else self.fleet.t + self.duration_s
         for k in itertools.count(1):
             t1 = self.stats.sim_time + self.step_s if t_end is None else min(t_end, self.stats.sim_time + self.step_s)
+            if self._demo is not None:
+                self._demo.inject_due(t1)
             await self.clock.sleep_until(t1)
             step = fleet.advance(t1)
             for out in self.encoder.step(step, self.by_device):
@@ -396,14 +476,17 @@ async def run_community(
     dialects: DialectMode = "native",
     username: str | None = None,
     password: str | None = None,
+    demo: DemoEvents | None = None,
 ) -> None:
     """Publish the community until cancelled (as `shouwang run` does). Random smoke alarms and SOS presses
-    happen only with life_safety_events=True; the default profile never cries wolf."""
+    happen only with life_safety_events=True; the default profile never cries wolf. `demo`: the occasional
+    demo happenings (DemoEvents)."""
     chosen = profile or SimulationProfile.live()
     if life_safety_events:
         chosen = chosen.lively()
     async with CommunitySimulator(
-        sites, host, port, speed=speed, seed=seed, clock=clock, profile=chosen, dialects=dialects, username=username, password=password
+        sites, host, port, speed=speed, seed=seed, clock=clock, profile=chosen, dialects=dialects, username=username, password=password,
+        demo=demo,
     ):
         if ready is not None:
             ready.set()
