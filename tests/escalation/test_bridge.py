@@ -366,3 +366,19 @@ async def test_residual_current_rising_past_500_ma_brings_in_the_fire_station(db
         station = {r.id for r in sample_site.responders.values() if r.role.value in ("fire_station_head", "fire_station_member")
                    and r.community == sample_site.community_of_building(box.building)}
         assert joined & station, "the micro fire station joins when the leak passes the critical level"
+
+
+async def test_a_maintenance_window_ended_on_a_smoke_detector_still_in_alarm_pages_again(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    smoke = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE and d.building == BUILDING)
+    async with centre(db, sample_site, quiet=False) as c:  # the stored windows need the site's devices
+        aid = await c.raise_("smoke", f"device:{smoke.id}")
+        await c.settle()
+        assert c.alarms is not None
+        w = await c.alarms.maintenance.create(building_id=BUILDING, scope="device", device_id=smoke.id, author="tech.wang", reason="更换探头",
+                                              ends_ms=c.clock.now_ms() + 3_600_000, override_reason="探头更换，现场有人值守")
+        await c.settle()
+        assert state_of(c, aid) is AlarmState.SILENCED
+        await c.alarms.maintenance.end(w.id, "tech.wang", "提前结束")  # the detector is still in alarm
+        await c.settle()
+        assert set(c.pages(aid, "reopened")) >= FIRE_ENTRY
+        assert state_of(c, aid) is AlarmState.NOTIFIED
