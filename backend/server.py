@@ -195,7 +195,7 @@ class Backend:
         return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self._ingest_stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
-            escalation=self.escalation.service, console=self.console, feed=self.feed, extras={"one_tap": one_tap},
+            escalation=self.escalation.service, console=self.console, feed=self.feed, extras={"one_tap": one_tap, "api": s.api},
         )
 
     async def _start_cluster(self, data_dir: Path) -> ApiDeps:
@@ -239,7 +239,7 @@ class Backend:
         return ApiDeps(
             alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
             sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, console=self.console, feed=self.feed,
-            extras={"one_tap": one_tap},
+            extras={"one_tap": one_tap, "api": s.api},
         )
 
     @contextlib.contextmanager

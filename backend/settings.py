@@ -153,6 +153,11 @@ class ApiSettings(_Section):
     login_max_waiting: int = Field(
         default=16, ge=1, description="Password checks queued for the hashing threads beyond which a new login gets 429 at once (a flood from many addresses).",
     )
+    login_refusal_delay_s: float = Field(
+        default=1.0, ge=0, le=30,
+        description="A throttled login's 429 is held this long (never past its Retry-After), so a flood that ignores Retry-After slows itself down "
+                    "instead of keeping the event loop busy; 0: answer at once.",
+    )
 
 
 class SimulateSettings(_Section):

@@ -13,18 +13,17 @@ app's lifespan start its own (uvicorn with lifespan "on", or a TestClient).
 (No `from __future__ import annotations` here: FastAPI must see the real dependency objects in route signatures.)
 """
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from backend.api.auth import Auth, Capability, Principal
+from backend.api.auth import Auth, Capability, LoginPolicy, Principal
 from backend.api.console_admin import admin_router
 from backend.api.console_alarms import alarms_router
 from backend.api.console_maintenance import maintenance_router
@@ -114,16 +113,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    auth = Auth(deps.users, deps.signer, deps.clock, deps.sites)
+    auth = Auth(deps.users, deps.signer, deps.clock, deps.sites, LoginPolicy.of(deps.extras))
     moves: AlarmMoves = deps.alarm_service if deps.alarm_service is not None else StoreMoves(deps.alarms, deps.clock)
     records = ConsoleRecords(deps.alarms.engine)
 
     @app.post("/api/login", tags=["auth"], summary="Log in with a password; returns a session token for one duty shift",
-              responses={400: ERRORS[400], 401: ERRORS[401], 422: ERRORS[422]})
-    async def login(body: LoginRequest) -> LoginResponse:
-        user = await asyncio.to_thread(deps.users.authenticate, body.username, body.password)
-        if user is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+              responses={400: ERRORS[400], 401: ERRORS[401], 422: ERRORS[422], 429: {**ERRORS[401], "description": "too many logins: see Retry-After"}})
+    async def login(request: Request, body: LoginRequest) -> LoginResponse:
+        user = await auth.logins.attempt(request, body.username, body.password)  # own threads, throttled, audited (backend/api/auth.py)
         auth.principal_of(user, "session")  # a login with an unknown role is refused here, not on every request
         token = deps.signer.sign({"sub": user.username}, deps.clock.now_ms() / 1000, SESSION_TTL_S)
         return LoginResponse(token=token, username=user.username, role=user.role, display_name=user.display_name, scope=user.scope, expires_in_s=SESSION_TTL_S)

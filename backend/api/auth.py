@@ -22,7 +22,9 @@ client address until its password proves right; once either has `api.login_accou
 `api.login_address_failures` failures within `api.login_window_s`, its logins answer 429 with Retry-After
 (when the oldest failure leaves the window) without hashing anything (the password threads also run at a lower
 CPU priority, `api.login_hash_niceness`, so on a busy machine alarms get the processor first); when more than `api.login_max_waiting`
-checks already wait for the hashing threads, a new one answers 429 at once. Every password check is written
+checks already wait for the hashing threads, a new one answers 429 at once. A 429 is held for
+`api.login_refusal_delay_s` (1 s) before it is sent, so a flood that ignores Retry-After slows itself down
+instead of spinning the event loop the alarms share. Every password check is written
 to the user store's login audit (who, which address, when, the outcome), and so are refusals, at most one row
 a minute per account, per address (and for all "busy" refusals together) with the number of refusals it stands
 for. A 429 is Chinese by default
@@ -268,6 +270,7 @@ class LoginPolicy:
     address_failures: int = 20
     max_waiting: int = 16
     hash_niceness: int = 10
+    refusal_delay_s: float = 1.0
 
     @classmethod
     def of(cls, extras: Mapping[str, Any] | None) -> "LoginPolicy":
@@ -276,7 +279,7 @@ class LoginPolicy:
         if api is None:
             return cls()
         return cls(api.login_hash_threads, api.login_window_s, api.login_account_failures, api.login_address_failures, api.login_max_waiting,
-                   api.login_hash_niceness)
+                   api.login_hash_niceness, api.login_refusal_delay_s)
 
 
 class FailureWindow:
@@ -356,6 +359,7 @@ class LoginGuard:
     """Password checks on their own threads, throttled per account and per client address, audited."""
 
     AUDIT_COALESCE_MS: Final = 60_000  # refusals of one account or address are written at most once a minute
+    MAX_HELD: Final = 1_000  # refusals held for refusal_delay_s at once; beyond, answered at once (a held one costs a few KB)
 
     def __init__(self, users: UserStore, clock: Clock, policy: LoginPolicy | None = None) -> None:
         self.users = users
@@ -366,8 +370,10 @@ class LoginGuard:
         self.addresses = FailureWindow(self.policy.address_failures, window_ms)
         self.pool = ThreadPoolExecutor(self.policy.hash_threads, thread_name_prefix="password-hash", initializer=_lower_priority,
                                        initargs=(self.policy.hash_niceness,))
+        self.audit_pool = ThreadPoolExecutor(1, thread_name_prefix="login-audit")  # normal priority, never queued behind password checks
         self.waiting = 0
         self.refused = 0
+        self.held = 0
         self._refusals: dict[tuple[str, str], tuple[int, int]] = {}  # (outcome, key) -> (last row written at, refusals since)
 
     async def hashing(self, fn: Callable[..., T], *args: Any) -> T:
@@ -389,9 +395,12 @@ class LoginGuard:
         self.addresses.fail(address, now)
         self.waiting += 1
         try:
-            user = await self.hashing(self._check, username, password, address, now)
+            user = await self.hashing(self.users.authenticate, username, password)
         finally:
             self.waiting -= 1
+        # written from a thread at normal priority: a nicer password thread holding SQLite's write lock could stall an alarm's commit
+        entry = LoginAudit(now, username, address, "ok" if user is not None else "wrong", 0, None)
+        await asyncio.get_running_loop().run_in_executor(self.audit_pool, self.users.audit_login, entry)
         if user is not None:
             self.accounts.forgive(username, now, all_of_them=True)
             self.addresses.forgive(address, now)
@@ -403,16 +412,18 @@ class LoginGuard:
         try:
             user = await self.login(username, password, address)
         except LoginThrottled as exc:
+            delay = min(self.policy.refusal_delay_s, exc.retry_after_s)
+            if delay > 0 and self.held < self.MAX_HELD:  # a flood ignoring Retry-After waits here, cheaply, not in a busy loop
+                self.held += 1
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self.held -= 1
             english = wants_english(request.headers.get("accept-language"))
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, exc.detail(english=english),
                                 headers={"Retry-After": str(exc.retry_after_s)}) from exc
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-        return user
-
-    def _check(self, username: str, password: str, address: str, now_ms: int) -> User | None:
-        user = self.users.authenticate(username, password)
-        self.users.audit_login(LoginAudit(now_ms, username, address, "ok" if user is not None else "wrong", 0, None))
         return user
 
     async def _refuse(self, exc: LoginThrottled, username: str, address: str, now_ms: int) -> None:
@@ -429,8 +440,10 @@ class LoginGuard:
             del self._refusals[next(iter(self._refusals))]
         if since == 1:
             log.warning("login refused (%s) for %r from %s: retry after %d s", exc.outcome, username, address, exc.retry_after_s)
-        await self.hashing(self.users.audit_login, LoginAudit(now_ms, username, address, exc.outcome, since, exc.retry_after_s))
+        entry = LoginAudit(now_ms, username, address, exc.outcome, since, exc.retry_after_s)
+        await asyncio.get_running_loop().run_in_executor(self.audit_pool, self.users.audit_login, entry)
         raise exc
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.audit_pool.shutdown(wait=False, cancel_futures=True)
