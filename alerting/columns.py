@@ -232,16 +232,18 @@ class ResidualDrift(Columns):
 
 
 class Presence(Columns):
-    """Per device: last heard (the centre's receive time, never the device's own clock), how long silence may last,
-    whether it is lost, disabled or unknown (a bridge in front of it is gone: not judged until heard again), and
-    its clock check (`skew_since`: receive time of the first of an unbroken run of late messages, -1 none)."""
+    """Per device: last heard (the centre's receive time, never the device's own clock; until it is first heard, the
+    time it was added), how long silence may last, whether it has ever been heard (`heard`: a device never heard since
+    it was added is not yet commissioned, never lost; `uncommissioned`: counted in its gateway's commissioning
+    notice), whether it is lost, disabled or unknown (a bridge in front of it is gone: not judged until heard again),
+    and its clock check (`skew_since`: receive time of the first of an unbroken run of late messages, -1 none)."""
 
-    _state = ("last_seen", "lost", "disabled", "unknown", "unknown_drill", "skew_since", "skewed")
+    _state = ("last_seen", "lost", "disabled", "unknown", "unknown_drill", "skew_since", "skewed", "heard", "uncommissioned")
     _fields: ClassVar[dict[str, tuple[Any, Any]]] = {
         "last_seen": (np.int64, -1), "window_ms": (np.int64, np.iinfo(np.int64).max // 4), "lost": (np.bool_, False),
         "disabled": (np.bool_, False), "gateway": (np.int64, -1), "household": (np.int64, -1), "mains": (np.bool_, False),
         "building": (np.int64, -1), "unknown": (np.bool_, False), "unknown_drill": (np.bool_, False),
-        "skew_since": (np.int64, -1), "skewed": (np.bool_, False),
+        "skew_since": (np.int64, -1), "skewed": (np.bool_, False), "heard": (np.bool_, False), "uncommissioned": (np.bool_, False),
     }
     last_seen: I64
     window_ms: I64
@@ -255,15 +257,25 @@ class Presence(Columns):
     unknown_drill: B
     skew_since: I64
     skewed: B
+    heard: B
+    uncommissioned: B
 
-    def silent(self, n: int, now_ms: int, gateway_down: B) -> I64:
-        """Slots (< n) newly silent past their window, not unknown nor behind a gateway that is down; marks them lost."""
+    def _overdue(self, n: int, now_ms: int, gateway_down: B) -> B:
         ls = self.last_seen[:n]
         gw = self.gateway[:n]
         behind_down = np.where(gw >= 0, gateway_down[np.maximum(gw, 0)], False)
-        hit = np.flatnonzero(~self.lost[:n] & ~self.disabled[:n] & ~self.unknown[:n] & (ls >= 0) & (now_ms - ls > self.window_ms[:n]) & ~behind_down)
-        self.lost[hit] = True
-        return hit
+        return ~self.disabled[:n] & ~self.unknown[:n] & (ls >= 0) & (now_ms - ls > self.window_ms[:n]) & ~behind_down
+
+    def silent(self, n: int, now_ms: int, gateway_down: B) -> tuple[I64, I64]:
+        """Slots (< n) past their window, not unknown nor behind a gateway that is down: (newly lost: heard before,
+        now silent; marked lost), (newly overdue without ever being heard: not yet commissioned; marked so)."""
+        due = self._overdue(n, now_ms, gateway_down)
+        heard = self.heard[:n]
+        lost = np.flatnonzero(due & heard & ~self.lost[:n])
+        self.lost[lost] = True
+        waiting = np.flatnonzero(due & ~heard & ~self.uncommissioned[:n])
+        self.uncommissioned[waiting] = True
+        return lost, waiting
 
 
 class GatewayPresence(Columns):

@@ -11,6 +11,13 @@ audit entries, record a self-test); nothing here reads a clock, touches a file o
 - `tick`            absence (devices, gateway patrol), welfare, silences ending, suppressed effects returning
 - `move`, `add_window`  people's moves and maintenance windows
 
+Commissioning: a device of the site directory that has never been heard since it was added (`Presence.heard`) is
+not yet commissioned (未上线), never lost: past its absence window it is counted in ONE notice per gateway
+(`devices_uncommissioned`, severity info; the default ladder shows it on the duty console and pages nobody), whose
+count follows as devices report for the first time; it closes when all have. Only a device heard once (a real
+message: drills do not commission a device) and silent since is lost (`comm_lost`). `heard` is part of the
+snapshot, so a restart turns neither kind into the other.
+
 Causal rules: a building's power outage (power_lost from any device in it) is ONE alarm; communication-lost
 alarms of its mains-powered devices (cameras, electrical monitors) and the offline/patrol alarms of its
 gateways are raised SUPPRESSED with the outage as cause. A gateway that is down makes its devices unknown:
@@ -37,7 +44,7 @@ from alerting.lifecycle import TRANSITIONS, AlarmState, Move
 from alerting.model import Action, AlarmKey, DeviceRecord, Place, Severity, Signal, SignalKind
 from broker.kinds import AvailabilityState, DeviceKind, EventKind
 
-__all__ = ["Batch", "Engine", "ReadingLike"]
+__all__ = ["DEVICES_UNCOMMISSIONED", "DEVICES_UNKNOWN", "Batch", "Engine", "ReadingLike"]
 
 I64 = npt.NDArray[np.int64]
 MAINS_POWERED = frozenset({DeviceKind.CAMERA, DeviceKind.ELECTRICAL})
@@ -47,6 +54,7 @@ GATEWAY_OFFLINE = "gateway_offline"
 CONFIRMED_FIRE = "confirmed_fire"
 WELFARE = "welfare_check"
 DEVICES_UNKNOWN = "devices_unknown"
+DEVICES_UNCOMMISSIONED = "devices_uncommissioned"
 CLOCK_SKEW = "clock_skew"
 LIFE_SAFETY_KINDS = (DeviceKind.SMOKE, DeviceKind.SOS)  # named first when a bridge blinds them
 _KIND_NAMES = {DeviceKind.SMOKE: "烟感", DeviceKind.SOS: "一键呼救", DeviceKind.ELECTRICAL: "电气监测", DeviceKind.CAMERA: "摄像机",
@@ -159,6 +167,7 @@ class Engine:
         self.hh_info: list[tuple[str, str, int | None, str]] = []
         self.smoke_active: dict[tuple[str, int | None, bool], set[str]] = {}
         self._unknown: dict[tuple[str, bool], set[str]] = {}  # (gateway, drill) -> devices behind it that are unknown
+        self._uncommissioned: dict[str, set[str]] = {}  # gateway -> devices never heard, past their window (one notice each)
         self._skew_ms = round(rules.clock_skew_max_s * 1000)
         self.building_rise_ms: dict[tuple[str, bool], int] = {}
         for gw, building in site.gateways():
@@ -315,7 +324,7 @@ class Engine:
         out: list[Action] = []
         dev = self.series_dev[b.slot]
         recv = np.full(len(b), now_ms, dtype=np.int64) if b.recv_ms is None else np.where(b.recv_ms < 0, now_ms, b.recv_ms)
-        out += self._seen(dev, recv, now_ms)
+        out += self._seen(dev, recv, now_ms, b.drill)
         out += self._clock_check(dev, b.ts_ms, recv, b.drill, now_ms)
         if self._power_metric >= 0:
             active = (b.metric == self._power_metric) & (b.value >= self.rules.welfare_activity_power_w)
@@ -370,12 +379,18 @@ class Engine:
                 out += self.book.signal(sig, now_ms)
         return out
 
-    def _seen(self, dev: I64, recv: I64, now_ms: int) -> list[Action]:
-        """Devices heard, at the centre's receive times `recv` (a device's or gateway's own clock never moves liveness)."""
+    def _seen(self, dev: I64, recv: I64, now_ms: int, drill: npt.NDArray[np.bool_] | None = None) -> list[Action]:
+        """Devices heard, at the centre's receive times `recv` (a device's or gateway's own clock never moves liveness).
+        A real message (`drill` False) commissions a device never heard before."""
         p = self.presence
         np.maximum.at(p.last_seen, dev, recv)
-        back = dev[p.lost[dev]]
         out: list[Action] = []
+        first = ~p.heard[dev] if drill is None else ~p.heard[dev] & ~drill
+        if first.any():
+            new = np.unique(dev[first])
+            p.heard[new] = True
+            out += self._commissioned(new[p.uncommissioned[new]], now_ms, "已上线")
+        back = dev[p.lost[dev]]
         for i in np.unique(back):
             p.lost[i] = False
             d = self._dev_list[int(i)]
@@ -457,6 +472,50 @@ class Engine:
                      place=Place(gateway=gateway, building=building), detail=detail, refresh_detail=True)
         return list(self.book.signal(sig, now_ms))
 
+    # -- commissioning (devices never heard since they were added) ---------------------------------------
+    def _waiting(self, slots: I64, now_ms: int) -> list[Action]:
+        """Never-heard devices past their window: counted in their gateways' commissioning notices (one each)."""
+        p = self.presence
+        p.uncommissioned[slots] = True
+        gateways: set[str] = set()
+        for i in slots:
+            d = self._dev_list[int(i)]
+            self._uncommissioned.setdefault(d.gateway, set()).add(d.id)
+            gateways.add(d.gateway)
+        return [a for gw in sorted(gateways) for a in self._commissioning_notice(gw, now_ms)]
+
+    def _commissioned(self, slots: I64, now_ms: int, why: str) -> list[Action]:
+        """Devices leaving their gateways' commissioning notices (heard for the first time, or disabled)."""
+        if not len(slots):
+            return []
+        p = self.presence
+        p.uncommissioned[slots] = False
+        gateways: set[str] = set()
+        for i in slots:
+            d = self._dev_list[int(i)]
+            self._uncommissioned.get(d.gateway, set()).discard(d.id)
+            gateways.add(d.gateway)
+        return [a for gw in sorted(gateways) for a in self._commissioning_notice(gw, now_ms, why)]
+
+    def _commissioning_notice(self, gateway: str, now_ms: int, why: str = "") -> list[Action]:
+        """ONE notice per gateway counting its devices never heard since they were added (life safety first); its
+        count follows them; closed when all have reported. Its detail starts with the count ("N 台"): the console's
+        device health reads it."""
+        waiting = self._uncommissioned.get(gateway, set())
+        subject = f"gateway:{gateway}"
+        if not waiting:
+            self._uncommissioned.pop(gateway, None)
+            return list(self.book.signal(Signal(SignalKind.CLEAR, DEVICES_UNCOMMISSIONED, subject, now_ms, detail=f"设备均{why or '已上线'}"), now_ms))
+        kinds = [self.devices[x].kind for x in waiting]
+        order = [*LIFE_SAFETY_KINDS, *(k for k in DeviceKind if k not in LIFE_SAFETY_KINDS)]
+        counts = "、".join(f"{_KIND_NAMES.get(k, k.value)} {kinds.count(k)} 台" for k in order if k in kinds)
+        detail = f"{len(waiting)} 台设备自加入以来从未上报（未上线，待安装调试，不按通信中断处理）：{counts}"
+        i = self.gw_index.get(gateway)
+        building = self.gw_building[i] if i is not None else None
+        sig = Signal(SignalKind.RAISE, DEVICES_UNCOMMISSIONED, subject, now_ms, Severity.INFO, title=f"设备未上线 · 网关 {gateway}",
+                     place=Place(gateway=gateway, building=building), detail=detail, refresh_detail=True)
+        return list(self.book.signal(sig, now_ms))
+
     def _activity(self, households: I64, ts: I64, now_ms: int) -> list[Action]:
         keep = households >= 0
         if not keep.any():
@@ -482,7 +541,7 @@ class Engine:
         if device in self.dev_index and gateway == d.gateway:  # another gateway's word does not keep a device alive
             i = np.array([self.dev_index[device]], dtype=np.int64)
             recv = np.array([now_ms], dtype=np.int64)
-            out += self._seen(i, recv, now_ms)
+            out += self._seen(i, recv, now_ms, np.array([drill]))
             out += self._clock_check(i, np.array([seen], dtype=np.int64), recv, np.array([drill]), now_ms)
         rule = self.rules.events.get(event)
         if rule is None:
@@ -575,12 +634,17 @@ class Engine:
         out = self._known_again(i, now_ms) if p.unknown[i] else []
         if state is AvailabilityState.ONLINE:
             p.disabled[i] = False
-            return out + self._seen(np.array([i], dtype=np.int64), np.array([now_ms], dtype=np.int64), now_ms)
+            return out + self._seen(np.array([i], dtype=np.int64), np.array([now_ms], dtype=np.int64), now_ms, np.array([drill]))
         if state is AvailabilityState.DISABLED:
             p.disabled[i] = True
             p.lost[i] = False
+            if p.uncommissioned[i]:  # switched off on purpose: no longer waited for
+                out += self._commissioned(np.array([i], dtype=np.int64), now_ms, "已停用")
             return out + list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, drill=drill,
                                                       detail="disabled on purpose"), now_ms))
+        if state is AvailabilityState.OFFLINE and not p.heard[i] and not drill:
+            # the gateway has never heard it either (e.g. a retained offline for a device not yet installed): waiting
+            return out + ([] if p.uncommissioned[i] else self._waiting(np.array([i], dtype=np.int64), now_ms))
         if state is AvailabilityState.OFFLINE and not p.lost[i]:
             p.lost[i] = True
             return out + self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline", drill=drill)
@@ -638,7 +702,10 @@ class Engine:
     def tick(self, now_ms: int) -> list[Action]:
         out: list[Action] = list(self.book.tick(now_ms))
         n_dev = len(self.devices)
-        for i in self.presence.silent(n_dev, now_ms, self.gateways.down | self.gateways.down_drill):
+        lost, waiting = self.presence.silent(n_dev, now_ms, self.gateways.down | self.gateways.down_drill)
+        if len(waiting):
+            out += self._waiting(waiting, now_ms)
+        for i in lost:
             d = self._dev_list[int(i)]
             silent_s = (now_ms - int(self.presence.last_seen[i])) / 1000
             out += self._comm_lost(d, int(self.presence.last_seen[i]), now_ms, f"silent for {silent_s:.0f} s")
@@ -705,6 +772,8 @@ class Engine:
         for name, cols, m in parts:
             if cols is not None and len(m):
                 cols.restore({k.split(".")[-1]: v for k, v in snap.items() if k.startswith(name + ".") and not k.endswith(".utf8")}, m)
+        if "presence.heard" not in snap and len(m_dev):  # a snapshot from before commissioning: its devices are judged as they were
+            self.presence.heard[m_dev[m_dev >= 0]] = True
         self.reconcile()
 
     def reconcile(self) -> None:
@@ -728,6 +797,7 @@ class Engine:
                     tcols.active[slot] = (subject, name, drill) in raised
         for dev, i in self.dev_index.items():
             self.presence.lost[i] = (_subject(dev), COMM_LOST) in open_
+            self.presence.heard[i] |= self.presence.lost[i]  # lost (even without a snapshot) means it was heard once
         open_drill = {(k.subject, k.alarm_type) for k in self.book.open if k.drill}
         for gw, i in self.gw_index.items():
             self.gateways.down[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_
@@ -735,8 +805,12 @@ class Engine:
             self.gateways.lost[i] = (f"gateway:{gw}", COMM_LOST) in open_
             self.gateways.skewed[i] = (f"gateway:{gw}", CLOCK_SKEW) in open_
         self._unknown.clear()
+        self._uncommissioned.clear()
         for dev, i in self.dev_index.items():
             self.presence.skewed[i] = (_subject(dev), CLOCK_SKEW) in open_
+            self.presence.uncommissioned[i] &= ~self.presence.heard[i]
+            if self.presence.uncommissioned[i]:
+                self._uncommissioned.setdefault(self._dev_list[i].gateway, set()).add(dev)
             if self.presence.unknown[i]:
                 self._unknown.setdefault((self._dev_list[i].gateway, bool(self.presence.unknown_drill[i])), set()).add(dev)
         for hid, i in self.hh_index.items():

@@ -18,9 +18,9 @@ from backend.clock import VirtualClock
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
-from broker.kinds import DeviceKind, EventKind, GatewayState
-from broker.schemas import DeviceEvent, GatewayStatus, Uplink, decode_uplink, encode
-from broker.topics import event_topic, gateway_status_topic
+from broker.kinds import AvailabilityState, DeviceKind, EventKind, GatewayState
+from broker.schemas import DeviceAvailability, DeviceEvent, GatewayStatus, Uplink, decode_uplink, encode
+from broker.topics import availability_topic, event_topic, gateway_status_topic
 
 
 def event(gateway: str, device: str, kind: EventKind, ts: int, n: int, **kw: object) -> Uplink:
@@ -139,6 +139,10 @@ async def test_restart_rederives_timers_and_keeps_one_alarm_per_key(tmp_path: Pa
     clock = VirtualClock()
     smoke, gw = first(sample_site, DeviceKind.SMOKE)
     async with service(tmp_path, sample_site, clock) as svc:
+        now = clock.now_ms()  # every camera in service (reported once): a camera never heard is not yet commissioned, never lost
+        await svc.on_uplink_batch([(decode_uplink(str(availability_topic(d.gateway, d.id)), encode(DeviceAvailability(
+            msg_id=f"av-{d.id}", source_ts_ms=now, received_ts_ms=now, state=AvailabilityState.ONLINE))), now)
+            for d in sample_site.devices.values() if d.kind is DeviceKind.CAMERA])
         await svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 1), clock.now_ms())
         status = GatewayStatus(msg_id="gs-1", source_ts_ms=clock.now_ms(), received_ts_ms=clock.now_ms(), state=GatewayState.OFFLINE)
         other_gw = next(g for g in sample_site.gateways if g != gw)

@@ -10,7 +10,7 @@ from alerting.directory import DeviceInfo, WelfareHousehold
 from alerting.engine import Engine
 from alerting.model import Action, Alarm, Persist
 from backend.alarms.rules import load_rules
-from broker.kinds import DeviceKind
+from broker.kinds import AvailabilityState, DeviceKind
 
 T0 = 1_767_225_600_000
 S = 1000  # ms per second
@@ -43,8 +43,14 @@ def rules(**extra: Any) -> RuleConfig:
     return load_rules(None, **extra)
 
 
-def engine(**extra: Any) -> Engine:
-    return Engine(rules(**extra), FakeSite(), T0)
+def engine(*, commissioned: bool = True, **extra: Any) -> Engine:
+    """An engine at T0; `commissioned`: every device has reported once at T0 (in service: silence from now on is
+    loss), else none has (a cold start: never-heard devices are not yet commissioned, never lost)."""
+    eng = Engine(rules(**extra), FakeSite(), T0)
+    if commissioned:
+        for d in DEVICES:
+            eng.on_availability(d.id, AvailabilityState.ONLINE, T0)
+    return eng
 
 
 def alarms(actions: list[Action]) -> list[Alarm]:
