@@ -25,6 +25,7 @@ from typing import Final
 
 __all__ = [
     "CLOSED_STATES",
+    "FIELD_ORDER",
     "OPEN_STATES",
     "PERSON_ONLY_MOVES",
     "SYSTEM_ACTOR",
@@ -125,6 +126,9 @@ TRANSITIONS: Final[dict[tuple[AlarmState, Move], AlarmState]] = {
 }
 
 CLOSED_STATES: Final = frozenset({S.CLOSED, S.FALSE_ALARM, S.ARCHIVED})
+# The field states people reach, in order (a later one implies the earlier ones); every move of the table
+# between two of them goes forward. The escalation ladder reads its field progress from here and from the table.
+FIELD_ORDER: Final[tuple[AlarmState, ...]] = (S.ACKNOWLEDGED, S.EN_ROUTE, S.ON_SCENE, S.HANDLED, S.CLOSED)
 OPEN_STATES: Final = frozenset(set(AlarmState) - CLOSED_STATES)
 PERSON_ONLY_MOVES: Final = frozenset({M.VERIFY_CLOSE, M.MARK_FALSE, M.FINISH, M.ARRIVE, M.DEPART, M.ACKNOWLEDGE})
 SYSTEM_ACTOR: Final = "system"

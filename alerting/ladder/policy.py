@@ -19,9 +19,9 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
-from alerting.lifecycle import AlarmState
+from alerting.lifecycle import FIELD_ORDER, AlarmState
 from alerting.model import Severity
 
 __all__ = [
@@ -39,14 +39,7 @@ __all__ = [
 
 DEFAULT_POLICIES_RESOURCE = "policies/ladder.yaml"  # package data of alerting; read by backend.escalation
 
-# The field states a responder reports, in order; a later one implies the earlier ones.
-FIELD_ORDER: Final[tuple[AlarmState, ...]] = (
-    AlarmState.ACKNOWLEDGED,
-    AlarmState.EN_ROUTE,
-    AlarmState.ON_SCENE,
-    AlarmState.HANDLED,
-    AlarmState.CLOSED,
-)
+# FIELD_ORDER (the field states a responder reports, in order) is the lifecycle's: re-exported here.
 
 
 def field_rank(state: AlarmState | None) -> int:

@@ -39,8 +39,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from alerting.ladder.engine import AdvanceAlarm, AlarmFacts, field_state_of
-from alerting.ladder.policy import FIELD_ORDER
-from alerting.lifecycle import SYSTEM_ACTOR, TRANSITIONS, AlarmState
+from alerting.lifecycle import FIELD_ORDER, SYSTEM_ACTOR, TRANSITIONS, AlarmState
 from alerting.model import Action, Alarm, AuditEntry, Persist
 from backend.alarms.service import AlarmService, AlarmServiceError, MoveRefused, NoSuchAlarm
 from backend.escalation.service import EscalationService

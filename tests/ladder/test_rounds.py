@@ -24,7 +24,7 @@ from alerting.ladder import (
     start,
     stop,
 )
-from alerting.lifecycle import AlarmState, Move
+from alerting.lifecycle import FIELD_ORDER, TRANSITIONS, AlarmState, Move
 from alerting.model import Severity
 from tests.ladder.fakes import POLICIES, T0, FakeRoster, policies
 from tests.ladder.test_engine import facts
@@ -145,3 +145,10 @@ def test_a_round_still_waiting_for_its_first_answer_goes_on_instead_of_paging_ag
     s3, acts = reopen(answered, answered.facts, PS, roster, ms(40), alarm_seq=4, why="recur")  # alarmed again after an answer
     assert s3.round == 2
     assert [a.contact.id for a in acts if isinstance(a, Notify)] == ["gw1", "mfs-head", "mfs-m1"]
+
+
+def test_the_field_order_is_the_lifecycle_tables() -> None:
+    for (src, move), dst in TRANSITIONS.items():
+        if src in FIELD_ORDER and dst in FIELD_ORDER:
+            assert FIELD_ORDER.index(src) < FIELD_ORDER.index(dst), f"{src} --{move}--> {dst} goes backwards"
+    assert [field_state_of(m) for m in (Move.ACKNOWLEDGE, Move.DEPART, Move.ARRIVE, Move.FINISH, Move.VERIFY_CLOSE)] == list(FIELD_ORDER)
