@@ -66,7 +66,7 @@ from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import StoreUnavailable, TimeSeriesStore
 from broker.errors import MessageRejected, RejectReason
-from broker.kinds import Priority
+from broker.kinds import EventKind, Priority
 from broker.schemas import DeviceEvent, Telemetry, Uplink, decode_uplink, encode, without_cosmetics
 
 __all__ = ["LaneStats", "Pipeline", "RecentIds", "Seen"]
@@ -74,6 +74,7 @@ __all__ = ["LaneStats", "Pipeline", "RecentIds", "Seen"]
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 NO_ACK = -1  # token of a QoS 0 message: nothing to acknowledge
+CLEARING_EVENTS = frozenset(k for k in EventKind if k.value.endswith("_clear"))  # events that end an alarm
 
 
 def _transient(exc: BaseException) -> bool:
@@ -455,13 +456,19 @@ class Pipeline:
 
         A life-safety event (smoke, SOS, tamper) is never rejected for this: a detector fitted before the
         directory was updated must still raise its alarm. It is counted (`unknown_device_events`) and logged,
-        and its alarm shows the unknown device id for the duty officer to sort out."""
+        and its alarm shows the unknown device id for the duty officer to sort out. A *clear* is the exception:
+        a gateway may not clear the alarm of a device the directory places behind another gateway (one
+        gateway's login must not be able to silence another building's smoke alarm)."""
         device = uplink.topic.device
         if device is None:
             return
         known = self.sites.devices.get(device)
         if known is not None and known.gateway == uplink.topic.gateway:
             return
+        message = uplink.message
+        if known is not None and isinstance(message, DeviceEvent) and message.event in CLEARING_EVENTS:
+            raise MessageRejected(RejectReason.WRONG_GATEWAY,
+                                  f"gateway {uplink.topic.gateway!r} may not clear device {device!r}, which belongs to gateway {known.gateway!r}", topic)
         if uplink.priority is Priority.LIFE_SAFETY:
             self.stats.unknown_device_events += 1
             log.warning("life-safety event from %s device %s through gateway %s: raised all the same",

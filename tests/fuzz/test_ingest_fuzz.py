@@ -12,6 +12,7 @@ atheris is tests/fuzz/test_atheris.py (docs/reliability.md).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from backend.sites.model import SiteDirectory
 from broker.errors import MessageRejected, RejectReason
+from broker.kinds import EventKind
 from broker.schemas import decode_uplink
 from tests.fuzz.harness import Msg, PipelineHarness, good_event, good_telemetry
 
@@ -246,6 +248,28 @@ def test_a_device_speaking_through_another_gateway_is_rejected_unless_it_is_a_li
     harness.send([Msg(e.topic.replace(f"/gw/{e_gateway}/", f"/gw/{e_other}/"), e.payload, True, e.msg_id)])
     device = e.topic.split("/")[5]
     assert any(a.device_id == device for a in harness.service.store.list(open_only=True))
+
+
+def test_a_gateway_cannot_clear_another_gateways_smoke_alarm(harness: PipelineHarness) -> None:
+    """One gateway's broker login must not silence another building's fire: a clear for a device the directory places
+    behind another gateway is refused (wrong_gateway); the same clear through the device's own gateway works."""
+    e = good_event(harness.sites, 5)
+    gateway, device = e.topic.split("/")[3], e.topic.split("/")[5]
+    harness.send([e])
+    assert any(a.device_id == device for a in harness.service.store.list(open_only=True))
+    other = next(g for g in sorted(harness.sites.gateways) if g != gateway)
+    now = time.time_ns() // 1_000_000
+    clear = json.dumps({"msg_id": "fz-forged-clear", "source_ts_ms": now, "received_ts_ms": now, "event": EventKind.SMOKE_CLEAR.value}).encode()
+    before = harness.pipeline.stats.rejected[RejectReason.WRONG_GATEWAY.value]
+    harness.send([Msg(e.topic.replace(f"/gw/{gateway}/", f"/gw/{other}/"), clear, False, "fz-forged-clear")])
+    assert harness.pipeline.stats.rejected[RejectReason.WRONG_GATEWAY.value] == before + 1
+    assert "may not clear" in harness.pipeline.stats.recent[-1].detail
+    smoke = next(a for a in harness.service.store.list(open_only=True) if a.device_id == device)
+    assert str(smoke.state) == "raised" or "notified" in str(smoke.state), f"the forged clear moved the alarm: {smoke.state}"
+    harness.send([Msg(e.topic, clear.replace(b"fz-forged-clear", b"fz-own-clear"), True, "fz-own-clear")])
+    assert harness.pipeline.stats.rejected[RejectReason.WRONG_GATEWAY.value] == before + 1
+    after = next(a for a in harness.service.store.list() if a.device_id == device)
+    assert after.state != smoke.state, "the device's own gateway clears it"
 
 
 @pytest.mark.parametrize("ts", [INT64_MAX + 1, 2**64 - 1], ids=["2^63", "2^64-1"])
