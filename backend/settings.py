@@ -58,7 +58,8 @@ class IngestSettings(_Section):
     known_devices_only: bool = Field(
         default=True,
         description="Reject telemetry and status of devices the site directory does not know, or that arrive under another "
-                    "gateway (counted as unknown_device / wrong_gateway). Life-safety events are still raised, and counted. "
+                    "gateway (counted as unknown_device / wrong_gateway). Life-safety events are still raised, and counted, except a clear of a "
+                    "device listed behind another gateway, which is refused. "
                     "Off only for raw-throughput measurements on synthetic devices.",
     )
 
