@@ -118,8 +118,9 @@ async def test_map_and_health_follow_the_alarms(rig: ApiRig) -> None:
     from broker.topics import availability_topic
 
     now = rig.clock.now_ms()
-    msg = DeviceAvailability(msg_id="av1", source_ts_ms=now, received_ts_ms=now, state=AvailabilityState.OFFLINE)
-    await rig.service.on_uplink(decode_uplink(str(availability_topic(cam.gateway, cam.id)), encode(msg)), now)
+    for n, state in enumerate((AvailabilityState.ONLINE, AvailabilityState.OFFLINE)):  # in service, then lost (never heard: not yet commissioned)
+        msg = DeviceAvailability(msg_id=f"av{n}", source_ts_ms=now, received_ts_ms=now, state=state)
+        await rig.service.on_uplink(decode_uplink(str(availability_topic(cam.gateway, cam.id)), encode(msg)), now)
     site = (await rig.client.get("/api/site/map", headers=rig.auth("duty"))).json()
     assert level(site, cam.building) == "yellow"
     health = (await rig.client.get("/api/health/devices", headers=rig.auth("duty"))).json()
