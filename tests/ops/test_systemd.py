@@ -4,6 +4,7 @@ on SIGTERM; without NOTIFY_SOCKET nothing is sent; the watchdog is not fed by a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -75,3 +76,29 @@ def test_the_watchdog_is_fed_only_by_the_process_systemd_named(notify_socket: so
     assert systemd.watchdog_interval_s({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid())}) == 5.0
     assert systemd.notify("WATCHDOG=1", environ={"NOTIFY_SOCKET": notify_socket.getsockname()})
     assert notify_socket.recv(4096) == b"WATCHDOG=1"
+
+
+async def test_a_stalled_event_loop_stops_feeding_the_watchdog(notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.getsockname())
+    notify_socket.settimeout(0)
+    dog = systemd.Watchdog(0.02)
+    dog.start()
+    try:
+        await asyncio.sleep(0.2)  # the loop runs: fed about every 20 ms
+        fed_running = _drain(notify_socket)
+        time.sleep(0.3)  # the loop stalls (a blocking call on it): nothing can feed the watchdog
+        fed_stalled = _drain(notify_socket)
+    finally:
+        dog.stop()
+    assert fed_running >= 3
+    assert fed_stalled <= 1, "a stalled loop must not feed the watchdog (one timer already due may fire when it resumes)"
+
+
+def _drain(sock: socket.socket) -> int:
+    n = 0
+    while True:
+        try:
+            assert sock.recv(64) == b"WATCHDOG=1"
+        except BlockingIOError:
+            return n
+        n += 1
