@@ -56,8 +56,6 @@ import msgspec
 import psycopg
 import sqlalchemy as sa
 
-from alerting.ladder.engine import AlarmFacts
-from alerting.lifecycle import AlarmState
 from backend.alarms.adapter import building_context, gateway_context
 from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
@@ -257,11 +255,11 @@ class RulesSeat:
                 bridge = AlarmLadderBridge(service)
                 bridge.attach(self.escalation.service, self.escalation.roster)
                 self.service = service
-                await self._start_missing_ladders(service)
                 self._set_leader(True)
                 async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
-                    if hasattr(bridge, "__aenter__"):  # a bridge with its own worker tasks runs for the term
-                        await stack.enter_async_context(bridge)  # type: ignore[arg-type,unused-ignore]
+                    # The bridge runs for the term; entering it re-derives every live alarm's ladder from the stores (a
+                    # previous leader that died between an alarm and its ladder), life safety first.
+                    await stack.enter_async_context(bridge)
                     self.patrol = await self._start_patrol(stack, service, fence)
                     tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
                     tg.create_task(self._consume(service, fence), name="rules-consumer")
@@ -298,17 +296,6 @@ class RulesSeat:
                 await asyncio.to_thread(lambda: conn.execute("SELECT 1").fetchone())
             except psycopg.Error as exc:
                 raise LostLeadership(f"the lock connection failed: {exc}") from exc
-
-    async def _start_missing_ladders(self, service: AlarmService) -> None:
-        """Alarms still `raised` with no ladder: the previous leader died between the alarm and its ladder."""
-        ladder, roster = self.escalation.service, self.escalation.roster
-        for alarm in await asyncio.to_thread(service.store.open_alarms):
-            if alarm.state is not AlarmState.RAISED or await ladder.get(alarm.id) is not None:
-                continue
-            p = alarm.place
-            where = roster.where(device=p.device, building=p.building, household=p.household, unit=p.unit)
-            await ladder.start(AlarmFacts(alarm.id, alarm.alarm_type, alarm.severity, alarm.raised_at_ms, where, alarm.title, alarm.drill))
-            log.info("%s: started the missing ladder of %s", self.name, alarm.id)
 
     async def _prune(self) -> None:
         while True:
