@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel
 
 from backend.api.auth import Auth, Capability, Principal
-from backend.api.console_views import CAMERA_TARGET, alarm_view, building_risk, camera_rates, device_health, query_alarms
+from backend.api.console_views import CAMERA_TARGET, alarm_view, building_risk, camera_rates, device_health, gateway_rows, query_alarms
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS
 from backend.sites.model import SiteDirectory
@@ -48,6 +48,7 @@ class HealthReport(BaseModel):
     offline: list[dict[str, Any]]
     low_battery: list[dict[str, Any]]
     totals: dict[str, Any]
+    gateways: list[dict[str, Any]] = []  # per gateway: devices offline, unknown (未知), not yet commissioned (未上线)
 
 
 def site_router(deps: ApiDeps, auth: Auth) -> APIRouter:
@@ -93,9 +94,11 @@ def site_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         mine = [a for a in alarms if a.building_id == b.id]
         alarming = {a.device_id for a in mine if a.device_id and not a.drill}
         devices: list[dict[str, Any]] = [{"id": d.id, "kind": d.kind.value, "unit": d.unit, "location": d.location, "gateway": d.gateway,
-                    "status": "offline" if d.id in health.offline else "alarm" if d.id in alarming else "low_battery" if d.id in health.low_battery
+                    "status": "offline" if d.id in health.offline else "alarm" if d.id in alarming
+                    else "unknown" if d.id in health.unknown else "low_battery" if d.id in health.low_battery
                     else "fault" if d.id in health.faulty else "ok"} for d in sites.devices_by_building.get(b.id, ())]
-        devices.sort(key=lambda d: ({"alarm": 0, "offline": 1, "fault": 2, "low_battery": 3}.get(str(d["status"]), 9), str(d["kind"]), str(d["id"])))
+        rank = {"alarm": 0, "offline": 1, "unknown": 1, "fault": 2, "low_battery": 3}
+        devices.sort(key=lambda d: (rank.get(str(d["status"]), 9), str(d["kind"]), str(d["id"])))
         return BuildingDetail(
             building={"id": b.id, "name": b.name, "grid": b.grid, "grid_name": sites.grids[b.grid].name if b.grid in sites.grids else None,
                       "floors": b.floors, "units": b.units},
@@ -128,6 +131,8 @@ def site_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         totals = {"devices": sum(r["devices"] for r in rows), "offline": len(offline), "low_battery": len(low), "cameras": cams,
                   "cameras_online": online, "camera_rate": online / cams if cams else None,
                   "buildings_below_target": sum(1 for r in rows if not r["camera_meets_target"])}
-        return HealthReport(camera_target=CAMERA_TARGET, buildings=rows, offline=offline[:500], low_battery=low[:500], totals=totals)
+        gws = gateway_rows(h, sites, ids)
+        totals |= {"unknown": sum(g["unknown"] for g in gws), "uncommissioned": sum(g["uncommissioned"] for g in gws)}
+        return HealthReport(camera_target=CAMERA_TARGET, buildings=rows, offline=offline[:500], low_battery=low[:500], totals=totals, gateways=gws)
 
     return router

@@ -7,9 +7,13 @@ directory, at request time, so the views can never drift from the store:
 - a building is red while it has an open real life-safety alarm; yellow while it has other open real alarms
   (warnings) or devices offline; green otherwise. Drill alarms are counted apart (`drill`) and never colour
   a building red or yellow by themselves: a drill is shown as a drill;
-- a device is offline while it has an open `comm_lost` alarm or its gateway has an open `gateway_offline`
-  alarm (its state is then unknown, which counts as not online); low battery while `low_battery` is open;
-- a building's camera online rate is (cameras - cameras offline) / cameras, against the 98 % target.
+- a device is offline (离线, lost) while it has an open `comm_lost` alarm; unknown (未知) while its gateway has an
+  open `gateway_offline` alarm (its state cannot be known, not lost); low battery while `low_battery` is open;
+- per gateway: its devices offline, unknown (all of them while the gateway is offline, else the count of its open
+  `devices_unknown` alarm: a bridge in front of them is gone) and not yet commissioned (未上线: the count of its open
+  `devices_uncommissioned` notice: never heard since they were added). Both gateway alarms start their detail with
+  the count ("N 台", alerting.engine);
+- a building's camera online rate is (cameras - cameras offline or unknown) / cameras, against the 98 % target.
 
 The board (`board_page`) never cuts a life-safety alarm: every open real life-safety alarm of the territory
 comes back, whatever the number of other alarms; the rest come as one page in board order, with their total
@@ -47,6 +51,7 @@ __all__ = [
     "building_risk",
     "camera_rates",
     "device_health",
+    "gateway_rows",
     "place_view",
     "query_alarms",
     "rung_status",
@@ -55,6 +60,8 @@ __all__ = [
 CAMERA_TARGET: Final = 0.98  # national target for camera working rate in key public areas (DOMAIN.md)
 SEVERITY_RANK: Final = {"info": 0, "minor": 1, "major": 2, "critical": 3}
 OFFLINE_TYPES: Final = frozenset({"comm_lost"})
+UNKNOWN_TYPE: Final = "devices_unknown"  # a bridge or coordinator behind the gateway is gone (alerting.engine)
+UNCOMMISSIONED_TYPE: Final = "devices_uncommissioned"  # devices never heard since they were added (alerting.engine)
 _COLUMNS: Final = [alarms_table.c[f] for f in AlarmRecord.__slots__]
 
 
@@ -227,33 +234,72 @@ def place_view(a: AlarmRecord, sites: SiteDirectory | None, *, with_vulnerable: 
 
 @dataclass(frozen=True, slots=True)
 class DeviceHealth:
-    offline: dict[str, str]  # device id -> why (comm_lost alarm id, or "gateway <id> offline")
+    offline: dict[str, str]  # device id -> why (its comm_lost alarm)
     low_battery: set[str]
     faulty: set[str]
+    unknown: dict[str, str]  # device id -> why ("gateway <id> offline"): not lost, cannot be known
+    gateways_offline: set[str]
+    blind: dict[str, int]  # gateway -> devices behind it unknown (its open devices_unknown alarm)
+    uncommissioned: dict[str, int]  # gateway -> devices never heard since they were added (its open notice)
+
+
+def _leading_count(detail: str | None) -> int:
+    """The count a gateway alarm's detail starts with ("12 台设备..."); 0 if it does not."""
+    head = (detail or "").split(" ", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def device_health(open_alarms: Iterable[AlarmRecord], sites: SiteDirectory) -> DeviceHealth:
     offline: dict[str, str] = {}
     low: set[str] = set()
     faulty: set[str] = set()
+    gateways_offline: set[str] = set()
+    blind: dict[str, int] = {}
+    waiting: dict[str, int] = {}
     for a in open_alarms:
         if a.drill:
             continue
         if a.alarm_type in OFFLINE_TYPES and a.device_id:
             offline[a.device_id] = f"comm_lost {a.id}"
         elif a.alarm_type == "gateway_offline" and a.gateway_id:
-            for d in sites.devices_by_gateway.get(a.gateway_id, ()):
-                offline.setdefault(d.id, f"gateway {a.gateway_id} offline")
+            gateways_offline.add(a.gateway_id)
+        elif a.alarm_type == UNKNOWN_TYPE and a.gateway_id:
+            blind[a.gateway_id] = _leading_count(a.detail)
+        elif a.alarm_type == UNCOMMISSIONED_TYPE and a.gateway_id:
+            waiting[a.gateway_id] = _leading_count(a.detail)
         elif a.alarm_type == "low_battery" and a.device_id:
             low.add(a.device_id)
         elif a.alarm_type == "device_fault" and a.device_id:
             faulty.add(a.device_id)
-    return DeviceHealth(offline, low, faulty)
+    unknown = {d.id: f"gateway {gw} offline" for gw in sorted(gateways_offline) for d in sites.devices_by_gateway.get(gw, ())
+               if d.id not in offline}
+    return DeviceHealth(offline, low, faulty, unknown, gateways_offline, blind, waiting)
+
+
+def gateway_rows(health: DeviceHealth, sites: SiteDirectory, building_ids: set[str]) -> list[dict[str, Any]]:
+    """Per gateway of these buildings (a community-level gateway: when it serves one of them) with anything to say:
+    devices offline, unknown, not yet commissioned; the gateway's own offline state. Most devices affected first."""
+    rows: list[dict[str, Any]] = []
+    for gw, devs in sites.devices_by_gateway.items():
+        g = sites.gateways.get(gw)
+        building = g.building if g is not None else None
+        if not (building in building_ids if building is not None else any(d.building in building_ids for d in devs)):
+            continue
+        down = gw in health.gateways_offline
+        row = {"id": gw, "name": g.name if g is not None and g.name else gw, "building": building,
+               "building_name": sites.buildings[building].name if building in sites.buildings else None, "devices": len(devs),
+               "gateway_offline": down, "offline": sum(1 for d in devs if d.id in health.offline),
+               "unknown": sum(1 for d in devs if d.id in health.unknown) if down else min(health.blind.get(gw, 0), len(devs)),
+               "uncommissioned": min(health.uncommissioned.get(gw, 0), len(devs))}
+        if down or row["offline"] or row["unknown"] or row["uncommissioned"]:
+            rows.append(row)
+    rows.sort(key=lambda r: (-(r["offline"] + r["unknown"] + r["uncommissioned"]), r["id"]))
+    return rows
 
 
 def building_risk(open_alarms: Sequence[AlarmRecord], sites: SiteDirectory, health: DeviceHealth) -> dict[str, dict[str, Any]]:
     """Per building: level red / yellow / green, and the counts behind it (drills apart)."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"life_safety": 0, "warnings": 0, "drill": 0, "offline": 0, "low_battery": 0})
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {"life_safety": 0, "warnings": 0, "drill": 0, "offline": 0, "unknown": 0, "low_battery": 0})
     for a in open_alarms:
         if not a.building_id:
             continue
@@ -268,14 +314,18 @@ def building_risk(open_alarms: Sequence[AlarmRecord], sites: SiteDirectory, heal
         d = sites.devices.get(dev_id)
         if d is not None:
             counts[d.building]["offline"] += 1
+    for dev_id in health.unknown:
+        d = sites.devices.get(dev_id)
+        if d is not None:
+            counts[d.building]["unknown"] += 1
     for dev_id in health.low_battery:
         d = sites.devices.get(dev_id)
         if d is not None:
             counts[d.building]["low_battery"] += 1
     out: dict[str, dict[str, Any]] = {}
     for b in sites.buildings:
-        c = counts.get(b) or {"life_safety": 0, "warnings": 0, "drill": 0, "offline": 0, "low_battery": 0}
-        level = "red" if c["life_safety"] else "yellow" if (c["warnings"] or c["offline"]) else "green"
+        c = counts.get(b) or {"life_safety": 0, "warnings": 0, "drill": 0, "offline": 0, "unknown": 0, "low_battery": 0}
+        level = "red" if c["life_safety"] else "yellow" if (c["warnings"] or c["offline"] or c["unknown"]) else "green"
         out[b] = {"level": level, **c}
     return out
 
@@ -284,7 +334,7 @@ def camera_rates(sites: SiteDirectory, health: DeviceHealth, buildings: Iterable
     out: dict[str, dict[str, Any]] = {}
     for b in buildings:
         cams = [d for d in sites.devices_by_building.get(b, ()) if d.kind is DeviceKind.CAMERA]
-        down = sum(1 for d in cams if d.id in health.offline)
+        down = sum(1 for d in cams if d.id in health.offline or d.id in health.unknown)  # unknown is not online either
         rate = (len(cams) - down) / len(cams) if cams else None
         out[b] = {"cameras": len(cams), "online": len(cams) - down, "rate": rate, "meets_target": rate is None or rate >= CAMERA_TARGET}
     return out

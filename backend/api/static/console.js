@@ -475,12 +475,31 @@ async function loadHealth() {
   $("#health-totals").innerHTML = `<div>${esc(t("t_devices"))}<b>${tt.devices}</b></div><div>${esc(t("t_offline"))}<b>${tt.offline}</b></div>
     <div>${esc(t("t_low"))}<b>${tt.low_battery}</b></div>
     <div>${esc(t("t_rate"))}<b class="${tt.camera_rate !== null && tt.camera_rate < h.camera_target ? "below" : "ok"}">${tt.camera_rate === null ? "—" : (100 * tt.camera_rate).toFixed(1) + "%"}</b></div>
-    <div>${esc(t("t_below"))}<b class="${tt.buildings_below_target ? "below" : "ok"}">${tt.buildings_below_target}</b></div>`;
+    <div>${esc(t("t_below"))}<b class="${tt.buildings_below_target ? "below" : "ok"}">${tt.buildings_below_target}</b></div>
+    <div>${esc(t("t_unknown"))}<b class="${tt.unknown ? "below" : "ok"}" data-total="unknown">${tt.unknown ?? 0}</b></div>
+    <div>${esc(t("t_uncommissioned"))}<b class="${tt.uncommissioned ? "waiting" : "ok"}" data-total="uncommissioned">${tt.uncommissioned ?? 0}</b></div>`;
+  renderGateways(h.gateways || []);
   $("#health-buildings tbody").innerHTML = h.buildings.map(b => `<tr data-building="${esc(b.id)}"><td>${esc(b.name)}</td><td>${b.devices}</td><td>${b.offline}</td><td>${b.low_battery}</td>
     <td>${b.camera_online}/${b.camera_cameras}</td><td class="${b.camera_meets_target ? "ok" : "below"}">${b.camera_rate === null ? "—" : (100 * b.camera_rate).toFixed(1) + "%"}</td></tr>`).join("");
   const li = x => `<li>${esc(t("k_" + x.kind))} · ${esc(x.building)} ${esc(x.location)} <span class="dim">${esc(x.id)} · ${esc(x.why)}</span></li>`;
   $("#health-offline").innerHTML = h.offline.map(li).join("") || `<li class="dim">${esc(t("b_none"))}</li>`;
   $("#health-low").innerHTML = h.low_battery.map(li).join("") || `<li class="dim">${esc(t("b_none"))}</li>`;
+}
+
+// Per gateway: devices offline (lost), unknown (a bridge or the gateway itself is down: cannot be heard, not lost) and
+// not yet commissioned (never heard since they were added); drill alarms never count (the server leaves them out).
+function renderGateways(gws) {
+  let el = $("#health-gateways");
+  if (!el) {
+    el = document.createElement("section"); el.id = "health-gateways"; el.className = "gateways";
+    $("#health-totals").after(el);
+  }
+  const chip = (k, n) => n ? `<span class="gwchip gw-${k}" data-count="${k}">${esc(t("gw_" + k))} <b>${n}</b></span>` : "";
+  el.innerHTML = `<h3>${esc(t("gw_title"))}</h3><p class="dim gwhint">${esc(t("gw_hint"))}</p>` + (gws.length ? `<ul class="gwlist">${gws.map(g =>
+    `<li data-gateway="${esc(g.id)}"><div class="gwname">${esc(t("gw_gateway"))} ${esc(g.name)}${g.building_name ? ` · ${esc(g.building_name)}` : ""}
+      <span class="dim">${g.devices} ${esc(t("gw_devices"))}</span>${g.gateway_offline ? ` <span class="gwchip gw-down">${esc(t("gw_down"))}</span>` : ""}</div>
+      <div class="gwcounts">${chip("offline", g.offline)}${chip("unknown", g.unknown)}${chip("uncommissioned", g.uncommissioned)}</div></li>`).join("")}</ul>`
+    : `<p class="dim">${esc(t("gw_all_ok"))}</p>`);
 }
 
 // -- live feed ------------------------------------------------------------------------------------------------

@@ -38,7 +38,10 @@ const TEXTS = {
     b_alarms: "未关闭告警", b_devices: "设备", b_none: "无", camera_rates: "摄像头在线率 (目标 98%)", building: "楼栋", devices: "设备",
     offline: "离线", low_battery: "低电量", cameras: "摄像头", rate: "在线率", offline_devices: "离线设备", low_batteries: "低电量设备",
     t_devices: "设备总数", t_offline: "离线", t_low: "低电量", t_rate: "摄像头在线率", t_below: "未达标楼栋",
-    ds_ok: "正常", ds_offline: "离线", ds_alarm: "报警", ds_low_battery: "低电量", ds_fault: "故障",
+    ds_ok: "正常", ds_offline: "离线", ds_alarm: "报警", ds_low_battery: "低电量", ds_fault: "故障", ds_unknown: "未知",
+    t_unknown: "状态未知", t_uncommissioned: "未上线", gw_title: "各网关设备状态", gw_gateway: "网关", gw_devices: "台设备",
+    gw_offline: "离线", gw_unknown: "未知", gw_uncommissioned: "未上线", gw_down: "网关离线", gw_all_ok: "各网关设备均正常上报",
+    gw_hint: "离线：曾上报、现已失联（通信中断告警）；未知：桥接或网关离线，暂时无法听到（不按离线处理）；未上线：自加入以来从未上报，待安装调试。",
     k_smoke: "烟感", k_electrical: "电气", k_camera: "摄像头", k_sos: "一键呼救", k_water_leak: "水浸", k_other: "其他",
   },
   en: {
@@ -81,6 +84,10 @@ const TEXTS = {
     devices: "Devices", offline: "Offline", low_battery: "Low battery", cameras: "Cameras", rate: "Online rate", offline_devices: "Offline devices",
     low_batteries: "Low batteries", t_devices: "Devices", t_offline: "Offline", t_low: "Low battery", t_rate: "Camera online rate",
     t_below: "Buildings below target", ds_ok: "ok", ds_offline: "offline", ds_alarm: "alarm", ds_low_battery: "low battery", ds_fault: "fault",
+    ds_unknown: "unknown", t_unknown: "Unknown", t_uncommissioned: "Not yet commissioned", gw_title: "Devices by gateway", gw_gateway: "Gateway",
+    gw_devices: "devices", gw_offline: "offline", gw_unknown: "unknown", gw_uncommissioned: "not yet commissioned", gw_down: "gateway offline",
+    gw_all_ok: "Every gateway's devices are reporting",
+    gw_hint: "Offline: reported before, lost now (communication-lost alarm). Unknown: a bridge or the gateway is down, so they cannot be heard (not counted as offline). Not yet commissioned: never reported since they were added; waiting for installation.",
     k_smoke: "smoke", k_electrical: "electrical", k_camera: "camera", k_sos: "SOS", k_water_leak: "water leak", k_other: "other",
   },
 };
