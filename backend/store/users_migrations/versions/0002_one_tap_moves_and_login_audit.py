@@ -43,10 +43,10 @@ def upgrade() -> None:
         sa.Column("refused", sa.Integer, nullable=False),
         sa.Column("retry_after_s", sa.Integer),
     )
-    op.create_index("ix_login_audit_at", "login_audit", ["at_ms"])
+    op.create_index("ix_login_audit_at_ms", "login_audit", ["at_ms"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_login_audit_at", "login_audit")
+    op.drop_index("ix_login_audit_at_ms", "login_audit")
     op.drop_table("login_audit")
     op.drop_table("one_tap_moves")
