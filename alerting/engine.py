@@ -495,7 +495,9 @@ class Engine:
             d = self._dev_list[int(i)]
             self._uncommissioned.get(d.gateway, set()).discard(d.id)
             gateways.add(d.gateway)
-        return [a for gw in sorted(gateways) for a in self._commissioning_notice(gw, now_ms, why)]
+        # a device leaving refreshes an open notice; it never reopens one a person has closed meanwhile
+        return [a for gw in sorted(gateways) if not self._uncommissioned.get(gw) or AlarmKey(f"gateway:{gw}", DEVICES_UNCOMMISSIONED) in self.book.open
+                for a in self._commissioning_notice(gw, now_ms, why)]
 
     def _commissioning_notice(self, gateway: str, now_ms: int, why: str = "") -> list[Action]:
         """ONE notice per gateway counting its devices never heard since they were added (life safety first); its

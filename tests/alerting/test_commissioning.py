@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerting.engine import DEVICES_UNCOMMISSIONED, Engine
+from alerting.lifecycle import Move
 from alerting.model import Severity
 from broker.kinds import AvailabilityState, EventKind
 from tests.alerting.site import DEVICES, T0, FakeSite, S, alarms, by_type, engine
@@ -102,3 +103,14 @@ def test_a_snapshot_from_before_commissioning_judges_its_devices_as_it_did() -> 
     fresh.tick(T0 + 181 * S)
     assert len(_lost_devices(fresh)) == sum(1 for d in DEVICES if d.report_interval_s == 60), "no history: judged as before"
     assert _notices(fresh) == {}
+
+
+def test_a_notice_a_person_closed_is_not_reopened_by_a_device_commissioning_but_by_a_new_one_overdue() -> None:
+    eng = engine(commissioned=False)
+    eng.tick(T0 + 181 * S)
+    [notice] = [a for a in by_type(eng, DEVICES_UNCOMMISSIONED) if a.key.subject == "gateway:g1"]
+    eng.move(notice.id, Move.MARK_FALSE, "duty1", T0 + 182 * S, note="装修中，设备未安装")
+    assert "gateway:g1" not in _notices(eng)
+    assert alarms(eng.on_readings([R("c1", "fps_fps", 25, T0 + 190 * S)], T0 + 190 * S)) == [], "one more commissioned: nothing to say"
+    eng.tick(T0 + 3 * DAY)  # the smoke detectors and the SOS button become overdue: a new notice counts every device still waiting
+    assert _notices(eng)["gateway:g1"].startswith("6 台")
