@@ -25,7 +25,7 @@ from simulators.drill.clock import DrillClock
 from simulators.drill.scenario import ResponderProfile, Scenario
 from simulators.drill.target import DrillTarget
 
-__all__ = ["DrillAct", "SimulatedResponders", "rung_of_actor"]
+__all__ = ["DrillAct", "SimulatedResponders", "needed_moves", "rung_of_actor"]
 
 # The lifecycle move each step of a response makes.
 STEP_MOVES: Final = (("acknowledge", "acknowledge"), ("depart", "depart"), ("on_scene", "arrive"), ("handle", "finish"))
@@ -34,6 +34,16 @@ _RUNG_OF_ROLE: Final = {
     Role.FIRE_STATION_HEAD: "fire_station", Role.FIRE_STATION_MEMBER: "fire_station", Role.VOLUNTEER: "volunteer",
     Role.DUTY_OFFICER: "duty_officer",
 }
+
+
+def needed_moves(scenario: Scenario) -> set[str]:
+    """Every lifecycle move the scenario's simulated responders may make (so a target can refuse them up front)."""
+    out: set[str] = set()
+    for profile in scenario.responders:
+        out.update(move for key, move in STEP_MOVES if getattr(profile, key) is not None)
+        if profile.close:
+            out.add("verify_close")
+    return out
 
 
 def rung_of_actor(sites: SiteDirectory, actor: str) -> str:

@@ -3,7 +3,8 @@
 How this works (`DrillRunner.run()`; one TaskGroup, every task named):
 
     drill-simulator  a CommunitySimulator of the whole site directory on the drill clock, quiet profile (no
-                     random events), publishing to the target's broker as the gateways would
+                     random events), publishing to the target's broker as the gateways would (against a running
+                     system, only as the gateways the scenario's steps use)
     drill-step-{i}   per runner-level step (an uplink cut): sleeps on the drill clock until its time
     drill-watcher    reads the target's alarm store every `poll_s` (wall); each new drill alarm gets its
                      simulated responders' acts, and the progress display is updated
@@ -127,6 +128,7 @@ class DrillRunner:
             profile=SimulationProfile.quiet(), step_s=max(0.5, clock.speed * 0.05), client_id_prefix="drill",
             username=target.broker_username, password=target.broker_password,
             drill_links=True,  # the drill's gateways: an uplink cut (the Last Will) is the drill's, never a real gateway_offline
+            gateways=self._touched_gateways() if getattr(target, "only_touched_gateways", False) else None,
         ) as sim:
             t0 = clock.now() + clock.speed * 1.0
             t0_ms = round(t0 * 1000)
@@ -158,6 +160,17 @@ class DrillRunner:
             notes.append("the system offers no way for simulated responders to act; only real people's acts are in the report")
         return DrillRun(sc, clock.speed, target.description, t0_ms, end_ms, wall_started, time.time() - wall_started, hazard_ms, alarms,
                         audits, ladders, self.responders.acts, self.use_responders, sent, notes, dict(self._observed), not settled)
+
+    def _touched_gateways(self) -> list[str]:
+        """The gateways the scenario's steps use (a running system's other gateways keep only their own links)."""
+        out: set[str] = set()
+        for step in self.scenario.steps:
+            out.update(self.sites.devices[d].gateway for d in step.devices if d in self.sites.devices)
+            if step.gateway is not None:
+                out.add(step.gateway)
+            if step.action == "power_cut" and step.building is not None:
+                out.update(d.gateway for d in self.sites.devices.values() if d.building == step.building)
+        return sorted(out)
 
     async def _settled(self, t0_ms: int) -> tuple[list[AlarmRecord], bool]:
         """The store's alarms once the last messages have been handled: read until two readings `settle_s` apart

@@ -9,9 +9,14 @@ truth: the report reads everything it says about the system from here.
   drill clock, so compressed time is compressed everywhere: devices, ingest stamps, alarm rules, ladder
   deadlines and responders. Responders act through the system's alarm service (`move()`) and, when the
   backend runs an escalation service, through its `respond()` too, as the responder API does.
-- `RemoteTarget` talks to a running system: MQTT URL for the devices, API URL and a login for the alarms.
-  It runs at speed 1 (a drill cannot change a production clock) and acts through the HTTP API's alarm moves
-  when the API offers them; otherwise it waits for real people on the console.
+- `RemoteTarget` talks to a running system: MQTT URL (and the broker login the system's own simulator uses)
+  for the devices, API URL and a console login for the alarms. It runs at speed 1 (a drill cannot change a
+  production clock). Simulated responders act through the console API as the duty officer records answers
+  phoned in: 我已收到 on behalf of the responder (`POST /api/alarms/{id}/acknowledge`, needs
+  acknowledge_for_others) and 复核关闭 (`POST /api/alarms/{id}/close`, needs close). A responder's 出发 / 到场 /
+  处置完成 reach a running system only through that person's own one-tap link (single-use, bound to them), so
+  `refusal(moves)` says, before the drill starts, why a scenario needing them cannot run here and what to do.
+  Entering it checks the API login, what the login may do and the broker login, each failure one line.
 
 Errors:
 
@@ -29,9 +34,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
-from urllib.parse import urlparse
+from typing import Any, Final, Protocol, Self
+from urllib.parse import unquote, urlparse
 
+import aiomqtt
 import httpx
 
 from alerting.model import AuditEntry
@@ -200,38 +206,96 @@ class EmbeddedTarget:
 # ---------------------------------------------------------------- remote
 
 
+# What simulated responders ask for, and how a running system's console API can make it (None: it cannot).
+REMOTE_MOVES: Final = {"acknowledge": "acknowledge", "verify_close": "close"}
+_MOVE_NAMES: Final = {"acknowledge": "我已收到/acknowledge", "depart": "出发/depart", "arrive": "到场/on scene", "finish": "处置完成/handled",
+                      "verify_close": "复核关闭/verify and close"}
+_CAPABILITY: Final = {"acknowledge": "acknowledge_for_others", "verify_close": "close"}
+
+
 class RemoteTarget:
-    """A running system: its broker (mqtt://host:port), its API (http://...) and a login. Speed 1 only."""
+    """A running system: its broker (mqtt://[user:password@]host:port), its API (http://...) and a login. Speed 1 only."""
+
+    only_touched_gateways = True  # a running system's own gateways keep their links: the drill speaks only for those it uses
 
     def __init__(self, api_url: str, mqtt_url: str, username: str, password: str, *,
-                 broker_username: str | None = None, broker_password: str | None = None) -> None:
+                 broker_username: str | None = None, broker_password: str | None = None, sites: SiteDirectory | None = None) -> None:
         u = urlparse(mqtt_url)
         if u.scheme not in ("mqtt", "tcp") or not u.hostname:
             raise TargetUnavailable(mqtt_url, "the broker URL must look like mqtt://host:1883")
         self.broker_host, self.broker_port = u.hostname, u.port or 1883
-        self.broker_username, self.broker_password = broker_username, broker_password
+        self.broker_username = unquote(u.username) if u.username else broker_username
+        self.broker_password = unquote(u.password) if u.password else broker_password
+        self.mqtt_url = f"mqtt://{self.broker_host}:{self.broker_port}"  # never the password in what is printed
         self.clock = DrillClock(1.0)
         self.api_url = api_url.rstrip("/")
         self._login = (username, password)
-        self.description = f"running system at {self.api_url} (broker {mqtt_url})"
+        self.sites = sites
+        self.description = f"running system at {self.api_url} (broker {self.mqtt_url})"
         self.can_act = False
+        self.moves: frozenset[str] = frozenset()
+        self.role = ""
+        self._missing: dict[str, str] = {}
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Self:
         self._client = httpx.AsyncClient(base_url=self.api_url, timeout=10.0)
         try:
-            r = await self._client.post("/api/login", json={"username": self._login[0], "password": self._login[1]})
-        except httpx.HTTPError as exc:
+            await self._check_api(self._client)
+            await self._check_broker()
+        except BaseException:
             await self._client.aclose()
-            raise TargetUnavailable(self.api_url, f"cannot reach the API: {exc}") from exc
-        if r.status_code != 200:
-            await self._client.aclose()
-            raise TargetUnavailable(self.api_url, f"login refused ({r.status_code}): {r.text[:200]}")
-        self._client.headers["Authorization"] = f"Bearer {r.json()['token']}"
-        spec = (await self._client.get("/api/openapi.json")).json()
-        self._move_path = next((p for p in spec.get("paths", {}) if p.startswith("/api/alarms/{") and p.endswith("/moves")), None)
-        self.can_act = self._move_path is not None
+            raise
         return self
+
+    async def _check_api(self, client: httpx.AsyncClient) -> None:
+        try:
+            r = await client.post("/api/login", json={"username": self._login[0], "password": self._login[1]})
+        except httpx.HTTPError as exc:
+            raise TargetUnavailable(self.api_url, f"cannot reach the API ({exc}): is the system running there (`shouwang run` prints its URL)?") from exc
+        if r.status_code != 200:
+            raise TargetUnavailable(self.api_url, f"the login {self._login[0]!r} was refused ({r.status_code}): give a console login with "
+                                                  "--user and --password (or $SHOUWANG_DRILL_PASSWORD)")
+        client.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        me = await client.get("/api/me")
+        caps = set(me.json().get("capabilities", [])) if me.status_code == 200 else set()
+        self.role = me.json().get("role", "") if me.status_code == 200 else ""
+        spec = await client.get("/api/openapi.json")
+        paths = set(spec.json().get("paths", {})) if spec.status_code == 200 else set()
+        moves = set()
+        for move, route in REMOTE_MOVES.items():
+            if f"/api/alarms/{{alarm_id}}/{route}" not in paths:
+                self._missing[move] = f"the API has no POST /api/alarms/{{alarm_id}}/{route}"
+            elif _CAPABILITY[move] not in caps:
+                self._missing[move] = (f"the login {self._login[0]!r} (role {self.role or 'unknown'}) lacks {_CAPABILITY[move]}: "
+                                       "log in as a duty officer or admin (--user)")
+            else:
+                moves.add(move)
+        self.moves = frozenset(moves)
+        self.can_act = bool(moves)
+
+    async def _check_broker(self) -> None:
+        try:
+            async with asyncio.timeout(10.0), aiomqtt.Client(self.broker_host, self.broker_port, username=self.broker_username,
+                                                              password=self.broker_password, identifier=f"drill-check-{id(self):x}"):
+                pass
+        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+            who = f"the login {self.broker_username!r}" if self.broker_username else "no login"
+            raise TargetUnavailable(self.mqtt_url, f"the broker did not accept the drill's simulated gateways with {who} ({exc}): give the "
+                                                   "running system's broker login, --mqtt mqtt://USER:PASSWORD@host:port or --broker-access "
+                                                   "DATA_DIR/broker-access.json (the file `shouwang run` names)") from exc
+
+    def refusal(self, needed: set[str]) -> str | None:
+        """Why simulated responders needing `needed` moves cannot act on this system, in one line; None if they can."""
+        lacking = sorted(needed - self.moves, key=list(_MOVE_NAMES).index)
+        if not lacking:
+            return None
+        field_moves = [m for m in lacking if m not in REMOTE_MOVES]
+        if field_moves:
+            return (f"this scenario's simulated responders make {', '.join(_MOVE_NAMES[m] for m in field_moves)}, which a running system records "
+                    "only from each responder's own one-tap link (single-use, bound to that person), never through the console API: run it "
+                    "--embedded (the default), or with --real-people and have people answer on their phones")
+        return f"the simulated responders cannot {', '.join(_MOVE_NAMES[m] for m in lacking)}: {'; '.join(self._missing[m] for m in lacking)}"
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._client is not None:
@@ -254,19 +318,29 @@ class RemoteTarget:
         return out
 
     async def audit(self, alarm_id: str) -> list[AuditEntry]:
+        """The alarm's lifecycle entries, from the console's alarm detail (its timeline's `lifecycle` rows)."""
         from alerting.lifecycle import AlarmState
 
-        r = await self.client.get(f"/api/alarms/{alarm_id}/audit")
+        r = await self.client.get(f"/api/alarms/{alarm_id}")
         if r.status_code != 200:
             return []
-        return [AuditEntry(alarm_id, e["seq"], e["at_ms"], e["actor"], e["move"], AlarmState(e["from_state"]) if e.get("from_state") else None,
-                           AlarmState(e["to_state"]), e.get("note", ""), e.get("drill", False)) for e in r.json().get("audit", [])]
+        drill = bool(r.json().get("alarm", {}).get("drill", False))
+        rows = [e for e in r.json().get("timeline", []) if e.get("source") == "lifecycle"]
+        return [AuditEntry(alarm_id, n, e["at_ms"], e["actor"], e["what"], AlarmState(e["from_state"]) if e.get("from_state") else None,
+                           AlarmState(e["to_state"]), e.get("note") or "", drill) for n, e in enumerate(rows, 1)]
 
     async def ladder(self, alarm_id: str) -> dict[str, Any] | None:
-        return None
+        r = await self.client.get(f"/api/alarms/{alarm_id}")
+        ladder = r.json().get("ladder") if r.status_code == 200 else None
+        return ladder if isinstance(ladder, dict) else None
 
     async def act(self, alarm_id: str, move: str, actor: str, note: str) -> ActResult:
-        if self._move_path is None:
-            return ActResult(False, "api", "the API offers no alarm moves")
-        r = await self.client.post(self._move_path.replace("{alarm_id}", alarm_id), json={"move": move, "note": f"{actor}: {note}"})
-        return ActResult(r.status_code < 300, "api", "" if r.status_code < 300 else r.text[:200])
+        if move not in self.moves:
+            return ActResult(False, "api", self._missing.get(move, f"a running system's API cannot record {_MOVE_NAMES.get(move, move)}"))
+        if move == "acknowledge":
+            known = self.sites is None or actor in self.sites.responders or actor.startswith(("family:", "neighbour:"))
+            body: dict[str, Any] = {"note": note[:500]} | ({"on_behalf_of": actor} if known else {})
+            r = await self.client.post(f"/api/alarms/{alarm_id}/acknowledge", json=body)
+        else:
+            r = await self.client.post(f"/api/alarms/{alarm_id}/close", json={"outcome": "real", "note": f"{actor}: {note}"[:500]})
+        return ActResult(r.status_code < 300, "api", "" if r.status_code < 300 else f"{r.status_code} {r.text[:200]}")
