@@ -73,7 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_lines=wants_json_logs(args.config, os.environ))
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except Exception as exc:
+        if not getattr(exc, "user_facing", False):  # e.g. backend.store.db.StoreFileUnreadable: a fact about this machine
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.store.db import check_sqlite_file
+
 __all__ = ["Journal", "JournalEntry", "JournalError"]
 
 
@@ -49,6 +51,7 @@ class Journal:
         self.path = path
         self._keep = keep
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_file(path, "the ingest journal")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode = WAL")

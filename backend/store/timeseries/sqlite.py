@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from backend.ingest.handoff import Reading
+from backend.store.db import check_sqlite_file
 from backend.store.timeseries.model import (
     HOUR_MS,
     MINUTE_MS,
@@ -105,6 +106,7 @@ class SqliteTimeSeries:
         self._down: str | None = None
 
     def _connect(self, cache_mib: int) -> sqlite3.Connection:
+        check_sqlite_file(Path(self.path), "the time-series store")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
