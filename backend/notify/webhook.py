@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from backend.notify.channel import DeliveryFailed, Message
+from backend.notify.templates import without_link
 
 __all__ = ["WEBHOOK_KINDS", "WebhookChannel", "webhook_body"]
 
@@ -27,11 +28,13 @@ def webhook_body(kind: str, message: Message) -> dict[str, Any]:
         return {"to": phone, "text": message.text, "key": message.key, "drill": message.drill}
     if kind == "voice":
         # text to speech; the link means nothing on a call, so it is left out
-        return {"to": phone, "tts": message.text.split("回复链接")[0], "repeat": 2, "key": message.key, "drill": message.drill}
+        return {"to": phone, "tts": without_link(message.text), "repeat": 2, "key": message.key, "drill": message.drill}
+    # A group robot's post is read by the whole group: the one-tap link belongs to the person paged (issue 22), so it
+    # goes by SMS only and never into a group.
     if kind == "wecom":
-        return {"msgtype": "text", "text": {"content": message.text, "mentioned_mobile_list": [phone] if phone else []}}
+        return {"msgtype": "text", "text": {"content": without_link(message.text), "mentioned_mobile_list": [phone] if phone else []}}
     if kind == "dingtalk":
-        return {"msgtype": "text", "text": {"content": message.text}, "at": {"atMobiles": [phone] if phone else [], "isAtAll": False}}
+        return {"msgtype": "text", "text": {"content": without_link(message.text)}, "at": {"atMobiles": [phone] if phone else [], "isAtAll": False}}
     raise ValueError(f"unknown webhook kind {kind!r}; use one of {WEBHOOK_KINDS}")
 
 

@@ -182,6 +182,7 @@ async def test_gateway_body_shapes(tmp_path: Path, gateway: tuple[Gateway, str],
     if kind in ("wecom", "dingtalk"):
         assert body["msgtype"] == "text"
         assert body["text"]["content"].startswith("【守望】")
+        assert "https://x/r/t" not in body["text"]["content"], "a group robot's post is read by the whole group: no one-tap link in it"
     else:
         assert body["to"] == "13986665755"
         assert "回复链接" not in body["tts"]  # a link means nothing on a phone call
