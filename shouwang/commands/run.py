@@ -24,6 +24,8 @@ def register(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, default=None, help="folder for databases and secrets (default: var/)")
     p.add_argument("--sites", type=Path, default=None, help="site directory to serve (default: the sample community)")
     p.add_argument("--no-simulate", action="store_true", help="do not run the simulated community")
+    p.add_argument("--demo-smoke", action="store_true", help="also a demo smoke alarm in the simulated community (drill-marked, 演示; simulate.demo_smoke)")
+    p.add_argument("--no-demo", action="store_true", help="no demo events in the simulated community (simulate.demo_events = false)")
     p.add_argument("--ingest-workers", type=int, default=0, metavar="N",
                    help="scale out: N `shouwang ingest` workers on an MQTT 5 shared subscription (with --backends; docs/scaling.md)")
     p.add_argument("--backends", type=int, default=0, metavar="M",
@@ -43,6 +45,10 @@ def _run(args: argparse.Namespace) -> int:
         sim["site_file"] = args.sites
     if args.no_simulate:
         sim["enabled"] = False
+    if args.demo_smoke:
+        sim["demo_smoke"] = True
+    if args.no_demo:
+        sim["demo_events"] = False
     if sim:
         overrides["simulate"] = sim
     settings = load_settings(args.config, **overrides)

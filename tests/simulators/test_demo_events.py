@@ -4,6 +4,11 @@ residual-current pre-warning, a camera offline and back, a smoke detector's low 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from simulators.signals import SimulationProfile
 from tests.simulators.helpers import START, events, run
 from tests.waiting import until
 
+REPO = Path(__file__).resolve().parents[2]
 SPEED = 40.0  # simulated seconds per wall second in the system tests: the first 7 minutes take about 10 s
 FIRST_MINUTES_S = 7 * 60.0
 
@@ -136,3 +142,40 @@ async def test_demo_events_switched_off_leave_the_board_to_real_happenings(demo_
     await sim.drained()
     rows = await _board(http)
     assert not [a for a in rows if a["alarm_type"] in ("low_battery", "electrical", "residual_current", "smoke")], rows
+
+
+async def test_shouwang_run_with_demo_smoke_shows_it_on_the_console(tmp_path: Path, small_site_file: tuple[Path, SiteDirectory]) -> None:
+    """The newcomer's command itself: `shouwang run --demo-smoke` (speed from the environment, as settings allow)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOUWANG_")} | {
+        "PYTHONPATH": str(REPO), "SHOUWANG_SIMULATE__SPEED": str(SPEED), "SHOUWANG_BROKER__EMBEDDED_PORT": "0"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shouwang.cli", "run", "--port", "0", "--data-dir", str(tmp_path / "var"), "--sites", str(small_site_file[0]),
+        "--demo-smoke", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        info: dict[str, str] = {}
+        async with asyncio.timeout(60):
+            while "password" not in info:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "shouwang run exited early:\n" + "".join(lines)
+                lines.append(line)
+                if m := re.search(r"console:\s+(http://\S+)/", line):
+                    info["url"] = m.group(1)
+                if m := re.search(r"login:\s+(\S+)\s+password (\S+)", line):
+                    info["user"], info["password"] = m.group(1), m.group(2)
+        async with httpx.AsyncClient(base_url=info["url"]) as http:
+            token = (await http.post("/api/login", json={"username": info["user"], "password": info["password"]})).json()["token"]
+            http.headers["Authorization"] = f"Bearer {token}"
+
+            async def smoke() -> dict[str, Any] | None:
+                return next((a for a in await _board(http) if a["alarm_type"] == "smoke"), None)
+
+            alarm = await until(smoke, (DemoEvents().smoke_at_s + 60) / SPEED + 30, "the demo smoke alarm of `shouwang run --demo-smoke`")
+        assert alarm["drill"] is True
+        assert "演示" in alarm["detail"]
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(30):
+                await proc.communicate()
