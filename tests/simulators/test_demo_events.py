@@ -122,7 +122,7 @@ async def test_the_console_shows_a_pre_warning_a_camera_drop_and_a_low_battery_w
 
 @pytest.mark.parametrize("demo_system", [{"demo_smoke": True}], indirect=True)
 async def test_the_demo_smoke_alarm_only_on_request_and_marked_as_a_drill(demo_system: tuple[System, httpx.AsyncClient]) -> None:
-    _, http = demo_system
+    system, http = demo_system
 
     async def smoke() -> dict[str, Any] | None:
         return next((a for a in await _board(http) if a["alarm_type"] == "smoke"), None)
@@ -131,6 +131,11 @@ async def test_the_demo_smoke_alarm_only_on_request_and_marked_as_a_drill(demo_s
     assert alarm["drill"] is True, "the console shows it as a drill: drill notices never reach outside channels"
     assert alarm["detail"] == DEMO_SMOKE_DETAIL
     assert "演示" in alarm["detail"]
+    esc = system.backend.escalation
+    receipts = await until(lambda: esc.receipts.for_alarm(alarm["id"]) or None, 10, "the demo smoke's notices")
+    assert all(r.drill for r in receipts), receipts
+    outside = {kind for kind, channel in esc.service.dispatcher.channels.items() if channel.outside}
+    assert not [r for r in receipts if r.channel in outside and r.status == "delivered"], receipts
 
 
 @pytest.mark.parametrize("demo_system", [{"demo_events": False}], indirect=True)
