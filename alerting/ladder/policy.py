@@ -18,15 +18,16 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from alerting.directory import Seat
 from alerting.lifecycle import FIELD_ORDER, AlarmState
 from alerting.model import Severity
 
 __all__ = [
     "DEFAULT_POLICIES_RESOURCE",
     "FIELD_ORDER",
+    "RUNG_SEATS",
     "Policy",
     "PolicyError",
     "PolicySet",
@@ -47,15 +48,16 @@ def field_rank(state: AlarmState | None) -> int:
     return 0 if state is None else FIELD_ORDER.index(state) + 1
 
 
-class Seat(StrEnum):
-    """Who a rung pages, resolved from where the alarm is by a `Roster` at run time."""
-
-    GRID_WORKER = "grid_worker"  # 网格员 of the building's grid, on duty now
-    BUILDING_LEADER = "building_leader"  # 楼栋长 of the building
-    FIRE_STATION = "fire_station"  # 微型消防站: everyone on the shift now
-    VOLUNTEERS = "volunteers"  # 志愿者 on duty now with the skill, nearest first
-    FAMILY = "family"  # family contacts and neighbours of a vulnerable household
-    DUTY_OFFICER = "duty_officer"  # 值班员 in the command room
+# Who a rung pages (the one `Seat` vocabulary of alerting.directory, re-exported here), resolved from where
+# the alarm is by a `Roster` at run time, as the policy file spells it: a rung pages "volunteers".
+RUNG_SEATS: Mapping[str, Seat] = {
+    "grid_worker": Seat.GRID_WORKER,  # 网格员 of the building's grid, on duty now
+    "building_leader": Seat.BUILDING_LEADER,  # 楼栋长 of the building
+    "fire_station": Seat.FIRE_STATION,  # 微型消防站: everyone on the shift now
+    "volunteers": Seat.VOLUNTEERS,  # 志愿者 on duty now with the skill, nearest first
+    "family": Seat.FAMILY,  # family contacts and neighbours of a vulnerable household
+    "duty_officer": Seat.DUTY_OFFICER,  # 值班员 in the command room
+}
 
 
 class PolicyError(ValueError):
@@ -161,10 +163,9 @@ def _rung(name: str, data: Mapping[str, Any]) -> Rung:
     if not isinstance(data, Mapping):
         raise PolicyError(where, "expected a mapping")
     _keys(where, data, {"seat", "label", "deadlines", "repeat", "skill", "count", "channels", "optional", "on_miss"})
-    try:
-        seat = Seat(data.get("seat", name))
-    except ValueError:
-        raise PolicyError(where, f"seat must be one of {[s.value for s in Seat]}") from None
+    seat = RUNG_SEATS.get(str(data.get("seat", name)))
+    if seat is None:
+        raise PolicyError(where, f"seat must be one of {list(RUNG_SEATS)}")
     deadlines = tuple(
         sorted(((_field_state(f"{where}.deadlines", k), _seconds(f"{where}.deadlines.{k}", v)) for k, v in (data.get("deadlines") or {}).items()),
                key=lambda kv: field_rank(kv[0]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from alerting.ladder.policy import Seat
+from alerting.directory import Seat
 
 __all__ = ["CONSOLE", "Contact", "ContactKind", "Fill", "Roster", "SeatFill", "Where"]
 

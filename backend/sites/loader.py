@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alerting.directory import Seat
 from backend.sites.model import (
     DEFAULT_REPORT_INTERVAL_S,
     NO_ENTITIES,
@@ -39,7 +40,6 @@ from backend.sites.model import (
     Household,
     Responder,
     Role,
-    SeatKind,
     Shift,
     SiteDirectory,
     VolunteerTeam,
@@ -274,8 +274,12 @@ class _Responder(_Record):
     skills: list[str] = []
 
 
+# The seats a shift may fill, as the site file spells them (FAMILY is the ladder's only: no shifts).
+_ShiftSeat = Literal["grid_worker", "building_leader", "fire_station", "volunteer", "duty_officer"]
+
+
 class _Shift(_Record):
-    seat: SeatKind
+    seat: _ShiftSeat
     scope: IdStr
     responder: IdStr
     deputy: IdStr | None = None
@@ -522,16 +526,17 @@ def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir:
 
     responders = collect("responders", _Responder, responder)
 
-    scopes: dict[SeatKind, tuple[dict[str, Any], str]] = {
-        SeatKind.GRID_WORKER: (grids, "grid"),
-        SeatKind.BUILDING_LEADER: (buildings, "building"),
-        SeatKind.FIRE_STATION: (stations, "fire station"),
-        SeatKind.VOLUNTEER: (teams, "volunteer team"),
-        SeatKind.DUTY_OFFICER: (communities, "community"),
+    scopes: dict[Seat, tuple[dict[str, Any], str]] = {
+        Seat.GRID_WORKER: (grids, "grid"),
+        Seat.BUILDING_LEADER: (buildings, "building"),
+        Seat.FIRE_STATION: (stations, "fire station"),
+        Seat.VOLUNTEER: (teams, "volunteer team"),
+        Seat.DUTY_OFFICER: (communities, "community"),
     }
     shifts: list[tuple[int, Shift]] = []
     for item, r in check.records(doc, "shifts", _Shift):
-        table, what = scopes[r.seat]
+        seat = Seat(r.seat)
+        table, what = scopes[seat]
         ok = ref(item, "scope", r.scope, table, what)
         ok = ref(item, "responder", r.responder, responders, "responder") and ok
         ok = ref(item, "deputy", r.deputy, responders, "deputy responder") and ok
@@ -542,7 +547,7 @@ def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir:
             check.error(item.line, f"shift of '{r.responder}': {exc}")
             continue
         if ok:
-            shifts.append((item.line, Shift(r.seat, r.scope, r.responder, days, start % 1440, end if end != 1440 else 1440, r.deputy)))
+            shifts.append((item.line, Shift(seat, r.scope, r.responder, days, start % 1440, end if end != 1440 else 1440, r.deputy)))
 
     _check_exclusive_seats(check, shifts)
     if check.errors:
@@ -556,7 +561,7 @@ def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir:
 
 
 def _check_exclusive_seats(check: _Checker, shifts: list[tuple[int, Shift]]) -> None:
-    by_seat: dict[tuple[SeatKind, str], list[tuple[int, Shift]]] = defaultdict(list)
+    by_seat: dict[tuple[Seat, str], list[tuple[int, Shift]]] = defaultdict(list)
     for line, s in shifts:
         if s.seat.exclusive:
             by_seat[(s.seat, s.scope)].append((line, s))

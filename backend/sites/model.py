@@ -4,6 +4,11 @@ The hierarchy is street (街道) → community (社区) → grid (网格) → bu
 household (户). Devices hang off buildings (and optionally a unit and a household) and report through one
 gateway. Responders fill *seats* (the grid worker of grid g01, the leader of building b03, the micro fire
 station, a volunteer) during *shifts*; the ladder asks "who sits in this seat now".
+
+Seats are the one vocabulary `alerting.directory.Seat`, shared with the ladder. `Role` is different and stays
+here: it says what a person is (a unit leader, a fire station's head or a member), not which roster place
+they fill; a unit leader has no seat of their own (they stand in as a building leader's deputy) and a station's
+head and members both sit in the one FIRE_STATION seat.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
 
+from alerting.directory import Seat
 from broker.kinds import DeviceKind
 
 __all__ = [
@@ -28,7 +34,6 @@ __all__ = [
     "Household",
     "Responder",
     "Role",
-    "SeatKind",
     "Shift",
     "SiteDirectory",
     "VolunteerTeam",
@@ -56,20 +61,6 @@ class Role(StrEnum):
     FIRE_STATION_MEMBER = "fire_station_member"  # 微型消防站队员
     VOLUNTEER = "volunteer"  # 志愿者
     DUTY_OFFICER = "duty_officer"  # 值班员
-
-
-class SeatKind(StrEnum):
-    """A place on a roster. Exclusive seats hold one person per shift; team seats hold many."""
-
-    GRID_WORKER = "grid_worker"  # scope: a grid id; exclusive
-    BUILDING_LEADER = "building_leader"  # scope: a building id; exclusive
-    FIRE_STATION = "fire_station"  # scope: a fire station id; a team
-    VOLUNTEER = "volunteer"  # scope: a volunteer team id; a team
-    DUTY_OFFICER = "duty_officer"  # scope: a community id; a team (>= 2 per shift, GB 25506)
-
-    @property
-    def exclusive(self) -> bool:
-        return self in (SeatKind.GRID_WORKER, SeatKind.BUILDING_LEADER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +183,7 @@ class Shift:
 
     end <= start means the shift runs past midnight into the next day."""
 
-    seat: SeatKind
+    seat: Seat  # scope: a grid, building, fire station, volunteer team or community id
     scope: str
     responder: str
     days: frozenset[int]

@@ -18,21 +18,15 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from alerting.ladder.policy import Seat
+from alerting.directory import Seat
 from alerting.ladder.targets import Contact, ContactKind, Fill, SeatFill, Where
-from backend.sites.model import Responder, SeatKind, Shift, SiteDirectory
+from backend.sites.model import Responder, Shift, SiteDirectory
 
 __all__ = ["CHINA_UTC_OFFSET_MIN", "SiteRoster", "local_week_minute"]
 
 CHINA_UTC_OFFSET_MIN = 8 * 60  # Beijing time, no daylight saving
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
-_SEAT_KIND = {
-    Seat.GRID_WORKER: SeatKind.GRID_WORKER,
-    Seat.BUILDING_LEADER: SeatKind.BUILDING_LEADER,
-    Seat.FIRE_STATION: SeatKind.FIRE_STATION,
-    Seat.DUTY_OFFICER: SeatKind.DUTY_OFFICER,
-}
 
 
 def local_week_minute(at_ms: int, utc_offset_min: int = CHINA_UTC_OFFSET_MIN) -> tuple[int, int]:
@@ -51,7 +45,7 @@ class SiteRoster:
     def __init__(self, directory: SiteDirectory, utc_offset_min: int = CHINA_UTC_OFFSET_MIN) -> None:
         self.directory = directory
         self.utc_offset_min = utc_offset_min
-        self._shifts: dict[tuple[SeatKind, str], list[Shift]] = defaultdict(list)
+        self._shifts: dict[tuple[Seat, str], list[Shift]] = defaultdict(list)
         for s in directory.shifts:
             self._shifts[(s.seat, s.scope)].append(s)
         self._away: dict[str, _Away] = {}
@@ -112,16 +106,16 @@ class SiteRoster:
             scope = self._community(where)
         if scope is None:
             return SeatFill((), Fill.VACANT, f"{seat.value}: the alarm's place names no {seat.value} scope")
-        return self._seat(_SEAT_KIND[seat], scope, at_ms, exclude)
+        return self._seat(seat, scope, at_ms, exclude)
 
-    def _covering(self, kind: SeatKind, scope: str, at_ms: int) -> list[Shift]:
+    def _covering(self, kind: Seat, scope: str, at_ms: int) -> list[Shift]:
         weekday, minute = local_week_minute(at_ms, self.utc_offset_min)
         return [s for s in self._shifts.get((kind, scope), ()) if s.covers(weekday, minute)]
 
     def _contact(self, r: Responder) -> Contact:
         return Contact(r.id, r.name, ContactKind.RESPONDER, r.phone)
 
-    def _seat(self, kind: SeatKind, scope: str, at_ms: int, exclude: frozenset[str]) -> SeatFill:
+    def _seat(self, kind: Seat, scope: str, at_ms: int, exclude: frozenset[str]) -> SeatFill:
         covering = self._covering(kind, scope, at_ms)
         if not covering:
             return SeatFill((), Fill.VACANT, f"{kind.value} {scope}: no shift covers this time")
@@ -151,7 +145,7 @@ class SiteRoster:
         teams = [t.id for t in self.directory.volunteer_teams.values() if community is None or t.community == community]
         ids: dict[str, None] = {}
         for team in teams:
-            for s in self._covering(SeatKind.VOLUNTEER, team, at_ms):
+            for s in self._covering(Seat.VOLUNTEER, team, at_ms):
                 ids[s.responder] = None
         d = self.directory
         people = [d.responders[r] for r in ids if r not in exclude and self.available(r, at_ms)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alerting.directory import Seat
 from backend.sites import SiteDirectory, SiteDirectoryInvalid, generate_site_document, parse_site_directory, write_site_document
-from backend.sites.model import SeatKind
 from broker.kinds import DeviceKind
 from shouwang.cli import main
 from tests.conftest import SAMPLE_SITE
@@ -86,7 +86,7 @@ def test_two_grid_workers_claiming_one_grid_for_the_same_shift() -> None:
 def test_team_seats_may_hold_many_people_at_once() -> None:
     text = GOOD.replace("shifts:\n", "shifts:\n  - {seat: fire_station, scope: mfs, responder: w1, start: '00:00', end: '24:00'}\n"
                                     "  - {seat: fire_station, scope: mfs, responder: w2, start: '00:00', end: '24:00'}\n")
-    assert len([s for s in parse(text).shifts if s.seat is SeatKind.FIRE_STATION]) == 2
+    assert len([s for s in parse(text).shifts if s.seat is Seat.FIRE_STATION]) == 2
 
 
 @pytest.mark.parametrize(
