@@ -15,6 +15,7 @@ lifecycle's reason and what to do instead.
 
 import asyncio
 import logging
+from datetime import timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -28,7 +29,8 @@ from backend.api.auth import ROLE_CAPABILITIES, Auth, Capability, Principal
 from backend.api.console_records import ConsoleAct, ConsoleRecords
 from backend.api.console_views import alarm_view, board_page, place_view, rung_status
 from backend.api.deps import AlarmMoves, ApiDeps, NotWired
-from backend.api.errors import ERRORS
+from backend.api.errors import ERRORS, request_lang
+from backend.i18n import Lang, done_text, timeline_text
 from backend.notify.channel import Message
 from backend.notify.templates import notice_text
 from backend.store.alarms import AlarmRecord
@@ -211,7 +213,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         return MuteResult(muted_until_ms=now + body.minutes * 60_000, server_now_ms=now, minutes=body.minutes, by=p.username, alarms=[a.id for a in sounding])
 
     @router.get("/alarms/{alarm_id}", summary="One alarm: place, timeline of every change (who, when), rungs notified, deadlines")
-    async def alarm_detail(p: Annotated[Principal, Depends(viewer)], alarm_id: AlarmId) -> AlarmDetail:
+    async def alarm_detail(p: Annotated[Principal, Depends(viewer)], alarm_id: AlarmId, lang: Annotated[Lang, Depends(request_lang)]) -> AlarmDetail:
         rec = await visible(p, alarm_id)
         audit = await asyncio.to_thread(deps.alarms.audit, alarm_id)
         acts = await asyncio.to_thread(records.for_alarm, alarm_id)
@@ -226,9 +228,10 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             state = await esc.get(alarm_id)
             if state is not None:
                 log_rows = await asyncio.to_thread(esc.store.log, alarm_id)
-                timeline += [{"at_ms": r.at_ms, "source": "ladder", "actor": r.worker, "what": r.kind, "rung": r.rung, "contact": r.contact,
-                              "field_state": r.field_state, "note": r.detail} for r in log_rows if r.kind not in ("advance",)]
                 rungs = esc.policies.rungs
+                timeline += [{"at_ms": r.at_ms, "source": "ladder", "actor": r.worker, "what": r.kind, "rung": r.rung, "contact": r.contact,
+                              "field_state": r.field_state, "note": r.detail, "rung_label": rungs[r.rung].label if r.rung in rungs else None}
+                             for r in log_rows if r.kind not in ("advance",)]
                 pending = timers(state, esc.policies)
                 ladder_view = {
                     "policy": state.policy, "started_ms": state.started_ms, "verified_ms": state.verified_ms, "treated_real_ms": state.treated_real_ms,
@@ -258,13 +261,16 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                 if r.grid == b.grid or r.building == b.id or (r.community == community and r.role.value in ("fire_station_head", "fire_station_member")):
                     responders.append({"id": r.id, "name": r.name, "rung": r.role.value})
         timeline.sort(key=lambda x: x["at_ms"])
+        for entry in timeline:  # `label` and `note_text` in the reader's language; the stored fields stay as they are
+            entry.update(timeline_text(entry, lang))
         return AlarmDetail(alarm=alarm_view(rec, sites), place=place_view(rec, sites, with_vulnerable=p.can(Capability.VIEW_VULNERABLE)),
                            timeline=timeline, ladder=ladder_view, responders=responders[:40], server_now_ms=deps.clock.now_ms(),
                            utc_offset_min=utc_offset_min())
 
     # -- acting --------------------------------------------------------------------------------------------
     @router.post("/alarms/{alarm_id}/acknowledge", summary="Acknowledge (我已收到), yourself or on behalf of a responder (recorded as such)")
-    async def acknowledge(p: Annotated[Principal, Depends(auth.require(Capability.ACKNOWLEDGE))], alarm_id: AlarmId, body: AcknowledgeBody) -> ActionResult:
+    async def acknowledge(p: Annotated[Principal, Depends(auth.require(Capability.ACKNOWLEDGE))], alarm_id: AlarmId, body: AcknowledgeBody,
+                  lang: Annotated[Lang, Depends(request_lang)]) -> ActionResult:
         rec = await visible(p, alarm_id)
         rid = body.on_behalf_of
         if rid and not p.can(Capability.ACKNOWLEDGE_FOR_OTHERS):
@@ -281,10 +287,11 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                                                             None, body.note, rec.drill))
         if await ladder(alarm_id, Response.ACKNOWLEDGE, body.on_behalf_of or p.username, f"via console by {p.username}" if body.on_behalf_of else body.note):
             done.append("ladder")
-        return ActionResult(alarm=await view(alarm_id), done=done)
+        return ActionResult(alarm=await view(alarm_id), done=done_text(done, lang, site_tz()))
 
     @router.post("/alarms/{alarm_id}/verify", summary="Verify (核实): the alarm is real; the ladder stops waiting for verification")
-    async def verify(p: Annotated[Principal, Depends(auth.require(Capability.VERIFY))], alarm_id: AlarmId, body: VerifyBody) -> ActionResult:
+    async def verify(p: Annotated[Principal, Depends(auth.require(Capability.VERIFY))], alarm_id: AlarmId, body: VerifyBody,
+                  lang: Annotated[Lang, Depends(request_lang)]) -> ActionResult:
         rec = await visible(p, alarm_id)
         if not rec.is_open:
             raise HTTPException(status.HTTP_409_CONFLICT, "this alarm is already closed; there is nothing to verify")
@@ -295,10 +302,11 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "verify", None, None, body.note, rec.drill))
         if await ladder(alarm_id, Response.CONFIRM, p.username, body.note):
             done.append("ladder")
-        return ActionResult(alarm=await view(alarm_id), done=done)
+        return ActionResult(alarm=await view(alarm_id), done=done_text(done, lang, site_tz()))
 
     @router.post("/alarms/{alarm_id}/dispatch", summary="Dispatch (派遣) a responder: a notice goes to them now, and it is recorded")
-    async def dispatch(p: Annotated[Principal, Depends(auth.require(Capability.DISPATCH))], alarm_id: AlarmId, body: DispatchBody) -> ActionResult:
+    async def dispatch(p: Annotated[Principal, Depends(auth.require(Capability.DISPATCH))], alarm_id: AlarmId, body: DispatchBody,
+                  lang: Annotated[Lang, Depends(request_lang)]) -> ActionResult:
         rec = await visible(p, alarm_id)
         if not rec.is_open:
             raise HTTPException(status.HTTP_409_CONFLICT, "this alarm is closed; open a new one or pick an open alarm to dispatch to")
@@ -325,10 +333,11 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             done += [f"{x.channel}:{x.status.value}" for x in receipts]
         await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "dispatch", None, r.id,
                                                         f"{r.name} ({r.role.value})" + (f": {body.note}" if body.note else ""), rec.drill))
-        return ActionResult(alarm=await view(alarm_id), done=done)
+        return ActionResult(alarm=await view(alarm_id), done=done_text(done, lang, site_tz()))
 
     @router.post("/alarms/{alarm_id}/close", summary="Close as real (复核关闭) or as a false alarm (误报), with a note")
-    async def close(p: Annotated[Principal, Depends(auth.require(Capability.CLOSE))], alarm_id: AlarmId, body: CloseBody) -> ActionResult:
+    async def close(p: Annotated[Principal, Depends(auth.require(Capability.CLOSE))], alarm_id: AlarmId, body: CloseBody,
+                  lang: Annotated[Lang, Depends(request_lang)]) -> ActionResult:
         rec = await visible(p, alarm_id)
         if not rec.is_open:
             raise HTTPException(status.HTTP_409_CONFLICT, f"this alarm is already {rec.state}; nothing to close")
@@ -351,10 +360,11 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                 done.append("ladder_stopped")
             except Exception:
                 log.exception("stopping the ladder of %s failed", alarm_id)
-        return ActionResult(alarm=await view(alarm_id), done=done)
+        return ActionResult(alarm=await view(alarm_id), done=done_text(done, lang, site_tz()))
 
     @router.post("/devices/{device_id}/silence", summary="Silence a device for maintenance until an expiry (its alarms are held, then resume)")
-    async def silence(p: Annotated[Principal, Depends(auth.require(Capability.SILENCE))], device_id: DeviceId, body: SilenceBody) -> ActionResult:
+    async def silence(p: Annotated[Principal, Depends(auth.require(Capability.SILENCE))], device_id: DeviceId, body: SilenceBody,
+                      lang: Annotated[Lang, Depends(request_lang)]) -> ActionResult:
         d = sites.devices.get(device_id) if sites else None
         if sites is None or d is None or not p.territory.covers(d.building):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {device_id!r} in your territory; check the id on the device's label")
@@ -365,11 +375,14 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
         except MoveRefused as exc:
             raise _refused(exc) from exc
-        return ActionResult(alarm=None, done=[f"silenced until {until}"], silenced_alarms=n)
+        return ActionResult(alarm=None, done=done_text([f"silenced until {until}"], lang, site_tz()), silenced_alarms=n)
 
     def utc_offset_min() -> int:
         """The site's time zone: the duty rosters' (escalation settings), Beijing time without a ladder."""
         return int(getattr(getattr(esc, "roster", None), "utc_offset_min", BEIJING_UTC_OFFSET_MIN))
+
+    def site_tz() -> timezone:
+        return timezone(timedelta(minutes=utc_offset_min()))
 
     def _community(rec: AlarmRecord) -> str | None:
         """The alarm's community: as stored, else its building's in the site directory."""

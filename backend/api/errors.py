@@ -1,5 +1,9 @@
 """Every error the API returns is JSON `{"detail": "<what to do>", ...}`: one sentence a person can act on.
 
+Language: `detail` is Chinese unless the request's `Accept-Language` puts English first (backend/i18n.py).
+Routes keep raising English sentences; the handlers here translate them by their shape at the boundary, so
+the status code and the machine-readable fields (`errors`, headers) never change with the language.
+
 How this works: routes raise `HTTPException(status, "sentence")`; `install(app)` turns request-validation
 errors into the same shape (`detail` a sentence naming the fields, `errors` the machine-readable list) and
 any unexpected exception into a 500 that says the error was logged, without leaking internals. `ERRORS`
@@ -18,7 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["ERRORS", "ErrorBody", "install"]
+from backend.i18n import Lang, error_text, lang_of, validation_text
+
+__all__ = ["ERRORS", "ErrorBody", "install", "request_lang"]
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +49,32 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _field(err: dict[str, Any]) -> str:
-    loc = [str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path", "header")]
-    return ".".join(loc) or "request"
+def request_lang(request: Request) -> Lang:
+    """The language a person asked for (`Accept-Language`, Chinese by default): a route dependency."""
+    return lang_of(request.headers.get("accept-language"))
+
+
+_lang = request_lang
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errs = list(exc.errors())
-        parts = [f"{_field(e)}: {e.get('msg', 'invalid')}" for e in errs[:5]]
         slim = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs]
-        body = {"detail": "fix these fields and try again — " + "; ".join(parts), "errors": jsonable_encoder(slim)}
+        body = {"detail": validation_text(errs, _lang(request)), "errors": jsonable_encoder(slim)}
         return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
         if exc.status_code == status.HTTP_400_BAD_REQUEST and detail == "There was an error parsing the body":
             detail = "the request body is not valid JSON: send Content-Type: application/json with a JSON object"
-        return JSONResponse({"detail": str(detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse({"detail": error_text(str(detail), _lang(request))}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "the server failed on this request and logged it; try again, and tell the administrator if it persists"},
+        sentence = "the server failed on this request and logged it; try again, and tell the administrator if it persists"
+        return JSONResponse({"detail": error_text(sentence, _lang(request))},
                             status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

@@ -32,7 +32,7 @@ async def test_acknowledge_on_behalf_is_recorded_as_such(rig: ApiRig) -> None:
     assert unknown.status_code == 422
     again = await rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={})
     assert again.status_code == 409
-    assert "acknowledge" in again.json()["detail"]
+    assert "确认" in again.json()["detail"]
 
 
 async def test_verify_dispatch_and_close_as_real(rig: ApiRig) -> None:
@@ -147,7 +147,7 @@ async def test_dispatch_stays_in_the_alarms_community_unless_the_officer_holds_t
         refused = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("gw1"), json={"responder_id": other.id})
         assert refused.status_code == 422, refused.text
         assert "c02" in refused.json()["detail"]
-        assert "territory" in refused.json()["detail"]
+        assert "辖区" in refused.json()["detail"]
         ok = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("gw1"), json={"responder_id": own.id})
         assert ok.status_code == 200, ok.text
         aid = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("duty"), json={"responder_id": other.id})

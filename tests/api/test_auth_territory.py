@@ -15,15 +15,15 @@ async def test_login_and_errors_are_json_with_a_reason(rig: ApiRig) -> None:
     assert ok.json()["role"] == "duty_officer"
     bad = await c.post("/api/login", json={"username": "duty", "password": "nope"})
     assert bad.status_code == 401
-    assert bad.json()["detail"] == "wrong username or password"
+    assert bad.json()["detail"] == "用户名或密码错误"
     machine = await c.post("/api/login", json={"username": "gw1", "password": "anything"})  # a user without a password cannot log in
     assert machine.status_code == 401
     anon = await c.get("/api/alarms")
     assert anon.status_code == 401
-    assert "log in" in anon.json()["detail"]
+    assert "请先登录" in anon.json()["detail"]
     forged = await c.get("/api/alarms", headers={"Authorization": "Bearer abc.def"})
     assert forged.status_code == 401
-    assert "log in again" in forged.json()["detail"]
+    assert "重新登录" in forged.json()["detail"]
     invalid = await c.post("/api/login", json={"username": "", "password": 3})
     assert invalid.status_code == 422
     body = invalid.json()
@@ -42,7 +42,7 @@ async def test_grid_worker_sees_and_acts_on_her_own_grid_only(rig: ApiRig) -> No
 
     other = await rig.client.get(f"/api/alarms/{theirs}", headers=rig.auth("gw1"))
     assert other.status_code == 404
-    assert "territory" in other.json()["detail"]
+    assert "辖区" in other.json()["detail"]
     refused = await rig.client.post(f"/api/alarms/{theirs}/acknowledge", headers=rig.auth("gw1"), json={})
     assert refused.status_code == 404
     stored = rig.service.store.get(theirs)
@@ -115,7 +115,7 @@ async def test_machine_api_tokens_issue_use_expire_and_revoke(rig: ApiRig) -> No
     rig.clock.advance(86_401)
     expired = await rig.client.get("/api/me", headers={"Authorization": f"Bearer {secret}"})
     assert expired.status_code == 401
-    assert "expired" in expired.json()["detail"]
+    assert "过期" in expired.json()["detail"]
     rig.renew_sessions()
     admin = rig.auth("admin")
 

@@ -569,13 +569,13 @@ async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller:
     elif caller in BAD_CALLERS:
         assert got.status == 401, f"{caller} on {_ids(route)}: {got.status} {got.text[:300]}"
         assert got.headers.get("www-authenticate") == "Bearer"
-        assert "log in" in detail
+        assert "登录" in detail  # Chinese by default (backend/i18n.py; English on Accept-Language: en)
         if caller == "expired_token":
-            assert "expired" in detail
+            assert "过期" in detail
     else:
         assert got.status == 403, f"{caller} may not {_ids(route)}, got {got.status}: {got.text[:300]}"
-        assert f"your role ({caller})" in detail
-        may_roles = frozenset(detail.rsplit("roles that may: ", 1)[1].split(", "))
+        assert f"您的角色（{caller}）" in detail
+        may_roles = frozenset(detail.rsplit("可以执行的角色：", 1)[1].split(", "))
         assert may_roles == allowed, f"the 403 of {_ids(route)} names {sorted(may_roles)}; the table says {sorted(allowed)}"
 
 
@@ -672,4 +672,4 @@ async def test_an_answer_link_is_not_a_login(matrix: Matrix, route: tuple[str, s
     link = matrix.link(matrix.sentinel, "no_token")
     got = await send(matrix, route[0], call, {"Authorization": f"Bearer {link}"})
     assert got.status == 401, got.text
-    assert "one-tap answer link, not a login" in got.json()["detail"], "the sentence says what the caller holds and what to do"
+    assert "一键应答链接，不是登录凭证" in got.json()["detail"], "the sentence says what the caller holds and what to do"

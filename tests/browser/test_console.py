@@ -139,7 +139,7 @@ async def test_grid_worker_cannot_read_or_act_on_another_grid(system: System, br
         assert (await http.get(f"/api/alarms/{other}", headers=h)).status_code == 404
         act = await http.post(f"/api/alarms/{other}/acknowledge", headers=h, json={})
         assert act.status_code == 404
-        assert "territory" in act.json()["detail"]
+        assert "辖区" in act.json()["detail"]
         assert {a["building_id"] for a in (await http.get("/api/alarms", headers=h)).json()["alarms"]} == {g2.building}
 
     page = await browser.new_page(viewport={"width": 1500, "height": 950}, locale="zh-CN")

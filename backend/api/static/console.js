@@ -24,7 +24,7 @@ const SEV = { critical: 3, major: 2, minor: 1, info: 0 };
 const OPEN = new Set(["raised", "notified", "acknowledged", "en_route", "on_scene", "handled", "suppressed", "silenced", "awaiting_verification"]);
 
 async function api(path, opts = {}) {
-  const headers = { "Content-Type": "application/json" };
+  const headers = { "Content-Type": "application/json", "Accept-Language": LANG === "en" ? "en" : "zh-CN" };  // server-made text and errors
   if (S.token) headers.Authorization = "Bearer " + S.token;
   const r = await fetch(path, { ...opts, headers: { ...headers, ...(opts.headers || {}) } });
   let body = null;
@@ -325,9 +325,9 @@ function renderDetail() {
         <td>${esc(status)}</td><td>${r.waits_for_answer ? cd(r.next_repeat_ms) : "—"}</td><td>${climb}</td></tr>`;
     }).join("")}</tbody></table>` : "";
   const timeline = `<ol class="timeline" id="timeline">${d.timeline.map(e => `<li class="${esc(e.source)}" data-what="${esc(e.what)}">
-      <span class="t">${fmtTime(e.at_ms)}</span><b>${esc(e.actor)}</b> · ${esc(e.to_state ? t("st_" + e.to_state) : e.what)}
-      ${e.on_behalf_of ? " ⇢ " + esc(e.on_behalf_of) : ""}${e.target ? " → " + esc(e.target) : ""}${e.rung ? " [" + esc(e.rung) + "]" : ""}
-      <span class="dim">${esc(t("src_" + e.source))}${e.note ? " · " + esc(e.note) : ""}</span></li>`).join("")}</ol>`;
+      <span class="t">${fmtTime(e.at_ms)}</span><b>${esc(e.actor_text || e.actor)}</b> · ${esc(e.label || (e.to_state ? t("st_" + e.to_state) : e.what))}
+      ${e.on_behalf_of ? " ⇢ " + esc(e.on_behalf_of) : ""}${e.target ? " → " + esc(e.target) : ""}${e.rung ? " [" + esc(e.rung_text || e.rung) + "]" : ""}
+      <span class="dim">${esc(t("src_" + e.source))}${e.note ? " · " + esc(e.note_text || e.note) : ""}</span></li>`).join("")}</ol>`;
   const people = d.responders.map(r => `<option value="${esc(r.id)}">${esc(r.name)} · ${esc(r.rung)}</option>`).join("");
   const open = isOpen(a);
   const acts = open ? `<div class="actions">
@@ -570,7 +570,7 @@ $("#login").addEventListener("submit", login);
 $("#logout").addEventListener("click", logout);
 $("#lang").addEventListener("click", () => {
   LANG = LANG === "zh" ? "en" : "zh"; localStorage.setItem("sw-lang", LANG); applyStaticTexts();
-  if (S.me) { renderBoard(); if (S.detail) renderDetail(); if (S.detail) drawReadings(S.detail.alarm); if (S.tab !== "board") show(S.tab); feedStatus(S.feedLive ? "on" : "off"); }
+  if (S.me) { renderBoard(); if (S.detail) renderDetail(); if (S.detail) openDetail(S.detail.alarm.id); if (S.tab !== "board") show(S.tab); feedStatus(S.feedLive ? "on" : "off"); }
 });
 $("#open-only").addEventListener("change", () => { S.offset = 0; loadBoard(); });
 document.querySelectorAll("#tabs button").forEach(b => b.addEventListener("click", () => show(b.dataset.tab)));
