@@ -230,7 +230,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                 log_rows = await asyncio.to_thread(esc.store.log, alarm_id)
                 rungs = esc.policies.rungs
                 timeline += [{"at_ms": r.at_ms, "source": "ladder", "actor": r.worker, "what": r.kind, "rung": r.rung, "contact": r.contact,
-                              "field_state": r.field_state, "note": r.detail, "rung_label": rungs[r.rung].label if r.rung in rungs else None}
+                              "field_state": r.field_state, "note": r.detail, "rung_label": rungs[r.rung].label if r.rung and r.rung in rungs else None}
                              for r in log_rows if r.kind not in ("advance",)]
                 pending = timers(state, esc.policies)
                 ladder_view = {

@@ -2,13 +2,17 @@
 
 How this works: `write_report(report, folder)` renders the report dict of `simulators.drill.report` and
 nothing else, so the HTML, the charts and the JSON cannot disagree. Charts use matplotlib's Agg backend
-and English labels (the machines have no CJK font; the HTML carries Chinese first, English second).
+and Chinese labels in the first CJK font installed (`CJK_FONTS`; Debian's fonts-wqy-microhei is one); on a
+machine without one they fall back to English rather than draw empty boxes. The HTML carries Chinese first,
+English second. Every time of day a person reads is in the site's time zone (`report["time"]["time_zone"]`,
+Beijing time by default): t = 0 is shown as that wall-clock time, never as epoch milliseconds.
 Up to `PER_ALARM_MAX` alarms are drawn one row (or bar) each; beyond that (an alarm storm) the timeline
 shows cumulative counts and the latency chart shows distributions, each with the target line.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from pathlib import Path
@@ -18,19 +22,68 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen before pyplot is imported
+from matplotlib import font_manager
 
-__all__ = ["PER_ALARM_MAX", "write_report"]
+from simulators.drill.report import local_time
+
+__all__ = ["CJK_FONTS", "PER_ALARM_MAX", "chart_language", "write_report"]
 
 PER_ALARM_MAX: Final = 40
-_MARKS: Final = {  # milestone -> (marker, colour, label)
-    "hazard": ("^", "#d62728", "hazard injected"),
-    "raised": ("o", "#ff7f0e", "alarm in store"),
-    "acknowledge": ("s", "#1f77b4", "acknowledged"),
-    "arrive": ("*", "#2ca02c", "on scene"),
-    "verify_close": ("X", "#7f7f7f", "closed"),
+CJK_FONTS: Final = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "SimHei")
+_MARKS: Final = {  # milestone -> (marker, colour)
+    "hazard": ("^", "#d62728"), "raised": ("o", "#ff7f0e"), "acknowledge": ("s", "#1f77b4"), "arrive": ("*", "#2ca02c"), "verify_close": ("X", "#7f7f7f"),
 }
-_CHECK_LABEL: Final = {"display": "device report -> alarm displayed (drill s)", "fire_on_scene": "alarm -> fire station on scene (drill s)",
-                       "sos_answered": "alarm -> SOS answered (drill s)"}
+_TEXT: Final[dict[str, dict[str, str]]] = {
+    "zh": {
+        "hazard": "注入险情", "raised": "报警入库", "acknowledge": "已确认", "arrive": "已到场", "verify_close": "已关闭", "not_drill": "（非演练）",
+        "cumulative": "报警数（累计）", "x_timeline": "演练秒数（t = 0 为 {t0}，{zone}；压缩 {speed:g} 倍：实际秒数 = 演练秒数 ÷ {speed:g}）",
+        "title_timeline": "{title}：每条报警的险情、报警、确认与到场", "never": "未发生", "target": "目标 {limit:g} 秒（{base}）",
+        "alarms": "报警数", "met": "达标 {met} / {n}；未发生 {missing}", "x_latency": "秒（{base}）",
+        "title_latency": "{title}：各项时延与目标（绿色达标，红色超时，斜线为未发生）", "drill": "演练时间", "wall": "实际时间",
+    },
+    "en": {
+        "hazard": "hazard injected", "raised": "alarm in store", "acknowledge": "acknowledged", "arrive": "on scene", "verify_close": "closed",
+        "not_drill": " (NOT drill)", "cumulative": "alarms (cumulative)",
+        "x_timeline": "drill seconds after t = 0 ({t0}, {zone}; speed {speed:g}x: divide by it for wall seconds)",
+        "title_timeline": "{title}: hazards, alarms, acknowledgements and on-scene per alarm", "never": "never", "target": "target {limit:g} s ({base})",
+        "alarms": "alarms", "met": "met {met} of {n}; never: {missing}", "x_latency": "seconds ({base})",
+        "title_latency": "{title}: latencies against targets (green met, red missed, hatched never happened)", "drill": "drill time", "wall": "wall time",
+    },
+}
+_ZONE_NAME: Final = {"Asia/Shanghai": ("北京时间", "Beijing time"), "Asia/Chongqing": ("北京时间", "Beijing time"),
+                     "Asia/Hong_Kong": ("香港时间", "Hong Kong time")}
+
+
+@functools.cache
+def _cjk_font() -> str | None:
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in installed), None)
+
+
+def chart_language() -> str:
+    """"zh" when a CJK font is installed (the charts are Chinese), else "en"."""
+    return "zh" if _cjk_font() else "en"
+
+
+def _rc() -> Any:
+    font = _cjk_font()
+    return {"font.sans-serif": [font, "DejaVu Sans"], "font.family": "sans-serif", "axes.unicode_minus": False} if font else {}
+
+
+def _zone(report: dict[str, Any], lang: str) -> str:
+    tz = report["time"].get("time_zone", "Asia/Shanghai")
+    names = _ZONE_NAME.get(tz)
+    return (names[0] if lang == "zh" else names[1]) + f" {tz}" if names else tz
+
+
+def _t0(report: dict[str, Any]) -> str:
+    t = report["time"]
+    return str(t.get("t0_local") or local_time(t["t0_ms"], t.get("time_zone", "Asia/Shanghai")))
+
+
+def _title(report: dict[str, Any], lang: str) -> str:
+    sc = report["scenario"]
+    return str(sc.get("title_zh") or sc["name"]) if lang == "zh" else str(sc.get("title_en") or sc["name"])
 
 
 def _rel(report: dict[str, Any], ms: int | None) -> float | None:
@@ -38,6 +91,12 @@ def _rel(report: dict[str, Any], ms: int | None) -> float | None:
 
 
 def _timeline_png(report: dict[str, Any], path: Path) -> None:
+    with plt.rc_context(_rc()):
+        _timeline_chart(report, path, chart_language())
+
+
+def _timeline_chart(report: dict[str, Any], path: Path, lang: str) -> None:
+    tx = _TEXT[lang]
     alarms = report["alarms"]
     fig, ax = plt.subplots(figsize=(11, max(3.0, 0.42 * min(len(alarms), PER_ALARM_MAX) + 1.8)))
     for h in report["hazards"]:
@@ -56,12 +115,13 @@ def _timeline_png(report: dict[str, Any], path: Path) -> None:
             for key, x in pts.items():
                 if x is None:
                     continue
-                marker, colour, label = _MARKS[key]
+                marker, colour = _MARKS[key]
+                label = tx[key]
                 ax.scatter([x], [y], marker=marker, color=colour, s=70 if key == "arrive" else 45, zorder=3,
                            label=None if label in used else label)
                 used.add(label)
         ax.set_yticks(range(len(alarms)))
-        ax.set_yticklabels([f"{a['type']} {(a['device_id'] or a['gateway_id'] or '')[-22:]}{'' if a['drill'] else ' (NOT drill)'}" for a in alarms],
+        ax.set_yticklabels([f"{a['type']} {(a['device_id'] or a['gateway_id'] or '')[-22:]}{'' if a['drill'] else tx['not_drill']}" for a in alarms],
                            fontsize=8)
         ax.set_ylim(-0.7, len(alarms) - 0.3)
         ax.invert_yaxis()
@@ -72,12 +132,13 @@ def _timeline_png(report: dict[str, Any], path: Path) -> None:
             series[move] = sorted(v for a in alarms for p in a["people"] if p["move"] == move and (v := _rel(report, p["at_ms"])) is not None)
         for key, xs in series.items():
             if xs:
-                marker, colour, label = _MARKS[key]
+                marker, colour = _MARKS[key]
+                label = tx[key]
                 ax.step([0.0, *xs], list(range(len(xs) + 1)), where="post", color=colour, label=f"{label} ({len(xs)})")
-        ax.set_ylabel("alarms (cumulative)")
+        ax.set_ylabel(tx["cumulative"])
     ax.set_xlim(left=min(-2.0, -0.02 * report["scenario"]["run_for_s"]), right=report["scenario"]["run_for_s"])
-    ax.set_xlabel(f"drill seconds after t=0 (speed {report['time']['speed']:g}x: divide by it for wall seconds)")
-    ax.set_title(f"{report['scenario']['name']}: hazards, alarms, acknowledgements and on-scene per alarm", pad=34)
+    ax.set_xlabel(tx["x_timeline"].format(t0=_t0(report), zone=_zone(report, lang), speed=report["time"]["speed"]))
+    ax.set_title(tx["title_timeline"].format(title=_title(report, lang)), pad=34)
     ax.grid(axis="x", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, framealpha=0.9)
@@ -87,6 +148,12 @@ def _timeline_png(report: dict[str, Any], path: Path) -> None:
 
 
 def _latency_png(report: dict[str, Any], path: Path) -> None:
+    with plt.rc_context(_rc()):
+        _latency_chart(report, path, chart_language())
+
+
+def _latency_chart(report: dict[str, Any], path: Path, lang: str) -> None:
+    tx = _TEXT[lang]
     keys = [k for k in report["targets"] if any(c["target"] == k for a in report["alarms"] for c in a["checks"])]
     n = max(1, len(keys))
     rows = list(report["alarms"])
@@ -103,7 +170,7 @@ def _latency_png(report: dict[str, Any], path: Path) -> None:
             colours = ["#2ca02c" if c["ok"] else "#d62728" for _, c in cs]
             bars = ax.barh(range(len(cs)), values, color=colours, hatch=None)
             for bar, (_, c) in zip(bars, cs, strict=True):
-                text = "never" if c["value_s"] is None else f"{c['value_s']:.3g} s"
+                text = tx["never"] if c["value_s"] is None else f"{c['value_s']:.3g} s"
                 if c["value_s"] is None:
                     bar.set_hatch("//")
                 ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0), textcoords="offset points",
@@ -111,21 +178,21 @@ def _latency_png(report: dict[str, Any], path: Path) -> None:
             ax.set_yticks(range(len(cs)))
             ax.set_yticklabels(labels, fontsize=7)
             ax.invert_yaxis()
-            ax.axvline(limit, color="black", ls="--", lw=1.2, label=f"target {limit:g} s ({target['base']} time)")
+            ax.axvline(limit, color="black", ls="--", lw=1.2, label=tx["target"].format(limit=limit, base=tx.get(target["base"], target["base"])))
             ax.set_xlim(0, max([limit * 1.25, *[v * 1.15 for v in values]]))
         else:
             vals = [c["value_s"] for _, c in cs if c["value_s"] is not None]
             missing = sum(1 for _, c in cs if c["value_s"] is None)
             if vals:
                 ax.hist(vals, bins=30, color="#1f77b4")
-            ax.axvline(limit, color="black", ls="--", lw=1.2, label=f"target {limit:g} s ({target['base']} time)")
+            ax.axvline(limit, color="black", ls="--", lw=1.2, label=tx["target"].format(limit=limit, base=tx.get(target["base"], target["base"])))
             met = sum(1 for _, c in cs if c["ok"])
-            ax.set_ylabel("alarms")
-            ax.text(0.99, 0.95, f"met {met} of {len(cs)}; never: {missing}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
-        ax.set_title(_CHECK_LABEL.get(key, key), fontsize=10)
-        ax.set_xlabel(f"seconds ({target['base']} time)")
+            ax.set_ylabel(tx["alarms"])
+            ax.text(0.99, 0.95, tx["met"].format(met=met, n=len(cs), missing=missing), transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.set_title(str(target.get(lang) or key), fontsize=10)
+        ax.set_xlabel(tx["x_latency"].format(base=tx.get(target["base"], target["base"])))
         ax.legend(loc="lower right" if per_alarm else "upper left", fontsize=8)
-    fig.suptitle(f"{report['scenario']['name']}: latencies against targets (green met, red missed, hatched never happened)", fontsize=10)
+    fig.suptitle(tx["title_latency"].format(title=_title(report, lang)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -181,7 +248,7 @@ th{{background:#f3f3f3}} .ok{{color:#18794e}} .bad{{color:#c0262d;font-weight:bo
 simulated responders: {'yes' if report['simulated_responders'] else 'no (real people)'} · messages published: {report['messages_published']}</p>
 <div class=time><b>时间说明 / Time</b><br>{_e(t['statement_zh'])}<br><span class=en>{_e(t['statement_en'])}</span><br>
 <span class=small>drill seconds {t['drill_seconds']:.1f} · wall seconds {t['wall_seconds']:.1f} · speed {t['speed']:g}x ·
-t=0 at {t['t0_ms']} ms (drill clock)</span></div>
+t = 0：{_e(_t0(report))}（{_e(_zone(report, "zh"))}，演练时钟 drill clock）</span></div>
 {verdict}
 <h2>问题 / What went wrong</h2><ul>{prob_html}</ul>
 <h2>目标 / Targets</h2>

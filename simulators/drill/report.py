@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from alerting.model import AuditEntry
 from backend.sites.model import SiteDirectory
@@ -32,7 +34,7 @@ from simulators.drill.responders import rung_of_actor
 from simulators.drill.runner import DrillRun
 from simulators.drill.scenario import DrillStep
 
-__all__ = ["TARGETS", "Problem", "Target", "build_report"]
+__all__ = ["TARGETS", "Problem", "Target", "build_report", "local_time"]
 
 FIRE_TYPES: Final = frozenset({"smoke", "confirmed_fire"})
 _PEOPLE_STEPS: Final = (("acknowledge", "acknowledged"), ("depart", "departed"), ("arrive", "on_scene"), ("finish", "handled"),
@@ -142,7 +144,12 @@ def _check(target: Target, value_drill_s: float | None, speed: float, zh_none: s
             "ok": ok, "zh": target.zh, "en": target.en, "missing_zh": zh_none if value is None else "", "missing_en": en_none if value is None else ""}
 
 
-def build_report(run: DrillRun, sites: SiteDirectory) -> dict[str, Any]:
+def local_time(ms: int, time_zone: str) -> str:
+    """A drill-clock instant as the site's wall-clock time a person reads (e.g. Beijing time), with its offset."""
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(time_zone)).isoformat(sep=" ", timespec="seconds")
+
+
+def build_report(run: DrillRun, sites: SiteDirectory, time_zone: str = "Asia/Shanghai") -> dict[str, Any]:
     sc, speed = run.scenario, run.speed
     steps = list(sc.steps)
     problems: list[Problem] = []
@@ -266,6 +273,8 @@ def build_report(run: DrillRun, sites: SiteDirectory) -> dict[str, Any]:
                      "file": sc.file, "run_for_s": sc.run_for_s, "seed": sc.seed},
         "time": {
             "speed": speed, "t0_ms": run.t0_ms, "end_ms": run.end_ms, "drill_seconds": round((run.end_ms - run.t0_ms) / 1000, 3),
+            "time_zone": time_zone, "t0_local": local_time(run.t0_ms, time_zone), "end_local": local_time(run.end_ms, time_zone),
+            "wall_started_local": local_time(round(run.wall_started * 1000), time_zone),
             "wall_seconds": round(run.wall_seconds, 3), "wall_started_unix_s": round(run.wall_started, 3),
             "statement_zh": (f"本次演练时间压缩 {speed:g} 倍：演练时间 {sc.run_for_s:g} 秒用实际时间约 {sc.run_for_s / speed:.1f} 秒完成。"
                              "系统、模拟设备和模拟人员使用同一个演练时钟，报警库中的时间戳都是演练时间，所有目标都按演练时间考核；"
