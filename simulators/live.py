@@ -12,7 +12,7 @@ How this works:
        on the same simulated clock, so a test at a high speed sees the first minutes in seconds.
   Readiness: `ready` is set once every link has connected and published its status.
   Shutdown, in order: stop the generator, let each link drain its queue and publish a clean retained
-  offline status, disconnect.
+  offline status (unless farewell=False: a drill speaking beside a running system's real gateways), disconnect.
   Invariants: one connection per gateway and only that gateway's topics on it; the simulated time of the
   fleet only moves forward in steps of `step_s`, so a run is deterministic for a given seed and clock.
 
@@ -203,8 +203,10 @@ class GatewayLink:
         password: str | None = None,
         queue_size: int = 10_000,
         reconnect_s: tuple[float, float] = (0.5, 10.0),
+        farewell: bool = True,
     ) -> None:
         self.gateway = gateway
+        self._farewell = farewell  # False: leave without a retained offline status (the real gateway is still there)
         self.host, self.port = host, port
         self._encoder, self._clock, self._stats = encoder, clock, stats
         self._patrol_answers = 0
@@ -313,9 +315,10 @@ class GatewayLink:
             item = await self.queue.get()
             try:
                 if item is None:
-                    bye = self._encoder.gateway_status(self.gateway, self._clock.now(), GatewayState.OFFLINE)
-                    await client.publish(bye.topic, bye.payload, qos=1, retain=True)
-                    self._stats.sent[bye.label] += 1
+                    if self._farewell:
+                        bye = self._encoder.gateway_status(self.gateway, self._clock.now(), GatewayState.OFFLINE)
+                        await client.publish(bye.topic, bye.payload, qos=1, retain=True)
+                        self._stats.sent[bye.label] += 1
                     self.closed.set()
                     return
                 await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
@@ -356,6 +359,7 @@ class CommunitySimulator:
         dialect_topics: DialectTopics | None = None,
         drill_links: bool = False,
         demo: DemoEvents | None = None,
+        farewell: bool = True,
     ) -> None:
         self.sites = sites
         self.speed = speed
@@ -387,6 +391,7 @@ class CommunitySimulator:
                 username=username,
                 password=password,
                 queue_size=queue_size,
+                farewell=farewell,
             )
             for gw in chosen
         }

@@ -123,12 +123,14 @@ class DrillRunner:
     async def run(self) -> DrillRun:
         sc, clock, target = self.scenario, self.clock, self.target
         notes: list[str] = []
+        beside_real = bool(getattr(target, "only_touched_gateways", False))  # a running system's own gateways are connected too
         async with CommunitySimulator(
             self.sites, target.broker_host, target.broker_port, clock=clock, speed=clock.speed, seed=sc.seed,
             profile=SimulationProfile.quiet(), step_s=max(0.5, clock.speed * 0.05), client_id_prefix="drill",
             username=target.broker_username, password=target.broker_password,
             drill_links=True,  # the drill's gateways: an uplink cut (the Last Will) is the drill's, never a real gateway_offline
-            gateways=self._touched_gateways() if getattr(target, "only_touched_gateways", False) else None,
+            gateways=self._touched_gateways() if beside_real else None,
+            farewell=not beside_real,  # the real gateways stay online: no retained offline status when the drill ends
         ) as sim:
             t0 = clock.now() + clock.speed * 1.0
             t0_ms = round(t0 * 1000)

@@ -84,6 +84,8 @@ async def test_simulated_responders_act_through_the_running_systems_api(running:
     assert "on behalf of" in ack.note
     assert "acknowledge" in [p["move"] for p in row["people"]], "the report reads the acknowledgement back from the system"
     assert "2 made, 0 refused" in out
+    gateway_alarms = [a for a in system.backend.alarm_service.store.list(limit=100) if a.device_id is None and a.gateway_id]
+    assert gateway_alarms == [], "the running system's gateways are still there: the drill leaves no offline status behind"
     for n, problem in enumerate(report["problems"], 1):  # every problem on the console with its reason, not only in report.json
         assert f"problem {n}: {problem['zh']}" in out, out
         assert problem["en"] in out, out
