@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import sqlalchemy as sa
 import uvicorn
@@ -63,15 +63,6 @@ __all__ = ["Backend", "BackendRole"]
 
 log = logging.getLogger(__name__)
 _STARTUP_LOCK = 0x5357_0002  # PostgreSQL advisory lock key serialising the start-up of cluster backends
-
-
-def _building_context(sites: SiteDirectory) -> Any:
-    def context(building: str) -> tuple[str | None, str | None]:
-        b = sites.buildings.get(building)
-        g = sites.grids.get(b.grid) if b else None
-        return (g.id, g.community) if g else (None, None)
-
-    return context
 
 
 def _secret(data_dir: Path) -> bytes:
@@ -130,7 +121,7 @@ class Backend:
             pw = s.api.admin_password.get_secret_value() if s.api.admin_password else None
             self.generated_admin_password = self.users.ensure_admin(s.api.admin_user, pw)
             if self.role is BackendRole.CLUSTER:
-                self.alarm_store = AlarmStore(self.db, _building_context(self.sites))  # runs the migrations, one process at a time
+                self.alarm_store = AlarmStore(self.db, self.sites.place_of_building)  # runs the migrations, one process at a time
         if self.generated_admin_password is not None:
             pw_file = data_dir / "admin-password.txt"
             pw_file.write_text(self.generated_admin_password + "\n")

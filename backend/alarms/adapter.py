@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from alerting.directory import DeviceInfo, WelfareHousehold
 from backend.sites.model import SiteDirectory
 
-__all__ = ["SiteAdapter", "building_context", "gateway_context"]
-
-Context = Callable[[str], tuple[str | None, str | None]]
-
-
-def building_context(sites: SiteDirectory) -> Context:
-    """building id -> (grid id, community id), to file alarms by grid and community."""
-    def context(building: str) -> tuple[str | None, str | None]:
-        b = sites.buildings.get(building)
-        g = sites.grids.get(b.grid) if b else None
-        return (g.id, g.community) if g else (None, None)
-
-    return context
-
-
-def gateway_context(sites: SiteDirectory) -> Context:
-    """gateway id -> (grid id, community id): where an alarm with no building belongs (a device the site
-    directory does not list yet, behind a community-level gateway), so a duty officer scoped to the community
-    still sees it."""
-    of_building = building_context(sites)
-
-    def context(gateway: str) -> tuple[str | None, str | None]:
-        gw = sites.gateways.get(gateway)
-        if gw is None:
-            return None, None
-        grid, community = of_building(gw.building) if gw.building else (None, None)
-        return grid, community or gw.community
-
-    return context
+__all__ = ["SiteAdapter"]
 
 
 class SiteAdapter:

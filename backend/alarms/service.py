@@ -46,7 +46,7 @@ from alerting.config import RuleConfig
 from alerting.engine import Engine
 from alerting.lifecycle import LifecycleError, Move
 from alerting.model import Action, Alarm, Persist, Signal
-from backend.alarms.adapter import SiteAdapter, building_context, gateway_context
+from backend.alarms.adapter import SiteAdapter
 from backend.alarms.maintenance import MaintenanceError, MaintenanceSettings, MaintenanceWindows, Scope
 from backend.alarms.rules import load_rules
 from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreError, StoreUnavailable
@@ -164,7 +164,7 @@ class AlarmService:
     @classmethod
     def for_sites(cls, store_engine: Any, sites: SiteDirectory, clock: Clock, **kwargs: Any) -> AlarmService:
         """A service with its own AlarmStore on a SQLAlchemy engine, filing alarms by grid and community."""
-        return cls(AlarmStore(store_engine, building_context(sites), gateway_context=gateway_context(sites)), sites, clock, **kwargs)
+        return cls(AlarmStore(store_engine, sites.place_of_building, gateway_context=sites.place_of_gateway), sites, clock, **kwargs)
 
     @property
     def engine(self) -> Engine:

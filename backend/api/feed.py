@@ -130,8 +130,7 @@ class LiveFeed:
     def place_of_building(self, building_id: str | None) -> tuple[str | None, str | None, str | None]:
         if building_id is None or self.sites is None or building_id not in self.sites.buildings:
             return building_id, None, None
-        grid = self.sites.grids.get(self.sites.buildings[building_id].grid)
-        return building_id, grid.id if grid else None, grid.community if grid else None
+        return building_id, *self.sites.place_of_building(building_id)
 
     # -- reading ----------------------------------------------------------------------------------------------
     def parse_cursor(self, text: str | None) -> int | None:

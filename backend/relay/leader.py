@@ -56,7 +56,6 @@ import msgspec
 import psycopg
 import sqlalchemy as sa
 
-from backend.alarms.adapter import building_context, gateway_context
 from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
 from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreUnavailable, translated
@@ -242,7 +241,7 @@ class RulesSeat:
     async def _term(self, lock_conn: psycopg.Connection[Any]) -> None:
         fence = _fence(lock_conn.info.backend_pid, self.relay.lock_key)
         sites = self.sites
-        store = await asyncio.to_thread(FencedAlarmStore, self.db, building_context(sites), fence, gateway_context(sites))
+        store = await asyncio.to_thread(FencedAlarmStore, self.db, sites.place_of_building, fence, sites.place_of_gateway)
         token: Token[Callable[[sa.Connection], None] | None] | None = IN_TRANSACTION.set(fence)  # the ticker inherits it: ticks are fenced
         try:
             # readings_chunk=None: each on_readings call is one transaction, which also marks the rows it consumed

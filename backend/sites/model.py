@@ -242,7 +242,25 @@ class SiteDirectory:
             out[d.building].append(d)
         return {b: tuple(ds) for b, ds in out.items()}
 
+    # -- places: where a building or a gateway belongs, the one place this is worked out ------------------
+    def place_of_building(self, building: str | None) -> tuple[str | None, str | None]:
+        """building id -> (grid id, community id); (None, None) for a building the directory does not list."""
+        b = self.buildings.get(building) if building else None
+        g = self.grids.get(b.grid) if b else None
+        return (g.id, g.community) if g else (None, None)
+
+    def place_of_gateway(self, gateway: str | None) -> tuple[str | None, str | None]:
+        """gateway id -> (grid id, community id): where an alarm with no building belongs (a device the site
+        directory does not list yet, behind a community-level gateway), so a duty officer scoped to the
+        community still sees it. (None, None) for a gateway the directory does not list."""
+        gw = self.gateways.get(gateway) if gateway else None
+        if gw is None:
+            return None, None
+        grid, community = self.place_of_building(gw.building)
+        return grid, community or gw.community
+
     def community_of_building(self, building: str) -> str:
+        """The community of a building the directory lists (KeyError for one it does not)."""
         return self.grids[self.buildings[building].grid].community
 
     def summary(self) -> dict[str, int]:

@@ -76,9 +76,7 @@ class SiteRoster:
         if hh is not None:
             building = building or hh.building
             unit = unit if unit is not None else hh.unit
-        b = d.buildings.get(building) if building else None
-        grid = b.grid if b is not None else None
-        community = d.grids[grid].community if grid is not None and grid in d.grids else None
+        grid, community = d.place_of_building(building)
         vulnerable = hh is not None and hh.vulnerable is not None
         return Where(community, grid, building, unit, household, vulnerable)
 

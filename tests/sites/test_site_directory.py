@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 from alerting.directory import Seat
 from backend.sites import SiteDirectory, SiteDirectoryInvalid, generate_site_document, parse_site_directory, write_site_document
+from backend.sites.model import Gateway
 from broker.kinds import DeviceKind
 from shouwang.cli import main
 from tests.conftest import SAMPLE_SITE
@@ -166,3 +168,15 @@ def test_sites_cli_generates_and_checks(tmp_path: Path, capsys: pytest.CaptureFi
     out.write_text(out.read_text(encoding="utf-8").replace('"grid": "c01-g1",', '"grid": "nowhere",', 1), encoding="utf-8")
     assert main(["sites", "check", str(out)]) == 1
     assert "grid 'nowhere' is not defined" in capsys.readouterr().err
+
+
+def test_places_of_buildings_and_gateways(sample_site: SiteDirectory) -> None:
+    b = next(iter(sample_site.buildings.values()))
+    assert sample_site.place_of_building(b.id) == (b.grid, sample_site.grids[b.grid].community)
+    assert sample_site.place_of_building("nowhere") == sample_site.place_of_building(None) == (None, None)
+    in_building = next(g for g in sample_site.gateways.values() if g.building is not None)
+    assert sample_site.place_of_gateway(in_building.id) == sample_site.place_of_building(in_building.building)
+    community_level = Gateway("c01-gw-yard", None, "c01")
+    site = dataclasses.replace(sample_site, gateways={**sample_site.gateways, community_level.id: community_level})
+    assert site.place_of_gateway(community_level.id) == (None, "c01")
+    assert sample_site.place_of_gateway("nowhere") == (None, None)

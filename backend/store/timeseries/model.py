@@ -100,9 +100,8 @@ class TagDirectory:
             return hit
         tags = DeviceTags()
         if self._sites is not None and (device := self._sites.devices.get(device_id)) is not None:
-            building = self._sites.buildings.get(device.building)
-            grid = self._sites.grids.get(building.grid) if building else None
-            tags = DeviceTags(grid.community if grid else "", grid.id if grid else "", device.building, device.kind.value)
+            grid, community = self._sites.place_of_building(device.building)
+            tags = DeviceTags(community or "", grid or "", device.building, device.kind.value)
         self._cache[device_id] = tags
         return tags
 
