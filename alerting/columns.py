@@ -280,12 +280,15 @@ class Presence(Columns):
 
 class GatewayPresence(Columns):
     """Per gateway: last patrol heartbeat (receive time), down (its status says offline; a drill's cut apart from a
-    real one), lost (patrol missing), and its clock check (as Presence)."""
+    real one), lost (patrol missing), whether it has ever been heard (a patrol, an online status or a real device
+    message through it: a gateway never heard since it was added is not yet commissioned, like its devices, and its
+    missing patrol is not a lost gateway), and its clock check (as Presence)."""
 
-    _state = ("last_patrol", "down", "down_drill", "lost", "window_ms", "skew_since", "skewed")
+    _state = ("last_patrol", "down", "down_drill", "lost", "window_ms", "skew_since", "skewed", "heard")
     _fields: ClassVar[dict[str, tuple[Any, Any]]] = {
         "last_patrol": (np.int64, -1), "window_ms": (np.int64, 7_260_000), "down": (np.bool_, False), "lost": (np.bool_, False),
         "building": (np.int64, -1), "down_drill": (np.bool_, False), "skew_since": (np.int64, -1), "skewed": (np.bool_, False),
+        "heard": (np.bool_, False),
     }
     last_patrol: I64
     window_ms: I64
@@ -295,10 +298,11 @@ class GatewayPresence(Columns):
     building: I64
     skew_since: I64
     skewed: B
+    heard: B
 
     def silent(self, n: int, now_ms: int) -> I64:
         lp = self.last_patrol[:n]
-        hit = np.flatnonzero(~self.lost[:n] & ~self.down[:n] & ~self.down_drill[:n] & (lp >= 0) & (now_ms - lp > self.window_ms[:n]))
+        hit = np.flatnonzero(self.heard[:n] & ~self.lost[:n] & ~self.down[:n] & ~self.down_drill[:n] & (lp >= 0) & (now_ms - lp > self.window_ms[:n]))
         self.lost[hit] = True
         return hit
 

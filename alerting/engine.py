@@ -385,6 +385,9 @@ class Engine:
         p = self.presence
         np.maximum.at(p.last_seen, dev, recv)
         out: list[Action] = []
+        real = dev if drill is None else dev[~drill]
+        gw = p.gateway[real]
+        self.gateways.heard[gw[gw >= 0]] = True  # a real message through a gateway commissions it too
         first = ~p.heard[dev] if drill is None else ~p.heard[dev] & ~drill
         if first.any():
             new = np.unique(dev[first])
@@ -667,6 +670,7 @@ class Engine:
         down = g.down_drill if drill else g.down  # a drill's uplink cut is the drill's: its alarm carries the drill mark
         building = self.gw_building[i]
         if online:
+            g.heard[i] |= not drill
             was_down = bool(g.down[i] or g.down_drill[i])
             down[i] = False
             if was_down:  # its devices were unknown, not silent: each gets a fresh window
@@ -689,6 +693,7 @@ class Engine:
         if i is None:
             i = self._add_gateway(gateway, None, now_ms)
         g = self.gateways
+        g.heard[i] = True
         g.last_patrol[i] = max(int(g.last_patrol[i]), now_ms)
         g.window_ms[i] = round((self.rules.patrol_misses * period_s + self.rules.patrol_grace_s) * 1000)
         out: list[Action] = []
@@ -776,6 +781,8 @@ class Engine:
                 cols.restore({k.split(".")[-1]: v for k, v in snap.items() if k.startswith(name + ".") and not k.endswith(".utf8")}, m)
         if "presence.heard" not in snap and len(m_dev):  # a snapshot from before commissioning: its devices are judged as they were
             self.presence.heard[m_dev[m_dev >= 0]] = True
+        if "gateways.heard" not in snap and len(m_gw):  # likewise its gateways
+            self.gateways.heard[m_gw[m_gw >= 0]] = True
         self.reconcile()
 
     def reconcile(self) -> None:
@@ -805,6 +812,7 @@ class Engine:
             self.gateways.down[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_
             self.gateways.down_drill[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_drill
             self.gateways.lost[i] = (f"gateway:{gw}", COMM_LOST) in open_
+            self.gateways.heard[i] |= self.gateways.lost[i]
             self.gateways.skewed[i] = (f"gateway:{gw}", CLOCK_SKEW) in open_
         self._unknown.clear()
         self._uncommissioned.clear()

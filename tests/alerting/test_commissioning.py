@@ -114,3 +114,21 @@ def test_a_notice_a_person_closed_is_not_reopened_by_a_device_commissioning_but_
     assert alarms(eng.on_readings([R("c1", "fps_fps", 25, T0 + 190 * S)], T0 + 190 * S)) == [], "one more commissioned: nothing to say"
     eng.tick(T0 + 3 * DAY)  # the smoke detectors and the SOS button become overdue: a new notice counts every device still waiting
     assert _notices(eng)["gateway:g1"].startswith("6 台")
+
+
+def _lost_gateways(eng: Engine) -> list[str]:
+    return sorted(a.key.subject for a in by_type(eng, "comm_lost") if a.key.subject.startswith("gateway:"))
+
+
+def test_a_gateway_never_heard_is_not_lost_one_heard_then_silent_is_and_that_survives_a_restart() -> None:
+    """A gateway of the directory that never sent anything (not installed yet) is not a lost gateway: before, every one
+    of them raised a major comm_lost ("patrol heartbeat missing", paging people) two hours after a cold start."""
+    eng = engine(commissioned=False)
+    eng.on_patrol("g1", 3600.0, T0 + 10 * S)  # g1 is installed and patrols; g2 never says a word
+    snap = eng.snapshot()
+    again = Engine(eng.rules, FakeSite(), T0 + 20 * S)
+    again.restore(snap)
+    for e in (eng, again):
+        e.tick(T0 + 3 * 3600 * S)
+        assert _lost_gateways(e) == ["gateway:g1"], "g1 heard once and silent past its window: lost; g2 never heard: not lost"
+        assert "gateway:g2" in _notices(e), "g2's devices are in its commissioning notice instead"
