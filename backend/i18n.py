@@ -46,11 +46,11 @@ def lang_of(accept_language: str | None) -> Lang:
 # -- the catalogue: code -> (Chinese, English), str.format over named parameters --------------------------------
 CATALOGUE: dict[str, tuple[str, str]] = {
     # lifecycle states (the console's st_* words, for server-made text)
-    "state.raised": ("报警", "raised"), "state.notified": ("已通知", "notified"), "state.acknowledged": ("已确认", "acknowledged"),
-    "state.en_route": ("已出发", "en route"), "state.on_scene": ("已到场", "on scene"), "state.handled": ("处置完成", "handled"),
-    "state.closed": ("复核关闭", "closed"), "state.archived": ("归档", "archived"), "state.false_alarm": ("误报", "false alarm"),
-    "state.suppressed": ("已抑制", "suppressed"), "state.silenced": ("维护静默", "silenced"),
-    "state.awaiting_verification": ("待复核", "awaiting verification"),
+    "state.raised": ("报警", "Raised"), "state.notified": ("已通知", "Notified"), "state.acknowledged": ("已确认", "Acknowledged"),
+    "state.en_route": ("已出发", "En route"), "state.on_scene": ("已到场", "On scene"), "state.handled": ("处置完成", "Handled"),
+    "state.closed": ("复核关闭", "Closed"), "state.archived": ("归档", "Archived"), "state.false_alarm": ("误报", "False alarm"),
+    "state.suppressed": ("已抑制", "Suppressed"), "state.silenced": ("维护静默", "Silenced"),
+    "state.awaiting_verification": ("待复核", "Awaiting verification"),
     # lifecycle moves
     "move.notify": ("通知", "notify"), "move.acknowledge": ("确认", "acknowledge"), "move.depart": ("出发", "depart"),
     "move.arrive": ("到场", "arrive"), "move.finish": ("处置完成", "finish"), "move.verify_close": ("复核关闭", "verify and close"),
@@ -92,6 +92,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "cap.acknowledge_for_others": ("代他人确认", "acknowledge for others"), "cap.verify": ("核实", "verify"), "cap.dispatch": ("派遣", "dispatch"),
     "cap.close": ("关闭警报", "close"), "cap.silence": ("维护静默", "silence"), "cap.view_vulnerable": ("查看重点人员信息", "view vulnerable"),
     "cap.view_health": ("查看设备健康", "view health"), "cap.view_system": ("查看系统状态", "view system"), "cap.manage_users": ("管理账号", "manage users"),
+    "via.holder": ("当班", "on shift"), "via.deputy": ("代班", "deputy"), "via.vacant": ("空缺", "vacant"),
     "rung.console": ("值班台", "duty console"), "actor.system": ("系统", "system"),
     # the outcome of a console action
     "done.acknowledged": ("已确认", "acknowledged"), "done.ladder": ("已告知升级流程", "ladder told"), "done.verified": ("已核实", "verified"),
@@ -175,9 +176,11 @@ NOTE_SHAPES: tuple[_Shape, ...] = _shapes(
     (r"(?P<x_role>[a-z_]+) (?P<scope>\S+): (?P<away>.+); no deputy available", "{x_role} {scope}：{away}；无代班人员",
      "{x_role} {scope}: {away}; no deputy available"),
     (r"holder unavailable", "在岗人员不在", "holder unavailable"),
-    # stop reasons (backend/api/console_alarms.py close, the alarm service)
-    (r"closed", "已复核关闭", "closed"),
-    (r"false_alarm", "误报", "false alarm"),
+    (r"(?P<who>\S+) is on scene", "{who} 已到场", "{who} is on scene"),
+    (r"confirmed by (?P<who>\S+)", "由 {who} 核实属实", "confirmed by {who}"),
+    # a bare state name: why a ladder stopped (the alarm's state, or the field state that ends it)
+    (r"(?P<x_state>raised|notified|acknowledged|en_route|on_scene|handled|closed|archived|false_alarm|suppressed|silenced"
+     r"|awaiting_verification)", "{x_state}", "{x_state}"),
 )
 
 _ENUM_PREFIX = {"state": "state", "move": "move", "resp": "response", "field": "field", "sev": "severity", "role": "role"}
@@ -220,7 +223,9 @@ def note_text(note: str, lang: Lang) -> str:
 def timeline_text(entry: dict[str, Any], lang: Lang) -> dict[str, str]:
     """`label` (what happened), `note_text` (the note), `actor_text` and `rung_text` of one timeline entry in `lang`."""
     actor, rung = str(entry.get("actor") or ""), str(entry.get("rung") or "")
-    names = {"actor_text": render("actor.system", None, lang) if actor == "system" else actor,
+    # the ladder's rows carry the process that wrote them (a worker name such as "backend"): the system, to a person
+    system = actor == "system" or entry.get("source") == "ladder"
+    names = {"actor_text": render("actor.system", None, lang) if system else actor,
              "rung_text": render("rung.console", None, lang) if rung == "console"
              else (str(entry.get("rung_label") or rung) if lang == "zh" else rung.replace("_", " "))}
     return {**names, **_what_and_note(entry, lang)}

@@ -30,7 +30,7 @@ from backend.api.console_records import ConsoleAct, ConsoleRecords
 from backend.api.console_views import alarm_view, board_page, place_view, rung_status
 from backend.api.deps import AlarmMoves, ApiDeps, NotWired
 from backend.api.errors import ERRORS, request_lang
-from backend.i18n import Lang, done_text, timeline_text
+from backend.i18n import Lang, done_text, render, timeline_text
 from backend.notify.channel import Message
 from backend.notify.templates import notice_text
 from backend.store.alarms import AlarmRecord
@@ -237,6 +237,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                     "policy": state.policy, "started_ms": state.started_ms, "verified_ms": state.verified_ms, "treated_real_ms": state.treated_real_ms,
                     "stopped": state.stopped, "exhausted": state.exhausted,
                     "rungs": [{"rung": e.rung, "label": rungs[e.rung].label if e.rung in rungs else e.rung, "engaged_ms": e.engaged_ms, "via": e.via.value,
+                               "via_text": render(f"via.{e.via.value}", None, lang),
                                "progress": e.progress.value if e.progress else None, "missed": [m.value for m in e.missed], "declined": list(e.declined),
                                "repeats": e.repeats, "contacts": [{"id": c.id, "name": c.name, "kind": c.kind.value} for c in e.contacts]}
                               for e in state.engagements],

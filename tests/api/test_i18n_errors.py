@@ -73,5 +73,5 @@ async def test_timeline_and_action_results_render_in_the_readers_language(rig: A
     assert behalf["note_text"].startswith("代")
     assert "on behalf" not in behalf["note_text"]
     assert "acknowledged on behalf of" in next(e for e in en if e["what"] == "acknowledge")["note_text"]
-    assert [e["label"] for e in en if e["source"] == "lifecycle"][-1] == "closed"
+    assert [e["label"] for e in en if e["source"] == "lifecycle"][-1] == "Closed"
     assert [e["label"] for e in zh if e["source"] == "lifecycle"][-1] == "复核关闭"

@@ -308,7 +308,7 @@ function renderDetail() {
       <li><span>${esc(x.label || x.rung || "")} · ${esc(t("dk_" + x.kind))}${x.field_state ? " " + esc(t("fs_" + x.field_state)) : ""}</span>
       <span class="countdown" data-due="${x.due_ms}"></span></li>`).join("")}</ul>` : `<p class="dim">${esc(t(lad ? "no_deadlines" : "no_ladder"))}</p>`;
   const rungs = lad ? `<ul class="list" id="rungs">${lad.rungs.map(r => `<li><b>${esc(r.label)}</b> · ${r.contacts.map(c => esc(c.name)).join("、") || "—"}
-      <span class="dim">${fmtTime(r.engaged_ms)} · ${esc(r.via)}${r.progress ? " · " + esc(t("st_" + r.progress)) : ""}${r.missed.length ? " · ⚠ " + r.missed.map(m => esc(t("fs_" + m))).join(",") : ""}</span></li>`).join("")}</ul>` : "";
+      <span class="dim">${fmtTime(r.engaged_ms)} · ${esc(r.via_text || r.via)}${r.progress ? " · " + esc(t("st_" + r.progress)) : ""}${r.missed.length ? " · ⚠ " + r.missed.map(m => esc(t("fs_" + m))).join(",") : ""}</span></li>`).join("")}</ul>` : "";
   // per rung: does it still wait for its own answer, when does it re-page, when and where does it climb
   const cd = ms => ms ? `<span class="countdown" data-due="${ms}"></span> <span class="dim">(${fmtTime(ms)})</span>` : "—";
   const rs = lad && lad.rung_status ? lad.rung_status : [];
