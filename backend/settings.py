@@ -9,16 +9,18 @@ Every key is documented in docs/configuration.md, which a test keeps in step wit
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from backend.escalation.settings import EscalationSettings
 
-__all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings", "MaintenanceConfig",
-    "OpsSettings", "PatrolConfig", "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
+__all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings", "MaintenanceConfig", "OpsSettings", "PatrolConfig",
+    "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "SiteSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -195,6 +197,27 @@ class PatrolConfig(_Section):
     )
 
 
+class SiteSettings(_Section):
+    """Where the site is. Its time zone is the one source of every time a person reads (console, maintenance windows,
+    duty rosters, drill reports); `maintenance.time_zone` and `escalation.utc_offset_min` follow it unless set."""
+
+    time_zone: str = Field(
+        default="Asia/Shanghai",
+        description="The site's time zone (an IANA name, e.g. Asia/Shanghai = Beijing time). Unset older keys follow it: "
+                    "maintenance.time_zone takes it as is and escalation.utc_offset_min its UTC offset; an older key set to "
+                    "something else is refused at start, so the console and the rosters cannot disagree.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}: give an IANA name such as Asia/Shanghai") from exc
+        return v
+
+
 class MaintenanceConfig(_Section):
     """Maintenance windows (维护窗口): how long they may last, and when the duty room is told one is ending."""
 
@@ -203,7 +226,8 @@ class MaintenanceConfig(_Section):
         default=120, ge=5, le=24 * 60,
         description="Longest window that silences smoke detectors or SOS buttons (needs an override with a reason), minutes.")
     end_notice_minutes: float = Field(default=10.0, ge=0, description="The duty room is told this many minutes before a window ends (and when it ends).")
-    time_zone: str = Field(default="Asia/Shanghai", description="Time zone of the window times shown to people.")
+    time_zone: str = Field(default="Asia/Shanghai", description="Time zone of the window times shown to people. Deprecated: "
+                           "set site.time_zone; unset, this follows it.")
 
 
 class RuntimeSettings(_Section):
@@ -286,6 +310,7 @@ class AlertingSettings(_Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
+    site: SiteSettings = SiteSettings()
     broker: BrokerSettings = BrokerSettings()
     storage: StorageSettings = StorageSettings()
     ingest: IngestSettings = IngestSettings()
@@ -300,6 +325,31 @@ class Settings(BaseSettings):
     maintenance: MaintenanceConfig = MaintenanceConfig()
     ops: OpsSettings = OpsSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_site_zone(cls, data: Any) -> Any:
+        """Fill the older zone keys from site.time_zone (or site.time_zone from maintenance.time_zone when only that is set)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        site, maint, esc = (_plain(data.get(k)) for k in ("site", "maintenance", "escalation"))
+        zone = site.get("time_zone") or maint.get("time_zone") or "Asia/Shanghai"
+        if site.get("time_zone") and maint.get("time_zone") and maint["time_zone"] != site["time_zone"]:
+            raise ValueError(f"maintenance.time_zone ({maint['time_zone']}) differs from site.time_zone ({site['time_zone']}): "
+                             "remove maintenance.time_zone, it follows site.time_zone")
+        try:
+            offset = ZoneInfo(zone).utcoffset(datetime.now(UTC))
+        except (ZoneInfoNotFoundError, ValueError):
+            return data  # site.time_zone's own validator names the problem
+        minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+        if esc.get("utc_offset_min") is not None and int(esc["utc_offset_min"]) != minutes:
+            raise ValueError(f"escalation.utc_offset_min ({esc['utc_offset_min']}) is not the offset of the site's time zone {zone} "
+                             f"({minutes}): remove it and set site.time_zone, which the duty rosters follow")
+        data["site"] = {**site, "time_zone": zone}
+        data["maintenance"] = {**maint, "time_zone": zone}
+        data["escalation"] = {**esc, "utc_offset_min": minutes}
+        return data
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -311,6 +361,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the file (passed as init values), so a deployment overrides without editing files.
         return env_settings, init_settings
+
+
+def _plain(section: Any) -> dict[str, Any]:
+    if isinstance(section, BaseModel):
+        return section.model_dump(exclude_unset=True)
+    return dict(section) if isinstance(section, dict) else {}
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -18,7 +18,8 @@ class EscalationSettings(BaseModel):
     poll_interval_s: float = Field(default=0.5, gt=0, le=5, description="Longest sleep of the timer loop: how late another process's new escalation is seen.")
     batch: int = Field(default=100, ge=1, description="Escalations stepped per round of the timer loop.")
     outbox_lease_s: float = Field(default=60.0, gt=0, description="A notice claimed but unfinished this long is delivered again (same idempotency key).")
-    utc_offset_min: int = Field(default=480, ge=-720, le=840, description="Local time of the duty rosters, minutes east of UTC (Beijing: 480).")
+    utc_offset_min: int = Field(default=480, ge=-720, le=840, description="Local time of the duty rosters, minutes east of UTC (Beijing: 480). "
+                                "Deprecated: set site.time_zone; unset, this is its offset.")
     link_base_url: str = Field(default="http://127.0.0.1:8080", description="Public base URL of the API, for one-tap answer links in SMS.")
     link_ttl_s: float = Field(default=30 * 60, gt=0, description="How long a one-tap answer link stays valid (issue 22: 30 min; each move once, in order).")
     rate_limit: int = Field(default=6, ge=1, description="Notices per responder per window before the rest fold into one storm summary.")
