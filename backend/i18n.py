@@ -101,9 +101,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "done.silenced_until": ("已静默至 {until}", "silenced until {until}"), "done.channel": ("{channel}：{status}", "{channel}: {status}"),
     "channel.console": ("值班台", "console"), "channel.app": ("应用", "app"), "channel.sms": ("短信", "SMS"), "channel.voice": ("语音", "voice"),
     "channel.wecom": ("企业微信", "WeCom"), "channel.dingtalk": ("钉钉", "DingTalk"), "channel.mqtt": ("消息", "MQTT"),
-    "status.sent": ("已发送", "sent"), "status.delivered": ("已送达", "delivered"), "status.failed": ("失败", "failed"),
-    "status.skipped": ("未发送", "skipped"), "status.queued": ("排队中", "queued"), "status.rate_limited": ("限流合并", "rate limited"),
-    "status.retrying": ("重试中", "retrying"), "status.suppressed": ("未发送", "suppressed"),
+    "status.delivered": ("已送达", "delivered"), "status.failed": ("失败", "failed"), "status.withheld_drill": ("演练不外发", "withheld (drill)"),
+    "status.rate_limited": ("限流合并", "rate limited"), "status.no_channel": ("未配置该渠道", "no such channel here"),
 }
 
 
@@ -153,6 +152,7 @@ NOTE_SHAPES: tuple[_Shape, ...] = _shapes(
      "acknowledged on behalf of {name} ({rid}){text_sep}"),
     (r"核实 verified(?:: (?P<text>.*))?", "核实{text_sep}", "verified{text_sep}"),
     (r"via console by (?P<who>\S+)", "由 {who} 在值班台代为应答", "via console by {who}"),
+    (r"维护 maintenance", "维护", "maintenance"),
     (r"值班台警报声静音 (?P<n>\d+) 分钟 / console sound muted for (?P=n) min", "值班台警报声静音 {n} 分钟", "console sound muted for {n} min"),
     (r"(?P<name>[^:()]+) \((?P<x_role>[a-z_]+)\)(?:: (?P<text>.*))?", "{name}（{x_role}）{text_sep}", "{name} ({x_role}){text_sep}"),
     # alerting/ladder/engine.py
