@@ -7,6 +7,12 @@ temperature probes (an ANALOG or chip temperature is the device's own: device_te
 MaxPowerReached is an overload trip; RESULT PowerMonitor ON is the relay restored after it. MARGINS
 PowerHigh/VoltageLow/... ON/OFF are threshold alarms and clears (older firmware sends the inner object only).
 Tasmota's "Time" has no time zone, so the gateway's clock stamps the messages.
+
+Checked against the firmware (arendst/Tasmota tasmota/tasmota_xdrv_driver/xdrv_03_energy.ino and, for ESP32,
+xdrv_03_esp32_energy.ino): ENERGY values are a scalar or one per phase (Total and ExportActive are summed unless
+SetOption129); the ESP32 driver numbers its MARGINS, WARNING and PowerMonitor keys per phase (`PowerHigh1`,
+`MaxPowerReached2`, `PowerMonitor1`); PowerDelta in MARGINS is a change in watts, not a threshold; MaxEnergyReached is
+the daily energy quota (MaxEnergy), not a hazard; PowerMonitor goes to RESULT, or to its own topic with SetOption4.
 """
 
 from __future__ import annotations
@@ -28,9 +34,16 @@ _ENERGY: Final[dict[str, tuple[str, float]]] = {
     "Voltage": ("voltage_v", 1.0),
     "Current": ("current_a", 1.0),
     "Frequency": ("frequency_hz", 1.0),
+    "ExportActive": ("returned_energy_wh", 1000.0),
 }
 _DEVICE_OWN_SENSORS: Final = frozenset({"ANALOG", "ESP32", "ESP8266"})
-_MARGIN_KEYS: Final = frozenset({"PowerLow", "PowerHigh", "VoltageLow", "VoltageHigh", "CurrentLow", "CurrentHigh", "PowerDelta"})
+_MARGIN_KEYS: Final = frozenset({"PowerLow", "PowerHigh", "VoltageLow", "VoltageHigh", "CurrentLow", "CurrentHigh"})
+
+
+def _phase_key(key: str) -> tuple[str, str]:
+    """`PowerHigh2` -> (`PowerHigh`, `2`): the ESP32 energy driver numbers these keys per phase."""
+    base = key.rstrip("0123456789")
+    return base, key[len(base):]
 
 
 def _put(readings: dict[str, float | None], metric: str, value: Any, scale: float = 1.0) -> None:
@@ -88,8 +101,10 @@ class TasmotaAdapter(Adapter):
         elif cmd == "MARGINS":
             self._margins(out, dev, obj)
         elif cmd == "WARNING":
-            self._warning(out, dev, obj)
-        elif cmd == "RESULT":
+            note = self._warning(out, dev, obj)
+            if note:
+                return out.done(note, dev)
+        elif cmd in ("RESULT", "POWERMONITOR"):  # PowerMonitor has its own topic with SetOption4 1
             self._result(out, dev, obj)
         else:
             return out.done(f"tasmota {prefix}/{command} carries nothing for safety monitoring", dev)
@@ -148,26 +163,37 @@ class TasmotaAdapter(Adapter):
         if not isinstance(inner, dict):
             return
         for key, value in inner.items():
-            if key not in _MARGIN_KEYS or not isinstance(value, str):
-                continue
+            if _phase_key(key)[0] not in _MARGIN_KEYS or not isinstance(value, str):
+                continue  # PowerDelta (a change in watts, a number or one per phase) is not a threshold
             edge = self.latches.update(dev.key, f"margin:{key}", on_off(value))
             if edge == "rise":
                 out.event(dev, EventKind.ELECTRICAL_ALARM, detail=f"tasmota margin {key} crossed")
             elif edge == "fall":
                 out.event(dev, EventKind.ELECTRICAL_CLEAR, detail=f"tasmota margin {key} back within limits")
 
-    def _warning(self, out: Emitter, dev: KnownDevice, obj: dict[str, Any]) -> None:
-        watts = as_number(obj.get("MaxPowerReached"))
-        if watts is not None:
-            out.event(dev, EventKind.ELECTRICAL_ALARM, detail=f"MaxPowerReached {watts:g} W: overload, relay switched off", value=watts)
-            return
-        keys = sorted(k for k in obj if k.startswith("Max"))
-        if keys:
-            out.event(dev, EventKind.ELECTRICAL_ALARM, detail="tasmota warning " + ", ".join(f"{k}={obj[k]}" for k in keys))
+    def _warning(self, out: Emitter, dev: KnownDevice, obj: dict[str, Any]) -> str | None:
+        note = None
+        for key, value in obj.items():
+            base, phase = _phase_key(key)
+            where = f" (phase {phase})" if phase else ""
+            if base == "MaxPowerReached" and (watts := as_number(value)) is not None:
+                out.event(dev, EventKind.ELECTRICAL_ALARM, value=watts,
+                          detail=f"{key} {watts:g} W{where}: overload, relay switched off")
+            elif base == "MaxPowerReachedRetry":
+                out.event(dev, EventKind.ELECTRICAL_ALARM,
+                          detail=f"{key}{where}: overload persisted through every retry, relay kept off")
+            elif base == "MaxEnergyReached":
+                note = f"tasmota {key} {value} kWh: the daily energy quota (MaxEnergy) switched the relay off; not a hazard"
+            elif key.startswith("Max"):
+                out.event(dev, EventKind.ELECTRICAL_ALARM, detail=f"tasmota warning {key}={value}")
+        return note
 
     def _result(self, out: Emitter, dev: KnownDevice, obj: dict[str, Any]) -> None:
-        if isinstance(obj.get("PowerMonitor"), str) and on_off(obj["PowerMonitor"]):
-            out.event(dev, EventKind.ELECTRICAL_CLEAR, detail="PowerMonitor ON: relay restored after the MaxPower hold")
+        for key, value in obj.items():
+            base, phase = _phase_key(key)
+            if base == "PowerMonitor" and isinstance(value, str) and on_off(value):
+                where = f" (phase {phase})" if phase else ""
+                out.event(dev, EventKind.ELECTRICAL_CLEAR, detail=f"{key} ON{where}: relay restored after the MaxPower hold")
         readings: dict[str, float | None] = {}
         self._relays(obj, readings)
         out.readings(dev, readings)
