@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from backend.i18n import note_text
 from tests.api.conftest import ApiRig
 
 EN = {"Accept-Language": "en-US,en;q=0.9"}
@@ -75,3 +78,32 @@ async def test_timeline_and_action_results_render_in_the_readers_language(rig: A
     assert "acknowledged on behalf of" in next(e for e in en if e["what"] == "acknowledge")["note_text"]
     assert [e["label"] for e in en if e["source"] == "lifecycle"][-1] == "Closed"
     assert [e["label"] for e in zh if e["source"] == "lifecycle"][-1] == "复核关闭"
+
+
+# Every note the system writes into a timeline, as alerting/book.py, alerting/ladder/engine.py, backend/sites/roster.py
+# and backend/api/console_alarms.py spell it (a person's own words inside are Chinese here).
+SYSTEM_NOTES = [
+    "the device alarms again", "caused by A1.1", "the device recovered", "the device cleared; verify on site",
+    "maintenance window: 更换探头", "maintenance window ended", "the life-safety override of the maintenance window ended",
+    "maintenance window ended; the device cleared during it: verify on site", "maintenance window ended; the device is still in alarm",
+    "cause A1.1 is over; this alarm remains", "stable again after flapping", "代张伟(c01-g1-w1)确认 on behalf of c01-g1-w1: 电话告知",
+    "核实 verified: 摄像头确认有烟", "via console by duty1", "值班台警报声静音 5 分钟 / console sound muted for 5 min", "维护 maintenance",
+    "刘芳 (fire_station_head): 请带灭火器", "nobody on record", "网格员: nobody on duty", "repeat 2", "on_scene not reached in time",
+    "nobody verified in time: treated as real", "every rung has been paged; the duty console holds the alarm",
+    "live again while this round still waits for its first answer: no new round (maintenance window ended)", "round 2: the device alarms again",
+    "major -> critical; policy default -> life_safety", "duty1: acknowledge (covers console)", "c01-g1-w1: en_route (电话里说马上到)",
+    "grid_worker c01-g1: 休假; deputy c01-g1-w2 stands in", "grid_worker c01-g1: holder unavailable; no deputy available",
+    "c01-g1-w1 is on scene", "confirmed by duty1", "handled", "closed", "false_alarm",
+]
+
+
+@pytest.mark.parametrize("note", SYSTEM_NOTES)
+def test_every_note_the_system_writes_reads_chinese_and_english(note: str) -> None:
+    zh, en = note_text(note, "zh"), note_text(note, "en")
+    assert not [w for w in TOKEN.findall(zh) if re.fullmatch(r"[A-Za-z_]{3,}", w) and w not in {"default", "life_safety"}], (note, zh)
+    assert re.search(r"[A-Za-z]{3,}", en), (note, en)
+    assert set(_cjk(en)) <= set(_cjk(note)), f"English adds no Chinese of its own: {note!r} -> {en!r}"
+
+
+def _cjk(text: str) -> str:
+    return "".join(re.findall(r"[\u4e00-\u9fff]", text))
