@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerting.book import BookSettings
+from alerting.errors import AlertingError
 from alerting.model import Severity
 from broker.kinds import DeviceKind, EventKind
 
@@ -35,7 +36,7 @@ __all__ = [
 DEFAULTS_RESOURCE = "rules/defaults.yaml"  # package data of alerting; read by backend.alarms.rules
 
 
-class RuleConfigError(ValueError):
+class RuleConfigError(AlertingError, ValueError):
     def __init__(self, where: str, why: str) -> None:
         self.where = where
         super().__init__(f"rules: {where}: {why}")

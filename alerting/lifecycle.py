@@ -23,6 +23,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
+from alerting.errors import AlertingError
+
 __all__ = [
     "CLOSED_STATES",
     "FIELD_ORDER",
@@ -134,7 +136,7 @@ PERSON_ONLY_MOVES: Final = frozenset({M.VERIFY_CLOSE, M.MARK_FALSE, M.FINISH, M.
 SYSTEM_ACTOR: Final = "system"
 
 
-class LifecycleError(Exception):
+class LifecycleError(AlertingError):
     """Base of the lifecycle's errors."""
 
 

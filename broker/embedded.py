@@ -25,7 +25,7 @@ folder; a port already taken at start is explained in one line naming the holder
 
 Errors:
 
-    BrokerStartError      the child did not start (`why` is one line for a person)
+    BrokerStartError      the child did not start (`why` is one line for a person); a broker.errors.BrokerError
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from broker.errors import BrokerError
+
 __all__ = [
     "ACCESS_FILE",
     "PID_FILE",
@@ -69,7 +71,7 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _PARENT_CHECK_S = 0.5  # how soon the broker notices its parent is gone when the death signal was missed
 
 
-class BrokerStartError(RuntimeError):
+class BrokerStartError(BrokerError, RuntimeError):
     def __init__(self, why: str, output: str = "") -> None:
         self.why = why
         self.output = output

@@ -1,19 +1,28 @@
-"""Errors of the wire contract.
+"""Errors of the broker package: the wire contract and the brokers it starts.
 
-    ContractError
-    ├── InvalidId            an id that breaks the id grammar
-    ├── InvalidTopic         a topic name or filter that breaks MQTT's rules or ours
-    └── MessageRejected      a payload that does not meet its schema (carries a machine code and a reason)
+    BrokerError
+    ├── ContractError            the wire contract is broken (also a ValueError)
+    │   ├── InvalidId            an id that breaks the id grammar
+    │   ├── InvalidTopic         a topic name or filter that breaks MQTT's rules or ours
+    │   └── MessageRejected      a payload that does not meet its schema (carries a machine code and a reason)
+    ├── BrokerStartError         broker.embedded: the embedded broker's child did not start (also a RuntimeError)
+    └── MosquittoNotInstalled    broker.process: no mosquitto binary here (also a RuntimeError)
+
+tests/test_exception_trees.py fails when an exception defined anywhere in broker/ is not under `BrokerError`.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ContractError", "InvalidId", "InvalidTopic", "MessageRejected", "RejectReason"]
+__all__ = ["BrokerError", "ContractError", "InvalidId", "InvalidTopic", "MessageRejected", "RejectReason"]
 
 
-class ContractError(ValueError):
+class BrokerError(Exception):
+    """Base of every error the broker package raises."""
+
+
+class ContractError(BrokerError, ValueError):
     """Base of every error raised by the wire contract."""
 
 

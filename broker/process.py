@@ -17,11 +17,12 @@ from types import TracebackType
 from typing import Self
 
 from broker.embedded import free_port
+from broker.errors import BrokerError
 
 __all__ = ["MosquittoNotInstalled", "MosquittoProcess", "find_mosquitto", "open_config"]
 
 
-class MosquittoNotInstalled(RuntimeError):
+class MosquittoNotInstalled(BrokerError, RuntimeError):
     def __init__(self) -> None:
         super().__init__("mosquitto is not installed: run `apt-get install mosquitto` (the test command does this)")
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+from alerting.errors import AlertingError
 from alerting.ladder.policy import FIELD_ORDER, Policy, PolicySet, Rung, Seat, field_rank
 from alerting.ladder.targets import CONSOLE, Contact, Fill, Roster, Where
 from alerting.lifecycle import SYSTEM_ACTOR, TRANSITIONS, AlarmState, Move
@@ -88,7 +89,7 @@ __all__ = [
 CONSOLE_RUNG: Final = "console"
 
 
-class LadderError(Exception):
+class LadderError(AlertingError):
     """Base of the ladder's errors."""
 
 

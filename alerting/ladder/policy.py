@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerting.directory import Seat
+from alerting.errors import AlertingError
 from alerting.lifecycle import FIELD_ORDER, AlarmState
 from alerting.model import Severity
 
@@ -60,7 +61,7 @@ RUNG_SEATS: Mapping[str, Seat] = {
 }
 
 
-class PolicyError(ValueError):
+class PolicyError(AlertingError, ValueError):
     def __init__(self, where: str, why: str) -> None:
         self.where, self.why = where, why
         super().__init__(f"{where}: {why}")

@@ -47,6 +47,7 @@ import sqlalchemy as sa
 from alerting.book import IN_WINDOW_AGAIN, IN_WINDOW_CLEARED, AlarmBook, MaintenanceWindow
 from alerting.lifecycle import AlarmState, Move
 from alerting.model import AlarmKey, Persist
+from backend.errors import BackendError
 from backend.sites.model import SiteDirectory
 from broker.kinds import DeviceKind
 
@@ -114,7 +115,7 @@ sa.Index("ix_maintenance_open", maintenance_windows.c.ended_ms)
 sa.Index("ix_maintenance_audit_window", maintenance_audit.c.window_id)
 
 
-class MaintenanceError(Exception):
+class MaintenanceError(BackendError):
     def __init__(self, zh: str, en: str) -> None:
         self.zh, self.en = zh, en
         super().__init__(en)

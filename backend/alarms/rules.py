@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from alerting.config import DEFAULTS_RESOURCE, RuleConfig, RuleConfigError, merge, parse_rules
+from backend.errors import BackendError
 
 if TYPE_CHECKING:
     from backend.settings import Settings
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["RulesFileError", "default_rules_data", "deployment_rules", "load_rules"]
 
 
-class RulesFileError(RuleConfigError):
+class RulesFileError(BackendError, RuleConfigError):
     """A deployment's rules file is wrong: `file:line: what to fix`."""
 
     def __init__(self, file: Path, line: int, why: str) -> None:

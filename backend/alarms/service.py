@@ -51,6 +51,7 @@ from backend.alarms.maintenance import MaintenanceError, MaintenanceSettings, Ma
 from backend.alarms.rules import load_rules
 from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreError, StoreUnavailable
 from backend.clock import Clock, wall_seconds
+from backend.errors import BackendError
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from broker.kinds import GatewayState
@@ -63,7 +64,7 @@ SNAPSHOT_NAME = "engine"
 DAY_MS = 86_400_000
 
 
-class AlarmServiceError(Exception):
+class AlarmServiceError(BackendError):
     pass
 
 

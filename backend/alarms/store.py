@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from alerting.lifecycle import AlarmState
 from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, Place, Severity
 from backend.alarms.schema import alarm_audit, alarms, device_records, rule_state
+from backend.errors import BackendError
 from backend.ingest.handoff import AlertingUnavailable
 from backend.store.migrations import upgrade
 
@@ -46,7 +47,7 @@ VERSION_TABLE = "alembic_version_alarms"  # its own version table: other stores 
 DAY_MS = 86_400_000
 
 
-class StoreError(RuntimeError):
+class StoreError(BackendError, RuntimeError):
     """The alarm store failed; `why` says how, in words a duty officer's log can show."""
 
     def __init__(self, why: str) -> None:

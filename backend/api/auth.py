@@ -51,6 +51,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.clock import Clock
+from backend.errors import BackendError
 from backend.sites.model import SiteDirectory
 from backend.store.users import LoginAudit, User, UserRole, UserStore
 
@@ -332,7 +333,7 @@ class FailureWindow:
             del self._fails[key]
 
 
-class LoginThrottled(Exception):
+class LoginThrottled(BackendError):
     def __init__(self, outcome: str, retry_after_s: int) -> None:
         self.outcome = outcome  # throttled_account, throttled_address, busy
         self.retry_after_s = retry_after_s

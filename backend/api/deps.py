@@ -22,6 +22,7 @@ from backend.alarms.maintenance import MaintenanceWindows
 from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.tokens import TokenSigner
 from backend.clock import Clock
+from backend.errors import BackendError
 from backend.escalation.service import EscalationService
 from backend.notify.console import LiveConsole
 from backend.sites.model import SiteDirectory
@@ -32,7 +33,7 @@ from backend.store.users import UserStore
 __all__ = ["AlarmMoves", "ApiDeps", "NotWired", "StoreMoves", "maintenance_of"]
 
 
-class NotWired(RuntimeError):
+class NotWired(BackendError, RuntimeError):
     def __init__(self, what: str) -> None:
         self.what = what
         super().__init__(f"{what} is not running on this server; ask the administrator")

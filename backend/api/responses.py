@@ -49,6 +49,7 @@ from backend.api.auth import Auth, Capability, Principal, wants_english
 from backend.api.deps import ApiDeps
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.clock import Clock
+from backend.errors import BackendError
 from backend.escalation.service import EscalationService
 from backend.escalation.store import UnknownEscalation
 from backend.store.users import UserStore
@@ -95,7 +96,7 @@ _REASONS: Final[dict[str, tuple[int, str, str]]] = {
 }
 
 
-class LinkRefused(Exception):
+class LinkRefused(BackendError):
     """A one-tap link or one of its moves is refused; `text(english)` is the sentence shown."""
 
     def __init__(self, reason: str, move: Response | None = None, last: Response | None = None) -> None:

@@ -15,10 +15,12 @@ import hmac
 import json
 from typing import Any
 
+from backend.errors import BackendError
+
 __all__ = ["InvalidToken", "TokenSigner"]
 
 
-class InvalidToken(ValueError):
+class InvalidToken(BackendError, ValueError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         self.reason = reason  # "malformed", "signature", "expired" (callers may add their own, e.g. "kind")
         super().__init__(message)

@@ -36,6 +36,7 @@ import sqlalchemy as sa
 
 from alerting.ladder import EscalationState, LadderAction, Note, Notify, PolicySet, next_due
 from alerting.ladder.engine import AdvanceAlarm
+from backend.errors import BackendError
 from backend.notify.channel import Message
 from backend.store.migrations import upgrade
 
@@ -115,7 +116,7 @@ def notice_priority(m: Message) -> int:
     return 0 if m.life_safety else 1
 
 
-class EscalationStoreError(Exception):
+class EscalationStoreError(BackendError):
     """Base of the escalation store's errors."""
 
 

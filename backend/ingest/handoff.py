@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from backend.errors import BackendError
 from broker.schemas import Uplink
 
 __all__ = ["AlertingFeed", "AlertingUnavailable", "BatchFeed", "Reading"]
 
 
-class AlertingUnavailable(Exception):
+class AlertingUnavailable(BackendError):
     """The alerting side cannot take messages now; nothing of this message was applied. Offer it again later."""
 
 

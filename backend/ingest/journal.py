@@ -25,12 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.errors import BackendError
 from backend.store.db import check_sqlite_file
 
 __all__ = ["Journal", "JournalEntry", "JournalError"]
 
 
-class JournalError(Exception):
+class JournalError(BackendError):
     def __init__(self, path: Path, why: str) -> None:
         super().__init__(f"journal {path} failed: {why}")
         self.path = path

@@ -20,11 +20,12 @@ from enum import StrEnum
 from typing import Protocol
 
 from alerting.ladder import Contact
+from backend.errors import BackendError
 
 __all__ = ["Channel", "ChannelMissing", "DeliveryFailed", "DeliveryStatus", "Message", "NotifyError", "Receipt"]
 
 
-class NotifyError(Exception):
+class NotifyError(BackendError):
     """Base of the notification errors."""
 
 

@@ -30,6 +30,7 @@ from typing import Protocol, Self
 import aiomqtt
 
 from backend.clock import Clock, SystemClock, wall_seconds
+from backend.errors import BackendError
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
 from broker.mosquitto import login_bound_client_id
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 PATROL_COMMAND = "patrol"
 
 
-class PatrolError(RuntimeError):
+class PatrolError(BackendError, RuntimeError):
     pass
 
 

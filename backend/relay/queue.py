@@ -44,6 +44,7 @@ import msgspec
 import psycopg
 import sqlalchemy as sa
 
+from backend.errors import BackendError
 from backend.ingest.handoff import AlertingUnavailable, Reading
 from backend.store.migrations import upgrade
 from broker.kinds import Priority
@@ -82,7 +83,7 @@ _INSERT = ("INSERT INTO uplink_queue (key, kind, priority, topic, body, received
            "ON CONFLICT (key) DO NOTHING")
 
 
-class RelayError(Exception):
+class RelayError(BackendError):
     pass
 
 

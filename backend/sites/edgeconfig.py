@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from backend.errors import BackendError
 from backend.sites.model import SiteDirectory
 
 __all__ = ["UnknownGateway", "edge_config_of"]
@@ -23,7 +24,7 @@ __all__ = ["UnknownGateway", "edge_config_of"]
 _PREFIX = {"zigbee2mqtt": "zigbee2mqtt", "frigate": "frigate", "tasmota": "tele"}
 
 
-class UnknownGateway(ValueError):
+class UnknownGateway(BackendError, ValueError):
     def __init__(self, gateway: str, known: list[str]) -> None:
         close = difflib.get_close_matches(gateway, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; the directory has {len(known)} gateways (`shouwang sites check` lists problems)"

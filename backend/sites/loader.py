@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alerting.directory import Seat
+from backend.errors import BackendError
 from backend.sites.model import (
     DEFAULT_REPORT_INTERVAL_S,
     NO_ENTITIES,
@@ -64,7 +65,7 @@ class SiteError:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class SiteDirectoryInvalid(ValueError):
+class SiteDirectoryInvalid(BackendError, ValueError):
     def __init__(self, errors: list[SiteError]) -> None:
         self.errors = errors
         shown = "\n".join(f"  {e}" for e in errors[:50])

@@ -13,10 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from backend.errors import BackendError
+
 __all__ = ["StoreFileUnreadable", "check_sqlite_file", "make_engine", "sqlite_url"]
 
 
-class StoreFileUnreadable(RuntimeError):
+class StoreFileUnreadable(BackendError, RuntimeError):
     """A store's file on disk is not a database SQLite can read (corrupt, truncated, another program's file).
 
     Raised at start, before anything is written, naming the file and what to do; `user_facing` tells the command

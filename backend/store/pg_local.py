@@ -19,12 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from backend.errors import BackendError
 from broker.embedded import free_port
 
 __all__ = ["LocalPostgres", "PostgresNotInstalled", "find_pg_bin"]
 
 
-class PostgresNotInstalled(RuntimeError):
+class PostgresNotInstalled(BackendError, RuntimeError):
     def __init__(self) -> None:
         super().__init__("PostgreSQL server binaries not found: run `apt-get install postgresql` (the test command does this)")
 

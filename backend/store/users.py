@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from backend.errors import BackendError
 from backend.store.migrations import upgrade
 
 __all__ = ["ApiToken", "LoginAudit", "OneTapMove", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore", "metadata"]
@@ -106,7 +107,7 @@ class UserRole(StrEnum):
     ADMIN = "admin"  # 管理员
 
 
-class UserError(Exception):
+class UserError(BackendError):
     pass
 
 

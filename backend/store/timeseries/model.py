@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from backend.errors import BackendError
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 
@@ -50,7 +51,7 @@ RAW_RANGE_LIMIT_MS = 6 * HOUR_MS
 MINUTE_RANGE_LIMIT_MS = 7 * 24 * HOUR_MS  # a week of 1-minute buckets is 10,080 points; beyond, use hours
 
 
-class TimeSeriesError(Exception):
+class TimeSeriesError(BackendError):
     pass
 
 

@@ -1,0 +1,56 @@
+"""The root of every error the backend raises, and the whole tree in one picture.
+
+    BackendError
+    ├── AlarmServiceError        backend.alarms.service: a console or one-tap move the alarm service cannot do
+    │   ├── NoSuchAlarm
+    │   └── MoveRefused
+    ├── MaintenanceError         backend.alarms.maintenance: a maintenance window refused (zh and en sentences)
+    │   ├── UnknownPlace
+    │   └── WindowRefused
+    │       └── WindowOver
+    ├── RulesFileError           backend.alarms.rules: a deployment's rules file (also alerting's RuleConfigError)
+    ├── StoreError               backend.alarms.store: the alarm store failed (also a RuntimeError)
+    │   ├── StoreUnavailable     the database cannot take writes now (also AlertingUnavailable)
+    │   └── StoreRefused         the database refused this content
+    ├── AlertingUnavailable      backend.ingest.handoff: alerting cannot take messages now; offer them again
+    ├── JournalError             backend.ingest.journal: the ingest journal's file failed
+    ├── RelayError               backend.relay.queue: the cluster's relay queue
+    │   ├── QueueUnavailable     PostgreSQL is away (also AlertingUnavailable)
+    │   └── LostLeadership       this process is no longer the rules leader
+    ├── EscalationStoreError     backend.escalation.store
+    │   ├── UnknownEscalation
+    │   └── StepConflict
+    ├── NotifyError              backend.notify.channel
+    │   ├── DeliveryFailed       a channel could not deliver (transient or not)
+    │   └── ChannelMissing       no channel of that kind is configured
+    ├── PatrolError              backend.patrol.scheduler (also a RuntimeError)
+    │   └── PatrolBrokerUnreachable
+    ├── SiteDirectoryInvalid     backend.sites.loader: the site file's mistakes, file:line each (also a ValueError)
+    ├── UnknownGateway           backend.sites.edgeconfig: no such gateway in the directory (also a ValueError)
+    ├── StoreFileUnreadable      backend.store.db: a store's file SQLite cannot read (also a RuntimeError)
+    ├── PostgresNotInstalled     backend.store.pg_local (also a RuntimeError)
+    ├── UserError                backend.store.users
+    │   ├── UserExists
+    │   └── UnknownUser
+    ├── TimeSeriesError          backend.store.timeseries.model
+    │   ├── StoreUnavailable     the time-series store is away
+    │   └── InvalidQuery         a question the store cannot answer
+    ├── InvalidToken             backend.api.tokens: a session or one-tap token is bad (also a ValueError)
+    ├── LinkRefused              backend.api.responses: a one-tap link or one of its moves is refused
+    ├── LoginThrottled           backend.api.auth: too many failed logins
+    └── NotWired                 backend.api.deps: a part not running on this server (also a RuntimeError)
+
+Each error keeps the builtin base its callers already catch it by (ValueError, RuntimeError) as a second
+base. Third-party errors (SQLAlchemy, psycopg, sqlite3) are translated into this tree by the stores that
+meet them (backend.alarms.store, backend.store.*, backend.escalation.store, backend.relay.queue,
+backend.ingest.journal) and do not travel further in. tests/test_exception_trees.py fails when an
+exception defined anywhere in backend/ is not under `BackendError`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BackendError"]
+
+
+class BackendError(Exception):
+    """Base of every error the backend package raises."""
