@@ -9,6 +9,13 @@ the mark of a button that fires by itself), and the same press seen again on the
 `sos_dedupe_s` is one press. An empty retained availability payload is a cleared topic, not "offline".
 `{base}/bridge/state` offline makes every device behind the bridge UNKNOWN; online re-arms their liveness.
 Friendly names may contain '/', so the device is found by its full remaining topic.
+
+Checked against the exposes of Koenkk/zigbee-herdsman-converters (src/lib/exposes.ts, src/lib/modernExtend.ts
+iasZoneAlarm, src/lib/tuya.ts, src/converters/fromZigbee.ts): a metering plug's frequency is `ac_frequency`, its
+apparent power `power_apparent`, returned energy `produced_energy` (kWh), phases B and C `…_phase_b`/`…_phase_c`; an
+IAS zone with both alarm bits reports `smoke_alarm_1`/`smoke_alarm_2`; an IAS SOS zone reports `sos: true` (an SOS
+press whatever the device's kind); Tuya smoke detectors report `self_test` as an enum (`checking`, `check_success`,
+`check_failure`), and `fault`, `fault_alarm`, `device_fault` as booleans (a detector that cannot detect).
 """
 
 from __future__ import annotations
@@ -45,7 +52,18 @@ _METRICS: Final[dict[str, tuple[str, float]]] = {
     "soil_moisture": ("soil_moisture_pct", 1.0),
     "co2": ("co2_ppm", 1.0),
     "frequency": ("frequency_hz", 1.0),
+    "ac_frequency": ("frequency_hz", 1.0),  # the exposes' name (e.ac_frequency); `frequency` kept for older converters
     "power_factor": ("power_factor_ratio", 1.0),
+    "power_apparent": ("apparent_power_va", 1.0),
+    "power_reactive": ("reactive_power_var", 1.0),
+    "produced_energy": ("returned_energy_wh", 1000.0),
+    # Three-phase meters: the unsuffixed power/current/voltage is phase A (the converter's activePower, rmsCurrent...).
+    "power_phase_b": ("power_w@2", 1.0),
+    "power_phase_c": ("power_w@3", 1.0),
+    "current_phase_b": ("current_a@2", 1.0),
+    "current_phase_c": ("current_a@3", 1.0),
+    "voltage_phase_b": ("voltage_v@2", 1.0),
+    "voltage_phase_c": ("voltage_v@3", 1.0),
 }
 # Actions that mean "someone pressed the emergency button" on an SOS-class device (Tuya: emergency; Heiman
 # HS1EB: single/double/hold; others: sos/panic). "off" and "" are resets, never a press.
@@ -57,7 +75,22 @@ _ALARM_FLAGS: Final = (
     ("water_leak", EventKind.WATER_LEAK, EventKind.WATER_LEAK_CLEAR),
     ("trouble", EventKind.FAULT, EventKind.FAULT_CLEAR),
     ("battery_defect", EventKind.FAULT, EventKind.FAULT_CLEAR),
+    ("fault_alarm", EventKind.FAULT, EventKind.FAULT_CLEAR),  # tuya.exposes.faultAlarm
+    ("device_fault", EventKind.FAULT, EventKind.FAULT_CLEAR),  # Tuya smoke detectors
 )
+# Tuya `self_test` enum values (lower-cased, spaces as '_'): checking is the test in progress.
+_SELF_TEST_RUNNING: Final = frozenset({"checking"})
+_SELF_TEST_FAILED: Final = frozenset({"check_failure", "failure"})
+
+
+def _any_true(*values: object) -> bool | None:
+    """True if any is true, False if all known ones are false, None if none is known."""
+    known = [v for v in values if isinstance(v, bool)]
+    return any(known) if known else None
+
+
+def _word(value: object) -> str | None:
+    return value.strip().lower().replace(" ", "_") if isinstance(value, str) else None
 
 
 def _availability(payload: bytes) -> tuple[str | None, str | None]:
@@ -141,12 +174,14 @@ class Zigbee2MqttAdapter(Adapter):
     def _sos(self, out: Emitter, dev: KnownDevice, action: object, battery: float | None) -> None:
         if dev.kind is not DeviceKind.SOS or not isinstance(action, str) or action.lower() not in _SOS_ACTIONS:
             return
+        self._press(out, dev, f"zigbee2mqtt action {action!r}", battery)
+
+    def _press(self, out: Emitter, dev: KnownDevice, detail: str, battery: float | None) -> None:
         now = out.ctx.now_ms
         last = self._last_sos_ms.get(dev.key)
         self._last_sos_ms[dev.key] = now
         if last is not None and now - last < self.config.sos_dedupe_s * 1000:
             return
-        detail = f"zigbee2mqtt action {action!r}"
         needs_callback = dev.callback_verify
         if battery == 0:
             detail += "; battery reports 0 %: possibly a spurious trigger, verify by call-back"
@@ -186,11 +221,19 @@ class Zigbee2MqttAdapter(Adapter):
     def _events(self, out: Emitter, dev: KnownDevice, obj: dict[str, Any]) -> None:
         latches, key = self.latches, dev.key
         testing = as_bool(obj.get("test"))
+        self_test = obj.get("self_test")
         if testing is None:
-            testing = as_bool(obj.get("self_test"))
+            testing = as_bool(self_test)
+        if testing is None and (word := _word(self_test)) is not None:
+            testing = word in _SELF_TEST_RUNNING
         if latches.update(key, "test", testing) == "rise":
             out.event(dev, EventKind.SELF_TEST, detail="test button pressed: a self-test, not a fire")
-        smoke = as_bool(obj.get("smoke"))
+        failed = [w for w in (_word(self_test), _word(obj.get("self_test_result"))) if w is not None]
+        edge = latches.update(key, "self_test_failed", any(w in _SELF_TEST_FAILED for w in failed) if failed else None)
+        if edge is not None:
+            out.event(dev, EventKind.FAULT if edge == "rise" else EventKind.FAULT_CLEAR,
+                      detail="self-test failed: the detector cannot be trusted" if edge == "rise" else "self-test passed")
+        smoke = _any_true(obj.get("smoke"), obj.get("smoke_alarm_1"), obj.get("smoke_alarm_2"))
         if testing is not True:  # while the test is held, the detector's smoke report is the test itself
             edge = latches.update(key, "smoke", smoke)
             if edge == "rise":
@@ -201,7 +244,13 @@ class Zigbee2MqttAdapter(Adapter):
             edge = latches.update(key, flag, as_bool(obj.get(flag)))
             if edge is not None:
                 out.event(dev, rise if edge == "rise" else fall, detail=f"zigbee2mqtt {flag}={edge == 'rise'}".lower())
+        if isinstance(obj.get("fault"), bool):  # tuya.exposes.fault: a detector's own fault (a breaker's is a string)
+            edge = latches.update(key, "fault_flag", obj["fault"])
+            if edge is not None:
+                out.event(dev, EventKind.FAULT if edge == "rise" else EventKind.FAULT_CLEAR, detail=f"zigbee2mqtt fault={edge == 'rise'}".lower())
         battery = as_number(obj.get("battery"))
+        if latches.update(key, "sos", as_bool(obj.get("sos"))) == "rise":  # IAS SOS zone: a press on any device
+            self._press(out, dev, "zigbee2mqtt sos=true", battery)
         low = as_bool(obj.get("battery_low"))
         if low is None and isinstance(obj.get("battery_state"), str):
             low = obj["battery_state"].lower() == "low"
