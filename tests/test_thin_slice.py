@@ -99,7 +99,7 @@ async def test_api_refuses_without_login(run_command: dict[str, str]) -> None:
     async with httpx.AsyncClient(base_url=run_command["url"]) as http:
         r = await http.get("/api/alarms")
         assert r.status_code == 401
-        assert "log in" in r.json()["detail"]
+        assert "请先登录" in r.json()["detail"]  # Chinese by default (backend/i18n.py)
         bad = await http.post("/api/login", json={"username": run_command["user"], "password": "wrong"})
         assert bad.status_code == 401
 
