@@ -92,7 +92,7 @@ async def test_a_buildings_readings_over_a_range(api: Api) -> None:
     ],
 )
 async def test_bad_questions_get_clear_answers(api: Api, path: str, params: dict[str, str], code: int, says: str) -> None:
-    r = await api.http.get(path.format(d=api.site.devices[0]), params=params)
+    r = await api.http.get(path.format(d=api.site.devices[0]), params=params, headers={"Accept-Language": "en"})  # the sentences in English
     assert r.status_code == code, r.text
     assert says in r.text
 
