@@ -8,6 +8,11 @@ offline (Frigate FAQ), above 0 online. Availability is sent only when it changes
 `{camera}/status/detect` online/offline (0.17+) is the stream's own state; `disabled` on any role, or
 `enabled/state` OFF, means the operator turned the camera off: DISABLED, never an offline alarm. Object
 detection topics (events, reviews, person counts) carry nothing for safety monitoring.
+
+Checked against Frigate's own docs/docs/integrations/mqtt.md and source (frigate/comms/mqtt.py: `available` online on
+connect, `stopped` on a normal stop since 2026-03 (#22527; `offline` before, like the Last Will); frigate/stats/util.py:
+per-camera stats under "cameras" since #8151 (0.13), top-level camera keys before; frigate/video/ffmpeg.py:
+`status/detect|record` and frigate/events/audio.py `status/audio`; frigate/comms/dispatcher.py: `enabled/state`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from edge.adapters.base import Adapter, Context, Emitter, KnownDevice, Outcome, 
 __all__ = ["FrigateAdapter"]
 
 _GLOBAL_TOPICS: Final = frozenset(
-    {"events", "reviews", "tracked_object_update", "camera_activity", "audio_detections", "notifications", "onConnect", "triggers", "model_state"}
-)
+    {"events", "reviews", "tracked_object_update", "camera_activity", "audio_detections", "notifications", "onConnect", "triggers",
+     "model_state", "profile", "restart"}
+)  # docs/docs/integrations/mqtt.md "Frigate topics": `profile/state` is retained, so it arrives on every subscribe
 
 
 class FrigateAdapter(Adapter):
