@@ -13,6 +13,12 @@ the milliampere value unchanged, and no rule saw it). A `binary_sensor`
 ON/OFF is an alarm by the entity's `event`, a word in its id (smoke, leak, tamper...) or the device's kind;
 `switch` ON/OFF is a relay state. An entity may name another device (`device:`), e.g. the smoke detector
 wired to a kitchen node.
+
+Checked against ESPHome's source (esphome/components/mqtt: mqtt_component.cpp `{topic_prefix}/{component}/{object_id}/
+state` and the discovery topic `{prefix}/{component}/{node}/{object_id}/config`; mqtt_sensor.cpp: the value at its
+accuracy, "nan" for NaN, "None" with publish_nan_as_none; mqtt_binary_sensor.cpp: ON/OFF; mqtt_const.h: the
+abbreviated discovery keys `unit_of_meas`, `stat_t`, `dev_cla`; mqtt/__init__.py: birth "online" and will "offline" on
+`{topic_prefix}/status`) and esphome/const.py for the unit spellings.
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ from edge.config import EntityConfig
 __all__ = ["EspHomeAdapter"]
 
 # Home Assistant `unit_of_measurement` -> (our unit suffix, scale to it). Units not here are refused, not guessed.
+# ESPHome's own spellings (esphome/const.py UNIT_*) differ from Home Assistant's for some: reactive power is "VAR" and
+# "kVAR" there, "var" and "kvar" in Home Assistant; both are read. "°F" and "K" need an offset, not a scale: refused.
 _HA_UNITS: Final = {
-    "mA": ("ma", 1.0), "A": ("a", 1.0), "V": ("v", 1.0), "mV": ("v", 0.001), "W": ("w", 1.0), "kW": ("w", 1000.0),
-    "VA": ("va", 1.0), "var": ("var", 1.0), "Wh": ("wh", 1.0), "kWh": ("wh", 1000.0), "Hz": ("hz", 1.0),
-    "°C": ("c", 1.0), "%": ("pct", 1.0), "dBm": ("dbm", 1.0), "lx": ("lux", 1.0), "s": ("s", 1.0), "ppm": ("ppm", 1.0),
+    "µA": ("ma", 0.001), "mA": ("ma", 1.0), "A": ("a", 1.0), "mV": ("v", 0.001), "V": ("v", 1.0),
+    "W": ("w", 1.0), "kW": ("w", 1000.0), "VA": ("va", 1.0), "kVA": ("va", 1000.0),
+    "var": ("var", 1.0), "VAR": ("var", 1.0), "kvar": ("var", 1000.0), "kVAR": ("var", 1000.0),
+    "Wh": ("wh", 1.0), "kWh": ("wh", 1000.0), "Hz": ("hz", 1.0), "°C": ("c", 1.0), "%": ("pct", 1.0), "dBm": ("dbm", 1.0),
+    "lx": ("lux", 1.0), "ms": ("s", 0.001), "s": ("s", 1.0), "ppm": ("ppm", 1.0),
 }
 _EVENT_WORDS: Final = (
     ("smoke", "smoke"),
