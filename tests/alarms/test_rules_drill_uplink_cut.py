@@ -39,7 +39,10 @@ async def test_a_drills_uplink_cut_raises_only_drill_alarms_and_no_real_outage(s
     cut = [a for a in during if a.alarm_type == "gateway_offline" and a.gateway_id == cut_step.gateway]
     assert cut, f"the cut of {cut_step.gateway} raised no gateway_offline: {[(a.alarm_type, a.gateway_id) for a in during]}"
     assert all(a.drill for a in cut), "the drill's uplink cut raised a real gateway_offline"
-    real = [(a.alarm_type, a.gateway_id, a.device_id) for a in during if not a.drill]
+    # The embedded target is a fresh system whose devices speak only drill traffic, so none of them is ever heard for
+    # real: past its absence window each gateway's info notice "not yet commissioned" is a true statement about the
+    # real devices, not something the drill caused (a drill never commissions a device). Anything else real is.
+    real = [(a.alarm_type, a.gateway_id, a.device_id) for a in during if not a.drill and a.alarm_type != "devices_uncommissioned"]
     assert real == [], f"the drill caused real alarms: {real}"
     assert not [p for p in report["problems"] if p.get("kind") == "not-drill-gateway"]
     health = device_health(store.list(open_only=True, limit=100_000), small_site)

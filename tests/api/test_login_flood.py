@@ -37,7 +37,11 @@ from tests.waiting import until
 pytestmark = pytest.mark.mosquitto
 
 ALARMS = 8
-BOUND_S = 1.0  # the commit of one smoke alarm, device publish to committed, while the flood runs (it was up to 5.3 s)
+# The commit of one smoke alarm, device publish to committed, while the flood runs. It was up to 5.3 s on a quiet
+# machine with the shared pool (13-50 s on a loaded one); with the password threads apart it is tens of ms, but a
+# full suite on two busy cores once showed 1.3 s with only two password checks made, the load not the flood: the
+# bound leaves room for that and still fails the old code.
+BOUND_S = 2.5
 
 # The attacker: 24 threads, each logging in with wrong passwords as fast as the server answers; prints the first
 # answer, and the first 429 with its Retry-After and detail, then runs until it is stopped.
