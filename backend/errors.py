@@ -12,7 +12,9 @@
     ├── StoreError               backend.alarms.store: the alarm store failed (also a RuntimeError)
     │   ├── StoreUnavailable     the database cannot take writes now (also AlertingUnavailable)
     │   └── StoreRefused         the database refused this content
-    ├── AlertingUnavailable      backend.ingest.handoff: alerting cannot take messages now; offer them again
+    ├── Unavailable              something this needs is away now; nothing was done; try again (the API: 503)
+    │   ├── AlertingUnavailable  backend.ingest.handoff: alerting cannot take messages now; offer them again
+    │   └── UsersUnavailable     backend.store.users: the login database is away (also a UserError)
     ├── JournalError             backend.ingest.journal: the ingest journal's file failed
     ├── RelayError               backend.relay.queue: the cluster's relay queue
     │   ├── QueueUnavailable     PostgreSQL is away (also AlertingUnavailable)
@@ -49,8 +51,12 @@ exception defined anywhere in backend/ is not under `BackendError`.
 
 from __future__ import annotations
 
-__all__ = ["BackendError"]
+__all__ = ["BackendError", "Unavailable"]
 
 
 class BackendError(Exception):
     """Base of every error the backend package raises."""
+
+
+class Unavailable(BackendError):
+    """Something this needs (a database, a service) is away right now; nothing was applied; try again later."""

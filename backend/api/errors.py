@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.errors import Unavailable
 from backend.i18n import Lang, error_text, lang_of, validation_text
+from backend.ingest.handoff import AlertingUnavailable
 
 __all__ = ["ERRORS", "ErrorBody", "install", "request_lang"]
 
@@ -71,6 +73,20 @@ def install(app: FastAPI) -> None:
         if exc.status_code == status.HTTP_400_BAD_REQUEST and detail == "There was an error parsing the body":
             detail = "the request body is not valid JSON: send Content-Type: application/json with a JSON object"
         return JSONResponse({"detail": error_text(str(detail), _lang(request))}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        """A store this needs is away (the alarm database, the login database, the cluster's queue): the person's act
+        was not recorded; say so plainly, 503 with Retry-After, never a 500."""
+        log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, type(exc).__name__, exc)
+        if isinstance(exc, AlertingUnavailable):
+            zh = "告警数据库暂时不可用，本次操作未记录：请稍后重试（值班台顶部的系统故障条会在恢复后消失）"
+            en = "the alarm database is unavailable right now, so this was not recorded: try again in a moment (the system-fault strip goes when it is back)"
+        else:
+            zh = "系统所需的数据库暂时不可用，本次操作未完成：请稍后重试"
+            en = "a database this needs is unavailable right now, so this was not done: try again in a moment"
+        return JSONResponse({"detail": en if _lang(request) == "en" else zh}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from backend.errors import BackendError
+from backend.errors import Unavailable
 from broker.schemas import Uplink
 
 __all__ = ["AlertingFeed", "AlertingUnavailable", "BatchFeed", "Reading"]
 
 
-class AlertingUnavailable(BackendError):
+class AlertingUnavailable(Unavailable):
     """The alerting side cannot take messages now; nothing of this message was applied. Offer it again later."""
 
 

@@ -28,9 +28,11 @@ Exceptions:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -39,7 +41,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from backend.errors import BackendError
+from backend.errors import BackendError, Unavailable
 from backend.store.migrations import upgrade
 
 __all__ = ["ApiToken", "LoginAudit", "OneTapMove", "UnknownUser", "User", "UserError", "UserExists", "UserRole", "UserStore", "metadata"]
@@ -117,6 +119,14 @@ class UserExists(UserError):
         super().__init__(f"the username {username!r} is taken; pick another")
 
 
+class UsersUnavailable(UserError, Unavailable):
+    """The login database is away (connection refused, locked, read-only): nothing was read or written."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the login database is unavailable: {why}")
+        self.why = why
+
+
 class UnknownUser(UserError):
     def __init__(self, username: str) -> None:
         self.username = username
@@ -176,20 +186,30 @@ class UserStore:
         self._hasher = PasswordHasher()
         upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
+    @contextlib.contextmanager
+    def _db(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection (a transaction when `write`); the driver's "not now" errors become UsersUnavailable here, at the
+        store's boundary (IntegrityError and the rest pass through to the callers that expect them)."""
+        try:
+            with self.engine.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise UsersUnavailable(str(exc.orig or exc).strip().splitlines()[0]) from exc
+
     # -- people ----------------------------------------------------------------------------------------------
     def add(self, username: str, password: str | None, role: str, display_name: str = "", scope: str | None = None) -> User:
         """Add a user; `password=None` makes a machine user that can only use API tokens."""
         UserRole(role)  # raises ValueError for an unknown role
         pw_hash = self._hasher.hash(password) if password is not None else NO_PASSWORD
         try:
-            with self.engine.begin() as conn:
+            with self._db(write=True) as conn:
                 conn.execute(sa.insert(users).values(username=username, password_hash=pw_hash, role=role, display_name=display_name, scope=scope))
         except sa.exc.IntegrityError as exc:
             raise UserExists(username) from exc
         return User(username, role, display_name, scope)
 
     def count(self) -> int:
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
 
     def ensure_admin(self, username: str, password: str | None) -> str | None:
@@ -202,7 +222,7 @@ class UserStore:
         return pw if generated else None
 
     def authenticate(self, username: str, password: str) -> User | None:
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             row = conn.execute(sa.select(users).where(users.c.username == username)).first()
         if row is None:
             self._hasher.hash(password)  # same cost whether or not the user exists
@@ -214,22 +234,22 @@ class UserStore:
         return _user(row)
 
     def get(self, username: str) -> User | None:
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             row = conn.execute(sa.select(users).where(users.c.username == username)).first()
         return None if row is None else _user(row)
 
     def all(self) -> list[User]:
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             return [_user(r) for r in conn.execute(sa.select(users).order_by(users.c.username))]
 
     def set_password(self, username: str, password: str) -> None:
-        with self.engine.begin() as conn:
+        with self._db(write=True) as conn:
             n = conn.execute(sa.update(users).where(users.c.username == username).values(password_hash=self._hasher.hash(password))).rowcount
         if n == 0:
             raise UnknownUser(username)
 
     def remove(self, username: str) -> None:
-        with self.engine.begin() as conn:
+        with self._db(write=True) as conn:
             n = conn.execute(sa.delete(users).where(users.c.username == username)).rowcount
             conn.execute(sa.update(api_tokens).where(api_tokens.c.username == username).values(revoked=True))
         if n == 0:
@@ -242,7 +262,7 @@ class UserStore:
             raise UnknownUser(username)
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
-        with self.engine.begin() as conn:
+        with self._db(write=True) as conn:
             conn.execute(sa.insert(api_tokens).values(id=token_id, username=username, name=name, secret_sha256=_sha(secret), created_ms=now_ms,
                                                       expires_ms=expires_ms, revoked=False, last_used_ms=None))
         return ApiToken(token_id, username, name, now_ms, expires_ms, False, None), f"swm_{token_id}_{secret}"
@@ -251,11 +271,11 @@ class UserStore:
         q = sa.select(api_tokens).order_by(api_tokens.c.created_ms)
         if username is not None:
             q = q.where(api_tokens.c.username == username)
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             return [ApiToken(r.id, r.username, r.name, r.created_ms, r.expires_ms, r.revoked, r.last_used_ms) for r in conn.execute(q)]
 
     def revoke_token(self, token_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._db(write=True) as conn:
             return bool(conn.execute(sa.update(api_tokens).where(api_tokens.c.id == token_id).values(revoked=True)).rowcount)
 
     def authenticate_token(self, text: str, now_ms: int) -> User | None:
@@ -263,14 +283,14 @@ class UserStore:
         parts = text.split("_", 2)
         if len(parts) != 3 or parts[0] != "swm" or not parts[1] or not parts[2]:
             return None
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == parts[1])).first()
         if row is None or not hmac.compare_digest(row.secret_sha256, _sha(parts[2])) or row.revoked:
             return None
         if row.expires_ms is not None and row.expires_ms <= now_ms:
             return None
         if row.last_used_ms is None or now_ms - row.last_used_ms > 60_000:  # a write a minute at most, not one per request
-            with self.engine.begin() as conn:
+            with self._db(write=True) as conn:
                 conn.execute(sa.update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_ms=now_ms))
         return self.get(row.username)
 
@@ -279,13 +299,13 @@ class UserStore:
         """The answers this person already made on this alarm through one-tap links, oldest first."""
         q = (sa.select(one_tap_moves).where(one_tap_moves.c.alarm_id == alarm_id, one_tap_moves.c.contact_id == contact_id)
              .order_by(one_tap_moves.c.seq))
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             return [OneTapMove(r.seq, r.move, r.at_ms) for r in conn.execute(q)]
 
     def record_move(self, alarm_id: str, contact_id: str, seq: int, move: str, at_ms: int) -> bool:
         """Claim number `seq` for `move`; False if that number or that move is already taken (a racing request won)."""
         try:
-            with self.engine.begin() as conn:
+            with self._db(write=True) as conn:
                 conn.execute(sa.insert(one_tap_moves).values(alarm_id=alarm_id, contact_id=contact_id, seq=seq, move=move, at_ms=at_ms))
         except sa.exc.IntegrityError:
             return False
@@ -293,18 +313,18 @@ class UserStore:
 
     def forget_move(self, alarm_id: str, contact_id: str, seq: int) -> None:
         """Give a claimed number back: the move it stood for was not carried out (the ladder refused it)."""
-        with self.engine.begin() as conn:
+        with self._db(write=True) as conn:
             conn.execute(sa.delete(one_tap_moves).where(one_tap_moves.c.alarm_id == alarm_id, one_tap_moves.c.contact_id == contact_id,
                                                         one_tap_moves.c.seq == seq))
 
     # -- login audit -------------------------------------------------------------------------------------------
     def audit_login(self, entry: LoginAudit) -> None:
-        with self.engine.begin() as conn:
+        with self._db(write=True) as conn:
             conn.execute(sa.insert(login_audit).values(at_ms=entry.at_ms, username=entry.username[:64], address=entry.address[:64],
                                                        outcome=entry.outcome, refused=entry.refused, retry_after_s=entry.retry_after_s))
 
     def login_audit(self, limit: int = 200, since_ms: int = 0) -> list[LoginAudit]:
         """The newest login audit rows first."""
         q = sa.select(login_audit).where(login_audit.c.at_ms >= since_ms).order_by(login_audit.c.id.desc()).limit(limit)
-        with self.engine.connect() as conn:
+        with self._db() as conn:
             return [LoginAudit(r.at_ms, r.username, r.address, r.outcome, r.refused, r.retry_after_s) for r in conn.execute(q)]

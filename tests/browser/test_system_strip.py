@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -18,6 +19,8 @@ from backend.store.pg_local import LocalPostgres
 from broker.process import MosquittoProcess
 from tests.browser.conftest import PASSWORD
 from tests.conftest import SAMPLE_SITE
+from tests.ops.test_metrics import smoke_alarm
+from tests.waiting import until
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.mosquitto, pytest.mark.slow]
 
@@ -57,3 +60,29 @@ async def test_the_console_shows_the_alarm_database_down_and_back(backend: Backe
     finally:
         own_postgres.start()
     await expect(page.locator("#system-strip")).to_have_count(0, timeout=30_000)
+
+
+async def test_a_console_act_while_the_alarm_database_is_down_is_refused_plainly_and_works_after(
+    backend: Backend, own_postgres: LocalPostgres, mosquitto: MosquittoProcess,
+) -> None:
+    """Not a 500 with nothing said: 503, Retry-After, a sentence in Chinese that says the act was not recorded."""
+    smoke = await smoke_alarm(backend.sites, mosquitto.port, "strip-act-smoke-1")
+    alarm = await until(lambda: next((a for a in backend.alarm_service.store.open_alarms() if a.place.device == smoke), None), 30, "the smoke alarm")
+    async with httpx.AsyncClient(base_url=backend.url, timeout=30) as http:
+        token = (await http.post("/api/login", json={"username": "duty1", "password": PASSWORD})).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        own_postgres.stop()
+        try:
+            r = await http.post(f"/api/alarms/{alarm.id}/acknowledge", json={"note": "已电话核实"}, headers=auth)
+            assert r.status_code == 503, r.text
+            assert r.headers["Retry-After"] == "5"
+            assert "数据库暂时不可用" in r.json()["detail"], r.json()  # the login check meets the same PostgreSQL first
+        finally:
+            own_postgres.start()
+        ok = await until(lambda: _acknowledged(http, alarm.id, auth), 60, "the acknowledgement once the database is back")
+        assert ok
+
+
+async def _acknowledged(http: httpx.AsyncClient, alarm_id: str, auth: dict[str, str]) -> bool | None:
+    r = await http.post(f"/api/alarms/{alarm_id}/acknowledge", json={"note": "已电话核实"}, headers=auth)
+    return True if r.status_code == 200 else None
