@@ -126,7 +126,8 @@ async def _drive(args: argparse.Namespace, scenario: Any, sites: Any, speed: flo
                 print(f"shouwang drill: not started against {target.api_url}: {why}", file=sys.stderr, flush=True)
                 return 2
             progress.update(task, description=f"system ready: {target.description}")
-            run, report, paths = await run_drill(scenario, sites, target, report_dir, responders=not args.real_people, on_progress=show)
+            run, report, paths = await run_drill(scenario, sites, target, report_dir, responders=not args.real_people, on_progress=show,
+                                                 time_zone=load_settings(args.config).site.time_zone)
     _summarise(console, run, report, paths)
     print(paths["html"])
     return 0

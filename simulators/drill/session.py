@@ -17,9 +17,11 @@ __all__ = ["run_drill", "run_embedded_drill"]
 
 
 async def run_drill(scenario: Scenario, sites: SiteDirectory, target: DrillTarget, report_dir: Path, *, responders: bool = True,
-                    on_progress: Callable[[DrillProgress], None] | None = None) -> tuple[DrillRun, dict[str, Any], dict[str, Path]]:
+                    on_progress: Callable[[DrillProgress], None] | None = None,
+                    time_zone: str = "Asia/Shanghai") -> tuple[DrillRun, dict[str, Any], dict[str, Path]]:
+    """`time_zone`: the site's (settings `site.time_zone`), for every time the report shows a person."""
     run = await DrillRunner(scenario, sites, target, responders=responders, on_progress=on_progress).run()
-    report = build_report(run, sites)
+    report = build_report(run, sites, time_zone)
     return run, report, write_report(report, report_dir)
 
 

@@ -68,6 +68,8 @@ async def test_full_alarm_cycle_reads_chinese_and_english_on_request(system: Sys
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     await log_in(page, system.backend.url, "duty1")
+    await expect(page.locator("#who")).to_contain_text("值班员")  # the role in words, not its id (duty_officer)
+    assert not english_words(await page.locator("#who").inner_text()), await page.locator("#who").inner_text()
     row = page.locator(f'#alarms tr[data-building="{device.building}"]')
     await publish_smoke(system, device, "chinese-timeline-1")
     await row.wait_for(timeout=5_000)
@@ -123,6 +125,7 @@ async def test_full_alarm_cycle_reads_chinese_and_english_on_request(system: Sys
     await expect(page.locator('#timeline li[data-what="verify_close"]')).to_contain_text("Closed")
     await page.screenshot(path=shots / "02-closed-en.png", full_page=True)
     timeline_en, _ = await _detail_text(page)
+    await expect(page.locator("#who")).to_contain_text("duty officer")
     for words in ("paged", "system", "acknowledged", "en route", "on scene", "handled"):
         assert words in timeline_en, f"{words!r} missing from the English timeline:\n{timeline_en}"
     assert "呼叫" not in timeline_en

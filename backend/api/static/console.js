@@ -73,10 +73,14 @@ function logout() {
   stopSound();
   location.reload();
 }
+function renderWho() {  // the role in the reader's language (role ids are for machines)
+  const role = TEXTS[LANG]["role_" + S.me.role] ? t("role_" + S.me.role) : S.me.role;
+  $("#who").textContent = `${S.me.display_name || S.me.username} · ${role}${S.me.scope ? " · " + S.me.scope : ""}`;
+}
 async function start() {
   S.me = await api("/api/me");
   $("#login").hidden = true; $("#tabs").hidden = false; $("#logout").hidden = false;
-  $("#who").textContent = `${S.me.display_name || S.me.username} · ${S.me.role}${S.me.scope ? " · " + S.me.scope : ""}`;
+  renderWho();
   if (!can("view_health")) document.querySelector('[data-tab="health"]').hidden = true;
   show("board");
   await loadBoard();
@@ -570,7 +574,7 @@ $("#login").addEventListener("submit", login);
 $("#logout").addEventListener("click", logout);
 $("#lang").addEventListener("click", () => {
   LANG = LANG === "zh" ? "en" : "zh"; localStorage.setItem("sw-lang", LANG); applyStaticTexts();
-  if (S.me) { renderBoard(); if (S.detail) renderDetail(); if (S.detail) openDetail(S.detail.alarm.id); if (S.tab !== "board") show(S.tab); feedStatus(S.feedLive ? "on" : "off"); }
+  if (S.me) { renderWho(); renderBoard(); if (S.detail) renderDetail(); if (S.detail) openDetail(S.detail.alarm.id); if (S.tab !== "board") show(S.tab); feedStatus(S.feedLive ? "on" : "off"); }
 });
 $("#open-only").addEventListener("change", () => { S.offset = 0; loadBoard(); });
 document.querySelectorAll("#tabs button").forEach(b => b.addEventListener("click", () => show(b.dataset.tab)));

@@ -43,6 +43,8 @@ const TEXTS = {
     gw_offline: "离线", gw_unknown: "未知", gw_uncommissioned: "未上线", gw_down: "网关离线", gw_all_ok: "各网关设备均正常上报",
     gw_hint: "离线：曾上报、现已失联（通信中断告警）；未知：桥接或网关离线，暂时无法听到（不按离线处理）；未上线：自加入以来从未上报，待安装调试。",
     k_smoke: "烟感", k_electrical: "电气", k_camera: "摄像头", k_sos: "一键呼救", k_water_leak: "水浸", k_other: "其他",
+    role_duty_officer: "值班员", role_grid_worker: "网格员", role_building_leader: "楼栋长", role_micro_fire_station: "微型消防站",
+    role_volunteer: "志愿者", role_admin: "管理员",
   },
   en: {
     title: "Shouwang · Duty console", username: "Username", password: "Password", login: "Log in", login_title: "Duty officer login", logout: "Log out",
@@ -89,6 +91,8 @@ const TEXTS = {
     gw_all_ok: "Every gateway's devices are reporting",
     gw_hint: "Offline: reported before, lost now (communication-lost alarm). Unknown: a bridge or the gateway is down, so they cannot be heard (not counted as offline). Not yet commissioned: never reported since they were added; waiting for installation.",
     k_smoke: "smoke", k_electrical: "electrical", k_camera: "camera", k_sos: "SOS", k_water_leak: "water leak", k_other: "other",
+    role_duty_officer: "duty officer", role_grid_worker: "grid worker", role_building_leader: "building leader",
+    role_micro_fire_station: "micro fire station", role_volunteer: "volunteer", role_admin: "administrator",
   },
 };
 let LANG = localStorage.getItem("sw-lang") || "zh";
