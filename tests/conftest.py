@@ -7,8 +7,9 @@ command that installs it (the README's test command installs them), it is never 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ from backend.sites import SiteDirectory, load_site_directory
 from backend.store.pg_local import LocalPostgres
 from broker.embedded import free_port
 from broker.process import MosquittoProcess, open_config
+
+if TYPE_CHECKING:
+    from backend.server import Backend
 
 REPO = Path(__file__).resolve().parent.parent
 # Real device messages (shared/device-samples), kept in the repository so a fresh clone tests without shared/
@@ -68,3 +72,24 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalP
     """One real PostgreSQL for the session; tests that need isolation create their own database."""
     with LocalPostgres(tmp_path_factory.mktemp("pg")) as pg:
         yield pg
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+    """A PostgreSQL of this test alone: the test may stop and start it (the session's server is shared)."""
+    with LocalPostgres(tmp_path / "pg") as pg:
+        yield pg
+
+
+@pytest.fixture
+async def backend_on_own_postgres(tmp_path: Path, sample_site: SiteDirectory, own_postgres: LocalPostgres,
+                                  mosquitto: MosquittoProcess) -> AsyncIterator[Backend]:
+    """A running backend (ingest, alarms, API) whose alarm database is `own_postgres`, on `mosquitto`."""
+    from backend.server import Backend
+    from backend.settings import load_settings
+
+    settings = load_settings(None, api={"port": 0, "admin_password": "admin-pass-2026"},
+                             storage={"data_dir": tmp_path / "var", "alarm_db_url": own_postgres.url},
+                             simulate={"enabled": False, "site_file": SAMPLE_SITE}, patrol={"enabled": False})
+    async with Backend(settings, sample_site, "127.0.0.1", mosquitto.port) as b:
+        yield b

@@ -156,26 +156,9 @@ def query_alarms(engine: sa.Engine, territory: Territory, *, open_only: bool = F
                  grid: str | None = None, grid_buildings: Sequence[str] = (), limit: int = 200) -> list[AlarmRecord]:
     """Alarms inside the territory, newest first from the store, then in board order."""
     c = alarms_table.c
-    q = sa.select(*_COLUMNS)
-    if open_only:
-        q = q.where(c.is_open)
-    if drill is not None:
-        q = q.where(c.drill == drill)
-    if building is not None:
-        q = q.where(c.building_id == building)
-    if grid is not None:
-        q = q.where(sa.or_(c.building_id.in_(list(grid_buildings)), c.grid_id == grid))
-    if not territory.everywhere:
-        ors: list[Any] = []
-        if territory.buildings is not None:
-            ors.append(c.building_id.in_(sorted(territory.buildings)))
-        if territory.grids is not None:
-            ors.append(c.grid_id.in_(sorted(territory.grids)))
-        if territory.kind == "community" and territory.scope:
-            ors.append(c.community_id == territory.scope)
-        if not ors:
-            return []
-        q = q.where(sa.or_(*ors))
+    q = _filtered(sa.select(*_COLUMNS), territory, open_only=open_only, drill=drill, building=building, grid=grid, grid_buildings=grid_buildings)
+    if q is None:
+        return []
     q = q.order_by(c.is_open.desc(), c.raised_at_ms.desc()).limit(limit)
     with engine.connect() as conn:
         rows = [AlarmRecord(**r._mapping) for r in conn.execute(q)]

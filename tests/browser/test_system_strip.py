@@ -4,21 +4,16 @@ database is back. Real PostgreSQL (its own server, stopped and started by the te
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
 from backend.server import Backend
-from backend.settings import load_settings
-from backend.sites import SiteDirectory
 from backend.store.pg_local import LocalPostgres
 from broker.process import MosquittoProcess
 from tests.browser.conftest import PASSWORD
-from tests.conftest import SAMPLE_SITE
 from tests.ops.test_metrics import smoke_alarm
 from tests.waiting import until
 
@@ -26,19 +21,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.mosquitto, 
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Any:
-    with LocalPostgres(tmp_path / "pg") as pg:
-        yield pg
-
-
-@pytest.fixture
-async def backend(tmp_path: Path, sample_site: SiteDirectory, own_postgres: LocalPostgres, mosquitto: MosquittoProcess) -> AsyncIterator[Backend]:
-    settings = load_settings(None, api={"port": 0, "admin_password": "admin-pass-2026"},
-                             storage={"data_dir": tmp_path / "var", "alarm_db_url": own_postgres.url},
-                             simulate={"enabled": False, "site_file": SAMPLE_SITE}, patrol={"enabled": False})
-    async with Backend(settings, sample_site, "127.0.0.1", mosquitto.port) as b:
-        b.users.add("duty1", PASSWORD, "duty_officer", "值班员徐静")
-        yield b
+def backend(backend_on_own_postgres: Backend) -> Backend:
+    """A backend on its own PostgreSQL (tests/conftest.py), with a duty officer's login."""
+    backend_on_own_postgres.users.add("duty1", PASSWORD, "duty_officer", "值班员徐静")
+    return backend_on_own_postgres
 
 
 async def test_the_console_shows_the_alarm_database_down_and_back(backend: Backend, own_postgres: LocalPostgres, browser: Browser, shots: Path) -> None:

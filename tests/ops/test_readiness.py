@@ -3,19 +3,14 @@ database or its Mosquitto broker stops, and ready again when they come back; /li
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from backend.server import Backend
-from backend.settings import load_settings
-from backend.sites import SiteDirectory
 from backend.store.pg_local import LocalPostgres
 from broker.process import MosquittoProcess
-from tests.conftest import SAMPLE_SITE
 from tests.ops.test_metrics import smoke_alarm
 from tests.waiting import until
 
@@ -23,19 +18,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.mosquitto, pytest.mark.slow]
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Any:
-    """A PostgreSQL of this test alone: the test stops and starts it (the session's server is shared)."""
-    with LocalPostgres(tmp_path / "pg") as pg:
-        yield pg
-
-
-@pytest.fixture
-async def backend(tmp_path: Path, sample_site: SiteDirectory, own_postgres: LocalPostgres, mosquitto: MosquittoProcess) -> AsyncIterator[Backend]:
-    settings = load_settings(None, api={"port": 0, "admin_password": "admin-pass-2026"},
-                             storage={"data_dir": tmp_path / "var", "alarm_db_url": own_postgres.url},
-                             simulate={"enabled": False, "site_file": SAMPLE_SITE}, patrol={"enabled": False})
-    async with Backend(settings, sample_site, "127.0.0.1", mosquitto.port) as b:
-        yield b
+def backend(backend_on_own_postgres: Backend) -> Backend:
+    return backend_on_own_postgres
 
 
 async def _ready(http: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
