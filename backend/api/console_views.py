@@ -165,6 +165,11 @@ def query_alarms(engine: sa.Engine, territory: Territory, *, open_only: bool = F
     return sorted((r for r in rows if territory.covers(r.building_id, r.grid_id, r.community_id)), key=board_order)
 
 
+def _person(sites: SiteDirectory | None, responder: str | None) -> str | None:
+    r = sites.responders.get(responder) if sites is not None and responder else None
+    return f"{r.name}（{r.phone}）" if r is not None else responder
+
+
 def alarm_view(a: AlarmRecord, sites: SiteDirectory | None) -> dict[str, Any]:
     """An alarm as the board shows it: the record plus names a person reads."""
     out = a.as_json()
@@ -207,6 +212,8 @@ def place_view(a: AlarmRecord, sites: SiteDirectory | None, *, with_vulnerable: 
             v = hh.vulnerable
             out["vulnerable"] = {
                 "lives_alone": v.lives_alone, "mobility": v.mobility, "key_holder": v.key_holder, "notes": v.notes,
+                # the key holder in words (a responder of the directory: name and phone), the id only when it is not one
+                "key_holder_text": _person(sites, v.key_holder),
                 "family_contacts": [{"name": f.name, "phone": f.phone, "relation": f.relation} for f in v.family_contacts],
                 "neighbours": [{"name": f.name, "phone": f.phone, "relation": f.relation} for f in v.neighbours],
             }

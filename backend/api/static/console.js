@@ -302,8 +302,8 @@ function renderDetail() {
   el.dataset.alarmId = a.id;
   const v = p.vulnerable;
   const vul = v ? `<div class="vulnerable" id="vulnerable"><b>${esc(t("vulnerable"))}</b>
-      <dl class="kv">${v.lives_alone ? `<dt>${esc(t("lives_alone"))}</dt><dd>✔</dd>` : ""}${v.mobility ? `<dt>${esc(t("mobility"))}</dt><dd>${esc(v.mobility)}</dd>` : ""}
-      ${v.key_holder ? `<dt>${esc(t("key_holder"))}</dt><dd>${esc(v.key_holder)}</dd>` : ""}
+      <dl class="kv">${v.lives_alone ? `<dt>${esc(t("lives_alone"))}</dt><dd>✔</dd>` : ""}${v.mobility ? `<dt>${esc(t("mobility"))}</dt><dd>${esc(TEXTS[LANG]["mob_" + v.mobility] ? t("mob_" + v.mobility) : v.mobility)}</dd>` : ""}
+      ${v.key_holder ? `<dt>${esc(t("key_holder"))}</dt><dd>${esc(v.key_holder_text || v.key_holder)}</dd>` : ""}
       ${v.family_contacts.length ? `<dt>${esc(t("family"))}</dt><dd>${v.family_contacts.map(f => esc(`${f.name} (${f.relation}) ${f.phone}`)).join("<br>")}</dd>` : ""}
       ${v.neighbours.length ? `<dt>${esc(t("neighbours"))}</dt><dd>${v.neighbours.map(f => esc(`${f.name} ${f.phone}`)).join("<br>")}</dd>` : ""}
       ${v.notes ? `<dt></dt><dd>${esc(v.notes)}</dd>` : ""}</dl></div>` : (p.vulnerable_hidden ? `<p class="dim">${esc(t("vulnerable_hidden"))}</p>` : "");

@@ -45,6 +45,7 @@ const TEXTS = {
     k_smoke: "烟感", k_electrical: "电气", k_camera: "摄像头", k_sos: "一键呼救", k_water_leak: "水浸", k_other: "其他",
     role_duty_officer: "值班员", role_grid_worker: "网格员", role_building_leader: "楼栋长", role_micro_fire_station: "微型消防站",
     role_volunteer: "志愿者", role_admin: "管理员",
+    mob_walking_aid: "需助行器", mob_wheelchair: "轮椅", mob_bedridden: "卧床",
   },
   en: {
     title: "Shouwang · Duty console", username: "Username", password: "Password", login: "Log in", login_title: "Duty officer login", logout: "Log out",
@@ -93,6 +94,7 @@ const TEXTS = {
     k_smoke: "smoke", k_electrical: "electrical", k_camera: "camera", k_sos: "SOS", k_water_leak: "water leak", k_other: "other",
     role_duty_officer: "duty officer", role_grid_worker: "grid worker", role_building_leader: "building leader",
     role_micro_fire_station: "micro fire station", role_volunteer: "volunteer", role_admin: "administrator",
+    mob_walking_aid: "walking aid", mob_wheelchair: "wheelchair", mob_bedridden: "bedridden",
   },
 };
 let LANG = localStorage.getItem("sw-lang") || "zh";
