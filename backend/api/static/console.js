@@ -73,6 +73,11 @@ function logout() {
   stopSound();
   location.reload();
 }
+function deadlineText(x) {  // "网格员 · 到场时限", "核实窗口": who (when a rung), then what falls due
+  const what = x.field_state ? t("fs_" + x.field_state) + (LANG === "zh" ? "" : " ") + t("dk_" + x.kind) : t("dk_" + x.kind);
+  const who = x.label || x.rung || "";
+  return who ? `${who} · ${what}` : what;
+}
 function renderWho() {  // the role in the reader's language (role ids are for machines)
   const role = TEXTS[LANG]["role_" + S.me.role] ? t("role_" + S.me.role) : S.me.role;
   $("#who").textContent = `${S.me.display_name || S.me.username} · ${role}${S.me.scope ? " · " + S.me.scope : ""}`;
@@ -309,7 +314,7 @@ function renderDetail() {
       ${v.notes ? `<dt></dt><dd>${esc(v.notes)}</dd>` : ""}</dl></div>` : (p.vulnerable_hidden ? `<p class="dim">${esc(t("vulnerable_hidden"))}</p>` : "");
   const lad = d.ladder;
   const deadlines = lad && lad.deadlines.length ? `<ul class="list countdowns">${lad.deadlines.map(x => `
-      <li><span>${esc(x.label || x.rung || "")} · ${esc(t("dk_" + x.kind))}${x.field_state ? " " + esc(t("fs_" + x.field_state)) : ""}</span>
+      <li><span>${esc(deadlineText(x))}</span>
       <span class="countdown" data-due="${x.due_ms}"></span></li>`).join("")}</ul>` : `<p class="dim">${esc(t(lad ? "no_deadlines" : "no_ladder"))}</p>`;
   const rungs = lad ? `<ul class="list" id="rungs">${lad.rungs.map(r => `<li><b>${esc(r.label)}</b> · ${r.contacts.map(c => esc(c.name)).join("、") || "—"}
       <span class="dim">${fmtTime(r.engaged_ms)} · ${esc(r.via_text || r.via)}${r.progress ? " · " + esc(t("st_" + r.progress)) : ""}${r.missed.length ? " · ⚠ " + r.missed.map(m => esc(t("fs_" + m))).join(",") : ""}</span></li>`).join("")}</ul>` : "";
