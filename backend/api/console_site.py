@@ -122,7 +122,9 @@ def site_router(deps: ApiDeps, auth: Auth) -> APIRouter:
 
         def dev(dev_id: str, why: str) -> dict[str, Any]:
             d = sites.devices[dev_id]
-            return {"id": d.id, "kind": d.kind.value, "building": d.building, "unit": d.unit, "location": d.location, "why": why}
+            b = sites.buildings.get(d.building)
+            return {"id": d.id, "kind": d.kind.value, "building": d.building, "building_name": b.name if b else d.building, "unit": d.unit,
+                    "location": d.location, "why": why}
 
         offline = [dev(i, w) for i, w in sorted(h.offline.items()) if i in sites.devices and sites.devices[i].building in ids]
         low = [dev(i, "low_battery") for i in sorted(h.low_battery) if i in sites.devices and sites.devices[i].building in ids]

@@ -74,6 +74,9 @@ async def test_device_health_shows_offline_unknown_and_not_yet_commissioned_per_
     await expect(page.locator('[data-total="unknown"]')).to_have_text(str(len(blind)))
     await expect(page.locator('[data-total="uncommissioned"]')).to_have_text("5")
     await expect(page.locator("#health-offline li")).to_have_count(1)
+    await expect(page.locator("#health-offline li")).to_contain_text("通信中断")  # the reason in words, not comm_lost
+    await expect(page.locator("#health-offline li")).to_contain_text("号楼")  # the building by its name
+    assert "comm_lost" not in await page.locator("#health-offline li").inner_text()
     await page.screenshot(path=shots / "01-health-1280.png", full_page=True)
 
     await page.set_viewport_size({"width": 360, "height": 780})
@@ -88,5 +91,6 @@ async def test_device_health_shows_offline_unknown_and_not_yet_commissioned_per_
     await page.click("#lang")
     await expect(waiting.locator('[data-count="uncommissioned"]')).to_have_text("not yet commissioned 5")
     await expect(unknown.locator('[data-count="unknown"]')).to_have_text(f"unknown {len(blind)}")
+    await expect(page.locator("#health-offline li")).to_contain_text("communication lost")
     await page.screenshot(path=shots / "03-health-360-en.png", full_page=True)
     assert errors == []

@@ -490,7 +490,8 @@ async function loadHealth() {
   renderGateways(h.gateways || []);
   $("#health-buildings tbody").innerHTML = h.buildings.map(b => `<tr data-building="${esc(b.id)}"><td>${esc(b.name)}</td><td>${b.devices}</td><td>${b.offline}</td><td>${b.low_battery}</td>
     <td>${b.camera_online}/${b.camera_cameras}</td><td class="${b.camera_meets_target ? "ok" : "below"}">${b.camera_rate === null ? "—" : (100 * b.camera_rate).toFixed(1) + "%"}</td></tr>`).join("");
-  const li = x => `<li>${esc(t("k_" + x.kind))} · ${esc(x.building)} ${esc(x.location)} <span class="dim">${esc(x.id)} · ${esc(x.why)}</span></li>`;
+  const why = w => { const [k, ...rest] = String(w).split(" "); return (TEXTS[LANG]["why_" + k] ? t("why_" + k) : k) + (rest.length ? " " + rest.join(" ") : ""); };
+  const li = x => `<li>${esc(t("k_" + x.kind))} · ${esc(x.building_name || x.building)} ${esc(x.location)} <span class="dim">${esc(x.id)} · ${esc(why(x.why))}</span></li>`;
   $("#health-offline").innerHTML = h.offline.map(li).join("") || `<li class="dim">${esc(t("b_none"))}</li>`;
   $("#health-low").innerHTML = h.low_battery.map(li).join("") || `<li class="dim">${esc(t("b_none"))}</li>`;
 }

@@ -46,6 +46,7 @@ const TEXTS = {
     role_duty_officer: "值班员", role_grid_worker: "网格员", role_building_leader: "楼栋长", role_micro_fire_station: "微型消防站",
     role_volunteer: "志愿者", role_admin: "管理员",
     mob_walking_aid: "需助行器", mob_wheelchair: "轮椅", mob_bedridden: "卧床",
+    why_comm_lost: "通信中断", why_low_battery: "电量低", why_gateway_offline: "网关离线", why_devices_unknown: "状态未知",
   },
   en: {
     title: "Shouwang · Duty console", username: "Username", password: "Password", login: "Log in", login_title: "Duty officer login", logout: "Log out",
@@ -95,6 +96,7 @@ const TEXTS = {
     role_duty_officer: "duty officer", role_grid_worker: "grid worker", role_building_leader: "building leader",
     role_micro_fire_station: "micro fire station", role_volunteer: "volunteer", role_admin: "administrator",
     mob_walking_aid: "walking aid", mob_wheelchair: "wheelchair", mob_bedridden: "bedridden",
+    why_comm_lost: "communication lost", why_low_battery: "low battery", why_gateway_offline: "gateway offline", why_devices_unknown: "unknown",
   },
 };
 let LANG = localStorage.getItem("sw-lang") || "zh";
