@@ -62,6 +62,7 @@ from backend.clock import Clock, SystemClock
 from backend.ingest.handoff import AlertingFeed, AlertingUnavailable, BatchFeed, Reading
 from backend.ingest.journal import Journal, JournalEntry, JournalError
 from backend.ingest.stats import IngestStats
+from backend.ops.logs import log_fields
 from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import StoreUnavailable, TimeSeriesStore
@@ -594,6 +595,14 @@ class Pipeline:
         return _Delivery.DONE
 
     async def _deliver(self, item: _Item) -> _Delivery:
+        """One uplink to alerting; every line logged meanwhile (here, in the alarm service, its store) carries the
+        message's trace: its gateway, device and msg_id as the edge gave them (backend/ops/logs.py)."""
+        assert item.uplink is not None
+        topic = item.uplink.topic
+        with log_fields(gateway=topic.gateway, device=topic.device, msg_id=_msg_id(item.uplink), trace=item.key):
+            return await self._deliver_one(item)
+
+    async def _deliver_one(self, item: _Item) -> _Delivery:
         assert item.uplink is not None
         if item.uplink.priority is Priority.LIFE_SAFETY:
             self.lanes.life_safety_latency_s.append(time.monotonic() - item.intake_s)

@@ -156,6 +156,14 @@ class AlarmService:
     async def _tell(self, actions: Sequence[Action]) -> None:
         if not actions:
             return
+        for action in actions:  # one line per committed change, with the fields that trace it back to the device's message
+            if isinstance(action, Persist):
+                a = action.alarm
+                gw, msg = a.place.gateway, a.source_msg_id
+                fields = {"alarm_id": a.id, "device": a.place.device, "gateway": gw, "msg_id": msg, "trace": f"{gw}/{msg}" if gw and msg else None}
+                for e in action.audit:
+                    log.info("alarm %s (%s%s): %s -> %s by %s%s", a.id, a.alarm_type, ", drill" if a.drill else "",
+                             e.from_state or "new", e.to_state, e.actor, f": {e.note}" if e.note else "", extra=fields)
         for listener in self._listeners:
             try:
                 await listener(actions)

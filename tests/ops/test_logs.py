@@ -8,7 +8,9 @@ import logging
 from pathlib import Path
 
 from backend.ops.logs import JsonFormatter, UtcFormatter, log_fields
+from backend.sites import SiteDirectory
 from shouwang.cli import wants_json_logs
+from tests.fuzz.harness import PipelineHarness, good_event
 
 
 def _record(msg: str, **extra: str) -> logging.LogRecord:
@@ -40,3 +42,33 @@ def test_the_json_option_comes_from_the_environment_or_the_settings_file(tmp_pat
     assert wants_json_logs(config, {"SHOUWANG_OPS__LOG_JSON": "false"}) is False
     assert wants_json_logs(None, {"SHOUWANG_OPS__LOG_JSON": "1"}) is True
     assert wants_json_logs(None, {}) is False
+
+
+def test_one_smoke_alarm_is_traced_from_the_edges_msg_id_to_its_alarm_in_json_lines(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The real pipeline and alarm service: the JSON lines about a smoke alarm name its alarm id, device, gateway and
+    the msg_id the edge gave the message (the trace of one message across processes: edge → journal → alarm)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    handler = Collect(level=logging.INFO)
+    logger = logging.getLogger("backend")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    harness = PipelineHarness(tmp_path, sample_site)
+    try:
+        msg = good_event(sample_site, 7)
+        harness.send([msg])
+    finally:
+        harness.close()
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    gateway, device = msg.topic.split("/")[3], msg.topic.split("/")[5]
+    raised = [e for e in map(json.loads, lines) if e.get("msg_id") == msg.msg_id and "alarm_id" in e]
+    assert raised, f"no line names the alarm raised by {msg.msg_id}: {lines[-5:]}"
+    entry = raised[0]
+    assert (entry["device"], entry["gateway"], entry["trace"]) == (device, gateway, f"{gateway}/{msg.msg_id}")
+    assert "new -> raised by " in entry["message"], entry["message"]
