@@ -133,7 +133,9 @@ class AlarmService:
 
     @contextlib.contextmanager
     def _book_kept(self) -> Iterator[None]:
-        """Under the lock, around a decision and its commit: if anything fails, the book is as it was before."""
+        """Under the lock, around a decision and its commit: if anything fails, the book is as it was before, and the
+        rule flags are made to agree with it again (`Engine.reconcile`): a threshold the failed decision marked
+        active, a device it marked lost, is raised again by the retry instead of being taken as already raised."""
         book = self.engine.book
         saved = _book_state(book)
         try:
@@ -141,6 +143,7 @@ class AlarmService:
         except BaseException:
             vars(book).clear()
             vars(book).update(saved)
+            self.engine.reconcile()
             raise
 
     @contextlib.asynccontextmanager
@@ -235,6 +238,8 @@ class AlarmService:
                     last_purge = now
             except StoreError as exc:
                 log.warning("alarm ticker: %s; retrying next round", exc)
+            except Exception:  # whatever a round meets (a maintenance write, a bug), device-lost detection must go on
+                log.exception("alarm ticker: a round failed; retrying next round")
 
     async def _commit(self, actions: Sequence[Action]) -> list[Action]:
         """Store the actions (the caller holds the lock, inside `_book_kept`)."""

@@ -72,3 +72,37 @@ def test_postgresql_down_is_unavailable_and_a_nul_byte_is_refused(tmp_path: Path
         with pytest.raises(StoreUnavailable):
             own.list()
         own.engine.dispose()
+
+
+async def test_a_threshold_alarm_whose_commit_failed_is_raised_by_the_retry(tmp_path: Path) -> None:
+    """The store is locked while the reading that crosses 300 mA is decided: the commit fails (StoreUnavailable,
+    ingest keeps the reading and offers it again). The retry must raise the alarm: before, the rule's flag stayed
+    "active" after the failed commit, so the retry took the alarm for raised and nothing was ever stored."""
+    from backend.alarms.service import AlarmService
+    from backend.clock import VirtualClock
+    from backend.ingest.handoff import Reading
+    from backend.sites import load_site_directory
+    from broker.kinds import DeviceKind
+    from tests.conftest import SAMPLE_SITE
+
+    sites = load_site_directory(SAMPLE_SITE)
+    box = next(d for d in sites.devices.values() if d.kind is DeviceKind.ELECTRICAL)
+    path = tmp_path / "alarms.db"
+    clock = VirtualClock()
+    engine = sa.create_engine(sqlite_url(path), connect_args={"timeout": 0.2})
+    async with AlarmService.for_sites(make_engine(sqlite_url(path)), sites, clock, tick_s=3600) as svc:
+        svc.store.engine.dispose()
+        svc.store.engine = engine  # a short lock timeout, so the locked commit fails fast
+        t = clock.now_ms()
+        await svc.on_readings([Reading(box.id, box.gateway, "residual_current_ma", 350.0, t, t)])
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        second = [Reading(box.id, box.gateway, "residual_current_ma", 350.0, t + 60_000, t + 60_000)]
+        try:
+            with pytest.raises(StoreUnavailable):
+                await svc.on_readings(second)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        await svc.on_readings(second)  # ingest offers the same reading again once the store is back
+        assert [(r.alarm_type, r.device_id) for r in svc.store.list(open_only=True)] == [("residual_current", box.id)]
