@@ -383,9 +383,12 @@ class Engine:
         """Devices heard, at the centre's receive times `recv` (a device's or gateway's own clock never moves liveness).
         A real message (`drill` False) commissions a device never heard before."""
         p = self.presence
-        np.maximum.at(p.last_seen, dev, recv)
+        is_drill = np.zeros(len(dev), dtype=np.bool_) if drill is None else drill
+        real = dev[~is_drill]
+        # Liveness is real traffic's alone: a drill speaking for a device must not keep a dead real detector "alive",
+        # nor clear its real comm_lost or unknown state (a drill never hides a real alarm).
+        np.maximum.at(p.last_seen, real, recv[~is_drill])
         out: list[Action] = []
-        real = dev if drill is None else dev[~drill]
         gw = p.gateway[real]
         self.gateways.heard[gw[gw >= 0]] = True  # a real message through a gateway commissions it too
         first = ~p.heard[dev] if drill is None else ~p.heard[dev] & ~drill
@@ -393,12 +396,12 @@ class Engine:
             new = np.unique(dev[first])
             p.heard[new] = True
             out += self._commissioned(new[p.uncommissioned[new]], now_ms, "已上线")
-        back = dev[p.lost[dev]]
+        back = real[p.lost[real]]
         for i in np.unique(back):
             p.lost[i] = False
             d = self._dev_list[int(i)]
             out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(d.id), now_ms, detail="heard again"), now_ms)
-        unknown = p.unknown[dev]
+        unknown = p.unknown[dev] & (p.unknown_drill[dev] == is_drill)  # a drill message answers a drill's blindness only
         if unknown.any():
             for i in np.unique(dev[unknown]):
                 out += self._known_again(int(i), now_ms)

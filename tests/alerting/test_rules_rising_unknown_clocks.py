@@ -180,3 +180,17 @@ def test_a_gateway_clock_is_checked_on_its_patrol_heartbeat_and_drill_messages_a
     drill = eng.on_readings([R("c1", "temperature_c", 30, T0 + 10 * MIN, drill=True, received_ms=T0)], T0)
     assert alarms(drill) == []
     assert not np.any(eng.presence.skewed)
+
+
+def test_drill_traffic_never_keeps_a_real_device_alive_nor_clears_its_real_alarms() -> None:
+    """A drill may speak for a real device id; only real messages say the real device is alive (and only they clear
+    its real comm_lost), so a detector that really died during a drill is reported, and stays reported."""
+    eng = engine()
+    for k in range(1, 30):  # the drill's messages for c1 keep coming, every minute, for half an hour
+        eng.on_readings([R("c1", "temperature_c", 30, T0 + k * MIN, drill=True)], T0 + k * MIN)
+    lost = [a for a in alarms(eng.tick(T0 + 30 * MIN)) if a.key.subject == "device:c1"]
+    assert [(a.alarm_type, a.drill) for a in lost] == [("comm_lost", False)], "the real camera is silent: lost"
+    eng.on_readings([R("c1", "temperature_c", 30, T0 + 31 * MIN, drill=True)], T0 + 31 * MIN)
+    assert "device:c1" in [a.key.subject for a in by_type(eng, "comm_lost")], "a drill message does not clear it"
+    eng.on_readings([R("c1", "temperature_c", 30, T0 + 32 * MIN)], T0 + 32 * MIN)
+    assert "device:c1" not in [a.key.subject for a in by_type(eng, "comm_lost")], "a real one does"

@@ -77,8 +77,10 @@ async def test_building_leader_and_volunteer_limits(rig: ApiRig) -> None:
 
     shown = (await rig.client.get(f"/api/alarms/{alarm}", headers=rig.auth("duty"))).json()["place"]
     assert shown["vulnerable"]["family_contacts"], "the duty officer sees who to call"
-    holder = rig.sites.households[home.household].vulnerable.key_holder  # type: ignore[index,union-attr]
-    r = rig.sites.responders[holder]  # the key holder in words (name and phone), not a responder id
+    vulnerable = rig.sites.households[home.household or ""].vulnerable
+    assert vulnerable is not None
+    assert vulnerable.key_holder is not None
+    r = rig.sites.responders[vulnerable.key_holder]  # the key holder in words (name and phone), not a responder id
     assert shown["vulnerable"]["key_holder_text"] == f"{r.name}（{r.phone}）"
     hidden = (await rig.client.get(f"/api/alarms/{alarm}", headers=rig.auth("vol"))).json()["place"]
     assert hidden["vulnerable"] is None
