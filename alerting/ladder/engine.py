@@ -450,12 +450,15 @@ def reopen(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
     `alarm_seq` is the alarm's audit entry that made it live again; a round already opened at that entry or a
     later one makes this a no-op, so a live notice and the restart's re-derivation never page twice. A round
     still chasing its first answer (not stopped, nobody answered) goes on as it is: at most one new round per
-    answered round, so a flapping detector does not page everyone at every flap."""
+    answered round, so a flapping detector does not page everyone at every flap; a round that climbed to its end
+    unanswered is over, and a new one starts."""
     if alarm_seq <= state.alarm_seq:
         return state, []
-    if state.stopped is None and not state.reached:
+    if state.stopped is None and not state.reached and not state.exhausted:
         # the round is still chasing its first answer (a flapping detector alarms again before anyone answered):
-        # those pages, repeats and deadlines stand; a new round now would only page the same people again
+        # those pages, repeats and deadlines stand; a new round now would only page the same people again. A round
+        # that has climbed to its end unanswered (`exhausted`) is not "chasing": an alarm live again after it (a
+        # detector alarming hours later) opens a new round and pages the entry rungs again.
         s = _Step(dataclasses.replace(_bump(state), alarm_seq=alarm_seq), policies, roster, now_ms)
         s.note(NoteKind.REOPENED, None, "live again while this round still waits for its first answer: no new round" + (f" ({why})" if why else ""))
         s.actions.append(AdvanceAlarm(state.alarm_id, Move.NOTIFY, SYSTEM_ACTOR, now_ms, s.state.step))

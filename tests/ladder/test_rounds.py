@@ -152,3 +152,18 @@ def test_the_field_order_is_the_lifecycle_tables() -> None:
         if src in FIELD_ORDER and dst in FIELD_ORDER:
             assert FIELD_ORDER.index(src) < FIELD_ORDER.index(dst), f"{src} --{move}--> {dst} goes backwards"
     assert [field_state_of(m) for m in (Move.ACKNOWLEDGE, Move.DEPART, Move.ARRIVE, Move.FINISH, Move.VERIFY_CLOSE)] == list(FIELD_ORDER)
+
+
+def test_an_alarm_live_again_after_its_unanswered_round_ran_out_pages_again() -> None:
+    """Nobody answered and the round climbed to its last rung; hours later the detector alarms again:
+    a new round pages the entry rungs (before, the spent round was taken for one still chasing: nobody was paged)."""
+    roster = FakeRoster()
+    s, _ = start(facts(), PS, roster, T0)
+    s, _ = advance(s, PS, roster, ms(6 * 3600))  # six hours on: the ladder climbed to its end, nobody answered
+    assert s.exhausted
+    assert s.stopped is None
+    assert not s.reached
+    s2, acts = reopen(s, s.facts, PS, roster, ms(6 * 3600 + 60), alarm_seq=5, why="device alarms again")
+    assert s2.round == 2
+    assert [a.reason for a in acts if isinstance(a, Notify)], "the new round pages"
+    assert all(a.reason is NotifyReason.REOPENED for a in acts if isinstance(a, Notify))
