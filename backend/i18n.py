@@ -26,21 +26,26 @@ Lang = Literal["zh", "en"]
 
 
 def lang_of(accept_language: str | None) -> Lang:
-    """`Accept-Language` -> "en" when English is the first (highest-weighted) language named, else "zh"."""
-    best, best_q = "", -1.0
-    for part in (accept_language or "").split(","):
+    """`Accept-Language` -> "en" when, of the two languages the system speaks, the reader ranks English higher (by q,
+    then by order); "zh" otherwise, and by default. The one parser of the header (API errors, timelines, one-tap
+    answers, login refusals, maintenance windows)."""
+    best: tuple[float, int, str] | None = None
+    for i, part in enumerate((accept_language or "").split(",")):
         tag, _, params = part.strip().partition(";")
+        tag = tag.strip().lower()
+        if not (tag.startswith("en") or tag.startswith("zh")):
+            continue
         q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k == "q":
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
                 try:
-                    q = float(v)
+                    q = float(value)
                 except ValueError:
                     q = 0.0
-        if tag and q > best_q:
-            best, best_q = tag.strip().lower(), q
-    return "en" if best.startswith("en") else "zh"
+        if best is None or (q, -i) > (best[0], best[1]):
+            best = (q, -i, tag)
+    return "en" if best is not None and best[0] > 0 and best[2].startswith("en") else "zh"
 
 
 # -- the catalogue: code -> (Chinese, English), str.format over named parameters --------------------------------

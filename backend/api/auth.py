@@ -52,6 +52,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.clock import Clock
 from backend.errors import BackendError
+from backend.i18n import lang_of
 from backend.sites.model import SiteDirectory
 from backend.store.users import LoginAudit, User, UserRole, UserStore
 
@@ -63,24 +64,8 @@ T = TypeVar("T")
 
 
 def wants_english(accept_language: str | None) -> bool:
-    """Chinese unless the reader's most preferred language (of zh and en) is English."""
-    best: tuple[float, int, str] | None = None
-    for i, part in enumerate((accept_language or "").split(",")):
-        lang, _, params = part.strip().partition(";")
-        lang = lang.strip().lower()
-        if not (lang.startswith("en") or lang.startswith("zh")):
-            continue
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if best is None or (q, -i) > (best[0], best[1]):
-            best = (q, -i, lang)
-    return best is not None and best[0] > 0 and best[2].startswith("en")
+    """Chinese unless the reader's most preferred language (of zh and en) is English (backend.i18n.lang_of)."""
+    return lang_of(accept_language) == "en"
 
 
 class Capability(StrEnum):

@@ -24,6 +24,7 @@ from backend.alarms.maintenance import MaintenanceError, MaintenanceWindows, Sco
 from backend.api.auth import Auth, Capability, Principal
 from backend.api.deps import ApiDeps, NotWired, maintenance_of
 from backend.api.errors import ERRORS
+from backend.i18n import lang_of
 
 __all__ = ["maintenance_router"]
 
@@ -74,7 +75,7 @@ class WindowDetail(BaseModel):
 
 
 def _lang(accept_language: str | None) -> str:
-    return "en" if (accept_language or "").lower().startswith("en") else "zh"
+    return lang_of(accept_language)
 
 
 def _pick(zh: str, en: str, lang: str) -> str:
