@@ -6,6 +6,8 @@
     │   ├── InvalidTopic         a topic name or filter that breaks MQTT's rules or ours
     │   └── MessageRejected      a payload that does not meet its schema (carries a machine code and a reason)
     ├── BrokerStartError         broker.embedded: the embedded broker's child did not start (also a RuntimeError)
+    ├── BrokerUnreachable        broker.connection: no connection within the owner's wait (also a ConnectionError)
+    ├── NotConnected             broker.connection: no connection to publish on now (also an aiomqtt.MqttError)
     └── MosquittoNotInstalled    broker.process: no mosquitto binary here (also a RuntimeError)
 
 tests/test_exception_trees.py fails when an exception defined anywhere in broker/ is not under `BrokerError`.
