@@ -29,6 +29,7 @@ from backend.api.console_alarms import alarms_router
 from backend.api.console_maintenance import maintenance_router
 from backend.api.console_records import ConsoleRecords
 from backend.api.console_site import site_router
+from backend.api.console_workorders import workorders_router
 from backend.api.deps import AlarmMoves, ApiDeps, StoreMoves
 from backend.api.errors import ERRORS, install
 from backend.api.feed import LiveFeed, feed_router
@@ -143,6 +144,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
     app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
     app.include_router(maintenance_router(deps, auth), responses=ERRORS)  # issue 15: maintenance windows as records
+    app.include_router(workorders_router(deps, auth), responses=ERRORS)  # issue 17: hazard work orders (隐患整改)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
