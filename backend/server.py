@@ -154,7 +154,7 @@ class Backend:
         self.console = LiveConsole()
         self.publisher = await self._stack.enter_async_context(
             MqttPublisher(self.broker_host, self.broker_port, client_id=f"{s.broker.client_id_prefix}-publisher", username=s.broker.username,
-                          password=s.broker.password.get_secret_value() if s.broker.password else None)
+                          password=s.broker.password.get_secret_value() if s.broker.password else None, backoff=s.broker.backoff())
         )
         signer = TokenSigner(_secret(data_dir))
         one_tap = OneTapLinks(signer, self.clock, s.escalation.link_base_url, s.escalation.link_ttl_s)
@@ -174,6 +174,7 @@ class Backend:
                 settings=PatrolSettings.of(s.patrol),
                 clock=InjectedClock(self.clock), client_id=f"{s.broker.client_id_prefix}-patrol", username=s.broker.username,
                 password=s.broker.password.get_secret_value() if s.broker.password else None, publish=self.publisher.publish,
+                backoff=s.broker.backoff(),
             ))
             feed = PatrolTap(self.patrol, self.alarm_service)  # patrol answers to the scheduler, everything on to the rules
         self.ingest = await self._stack.enter_async_context(
@@ -197,7 +198,8 @@ class Backend:
         self.console = LiveConsole()
         self.publisher = await self._stack.enter_async_context(
             MqttPublisher(self.broker_host, self.broker_port, client_id=f"{s.broker.client_id_prefix}-publisher-{self.name}",
-                          username=s.broker.username, password=s.broker.password.get_secret_value() if s.broker.password else None)
+                          username=s.broker.username, password=s.broker.password.get_secret_value() if s.broker.password else None,
+                          backoff=s.broker.backoff())
         )
         signer = TokenSigner(_secret(data_dir))
         one_tap = OneTapLinks(signer, self.clock, s.escalation.link_base_url, s.escalation.link_ttl_s)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from backend.escalation.settings import EscalationSettings
+from broker.connection import Backoff
 
 __all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings", "MaintenanceConfig", "OpsSettings", "PatrolConfig",
     "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "SiteSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
@@ -40,6 +41,27 @@ class BrokerSettings(_Section):
     username: str | None = Field(default=None, description="Username of the backend on the broker (production).")
     password: SecretStr | None = Field(default=None, description="Password of the backend on the broker; from the environment.")
     client_id_prefix: str = Field(default="shouwang", description="Prefix of the backend's MQTT client ids.")
+    reconnect_initial_s: float = Field(
+        default=0.1, gt=0, description="First wait before the backend's MQTT clients (ingest, publisher, patrol) connect again after a loss; "
+                                       "doubles on each refusal up to reconnect_max_s.",
+    )
+    reconnect_max_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between reconnect attempts: a restarted broker is back in seconds, so not much longer.",
+    )
+    reconnect_jitter: float = Field(
+        default=0.5, ge=0, lt=1,
+        description="Each reconnect wait is shortened by a random part of up to this fraction, so clients that lost the broker "
+                    "together do not all return in the same instant.",
+    )
+
+    def backoff(self) -> Backoff:
+        """The reconnect backoff of broker.connection, from these settings."""
+        return Backoff(initial_s=self.reconnect_initial_s, maximum_s=self.reconnect_max_s, jitter=self.reconnect_jitter)
+
+    @model_validator(mode="after")
+    def _backoff_is_valid(self) -> BrokerSettings:
+        self.backoff()  # initial <= maximum: raises ValueError naming both
+        return self
 
 
 class StorageSettings(_Section):

@@ -1,7 +1,8 @@
 """The patrol scheduler: sends each gateway its patrol command, hears the answers, alarms when one does not come back.
 
 How this works: `PatrolScheduler` is an async context manager owning a TaskGroup with one named task,
-`patrol-scheduler`. It holds a publish-only MQTT connection to the central broker and a `PatrolBook`
+`patrol-scheduler`. It publishes through the backend's publisher or, alone, its own reconnecting client
+(broker.connection) to the central broker, and holds a `PatrolBook`
 (backend/patrol/book.py). `step()` does everything due at the clock's `now`: expire patrols past their
 deadline (each a `patrol_missed` alarm through the sink), then send the patrols due (GatewayCommand on
 `command_topic(gateway, "patrol")`, QoS 1, `cmd_id` = patrol id). The task calls `step()` and sleeps on the
@@ -33,6 +34,7 @@ from backend.clock import Clock, SystemClock, wall_seconds
 from backend.errors import BackendError
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
+from broker.connection import Backoff, BrokerUnreachable, ReconnectingClient
 from broker.mosquitto import login_bound_client_id
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
 from broker.topics import command_topic
@@ -93,7 +95,7 @@ class PatrolScheduler:
     def __init__(self, gateways: Iterable[str], host: str, port: int, sink: PatrolAlarmSink, *, settings: PatrolSettings | None = None,
                  clock: PatrolClock | None = None, client_id: str = "shouwang-patrol", username: str | None = None,
                  password: str | None = None, connect_timeout_s: float = 30.0, max_sleep_s: float = 60.0,
-                 publish: Callable[[str, bytes, int], Awaitable[None]] | None = None) -> None:
+                 publish: Callable[[str, bytes, int], Awaitable[None]] | None = None, backoff: Backoff | None = None) -> None:
         self.settings = settings or PatrolSettings()
         self.clock: PatrolClock = clock or WallClock()
         self.book = PatrolBook(gateways, self.settings, self.clock.now_ms())
@@ -108,7 +110,8 @@ class PatrolScheduler:
         self.misses: list[PatrolMiss] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._mqtt: ReconnectingClient | None = None
+        self._backoff = backoff or Backoff()
         # The backend hands in its reconnecting publisher (backend.notify.publisher); alone, the scheduler
         # keeps a connection of its own.
         self._publish = publish
@@ -118,13 +121,14 @@ class PatrolScheduler:
     async def __aenter__(self) -> Self:
         try:
             if self._publish is None:
-                client = aiomqtt.Client(self.host, self.port, identifier=self._client_id, username=self._username, password=self._password)
-                async with asyncio.timeout(self._connect_timeout_s):
-                    self._client = await self._stack.enter_async_context(client)
+                self._mqtt = await self._stack.enter_async_context(ReconnectingClient(
+                    self.host, self.port, identifier=self._client_id, username=self._username, password=self._password,
+                    backoff=self._backoff, name="patrol-scheduler-mqtt"))
+                await self._mqtt.wait_ready(self._connect_timeout_s)
             tg = await self._stack.enter_async_context(asyncio.TaskGroup())
-        except (aiomqtt.MqttError, TimeoutError) as exc:
+        except BrokerUnreachable as exc:
             await self._stack.aclose()
-            raise PatrolBrokerUnreachable(self.host, self.port, str(exc) or "timed out") from exc
+            raise PatrolBrokerUnreachable(self.host, self.port, exc.why or "timed out") from exc
         self._task = tg.create_task(self._run(), name="patrol-scheduler")
         self.ready.set()
         return self
@@ -175,8 +179,8 @@ class PatrolScheduler:
             if self._publish is not None:
                 await self._publish(topic, payload, 1)
             else:
-                assert self._client is not None, "use `async with PatrolScheduler(...)`"
-                await self._client.publish(topic, payload, qos=1)
+                assert self._mqtt is not None, "use `async with PatrolScheduler(...)`"
+                await self._mqtt.publish(topic, payload, qos=1)
         except aiomqtt.MqttError:  # the centre's own broker link is down: the deadline reports the patrol as missed
             log.exception("could not send patrol %s to %s", sent.patrol_id, sent.gateway)
 
