@@ -35,7 +35,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -49,6 +49,7 @@ from alerting.lifecycle import AlarmState, Move
 from alerting.model import AlarmKey, Persist
 from backend.errors import BackendError
 from backend.sites.model import SiteDirectory
+from backend.stream import Bulletin
 from broker.kinds import DeviceKind
 
 if TYPE_CHECKING:
@@ -211,7 +212,6 @@ class MaintenanceWindows:
         self.settings = settings or MaintenanceSettings()
         self.tz = ZoneInfo(self.settings.time_zone)
         self.windows: dict[str, WindowRecord] = {}  # not ended (in force, or starting later); the store is the truth
-        self.notice_sinks: list[Callable[[dict[str, Any]], None]] = []
         self._applied: frozenset[str] = frozenset()  # ids of the windows in force at the last sync with the core
         self._changing = asyncio.Lock()  # one change at a time: each works from the windows the last one left
 
@@ -251,7 +251,9 @@ class MaintenanceWindows:
         out = [f"device:{d.id}" for d in devices
                if (w.scope is Scope.BUILDING or d.kind.value == w.device_kind)
                and (w.life_safety_override or d.kind not in LIFE_SAFETY_KINDS)]
-        if w.scope is Scope.BUILDING:
+        # A gateway, or the building's link, going quiet leaves every detector behind it unheard: while life-safety
+        # detectors stay live (no override), their gateway's and building's alarms (offline, devices unknown) stay live too.
+        if w.scope is Scope.BUILDING and (w.life_safety_override or not any(d.kind in LIFE_SAFETY_KINDS for d in devices)):
             out.append(f"building:{w.building_id}")
             out += [f"gateway:{g.id}" for g in self.sites.gateways.values() if g.building == w.building_id]
         return out
@@ -329,7 +331,7 @@ class MaintenanceWindows:
         now = self.service.clock.now_ms()
         new = dataclasses.replace(w, ended_ms=now, ended_by=actor, end_reason=reason)
         await self._change(new, self._audit_row(new, now, actor, "end", reason))
-        self._notify(new, "ended", self.service.clock.now_ms())
+        await self._notify(new, "ended", self.service.clock.now_ms())
         return new
 
     def _open_window(self, window_id: str) -> WindowRecord:
@@ -368,7 +370,7 @@ class MaintenanceWindows:
         for w in [w for w in self.windows.values() if w.end_notice_ms is None and w.starts_ms <= now < w.ends_ms <= now + lead_ms]:
             new = dataclasses.replace(w, end_notice_ms=now)
             await self._change(new, self._audit_row(new, now, "system", "end_notice", f"ends at {self.local(w.ends_ms)}"), sync=False)
-            self._notify(new, "ending_soon", now)
+            await self._notify(new, "ending_soon", now)
         starting = {w.id for w in self.windows.values() if w.in_force(now)} - self._applied
         await self._expire(now, "ran out", "ran out at {end}", force_sync=bool(starting))
 
@@ -380,7 +382,7 @@ class MaintenanceWindows:
         rows = [self._audit_row(w, now, "system", "expire", note.format(end=self.local(w.ends_ms))) for w in ended]
         await self._commit_sync(ended, rows)
         for w in ended:
-            self._notify(w, "ended", now)
+            await self._notify(w, "ended", now)
         return ended
 
     # -- the core and the store together ------------------------------------------------------------------------------------
@@ -492,7 +494,7 @@ class MaintenanceWindows:
             return f"{where} · 全部{KIND_ZH.get(w.device_kind or '', w.device_kind or '')}"
         return f"{where} · 整栋"
 
-    def _notify(self, w: WindowRecord, event: str, now_ms: int) -> None:
+    async def _notify(self, w: WindowRecord, event: str, now_ms: int) -> None:
         if event == "ending_soon":
             zh = f"维护窗口即将结束（{self.local(w.ends_ms)}）：{self.describe(w)}。到时将重新检查范围内设备，仍在报警的将立即告警并通知。"
             en = f"Maintenance window ends at {self.local(w.ends_ms)}: {self.describe(w)}. Devices still in alarm then will alarm and page."
@@ -502,8 +504,4 @@ class MaintenanceWindows:
         notice = {"type": "maintenance", "event": event, "window_id": w.id, "text": zh, "text_en": en, "at_ms": now_ms,
                   "building_id": w.building_id, "grid_id": w.grid_id, "community_id": w.community_id,
                   "life_safety_override": w.life_safety_override}
-        for sink in self.notice_sinks:
-            try:
-                sink(notice)
-            except Exception:
-                log.exception("a maintenance notice sink failed")
+        await self.service.stream.publish([Bulletin("maintenance", notice, w.building_id, w.grid_id, w.community_id)])

@@ -5,7 +5,7 @@ override (with a limited length)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,14 @@ import sqlalchemy as sa
 from alerting.lifecycle import AlarmState
 from backend.alarms.maintenance import MaintenanceSettings, Scope, UnknownPlace, WindowOver, WindowRefused
 from backend.alarms.service import AlarmService, MoveRefused
-from backend.clock import VirtualClock
 from backend.sites.model import Device, SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
-from broker.kinds import DeviceKind, EventKind
-from broker.schemas import DeviceEvent, Uplink, decode_uplink, encode
-from broker.topics import event_topic
+from backend.stream import Bulletin, Event
+from broker.clock import VirtualClock
+from broker.kinds import DeviceKind, EventKind, GatewayState
+from broker.schemas import DeviceEvent, GatewayStatus, Uplink, decode_uplink, encode
+from broker.topics import event_topic, gateway_status_topic
 from tests.processes import fresh_database
 
 MIN = 60
@@ -78,6 +79,15 @@ def state(svc: AlarmService, alarm_id: str) -> AlarmState:
     return a.state
 
 
+
+def hear_notices(svc: AlarmService, notices: list[dict[str, Any]]) -> None:
+    """Collect the duty-room notices the maintenance windows publish on the centre's stream."""
+
+    async def put(events: Sequence[Event]) -> None:
+        notices.extend(dict(e.data) for e in events if isinstance(e, Bulletin))
+
+    svc.stream.subscribe(put, name="notices")
+
 async def test_a_window_survives_a_restart_in_force_and_listed_and_holds_new_alarms(tmp_path: Path, sample_site: SiteDirectory, db_url: str) -> None:
     clock = VirtualClock()
     b = building_with(sample_site, DeviceKind.ELECTRICAL, DeviceKind.SMOKE)
@@ -126,7 +136,7 @@ async def test_a_window_that_ran_out_while_down_ends_at_start_and_re_evaluates_i
     clock.advance(2 * 3600)  # the backend is down past the window's end
 
     svc = service(tmp_path, sample_site, clock, db_url)
-    svc.maintenance.notice_sinks.append(notices.append)
+    hear_notices(svc, notices)
     async with svc:
         assert svc.maintenance.records() == [], "no window is in force any more"
         [ended] = svc.maintenance.records(include_ended=True)
@@ -144,7 +154,7 @@ async def test_the_duty_room_is_told_before_a_window_ends_and_when_it_ends(tmp_p
     meter = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.ELECTRICAL)
     notices: list[dict[str, Any]] = []
     async with service(tmp_path, sample_site, clock, maintenance=MaintenanceSettings(end_notice_minutes=15)) as svc:
-        svc.maintenance.notice_sinks.append(notices.append)
+        hear_notices(svc, notices)
         await svc.maintenance.create(building_id=meter.building, scope=Scope.DEVICE, device_id=meter.id, author="duty", reason="换表",
                                      ends_ms=clock.now_ms() + 60 * MIN * 1000)
         clock.advance(44 * MIN)
@@ -242,3 +252,26 @@ def test_the_migration_makes_exactly_the_tables_the_windows_use(db_url: str) -> 
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True, "include_name": ours}), metadata)
     assert diff == []
+
+
+async def test_a_building_window_without_the_override_leaves_its_gateway_alarms_live(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The window holds the building's other devices, not its detectors: a gateway that goes offline during it leaves
+    those detectors unheard, so its alarm is live and pages. With the override (detectors held too) it is held."""
+    clock = VirtualClock()
+    building = building_with(sample_site, DeviceKind.SMOKE)
+    gateway = next(g for g in sample_site.gateways.values() if g.building == building)
+    async with service(tmp_path, sample_site, clock) as svc:
+        now = clock.now_ms()
+        online = GatewayStatus(msg_id="gs-1", source_ts_ms=now, received_ts_ms=now, state=GatewayState.ONLINE)
+        await svc.on_uplink(decode_uplink(str(gateway_status_topic(gateway.id)), encode(online)), now)
+        w = await svc.maintenance.create(building_id=building, scope=Scope.BUILDING, author="duty", reason="弱电检修", ends_ms=now + 60 * MIN * 1000)
+        assert f"gateway:{gateway.id}" not in svc.maintenance.subjects(w)
+        clock.advance(MIN)
+        t = clock.now_ms()
+        offline = GatewayStatus(msg_id="gs-2", source_ts_ms=t, received_ts_ms=t, state=GatewayState.OFFLINE)
+        await svc.on_uplink(decode_uplink(str(gateway_status_topic(gateway.id)), encode(offline)), t)
+        [lost] = [a for a in svc.engine.book.open.values() if a.alarm_type == "gateway_offline" and a.place.gateway == gateway.id]
+        assert lost.state is AlarmState.RAISED, "its smoke detectors are unheard now: the duty room must know"
+        overridden = await svc.maintenance.create(building_id=building, scope=Scope.BUILDING, author="duty", reason="整栋断电检修",
+                                                  ends_ms=t + 60 * MIN * 1000, override_reason="整栋断电，探测器一并停用")
+        assert f"gateway:{gateway.id}" in svc.maintenance.subjects(overridden)
