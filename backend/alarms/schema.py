@@ -54,6 +54,10 @@ alarms = sa.Table(
 sa.Index("ux_alarm_open_key", alarms.c.key, unique=True, sqlite_where=alarms.c.is_open, postgresql_where=alarms.c.is_open)
 sa.Index("ix_alarm_raised", alarms.c.raised_at_ms)
 sa.Index("ix_alarm_updated", alarms.c.updated_ms)
+# the history list's keyset, a community's month, a device's alarms (migration 0003_history, backend/history)
+sa.Index("ix_alarm_raised_id", alarms.c.raised_at_ms, alarms.c.id)
+sa.Index("ix_alarm_community_raised", alarms.c.community_id, alarms.c.raised_at_ms)
+sa.Index("ix_alarm_device_raised", alarms.c.device_id, alarms.c.raised_at_ms)
 
 alarm_audit = sa.Table(
     "alarm_audit",
@@ -71,6 +75,7 @@ alarm_audit = sa.Table(
     sa.UniqueConstraint("alarm_id", "seq", name="ux_audit_alarm_seq"),
 )
 sa.Index("ix_audit_at", alarm_audit.c.at_ms)
+sa.Index("ix_audit_to_state", alarm_audit.c.to_state, alarm_audit.c.alarm_id)  # "ever a false alarm" (0003_history)
 
 device_records = sa.Table(
     "device_records",
