@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -31,33 +31,30 @@ from typing import Self
 import sqlalchemy as sa
 import uvicorn
 
-from alerting.model import Action
 from backend.alarms.maintenance import MaintenanceSettings
 from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService
 from backend.alarms.store import AlarmStore
 from backend.api import ApiDeps, create_app
-from backend.api.feed import LiveFeed
 from backend.api.responses import OneTapLinks
 from backend.api.tokens import TokenSigner
-from backend.clock import Clock, SystemClock
-from backend.escalation.bridge import AlarmLadderBridge
+from backend.centre import AlarmCore
 from backend.escalation.runtime import EscalationRuntime
+from backend.feed import LiveFeed
 from backend.ingest.handoff import AlertingFeed
 from backend.ingest.service import IngestService, open_store
 from backend.loopwatch import LoopWatch
-from backend.notify.console import LiveConsole
 from backend.notify.publisher import MqttPublisher
 from backend.ops.checks import instrument_backend
-from backend.patrol.alarms import PatrolAlarms
-from backend.patrol.book import PatrolSettings
-from backend.patrol.scheduler import InjectedClock, PatrolScheduler, PatrolTap
+from backend.patrol.scheduler import PatrolTap
 from backend.relay.leader import RulesSeat
 from backend.relay.moves import QueuedMoves
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.users import UserStore
+from backend.stream import CentreStream
+from broker.clock import Clock, SystemClock
 
 __all__ = ["Backend", "BackendRole"]
 
@@ -89,6 +86,7 @@ class Backend:
         self.sites = sites
         self.broker_host, self.broker_port = broker_host, broker_port
         self.clock = clock or SystemClock()
+        self.stream = CentreStream()  # the centre's committed changes (backend.stream): feed, ladder and metrics subscribe
         self.generated_admin_password: str | None = None
         self.port = 0
         self._stack = contextlib.AsyncExitStack()
@@ -146,48 +144,33 @@ class Backend:
 
     async def _start_all(self, data_dir: Path) -> ApiDeps:
         s = self.settings
-        # Inner first, so that shutdown runs outer first: stop HTTP, stop intake, then the alarm service saves.
-        self.alarm_service = await self._stack.enter_async_context(
-            AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days,
-                                   maintenance=MaintenanceSettings.of(s.maintenance))
-        )
-        self.console = LiveConsole()
+        # Entered in this order, left in reverse: HTTP stops first, then intake, then the core (patrol, the ladder's
+        # bridge, the alarm service saving its state), the feed, the ladder's runtime and the publisher.
         self.publisher = await self._stack.enter_async_context(
             MqttPublisher(self.broker_host, self.broker_port, client_id=f"{s.broker.client_id_prefix}-publisher", username=s.broker.username,
                           password=s.broker.password.get_secret_value() if s.broker.password else None, backoff=s.broker.backoff())
         )
         signer = TokenSigner(_secret(data_dir))
         one_tap = OneTapLinks(signer, self.clock, s.escalation.link_base_url, s.escalation.link_ttl_s)
-        self.bridge = AlarmLadderBridge(self.alarm_service)
+        self.alarm_service = AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days,
+                                                    maintenance=MaintenanceSettings.of(s.maintenance), stream=self.stream)
         self.escalation = await self._stack.enter_async_context(
-            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, console=self.console, publish=self.publisher.publish,
-                              links=one_tap.link, on_advance=self.bridge.apply_move)
+            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, stream=self.stream, publish=self.publisher.publish, links=one_tap.link)
         )
-        self.bridge.attach(self.escalation.service, self.escalation.roster)
-        await self._stack.enter_async_context(self.bridge)
-        feed: AlertingFeed = self.alarm_service
-        self.patrol: PatrolScheduler | None = None
-        if s.patrol.enabled and self.sites.gateways:
-            patrol_alarms = PatrolAlarms(self.alarm_service, self.sites)  # through the alarm service: one book, its listeners
-            self.patrol = await self._stack.enter_async_context(PatrolScheduler(
-                self.sites.gateways, self.broker_host, self.broker_port, patrol_alarms,
-                settings=PatrolSettings.of(s.patrol),
-                clock=InjectedClock(self.clock), client_id=f"{s.broker.client_id_prefix}-patrol", username=s.broker.username,
-                password=s.broker.password.get_secret_value() if s.broker.password else None, publish=self.publisher.publish,
-                backoff=s.broker.backoff(),
-            ))
-            feed = PatrolTap(self.patrol, self.alarm_service)  # patrol answers to the scheduler, everything on to the rules
+        self.feed = await self._stack.enter_async_context(LiveFeed(self.clock, stream=self.stream, store=self.alarm_service.store, sites=self.sites))
+        core = await self._stack.enter_async_context(
+            AlarmCore(self.alarm_service, self.escalation, s, self.sites, publish=self.publisher.publish, broker=(self.broker_host, self.broker_port))
+        )
+        self.bridge, self.patrol = core.bridge, core.patrol
+        # Patrol answers go to the scheduler, everything on to the rules.
+        feed: AlertingFeed = PatrolTap(self.patrol, self.alarm_service) if self.patrol is not None else self.alarm_service
         self.ingest = await self._stack.enter_async_context(
             IngestService(s, self.sites, self.broker_host, self.broker_port, feed=feed, clock=self.clock)
         )
-        self.feed = await self._stack.enter_async_context(
-            LiveFeed(self.clock, alarms=self.alarm_service.store, console=self.console, sites=self.sites)
-        )
-        self.alarm_service.add_listener(self._wake_feed)  # the console hears of a new alarm at once, not at the next poll
         return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self._ingest_stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
-            escalation=self.escalation.service, console=self.console, feed=self.feed, extras={"one_tap": one_tap, "api": s.api},
+            escalation=self.escalation.service, stream=self.stream, feed=self.feed, extras={"one_tap": one_tap, "api": s.api},
         )
 
     async def _start_cluster(self, data_dir: Path) -> ApiDeps:
@@ -195,7 +178,6 @@ class Backend:
         s = self.settings
         if self.db.dialect.name != "postgresql":
             raise ValueError("a cluster backend needs PostgreSQL: set storage.alarm_db_url (see `shouwang config check`)")
-        self.console = LiveConsole()
         self.publisher = await self._stack.enter_async_context(
             MqttPublisher(self.broker_host, self.broker_port, client_id=f"{s.broker.client_id_prefix}-publisher-{self.name}",
                           username=s.broker.username, password=s.broker.password.get_secret_value() if s.broker.password else None,
@@ -208,16 +190,18 @@ class Backend:
         self.moves = QueuedMoves(queue_url, self.alarm_store, self.clock, s.relay)
         self._stack.callback(self.moves.close)
         self.escalation = await self._stack.enter_async_context(
-            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, console=self.console, publish=self.publisher.publish,
-                              links=one_tap.link, on_advance=self.moves.advance, worker_id=self.name)
+            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, stream=self.stream, publish=self.publisher.publish,
+                              links=one_tap.link, worker_id=self.name)
         )
         # The leader also runs patrol (巡检) for its term, sending the commands through this backend's publisher.
         self.seat = await self._stack.enter_async_context(RulesSeat(
-            s, self.db, self.sites, self.clock, self.escalation, name=self.name, on_change=self.on_leader,
+            s, self.db, self.sites, self.clock, self.escalation, stream=self.stream, name=self.name, on_change=self.on_leader,
             publish=self.publisher.publish, broker=(self.broker_host, self.broker_port),
         ))
+        # The rules may run in another backend: the alarm table is the feed's durable source (this process's own
+        # term, while it leads, also publishes on the stream; the feed shows each change once).
         self.feed = await self._stack.enter_async_context(
-            LiveFeed(self.clock, alarms=self.alarm_store, console=self.console, sites=self.sites)
+            LiveFeed(self.clock, stream=self.stream, store=self.alarm_store, sites=self.sites, watch_store=True)
         )
         # A shared time-series store (InfluxDB) serves charts from any backend; the embedded SQLite one is per ingest worker.
         timeseries = open_store(s, self.sites) if s.timeseries.backend == "influx" else None
@@ -231,7 +215,7 @@ class Backend:
 
         return ApiDeps(
             alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
-            sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, console=self.console, feed=self.feed,
+            sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, stream=self.stream, feed=self.feed,
             extras={"one_tap": one_tap, "api": s.api},
         )
 
@@ -251,9 +235,6 @@ class Backend:
 
     def _ingest_stats(self) -> dict[str, object]:
         return {**self.ingest.stats(), "loop": self.loopwatch.snapshot()}
-
-    async def _wake_feed(self, _actions: Sequence[Action]) -> None:
-        self.feed.wake()
 
     def _stop_http(self) -> None:
         if self._server is not None:

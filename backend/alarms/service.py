@@ -7,7 +7,7 @@ event loop, before the call returns. One asyncio.Lock keeps the core and the sto
 
 A commit that fails leaves the core's alarm book exactly as it was before the decision (a copy taken under
 the lock is put back), so the caller's retry decides the same message again from the same book: the alarm is
-raised once, with its `raise` audit entry, and its ladder starts from the listeners after that commit. (Before
+raised once, with its `raise` audit entry, and its ladder starts from the stream (backend.stream) after that commit. (Before
 this, a failed commit left the alarm open in memory only; the retry stored it as a repeat: `raised`,
 occurrences 6, no timeline, no ladder.) A store that is away (backend.alarms.store.StoreUnavailable) is
 recorded in `store_health()` until a commit succeeds again, for the console and /readyz; the ticker keeps
@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -50,10 +50,11 @@ from backend.alarms.adapter import SiteAdapter
 from backend.alarms.maintenance import MaintenanceError, MaintenanceSettings, MaintenanceWindows, Scope
 from backend.alarms.rules import load_rules
 from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreError, StoreUnavailable
-from backend.clock import Clock, wall_seconds
 from backend.errors import BackendError
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
+from backend.stream import CentreStream
+from broker.clock import Clock
 from broker.kinds import GatewayState
 from broker.schemas import DeviceAvailability, DeviceEvent, GatewayStatus, PatrolHeartbeat, Telemetry, Uplink
 
@@ -89,8 +90,9 @@ def _book_state(book: object) -> dict[str, Any]:
 class AlarmService:
     def __init__(self, store: AlarmStore, sites: SiteDirectory, clock: Clock, *, rules: RuleConfig | None = None,
                  tick_s: float = 1.0, snapshot_s: float = 60.0, retention_days: int = 400, readings_chunk: int | None = 500,
-                 maintenance: MaintenanceSettings | None = None) -> None:
+                 maintenance: MaintenanceSettings | None = None, stream: CentreStream | None = None) -> None:
         self.store = store
+        self.stream = stream or CentreStream()  # committed alarm changes go out here (backend.stream)
         self.sites = sites
         self.clock = clock
         base = rules or load_rules()
@@ -105,7 +107,6 @@ class AlarmService:
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._engine: Engine | None = None
-        self._listeners: list[Callable[[Sequence[Action]], Awaitable[None]]] = []
         self.maintenance = MaintenanceWindows(self, sites, maintenance)  # stored maintenance windows (backend/alarms/maintenance.py)
         self._store_down_since_ms: int | None = None
         self._store_down_why = ""
@@ -151,11 +152,6 @@ class AlarmService:
         with self._book_kept():
             yield
 
-    def add_listener(self, listener: Callable[[Sequence[Action]], Awaitable[None]]) -> None:
-        """Call `listener` with every batch of committed actions, after the service's lock is released (a
-        listener may call `move()`, as the escalation ladder does). A failing listener is logged, never fatal."""
-        self._listeners.append(listener)
-
     async def _tell(self, actions: Sequence[Action]) -> None:
         if not actions:
             return
@@ -167,11 +163,8 @@ class AlarmService:
                 for e in action.audit:
                     log.info("alarm %s (%s%s): %s -> %s by %s%s", a.id, a.alarm_type, ", drill" if a.drill else "",
                              e.from_state or "new", e.to_state, e.actor, f": {e.note}" if e.note else "", extra=fields)
-        for listener in self._listeners:
-            try:
-                await listener(actions)
-            except Exception:
-                log.exception("an alarm listener failed on %d action(s)", len(actions))
+        # Out on the centre's stream, after the lock is released (a subscriber may ask for a move, as the ladder does).
+        await self.stream.publish([a for a in actions if isinstance(a, Persist)])
 
     @classmethod
     def for_sites(cls, store_engine: Any, sites: SiteDirectory, clock: Clock, **kwargs: Any) -> AlarmService:
@@ -221,7 +214,7 @@ class AlarmService:
         last_snapshot = last_purge = self.clock.now_ms()
         # tick_s is in the clock's time: a drill's compressed clock ticks as often in drill time as a real one
         # (offline detection, debounce), with a 50 ms floor in wall time so a fast drill does not spin.
-        wait_s = max(0.05, wall_seconds(self.clock, self.tick_s * 1000))
+        wait_s = max(0.05, self.clock.real_seconds(self.tick_s * 1000))
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), wait_s)
@@ -361,7 +354,7 @@ class AlarmService:
 
     async def signal(self, sig: Signal, now_ms: int | None = None) -> list[Action]:
         """A signal decided outside the rules (the patrol scheduler's `patrol_missed`), through the same book, lock,
-        transaction and listeners as everything else, so a ladder's or a person's move on that alarm and the
+        transaction and stream as everything else, so a ladder's or a person's move on that alarm and the
         next signal never work from two copies of it."""
         async with self._lock:
             with self._book_kept():
@@ -386,7 +379,7 @@ class AlarmService:
 
     async def in_core(self, decide: Callable[[AlarmBook, int], Sequence[Action]], write: Callable[[sa.Connection], None]) -> list[Action]:
         """Decide on the alarm book under the lock and commit it with `write` in ONE transaction (the maintenance
-        windows' rows go with the alarms they silence or release); listeners hear of it after."""
+        windows' rows go with the alarms they silence or release); the stream hears of it after."""
         async with self._lock, self._book_kept_async():
             actions = list(decide(self.engine.book, self.clock.now_ms()))
             outer = IN_TRANSACTION.get()

@@ -170,6 +170,12 @@ def _row(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
     }
 
 
+def record_of(a: Alarm, grid: str | None, community: str | None) -> AlarmRecord:
+    """The alarm as its row reads back, filed under this grid and community."""
+    row = _row(a, grid, community)
+    return AlarmRecord(**{f: row[f] for f in AlarmRecord.__slots__})
+
+
 def _alarm(r: Any) -> Alarm:
     return Alarm(
         id=r.id, key=AlarmKey.parse(r.key), state=AlarmState(r.state), severity=Severity(r.severity), life_safety=r.life_safety,
@@ -205,6 +211,15 @@ class AlarmStore:
             self._upsert_stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={c.name: stmt.excluded[c.name] for c in alarms.c if c.name != "id"})
         return self._upsert_stmt
 
+    def place_of(self, place: Place) -> tuple[str | None, str | None]:
+        """(grid id, community id) an alarm at `place` is filed under: its building's, else its gateway's."""
+        return (self.building_context(place.building) if place.building
+                else self.gateway_context(place.gateway) if place.gateway else (None, None))
+
+    def record(self, a: Alarm) -> AlarmRecord:
+        """The alarm as its row reads back (what the board shows), without reading it back."""
+        return record_of(a, *self.place_of(a.place))
+
     # -- writing -----------------------------------------------------------------------------------------
     def apply(self, actions: Sequence[Action]) -> None:
         """Write the core's decisions in one transaction, in order (a close before the re-open of its key).
@@ -225,10 +240,7 @@ class AlarmStore:
                     runs.append([])
                     in_run.clear()
                 in_run.add(act.alarm.id)
-                place = act.alarm.place
-                grid, community = (self.building_context(place.building) if place.building
-                                   else self.gateway_context(place.gateway) if place.gateway else (None, None))
-                runs[-1].append(_row(act.alarm, grid, community))
+                runs[-1].append(_row(act.alarm, *self.place_of(act.alarm.place)))
                 audit += [self._audit_row(e) for e in act.audit]
             elif isinstance(act, DeviceRecord):
                 records.append({"device_id": act.device, "kind": act.kind, "at_ms": act.at_ms, "drill": act.drill,
@@ -280,6 +292,17 @@ class AlarmStore:
     def open_alarms(self) -> list[Alarm]:
         with translated("could not read the alarm store"), self.engine.connect() as conn:
             return [_alarm(r) for r in conn.execute(sa.select(alarms).where(alarms.c.is_open))]
+
+    def changed_since(self, since_ms: int) -> list[Alarm]:
+        """Alarms whose row changed at or after `since_ms`, oldest change first (a feed's durable source)."""
+        q = sa.select(alarms).where(alarms.c.updated_ms >= since_ms).order_by(alarms.c.updated_ms)
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
+            return [_alarm(r) for r in conn.execute(q)]
+
+    def latest_change_ms(self) -> int:
+        """The newest row change's time (0: no alarms yet)."""
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(alarms.c.updated_ms))).scalar_one() or 0)
 
     def get(self, alarm_id: str) -> Alarm | None:
         with translated("could not read the alarm store"), self.engine.connect() as conn:

@@ -26,16 +26,20 @@ from pydantic import BaseModel, Field
 from backend.api.auth import Auth, Capability, LoginPolicy, Principal
 from backend.api.console_admin import admin_router
 from backend.api.console_alarms import alarms_router
+from backend.api.console_duty import duty_router, duty_service
+from backend.api.console_history import history_router
 from backend.api.console_maintenance import maintenance_router
 from backend.api.console_records import ConsoleRecords
+from backend.api.console_reports import reports_router
 from backend.api.console_site import site_router
 from backend.api.console_workorders import workorders_router
-from backend.api.deps import AlarmMoves, ApiDeps, StoreMoves
+from backend.api.deps import AlarmMoves, ApiDeps, Unowned
 from backend.api.errors import ERRORS, install
-from backend.api.feed import LiveFeed, feed_router
+from backend.api.feed import feed_router
 from backend.api.health import health_router
 from backend.api.responses import responses_router
 from backend.api.series import series_router
+from backend.feed import LiveFeed
 from backend.ops.checks import database_check, feed_check
 from backend.ops.metrics import CONTENT_TYPE_LATEST, Metrics
 from backend.ops.readiness import Readiness
@@ -86,7 +90,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
         if holder.feed is not None:
             yield
             return
-        async with LiveFeed(deps.clock, alarms=deps.alarms, console=deps.console, sites=deps.sites) as feed:
+        # No stream in this process (an app over a store alone): the store is the feed's durable source.
+        async with LiveFeed(deps.clock, stream=deps.stream, store=deps.alarms, sites=deps.sites, watch_store=deps.stream is None) as feed:
             holder.feed = feed
             try:
                 yield
@@ -115,7 +120,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     auth = Auth(deps.users, deps.signer, deps.clock, deps.sites, LoginPolicy.of(deps.extras))
-    moves: AlarmMoves = deps.alarm_service if deps.alarm_service is not None else StoreMoves(deps.alarms, deps.clock)
+    moves: AlarmMoves = deps.alarm_service if deps.alarm_service is not None else Unowned()  # the alarm service alone writes alarm state
     records = ConsoleRecords(deps.alarms.engine)
 
     @app.post("/api/login", tags=["auth"], summary="Log in with a password; returns a session token for one duty shift",
@@ -144,6 +149,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
     app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
     app.include_router(maintenance_router(deps, auth), responses=ERRORS)  # issue 15: maintenance windows as records
+    app.include_router(history_router(deps, auth), responses=ERRORS)  # issue 17: every alarm kept, filtered, exported; 处置记录单
+    app.include_router(reports_router(deps, auth), responses=ERRORS)  # issue 17: the street office's monthly report (统计报表)
+    duty = app.state.duty = duty_service(deps)  # issue 17: rosters the ladder reads, shifts, handovers, the one audit view
+    if duty is not None:
+        app.include_router(duty_router(deps, auth, duty), responses=ERRORS)
     app.include_router(workorders_router(deps, auth), responses=ERRORS)  # issue 17: hazard work orders (隐患整改)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -14,7 +14,6 @@ building so each duty room sees its own (or to the in-process console when no fe
 """
 
 import asyncio
-import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, status
@@ -94,21 +93,6 @@ def maintenance_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         except NotWired as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                                 _pick("本服务器未运行告警服务，无法管理维护窗口；请联系管理员", str(exc), lang)) from exc
-
-    m0 = None
-    with contextlib.suppress(NotWired):
-        m0 = maintenance_of(deps)
-    if m0 is not None:
-        feed = deps.feed
-
-        def to_duty_room(notice: dict[str, Any]) -> None:
-            if feed is not None and hasattr(feed, "publish"):
-                feed.publish("maintenance", notice, building_id=notice.get("building_id"), grid_id=notice.get("grid_id"),
-                             community_id=notice.get("community_id"))
-            elif deps.console is not None:
-                deps.console.publish(notice)
-
-        m0.notice_sinks[:] = [to_duty_room]  # one sink: an app made twice over one service does not say everything twice
 
     def refused(exc: MaintenanceError, lang: str) -> HTTPException:
         code = (status.HTTP_404_NOT_FOUND if isinstance(exc, UnknownPlace) else status.HTTP_409_CONFLICT if isinstance(exc, WindowOver)

@@ -35,6 +35,7 @@ from alerting.ladder import EscalationState, PolicySet
 from alerting.ladder.engine import CONSOLE_RUNG, Timer, TimerKind
 from backend.alarms.schema import alarms as alarms_table
 from backend.api.auth import Territory
+from backend.feed.view import alarm_view
 from backend.sites.model import SiteDirectory
 from backend.store.alarms import AlarmRecord
 from broker.kinds import DeviceKind
@@ -168,26 +169,6 @@ def query_alarms(engine: sa.Engine, territory: Territory, *, open_only: bool = F
 def _person(sites: SiteDirectory | None, responder: str | None) -> str | None:
     r = sites.responders.get(responder) if sites is not None and responder else None
     return f"{r.name}（{r.phone}）" if r is not None else responder
-
-
-def alarm_view(a: AlarmRecord, sites: SiteDirectory | None) -> dict[str, Any]:
-    """An alarm as the board shows it: the record plus names a person reads."""
-    out = a.as_json()
-    b = sites.buildings.get(a.building_id) if sites and a.building_id else None
-    d = sites.devices.get(a.device_id) if sites and a.device_id else None
-    g = sites.grids.get(b.grid) if sites and b else None
-    hh = sites.households.get(a.household_id or (d.household if d else "") or "") if sites else None
-    out.update({
-        "building_name": b.name if b else None,
-        "grid_id": a.grid_id or (g.id if g else None),
-        "grid_name": g.name if g else None,
-        "unit": a.unit if a.unit is not None else (d.unit if d else None),
-        "room": hh.room if hh else None,
-        "device_kind": d.kind.value if d else None,
-        "device_location": d.location if d else None,
-        "vulnerable": bool(hh and hh.vulnerable),
-    })
-    return out
 
 
 def place_view(a: AlarmRecord, sites: SiteDirectory | None, *, with_vulnerable: bool) -> dict[str, Any]:

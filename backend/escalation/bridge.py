@@ -8,10 +8,10 @@ listener and reads each committed `Persist` (the alarm as it now is and the audi
   starts its ladder, or opens the ladder's next round, keyed by that entry's `seq`, so one entry pages
   once (alerting.ladder.reopen);
 - a `severity_raised` entry on a live alarm re-enters the ladder at the new severity's entry rungs;
-- a field move made by a person (acknowledge, depart, arrive, finish, verify and close) is *observed* by the
-  ladder at once, before the service's `move()` returns: the ladder learns of the move from the committed
-  result and sends no move back (no refused duplicates); an answer the ladder itself passed on comes back
-  here as a no-op;
+- a field move made by a person (acknowledge, depart, arrive, finish, verify and close; from the console, a
+  one-tap link or the responder app) is *observed* by the ladder at once, before the service's `move()`
+  returns: the ladder reads the field state the committed entry reached (`to_state`) and the person who made
+  it; it never asks for a move back, so nothing is applied twice and nothing is refused;
 - an alarm that leaves the open states, or is suppressed or silenced, stops its ladder.
 
 Starts, rounds, severity rises and stops are queued, and the bridge's own task (`alarm-ladder-bridge`) carries
@@ -22,9 +22,10 @@ queue is in memory: on entry the bridge reconciles from stored state, life safet
 with no ladder gets one; a `raised` alarm whose ladder is stopped or from an answered round gets its next
 round if its audit shows a newer opening entry; a ladder below the alarm's severity is raised.
 
-The lifecycle moves the ladder asks for (raised → notified; a responder's answer given by one-tap link) go
-through a second queue and task (`alarm-ladder-moves`); a move the alarm has already taken or passed is
-dropped without asking (the alarm service's book says so), and a refusal is only logged.
+The one move the bridge asks the alarm service for is the system's `notify`: after a start or a new round,
+a running ladder that paged people means the alarm is notified, asked only while the committed alarm is still
+`raised` (a person who acknowledged meanwhile has already moved it on). Everything else the ladder learns
+from committed results: the alarm service is the only writer of alarm state.
 """
 
 from __future__ import annotations
@@ -38,15 +39,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
 
-from alerting.ladder.engine import AdvanceAlarm, AlarmFacts, field_state_of
-from alerting.lifecycle import FIELD_ORDER, SYSTEM_ACTOR, TRANSITIONS, AlarmState
-from alerting.model import Action, Alarm, AuditEntry, Persist
+from alerting.ladder.engine import AlarmFacts, EscalationState
+from alerting.lifecycle import FIELD_ORDER, SYSTEM_ACTOR, AlarmState, Move
+from alerting.model import Alarm, AuditEntry, Persist
 from backend.alarms.service import AlarmService, AlarmServiceError, MoveRefused, NoSuchAlarm
 from backend.escalation.service import EscalationService
 from backend.escalation.store import UnknownEscalation
 from backend.sites.roster import SiteRoster
+from backend.stream import Event
 
-__all__ = ["AlarmLadderBridge", "ladder_rank"]
+__all__ = ["AlarmLadderBridge", "field_answer", "ladder_rank"]
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +75,26 @@ def _live(alarm: Alarm) -> bool:
     return alarm.is_open and alarm.state not in _HELD
 
 
+def field_answer(entry: AuditEntry) -> AlarmState | None:
+    """The field state a person's committed move reached (what the ladder observes); None for anything else."""
+    if entry.actor == SYSTEM_ACTOR or not entry.is_transition or entry.to_state not in FIELD_ORDER:
+        return None
+    return entry.to_state
+
+
 def _opening(audit: Sequence[AuditEntry]) -> AuditEntry | None:
     """The last entry that made the alarm raised: its first raise or a move back to raised."""
     return next((e for e in reversed(audit) if e.to_state is AlarmState.RAISED and (e.from_state is None or e.is_transition)), None)
 
 
 class AlarmLadderBridge:
-    """Made before the escalation runtime (which needs `apply_move`), attached to its service after."""
+    """Made with the alarm service, attached to the escalation service and roster before it is entered."""
 
     def __init__(self, alarms: AlarmService) -> None:
         self.alarms = alarms
         self._ladder: tuple[EscalationService, SiteRoster] | None = None
         self._queue: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         self._numbers = itertools.count()
-        self._moves: asyncio.Queue[AdvanceAlarm] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.started = 0
         self.reopened = 0
@@ -95,7 +103,7 @@ class AlarmLadderBridge:
 
     def attach(self, ladder: EscalationService, roster: SiteRoster) -> None:
         self._ladder = (ladder, roster)
-        self.alarms.add_listener(self.on_actions)
+        self.alarms.stream.subscribe(self.on_actions, name="ladder")  # the ladder hears committed changes on the centre's stream
 
     @property
     def ladder(self) -> EscalationService:
@@ -105,11 +113,11 @@ class AlarmLadderBridge:
     async def __aenter__(self) -> Self:
         assert self._ladder is not None, "attach the escalation service first"
         await self._reconcile()
-        self._tasks = [asyncio.create_task(self._work(), name="alarm-ladder-bridge"),
-                       asyncio.create_task(self._apply_moves(), name="alarm-ladder-moves")]
+        self._tasks = [asyncio.create_task(self._work(), name="alarm-ladder-bridge")]
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.alarms.stream.unsubscribe(self.on_actions)  # a rules term's bridge leaves with its term
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,7 +162,7 @@ class AlarmLadderBridge:
     def _put(self, op: Op, alarm: Alarm, seq: int = 0, why: str = "") -> None:
         self._queue.put_nowait(_Job(ladder_rank(alarm), next(self._numbers), op, alarm, seq, why))
 
-    async def on_actions(self, actions: Sequence[Action]) -> None:
+    async def on_actions(self, actions: Sequence[Event]) -> None:
         for action in actions:
             if not isinstance(action, Persist) or not action.audit:
                 continue
@@ -170,13 +178,15 @@ class AlarmLadderBridge:
             elif not _live(alarm):
                 self._put("stop", alarm)
             for e in action.audit:
-                if e.actor != SYSTEM_ACTOR and field_state_of(e.move) is not None:
+                if field_answer(e) is not None:
                     await self._observe(alarm, e)
 
     async def _observe(self, alarm: Alarm, entry: AuditEntry) -> None:
-        """At once, not queued: the console's next call to the ladder must find the move already known."""
+        """At once, not queued: whoever made the move finds the ladder already knowing it when `move()` returns."""
+        reached = field_answer(entry)
+        assert reached is not None
         try:
-            await self.ladder.observe(alarm.id, entry.move, entry.actor)
+            await self.ladder.observe(alarm.id, reached, entry.actor)
         except UnknownEscalation:
             return  # no ladder (yet): its start reads the alarm as it is then
         except Exception:
@@ -207,14 +217,13 @@ class AlarmLadderBridge:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() + self._moves.qsize()
+        return self._queue.qsize()
 
     async def settle(self) -> None:
-        """Wait until every queued job and move is carried out (a move may queue jobs, and a job moves)."""
+        """Wait until every queued job is carried out (a job's `notify` may queue more)."""
         while True:
             await self._queue.join()
-            await self._moves.join()
-            if self._queue.empty() and self._moves.empty():
+            if self._queue.empty():
                 return
 
     # -- the jobs ------------------------------------------------------------------------------------------
@@ -226,9 +235,26 @@ class AlarmLadderBridge:
                           life_safety=alarm.life_safety)
 
     async def _start(self, alarm: Alarm, seq: int = 0) -> None:
-        await self.ladder.start(self._facts(alarm), alarm_seq=seq)
+        state = await self.ladder.start(self._facts(alarm), alarm_seq=seq)
         self.started += 1
         await self._catch_up(alarm.id)
+        await self._notified(alarm.id, state)
+
+    async def _notified(self, alarm_id: str, state: EscalationState) -> None:
+        """A running ladder that paged people: the alarm is notified (raised → notified), asked of the alarm
+        service only while the committed alarm is still `raised`."""
+        if state.stopped is not None or not state.staffed:
+            return
+        try:
+            current = self.alarms.engine.book.get(alarm_id)
+        except AlarmServiceError:
+            current = await asyncio.to_thread(self.alarms.store.get, alarm_id)
+        if current is None or current.state is not AlarmState.RAISED:
+            return  # a person already moved it on (or it closed): nothing to ask
+        try:
+            await self.alarms.move(alarm_id, Move.NOTIFY, SYSTEM_ACTOR)
+        except (MoveRefused, NoSuchAlarm) as exc:  # moved on between the look and the move: the move is not owed
+            log.debug("notify on %s not needed any more: %s", alarm_id, exc)
 
     async def _catch_up(self, alarm_id: str) -> None:
         """A person moved the alarm before its ladder existed (the start waited in a backlog, or a restart): the
@@ -240,13 +266,14 @@ class AlarmLadderBridge:
         if current is None or current.state not in FIELD_ORDER:
             return
         for entry in await asyncio.to_thread(self.alarms.store.audit, alarm_id):
-            if entry.actor != SYSTEM_ACTOR and field_state_of(entry.move) is not None:
+            if field_answer(entry) is not None:
                 await self._observe(current, entry)
 
     async def _reopen(self, alarm: Alarm, seq: int, why: str) -> None:
         state = await self.ladder.reopen(self._facts(alarm), seq, why)
         if state.alarm_seq == seq:
             self.reopened += 1
+        await self._notified(alarm.id, state)
 
     async def _raise_severity(self, alarm: Alarm) -> None:
         with contextlib.suppress(UnknownEscalation):  # no ladder yet: its start takes the severity as it is
@@ -261,36 +288,3 @@ class AlarmLadderBridge:
             log.debug("ladder of %s was already stopped", alarm.id, exc_info=True)
             return
         self.stopped += 1
-
-    # -- moves the ladder asks for ---------------------------------------------------------------------------
-    async def apply_move(self, advance: AdvanceAlarm) -> None:
-        """The ladder's `on_advance`: queued, so paging the next alarm never waits for this one's bookkeeping."""
-        self._moves.put_nowait(advance)
-
-    def _taken(self, advance: AdvanceAlarm) -> bool:
-        """True when the alarm has already taken this move or passed it (or closed): nothing to ask."""
-        try:
-            current = self.alarms.engine.book.get(advance.alarm_id)
-        except AlarmServiceError:
-            return False  # the service is not running here: ask, and let it answer
-        return current is None or (current.state, advance.move) not in TRANSITIONS
-
-    async def _apply_moves(self) -> None:
-        while True:
-            advance = await self._moves.get()
-            try:
-                await self._apply(advance)
-            finally:
-                self._moves.task_done()
-
-    async def _apply(self, advance: AdvanceAlarm) -> None:
-        if self._taken(advance):
-            log.debug("ladder move %s on %s: the alarm is already past it", advance.move.value, advance.alarm_id)
-            return
-        try:
-            await self.alarms.move(advance.alarm_id, advance.move, advance.actor)
-        except (MoveRefused, NoSuchAlarm) as exc:
-            log.info("ladder move %s on %s not applied: %s", advance.move.value, advance.alarm_id, exc)
-        except Exception:
-            self.failures += 1
-            log.exception("could not apply ladder move %s on %s", advance.move.value, advance.alarm_id)

@@ -3,8 +3,8 @@
 How to wire it (backend/server.py):
 
     async with EscalationRuntime(settings.escalation, engine, sites, clock, publish=mqtt_client.publish,
-                                 links=one_tap.link, on_advance=apply_move) as escalation:
-        ... escalation.service.start(facts) when an alarm is raised; ApiDeps(..., responses=ResponseDeps(...))
+                                 links=one_tap.link) as escalation:
+        ... the alarm-ladder bridge (backend.escalation.bridge) feeds the service the alarm's committed changes
 
 On entry it loads the policies, opens the stores (creating their tables), builds the roster from the site
 directory, the channels that are configured (console always; MQTT app/sounder/display when `publish` is
@@ -26,13 +26,10 @@ import sqlalchemy as sa
 import yaml
 
 from alerting.ladder import DEFAULT_POLICIES_RESOURCE, PolicySet, parse_policies
-from alerting.ladder.engine import AdvanceAlarm
-from backend.clock import Clock
 from backend.escalation.service import EscalationService, LinkMaker, StepReport
 from backend.escalation.settings import EscalationSettings
 from backend.escalation.store import EscalationStore
 from backend.notify.channel import Channel, Receipt
-from backend.notify.console import LiveConsole
 from backend.notify.dispatch import Dispatcher, RetryPolicy
 from backend.notify.mqtt import MqttNoticeChannel, Publish
 from backend.notify.ratelimit import RateLimiter
@@ -40,6 +37,8 @@ from backend.notify.receipts import ReceiptStore
 from backend.notify.webhook import WebhookChannel
 from backend.sites.model import SiteDirectory
 from backend.sites.roster import SiteRoster
+from backend.stream import CentreStream
+from broker.clock import Clock
 
 __all__ = ["EscalationRuntime", "build_channels", "load_policies"]
 
@@ -65,18 +64,17 @@ def build_channels(settings: EscalationSettings, http: httpx.AsyncClient, publis
 class EscalationRuntime:
     def __init__(
         self, settings: EscalationSettings, engine: sa.Engine, directory: SiteDirectory, clock: Clock, *,
-        console: LiveConsole | None = None, publish: Publish | None = None, links: LinkMaker | None = None,
-        on_advance: Callable[[AdvanceAlarm], Awaitable[None]] | None = None, on_step: Callable[[StepReport], None] | None = None,
+        stream: CentreStream | None = None, publish: Publish | None = None, links: LinkMaker | None = None,
+        on_step: Callable[[StepReport], None] | None = None,
         worker_id: str = "backend", sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.directory = directory
         self.clock = clock
-        self.console = console or LiveConsole()
+        self.stream = stream or CentreStream()  # ladder steps and console notices go out here
         self.publish = publish
         self.links = links
-        self.on_advance = on_advance
         self.on_step = on_step
         self.worker_id = worker_id
         self.sleep = sleep
@@ -101,13 +99,13 @@ class EscalationRuntime:
             await asyncio.to_thread(self.receipts.record, r)
 
         dispatcher = Dispatcher(
-            build_channels(s, self._http, self.publish), self.console, self.clock, sleep=self.sleep,
+            build_channels(s, self._http, self.publish), self.stream, self.clock, sleep=self.sleep,
             retry=RetryPolicy(s.retry_attempts, s.retry_base_s, 2.0, s.retry_max_s), limiter=RateLimiter(s.rate_limit, s.rate_window_s),
             record=record,
         )
         self._service = EscalationService(
             self.store, policies, self.roster, dispatcher, self.clock, settings=s, worker_id=self.worker_id, links=self.links,
-            place_name=self.place_name, on_advance=self.on_advance, on_step=self.on_step,
+            place_name=self.place_name, on_step=self.on_step,
         )
         try:
             await self._service.__aenter__()

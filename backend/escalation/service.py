@@ -9,10 +9,11 @@ nothing about timers is kept in memory that the store cannot re-derive. `escalat
 notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
 receipts), marking each done afterwards.
 
-`start(facts)`, `respond(alarm_id, response, actor)` and `stop(alarm_id, reason)` are the ways in, with
-`reopen` (the alarm is live again: a new round), `raise_severity` and `observe` (a move the alarm service
-committed) for the bridge (backend.escalation.bridge); the ladder's `AdvanceAlarm` actions (a responder's
-answer the alarm has not yet taken) are handed to `on_advance` (the alarm service applies the lifecycle move).
+`start(facts)`, `reopen` (the alarm is live again: a new round), `raise_severity`, `observe` (a field state a
+person's committed move reached) and `stop(alarm_id, reason)` are the bridge's (backend.escalation.bridge): the
+ladder learns of every lifecycle move from the alarm service's committed result and never asks for one. The
+ladder's own events are `decline` (a responder cannot come) and `verify` (the console's 核实). Each notice's
+one-tap link is made for the ladder's round (`LinkMaker(alarm_id, round, contact)`).
 All times come from the injected clock; tests drive `run_due()` and `deliver_pending()` on a VirtualClock.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -37,33 +38,33 @@ from alerting.ladder import (
     Note,
     Notify,
     PolicySet,
-    Response,
     Roster,
     Where,
     advance,
+    decline,
     observe,
     raise_severity,
     reopen,
-    respond,
     rung_status,
     start,
     stop,
+    verify,
 )
-from alerting.ladder.engine import AdvanceAlarm
-from alerting.lifecycle import Move
+from alerting.lifecycle import AlarmState
 from alerting.model import Severity
-from backend.clock import Clock, wall_seconds
 from backend.escalation.settings import EscalationSettings
 from backend.escalation.store import EscalationStore, StepOutcome, UnknownEscalation
 from backend.notify.channel import Message
 from backend.notify.dispatch import Dispatcher
 from backend.notify.templates import notice_text
+from backend.stream import LadderStep
+from broker.clock import Clock
 
 __all__ = ["EscalationService", "LinkMaker", "StepReport", "Timeline", "UnknownEscalation", "rungs_json"]
 
 log = logging.getLogger(__name__)
 
-LinkMaker = Callable[[str, Contact], "str | None"]
+LinkMaker = Callable[[str, int, Contact], "str | None"]  # (alarm id, ladder round, contact) -> one-tap link
 _message_decoder = msgspec.json.Decoder(Message)
 
 
@@ -140,8 +141,7 @@ class EscalationService:
     def __init__(
         self, store: EscalationStore, policies: PolicySet, roster: Roster, dispatcher: Dispatcher, clock: Clock, *,
         settings: EscalationSettings | None = None, worker_id: str = "backend", links: LinkMaker | None = None,
-        place_name: Callable[[Where], str] = _default_place, on_advance: Callable[[AdvanceAlarm], Awaitable[None]] | None = None,
-        on_step: Callable[[StepReport], None] | None = None,
+        place_name: Callable[[Where], str] = _default_place, on_step: Callable[[StepReport], None] | None = None,
     ) -> None:
         self.store = store
         self.policies = policies
@@ -152,7 +152,6 @@ class EscalationService:
         self.worker_id = worker_id
         self.links = links
         self.place_name = place_name
-        self.on_advance = on_advance
         self.on_step = on_step
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -191,7 +190,7 @@ class EscalationService:
             except Exception:  # a database hiccup must not end the ladder: log, wait, try again
                 log.exception("escalation timer round failed")
                 due = None
-            wait = poll if due is None else min(poll, wall_seconds(self.clock, due - self.clock.now_ms()))
+            wait = poll if due is None else min(poll, self.clock.real_seconds(due - self.clock.now_ms()))
             await self._sleep_until(self._wake, wait)
 
     async def _outbox_loop(self) -> None:
@@ -220,12 +219,20 @@ class EscalationService:
         await self._after(outcome, now)
         return state
 
-    async def respond(self, alarm_id: str, response: Response, actor: str, note: str = "") -> EscalationState:
+    async def decline(self, alarm_id: str, actor: str, note: str = "") -> EscalationState:
+        """无法前往 from `actor`: the rung passes on at once (timers due by now fire first)."""
+        return await self._event(alarm_id, lambda s, now: decline(s, actor, self.policies, self.roster, now, note))
+
+    async def verify(self, alarm_id: str, actor: str, note: str = "") -> EscalationState:
+        """核实 by `actor` (the console): the alarm is real; the verify window is spent."""
+        return await self._event(alarm_id, lambda s, now: verify(s, actor, self.policies, self.roster, now, note))
+
+    async def _event(self, alarm_id: str, event: Callable[[EscalationState, int], tuple[EscalationState, list[LadderAction]]]) -> EscalationState:
         now = self.clock.now_ms()
 
         def step(s: EscalationState) -> StepOutcome:
             s, due_actions = advance(s, self.policies, self.roster, now)  # timers due by now fire first
-            s, actions = respond(s, self.policies, self.roster, response, actor, now, note)
+            s, actions = event(s, now)
             actions = due_actions + actions
             return StepOutcome(s, actions, self._messages(s, actions, now))
 
@@ -264,12 +271,13 @@ class EscalationService:
         await self._after(outcome, now)
         return outcome.state
 
-    async def observe(self, alarm_id: str, move: Move | str, actor: str) -> EscalationState:
-        """A move the alarm service committed (a person's): the ladder records what it covers; no move goes back."""
+    async def observe(self, alarm_id: str, reached: AlarmState, actor: str) -> EscalationState:
+        """`actor` brought the alarm to the field state `reached` (a committed move, or an answer the alarm had already
+        passed): the ladder records what it covers; no move goes back."""
         now = self.clock.now_ms()
 
         def step(s: EscalationState) -> StepOutcome:
-            s, actions = observe(s, move, actor, self.policies, self.roster, now)
+            s, actions = observe(s, reached, actor, self.policies, self.roster, now)
             return StepOutcome(s, actions, [])
 
         outcome = await asyncio.to_thread(self.store.apply, alarm_id, step, self.worker_id, now)
@@ -346,7 +354,7 @@ class EscalationService:
         for a in actions:
             if not isinstance(a, Notify):
                 continue
-            link = self.links(a.alarm_id, a.contact) if self.links is not None and a.contact.kind is not ContactKind.CONSOLE else None
+            link = self.links(a.alarm_id, state.round, a.contact) if self.links is not None and a.contact.kind is not ContactKind.CONSOLE else None
             title = f.title or f.alarm_type
             text = notice_text(title=title, place=self.place_name(f.where), reason=a.reason.value, severity=f.severity.value,
                                rung_label=a.rung_label, attempt=a.attempt, drill=a.drill, link=link)
@@ -361,13 +369,8 @@ class EscalationService:
         self._wake.set()
         for a in outcome.actions:
             if isinstance(a, Note):
-                self.dispatcher.console.publish({"type": "escalation", "alarm_id": a.alarm_id, "step": a.step, "kind": a.kind.value,
-                                                 "rung": a.rung, "detail": a.detail, "at_ms": a.at_ms, "drill": outcome.state.facts.drill})
-            elif isinstance(a, AdvanceAlarm) and self.on_advance is not None:
-                try:
-                    await self.on_advance(a)
-                except Exception:  # the alarm lifecycle may refuse (already further along): the ladder goes on
-                    log.exception("lifecycle move %s for %s refused", a.move, a.alarm_id)
+                await self.dispatcher.console.publish([LadderStep(a.alarm_id, a.step, a.kind.value, a.rung, a.detail, a.at_ms,
+                                                                  outcome.state.facts.drill)])
         if self.on_step is not None and outcome.actions:
             self.on_step(StepReport(outcome.state.alarm_id, self.worker_id, now_ms, tuple(outcome.actions)))
 

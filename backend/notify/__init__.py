@@ -1,7 +1,7 @@
 """Notifications: one channel interface; console, MQTT and webhook channels; the dispatcher; receipts."""
 
 from backend.notify.channel import Channel, ChannelMissing, DeliveryFailed, DeliveryStatus, Message, NotifyError, Receipt
-from backend.notify.console import ConsoleChannel, LiveConsole
+from backend.notify.console import ConsoleChannel
 from backend.notify.dispatch import Dispatcher, RetryPolicy
 from backend.notify.mqtt import MqttNoticeChannel
 from backend.notify.ratelimit import RateLimiter
@@ -15,7 +15,6 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryStatus",
     "Dispatcher",
-    "LiveConsole",
     "Message",
     "MqttNoticeChannel",
     "NotifyError",

@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from alerting.ladder import CONSOLE
-from backend.clock import Clock
 from backend.notify.channel import Channel, DeliveryFailed, DeliveryStatus, Message, Receipt
-from backend.notify.console import ConsoleChannel, LiveConsole
+from backend.notify.console import ConsoleChannel
 from backend.notify.ratelimit import RateLimiter, Storm
 from backend.notify.templates import storm_text
+from backend.stream import CentreStream
+from broker.clock import Clock
 
 __all__ = ["Dispatcher", "RetryPolicy"]
 
@@ -52,7 +53,7 @@ async def _no_record(_: Receipt) -> None:
 
 class Dispatcher:
     def __init__(
-        self, channels: Mapping[str, Channel], console: LiveConsole, clock: Clock, *, sleep: Sleep = asyncio.sleep,
+        self, channels: Mapping[str, Channel], console: CentreStream, clock: Clock, *, sleep: Sleep = asyncio.sleep,
         retry: RetryPolicy | None = None, limiter: RateLimiter | None = None, record: Record = _no_record,
     ) -> None:
         self.channels = dict(channels)

@@ -31,10 +31,10 @@ from backend.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from backend.clock import Clock
     from backend.ingest.service import IngestService
     from backend.relay.leader import RulesSeat
     from backend.server import Backend
+    from broker.clock import Clock
 
 __all__ = ["database_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check", "queue_check"]
 
@@ -154,32 +154,9 @@ def instrument_backend(app: FastAPI, backend: Backend) -> None:
         queue_url = backend.settings.relay.queue_db_url or backend.settings.storage.alarm_db_url
         if queue_url is not None:
             readiness.add("uplink_queue", queue_check(backend.seat, queue_url, backend.clock, s.ready_max_queue_age_s))
-    service = getattr(backend, "alarm_service", None)
-    if service is not None and hasattr(service, "add_listener"):
-        service.add_listener(metrics.alarm_listener(backend.clock.now_ms))
-    if backend.seat is not None:
-        _hear_each_term(backend.seat, metrics, backend.clock)
+    # Every alarm writer of this process (the alarm service, or each rules term's) publishes on the backend's stream.
+    backend.stream.subscribe(metrics.alarm_listener(backend.clock.now_ms), name="metrics")
     backend.loopwatch.on_lag = metrics.loop_lag.observe
-
-
-def _hear_each_term(seat: RulesSeat, metrics: Metrics, clock: Clock) -> None:
-    """In a cluster the rules run in the leader's term, each with its own alarm service: observe the raise stage
-    from every term's service (the current one, if this backend already leads, and each new one)."""
-    told = seat.on_change
-
-    def listen() -> None:
-        if seat.service is not None:
-            seat.service.add_listener(metrics.alarm_listener(clock.now_ms))
-
-    def on_change(leader: bool) -> None:
-        if leader:
-            listen()
-        if told is not None:
-            told(leader)
-
-    seat.on_change = on_change
-    if seat.leader:
-        listen()
 
 
 def ingest_readiness(settings: Settings, ingest: IngestService, queue_url: str | None) -> Readiness:

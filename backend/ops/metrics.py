@@ -28,7 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, Histogram, Platf
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from alerting.model import Action, Persist
+from alerting.model import Persist
+from backend.stream import Event
 
 __all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS_S", "Metrics", "ObservedList", "stats_families", "store_families"]
 
@@ -218,15 +219,15 @@ class Metrics:
         self._info = info
 
     def watch_pipeline(self, lanes: Any) -> None:
-        """Feed the ingest stage from the pipeline's own life-safety latency record (backend/pipeline.py LaneStats)."""
+        """Feed the ingest stage from the pipeline's own life-safety latency record (backend/ingest/lanes.py LaneStats)."""
         observe = self.latency.labels(stage="ingest").observe
         lanes.life_safety_latency_s = ObservedList(lanes.life_safety_latency_s, observe)
 
-    def alarm_listener(self, now_ms: Callable[[], int]) -> Callable[[Sequence[Action]], Any]:
-        """An AlarmService listener observing the raise stage of every newly raised life-safety alarm (drills excluded)."""
+    def alarm_listener(self, now_ms: Callable[[], int]) -> Callable[[Sequence[Event]], Any]:
+        """A subscriber of the centre's stream observing the raise stage of every newly raised life-safety alarm (drills excluded)."""
         raised = self.latency.labels(stage="raise")
 
-        async def listener(actions: Sequence[Action]) -> None:
+        async def listener(actions: Sequence[Event]) -> None:
             now = now_ms()
             for act in actions:
                 if isinstance(act, Persist) and act.alarm.life_safety and not act.alarm.drill and any(e.from_state is None for e in act.audit):

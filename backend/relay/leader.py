@@ -47,7 +47,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import Token
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -59,16 +58,15 @@ import sqlalchemy as sa
 from backend.alarms.rules import deployment_rules
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
 from backend.alarms.store import IN_TRANSACTION, AlarmStore, StoreUnavailable, translated
-from backend.clock import Clock
-from backend.escalation.bridge import AlarmLadderBridge
+from backend.centre import AlarmCore
 from backend.escalation.runtime import EscalationRuntime
 from backend.ingest.handoff import Reading
-from backend.patrol.alarms import PatrolAlarms
-from backend.patrol.book import PatrolSettings
-from backend.patrol.scheduler import InjectedClock, PatrolScheduler
+from backend.patrol.scheduler import PatrolScheduler
 from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, decode_readings, mark_consumed, pg_conninfo
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
+from backend.stream import CentreStream
+from broker.clock import Clock
 from broker.errors import MessageRejected
 from broker.kinds import Priority
 from broker.schemas import PatrolHeartbeat, Uplink, decode_uplink, without_cosmetics
@@ -155,7 +153,7 @@ class RulesSeat:
     patrol), `broker` names the broker behind it (host, port) in the scheduler's messages."""
 
     def __init__(self, settings: Settings, db: sa.Engine, sites: SiteDirectory, clock: Clock, escalation: EscalationRuntime,
-                 *, name: str = "backend", on_change: Callable[[bool], None] | None = None,
+                 *, stream: CentreStream | None = None, name: str = "backend", on_change: Callable[[bool], None] | None = None,
                  publish: Callable[[str, bytes, int], Awaitable[None]] | None = None, broker: tuple[str, int] = ("", 0)) -> None:
         self.settings = settings
         self.rules = deployment_rules(settings)  # defaults + alerting.rules_file, checked now, not at the first term
@@ -169,6 +167,7 @@ class RulesSeat:
         self.sites = sites
         self.clock = clock
         self.escalation = escalation
+        self.stream = stream or CentreStream()  # each term's alarm service publishes its commits here
         self.name = name
         self.on_change = on_change
         self.publish = publish
@@ -242,51 +241,23 @@ class RulesSeat:
         fence = _fence(lock_conn.info.backend_pid, self.relay.lock_key)
         sites = self.sites
         store = await asyncio.to_thread(FencedAlarmStore, self.db, sites.place_of_building, fence, sites.place_of_gateway)
-        token: Token[Callable[[sa.Connection], None] | None] | None = IN_TRANSACTION.set(fence)  # the ticker inherits it: ticks are fenced
+        # readings_chunk=None: each on_readings call is one transaction, which also marks the rows it consumed
+        service = AlarmService(store, sites, self.clock, rules=self.rules, retention_days=self.settings.storage.audit_retention_days,
+                               readings_chunk=None, stream=self.stream)
         try:
-            # readings_chunk=None: each on_readings call is one transaction, which also marks the rows it consumed
-            service = AlarmService(store, sites, self.clock, rules=self.rules, retention_days=self.settings.storage.audit_retention_days,
-                                   readings_chunk=None)
-            async with service:
-                assert token is not None
-                IN_TRANSACTION.reset(token)
-                token = None
-                bridge = AlarmLadderBridge(service)
-                bridge.attach(self.escalation.service, self.escalation.roster)
+            # The same core as the single process (backend.centre): the alarm service, the ladder's bridge (entering it
+            # re-derives every live alarm's ladder: a previous leader may have died between an alarm and its ladder, life
+            # safety first) and this term's patrol, sending the commands through the backend's publisher, every write fenced.
+            async with AlarmCore(service, self.escalation, self.settings, sites, publish=self.publish, broker=self.broker, fence=fence) as core, \
+                    asyncio.TaskGroup() as tg:
                 self.service = service
+                self.patrol = core.patrol
                 self._set_leader(True)
-                async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
-                    # The bridge runs for the term; entering it re-derives every live alarm's ladder from the stores (a
-                    # previous leader that died between an alarm and its ladder), life safety first.
-                    await stack.enter_async_context(bridge)
-                    self.patrol = await self._start_patrol(stack, service, fence)
-                    tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
-                    tg.create_task(self._consume(service, fence), name="rules-consumer")
-                    tg.create_task(self._prune(), name="rules-queue-prune")
+                tg.create_task(self._watch_lock(lock_conn), name="rules-lock-watch")
+                tg.create_task(self._consume(service, fence), name="rules-consumer")
+                tg.create_task(self._prune(), name="rules-queue-prune")
         except* LostLeadership as eg:
             log.warning("%s: %s", self.name, eg.exceptions[0])
-        finally:
-            if token is not None:
-                IN_TRANSACTION.reset(token)
-
-    async def _start_patrol(self, stack: contextlib.AsyncExitStack, service: AlarmService,
-                            fence: Callable[[sa.Connection], None]) -> PatrolScheduler | None:
-        """This term's patrol scheduler, stopped with the term (None: patrol off, no gateways, or nothing to publish with)."""
-        p = self.settings.patrol
-        if not p.enabled or not self.sites.gateways:
-            return None
-        if self.publish is None:
-            log.warning("%s: patrol is enabled but this rules seat has no publisher: no patrol this term", self.name)
-            return None
-        alarms = PatrolAlarms(service, self.sites)  # through the term's alarm service: one book, its listeners (the ladder)
-        host, port = self.broker
-        scheduler = PatrolScheduler(self.sites.gateways, host, port, alarms, settings=PatrolSettings.of(p), clock=InjectedClock(self.clock),
-                                    publish=self.publish)
-        token = IN_TRANSACTION.set(fence)  # the scheduler's task inherits it: its patrol_missed writes are fenced
-        try:
-            return await stack.enter_async_context(scheduler)
-        finally:
-            IN_TRANSACTION.reset(token)
 
     async def _watch_lock(self, conn: psycopg.Connection[Any]) -> None:
         while True:

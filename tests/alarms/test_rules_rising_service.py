@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from alerting.model import Action, Persist
+from alerting.model import Persist
 from backend.alarms.service import AlarmService
-from backend.clock import VirtualClock
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from backend.stream import Event
+from broker.clock import VirtualClock
 from broker.kinds import DeviceKind
 
 
@@ -21,11 +22,11 @@ async def test_residual_current_rising_to_600_ma_raises_the_stored_alarm_and_tel
     box = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.ELECTRICAL and d.id not in sample_site.rule_settings)
     heard: list[Persist] = []
 
-    async def listener(actions: Sequence[Action]) -> None:
+    async def listener(actions: Sequence[Event]) -> None:
         heard.extend(a for a in actions if isinstance(a, Persist))
 
     async with AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sample_site, clock, tick_s=3600) as svc:
-        svc.add_listener(listener)
+        svc.stream.subscribe(listener, name="test")
         for value in (320.0, 330.0, 600.0):
             clock.advance(60)
             t = clock.now_ms()

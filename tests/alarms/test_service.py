@@ -12,12 +12,13 @@ import pytest
 from alerting.book import replay
 from alerting.config import RuleConfigError
 from alerting.lifecycle import AlarmState, Move
-from alerting.model import Action, Persist
+from alerting.model import Persist
 from backend.alarms.service import AlarmService, MoveRefused, NoSuchAlarm
-from backend.clock import VirtualClock
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from backend.stream import Event
+from broker.clock import ScaledClock, VirtualClock
 from broker.kinds import AvailabilityState, DeviceKind, EventKind, GatewayState
 from broker.schemas import DeviceAvailability, DeviceEvent, GatewayStatus, Uplink, decode_uplink, encode
 from broker.topics import availability_topic, event_topic, gateway_status_topic
@@ -118,10 +119,10 @@ async def test_a_smoke_alarm_waiting_for_the_lock_goes_between_chunks_of_reading
     svc = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sample_site, clock, tick_s=3600, readings_chunk=3)
     committed: list[set[str]] = []
 
-    async def listen(actions: Sequence[Action]) -> None:
+    async def listen(actions: Sequence[Event]) -> None:
         committed.append({a.alarm.alarm_type for a in actions if isinstance(a, Persist)})
 
-    svc.add_listener(listen)
+    svc.stream.subscribe(listen, name="test")
     t0 = clock.now_ms()
     readings = [Reading(f.id, f.gateway, "current_a", 40.0, t0 + k * 61_000, t0) for f in flats for k in range(3)]  # 3 per flat: a chunk
     async with svc:
@@ -172,22 +173,9 @@ def test_the_service_is_an_alerting_feed(tmp_path: Path, sample_site: SiteDirect
     assert callable(feed.on_readings)
 
 
-class _Compressed:
-    """A drill's compressed clock as the backend sees one: its time, and how long its seconds last in wall time."""
-
-    def __init__(self, speed: float) -> None:
-        self.speed, self.base = speed, VirtualClock()
-
-    def now_ms(self) -> int:
-        return self.base.now_ms()
-
-    def wall_s(self, seconds: float) -> float:
-        return seconds / self.speed
-
-
 async def test_the_ticker_ticks_in_the_clocks_time(tmp_path: Path, sample_site: SiteDirectory) -> None:
     """tick_s of an hour on a clock running 36,000 times faster is a tick every 0.1 s of wall time, not every hour."""
-    clock = _Compressed(36_000)
+    clock = ScaledClock(36_000)  # a drill's compressed clock
     svc = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sample_site, clock, tick_s=3600)
     async with svc:
         await asyncio.sleep(0.55)

@@ -15,13 +15,13 @@ import pytest
 from backend.alarms.service import AlarmService
 from backend.api.app import create_app
 from backend.api.deps import ApiDeps
-from backend.api.feed import LiveFeed
 from backend.api.tokens import TokenSigner
-from backend.clock import VirtualClock
+from backend.feed import LiveFeed
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
 from backend.store.db import make_engine, sqlite_url
 from backend.store.users import UserStore
+from broker.clock import VirtualClock
 from broker.kinds import DeviceKind, EventKind
 from broker.schemas import DeviceEvent, decode_uplink, encode
 from broker.topics import event_topic
@@ -90,7 +90,7 @@ async def make_rig(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[
         users.add(name, PASSWORD if name == "duty" else None, role, name, scope)  # argon2 is slow on purpose: one real password
     signer = TokenSigner(b"k" * 32)
     deps = ApiDeps(alarms=service.store, users=users, signer=signer, clock=clock, ingest_stats=dict, sites=sample_site, alarm_service=service)
-    async with LiveFeed(clock, alarms=service.store, sites=sample_site, poll_s=0.05) as feed:
+    async with LiveFeed(clock, stream=service.stream, store=service.store, sites=sample_site) as feed:
         deps = ApiDeps(**{**deps.__dict__, "feed": feed})
         transport = httpx.ASGITransport(app=create_app(deps))
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:

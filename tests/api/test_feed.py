@@ -12,8 +12,8 @@ import httpx
 import uvicorn
 
 from backend.api.app import create_app
-from backend.api.feed import LiveFeed
-from backend.clock import VirtualClock
+from backend.feed import LiveFeed
+from broker.clock import VirtualClock
 from tests.api.conftest import ApiRig
 
 

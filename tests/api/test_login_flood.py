@@ -23,9 +23,10 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from alerting.model import Action, Persist
+from alerting.model import Persist
 from backend.settings import load_settings
 from backend.sites import SiteDirectory
+from backend.stream import Event
 from broker.kinds import EventKind
 from broker.process import MosquittoProcess
 from broker.schemas import DeviceEvent, encode
@@ -107,12 +108,12 @@ def _smokes(sites: SiteDirectory) -> list[tuple[str, str]]:
 async def _alarm_latencies(system: System, sites: SiteDirectory, run: str) -> list[float]:
     committed: dict[str, asyncio.Event] = {}
 
-    async def listener(actions: Sequence[Action]) -> None:
+    async def listener(actions: Sequence[Event]) -> None:
         for a in actions:
             if isinstance(a, Persist) and a.alarm.place.device in committed:
                 committed[a.alarm.place.device].set()
 
-    system.backend.alarm_service.add_listener(listener)
+    system.backend.stream.subscribe(listener, name="test")
     latencies: list[float] = []
     async with aiomqtt.Client(system.broker_host, system.broker_port, identifier=f"test-smoke-{run}") as mqtt:
         for i, (gateway, device) in enumerate(_smokes(sites)):

@@ -33,6 +33,7 @@ from backend.store.alarms import AlarmStore
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
 from backend.store.users import UserStore
+from backend.stream import NoticeSent
 from broker.topics import NOTIFY_PREFIX
 from tests.escalation.helpers import Rig, fire, make_rig
 
@@ -72,7 +73,7 @@ async def serve(rig: Rig, engine: sa.Engine) -> AsyncIterator[Api]:
     rig.service.links = links.link  # the notices carry real links
     users = UserStore(engine)
     deps = ApiDeps(alarms=AlarmStore(engine), users=users, signer=links.signer, clock=rig.clock, ingest_stats=dict,
-                   escalation=rig.service, console=rig.console, extras={"one_tap": links})
+                   escalation=rig.service, stream=rig.console, extras={"one_tap": links})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(deps)), base_url="http://api") as client:
         yield Api(rig, links, client, users)
 
@@ -89,9 +90,9 @@ async def api(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[Api]:
 
 
 async def test_notices_on_mqtt_and_the_console_carry_no_link_and_each_sms_carries_its_own_persons(api: Api) -> None:
-    with api.rig.console.subscribe() as feed:
+    with api.rig.console.tap() as feed:
         assert await api.rig.service.deliver_pending() == 8
-        console_texts = [e["text"] for e in [feed.queue.get_nowait() for _ in range(feed.queue.qsize())] if e["type"] == "notice"]
+        console_texts = [e.text for e in [feed.get_nowait() for _ in range(feed.qsize())] if isinstance(e, NoticeSent)]
     on_mqtt = [json.loads(p) for t, p, _ in api.rig.published if t.startswith(f"{NOTIFY_PREFIX}/")]
     assert on_mqtt, "the responder apps are paged over MQTT"
     for notice in on_mqtt:

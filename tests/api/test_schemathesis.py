@@ -20,10 +20,10 @@ from backend.alarms.service import AlarmService
 from backend.api.app import create_app
 from backend.api.deps import ApiDeps
 from backend.api.tokens import TokenSigner
-from backend.clock import VirtualClock
 from backend.sites import load_site_directory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.users import UserStore
+from broker.clock import VirtualClock
 from broker.kinds import EventKind
 from broker.schemas import DeviceEvent, decode_uplink, encode
 from broker.topics import event_topic
@@ -55,7 +55,7 @@ def _build(tmp: Path) -> tuple[Any, str]:
     signer = TokenSigner(b"s" * 32)
     ladder = make_rig(tmp, sites)  # the escalation service on its own SQLite file and virtual clock (no timers running)
     deps = ApiDeps(alarms=service.store, users=users, signer=signer, clock=clock, ingest_stats=dict, sites=sites, alarm_service=service,
-                   escalation=ladder.service, console=ladder.console)
+                   escalation=ladder.service, stream=ladder.console)
     return create_app(deps), signer.sign({"sub": "admin"}, clock.now_ms() / 1000, 10 * 365 * 86400)
 
 

@@ -22,13 +22,14 @@ import sqlalchemy as sa
 from alerting.ladder import PolicySet
 from alerting.model import Place, Severity, Signal, SignalKind
 from backend.alarms.service import AlarmService
-from backend.clock import VirtualClock
 from backend.escalation import EscalationService, EscalationStore, load_policies
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.store import LogEntry
-from backend.notify import Dispatcher, LiveConsole, Message, RateLimiter, Receipt, ReceiptStore
+from backend.notify import Dispatcher, Message, RateLimiter, Receipt, ReceiptStore
 from backend.sites import SiteDirectory
 from backend.sites.roster import SiteRoster
+from backend.stream import CentreStream
+from broker.clock import VirtualClock
 from tests.escalation.helpers import THU_0900, RecordingChannel
 
 BUILDING = "c01-b01"
@@ -64,10 +65,10 @@ class Centre:
             return None
 
         roster = SiteRoster(self.site)
-        dispatcher = Dispatcher({"app": self.app, "sms": self.sms}, LiveConsole(), self.clock, sleep=no_sleep,
+        dispatcher = Dispatcher({"app": self.app, "sms": self.sms}, CentreStream(), self.clock, sleep=no_sleep,
                                 limiter=RateLimiter(self.rate_limit, 60), record=record)
         self.bridge = AlarmLadderBridge(self.alarms)
-        self.escalation = EscalationService(store, self.policies, roster, dispatcher, self.clock, on_advance=self.bridge.apply_move,
+        self.escalation = EscalationService(store, self.policies, roster, dispatcher, self.clock,
                                             place_name=lambda w: f"{w.building}")
         self.bridge.attach(self.escalation, roster)
         await self.bridge.__aenter__()

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from alerting.ladder import AlarmFacts, PolicySet
 from alerting.model import Severity
-from backend.clock import VirtualClock
 from backend.escalation import EscalationService, EscalationStore, load_policies
-from backend.notify import Channel, Dispatcher, LiveConsole, Message, RateLimiter, Receipt, ReceiptStore
+from backend.notify import Channel, Dispatcher, Message, RateLimiter, Receipt, ReceiptStore
 from backend.notify.mqtt import MqttNoticeChannel
 from backend.sites import SiteDirectory
 from backend.sites.roster import SiteRoster
 from backend.store.db import make_engine, sqlite_url
+from backend.stream import CentreStream
+from broker.clock import VirtualClock
 
 THU_0900 = 1_767_225_600_000 + 3_600_000  # Thursday 09:00 in Beijing
 
@@ -36,7 +37,7 @@ class Rig:
     receipts: ReceiptStore
     service: EscalationService
     roster: SiteRoster
-    console: LiveConsole
+    console: CentreStream
     published: list[tuple[str, bytes, int]]
     sms: RecordingChannel
     policies: PolicySet
@@ -49,7 +50,7 @@ def make_rig(tmp_path: Path, site: SiteDirectory, *, db: str = "esc.db", start_m
     store = EscalationStore(engine, policies)
     receipts = ReceiptStore(engine)
     roster = SiteRoster(site)
-    console = LiveConsole()
+    console = CentreStream()
     published: list[tuple[str, bytes, int]] = []
 
     async def publish(topic: str, payload: bytes, qos: int) -> None:
@@ -66,7 +67,7 @@ def make_rig(tmp_path: Path, site: SiteDirectory, *, db: str = "esc.db", start_m
         return None
 
     dispatcher = Dispatcher(channels, console, clock, sleep=no_sleep, limiter=RateLimiter(rate_limit, 60), record=record)
-    service = EscalationService(store, policies, roster, dispatcher, clock, links=lambda a, c: f"https://sw.example/r/{a}/{c.id}",
+    service = EscalationService(store, policies, roster, dispatcher, clock, links=lambda a, r, c: f"https://sw.example/r/{a}/{r}/{c.id}",
                                 place_name=lambda w: f"{w.building}")
     return Rig(clock, store, receipts, service, roster, console, published, sms, policies)
 

@@ -38,7 +38,7 @@ async def api(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[Api]:
     signer = TokenSigner(b"0123456789abcdef0123456789abcdef")
     links = OneTapLinks(signer, rig.clock, "https://sw.example", ttl_s=3600)
     deps = ApiDeps(alarms=AlarmStore(engine), users=users, signer=signer, clock=rig.clock, ingest_stats=dict, sites=sample_site,
-                   escalation=rig.service, console=rig.console, extras={"one_tap": links})
+                   escalation=rig.service, stream=rig.console, extras={"one_tap": links})
     transport = httpx.ASGITransport(app=create_app(deps))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         login = await client.post("/api/login", json={"username": "admin", "password": "correct horse battery"})
@@ -53,7 +53,7 @@ def token_of(link: str) -> str:
 async def test_one_tap_link_acknowledges_and_the_time_is_served(api: Api) -> None:
     await api.rig.service.start(fire(roster=api.rig.roster))
     api.rig.clock.advance(14)
-    link = api.links.link("A1", Contact("c01-mfs-head", "朱娜"))
+    link = api.links.link("A1", 1, Contact("c01-mfs-head", "朱娜"))
     page = await api.client.get(f"/r/{token_of(link)}")
     assert page.status_code == 200
     assert "我已收到" in page.text
@@ -78,7 +78,7 @@ async def test_app_answers_json_and_decline_passes_on(api: Api) -> None:
     vols = state.engagement("volunteers_extinguisher")
     assert vols is not None
     first = vols.contacts[0]
-    r = await api.client.post(f"/api/responses/{token_of(api.links.link('A1', first))}", json={"response": "decline"})
+    r = await api.client.post(f"/api/responses/{token_of(api.links.link('A1', 1, first))}", json={"response": "decline"})
     assert r.status_code == 200, r.text
     after = await api.rig.service.get("A1")
     assert after is not None
@@ -90,22 +90,22 @@ async def test_app_answers_json_and_decline_passes_on(api: Api) -> None:
 
 async def test_expired_or_forged_links_are_refused(api: Api) -> None:
     await api.rig.service.start(fire(roster=api.rig.roster))
-    link = api.links.link("A1", Contact("c01-g1-w1", "杨敏"))
+    link = api.links.link("A1", 1, Contact("c01-g1-w1", "杨敏"))
     api.rig.clock.advance(3601)
     expired = await api.client.post(f"/api/responses/{token_of(link)}", json={"response": "acknowledge"})
     assert expired.status_code == 401
     assert "新的链接" in expired.json()["detail"]  # Chinese unless Accept-Language asks for English (issue 22)
-    forged = token_of(api.links.link("A1", Contact("c01-g1-w1", "杨敏")))[:-2] + "xx"
+    forged = token_of(api.links.link("A1", 1, Contact("c01-g1-w1", "杨敏")))[:-2] + "xx"
     assert (await api.client.post(f"/api/responses/{forged}", json={"response": "acknowledge"})).status_code == 401
     # a console session is not an answer link, and an answer link is not a login
     assert (await api.client.post(f"/api/responses/{api.token}", json={"response": "acknowledge"})).status_code == 401
-    fresh = token_of(api.links.link("A1", Contact("c01-g1-w1", "杨敏")))
+    fresh = token_of(api.links.link("A1", 1, Contact("c01-g1-w1", "杨敏")))
     assert (await api.client.get("/api/me", headers={"Authorization": f"Bearer {fresh}"})).status_code == 401
 
 
 async def test_closing_is_not_a_responder_answer(api: Api) -> None:
     await api.rig.service.start(fire(roster=api.rig.roster))
-    link = api.links.link("A1", Contact("c01-g1-w1", "杨敏"))
+    link = api.links.link("A1", 1, Contact("c01-g1-w1", "杨敏"))
     r = await api.client.post(f"/api/responses/{token_of(link)}", json={"response": "false_alarm"})
     assert r.status_code == 422
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alerting.ladder import Response
+from alerting.lifecycle import AlarmState
 from alerting.model import Severity
 from backend.notify import DeliveryStatus
 from backend.sites import SiteDirectory
+from backend.stream import LadderStep, NoticeSent
 from broker.topics import responder_notice_topic
 from tests.escalation.helpers import THU_0900, fire, make_rig
 
@@ -46,7 +47,7 @@ async def test_start_is_idempotent(tmp_path: Path, sample_site: SiteDirectory) -
 async def test_missed_deadline_climbs_on_the_virtual_clock_and_is_counted(tmp_path: Path, sample_site: SiteDirectory) -> None:
     rig = make_rig(tmp_path, sample_site)
     await rig.service.start(fire(roster=rig.roster))
-    await rig.service.respond("A1", Response.ACKNOWLEDGE, "c01-mfs-head")
+    await rig.service.observe("A1", AlarmState.ACKNOWLEDGED, "c01-mfs-head")
     rig.clock.advance(59.9)
     assert await rig.service.run_due() == 1  # the grid worker's repeat at 30 s (the fire station acknowledged: no repeats)
     before = rig.store.misses_by_rung()
@@ -65,13 +66,13 @@ async def test_time_to_each_field_state_is_stored(tmp_path: Path, sample_site: S
     rig = make_rig(tmp_path, sample_site)
     await rig.service.start(fire(roster=rig.roster))
     rig.clock.advance(12)
-    await rig.service.respond("A1", Response.ACKNOWLEDGE, "c01-mfs-m1")
+    await rig.service.observe("A1", AlarmState.ACKNOWLEDGED, "c01-mfs-m1")
     rig.clock.advance(8)
-    await rig.service.respond("A1", Response.EN_ROUTE, "c01-mfs-m1")
+    await rig.service.observe("A1", AlarmState.EN_ROUTE, "c01-mfs-m1")
     rig.clock.advance(100)
-    await rig.service.respond("A1", Response.ON_SCENE, "c01-mfs-m1")
+    await rig.service.observe("A1", AlarmState.ON_SCENE, "c01-mfs-m1")
     rig.clock.advance(300)
-    state = await rig.service.respond("A1", Response.HANDLED, "c01-mfs-m1")
+    state = await rig.service.observe("A1", AlarmState.HANDLED, "c01-mfs-m1")
     assert state.stopped == "handled"
     t = await rig.service.timeline("A1")
     assert t.reached == {"acknowledged": 12_000, "en_route": 20_000, "on_scene": 120_000, "handled": 420_000}
@@ -128,7 +129,7 @@ async def test_volunteer_decline_through_the_service_pages_the_next(tmp_path: Pa
     assert vols is not None
     assert len(vols.contacts) == 2
     first = vols.contacts[0].id
-    after = await rig.service.respond("A1", Response.DECLINE, first)
+    after = await rig.service.decline("A1", first)
     e = after.engagement("volunteers_extinguisher")
     assert e is not None
     assert first not in [c.id for c in e.contacts]
@@ -137,10 +138,10 @@ async def test_volunteer_decline_through_the_service_pages_the_next(tmp_path: Pa
 
 async def test_live_console_sees_every_step(tmp_path: Path, sample_site: SiteDirectory) -> None:
     rig = make_rig(tmp_path, sample_site)
-    with rig.console.subscribe() as sub:
+    with rig.console.tap() as sub:
         await rig.service.start(fire(roster=rig.roster))
         await rig.service.deliver_pending()
-        events = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
+        events = [e.as_json() for e in [sub.get_nowait() for _ in range(sub.qsize())] if isinstance(e, LadderStep | NoticeSent)]
     kinds = {(e["type"], e.get("kind")) for e in events}
     assert ("escalation", "paged") in kinds
     assert sum(1 for e in events if e["type"] == "notice") == 8

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from alerting.model import Action, Persist
+from alerting.model import Persist
 from backend.alarms.service import AlarmService
-from backend.clock import SystemClock
-from backend.pipeline import Pipeline
+from backend.ingest.pipeline import Pipeline
 from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import TagDirectory
 from backend.store.timeseries.sqlite import SqliteTimeSeries
+from backend.stream import Event
+from broker.clock import SystemClock
 
 __all__ = ["LadderStarts", "centre", "send", "until"]
 
@@ -32,7 +33,7 @@ class LadderStarts:
     def __init__(self) -> None:
         self.started: Counter[str] = Counter()
 
-    async def __call__(self, actions: Sequence[Action]) -> None:
+    async def __call__(self, actions: Sequence[Event]) -> None:
         for a in actions:
             if isinstance(a, Persist) and a.alarm.is_open and any(e.from_state is None for e in a.audit):
                 self.started[a.alarm.id] += 1
@@ -49,7 +50,7 @@ async def until(pred: Callable[[], object], timeout_s: float, what: str) -> None
 async def centre(tmp_path: Path, sites: SiteDirectory, alarm_db: sa.Engine, **ingest: object) -> AsyncIterator[tuple[Pipeline, AlarmService, LadderStarts]]:
     service = AlarmService.for_sites(alarm_db, sites, SystemClock(), tick_s=3600)
     ladders = LadderStarts()
-    service.add_listener(ladders)
+    service.stream.subscribe(ladders, name="ladder-starts")
     store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(sites))
     settings = IngestSettings(**{"batch_linger_ms": 1, "store_retry_min_s": 0.05, "store_retry_max_s": 0.5, "feed_max_attempts": 3, **ingest})  # type: ignore[arg-type]
     pipeline = Pipeline(sites, feed=service, store=store, journal_dir=tmp_path / "journal", settings=settings)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerting.ladder import Contact
-from backend.clock import VirtualClock
-from backend.notify import DeliveryFailed, DeliveryStatus, Dispatcher, LiveConsole, Message, RateLimiter, RetryPolicy
+from backend.notify import DeliveryFailed, DeliveryStatus, Dispatcher, Message, RateLimiter, RetryPolicy
+from backend.stream import CentreStream
+from broker.clock import VirtualClock
 from tests.escalation.helpers import RecordingChannel
 
 
@@ -21,9 +22,9 @@ def msg(i: int, who: str = "gw1") -> Message:
 async def test_storm_is_folded_into_one_summary_after_the_window() -> None:
     clock = VirtualClock()
     sms = RecordingChannel("sms")
-    console = LiveConsole()
+    console = CentreStream()
     d = Dispatcher({"sms": sms}, console, clock, limiter=RateLimiter(3, 60))
-    with console.subscribe() as sub:
+    with console.tap() as sub:
         statuses = []
         for i in range(10):
             receipts = await d.deliver(msg(i))
@@ -38,7 +39,7 @@ async def test_storm_is_folded_into_one_summary_after_the_window() -> None:
         summary = await d.flush_storms()
         assert [r.status for r in summary if r.channel == "sms"] == [DeliveryStatus.DELIVERED]
         assert "另有7条报警通知" in sms.sent[-1].text
-        assert sub.queue.qsize() == 12  # 11 notices + the summary, all on the console
+        assert sub.qsize() == 12  # 11 notices + the summary, all on the console
     assert len([m for m in sms.sent if m.contact.id == "gw1"]) == 4
     assert await d.flush_storms() == []  # reported once
 
@@ -46,7 +47,7 @@ async def test_storm_is_folded_into_one_summary_after_the_window() -> None:
 async def test_drill_storm_summary_is_marked_as_drill() -> None:
     clock = VirtualClock()
     sms = RecordingChannel("sms")
-    d = Dispatcher({"sms": sms}, LiveConsole(), clock, limiter=RateLimiter(1, 60))
+    d = Dispatcher({"sms": sms}, CentreStream(), clock, limiter=RateLimiter(1, 60))
     for i in range(3):
         await d.deliver(dataclasses.replace(msg(i), drill=True, outside_allowed=True))
     clock.advance(61)
@@ -57,7 +58,7 @@ async def test_drill_storm_summary_is_marked_as_drill() -> None:
 async def test_a_drill_storm_leaves_real_notices_their_own_allowance_and_never_holds_a_real_fire_page() -> None:
     clock = VirtualClock()
     sms = RecordingChannel("sms")
-    d = Dispatcher({"sms": sms}, LiveConsole(), clock, limiter=RateLimiter(6, 60))
+    d = Dispatcher({"sms": sms}, CentreStream(), clock, limiter=RateLimiter(6, 60))
     drill = [next(r.status for r in await d.deliver(dataclasses.replace(msg(i), drill=True, outside_allowed=True)) if r.channel == "sms")
              for i in range(200)]
     assert drill.count(DeliveryStatus.DELIVERED) == 6  # the drill is still limited
@@ -131,7 +132,7 @@ async def test_a_channels_own_limit_delays_the_fire_page_least_and_the_receipt_s
     clock = VirtualClock()
     sms = LimitedChannel(clock, opens_ms=clock.now_ms() + 400)
     sleeper = VirtualSleeper(clock)
-    d = Dispatcher({"sms": sms}, LiveConsole(), clock, sleep=sleeper.sleep, retry=RetryPolicy(attempts=6, base_s=0.5), limiter=RateLimiter(100, 60))
+    d = Dispatcher({"sms": sms}, CentreStream(), clock, sleep=sleeper.sleep, retry=RetryPolicy(attempts=6, base_s=0.5), limiter=RateLimiter(100, 60))
     minor = asyncio.create_task(d.deliver(msg(1, "duty1")), name="minor")
     await asyncio.sleep(0)  # the minor notice meets the shut channel first
     fire = asyncio.create_task(d.deliver(dataclasses.replace(msg(2, "gw1"), life_safety=True)), name="fire")

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from alerting.ladder import Contact
-from backend.clock import VirtualClock
-from backend.notify import DeliveryStatus, Dispatcher, LiveConsole, Message, Receipt, ReceiptStore, WebhookChannel
+from backend.notify import DeliveryStatus, Dispatcher, Message, Receipt, ReceiptStore, WebhookChannel
 from backend.store.db import make_engine, sqlite_url
+from backend.stream import CentreStream
+from broker.clock import VirtualClock
 
 
 @dataclass
@@ -92,7 +93,7 @@ async def rig(tmp_path: Path, url: str, kind: str = "sms") -> Rig:
         store.record(r)
 
     http = httpx.AsyncClient(timeout=5)
-    d = Dispatcher({kind: WebhookChannel(kind, url, http)}, LiveConsole(), clock, sleep=sleep, record=record)
+    d = Dispatcher({kind: WebhookChannel(kind, url, http)}, CentreStream(), clock, sleep=sleep, record=record)
     return Rig(d, store, sleeps, http)
 
 

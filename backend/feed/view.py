@@ -1,0 +1,30 @@
+"""An alarm as a person reads it on the board and the live feed: the stored record plus the names of its place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.alarms.store import AlarmRecord
+from backend.sites.model import SiteDirectory
+
+__all__ = ["alarm_view"]
+
+
+def alarm_view(a: AlarmRecord, sites: SiteDirectory | None) -> dict[str, Any]:
+    """An alarm as the board shows it: the record plus names a person reads."""
+    out = a.as_json()
+    b = sites.buildings.get(a.building_id) if sites and a.building_id else None
+    d = sites.devices.get(a.device_id) if sites and a.device_id else None
+    g = sites.grids.get(b.grid) if sites and b else None
+    hh = sites.households.get(a.household_id or (d.household if d else "") or "") if sites else None
+    out.update({
+        "building_name": b.name if b else None,
+        "grid_id": a.grid_id or (g.id if g else None),
+        "grid_name": g.name if g else None,
+        "unit": a.unit if a.unit is not None else (d.unit if d else None),
+        "room": hh.room if hh else None,
+        "device_kind": d.kind.value if d else None,
+        "device_location": d.location if d else None,
+        "vulnerable": bool(hh and hh.vulnerable),
+    })
+    return out
