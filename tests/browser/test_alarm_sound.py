@@ -178,6 +178,15 @@ async def test_the_alarm_sounds_after_a_reload_with_a_saved_session(system: Syst
     await page.wait_for_function("() => __probe.notifications.length === 2")  # the second fire has its own notification
     await expect(page.locator("body")).to_have_attribute("data-sound", "ready")
     await page.screenshot(path=shots / "06-new-alarm-ends-mute.png")
+
+    # the same detector alarming again (one more occurrence of an alarm already muted) ends the mute too
+    await page.click("#alert-mute")
+    await expect(bar).to_be_visible()
+    before = (await probe(page))["connected"]
+    await publish(system, second, EventKind.SMOKE_ALARM, "sound-fire-2-again")
+    await expect(bar).to_be_hidden(timeout=5_000)
+    await page.wait_for_function(f"() => __probe.oscillatorsConnected > {before}")
+    await page.screenshot(path=shots / "07-recurrence-ends-mute.png")
     assert errors == [], f"JavaScript errors on the page: {errors}"
     await ctx.close()
 

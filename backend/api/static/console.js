@@ -14,7 +14,7 @@ const S = {
   token: sessionStorage.getItem("sw-token"), me: null, alarms: new Map(), selected: null, detail: null, tab: "board",
   lastEventId: null, feedAbort: null, serverSkew: 0, drillOpen: 0, audio: null, beepTimer: null, selectedBuilding: null,
   utcOffset: 480, board: null, offset: 0, view: "auto", expanded: new Map(), tone: null, titleTimer: null, flashOn: false,
-  muteUntil: 0, mutedIds: new Set(), mutedBy: "", notified: new Set(), boardTimer: null,
+  muteUntil: 0, mutedIds: new Map(), mutedBy: "", notified: new Set(), boardTimer: null,
 };
 const $ = sel => document.querySelector(sel);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -260,10 +260,12 @@ async function mute() {
   const r = await api("/api/console/mute", { method: "POST", body: JSON.stringify({ minutes: 5 }) });
   S.serverSkew = r.server_now_ms - Date.now();  // the countdown runs on the server's clock
   S.muteUntil = r.muted_until_ms; S.mutedBy = r.by;
-  S.mutedIds = new Set([...S.alarms.values()].filter(unacked).map(a => a.id));
+  S.mutedIds = new Map([...S.alarms.values()].filter(unacked).map(a => [a.id, muteKey(a)]));
   updateAlert();
 }
-function endMute() { S.muteUntil = 0; S.mutedIds = new Set(); S.mutedBy = ""; }
+function endMute() { S.muteUntil = 0; S.mutedIds = new Map(); S.mutedBy = ""; }
+// What a mute covers of an alarm: it as it was when muted. It alarming again or getting worse is news: the sound comes back.
+const muteKey = a => `${a.severity}|${a.occurrences}`;
 function renderMute() {
   const on = muted() && !$("#alert-banner").hidden;
   $("#mute-bar").hidden = !on;
@@ -271,7 +273,7 @@ function renderMute() {
 }
 function updateAlert() {
   const pending = [...S.alarms.values()].filter(unacked).sort(boardOrder);
-  if (S.muteUntil && (!muted() || !pending.length || pending.some(a => !S.mutedIds.has(a.id)))) endMute();  // expired, over, or a new alarm
+  if (S.muteUntil && (!muted() || !pending.length || pending.some(a => S.mutedIds.get(a.id) !== muteKey(a)))) endMute();  // expired, over, a new alarm, or one again or worse
   if (pending.length) {
     $("#alert-banner").hidden = false;
     $("#alert-text").textContent = t("alert_banner", { what: pending[0].title }) + (pending.length > 1 ? ` (+${pending.length - 1})` : "");
