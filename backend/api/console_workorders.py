@@ -179,9 +179,8 @@ def workorders_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         cap = MOVE_CAPABILITY[body.move]
         if cap not in p.capabilities:
             allowed = ", ".join(sorted(r.value for r, caps in ROLE_CAPABILITIES.items() if cap in caps))
-            zh = f"您的角色（{p.role.value}）不能对工单做“{body.move.value}”；可以的角色：{allowed}"
-            en = f"your role ({p.role.value}) may not {body.move.value} a work order; roles that may: {allowed}"
-            raise HTTPException(status.HTTP_403_FORBIDDEN, _pick(zh, en, lang))
+            # the shape of auth.require's 403 (backend/i18n.py renders it in Chinese): the same sentence for every refusal by role
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"your role ({p.role.value}) may not {body.move.value} a work order; roles that may: {allowed}")
         await visible(p, order_id, lang)
         try:
             o = await svc.move(order_id, body.move, p.username, note=body.note, assignee_id=body.assignee_id, due_at_ms=body.due_at_ms)

@@ -261,9 +261,13 @@ class WorkOrderService:
             raise NoSuchOrder(f"您的辖区内没有编号为 {building_id} 的楼栋；请核对编号（或从告警创建工单）",
                               f"no building {building_id!r} in your territory; check the id (or create the order from an alarm)")
         grid, community = self.sites.place_of_building(building_id) if self.sites else (None, None)
-        if place_check is not None and not place_check(building_id, grid, community):
-            what, ident = ("告警", alarm_id) if alarm_id else ("楼栋", building_id)
-            raise NoSuchOrder(f"您的辖区内没有编号为 {ident} 的{what}；请核对编号", f"no {'alarm' if alarm_id else 'building'} {ident!r} in your territory")
+        if place_check is not None and not place_check(building_id, grid, community):  # outside: said exactly as for an unknown id
+            if alarm_id is not None:
+                raise NoSuchOrder(f"您的辖区内没有编号为 {alarm_id} 的告警；请核对编号", f"no alarm {alarm_id!r} in your territory; check the id")
+            if device_id is not None:
+                raise NoSuchOrder(f"您的辖区内没有编号为 {device_id} 的设备；请核对设备标签上的编号", f"no device {device_id!r} in your territory")
+            raise NoSuchOrder(f"您的辖区内没有编号为 {building_id} 的楼栋；请核对编号（或从告警创建工单）",
+                              f"no building {building_id!r} in your territory; check the id (or create the order from an alarm)")
         severity = severity or "minor"
         if severity not in SEVERITY_ZH:
             raise OrderRefused(f"等级 {severity} 无效，可选：{', '.join(SEVERITY_ZH)}", f"unknown severity {severity!r}; one of {', '.join(SEVERITY_ZH)}")
