@@ -300,7 +300,9 @@ class ReconnectingClient:
                 attempt = 0
             self.last_delay_s = self.backoff.delay_s(attempt, self._rng.random())
             attempt += 1
-            log.warning("%s: broker %s:%d lost or refused (%s); again in %.2f s", self.name, self.host, self.port, self.last_error, self.last_delay_s)
+            # the owner's on_lost says what the loss means to it; without one, this is the only word of it
+            log.log(logging.INFO if self._on_lost else logging.WARNING, "%s: broker %s:%d lost or refused (%s); again in %.2f s",
+                    self.name, self.host, self.port, self.last_error, self.last_delay_s)
             await self._sleep(self.last_delay_s)  # real time: waiting for a broker to come back is I/O, not a timer
 
     def _make_client(self) -> aiomqtt.Client:
@@ -320,7 +322,9 @@ class ReconnectingClient:
             self.host, self.port, identifier=self.identifier, username=self._username, password=self._password, will=will,
             keepalive=self._keepalive_s, socket_options=self._socket_options,
             protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
-            clean_session=None if self._v5 else self._clean_session, clean_start=self._clean_start, properties=properties,
+            clean_session=None if self._v5 else self._clean_session, properties=properties,
+            # MQTT 5 spells a persistent session as clean_start false (plus the session expiry above)
+            clean_start=False if self._v5 and self._clean_session is False else self._clean_start,
             tls_context=ssl.create_default_context(cafile=self._tls_ca_file) if self._tls_ca_file else None,
             max_queued_incoming_messages=0, **extra,
         )
@@ -343,19 +347,20 @@ class ReconnectingClient:
     async def _connection(self) -> bool:
         """One connection, from connect to loss. True when the session ended of itself (the client is done)."""
         client = self._make_client()
+        # A new generation before connecting: a persistent session may deliver at once, and its acks must count.
+        self.generation = self.generation % (_GENERATIONS - 1) + 1
+        link = Link(self, client, self.generation)
         async with client:
-            generation = self.generation % (_GENERATIONS - 1) + 1
-            link = Link(self, client, generation)
-            if self._read_burst:
-                _burst_reader(client, self._read_burst)
-            if self.subscriptions:
-                await client.subscribe(self.subscriptions)
-            if self._on_connect is not None:
-                await self._on_connect(link)
-            self.generation, self._client = generation, client
-            self.connects += 1
-            self.ready.set()
             try:
+                self._client = client
+                if self._read_burst:
+                    _burst_reader(client, self._read_burst)
+                if self.subscriptions:
+                    await client.subscribe(self.subscriptions)
+                if self._on_connect is not None:
+                    await self._on_connect(link)
+                self.connects += 1
+                self.ready.set()
                 async with asyncio.TaskGroup() as tg:
                     watch = tg.create_task(_until_dropped(client), name=f"{self.name}-watch")
                     if self._session is not None:

@@ -2,7 +2,8 @@
 
 How this works (one asyncio.TaskGroup owned by `EdgeAgent`, every task named):
 
-    lan-intake      reads the building's broker on a persistent session (clean_session false) with QoS 1
+    lan-intake      reads the building's broker (a broker.connection.ReconnectingClient: jittered backoff from
+                    `lan.reconnect_*`) on a persistent session (clean_session false) with QoS 1
                     and *manual* acknowledgement: a batch of messages is adapted, committed to the outbox in
                     one transaction, and only then acknowledged to the LAN broker. kill -9 at any instant
                     loses nothing: what was committed is in the outbox, what was not is redelivered.
@@ -32,13 +33,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import ssl
+from collections.abc import Sequence
 from itertools import count
 from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
 
+from broker.connection import Link, ReconnectingClient
 from broker.ids import DeviceId
 from broker.kinds import LIFE_SAFETY_EVENTS
 from broker.schemas import DeviceAvailability, DeviceEvent, GatewayCommand, PatrolHeartbeat, Telemetry, encode, priority_of
@@ -65,17 +67,6 @@ class MessageIds:
 
     def new(self) -> str:
         return f"{self._prefix}{next(self._n):x}"
-
-
-def _lan_ack(client: aiomqtt.Client) -> Any:
-    """The paho client under aiomqtt: the only way to acknowledge a QoS 1 message after committing it.
-
-    aiomqtt 2.5 has no public manual-ack API; paho 2.x has `manual_ack_set` and `ack(mid, qos)`.
-    """
-    paho = getattr(client, "_client", None)
-    if paho is None or not hasattr(paho, "manual_ack_set"):
-        raise RuntimeError("this aiomqtt/paho version offers no manual acknowledgement; the edge agent needs it")
-    return paho
 
 
 class EdgeAgent:
@@ -168,59 +159,50 @@ class EdgeAgent:
 
     # -- LAN intake
 
-    def _lan_client(self) -> aiomqtt.Client:
+    def _lan_connection(self) -> ReconnectingClient:
         cfg = self.config.lan
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=cfg.password,
-            identifier=self.config.lan_client_id(),
+        return ReconnectingClient(
+            cfg.host, cfg.port, identifier=self.config.lan_client_id(), backoff=cfg.backoff(), name="edge-lan",
+            username=cfg.username, password=cfg.password,
             clean_session=False,  # a persistent session: what we have not acknowledged is redelivered
-            keepalive=cfg.keepalive_s,
-            tls_context=ssl.create_default_context(cafile=cfg.tls_ca_file) if cfg.tls_ca_file else None,
-            logger=logging.getLogger("edge.lan.mqtt"),
+            keepalive_s=cfg.keepalive_s, tls_ca_file=cfg.tls_ca_file, logger=logging.getLogger("edge.lan.mqtt"),
+            manual_ack=True, subscriptions=[(f, 1) for f in self.router.filters()], session=self._lan_session,
+            retry_on=(OutboxError,), on_lost=self._lan_lost,
         )
 
     async def _lan(self) -> None:
-        backoff = 0.2
-        while True:
-            client = self._lan_client()
-            paho = _lan_ack(client)
-            paho.manual_ack_set(True)  # before connecting: a persistent session may deliver at once
-            try:
-                async with client:
-                    await client.subscribe([(f, 1) for f in self.router.filters()])
-                    self.lan_connects += 1
-                    self.lan_ready.set()
-                    backoff = 0.2
-                    log.info("LAN broker %s:%d: subscribed to %d prefixes", self.config.lan.host, self.config.lan.port, len(self.router.filters()))
-                    await self._intake(client, paho)
-            except aiomqtt.MqttError as exc:
-                log.warning("LAN broker %s:%d lost or refused: %s", self.config.lan.host, self.config.lan.port, exc)
-            except OutboxError as exc:
+        await self._lan_connection().run()
+
+    def _lan_lost(self, errors: Sequence[BaseException]) -> None:
+        for exc in errors:
+            if isinstance(exc, OutboxError):
                 # Nothing of the batch was acknowledged: leaving the session keeps it on the LAN broker, which delivers
                 # it again when we are back (a persistent session), by when the disk may take it.
                 self.outbox_failures += 1
-                log.error("%s; the batch stays unacknowledged on the LAN broker, reconnecting in %.1f s", exc, backoff)  # noqa: TRY400 (the reason is enough)
-            finally:
-                self.lan_ready.clear()
-            await asyncio.sleep(backoff)  # real time: reconnecting is I/O
-            backoff = min(backoff * 2, 10.0)
+                log.error("%s; the batch stays unacknowledged on the LAN broker, reconnecting", exc)
+            else:
+                log.warning("LAN broker %s:%d lost or refused: %s", self.config.lan.host, self.config.lan.port, exc)
 
-    async def _intake(self, client: aiomqtt.Client, paho: Any) -> None:
-        messages = client.messages
+    async def _lan_session(self, link: Link) -> None:
+        self.lan_connects += 1
+        self.lan_ready.set()
+        log.info("LAN broker %s:%d: subscribed to %d prefixes", self.config.lan.host, self.config.lan.port, len(self.router.filters()))
+        try:
+            await self._intake(link)
+        finally:
+            self.lan_ready.clear()
+
+    async def _intake(self, link: Link) -> None:
+        messages = link.messages
         batch_max = self.config.lan.batch_max
         while True:
             batch = [await anext(messages)]
             while len(batch) < batch_max and len(messages) > 0:
                 batch.append(await anext(messages))
             actions = self.accept_lan(batch)
-            for m in batch:  # after the commit, in arrival order (MQTT wants PUBACKs in order)
-                if m.qos > 0:
-                    paho.ack(m.mid, m.qos)
+            link.ack([m.mid for m in batch if m.qos > 0])  # after the commit, in arrival order (MQTT wants PUBACKs in order)
             for topic, payload in actions:
-                await self._local_action(client, topic, payload)
+                await self._local_action(link, topic, payload)
 
     def _route(self, topic: str, payload: bytes, retained: bool, ctx: Context) -> Outcome:
         """The router's outcome; an adapter that fails on a message (a bug, whatever the input) costs that message
@@ -308,11 +290,11 @@ class EdgeAgent:
             if ev.event in action.events
         ]
 
-    async def _local_action(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+    async def _local_action(self, link: Link, topic: str, payload: bytes) -> None:
         action = self.config.local_action
         assert action is not None
         try:
-            await client.publish(topic, payload, qos=action.qos, retain=action.retain)
+            await link.publish(topic, payload, qos=action.qos, retain=action.retain)
             self.local_actions_total += 1
             log.warning("uplink down: local action published to %s", topic)
         except aiomqtt.MqttError:

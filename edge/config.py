@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 import msgspec
 import yaml
 
+from broker.connection import Backoff
 from broker.errors import ContractError
 from broker.ids import DeviceId, GatewayId, validate_id
 from broker.kinds import DeviceKind, EventKind, metric_unit
@@ -94,11 +95,18 @@ class LanConfig(BrokerEndpoint, frozen=True, kw_only=True, forbid_unknown_fields
     """The building's broker the devices publish to. Subscribed with QoS 1 on a persistent session."""
 
     batch_max: int = 256  # LAN messages adapted and committed to the outbox in one transaction, at most
+    reconnect_min_s: float = 0.2  # the building's own broker: back quickly, its devices' alarms wait on it
+    reconnect_max_s: float = 10.0
+    reconnect_jitter: float = 0.5  # each wait shortened by a random part of up to this fraction
 
     def __post_init__(self) -> None:
         BrokerEndpoint.__post_init__(self)
         if not 1 <= self.batch_max <= 10_000:
             raise ValueError("batch_max must be in 1..10000")
+        self.backoff()  # raises ValueError on impossible numbers
+
+    def backoff(self) -> Backoff:
+        return Backoff(initial_s=self.reconnect_min_s, maximum_s=self.reconnect_max_s, jitter=self.reconnect_jitter)
 
 
 class UplinkConfig(BrokerEndpoint, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -109,6 +117,7 @@ class UplinkConfig(BrokerEndpoint, frozen=True, kw_only=True, forbid_unknown_fie
     publish_timeout_s: float = 10.0  # no PUBACK within this: the connection is treated as broken
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    reconnect_jitter: float = 0.5  # each wait shortened by a random part of up to this fraction: gateways do not return at once
     tcp_nodelay: bool = True  # the alarm path: do not let Nagle hold a smoke event for 40 ms
     shutdown_drain_s: float = 2.0  # on a clean stop, time given to empty the outbox before disconnecting
 
@@ -118,8 +127,12 @@ class UplinkConfig(BrokerEndpoint, frozen=True, kw_only=True, forbid_unknown_fie
             raise ValueError("inflight_window and alarm_batch must be in 1..10000")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             raise ValueError("need 0 < reconnect_min_s <= reconnect_max_s")
+        self.backoff()  # the jitter too
         if self.publish_timeout_s <= 0 or self.shutdown_drain_s < 0:
             raise ValueError("publish_timeout_s must be positive and shutdown_drain_s not negative")
+
+    def backoff(self) -> Backoff:
+        return Backoff(initial_s=self.reconnect_min_s, maximum_s=self.reconnect_max_s, jitter=self.reconnect_jitter)
 
 
 class OutboxConfig(_Strict, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -12,6 +12,8 @@ How this works:
   within publish_timeout_s) ends the session; every unacknowledged row is sent again on the next one with
   its original bytes (msg_id, source_ts_ms), so the centre de-duplicates.
 - TCP_NODELAY is set on the socket: Nagle must not hold a smoke event back waiting for an ACK.
+- The connection is a broker.connection.ReconnectingClient: it reconnects with the jittered backoff of
+  `uplink.reconnect_*`, subscribes to the command topic again, and runs `_session` while connected.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiomqtt
 
+from broker.connection import Link, ReconnectingClient
 from broker.errors import ContractError
 from broker.kinds import GatewayState, Priority
 from broker.schemas import GatewayCommand, GatewayStatus, decode_message, encode
@@ -54,7 +55,7 @@ class Uplink:
         self.connects = 0
         self.forwarded_total = 0
         self.last_error: str | None = None
-        self._client: aiomqtt.Client | None = None
+        self._link: Link | None = None
         self._alarm_wake = asyncio.Event()
         self._bulk_wake = asyncio.Event()
         self._alarm_idle = asyncio.Event()
@@ -75,11 +76,11 @@ class Uplink:
 
     async def publish_direct(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """Publish outside the outbox (patrol heartbeats: a stale one is worth nothing). False if down."""
-        client = self._client
-        if client is None or not self.connected.is_set():
+        link = self._link
+        if link is None or not self.connected.is_set():
             return False
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=self.cfg.publish_timeout_s)
+            await link.publish(topic, payload, qos=1, retain=retain, timeout_s=self.cfg.publish_timeout_s)
         except aiomqtt.MqttError as exc:
             log.info("direct publish to %s failed: %s", topic, exc)
             return False
@@ -104,81 +105,73 @@ class Uplink:
         now = self.now_ms()
         return GatewayStatus(msg_id=self.new_id(), source_ts_ms=now, received_ts_ms=now, state=state, software=self.config.software)
 
-    def _client_for(self) -> aiomqtt.Client:
+    def _will(self) -> aiomqtt.Will:
+        return aiomqtt.Will(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.OFFLINE)), qos=1, retain=True)
+
+    def _connection(self) -> ReconnectingClient:
         cfg = self.cfg
-        will = aiomqtt.Will(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.OFFLINE)), qos=1, retain=True)
-        options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)] if cfg.tcp_nodelay else []
-        client = aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=cfg.password,
-            identifier=self.config.uplink_client_id(),
-            will=will,
-            clean_session=True,
-            keepalive=cfg.keepalive_s,
-            timeout=cfg.publish_timeout_s,
-            max_inflight_messages=cfg.inflight_window + cfg.alarm_batch + 16,
-            socket_options=options,
-            tls_context=ssl.create_default_context(cafile=cfg.tls_ca_file) if cfg.tls_ca_file else None,
-            logger=logging.getLogger("edge.uplink.mqtt"),
+        return ReconnectingClient(
+            cfg.host, cfg.port, identifier=self.config.uplink_client_id(), backoff=cfg.backoff(), name="edge-uplink",
+            username=cfg.username, password=cfg.password, will=self._will, clean_session=True, keepalive_s=cfg.keepalive_s,
+            timeout_s=cfg.publish_timeout_s, max_inflight_messages=cfg.inflight_window + cfg.alarm_batch + 16,
+            pending_calls_threshold=1 << 30,  # a full window is normal here, not worth a warning each time
+            tcp_nodelay=cfg.tcp_nodelay, tls_ca_file=cfg.tls_ca_file, logger=logging.getLogger("edge.uplink.mqtt"),
+            subscriptions=[(str(command_filter(self.config.gateway)), 1)], on_connect=self._say_online, session=self._session,
+            before_connect=self._unless_closing, retry_on=(OutboxError,), on_lost=self._lost,
         )
-        client.pending_calls_threshold = 1 << 30  # a full window is normal here, not worth a warning each time
-        return client
 
     async def run(self) -> None:
         """Connect, drain, reconnect with backoff; forever (the agent cancels it)."""
-        backoff = self.cfg.reconnect_min_s
-        while not self._closing:
-            before = self.connects
-            try:
-                await self._session()
-            except* (aiomqtt.MqttError, OSError) as group:
-                self.last_error = "; ".join(str(e) for e in group.exceptions)[:300]
-                log.warning("uplink to %s:%d lost or refused: %s", self.cfg.host, self.cfg.port, self.last_error)
-            except* OutboxError as group:
-                # The outbox cannot record what the centre acknowledged (a full or failing disk): the rows stay and
-                # go out again after a reconnect; the centre drops the repeats by msg_id. Nothing is lost.
-                self.last_error = "; ".join(str(e) for e in group.exceptions)[:300]
-                log.error("uplink paused: %s; reconnecting", self.last_error)  # noqa: TRY400 (the reason is enough)
-            backoff = self.cfg.reconnect_min_s if self.connects > before else min(backoff * 2, self.cfg.reconnect_max_s)
-            await asyncio.sleep(backoff)  # real time: waiting for a broker to come back is I/O, not a timer
+        await self._connection().run()
 
-    async def _session(self) -> None:
-        async with self._client_for() as client:
-            await client.publish(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.ONLINE)), qos=1, retain=True)
-            await client.subscribe(command_filter(self.config.gateway), qos=1)
-            self.outbox.release_all()
-            if self.outbox.pending(_P.LIFE_SAFETY):
-                self._alarm_idle.clear()
-            self._client = client
-            self.connects += 1
-            self.connected.set()
-            log.info("uplink connected to %s:%d (%d messages waiting)", self.cfg.host, self.cfg.port, self.outbox.depth())
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._alarm_lane(client), name="uplink-alarm-lane")
-                    tg.create_task(self._bulk_lane(client), name="uplink-bulk-lane")
-                    tg.create_task(self._acker(), name="uplink-acker")
-                    tg.create_task(self._commands(client), name="uplink-commands")
-            finally:
-                self.connected.clear()
-                self._client = None
-                try:
-                    self._flush_acks()
-                finally:
-                    self.outbox.release_all()
+    async def _unless_closing(self) -> None:
+        if self._closing:  # said offline on a clean stop: do not come back before the agent cancels us
+            await asyncio.Event().wait()
 
-    async def _publish(self, client: aiomqtt.Client, row: OutboxRow, slots: asyncio.Semaphore | None) -> None:
+    def _lost(self, errors: Sequence[BaseException]) -> None:
+        self.last_error = "; ".join(str(e) or type(e).__name__ for e in errors)[:300]
+        if any(isinstance(e, OutboxError) for e in errors):
+            # The outbox cannot record what the centre acknowledged (a full or failing disk): the rows stay and go out
+            # again after a reconnect; the centre drops the repeats by msg_id. Nothing is lost.
+            log.error("uplink paused: %s; reconnecting", self.last_error)
+        else:
+            log.warning("uplink to %s:%d lost or refused: %s", self.cfg.host, self.cfg.port, self.last_error)
+
+    async def _say_online(self, link: Link) -> None:
+        await link.publish(gateway_status_topic(self.config.gateway), encode(self._status(GatewayState.ONLINE)), qos=1, retain=True)
+
+    async def _session(self, link: Link) -> None:
+        self.outbox.release_all()
+        if self.outbox.pending(_P.LIFE_SAFETY):
+            self._alarm_idle.clear()
+        self._link = link
+        self.connects += 1
+        self.connected.set()
+        log.info("uplink connected to %s:%d (%d messages waiting)", self.cfg.host, self.cfg.port, self.outbox.depth())
         try:
-            await client.publish(row.topic, row.payload, qos=1, retain=row.retain, timeout=self.cfg.publish_timeout_s)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._alarm_lane(link), name="uplink-alarm-lane")
+                tg.create_task(self._bulk_lane(link), name="uplink-bulk-lane")
+                tg.create_task(self._acker(), name="uplink-acker")
+                tg.create_task(self._commands(link), name="uplink-commands")
+        finally:
+            self.connected.clear()
+            self._link = None
+            try:
+                self._flush_acks()
+            finally:
+                self.outbox.release_all()
+
+    async def _publish(self, link: Link, row: OutboxRow, slots: asyncio.Semaphore | None) -> None:
+        try:
+            await link.publish(row.topic, row.payload, qos=1, retain=row.retain, timeout_s=self.cfg.publish_timeout_s)
             self._acked.append(row.seq)
             self._ack_wake.set()
         finally:
             if slots is not None:
                 slots.release()
 
-    async def _alarm_lane(self, client: aiomqtt.Client) -> None:
+    async def _alarm_lane(self, link: Link) -> None:
         while True:
             rows = self.outbox.take((_P.LIFE_SAFETY,), self.cfg.alarm_batch)
             if not rows:
@@ -189,9 +182,9 @@ class Uplink:
             self._alarm_idle.clear()
             async with asyncio.TaskGroup() as tg:
                 for row in rows:
-                    tg.create_task(self._publish(client, row, None), name=f"uplink-alarm-{row.msg_id}")
+                    tg.create_task(self._publish(link, row, None), name=f"uplink-alarm-{row.msg_id}")
 
-    async def _bulk_lane(self, client: aiomqtt.Client) -> None:
+    async def _bulk_lane(self, link: Link) -> None:
         slots = asyncio.Semaphore(self.cfg.inflight_window)
         async with asyncio.TaskGroup() as tg:
             while True:
@@ -203,7 +196,7 @@ class Uplink:
                     continue
                 for row in rows:
                     await slots.acquire()
-                    tg.create_task(self._publish(client, row, slots), name="uplink-bulk-publish")
+                    tg.create_task(self._publish(link, row, slots), name="uplink-bulk-publish")
 
     def _flush_acks(self) -> None:
         if self._acked:
@@ -224,8 +217,8 @@ class Uplink:
             self._flush_acks()
             await asyncio.sleep(0.005)  # let acknowledgements gather: one DELETE transaction per few ms, not per message
 
-    async def _commands(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:  # raises MqttError when the connection drops: ends the session
+    async def _commands(self, link: Link) -> None:
+        async for message in link.messages:  # raises MqttError when the connection drops: ends the session
             topic = str(message.topic)
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload or "").encode()
             try:
