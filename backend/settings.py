@@ -21,7 +21,8 @@ from backend.escalation.settings import EscalationSettings
 from broker.connection import Backoff
 
 __all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings", "MaintenanceConfig", "OpsSettings", "PatrolConfig",
-    "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "SiteSettings", "StorageSettings", "TimeSeriesSettings", "load_settings"]
+    "RelaySettings", "RuntimeSettings", "Settings", "SimulateSettings", "SiteSettings", "StorageSettings", "TimeSeriesSettings", "WorkOrderConfig",
+    "load_settings"]
 
 
 class _Section(BaseModel):
@@ -252,6 +253,22 @@ class MaintenanceConfig(_Section):
                            "set site.time_zone; unset, this follows it.")
 
 
+class WorkOrderConfig(_Section):
+    """Hazard work orders (隐患整改, docs/workorders.md): due times by severity, the overdue check, photo uploads."""
+
+    due_hours_critical: float = Field(default=24.0, gt=0, le=24 * 90, description="A critical order is due this many hours after it is opened.")
+    due_hours_major: float = Field(default=72.0, gt=0, le=24 * 90, description="A major order is due this many hours after it is opened.")
+    due_hours_minor: float = Field(default=168.0, gt=0, le=24 * 90,
+                                   description="A minor order (an electrical pre-warning, a standalone order) is due this many hours after it is opened.")
+    max_due_days: int = Field(default=90, ge=1, le=366, description="A due time typed by a person may be at most this many days ahead.")
+    check_every_s: float = Field(default=60.0, gt=0, le=3600,
+                                 description="How often overdue orders are looked for and escalated to the assignee's supervisor (once per due time).")
+    photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Largest photo upload, bytes.")
+    max_photos: int = Field(default=20, ge=1, le=200, description="Most photos one work order may hold.")
+    require_photo_to_finish: bool = Field(default=True, description="Finishing the rectification needs at least one photo on the order.")
+    photos_dir: Path | None = Field(default=None, description="Folder of the work-order photos. Unset: data_dir/workorder-photos.")
+
+
 class RuntimeSettings(_Section):
     """How a backend or ingest process runs: its event-loop watch and its garbage collector (backend/loopwatch.py)."""
 
@@ -345,6 +362,7 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     alerting: AlertingSettings = AlertingSettings()
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    workorders: WorkOrderConfig = WorkOrderConfig()
     ops: OpsSettings = OpsSettings()
 
     @model_validator(mode="before")

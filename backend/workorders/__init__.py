@@ -14,7 +14,8 @@ from backend.workorders.service import (
     WorkOrderService,
     WorkOrderServiceError,
     WorkOrderSettings,
+    running_work_orders,
 )
 
 __all__ = ["NoSuchOrder", "OrderConflict", "OrderRefused", "OverdueWatch", "PhotoFolder", "PhotoRefused", "WorkOrder", "WorkOrderService",
-           "WorkOrderServiceError", "WorkOrderSettings", "sniff"]
+           "WorkOrderServiceError", "WorkOrderSettings", "running_work_orders", "sniff"]

@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +66,7 @@ from backend.workorders.schema import work_order_audit, work_order_photos, work_
 from broker.clock import Clock
 
 __all__ = ["NoSuchOrder", "OrderConflict", "OrderRefused", "OverdueWatch", "PhotoRefused", "WorkOrder", "WorkOrderService",
-           "WorkOrderServiceError", "WorkOrderSettings", "migrate"]
+           "WorkOrderServiceError", "WorkOrderSettings", "migrate", "running_work_orders"]
 
 log = logging.getLogger(__name__)
 
@@ -382,8 +382,11 @@ class WorkOrderService:
                 to = self._supervisors(order, now)
                 new = dataclasses.replace(order, escalated_for_due_ms=order.due_ms, escalated_ms=now, escalated_to=to[:500], version=order.version + 1)
                 note = f"逾期未整改（期限 {self.local(order.due_ms)}），升级至 {to}"
-                await asyncio.to_thread(self._write, new, [self._audit_row(new, now, "system", "escalate", order.state, note=note)],
-                                        expected_version=order.version)
+                try:
+                    await asyncio.to_thread(self._write, new, [self._audit_row(new, now, "system", "escalate", order.state, note=note)],
+                                            expected_version=order.version)
+                except OrderConflict:
+                    continue  # changed meanwhile (a person moved it, or another backend escalated it): the next check decides again
                 out.append(new)
         for order in out:
             self._notify(order, now)
@@ -480,6 +483,17 @@ class WorkOrderService:
         stage = OrderState(p["stage"])
         return {k: v for k, v in p.items() if k != "file_name"} | {"uploaded_local": self.local(p["uploaded_ms"]), "stage_zh": STATE_ZH[stage],
                                                                    "url": f"/api/workorders/{p['order_id']}/photos/{p['id']}"}
+
+
+@contextlib.asynccontextmanager
+async def running_work_orders(settings: Any, engine: sa.Engine, sites: SiteDirectory | None, clock: Clock, *, alarms: AlarmStore | None,
+                              roster: Roster | None = None) -> AsyncIterator[WorkOrderService]:
+    """The server's work orders from its settings (backend.settings.Settings), with the overdue watch running."""
+    photos = settings.workorders.photos_dir or settings.storage.data_dir / "workorder-photos"
+    service = WorkOrderService(engine, sites, clock, photos, WorkOrderSettings.of(settings.workorders, settings.site.time_zone),
+                               alarms=alarms, roster=roster)
+    async with OverdueWatch(service):
+        yield service
 
 
 class OverdueWatch:
