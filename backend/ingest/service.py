@@ -16,14 +16,14 @@ import logging
 from types import TracebackType
 from typing import Self
 
-from backend.clock import Clock, SystemClock
 from backend.ingest.handoff import AlertingFeed
+from backend.ingest.pipeline import Pipeline
 from backend.ingest.worker import IngestWorker
-from backend.pipeline import Pipeline
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import StoreUnavailable, TagDirectory, TimeSeriesStore
 from backend.store.timeseries.sqlite import SqliteTimeSeries
+from broker.clock import Clock, SystemClock
 
 __all__ = ["IngestService", "open_store"]
 

@@ -5,7 +5,7 @@ in-process alarm service. It owns two queue connections, each on its own thread:
 availability, status, patrol: one row per call, committed before the call returns) and one for readings
 (one multi-row insert per chunk), so a life-safety event never waits behind a telemetry batch.
 
-What the pipeline relies on (backend/pipeline.py): `on_uplink` returns only once the row is committed and
+What the pipeline relies on (backend/ingest/: its two lanes): `on_uplink` returns only once the row is committed and
 raises if it is not (the message then stays pending in the worker's journal and is offered again);
 `on_readings` retries with back-off until PostgreSQL takes the rows (it must not raise: the pipeline would
 log and move on), and the pipeline moves its journal watermark only after it returns. Together with the

@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 
 from backend.alarms.service import AlarmService
-from backend.pipeline import Pipeline
+from backend.ingest.pipeline import Pipeline
 from backend.sites.model import Device, SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres

@@ -54,7 +54,8 @@ from typing import Any, Final, cast
 import atheris  # type: ignore[import-untyped]  # no stubs or py.typed; only Setup, Fuzz and instrument_imports are used
 
 with atheris.instrument_imports(include=["broker", "edge", "backend"]):
-    from backend.pipeline import Pipeline, readings_of
+    from backend.ingest.pipeline import Pipeline
+    from backend.ingest.telemetry_lane import readings_of
     from backend.sites import SiteDirectory, load_site_directory
     from broker.errors import MessageRejected, RejectReason
     from broker.ids import DeviceId, GatewayId

@@ -1,7 +1,7 @@
 """A real ingest pipeline feeding the real alarm service, driven synchronously so Hypothesis can call it.
 
 How this works: `PipelineHarness` owns a private event loop (not pytest's: Hypothesis calls the test body
-many times and needs a plain function). On open it enters `backend.pipeline.Pipeline` (journals in a temp
+many times and needs a plain function). On open it enters `backend.ingest.pipeline.Pipeline` (journals in a temp
 folder, the SQLite time-series store) with a recording wrapper around `AlarmService` as its feed, and binds
 an acker that records every acknowledged token. `send(messages)` calls `Pipeline.accept` for each message,
 in order, on that loop, then runs the loop until every well-formed message it sent has reached the alarm
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.alarms.service import AlarmService
-from backend.clock import SystemClock
 from backend.ingest.handoff import Reading
-from backend.pipeline import Pipeline
+from backend.ingest.pipeline import Pipeline
 from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.timeseries import SqliteTimeSeries, TagDirectory
+from broker.clock import SystemClock
 from broker.kinds import DeviceKind, EventKind
 from broker.schemas import Telemetry, Uplink, encode
 from broker.topics import event_topic, telemetry_topic

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-import backend.pipeline as pipeline_module
+import backend.ingest.pipeline as pipeline_module
 from backend.ingest.handoff import Reading
-from backend.pipeline import Pipeline
+from backend.ingest.pipeline import Pipeline
 from backend.settings import IngestSettings
 from backend.sites import SiteDirectory
 from backend.store.timeseries.model import TagDirectory

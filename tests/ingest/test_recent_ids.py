@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.pipeline import RecentIds
+from backend.ingest.dedupe import RecentIds
 
 
 def test_repeats_are_seen_and_the_oldest_key_leaves_first() -> None:
