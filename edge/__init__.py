@@ -2,13 +2,12 @@
 
 Rooms: config (the file), adapters/ (one per device dialect), outbox (SQLite store-and-forward), liveness
 (who is online), uplink (the central connection), agent (EdgeAgent owning it all), status (what it says
-about itself), clock (time, injected). edge/ imports only broker/ and third-party libraries: it keeps
+about itself). Time is injected: a broker.clock.Clock. edge/ imports only broker/ and third-party libraries: it keeps
 working when the centre is gone.
 """
 
 from edge.agent import EdgeAgent
-from edge.clock import Clock, SystemClock, VirtualClock
 from edge.config import EdgeConfig, load_config, parse_config
 from edge.errors import ConfigError, EdgeError, OutboxError
 
-__all__ = ["Clock", "ConfigError", "EdgeAgent", "EdgeConfig", "EdgeError", "OutboxError", "SystemClock", "VirtualClock", "load_config", "parse_config"]
+__all__ = ["ConfigError", "EdgeAgent", "EdgeConfig", "EdgeError", "OutboxError", "load_config", "parse_config"]

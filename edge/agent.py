@@ -40,13 +40,13 @@ from typing import Any, Self
 
 import aiomqtt
 
+from broker.clock import Clock, SystemClock
 from broker.connection import Link, ReconnectingClient
 from broker.ids import DeviceId
 from broker.kinds import LIFE_SAFETY_EVENTS
 from broker.schemas import DeviceAvailability, DeviceEvent, GatewayCommand, PatrolHeartbeat, Telemetry, encode, priority_of
 from broker.topics import availability_topic, event_topic, patrol_topic, telemetry_topic
 from edge.adapters import Context, Mapped, Outcome, RejectCode, Rejected, Router, build_adapters
-from edge.clock import Clock, SystemClock
 from edge.config import EdgeConfig, device_interval_s, device_misses
 from edge.liveness import Expectation, Liveness, Transition
 from edge.outbox import Outbox, OutboxError, PendingRow
@@ -304,7 +304,7 @@ class EdgeAgent:
 
     async def _patrol(self) -> None:
         while True:
-            await self.clock.sleep(self.config.patrol.period_s)
+            await self.clock.sleep_ms(round(self.config.patrol.period_s * 1000))
             await self.send_patrol()
 
     async def send_patrol(self, patrol_id: str | None = None) -> bool:
@@ -336,7 +336,7 @@ class EdgeAgent:
 
     async def _liveness(self) -> None:
         while True:
-            await self.clock.sleep(self.config.liveness.check_every_s)
+            await self.clock.sleep_ms(round(self.config.liveness.check_every_s * 1000))
             try:
                 self.check_liveness()
             except OutboxError as exc:
@@ -358,7 +358,7 @@ class EdgeAgent:
                 write_status(self.config.status_path, self.status())
             except OSError as exc:
                 log.warning("cannot write the status file %s: %s", self.config.status_path, exc)
-            await self.clock.sleep(self.config.status.every_s)
+            await self.clock.sleep_ms(round(self.config.status.every_s * 1000))
 
     def status(self) -> dict[str, Any]:
         ob = self.outbox.stats()

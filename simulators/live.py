@@ -42,11 +42,11 @@ from typing import Literal, Protocol, Self
 import aiomqtt
 
 from backend.sites.model import Device, SiteDirectory
+from broker.clock import Clock, ScaledClock
 from broker.errors import MessageRejected
 from broker.kinds import DeviceKind, EventKind, GatewayState
 from broker.schemas import DeviceEvent, GatewayCommand, decode_message, encode
 from broker.topics import TopicKind, command_filter, event_topic
-from simulators.clock import ScaledClock, SimClock
 from simulators.dialects import DialectTopics, MixedEncoder
 from simulators.fleet import Fleet, UnknownTarget
 from simulators.native import NativeEncoder, Outgoing, native_event
@@ -195,7 +195,7 @@ class GatewayLink:
         port: int,
         *,
         encoder: NativeEncoder,
-        clock: SimClock,
+        clock: Clock,
         stats: PublishStats,
         client_id: str,
         birth: Callable[[float], list[Outgoing]] = lambda t: [],
@@ -248,8 +248,8 @@ class GatewayLink:
     async def run(self) -> None:
         backoff = self._reconnect_s[0]
         while not self.closed.is_set():
-            if self._clock.now() < self._cut_until:
-                await self._clock.sleep_until(self._cut_until)
+            if self._clock.now_ms() / 1000 < self._cut_until:
+                await self._clock.sleep_until_ms(round(self._cut_until * 1000))
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
@@ -263,7 +263,7 @@ class GatewayLink:
                 return
 
     async def _session(self) -> None:
-        now = self._clock.now()
+        now = self._clock.now_ms() / 1000
         will = self._encoder.gateway_status(self.gateway, now, GatewayState.OFFLINE)
         async with aiomqtt.Client(
             self.host,
@@ -304,7 +304,7 @@ class GatewayLink:
                     continue
                 if isinstance(command, GatewayCommand):
                     self._patrol_answers += 1
-                    answer = self._encoder.patrol_answer(self.gateway, self._clock.now(), self._patrol_answers, command.cmd_id)
+                    answer = self._encoder.patrol_answer(self.gateway, self._clock.now_ms() / 1000, self._patrol_answers, command.cmd_id)
                     try:
                         self.queue.put_nowait(answer)
                     except asyncio.QueueFull:  # the centre will see the patrol missed, which is the truth
@@ -316,7 +316,7 @@ class GatewayLink:
             try:
                 if item is None:
                     if self._farewell:
-                        bye = self._encoder.gateway_status(self.gateway, self._clock.now(), GatewayState.OFFLINE)
+                        bye = self._encoder.gateway_status(self.gateway, self._clock.now_ms() / 1000, GatewayState.OFFLINE)
                         await client.publish(bye.topic, bye.payload, qos=1, retain=True)
                         self._stats.sent[bye.label] += 1
                     self.closed.set()
@@ -344,7 +344,7 @@ class CommunitySimulator:
         speed: float = 1.0,
         seed: int = 7,
         profile: SimulationProfile | None = None,
-        clock: SimClock | None = None,
+        clock: Clock | None = None,
         dialects: DialectMode = "native",
         step_s: float | None = None,
         duration_s: float | None = None,
@@ -363,8 +363,8 @@ class CommunitySimulator:
     ) -> None:
         self.sites = sites
         self.speed = speed
-        self.clock: SimClock = clock or ScaledClock(speed)
-        self.fleet = Fleet(sites, seed=seed, start=self.clock.now(), profile=profile)
+        self.clock: Clock = clock or ScaledClock(speed)
+        self.fleet = Fleet(sites, seed=seed, start=self.clock.now_ms() / 1000, profile=profile)
         self.by_device = {d.id: d for d in self.fleet.devices}
         self.run_tag = run_tag or secrets.token_hex(4)
         self.native = NativeEncoder(self.fleet.devices, self.run_tag, drill_links=drill_links)  # drill_links: a drill's gateways
@@ -443,14 +443,14 @@ class CommunitySimulator:
             t1 = self.stats.sim_time + self.step_s if t_end is None else min(t_end, self.stats.sim_time + self.step_s)
             if self._demo is not None:
                 self._demo.inject_due(t1)
-            await self.clock.sleep_until(t1)
+            await self.clock.sleep_until_ms(round(t1 * 1000))
             step = fleet.advance(t1)
             for out in self.encoder.step(step, self.by_device):
                 link = self.links.get(out.gateway)
                 if link is not None:
                     await link.offer(out)
             self.stats.steps, self.stats.sim_time = k, t1
-            self.stats.lag_s = max(0.0, self.clock.now() - t1)
+            self.stats.lag_s = max(0.0, self.clock.now_ms() / 1000 - t1)
             if t_end is not None and t1 >= t_end:
                 self.finished.set()
                 return
@@ -464,7 +464,7 @@ class CommunitySimulator:
         """Pull a gateway's uplink for duration_s of simulated time (its Last Will fires at the broker)."""
         if gateway not in self.links:
             raise UnknownTarget("gateway", gateway)
-        self.links[gateway].cut(self.clock.now() + duration_s)
+        self.links[gateway].cut(self.clock.now_ms() / 1000 + duration_s)
 
 
 async def run_community(
@@ -475,7 +475,7 @@ async def run_community(
     speed: float = 1.0,
     seed: int = 7,
     ready: asyncio.Event | None = None,
-    clock: SimClock | None = None,
+    clock: Clock | None = None,
     life_safety_events: bool = False,
     profile: SimulationProfile | None = None,
     dialects: DialectMode = "native",

@@ -23,6 +23,7 @@ FORBIDDEN = {
     "broker": ("alerting", "backend", "edge", "shouwang", "simulators"),
     "edge": ("alerting", "backend", "shouwang", "simulators"),
     "backend": ("shouwang", "simulators", "edge"),
+    "simulators": ("shouwang",),  # the drill's embedded system is handed in (simulators/drill/target.py: SystemFactory)
 }
 
 

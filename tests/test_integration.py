@@ -17,10 +17,10 @@ import pytest
 
 from backend.api.responses import OneTapLinks
 from backend.api.tokens import TokenSigner
-from backend.clock import SystemClock
 from backend.settings import load_settings
 from backend.sites import SiteDirectory
 from backend.sites.model import Role
+from broker.clock import SystemClock
 from broker.kinds import EventKind
 from broker.notices import Notice
 from broker.schemas import DeviceEvent, encode
@@ -139,8 +139,8 @@ async def test_a_storm_of_200_smoke_alarms_is_stored_in_seconds_and_every_one_ge
 async def test_an_alarm_stored_without_its_ladder_gets_one_after_a_restart(tmp_path: Path, sample_site: SiteDirectory) -> None:
     """A crash between storing an alarm and starting its ladder must not leave the alarm with nobody."""
     from backend.alarms.service import AlarmService
-    from backend.clock import SystemClock
     from backend.store.db import make_engine, sqlite_url
+    from broker.clock import SystemClock
     from broker.schemas import decode_uplink
 
     data = tmp_path / "var"

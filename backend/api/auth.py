@@ -50,11 +50,11 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.api.tokens import InvalidToken, TokenSigner
-from backend.clock import Clock
 from backend.errors import BackendError
 from backend.i18n import lang_of
 from backend.sites.model import SiteDirectory
 from backend.store.users import LoginAudit, User, UserRole, UserStore
+from broker.clock import Clock
 
 __all__ = ["ROLE_CAPABILITIES", "Auth", "Capability", "FailureWindow", "LoginGuard", "LoginPolicy", "LoginThrottled", "Principal", "Territory",
            "wants_english"]

@@ -48,11 +48,11 @@ from alerting.ladder.engine import LadderError
 from backend.api.auth import Auth, Capability, Principal, wants_english
 from backend.api.deps import ApiDeps
 from backend.api.tokens import InvalidToken, TokenSigner
-from backend.clock import Clock
 from backend.errors import BackendError
 from backend.escalation.service import EscalationService
 from backend.escalation.store import UnknownEscalation
 from backend.store.users import UserStore
+from broker.clock import Clock
 
 __all__ = ["ANSWERS", "FIELD_MOVES", "LinkRefused", "OneTapLinks", "next_move_refusal", "responses_router"]
 

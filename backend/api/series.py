@@ -16,9 +16,9 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
-from backend.clock import Clock
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import InvalidQuery, StoreUnavailable, TimeSeriesStore
+from broker.clock import Clock
 from broker.kinds import metric_unit
 
 __all__ = ["MAX_POINTS", "parse_duration_ms", "parse_time_ms", "series_router"]

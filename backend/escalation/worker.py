@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 from alerting.ladder import Note, Notify
-from backend.clock import SystemClock
 from backend.escalation.runtime import EscalationRuntime
 from backend.escalation.service import StepReport
 from backend.escalation.settings import EscalationSettings
 from backend.sites.loader import load_site_directory
 from backend.store.db import make_engine
+from broker.clock import SystemClock
 
 __all__ = ["main"]
 

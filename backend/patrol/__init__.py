@@ -6,21 +6,18 @@ book (pure: when, outstanding, missed) → scheduler (MQTT commands, the ingest 
 
 from backend.patrol.alarms import PATROL_MISSED, PatrolAlarms
 from backend.patrol.book import PATROL_CEILING_S, PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
-from backend.patrol.scheduler import InjectedClock, PatrolAlarmSink, PatrolClock, PatrolScheduler, PatrolTap, WallClock
+from backend.patrol.scheduler import PatrolAlarmSink, PatrolScheduler, PatrolTap
 
 __all__ = [
     "PATROL_CEILING_S",
     "PATROL_MISSED",
-    "InjectedClock",
     "PatrolAlarmSink",
     "PatrolAlarms",
     "PatrolBook",
-    "PatrolClock",
     "PatrolMiss",
     "PatrolReturn",
     "PatrolScheduler",
     "PatrolSent",
     "PatrolSettings",
     "PatrolTap",
-    "WallClock",
 ]

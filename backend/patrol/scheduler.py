@@ -6,8 +6,8 @@ How this works: `PatrolScheduler` is an async context manager owning a TaskGroup
 (backend/patrol/book.py). `step()` does everything due at the clock's `now`: expire patrols past their
 deadline (each a `patrol_missed` alarm through the sink), then send the patrols due (GatewayCommand on
 `command_topic(gateway, "patrol")`, QoS 1, `cmd_id` = patrol id). The task calls `step()` and sleeps on the
-injected clock until the book's next wake-up; tests drive `step()` themselves on a manual clock. The backend
-hands in its own clock wrapped in `InjectedClock`.
+injected clock (broker.clock) until the book's next wake-up; tests drive `step()` themselves on a virtual clock.
+The backend hands in its own clock: on a drill's scaled clock the scheduler sleeps drill time, `speed` times faster.
 
 The answers come back through ingest like every uplink: whoever handles PatrolHeartbeats (the alarm service,
 or `PatrolTap` wrapped around the ingest feed) calls `heartbeat(gateway, patrol_id, received_ms)`; a known
@@ -30,16 +30,16 @@ from typing import Protocol, Self
 
 import aiomqtt
 
-from backend.clock import Clock, SystemClock, wall_seconds
 from backend.errors import BackendError
 from backend.ingest.handoff import AlertingFeed, BatchFeed, Reading
 from backend.patrol.book import PatrolBook, PatrolMiss, PatrolReturn, PatrolSent, PatrolSettings
+from broker.clock import Clock, SystemClock
 from broker.connection import Backoff, BrokerUnreachable, ReconnectingClient
 from broker.mosquitto import login_bound_client_id
 from broker.schemas import GatewayCommand, PatrolHeartbeat, Uplink, encode
 from broker.topics import command_topic
 
-__all__ = ["InjectedClock", "PatrolAlarmSink", "PatrolBrokerUnreachable", "PatrolClock", "PatrolError", "PatrolScheduler", "PatrolTap", "WallClock"]
+__all__ = ["PatrolAlarmSink", "PatrolBrokerUnreachable", "PatrolError", "PatrolScheduler", "PatrolTap"]
 
 log = logging.getLogger(__name__)
 PATROL_COMMAND = "patrol"
@@ -55,36 +55,6 @@ class PatrolBrokerUnreachable(PatrolError):
         super().__init__(f"the patrol scheduler cannot reach mqtt://{host}:{port}: {why}")
 
 
-class PatrolClock(Protocol):
-    def now_ms(self) -> int: ...
-
-    async def sleep_until_ms(self, t_ms: int) -> None:
-        """Return once now_ms() >= t_ms (or earlier: the caller re-checks)."""
-        ...
-
-
-class InjectedClock:
-    """A backend's injected clock (backend.clock.Clock) as the scheduler wants it: it sleeps in real time for as
-    long as that clock says is left (the scheduler re-checks `now_ms()` when it wakes). Used by the single-process
-    backend and by the cluster's rules leader (backend/server.py, backend/relay/leader.py)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def now_ms(self) -> int:
-        return self._clock.now_ms()
-
-    async def sleep_until_ms(self, t_ms: int) -> None:
-        await asyncio.sleep(wall_seconds(self._clock, t_ms - self._clock.now_ms()))
-
-
-class WallClock(InjectedClock):
-    """The system clock, for a scheduler run on its own."""
-
-    def __init__(self) -> None:
-        super().__init__(SystemClock())
-
-
 class PatrolAlarmSink(Protocol):
     async def patrol_missed(self, miss: PatrolMiss, now_ms: int) -> None: ...
 
@@ -93,11 +63,11 @@ class PatrolAlarmSink(Protocol):
 
 class PatrolScheduler:
     def __init__(self, gateways: Iterable[str], host: str, port: int, sink: PatrolAlarmSink, *, settings: PatrolSettings | None = None,
-                 clock: PatrolClock | None = None, client_id: str = "shouwang-patrol", username: str | None = None,
+                 clock: Clock | None = None, client_id: str = "shouwang-patrol", username: str | None = None,
                  password: str | None = None, connect_timeout_s: float = 30.0, max_sleep_s: float = 60.0,
                  publish: Callable[[str, bytes, int], Awaitable[None]] | None = None, backoff: Backoff | None = None) -> None:
         self.settings = settings or PatrolSettings()
-        self.clock: PatrolClock = clock or WallClock()
+        self.clock: Clock = clock or SystemClock()
         self.book = PatrolBook(gateways, self.settings, self.clock.now_ms())
         self.sink = sink
         self.host, self.port = host, port

@@ -27,10 +27,10 @@ from alerting.model import Alarm
 from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.alarms.store import AlarmStore
 from backend.api.deps import NotWired
-from backend.clock import Clock
 from backend.relay.leader import MoveCommand, WindowCommand
 from backend.relay.queue import QueueUnavailable, UplinkQueue
 from backend.settings import RelaySettings
+from broker.clock import Clock
 
 __all__ = ["QueuedMoves"]
 

@@ -1,11 +1,10 @@
 """Emergency drills (应急演练): scenario files → simulated devices and people → the real pipeline → a report.
 
 scenario (YAML timeline, places resolved against the site directory) → runner (CommunitySimulator on the
-drill clock, simulated responders) against a target (embedded system, or a running one) → report (figures
+drill clock, a broker.clock.ScaledClock; simulated responders) against a target (embedded system, or a running one) → report (figures
 from the alarm store) → render (JSON, PNG charts, HTML).
 """
 
-from simulators.drill.clock import DrillClock
 from simulators.drill.render import write_report
 from simulators.drill.report import build_report
 from simulators.drill.runner import DrillRun, DrillRunner
@@ -13,7 +12,6 @@ from simulators.drill.scenario import Scenario, ScenarioError, load_scenario
 from simulators.drill.target import EmbeddedTarget, RemoteTarget
 
 __all__ = [
-    "DrillClock",
     "DrillRun",
     "DrillRunner",
     "EmbeddedTarget",

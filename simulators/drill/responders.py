@@ -21,7 +21,7 @@ from typing import Final
 
 from backend.sites.model import Role, SiteDirectory
 from backend.store.alarms import AlarmRecord
-from simulators.drill.clock import DrillClock
+from broker.clock import Clock
 from simulators.drill.scenario import ResponderProfile, Scenario
 from simulators.drill.target import DrillTarget
 
@@ -74,7 +74,7 @@ class DrillAct:
 
 
 class SimulatedResponders:
-    def __init__(self, scenario: Scenario, sites: SiteDirectory, target: DrillTarget, clock: DrillClock, seed: int | None = None) -> None:
+    def __init__(self, scenario: Scenario, sites: SiteDirectory, target: DrillTarget, clock: Clock, seed: int | None = None) -> None:
         self.scenario = scenario
         self.sites = sites
         self.target = target
@@ -132,7 +132,7 @@ class SimulatedResponders:
         return out
 
     async def perform(self, act: DrillAct) -> DrillAct:
-        await self.clock.sleep_until(act.due_ms / 1000)
+        await self.clock.sleep_until_ms(act.due_ms)
         result = await self.target.act(act.alarm_id, act.move, act.actor, f"drill: simulated {act.rung}")
         act.done_ms, act.ok, act.via, act.refused = self.clock.now_ms(), result.ok, result.via, result.refused
         return act

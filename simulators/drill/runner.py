@@ -132,7 +132,7 @@ class DrillRunner:
             gateways=self._touched_gateways() if beside_real else None,
             farewell=not beside_real,  # the real gateways stay online: no retained offline status when the drill ends
         ) as sim:
-            t0 = clock.now() + clock.speed * 1.0
+            t0 = clock.now_ms() / 1000 + clock.speed * 1.0
             t0_ms = round(t0 * 1000)
             wall_started = time.time() + 1.0
             hazard_ms = {s.index: round((t0 + s.at_s) * 1000) for s in sc.steps}
@@ -145,7 +145,7 @@ class DrillRunner:
                     if step.action == "uplink_cut":
                         tg.create_task(self._cut(sim, step, t0), name=f"drill-step-{step.index}")
                 watcher = tg.create_task(self._watch(tg, acts, t0, t0_ms, end), name="drill-watcher")
-                await clock.sleep_until(end)
+                await clock.sleep_until_ms(round(end * 1000))
                 watcher.cancel()
                 for task in acts:
                     task.cancel()
@@ -197,14 +197,14 @@ class DrillRunner:
             self._observed.setdefault(a.id, now)
 
     async def _cut(self, sim: CommunitySimulator, step: DrillStep, t0: float) -> None:
-        await self.clock.sleep_until(t0 + step.at_s)
+        await self.clock.sleep_until_ms(round((t0 + step.at_s) * 1000))
         assert step.gateway is not None
         sim.cut_uplink(step.gateway, step.duration_s or self.scenario.run_for_s)
 
     async def _watch(self, tg: asyncio.TaskGroup, acts: list[asyncio.Task[DrillAct]], t0: float, t0_ms: int, end: float) -> None:
         p = self.progress
         while True:
-            now = self.clock.now()
+            now = self.clock.now_ms() / 1000
             p.drill_s = max(0.0, min(now - t0, self.scenario.run_for_s))
             p.steps_done = sum(1 for s in self.scenario.steps if s.at_s <= p.drill_s)
             try:

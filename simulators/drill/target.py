@@ -6,9 +6,12 @@ there is one), and a way for simulated responders to act on an alarm. The alarm 
 truth: the report reads everything it says about the system from here.
 
 - `EmbeddedTarget` starts the whole system (embedded broker + backend) in a temporary data folder, on the
-  drill clock, so compressed time is compressed everywhere: devices, ingest stamps, alarm rules, ladder
-  deadlines and responders. Responders act through the system's alarm service (`move()`) and, when the
-  backend runs an escalation service, through its `respond()` too, as the responder API does.
+  drill clock (a broker.clock.ScaledClock at the drill's speed), so compressed time is compressed everywhere:
+  devices, ingest stamps, alarm rules, ladder deadlines and responders. Whoever builds the target may hand it
+  a `SystemFactory` (settings, sites, clock → an async context manager of an `EmbeddedSystem`); by default it
+  composes the embedded broker and backend.server.Backend itself (simulators/ never imports shouwang/).
+  Responders act through the system's alarm service (`move()`) and, when the backend runs an escalation
+  service, through its `respond()` too, as the responder API does.
 - `RemoteTarget` talks to a running system: MQTT URL (and the broker login the system's own simulator uses)
   for the devices, API URL and a console login for the alarms. It runs at speed 1 (a drill cannot change a
   production clock). Simulated responders act through the console API as the duty officer records answers
@@ -28,13 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 from urllib.parse import unquote, urlparse
 
 import aiomqtt
@@ -43,9 +47,12 @@ import httpx
 from alerting.model import AuditEntry
 from backend.sites.model import SiteDirectory
 from backend.store.alarms import AlarmRecord, AlarmStore
-from simulators.drill.clock import DrillClock
+from broker.clock import ScaledClock
 
-__all__ = ["DrillTarget", "DrillTargetError", "EmbeddedTarget", "RemoteTarget", "TargetUnavailable"]
+if TYPE_CHECKING:
+    from backend.settings import Settings
+
+__all__ = ["DrillTarget", "DrillTargetError", "EmbeddedSystem", "EmbeddedTarget", "RemoteTarget", "SystemFactory", "TargetUnavailable", "broker_and_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +75,7 @@ class ActResult:
 
 
 class DrillTarget(Protocol):
-    clock: DrillClock
+    clock: ScaledClock
     broker_host: str
     broker_port: int
     broker_username: str | None
@@ -92,6 +99,40 @@ class DrillTarget(Protocol):
 # ---------------------------------------------------------------- embedded
 
 
+class EmbeddedSystem(Protocol):
+    """What a drill needs of a system in this process: where its broker listens, and its backend (read for the
+    alarm service, the alarm store and the escalation service)."""
+
+    @property
+    def broker_host(self) -> str: ...
+
+    @property
+    def broker_port(self) -> int: ...
+
+    @property
+    def backend(self) -> Any: ...
+
+
+SystemFactory = Callable[["Settings", SiteDirectory, ScaledClock], AbstractAsyncContextManager[EmbeddedSystem]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Composed:
+    broker_host: str
+    broker_port: int
+    backend: Any
+
+
+@contextlib.asynccontextmanager
+async def broker_and_backend(settings: Settings, sites: SiteDirectory, clock: ScaledClock) -> AsyncIterator[EmbeddedSystem]:
+    """The default embedded system: the embedded broker and backend.server.Backend, both on the drill clock."""
+    from backend.server import Backend
+    from broker.embedded import EmbeddedBroker
+
+    async with EmbeddedBroker(settings.broker.embedded_host, 0) as broker, Backend(settings, sites, broker.host, broker.port, clock=clock) as backend:
+        yield _Composed(broker.host, broker.port, backend)
+
+
 def _find(obj: object, cls_path: str) -> Any:
     """The first attribute of `obj` that is an instance of the class at `cls_path` (module:Name), if any."""
     module, name = cls_path.split(":")
@@ -110,9 +151,11 @@ class EmbeddedTarget:
 
     can_act = True
 
-    def __init__(self, sites: SiteDirectory, speed: float, *, data_dir: Path | None = None, rules: Any = None) -> None:
+    def __init__(self, sites: SiteDirectory, speed: float, *, data_dir: Path | None = None, rules: Any = None,
+                 system: SystemFactory | None = None) -> None:
         self.sites = sites
-        self.clock = DrillClock(speed)
+        self.clock = ScaledClock(speed)
+        self._system = system
         self.broker_username: str | None = None
         self.broker_password: str | None = None
         self.broker_host, self.broker_port = "", 0
@@ -126,23 +169,16 @@ class EmbeddedTarget:
         self.own_alarm_service = False
 
     async def __aenter__(self) -> Self:
-        from backend.server import Backend
         from backend.settings import load_settings
-        from broker.embedded import EmbeddedBroker
-        from shouwang.system import System
 
         try:
             data_dir = self._data_dir or Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="shouwang-drill-")))
             settings = load_settings(storage={"data_dir": data_dir}, api={"port": 0}, simulate={"enabled": False}, broker={"embedded_port": 0})
-            if "clock" in inspect.signature(System).parameters:
-                system = await self._stack.enter_async_context(System(settings, self.sites, clock=self.clock))  # type: ignore[call-arg,unused-ignore]
-                self.broker_host, self.broker_port, backend = system.broker_host, system.broker_port, system.backend
-                self.description = "embedded shouwang.system.System on the drill clock"
-            else:  # System takes no clock yet: the same parts, composed here, so the backend runs on drill time
-                broker = await self._stack.enter_async_context(EmbeddedBroker(settings.broker.embedded_host, 0))
-                self.broker_host, self.broker_port = broker.host, broker.port
-                backend = await self._stack.enter_async_context(Backend(settings, self.sites, broker.host, broker.port, clock=self.clock))
-                self.description = "embedded broker + backend.server.Backend on the drill clock"
+            factory = self._system or broker_and_backend
+            system = await self._stack.enter_async_context(factory(settings, self.sites, self.clock))
+            self.broker_host, self.broker_port, backend = system.broker_host, system.broker_port, system.backend
+            self.description = ("embedded broker + backend.server.Backend on the drill clock" if self._system is None
+                                else "embedded system on the drill clock")
             self.alarm_service = _find(backend, "backend.alarms.service:AlarmService")
             store = getattr(self.alarm_service, "store", None) or getattr(backend, "alarms", None)
             if not isinstance(store, AlarmStore):
@@ -227,7 +263,7 @@ class RemoteTarget:
         self.broker_username = unquote(u.username) if u.username else broker_username
         self.broker_password = unquote(u.password) if u.password else broker_password
         self.mqtt_url = f"mqtt://{self.broker_host}:{self.broker_port}"  # never the password in what is printed
-        self.clock = DrillClock(1.0)
+        self.clock = ScaledClock(1.0)
         self.api_url = api_url.rstrip("/")
         self._login = (username, password)
         self.sites = sites

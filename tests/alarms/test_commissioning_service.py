@@ -12,10 +12,10 @@ from pathlib import Path
 
 from alerting.model import Severity
 from backend.alarms.service import AlarmService
-from backend.clock import VirtualClock
 from backend.escalation.runtime import load_policies
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from broker.clock import VirtualClock
 from broker.kinds import DeviceKind
 from broker.schemas import Telemetry, Uplink, decode_uplink, encode
 from broker.topics import telemetry_topic

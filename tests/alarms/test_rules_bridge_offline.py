@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.alarms.service import AlarmService
-from backend.clock import VirtualClock
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from broker.clock import VirtualClock
 from broker.kinds import AvailabilityState, DeviceKind
 from broker.schemas import DeviceAvailability, Telemetry, Uplink, decode_uplink, encode
 from broker.topics import availability_topic, telemetry_topic

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.alarms.service import AlarmService
-from backend.clock import VirtualClock
 from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from broker.clock import VirtualClock
 from broker.kinds import DeviceKind
 from broker.schemas import Telemetry, decode_uplink, encode
 from broker.topics import telemetry_topic

@@ -79,9 +79,9 @@ async def test_a_threshold_alarm_whose_commit_failed_is_raised_by_the_retry(tmp_
     ingest keeps the reading and offers it again). The retry must raise the alarm: before, the rule's flag stayed
     "active" after the failed commit, so the retry took the alarm for raised and nothing was ever stored."""
     from backend.alarms.service import AlarmService
-    from backend.clock import VirtualClock
     from backend.ingest.handoff import Reading
     from backend.sites import load_site_directory
+    from broker.clock import VirtualClock
     from broker.kinds import DeviceKind
     from tests.conftest import SAMPLE_SITE
 

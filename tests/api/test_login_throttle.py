@@ -20,11 +20,11 @@ from backend.api.app import create_app
 from backend.api.auth import FailureWindow
 from backend.api.deps import ApiDeps
 from backend.api.tokens import TokenSigner
-from backend.clock import VirtualClock
 from backend.settings import load_settings
 from backend.store.alarms import AlarmStore
 from backend.store.db import make_engine, sqlite_url
 from backend.store.users import User, UserStore
+from broker.clock import VirtualClock
 
 PASSWORD = "correct horse battery"
 DUTY_ROOM, STRANGER = "10.0.0.7", "203.0.113.9"

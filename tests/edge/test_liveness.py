@@ -9,12 +9,13 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from broker.clock import VirtualClock
 from broker.ids import DeviceId
 from broker.kinds import AvailabilityState
 from broker.process import MosquittoProcess
 from broker.schemas import GatewayCommand, encode
 from broker.topics import command_topic
-from edge import EdgeAgent, VirtualClock, parse_config
+from edge import EdgeAgent, parse_config
 from edge.liveness import Expectation, Liveness
 from tests.edge.conftest import collecting, edge_config
 from tests.waiting import until
@@ -96,23 +97,23 @@ async def test_agent_patrol_liveness_and_rejections_on_a_virtual_clock(tmp_path:
         await until(lambda: len(centre.of("/availability")) == 1, 10, "the camera online")
         assert centre.of("/availability")[0].payload["state"] == "online"
 
-        await clock.advance(60)
+        await clock.run_for(60)
         await until(lambda: len(centre.of("/patrol")) == 1, 10, "the first patrol heartbeat")
         beat = centre.of("/patrol")[0].payload
         assert (beat["seq"], beat["period_s"], beat["rejected_total"]) == (1, 60.0, 0)
 
         await frigate.publish("frigate/available", b"dunno", qos=1)  # malformed: rejected, counted, agent carries on
         await until(lambda: agent.ledger.rejected_total == 1, 10, "the rejection")
-        await clock.advance(60)
+        await clock.run_for(60)
         await until(lambda: len(centre.of("/patrol")) == 2, 10, "the second patrol heartbeat")
         assert centre.of("/patrol")[1].payload["rejected_total"] == 1
         assert centre.of("/patrol")[1].payload["seq"] == 2
         [rejection] = agent.status()["rejections"]
         assert (rejection["adapter"], rejection["code"], rejection["count"]) == ("frigate:frigate", "malformed", 1)
 
-        await clock.advance(50)  # 170 s of silence: not yet
+        await clock.run_for(50)  # 170 s of silence: not yet
         assert len(centre.of("/availability")) == 1
-        await clock.advance(15)  # 185 s > 3 x 60 s
+        await clock.run_for(15)  # 185 s > 3 x 60 s
         await until(lambda: len(centre.of("/availability")) == 2, 10, "the camera offline")
         off = centre.of("/availability")[1].payload
         assert off["state"] == "offline"

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from broker.clock import VirtualClock
 from broker.kinds import Priority
 from broker.process import MosquittoProcess
 from broker.schemas import Telemetry, encode
 from broker.topics import telemetry_topic
 from edge import EdgeAgent, parse_config
-from edge.clock import VirtualClock
 from tests.edge.conftest import edge_config
 from tests.edge.test_store_and_forward import publish_all
 from tests.faults.helpers import GATEWAY, BackendProcess, listening, smoke_id, until, write_fixture_files
@@ -61,7 +61,7 @@ async def test_uplink_outage_at_the_outbox_bound_loses_no_smoke_alarm(tmp_path: 
             await publish_all(lan, items)
             await until(lambda: agent.ledger.lan_messages >= len(items), 60, "the agent to take every LAN message")
             for _ in range(20):  # ten minutes of the agent's timers while cut off
-                await clock.advance(30)
+                await clock.run_for(30)
             stats = agent.outbox.stats()
             assert stats.depth[Priority.LIFE_SAFETY] == SMOKES, "life safety is never evicted"
             assert stats.depth[Priority.TELEMETRY] == BOUND

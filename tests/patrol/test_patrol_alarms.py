@@ -8,11 +8,11 @@ from pathlib import Path
 
 from alerting.lifecycle import AlarmState, Move
 from backend.alarms.service import AlarmService
-from backend.clock import VirtualClock
 from backend.patrol import PATROL_MISSED, PatrolAlarms
 from backend.patrol.book import PatrolMiss, PatrolReturn
 from backend.sites import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from broker.clock import VirtualClock
 
 
 def miss(gateway: str, n: int, at_ms: int) -> PatrolMiss:

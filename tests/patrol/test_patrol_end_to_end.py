@@ -1,6 +1,6 @@
 """Patrol end to end: scheduler → real Mosquitto → real edge agent → Mosquitto → real ingest → PatrolTap → alarm service → store.
 
-The scheduler's time is a manual clock the test moves; the messages are real. The gateway's uplink runs
+The scheduler's time is a virtual clock the test moves; the messages are real. The gateway's uplink runs
 through a TCP proxy the test can cut, like a pulled uplink cable.
 """
 
@@ -21,6 +21,7 @@ from backend.settings import load_settings
 from backend.sites import generate_site_document
 from backend.sites.loader import parse_site_directory
 from backend.store.db import make_engine, sqlite_url
+from broker.clock import VirtualClock
 from broker.embedded import free_port
 from broker.process import MosquittoProcess
 from edge.agent import EdgeAgent
@@ -29,26 +30,6 @@ from tests.waiting import until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 T0 = 1_767_225_600_000
-
-
-class ManualClock:
-    """Moves only when the test says; sleepers wake when it passes their time."""
-
-    def __init__(self, start_ms: int) -> None:
-        self.t = start_ms
-        self._moved = asyncio.Condition()
-
-    def now_ms(self) -> int:
-        return self.t
-
-    async def advance_to(self, t_ms: int) -> None:
-        async with self._moved:
-            self.t = max(self.t, t_ms)
-            self._moved.notify_all()
-
-    async def sleep_until_ms(self, t_ms: int) -> None:
-        async with self._moved:
-            await self._moved.wait_for(lambda: self.t >= t_ms)
 
 
 class UplinkCable:
@@ -99,7 +80,7 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
     central, lan = mosquitto_factory("central"), mosquitto_factory("lan")
     sites = parse_site_directory(json.dumps(generate_site_document(1, grids=1, buildings_per_grid=2), ensure_ascii=False))
     gw = sorted(sites.gateways)[0]
-    clock = ManualClock(T0)
+    clock = VirtualClock(T0)
     service = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sites, clock)
     await service.start()  # the core from the (empty) store; no ticker: the patrol signals are what this test watches
     store = service.store
@@ -128,7 +109,7 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
         assert not sched.returns[0].late
         # t = 100 s: the uplink is cut
         cut_at = T0 + 100_000
-        await clock.advance_to(cut_at)
+        clock.advance(100)
         cable.cut()
         await until(lambda: not agent.uplink.connected.is_set(), what="edge notices the cut")
         # walk the clock forward a minute at a time; the alarm must be in the store within one period of the cut
@@ -136,7 +117,7 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
         t = cut_at
         while alarm_at is None and t < cut_at + 2 * 600_000:
             t += 60_000
-            await clock.advance_to(t)
+            clock.advance(60)
             sched.wake()
             await asyncio.sleep(0.05)  # let the scheduler's task run its step (real I/O to the store)
             alarms = [a for a in await asyncio.to_thread(store.list, open_only=True) if a.alarm_type == PATROL_MISSED]
@@ -152,7 +133,7 @@ async def test_stopping_a_gateways_uplink_fires_its_patrol_alarm_within_one_peri
         await asyncio.sleep(0.5)
         for _ in range(40):
             t += 60_000
-            await clock.advance_to(t)
+            clock.advance(60)
             sched.wake()
             await asyncio.sleep(0.05)
             if not [a for a in await asyncio.to_thread(store.list, open_only=True) if a.alarm_type == PATROL_MISSED]:

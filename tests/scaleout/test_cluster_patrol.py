@@ -32,12 +32,12 @@ import pytest
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
-from backend.clock import VirtualClock
 from backend.patrol import PATROL_MISSED
 from backend.server import Backend, BackendRole
 from backend.settings import load_settings
 from backend.sites import generate_site_document, load_site_directory, write_site_document
 from backend.store.pg_local import LocalPostgres
+from broker.clock import VirtualClock
 from broker.process import MosquittoProcess
 from broker.schemas import GatewayCommand, PatrolHeartbeat, decode_message, encode
 from broker.topics import TopicKind, command_filter, parse_uplink, patrol_topic

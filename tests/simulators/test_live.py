@@ -12,14 +12,22 @@ import aiomqtt
 import pytest
 
 from backend.sites import SiteDirectory
+from broker.clock import ScaledClock, VirtualClock
 from broker.kinds import DeviceKind, EventKind, GatewayState
 from broker.process import MosquittoProcess
 from broker.schemas import DeviceEvent, GatewayStatus, decode_uplink
-from simulators import CommunitySimulator, ScaledClock, SimulationProfile, VirtualClock, publish_event, run_community
+from simulators import CommunitySimulator, SimulationProfile, publish_event, run_community
 
 pytestmark = pytest.mark.mosquitto
 
 GATEWAYS = ["c01-gw-b01", "c01-gw-b02", "c01-gw-b03"]
+
+
+async def generate_all(sim: CommunitySimulator, clock: VirtualClock) -> None:
+    """Walk the virtual clock a step at a time until the simulator has generated its whole duration."""
+    async with asyncio.timeout(30):
+        while not sim.finished.is_set():
+            await clock.run_for(sim.step_s)
 
 
 @dataclass
@@ -72,13 +80,14 @@ async def recording(m: MosquittoProcess, topic: str = "sw/v1/#") -> AsyncIterato
 
 async def test_a_community_publishes_simulated_minutes_and_every_message_arrives(mosquitto: MosquittoProcess, sample_site: SiteDirectory) -> None:
     async with recording(mosquitto) as rec:
+        clock = VirtualClock()
         sim = CommunitySimulator(
-            sample_site, mosquitto.host, mosquitto.port, clock=VirtualClock(), duration_s=300, gateways=GATEWAYS, profile=SimulationProfile.quiet()
+            sample_site, mosquitto.host, mosquitto.port, clock=clock, duration_s=300, gateways=GATEWAYS, profile=SimulationProfile.quiet()
         )
         sim.fleet.smoke_alarm("c01-b02-1-101-smoke", at=sim.fleet.t + 42, duration_s=60, drill=True)
         async with sim:
             assert sim.ready.is_set()
-            await asyncio.wait_for(sim.finished.wait(), 30)
+            await generate_all(sim, clock)
             await sim.drained()
         await rec.wait_for(sim.stats.total)
     assert rec.total == sim.stats.total
@@ -94,9 +103,10 @@ async def test_a_community_publishes_simulated_minutes_and_every_message_arrives
 
 async def test_mixed_dialects_reach_the_broker_on_ecosystem_topics(mosquitto: MosquittoProcess, sample_site: SiteDirectory) -> None:
     async with recording(mosquitto, "#") as rec:
-        sim = CommunitySimulator(sample_site, mosquitto.host, mosquitto.port, clock=VirtualClock(), duration_s=120, gateways=GATEWAYS[:1], dialects="mixed")
+        clock = VirtualClock()
+        sim = CommunitySimulator(sample_site, mosquitto.host, mosquitto.port, clock=clock, duration_s=120, gateways=GATEWAYS[:1], dialects="mixed")
         async with sim:
-            await asyncio.wait_for(sim.finished.wait(), 30)
+            await generate_all(sim, clock)
             await sim.drained()
         await rec.wait_for(sim.stats.total)
     assert rec.other["tele"] > 0  # tasmota

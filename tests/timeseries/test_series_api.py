@@ -11,12 +11,12 @@ import pytest
 
 from backend.api import ApiDeps, create_app
 from backend.api.tokens import TokenSigner
-from backend.clock import VirtualClock
 from backend.ingest.handoff import Reading
 from backend.store.alarms import AlarmStore
 from backend.store.db import make_engine, sqlite_url
 from backend.store.timeseries import SqliteTimeSeries, TagDirectory
 from backend.store.users import UserStore
+from broker.clock import VirtualClock
 from tests.timeseries.conftest import TinySite, tiny_site
 
 MIN = 60_000
