@@ -49,6 +49,23 @@ def test_no_import_runs_back_up_the_house(package: str) -> None:
     assert not bad, f"{package}/ must not import {', '.join(FORBIDDEN[package])}:\n" + "\n".join(bad)
 
 
+# Rooms inside the backend: folder -> the modules (and everything under them) it must never import
+ROOMS_FORBIDDEN = {
+    "backend/store": ("backend.ingest", "backend.api", "backend.escalation"),  # the stores sit below who writes and reads them
+}
+
+
+@pytest.mark.parametrize("room", sorted(ROOMS_FORBIDDEN))
+def test_no_room_imports_the_rooms_above_it(room: str) -> None:
+    forbidden = ROOMS_FORBIDDEN[room]
+    bad = []
+    for path in sorted((REPO / room).rglob("*.py")):
+        for line, module in _imports(path):
+            if any(module == f or module.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(REPO)}:{line}: imports {module}")
+    assert not bad, f"{room}/ must not import {', '.join(forbidden)}:\n" + "\n".join(bad)
+
+
 def test_the_gateway_runs_without_the_centre() -> None:
     """`python -m edge` (what a gateway runs) loads neither the backend, uvicorn, FastAPI nor the simulators."""
     centre = "{'backend','shouwang','simulators','alerting','uvicorn','fastapi','sqlalchemy','matplotlib','psycopg'}"

@@ -5,7 +5,8 @@ Device events, availability changes, gateway status and patrol heartbeats go one
 the moment they are validated and de-duplicated: never queued behind telemetry. A feed that also
 implements `BatchFeed` gets what the uplink lane has queued at that moment in one call, in order. Telemetry is
 flattened into `Reading`s and handed in batches through `on_readings` after it is durable in the
-time-series store, so the rules can also look back at stored windows.
+time-series store, so the rules can also look back at stored windows (`Reading` is the store's type,
+backend/store/timeseries/model.py, re-exported here for the feeds).
 
 A feed that cannot take a message *now* (its alarm store or queue is away: down, full, locked) raises an
 `AlertingUnavailable`: ingest then keeps the message journaled and offers it again, however long the outage
@@ -17,10 +18,10 @@ ingest retries it a bounded number of times, then parks it. The stores raise the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from backend.errors import Unavailable
+from backend.store.timeseries.model import Reading
 from broker.schemas import Uplink
 
 __all__ = ["AlertingFeed", "AlertingUnavailable", "BatchFeed", "Reading"]
@@ -28,17 +29,6 @@ __all__ = ["AlertingFeed", "AlertingUnavailable", "BatchFeed", "Reading"]
 
 class AlertingUnavailable(Unavailable):
     """The alerting side cannot take messages now; nothing of this message was applied. Offer it again later."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    device_id: str
-    gateway_id: str
-    metric: str  # e.g. residual_current_ma, temperature_c, power_w@2
-    value: float
-    source_ts_ms: int
-    received_ms: int
-    drill: bool = False
 
 
 class AlertingFeed(Protocol):

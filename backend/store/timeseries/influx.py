@@ -29,11 +29,11 @@ from influxdb_client.client.write.retry import WritesRetry
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
-from backend.ingest.handoff import Reading
 from backend.settings import TimeSeriesSettings
 from backend.store.timeseries.model import (
     InvalidQuery,
     LatestValue,
+    Reading,
     Resolution,
     SeriesBucket,
     SeriesResult,

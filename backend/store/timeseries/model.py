@@ -24,7 +24,6 @@ from enum import StrEnum
 from typing import Protocol
 
 from backend.errors import BackendError
-from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 
 __all__ = [
@@ -32,6 +31,7 @@ __all__ = [
     "DeviceTags",
     "InvalidQuery",
     "LatestValue",
+    "Reading",
     "Resolution",
     "SeriesBucket",
     "SeriesResult",
@@ -111,6 +111,22 @@ class TagDirectory:
 
     def has_building(self, building_id: str) -> bool:
         return self._sites is not None and building_id in self._sites.buildings
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement to store: a device's metric at the time the device took it (the write's key is device,
+    metric, source_ts_ms). Ingest flattens each telemetry message into these and hands them on to alerting too
+    (backend/ingest/handoff.py); the type lives here, with the store that defines it, so the store needs nothing
+    from ingest."""
+
+    device_id: str
+    gateway_id: str
+    metric: str  # e.g. residual_current_ma, temperature_c, power_w@2
+    value: float
+    source_ts_ms: int
+    received_ms: int
+    drill: bool = False
 
 
 @dataclass(frozen=True, slots=True)

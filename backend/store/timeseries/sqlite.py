@@ -32,13 +32,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from backend.ingest.handoff import Reading
 from backend.store.db import check_sqlite_file
 from backend.store.timeseries.model import (
     HOUR_MS,
     MINUTE_MS,
     InvalidQuery,
     LatestValue,
+    Reading,
     Resolution,
     SeriesBucket,
     SeriesResult,
