@@ -360,7 +360,8 @@ class EscalationService:
                                rung_label=a.rung_label, attempt=a.attempt, drill=a.drill, link=link)
             out.append(Message(key=a.key, alarm_id=a.alarm_id, contact=a.contact, channels=a.channels, text=text, title=title, link=link,
                                drill=a.drill, outside_allowed=a.outside_allowed, reason=a.reason.value, rung=a.rung,
-                               building=f.where.building, severity=f.severity.value, created_ms=now_ms, life_safety=f.life_safety))
+                               building=f.where.building, severity=f.severity.value, created_ms=now_ms, life_safety=f.life_safety,
+                               place=self.place_name(f.where)))
         return out
 
     async def _after(self, outcome: StepOutcome, now_ms: int) -> None:

@@ -58,6 +58,7 @@ class Message:
     severity: str = "major"
     created_ms: int = 0
     life_safety: bool = False  # smoke, fire, SOS: a real one is never held by a rate limiter
+    place: str = ""  # the place in words (building, unit, room): a parameter of the providers' SMS and voice templates
 
 
 class DeliveryStatus(StrEnum):
