@@ -20,14 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
 from backend.alarms.schema import alarm_audit, alarms
-from backend.api.auth import Territory
 from backend.errors import BackendError
 from backend.sites.model import SiteDirectory
+
+if TYPE_CHECKING:  # backend.api imports this module: the territory is only named here
+    from backend.api.auth import Territory
 
 __all__ = ["MAX_PAGE", "BadCursor", "HistoryFilter", "HistoryPage", "HistoryRow", "conditions", "count", "iter_rows", "known_types", "page",
            "parse_cursor", "territory_clause"]

@@ -15,10 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from backend.alarms.schema import alarm_audit, alarms
-from backend.api.console_records import console_acts
 from backend.escalation.store import escalation_log
 
 __all__ = ["AlarmSheet", "RecordEntry", "read_sheet"]
+
+# The console's acts (backend.api.console_records owns the table; backend.api imports this module, so the columns read
+# here are named, not imported).
+console_acts = sa.table("console_acts", *(sa.column(n) for n in ("id", "alarm_id", "at_ms", "actor", "act", "on_behalf_of", "target", "note")))
 
 
 @dataclass(frozen=True, slots=True)

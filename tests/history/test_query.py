@@ -21,7 +21,7 @@ from tests.history.seed import Seed, seed, store_for
 from tests.processes import fresh_database
 
 DAY = 86_400_000
-NOW = 1_796_000_000_000  # 2026-11-29
+NOW = 1_796_000_000_000  # 2026-11-30 08:53 in Beijing
 TYPES = ("smoke", "sos", "comm_lost", "residual_current")
 FALSE = ((30, "acknowledge", "acknowledged"), (90, "mark_false", "false_alarm"))
 REAL = ((20, "acknowledge", "acknowledged"), (200, "finish", "handled"), (400, "verify_close", "closed"))

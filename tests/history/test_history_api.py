@@ -1,0 +1,208 @@
+"""The history API on the real alarm service: a filtered list paged to its end, its CSV and XLSX exports holding exactly
+those rows (opened with csv and openpyxl), one alarm's 处置记录单, every bad request refused with a Chinese reason (English
+on request) and nothing written, and Beijing times with the machine in UTC (or New York)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from backend.alarms.schema import alarm_audit, alarms
+from backend.history.export import HEADERS
+from backend.sites import SiteDirectory
+from tests.api.conftest import ApiRig, make_rig
+from tests.history.seed import Seed, seed, store_for
+from tests.history.test_query import FALSE, NOW, REAL, seeds
+
+
+@pytest.fixture
+async def api(tmp_path: Path, sample_site: SiteDirectory) -> AsyncIterator[ApiRig]:
+    async with make_rig(tmp_path, sample_site) as r:
+        r.clock.advance((NOW - r.clock.now_ms()) / 1000)
+        r.renew_sessions()
+        seed(store_for(r.service.store.engine, sample_site), sample_site, seeds(sample_site))
+        yield r
+
+
+FILTER = {"type": ["smoke", "sos"], "drill": "false", "from": "2026-03-01", "to": "2026-11-20", "grid": "c01-g1"}
+
+
+async def walk(api: ApiRig, who: str, params: dict[str, Any], limit: int = 9) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    after = None
+    while True:
+        r = await api.client.get("/api/history", params={**params, "limit": limit, **({"after": after} if after else {})}, headers=api.auth(who))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        rows += body["alarms"]
+        if not body["next_cursor"]:
+            return rows
+        after = body["next_cursor"]
+
+
+async def test_the_exports_hold_exactly_the_rows_the_filter_shows(api: ApiRig, sample_site: SiteDirectory) -> None:
+    shown = await walk(api, "duty", FILTER)
+    first = (await api.client.get("/api/history", params=FILTER, headers=api.auth("duty"))).json()
+    assert first["total"] == len(shown) > 10
+    assert first["time_zone"] == "Asia/Shanghai"
+    assert {a["alarm_type"] for a in shown} == {"smoke", "sos"}
+    assert {a["grid_name"] for a in shown} == {"第1网格"}
+    assert not any(a["drill"] for a in shown)
+    ids = [a["id"] for a in shown]
+
+    r = await api.client.get("/api/history.csv", params=FILTER, headers=api.auth("duty"))
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    text = r.content.decode("utf-8")
+    assert text.startswith("\ufeff")
+    table = list(csv.reader(io.StringIO(text[1:])))
+    assert tuple(table[0]) == HEADERS
+    assert [row[0] for row in table[1:]] == ids
+    by_id = {a["id"]: a for a in shown}
+    for row in table[1:]:
+        a = by_id[row[0]]
+        assert row[1] == a["raised_local"]
+        assert (row[2], row[3], row[4]) == (a["type_text"], a["severity_text"], a["state_text"])
+        assert row[5] == ("是" if a["false_alarm"] else "否")
+        assert (row[7], row[8], row[9]) == ("幸福里社区", "第1网格", a["building_name"])
+
+    r = await api.client.get("/api/history.xlsx", params=FILTER, headers=api.auth("duty"))
+    assert r.status_code == 200
+    wb = load_workbook(io.BytesIO(r.content), read_only=True)
+    sheet = [tuple("" if v is None else v for v in row) for row in wb.worksheets[0].iter_rows(values_only=True)]
+    assert sheet[0] == HEADERS
+    assert [row[0] for row in sheet[1:]] == ids
+    assert [row[1] for row in sheet[1:]] == [a["raised_local"] for a in shown]
+
+
+async def test_a_grid_worker_exports_only_her_grid(api: ApiRig) -> None:
+    r = await api.client.get("/api/history.csv", headers=api.auth("gw2"))
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8")[1:])))[1:]
+    assert rows
+    assert {row[8] for row in rows} == {"第2网格"}
+    shown = await walk(api, "gw2", {}, limit=50)
+    assert [a["id"] for a in shown] == [row[0] for row in rows]
+
+
+async def test_false_alarm_and_search_filters(api: ApiRig, sample_site: SiteDirectory) -> None:
+    false_ids = {s.id for s in seeds(sample_site) if s.path == FALSE}
+    got = await walk(api, "duty", {"false_alarm": "true"}, limit=100)
+    assert {a["id"] for a in got} == false_ids
+    got = await walk(api, "duty", {"q": "3号楼"}, limit=100)
+    assert {a["building_name"] for a in got} == {"3号楼"}
+
+
+def counts(api: ApiRig) -> tuple[int, int]:
+    with api.service.store.engine.connect() as conn:
+        return (conn.execute(sa.select(sa.func.count()).select_from(alarms)).scalar_one(),
+                conn.execute(sa.select(sa.func.count()).select_from(alarm_audit)).scalar_one())
+
+
+BAD: list[tuple[dict[str, Any], int, str, str]] = [
+    ({"from": "2026-11-20", "to": "2026-11-01"}, 400, "早于开始时间", "before 'from'"),
+    ({"from": "2026-13-01"}, 422, "不是有效的日期", "not a valid date"),
+    ({"from": "2026/11/01"}, 422, "格式不对", "pattern"),
+    ({"from": "1999-12-31"}, 400, "超出范围", "out of range"),
+    ({"to": "2031-01-01"}, 400, "超出范围", "out of range"),
+    ({"from": "2026-12-25"}, 400, "在未来", "in the future"),
+    ({"community": "c99"}, 404, "没有社区 'c99'", "no community 'c99'"),
+    ({"grid": "c09-g1"}, 404, "没有网格", "no grid"),
+    ({"building": "c01-b99"}, 404, "没有楼栋", "no building"),
+    ({"limit": "501"}, 422, "太大", "less than or equal"),
+    ({"after": "not-a-cursor"}, 400, "翻页标记无效", "not a cursor"),
+    ({"type": "Smoke!"}, 422, "告警类型", "alarm type"),
+    ({"state": "burning"}, 422, "state", "state"),
+    ({"q": "a\x01b"}, 422, "q", "q"),
+]
+
+
+async def test_a_bad_request_is_refused_with_a_reason_and_nothing_written(api: ApiRig) -> None:
+    before = counts(api)
+    for params, code, zh, en in BAD:
+        for url in ("/api/history", "/api/history.csv", "/api/history.xlsx"):
+            if ("after" in params or "limit" in params) and url != "/api/history":
+                continue  # paging is the list's alone
+            r = await api.client.get(url, params=params, headers=api.auth("duty"))
+            assert r.status_code == code, f"{url} {params}: {r.status_code} {r.text}"
+            assert zh in r.json()["detail"], r.json()["detail"]
+            r = await api.client.get(url, params=params, headers={**api.auth("duty"), "Accept-Language": "en"})
+            assert en in r.json()["detail"], r.json()["detail"]
+    assert counts(api) == before
+
+
+async def test_a_place_outside_the_territory_is_not_found_like_an_unknown_one(api: ApiRig) -> None:
+    outside = await api.client.get("/api/history", params={"building": "c01-b01"}, headers=api.auth("gw2"))
+    unknown = await api.client.get("/api/history", params={"building": "c01-b99"}, headers=api.auth("gw2"))
+    assert outside.status_code == unknown.status_code == 404
+    assert outside.json()["detail"].replace("c01-b01", "X") == unknown.json()["detail"].replace("c01-b99", "X")
+    r = await api.client.get("/api/history", params={"grid": "c01-g1"}, headers=api.auth("gw2"))
+    assert r.status_code == 404
+
+
+async def test_the_record_page_and_its_xlsx(api: ApiRig, sample_site: SiteDirectory) -> None:
+    s = next(s for s in seeds(sample_site) if s.path == REAL and not s.drill and sample_site.devices[s.device].building == "c01-b06")
+    r = await api.client.get(f"/api/history/{s.id}/record", headers=api.auth("duty"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert "处置记录单" in page
+    assert "6号楼" in page
+    assert "处置完成" in page  # the audit moves, in words
+    assert "复核关闭" in page
+    assert "值班员签字" in page
+    assert "Asia/Shanghai" in page
+    r = await api.client.get(f"/api/history/{s.id}/record.xlsx", headers=api.auth("duty"))
+    wb = load_workbook(io.BytesIO(r.content))
+    cells = [c for row in wb.worksheets[0].iter_rows(values_only=True) for c in row if c is not None]
+    assert "处置记录单" in cells
+    assert "6号楼" in cells
+    assert "处置完成" in cells
+    for who in ("gw1", "leader"):  # grid 1, building 1: 6号楼 is outside
+        r = await api.client.get(f"/api/history/{s.id}/record", headers=api.auth(who))
+        assert r.status_code == 404
+        assert "辖区内没有警报" in r.json()["detail"]
+
+
+@pytest.fixture(params=["UTC", "America/New_York"])
+def machine_zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def test_times_a_person_reads_are_beijing_times_on_a_machine_in_another_zone(api: ApiRig, sample_site: SiteDirectory,
+                                                                                  machine_zone: str) -> None:
+    assert time.strftime("%Z") in ("UTC", "EST", "EDT"), machine_zone
+    when = 1_795_883_400_000  # 2026-11-28T16:30:00Z = 2026-11-29 00:30 in Beijing
+    dev = next(d.id for d in sample_site.devices_by_building["c01-b40"] if d.kind.value == "smoke")
+    seed(store_for(api.service.store.engine, sample_site), sample_site, [Seed("bj1", "smoke", dev, when)])
+    body = (await api.client.get("/api/history", params={"building": "c01-b40"}, headers=api.auth("duty"))).json()
+    assert body["alarms"][0]["raised_local"] == "2026-11-29 00:30:00"
+    assert body["utc_offset_min"] == 480
+    # a date filter is a Beijing day: 29 November there begins at 16:00 UTC on the 28th
+    got = (await api.client.get("/api/history", params={"building": "c01-b40", "from": "2026-11-29"}, headers=api.auth("duty"))).json()
+    assert [a["id"] for a in got["alarms"]] == ["bj1"]
+    got = (await api.client.get("/api/history", params={"building": "c01-b40", "to": "2026-11-28"}, headers=api.auth("duty"))).json()
+    assert got["alarms"] == []
+    r = await api.client.get("/api/history.csv", params={"building": "c01-b40"}, headers=api.auth("duty"))
+    assert list(csv.reader(io.StringIO(r.content.decode()[1:])))[1][1] == "2026-11-29 00:30:00"
+    r = await api.client.get("/api/history/bj1/record", headers=api.auth("duty"))
+    assert "2026-11-29 00:30:00" in r.text
+
+
+async def test_without_a_login_nothing_is_shown(api: ApiRig) -> None:
+    for url in ("/api/history", "/api/history.csv", "/api/history.xlsx", "/api/history/a001/record", "/api/history/a001/record.xlsx"):
+        r = await api.client.get(url)
+        assert r.status_code == 401
+        assert "登录" in r.json()["detail"]
