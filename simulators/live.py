@@ -5,7 +5,7 @@ How this works:
     ├─ task "sim-gateway-{id}", one per gateway: a GatewayLink holding one aiomqtt connection that speaks as
     │  that gateway. It connects with a Last Will (retained GatewayStatus offline), publishes its retained
     │  GatewayStatus online, then publishes whatever the generator queues for it; on a lost connection it
-    │  reconnects with backoff, keeping its queue (a gateway buffers while its uplink is down).
+    │  reconnects (broker.connection: jittered backoff) keeping its queue (a gateway buffers while its uplink is down).
     └─ task "sim-generator": advances the Fleet in fixed steps of simulated time, sleeping on the injected
        clock until each step's end, encodes the step and hands each message to its gateway's link. With
        `demo` (DemoEvents, what `shouwang run` does by default) it first injects each demo round that is due,
@@ -30,10 +30,9 @@ import itertools
 import logging
 import random
 import secrets
-import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +42,7 @@ import aiomqtt
 
 from backend.sites.model import Device, SiteDirectory
 from broker.clock import Clock, ScaledClock
+from broker.connection import Backoff, Link, ReconnectingClient
 from broker.errors import MessageRejected
 from broker.kinds import DeviceKind, EventKind, GatewayState
 from broker.schemas import DeviceEvent, GatewayCommand, decode_message, encode
@@ -185,6 +185,10 @@ class DemoRounds:
             log.info("demo round %d injected (docs/simulators.md; simulate.demo_events = false turns it off)", k + 1)
 
 
+# A simulated gateway comes back as a real one would (edge/config.py's uplink defaults, a shorter ceiling: a test waits)
+LINK_BACKOFF = Backoff(initial_s=0.5, maximum_s=10.0, jitter=0.5)
+
+
 class GatewayLink:
     """One MQTT connection speaking as one gateway."""
 
@@ -202,7 +206,7 @@ class GatewayLink:
         username: str | None = None,
         password: str | None = None,
         queue_size: int = 10_000,
-        reconnect_s: tuple[float, float] = (0.5, 10.0),
+        backoff: Backoff = LINK_BACKOFF,
         farewell: bool = True,
     ) -> None:
         self.gateway = gateway
@@ -212,11 +216,11 @@ class GatewayLink:
         self._patrol_answers = 0
         self._client_id, self._birth = client_id, birth
         self._username, self._password = username, password
-        self._reconnect_s = reconnect_s
+        self._backoff = backoff
         self.queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=queue_size)
         self.connected = asyncio.Event()
         self.closed = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._mqtt: ReconnectingClient | None = None
         self._cut_until = -1.0
 
     async def offer(self, out: Outgoing) -> None:
@@ -238,60 +242,48 @@ class GatewayLink:
         """Drop the connection without a DISCONNECT (the broker publishes the Last Will) and stay away until
         simulated time `until`, buffering meanwhile, like a gateway whose uplink cable was pulled."""
         self._cut_until = until
-        client = self._client
-        if client is not None:
-            sock = client._client.socket()
-            if isinstance(sock, socket.socket):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        if self._mqtt is not None:
+            self._mqtt.abort()
 
     async def run(self) -> None:
-        backoff = self._reconnect_s[0]
-        while not self.closed.is_set():
-            if self._clock.now_ms() / 1000 < self._cut_until:
-                await self._clock.sleep_until_ms(round(self._cut_until * 1000))
-            try:
-                await self._session()
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                self._client = None
-                self._stats.reconnects += 1
-                log.debug("gateway %s: %s; reconnecting in %.1f s", self.gateway, exc, backoff)
-                await asyncio.sleep(backoff)  # real-time retry pacing against a real broker
-                backoff = min(backoff * 2, self._reconnect_s[1])
-            else:
-                return
+        self._mqtt = ReconnectingClient(
+            self.host, self.port, identifier=self._client_id, username=self._username, password=self._password, backoff=self._backoff,
+            name=f"sim-gateway-{self.gateway}", will=self._will, keepalive_s=30,  # TCP_NODELAY: docs/measured.md, Nagle costs ~9 ms a hop
+            subscriptions=[(str(command_filter(self.gateway)), 1)], before_connect=self._stay_away_while_cut, on_connect=self._say_online,
+            session=self._session, on_lost=self._lost,
+        )
+        await self._mqtt.run()  # returns once the session has said farewell
 
-    async def _session(self) -> None:
+    async def _stay_away_while_cut(self) -> None:
+        if self._clock.now_ms() / 1000 < self._cut_until:
+            await self._clock.sleep_until_ms(round(self._cut_until * 1000))
+
+    def _will(self) -> aiomqtt.Will:
+        will = self._encoder.gateway_status(self.gateway, self._clock.now_ms() / 1000, GatewayState.OFFLINE)
+        return aiomqtt.Will(will.topic, will.payload, qos=1, retain=True)
+
+    def _lost(self, errors: Sequence[BaseException]) -> None:
+        self.connected.clear()
+        self._stats.reconnects += 1
+        log.debug("gateway %s: %s; reconnecting", self.gateway, "; ".join(map(str, errors)))
+
+    async def _say_online(self, link: Link) -> None:
         now = self._clock.now_ms() / 1000
-        will = self._encoder.gateway_status(self.gateway, now, GatewayState.OFFLINE)
-        async with aiomqtt.Client(
-            self.host,
-            self.port,
-            identifier=self._client_id,
-            username=self._username,
-            password=self._password,
-            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
-            keepalive=30,
-        ) as client:
-            sock = client._client.socket()
-            if isinstance(sock, socket.socket):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # docs/measured.md: Nagle costs ~9 ms a hop
-            self._client = client
-            for out in [self._encoder.gateway_status(self.gateway, now, GatewayState.ONLINE), *self._birth(now)]:
-                await client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
-                self._stats.sent[out.label] += 1
-            await client.subscribe(str(command_filter(self.gateway)), qos=1)
-            self.connected.set()
-            commands = asyncio.create_task(self._answer_commands(client), name=f"sim-commands-{self.gateway}")
-            try:
-                await self._publish_queued(client)
-            finally:
-                commands.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await commands
+        for out in [self._encoder.gateway_status(self.gateway, now, GatewayState.ONLINE), *self._birth(now)]:
+            await link.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+            self._stats.sent[out.label] += 1
 
-    async def _answer_commands(self, client: aiomqtt.Client) -> None:
+    async def _session(self, link: Link) -> None:
+        self.connected.set()
+        commands = asyncio.create_task(self._answer_commands(link), name=f"sim-commands-{self.gateway}")
+        try:
+            await self._publish_queued(link)
+        finally:
+            commands.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await commands
+
+    async def _answer_commands(self, client: Link) -> None:
         """Answer the centre's patrol command as a real edge agent does: a PatrolHeartbeat with its patrol id."""
         with contextlib.suppress(aiomqtt.MqttError):  # the connection dropped: the session loop reconnects
             async for message in client.messages:
@@ -310,7 +302,7 @@ class GatewayLink:
                     except asyncio.QueueFull:  # the centre will see the patrol missed, which is the truth
                         log.warning("gateway %s: queue full, patrol %s not answered", self.gateway, command.cmd_id)
 
-    async def _publish_queued(self, client: aiomqtt.Client) -> None:
+    async def _publish_queued(self, client: Link) -> None:
         while True:
             item = await self.queue.get()
             try:
