@@ -97,6 +97,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "cap.acknowledge_for_others": ("代他人确认", "acknowledge for others"), "cap.verify": ("核实", "verify"), "cap.dispatch": ("派遣", "dispatch"),
     "cap.close": ("关闭警报", "close"), "cap.silence": ("维护静默", "silence"), "cap.view_vulnerable": ("查看重点人员信息", "view vulnerable"),
     "cap.view_health": ("查看设备健康", "view health"), "cap.view_system": ("查看系统状态", "view system"), "cap.manage_users": ("管理账号", "manage users"),
+    "cap.keep_watch": ("值班交接", "keep watch"),
     "via.holder": ("当班", "on shift"), "via.deputy": ("代班", "deputy"), "via.vacant": ("空缺", "vacant"),
     "rung.console": ("值班台", "duty console"), "actor.system": ("系统", "system"),
     # the outcome of a console action

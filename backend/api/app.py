@@ -27,6 +27,7 @@ from backend.api.auth import Auth, Capability, LoginPolicy, Principal
 from backend.api.console_admin import admin_router
 from backend.api.console_alarms import alarms_router
 from backend.api.console_duty import duty_router, duty_service
+from backend.api.console_duty import duty_router, duty_service
 from backend.api.console_history import history_router
 from backend.api.console_maintenance import maintenance_router
 from backend.api.console_records import ConsoleRecords
@@ -149,6 +150,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
     app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
     app.include_router(maintenance_router(deps, auth), responses=ERRORS)  # issue 15: maintenance windows as records
+    duty = app.state.duty = duty_service(deps)  # issue 17: rosters the ladder reads, shifts, handovers, the one audit view
+    if duty is not None:
+        app.include_router(duty_router(deps, auth, duty), responses=ERRORS)
     app.include_router(history_router(deps, auth), responses=ERRORS)  # issue 17: every alarm kept, filtered, exported; 处置记录单
     app.include_router(reports_router(deps, auth), responses=ERRORS)  # issue 17: the street office's monthly report (统计报表)
     duty = app.state.duty = duty_service(deps)  # issue 17: rosters the ladder reads, shifts, handovers, the one audit view

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from backend.api.auth import Auth, Capability, Principal
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS
+from backend.duty.store import AuditRow, DutyStore
 from backend.store.users import ApiToken, LoginAudit, User, UserExists, UserRole
 
 __all__ = ["admin_router"]
@@ -83,6 +84,10 @@ def admin_router(deps: ApiDeps, auth: Auth) -> APIRouter:
     router = APIRouter(prefix="/api/admin", tags=["admin"], responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)})
     admin = auth.require(Capability.MANAGE_USERS)
     sites = deps.sites
+    admin_log = DutyStore(deps.users.engine)  # issue 17: admin actions appear in the one audit view (backend/duty/audit.py)
+
+    async def logged(actor: str, action: str, subject: str, detail: str) -> None:
+        await asyncio.to_thread(admin_log.audit, AuditRow(deps.clock.now_ms(), actor, "admin", action, subject, None, detail))
 
     def check_scope(body: UserIn) -> None:
         if sites is None:
@@ -100,12 +105,13 @@ def admin_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         return [_user(u) for u in await asyncio.to_thread(deps.users.all)]
 
     @router.post("/users", status_code=201, summary="Create a login (a person with a password, or a machine user without one)")
-    async def add_user(_: Annotated[Principal, Depends(admin)], body: UserIn) -> UserOut:
+    async def add_user(p: Annotated[Principal, Depends(admin)], body: UserIn) -> UserOut:
         check_scope(body)
         try:
             u = await auth.logins.hashing(deps.users.add, body.username, body.password, body.role.value, body.display_name, body.scope)
         except UserExists as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+        await logged(p.username, "user_add", u.username, f"新建账号 {u.username}（{u.role}，范围 {u.scope or '全部'}）")
         return _user(u)
 
     @router.get("/login-audit", summary="The login audit, newest first: password checks and throttled refusals (who, which address, when)")
@@ -118,18 +124,20 @@ def admin_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         return [_token(t) for t in await asyncio.to_thread(deps.users.tokens)]
 
     @router.post("/tokens", status_code=201, summary="Issue an API token for a user; the secret is in the answer, once")
-    async def issue(_: Annotated[Principal, Depends(admin)], body: TokenIn) -> TokenOut:
+    async def issue(p: Annotated[Principal, Depends(admin)], body: TokenIn) -> TokenOut:
         if await asyncio.to_thread(deps.users.get, body.username) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {body.username!r}; create the machine user first (POST /api/admin/users)")
         now = deps.clock.now_ms()
         expires = now + body.ttl_days * 86_400_000 if body.ttl_days else None
         t, secret = await asyncio.to_thread(deps.users.issue_token, body.username, body.name, now, expires)
+        await logged(p.username, "token_issue", t.id, f"为 {body.username} 签发接口令牌「{body.name}」")
         return _token(t, secret)
 
     @router.delete("/tokens/{token_id}", summary="Revoke an API token")
-    async def revoke(_: Annotated[Principal, Depends(admin)], token_id: Annotated[str, Path(min_length=1, max_length=16)]) -> dict[str, Any]:
+    async def revoke(p: Annotated[Principal, Depends(admin)], token_id: Annotated[str, Path(min_length=1, max_length=16)]) -> dict[str, Any]:
         if not await asyncio.to_thread(deps.users.revoke_token, token_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no API token {token_id!r}; list them with GET /api/admin/tokens")
+        await logged(p.username, "token_revoke", token_id, f"吊销接口令牌 {token_id}")
         return {"revoked": token_id}
 
     return router

@@ -46,14 +46,17 @@ from starlette.routing import Mount
 
 from backend.alarms.service import AlarmService
 from backend.api.app import create_app
+from backend.api.auth import Territory
 from backend.api.console_records import ConsoleRecords, console_acts
 from backend.api.console_workorders import service_of
 from backend.api.deps import ApiDeps
 from backend.api.responses import OneTapLinks
 from backend.api.tokens import TokenSigner
+from backend.duty import DutyService, OverrideRequest
 from backend.feed import LiveFeed
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
+from backend.sites.roster import OverrideKind
 from backend.store.db import make_engine, sqlite_url
 from backend.store.timeseries import SqliteTimeSeries, TagDirectory
 from backend.store.users import UserRole, UserStore
@@ -115,6 +118,19 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/api/workorders/{order_id}/moves"): (LOGIN, FIELD, NOT_FOUND, 200),  # the matrix sends `start`; assign/close need more (tests/workorders)
     ("POST", "/api/workorders/{order_id}/photos"): (LOGIN, FIELD, NOT_FOUND, 201),
     ("GET", "/api/workorders/{order_id}/photos/{photo_id}"): (LOGIN, FIELD, NOT_FOUND, 200),
+    ("GET", "/api/duty/now"): (LOGIN, EVERYONE, NO, 200),  # duty (issue 17): who is on duty now, GB 25506's two per shift
+    ("GET", "/api/duty/roster"): (LOGIN, EVERYONE, FILTERED, 200),  # who holds each rung's seat now
+    ("GET", "/api/duty/roster/overrides"): (LOGIN, EVERYONE, NO, 200),
+    ("POST", "/api/duty/roster/overrides"): (LOGIN, CLOSERS, NO, 201),  # changing who goes is dispatching; the body names the people
+    ("POST", "/api/duty/roster/overrides/{override_id}/cancel"): (LOGIN, CLOSERS, NOT_FOUND, 200),
+    ("POST", "/api/duty/shifts/start"): (LOGIN, OFFICE, NO, 201),  # keeping watch in the command room
+    ("POST", "/api/duty/shifts/end"): (LOGIN, OFFICE, NO, 200),
+    ("GET", "/api/duty/handover/draft"): (LOGIN, OFFICE, NO, 200),
+    ("POST", "/api/duty/handovers"): (LOGIN, OFFICE, NO, 201),
+    ("GET", "/api/duty/handovers"): (LOGIN, OFFICE, NO, 200),
+    ("GET", "/api/duty/handovers/{handover_id}"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("POST", "/api/duty/handovers/{handover_id}/accept"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("GET", "/api/duty/audit"): (LOGIN, OFFICE, NO, 200),
     ("POST", "/api/console/mute"): (LOGIN, EVERYONE, NO, 200),  # anyone whose console sounds may mute it for a while; audited
     ("GET", "/api/site/map"): (LOGIN, EVERYONE, FILTERED, 200),
     ("GET", "/api/buildings/{building_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
@@ -446,6 +462,98 @@ async def list_orders(m: Matrix, _acting: bool) -> Call:
     return Call("/api/workorders")
 
 
+def duty_of(m: Matrix) -> DutyService:
+    svc = m.app.state.duty
+    assert isinstance(svc, DutyService)
+    return svc
+
+
+_SHARED_DUTY: dict[tuple[int, str], str] = {}  # (rig, what) -> the override / handover refused and outside callers aim at
+
+
+async def home_override(m: Matrix, acting: bool) -> str:
+    """A sick leave of HOME's grid worker: a fresh one for an acting caller, else the shared one."""
+    if not acting and (id(m), "override") in _SHARED_DUTY:
+        return _SHARED_DUTY[id(m), "override"]
+    now = m.api.clock.now_ms()
+    req = OverrideRequest(OverrideKind.SICK, now, now + 3600_000, "matrix", responder="c01-g1-w1")
+    rec = await asyncio.to_thread(duty_of(m).add_override, req, "admin", Territory("all", None, None, None))
+    if not acting:
+        _SHARED_DUTY[id(m), "override"] = rec.override.id
+    return rec.override.id
+
+
+async def home_handover(m: Matrix, acting: bool) -> str:
+    """A handover of c01 written by an officer none of the matrix's logins is: fresh for an acting caller, else shared."""
+    if not acting and (id(m), "handover") in _SHARED_DUTY:
+        return _SHARED_DUTY[id(m), "handover"]
+    duty = duty_of(m)
+    snap = await duty.snapshot("c01", None, [], None)
+    rec = await asyncio.to_thread(duty.write_handover, "c01", "night-officer", "matrix", snap)
+    if not acting:
+        _SHARED_DUTY[id(m), "handover"] = rec.id
+    return rec.id
+
+
+async def new_override(m: Matrix, _acting: bool) -> Call:
+    async def count() -> object:
+        return len(duty_of(m).store.overrides())
+
+    return Call("/api/duty/roster/overrides", {"kind": "leave", "responder": "c01-g1-w1", "minutes": 60, "reason": "matrix"}, effect=count)
+
+
+async def cancel_override(m: Matrix, acting: bool) -> Call:
+    oid = await home_override(m, acting)
+
+    async def cancelled() -> object:
+        rec = duty_of(m).store.get_override(oid)
+        assert rec is not None
+        return rec.cancelled_ms
+
+    return Call(f"/api/duty/roster/overrides/{oid}/cancel", {"reason": "matrix"}, key=oid, effect=cancelled)
+
+
+def shift(action: str) -> Builder:
+    """Start a shift (the office's logins first end theirs) or end one (they first start one)."""
+
+    async def build(m: Matrix, _acting: bool) -> Call:
+        duty = duty_of(m)
+        for name in ("admin", "duty"):
+            on = duty.store.open_shift(name) is not None
+            if action == "start" and on:
+                await asyncio.to_thread(duty.end_shift, name, name)
+            if action == "end" and not on:
+                await asyncio.to_thread(duty.start_shift, name, name, "c01")
+
+        async def open_shifts() -> object:
+            return sorted(s.username for s in duty.store.open_shifts())
+
+        return Call(f"/api/duty/shifts/{action}", {} if action == "start" else None, effect=open_shifts)
+
+    return build
+
+
+async def new_handover(m: Matrix, _acting: bool) -> Call:
+    async def count() -> object:
+        return len(duty_of(m).store.handovers())
+
+    return Call("/api/duty/handovers", {"notes": "matrix"}, effect=count)
+
+
+def on_handover(action: str) -> Builder:
+    async def build(m: Matrix, acting: bool) -> Call:
+        hid = await home_handover(m, acting and action != "")
+
+        async def accepted() -> object:
+            h = duty_of(m).store.get_handover(hid)
+            assert h is not None
+            return h.accepted_by
+
+        return Call(f"/api/duty/handovers/{hid}{action}", {"objections": ""} if action else None, key=hid, effect=accepted if action else None)
+
+    return build
+
+
 async def answer_page(m: Matrix, _acting: bool) -> Call:
     return Call("/r/{link}", link_alarm=m.sentinel)
 
@@ -494,6 +602,19 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("GET", "/api/buildings/{building_id}/latest"): at("/api/buildings/{building}/latest"),
     ("GET", "/api/escalation/misses"): at("/api/escalation/misses"),
     ("GET", "/api/escalation/{alarm_id}"): at("/api/escalation/{alarm}"),
+    ("GET", "/api/duty/now"): at("/api/duty/now"),
+    ("GET", "/api/duty/roster"): at("/api/duty/roster"),
+    ("GET", "/api/duty/roster/overrides"): at("/api/duty/roster/overrides"),
+    ("POST", "/api/duty/roster/overrides"): new_override,
+    ("POST", "/api/duty/roster/overrides/{override_id}/cancel"): cancel_override,
+    ("POST", "/api/duty/shifts/start"): shift("start"),
+    ("POST", "/api/duty/shifts/end"): shift("end"),
+    ("GET", "/api/duty/handover/draft"): at("/api/duty/handover/draft"),
+    ("POST", "/api/duty/handovers"): new_handover,
+    ("GET", "/api/duty/handovers"): at("/api/duty/handovers"),
+    ("GET", "/api/duty/handovers/{handover_id}"): on_handover(""),
+    ("POST", "/api/duty/handovers/{handover_id}/accept"): on_handover("/accept"),
+    ("GET", "/api/duty/audit"): at("/api/duty/audit"),
     ("GET", "/r/{token}"): answer_page,
     ("POST", "/r/{token}/{response}"): answer("/r/{link}/acknowledge"),
     ("POST", "/api/responses/{token}"): answer("/api/responses/{link}", {"response": "acknowledge", "note": "coming"}),
@@ -681,6 +802,8 @@ def shows_home(route: tuple[str, str], body: Any) -> bool:
         return any(w["building_id"] == HOME for w in body["windows"])
     if route == ("GET", "/api/workorders"):
         return any(o["building_id"] == HOME for o in body["orders"])
+    if route == ("GET", "/api/duty/roster"):
+        return any(r["seat"] == "building_leader" and r["scope"] == HOME for r in body["seats"])
     raise AssertionError(f"no check for {route}")
 
 
