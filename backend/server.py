@@ -54,6 +54,7 @@ from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.users import UserStore
 from backend.stream import CentreStream
+from backend.workorders import running_work_orders
 from broker.clock import Clock, SystemClock
 
 __all__ = ["Backend", "BackendRole"]
@@ -167,10 +168,12 @@ class Backend:
         self.ingest = await self._stack.enter_async_context(
             IngestService(s, self.sites, self.broker_host, self.broker_port, feed=feed, clock=self.clock)
         )
+        self.workorders = await self._stack.enter_async_context(running_work_orders(  # issue 17: hazard work orders, their overdue watch
+            s, self.db, self.sites, self.clock, alarms=self.alarm_service.store, roster=self.escalation.roster))
         return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self._ingest_stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
-            escalation=self.escalation.service, stream=self.stream, feed=self.feed, extras={"one_tap": one_tap, "api": s.api},
+            escalation=self.escalation.service, stream=self.stream, feed=self.feed, extras={"one_tap": one_tap, "api": s.api, "workorders": self.workorders},
         )
 
     async def _start_cluster(self, data_dir: Path) -> ApiDeps:
@@ -213,10 +216,12 @@ class Backend:
             return {"role": "cluster", "name": self.name, "rules_leader": seat.leader, "rules_terms": seat.terms, **seat.stats,
                     "loop": self.loopwatch.snapshot()}
 
+        self.workorders = await self._stack.enter_async_context(running_work_orders(  # issue 17: each backend checks; the version column escalates once
+            s, self.db, self.sites, self.clock, alarms=self.alarm_store, roster=self.escalation.roster))
         return ApiDeps(
             alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
             sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, stream=self.stream, feed=self.feed,
-            extras={"one_tap": one_tap, "api": s.api},
+            extras={"one_tap": one_tap, "api": s.api, "workorders": self.workorders},
         )
 
     @contextlib.contextmanager
