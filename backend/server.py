@@ -156,7 +156,8 @@ class Backend:
         self.alarm_service = AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days,
                                                     maintenance=MaintenanceSettings.of(s.maintenance), stream=self.stream)
         self.escalation = await self._stack.enter_async_context(
-            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, stream=self.stream, publish=self.publisher.publish, links=one_tap.link)
+            EscalationRuntime(s.escalation, self.db, self.sites, self.clock, stream=self.stream, publish=self.publisher.publish, links=one_tap.link,
+                              notify=s.notify)
         )
         self.feed = await self._stack.enter_async_context(LiveFeed(self.clock, stream=self.stream, store=self.alarm_service.store, sites=self.sites))
         core = await self._stack.enter_async_context(
@@ -173,7 +174,8 @@ class Backend:
         return ApiDeps(
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self._ingest_stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
-            escalation=self.escalation.service, stream=self.stream, feed=self.feed, extras={"one_tap": one_tap, "api": s.api, "workorders": self.workorders},
+            escalation=self.escalation.service, stream=self.stream, feed=self.feed,
+            extras={"one_tap": one_tap, "api": s.api, "workorders": self.workorders, "notify": s.notify},
         )
 
     async def _start_cluster(self, data_dir: Path) -> ApiDeps:
@@ -194,7 +196,7 @@ class Backend:
         self._stack.callback(self.moves.close)
         self.escalation = await self._stack.enter_async_context(
             EscalationRuntime(s.escalation, self.db, self.sites, self.clock, stream=self.stream, publish=self.publisher.publish,
-                              links=one_tap.link, worker_id=self.name)
+                              links=one_tap.link, worker_id=self.name, notify=s.notify)
         )
         # The leader also runs patrol (巡检) for its term, sending the commands through this backend's publisher.
         self.seat = await self._stack.enter_async_context(RulesSeat(
@@ -221,7 +223,7 @@ class Backend:
         return ApiDeps(
             alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
             sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, stream=self.stream, feed=self.feed,
-            extras={"one_tap": one_tap, "api": s.api, "workorders": self.workorders},
+            extras={"one_tap": one_tap, "api": s.api, "workorders": self.workorders, "notify": s.notify},
         )
 
     @contextlib.contextmanager

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from backend.escalation.settings import EscalationSettings
+from backend.notify.settings import NotifySettings
 from broker.connection import Backoff
 
 __all__ = ["AlertingSettings", "ApiSettings", "BrokerSettings", "IngestSettings", "MaintenanceConfig", "OpsSettings", "PatrolConfig",
@@ -357,6 +358,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     simulate: SimulateSettings = SimulateSettings()
     escalation: EscalationSettings = EscalationSettings()
+    notify: NotifySettings = NotifySettings()
     patrol: PatrolConfig = PatrolConfig()
     relay: RelaySettings = RelaySettings()
     runtime: RuntimeSettings = RuntimeSettings()

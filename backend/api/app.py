@@ -27,7 +27,6 @@ from backend.api.auth import Auth, Capability, LoginPolicy, Principal
 from backend.api.console_admin import admin_router
 from backend.api.console_alarms import alarms_router
 from backend.api.console_duty import duty_router, duty_service
-from backend.api.console_duty import duty_router, duty_service
 from backend.api.console_history import history_router
 from backend.api.console_maintenance import maintenance_router
 from backend.api.console_records import ConsoleRecords
@@ -38,6 +37,7 @@ from backend.api.deps import AlarmMoves, ApiDeps, Unowned
 from backend.api.errors import ERRORS, install
 from backend.api.feed import feed_router
 from backend.api.health import health_router
+from backend.api.notify_links import notify_links_router
 from backend.api.responses import responses_router
 from backend.api.series import series_router
 from backend.feed import LiveFeed
@@ -150,15 +150,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
     app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
     app.include_router(maintenance_router(deps, auth), responses=ERRORS)  # issue 15: maintenance windows as records
-    duty = app.state.duty = duty_service(deps)  # issue 17: rosters the ladder reads, shifts, handovers, the one audit view
-    if duty is not None:
-        app.include_router(duty_router(deps, auth, duty), responses=ERRORS)
     app.include_router(history_router(deps, auth), responses=ERRORS)  # issue 17: every alarm kept, filtered, exported; 处置记录单
     app.include_router(reports_router(deps, auth), responses=ERRORS)  # issue 17: the street office's monthly report (统计报表)
     duty = app.state.duty = duty_service(deps)  # issue 17: rosters the ladder reads, shifts, handovers, the one audit view
     if duty is not None:
         app.include_router(duty_router(deps, auth, duty), responses=ERRORS)
     app.include_router(workorders_router(deps, auth), responses=ERRORS)  # issue 17: hazard work orders (隐患整改)
+    app.include_router(notify_links_router(deps), responses=ERRORS)  # issue 18: SMS short links, voice keypress receipts
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -32,8 +32,10 @@ from backend.escalation.store import EscalationStore
 from backend.notify.channel import Channel, Receipt
 from backend.notify.dispatch import Dispatcher, RetryPolicy
 from backend.notify.mqtt import MqttNoticeChannel, Publish
+from backend.notify.providers import provider_channels
 from backend.notify.ratelimit import RateLimiter
 from backend.notify.receipts import ReceiptStore
+from backend.notify.settings import NotifySettings
 from backend.notify.webhook import WebhookChannel
 from backend.sites.model import SiteDirectory
 from backend.sites.roster import SiteRoster
@@ -67,7 +69,9 @@ class EscalationRuntime:
         stream: CentreStream | None = None, publish: Publish | None = None, links: LinkMaker | None = None,
         on_step: Callable[[StepReport], None] | None = None,
         worker_id: str = "backend", sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        notify: NotifySettings | None = None,
     ) -> None:
+        self.notify = notify  # the providers' channels (issue 18), laid over the generic webhooks
         self.settings = settings
         self.engine = engine
         self.directory = directory
@@ -99,7 +103,7 @@ class EscalationRuntime:
             await asyncio.to_thread(self.receipts.record, r)
 
         dispatcher = Dispatcher(
-            build_channels(s, self._http, self.publish), self.stream, self.clock, sleep=self.sleep,
+            {**build_channels(s, self._http, self.publish), **self._providers()}, self.stream, self.clock, sleep=self.sleep,
             retry=RetryPolicy(s.retry_attempts, s.retry_base_s, 2.0, s.retry_max_s), limiter=RateLimiter(s.rate_limit, s.rate_window_s),
             record=record,
         )
@@ -113,6 +117,18 @@ class EscalationRuntime:
             await self._http.aclose()
             raise
         return self
+
+    def _providers(self) -> dict[str, Channel]:
+        """The providers' channels of the `notify` settings (backend.notify.providers); none without them."""
+        if self.notify is None or self._http is None:
+            return {}
+        d = self.directory
+
+        def community_of(building: str | None) -> str | None:
+            return d.community_of_building(building) if building and building in d.buildings else None
+
+        return provider_channels(self.notify, self._http, self.clock, engine=self.engine, link_base_url=self.settings.link_base_url,
+                                 link_ttl_s=self.settings.link_ttl_s, community_of=community_of)
 
     def place_name(self, where: object) -> str:
         from alerting.ladder import Where

@@ -60,3 +60,12 @@ class ReceiptStore:
             rows = conn.execute(sa.select(receipts).where(receipts.c.alarm_id == alarm_id).order_by(receipts.c.at_ms, receipts.c.key))
             return [Receipt(r.key, r.alarm_id, r.contact, r.channel, DeliveryStatus(r.status), r.attempts, r.at_ms, r.provider_ref, r.error, r.drill,
                             r.delayed_ms) for r in rows]
+
+    def by_provider_ref(self, channel: str, ref: str) -> Receipt | None:
+        """The receipt of the notice a provider knows by `ref` (a voice call's CallId, an SMS's BizId)."""
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(receipts).where(receipts.c.channel == channel, receipts.c.provider_ref == ref).limit(1)).first()
+        if r is None:
+            return None
+        return Receipt(r.key, r.alarm_id, r.contact, r.channel, DeliveryStatus(r.status), r.attempts, r.at_ms, r.provider_ref, r.error, r.drill,
+                       r.delayed_ms)

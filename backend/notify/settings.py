@@ -7,7 +7,7 @@ repository. Unset providers leave the generic webhooks of the `escalation` secti
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -24,11 +24,10 @@ class SmsTemplateConfig(BaseModel):
     params: list[str] = Field(description="The parameters in the template's order (Tencent's TemplateParamSet is positional).")
 
 
-DEFAULT_SMS_TEMPLATES = {
-    "page": SmsTemplateConfig(code="", text="${severity}${title}，${place}。${action}：${link}",
-                              params=["severity", "title", "place", "action", "link"]),
-    "drill": SmsTemplateConfig(code="", text="演练：${title}，${place}。${action}：${link}", params=["title", "place", "action", "link"]),
-    "storm": SmsTemplateConfig(code="", text="${minutes}分钟内另有${count}条报警通知未逐条发送，请查看值班台。", params=["minutes", "count"]),
+DEFAULT_SMS_TEMPLATES: dict[str, dict[str, Any]] = {  # the texts to have approved; the codes are the provider's answer
+    "page": {"code": "", "text": "${severity}${title}，${place}。${action}：${link}", "params": ["severity", "title", "place", "action", "link"]},
+    "drill": {"code": "", "text": "演练：${title}，${place}。${action}：${link}", "params": ["title", "place", "action", "link"]},
+    "storm": {"code": "", "text": "${minutes}分钟内另有${count}条报警通知未逐条发送，请查看值班台。", "params": ["minutes", "count"]},
 }
 
 
@@ -44,7 +43,7 @@ class NotifySettings(BaseModel):
     provider_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one call to a provider's API.")
     sms_sign_name: str = Field(default="守望", description="The approved SMS signature (SignName), shown as 【…】 before the text.")
     sms_templates: dict[str, SmsTemplateConfig] = Field(
-        default_factory=lambda: dict(DEFAULT_SMS_TEMPLATES),
+        default=DEFAULT_SMS_TEMPLATES, validate_default=True,
         description="Approved SMS templates per notice kind (page, drill, storm): code, approved text, parameters. Only templates "
                     "are ever sent, never free text; the codes must be set when an SMS provider is chosen.")
     short_link_base_url: str | None = Field(
@@ -70,11 +69,11 @@ class NotifySettings(BaseModel):
                     "receipt URL; unset: keypress receipts are refused. From the environment.")
     wecom_url: str = Field(default="https://qyapi.weixin.qq.com/cgi-bin/webhook/send", description="WeCom group robot endpoint.")
     wecom_keys: dict[str, SecretStr] = Field(
-        default_factory=dict, description="WeCom robot webhook key per community id (\"*\": every other community); set: replaces escalation.wecom_url.")
+        default={}, description="WeCom robot webhook key per community id (\"*\": every other community); set: replaces escalation.wecom_url.")
     dingtalk_url: str = Field(default="https://oapi.dingtalk.com/robot/send", description="DingTalk group robot endpoint.")
     dingtalk_tokens: dict[str, SecretStr] = Field(
-        default_factory=dict, description="DingTalk robot access_token per community id (\"*\": every other community); set: replaces escalation.dingtalk_url.")
+        default={}, description="DingTalk robot access_token per community id (\"*\": every other community); set: replaces escalation.dingtalk_url.")
     dingtalk_secrets: dict[str, SecretStr] = Field(
-        default_factory=dict, description="DingTalk signing secret (SEC…) per community id, for robots in signed mode.")
+        default={}, description="DingTalk signing secret (SEC…) per community id, for robots in signed mode.")
     robot_posts_per_minute: int = Field(default=20, ge=1, le=20, description="Posts per robot per minute (both platforms allow 20).")
     robot_gather_s: float = Field(default=0.3, ge=0, le=5, description="How long a robot gathers the notices of one page into one post.")

@@ -33,13 +33,13 @@ from tests.notify.fakes import FakeAliyun, FakeTencentSms, finish, serve
 AK, AK_SECRET = "LTAI5tTestAccessKey", "aliyun-secret-0123456789"
 SID, SKEY = "AKIDtestsecretid", "tencent-secret-key-0123456789"
 TENCENT_APP = "1400000001"
-PAGE_PARAMS = tuple(DEFAULT_SMS_TEMPLATES["page"].params)
+PAGE_PARAMS = tuple(DEFAULT_SMS_TEMPLATES["page"]["params"])
 LINK_BASE = "https://sw.example.cn"
 FULL_LINK = "https://sw.example.cn/r/eyJhbGciOiJIUzI1NiJ9.eyJhIjoiQTEiLCJjIjoiYzAxLWcxLXcxIiwiZXhwIjoxNzY3MjI3NDAwfQ.c2lnbmF0dXJl"
 
 
 def templates(prefix: str) -> dict[str, SmsTemplateConfig]:
-    return {kind: t.model_copy(update={"code": f"{prefix}{i}"}) for i, (kind, t) in enumerate(DEFAULT_SMS_TEMPLATES.items(), start=1)}
+    return {kind: SmsTemplateConfig(**{**t, "code": f"{prefix}{i}"}) for i, (kind, t) in enumerate(DEFAULT_SMS_TEMPLATES.items(), start=1)}
 
 
 def page(key: str = "A1/gw/c01-g1-w1/0", *, phone: str | None = "13986665755", drill: bool = False, title: str = "烟感报警",
@@ -117,7 +117,7 @@ def sms_of(_rig: Rig, receipts: list[Receipt]) -> Receipt:
 @pytest.mark.parametrize("title", ["烟感报警", "电气火灾监控探测器剩余电流超限报警", "一键通紧急呼叫（老人独居，需要回访）"])
 @pytest.mark.parametrize("place", ["1号楼", "幸福里社区 12号楼 3单元 1502室（东侧楼梯间旁）"])
 def test_a_page_with_its_short_link_is_one_sms_part(title: str, place: str) -> None:
-    template = SmsTemplate("SMS_1", DEFAULT_SMS_TEMPLATES["page"].text, PAGE_PARAMS)
+    template = SmsTemplate("SMS_1", DEFAULT_SMS_TEMPLATES["page"]["text"], PAGE_PARAMS)
     link = f"{LINK_BASE}/s/{'x' * 12}"  # the short link as the route makes it
     params = fit_one_part(template, sms_params(page(title=title, place=place), link), "守望")
     text = render(template, params, "守望")
@@ -157,7 +157,7 @@ async def test_aliyun_sends_the_approved_template_with_parameters_a_short_link_a
     assert "回复链接" not in sent["TemplateParam"]  # never the free text of the notice
     code = params["link"].removeprefix(f"{LINK_BASE}/s/")
     assert rig.links.resolve(code, now_ms=rig.clock.now_ms()) == FULL_LINK
-    assert len(render(SmsTemplate("SMS_461", DEFAULT_SMS_TEMPLATES["page"].text, PAGE_PARAMS), params, "守望")) <= SMS_PART_CHARS
+    assert len(render(SmsTemplate("SMS_461", DEFAULT_SMS_TEMPLATES["page"]["text"], PAGE_PARAMS), params, "守望")) <= SMS_PART_CHARS
     assert len(out_id) == 32
 
 
