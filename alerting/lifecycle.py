@@ -27,6 +27,7 @@ from alerting.errors import AlertingError
 
 __all__ = [
     "CLOSED_STATES",
+    "FIELD_MOVES",
     "FIELD_ORDER",
     "OPEN_STATES",
     "PERSON_ONLY_MOVES",
@@ -38,6 +39,8 @@ __all__ = [
     "LifecycleError",
     "Move",
     "check_actor",
+    "field_rank",
+    "field_state_of",
     "mermaid",
     "next_state",
 ]
@@ -131,6 +134,19 @@ CLOSED_STATES: Final = frozenset({S.CLOSED, S.FALSE_ALARM, S.ARCHIVED})
 # The field states people reach, in order (a later one implies the earlier ones); every move of the table
 # between two of them goes forward. The escalation ladder reads its field progress from here and from the table.
 FIELD_ORDER: Final[tuple[AlarmState, ...]] = (S.ACKNOWLEDGED, S.EN_ROUTE, S.ON_SCENE, S.HANDLED, S.CLOSED)
+
+
+def _field_moves() -> dict[Move, AlarmState]:
+    """Each move that leads to exactly one field state, read from the table."""
+    targets: dict[Move, set[AlarmState]] = {}
+    for (_src, move), dst in TRANSITIONS.items():
+        targets.setdefault(move, set()).add(dst)
+    return {m: next(iter(d)) for m, d in targets.items() if len(d) == 1 and next(iter(d)) in FIELD_ORDER}
+
+
+# The field moves (acknowledge -> acknowledged, depart -> en_route, arrive -> on_scene, finish -> handled,
+# verify_close -> closed), derived from the table: the one vocabulary of field progress, for the ladder too.
+FIELD_MOVES: Final[dict[Move, AlarmState]] = _field_moves()
 OPEN_STATES: Final = frozenset(set(AlarmState) - CLOSED_STATES)
 PERSON_ONLY_MOVES: Final = frozenset({M.VERIFY_CLOSE, M.MARK_FALSE, M.FINISH, M.ARRIVE, M.DEPART, M.ACKNOWLEDGE})
 SYSTEM_ACTOR: Final = "system"
@@ -158,6 +174,20 @@ def next_state(state: AlarmState, move: Move) -> AlarmState:
         return TRANSITIONS[(state, move)]
     except KeyError:
         raise IllegalMove(state, move) from None
+
+
+def field_rank(state: AlarmState | None) -> int:
+    """How far along FIELD_ORDER a state is: 0 for none (or a state off the field path), 1 for acknowledged ... 5
+    for verified and closed."""
+    return FIELD_ORDER.index(state) + 1 if state in FIELD_ORDER else 0
+
+
+def field_state_of(move: Move | str) -> AlarmState | None:
+    """The field state a move reaches (acknowledge -> acknowledged ...), None for a move off the field path."""
+    try:
+        return FIELD_MOVES.get(Move(move))
+    except ValueError:
+        return None
 
 
 def check_actor(move: Move, actor: str, *, life_safety: bool) -> None:

@@ -1,11 +1,11 @@
 """The escalation ladder: policies as data and the pure (state, event, now) -> (state, actions) core.
 
 No I/O here; backend/escalation persists the state and carries the actions out, backend/sites/roster.py
-answers "who sits in this seat now".
+answers "who sits in this seat now". Field progress is the lifecycle's (alerting.lifecycle): the ladder observes
+the alarm's committed field states and has only two events of its own, `decline` and `verify`.
 """
 
 from alerting.ladder.engine import (
-    AdvanceAlarm,
     AlarmFacts,
     EscalationState,
     LadderAction,
@@ -14,19 +14,18 @@ from alerting.ladder.engine import (
     NoteKind,
     Notify,
     NotifyReason,
-    Response,
     RungStatus,
     advance,
-    field_state_of,
+    decline,
     next_due,
     observe,
     raise_severity,
     reopen,
-    respond,
     rung_status,
     start,
     stop,
     timers,
+    verify,
 )
 from alerting.ladder.policy import DEFAULT_POLICIES_RESOURCE, Policy, PolicyError, PolicySet, Rung, Seat, parse_policies
 from alerting.ladder.targets import CONSOLE, Contact, ContactKind, Fill, Roster, SeatFill, Where
@@ -34,7 +33,6 @@ from alerting.ladder.targets import CONSOLE, Contact, ContactKind, Fill, Roster,
 __all__ = [
     "CONSOLE",
     "DEFAULT_POLICIES_RESOURCE",
-    "AdvanceAlarm",
     "AlarmFacts",
     "Contact",
     "ContactKind",
@@ -49,7 +47,6 @@ __all__ = [
     "Policy",
     "PolicyError",
     "PolicySet",
-    "Response",
     "Roster",
     "Rung",
     "RungStatus",
@@ -57,15 +54,15 @@ __all__ = [
     "SeatFill",
     "Where",
     "advance",
-    "field_state_of",
+    "decline",
     "next_due",
     "observe",
     "parse_policies",
     "raise_severity",
     "reopen",
-    "respond",
     "rung_status",
     "start",
     "stop",
     "timers",
+    "verify",
 ]

@@ -6,10 +6,15 @@ everything that matters (who was paged when, how far each rung got, which deadli
 `every` after the last page while nobody acknowledged; a deadline is due `seconds` after the rung was paged
 while the rung has not reached that field state; the verify window is due `window` after the start while
 nobody verified). `advance(state, ..., now)` fires every timer due at `now`, in order, so a process that was
-down while deadlines passed fires them all at once on restart. `respond` applies a responder's answer.
+down while deadlines passed fires them all at once on restart.
 
-The alarm service owns the alarm's state; the ladder follows it. `observe` records a move the alarm service has
-already committed (a duty officer's acknowledgement on the console): no move goes back. `reopen` opens a new
+One lifecycle (alerting.lifecycle): the alarm service owns the alarm's state and the ladder follows it, in the
+lifecycle's own words. `observe` takes in the field state (AlarmState) a person's committed move reached (or
+a responder's answer the alarm had already passed): it records progress and never asks for a move back. Field
+progress is the lifecycle's FIELD_ORDER and `field_rank`; the ladder keeps no order or names of its own. Its
+only events that are no lifecycle moves: `decline` (无法前往: the rung passes on at once) and `verify` (核实:
+the alarm is real; the verify window is spent). A running, staffed ladder is the alarm's sign that people were
+notified: the bridge (backend.escalation.bridge) asks the alarm service for `notify` from that. `reopen` opens a new
 *round* when the alarm is live and unacknowledged again (a maintenance window ended, a suppressed effect was
 released, the device alarmed again after its clear): the entry rungs of the policy the alarm's facts select
 now are paged afresh. A round is keyed by the alarm's audit entry that opened it (`alarm_seq`), so the same
@@ -21,7 +26,8 @@ What an acknowledgement covers (docs/escalation.md): a rung is answered by the p
 responder's 我已收到 stops that rung's repeats and meets its acknowledgement deadline. The duty officer's
 acknowledgement on the console is the command room's: it covers the console and duty-officer rungs only; the
 field rungs keep waiting for their own answer and climb at their deadlines, unless the officer records their
-answer on their behalf (they phoned in). `rung_status` says, per rung, who, in what state, and when it climbs.
+answer on their behalf (they phoned in: observed as that responder's). `rung_status` says, per rung, who, in
+what state, and when it climbs.
 
 Every call that changes the state bumps `state.step`; the actions it returns carry that step number, so the
 service can claim a step exactly once and notifications get stable idempotency keys.
@@ -50,14 +56,13 @@ from enum import StrEnum
 from typing import Final
 
 from alerting.errors import AlertingError
-from alerting.ladder.policy import FIELD_ORDER, Policy, PolicySet, Rung, Seat, field_rank
+from alerting.ladder.policy import Policy, PolicySet, Rung, Seat
 from alerting.ladder.targets import CONSOLE, Contact, Fill, Roster, Where
-from alerting.lifecycle import SYSTEM_ACTOR, TRANSITIONS, AlarmState, Move
+from alerting.lifecycle import FIELD_MOVES, FIELD_ORDER, SYSTEM_ACTOR, AlarmState, field_rank
 from alerting.model import Severity
 
 __all__ = [
     "CONSOLE_RUNG",
-    "AdvanceAlarm",
     "AlarmFacts",
     "Decision",
     "Engagement",
@@ -68,22 +73,21 @@ __all__ = [
     "NoteKind",
     "Notify",
     "NotifyReason",
-    "Response",
     "RungStatus",
     "Timer",
     "TimerKind",
     "UnknownResponder",
     "advance",
-    "field_state_of",
+    "decline",
     "next_due",
     "observe",
     "raise_severity",
     "reopen",
-    "respond",
     "rung_status",
     "start",
     "stop",
     "timers",
+    "verify",
 ]
 
 CONSOLE_RUNG: Final = "console"
@@ -97,48 +101,6 @@ class UnknownResponder(LadderError):
     def __init__(self, alarm_id: str, responder: str) -> None:
         self.alarm_id, self.responder = alarm_id, responder
         super().__init__(f"{responder!r} was not paged for alarm {alarm_id!r}, so there is nothing to decline")
-
-
-class Response(StrEnum):
-    """What a responder (or the duty officer) answers."""
-
-    ACKNOWLEDGE = "acknowledge"  # 我已收到
-    EN_ROUTE = "en_route"  # 出发
-    ON_SCENE = "on_scene"  # 到场
-    HANDLED = "handled"  # 处置完成
-    CLOSED = "closed"  # 复核关闭 (the duty officer)
-    CONFIRM = "confirm"  # 核实属实: verified as real, without being on scene
-    FALSE_ALARM = "false_alarm"  # 误报
-    DECLINE = "decline"  # 无法前往: passes to the next person at once
-
-
-_FIELD_OF: Final = {
-    Response.ACKNOWLEDGE: AlarmState.ACKNOWLEDGED,
-    Response.EN_ROUTE: AlarmState.EN_ROUTE,
-    Response.ON_SCENE: AlarmState.ON_SCENE,
-    Response.HANDLED: AlarmState.HANDLED,
-    Response.CLOSED: AlarmState.CLOSED,
-}
-
-
-def _field_moves() -> dict[Move, AlarmState]:
-    """Each move that leads to exactly one field state, read from the lifecycle's table (the one source)."""
-    targets: dict[Move, set[AlarmState]] = {}
-    for (_src, move), dst in TRANSITIONS.items():
-        targets.setdefault(move, set()).add(dst)
-    return {m: next(iter(d)) for m, d in targets.items() if len(d) == 1 and next(iter(d)) in FIELD_ORDER}
-
-
-_FIELD_BY_MOVE: Final = _field_moves()
-_MOVE_TO: Final = {fs: m for m, fs in _FIELD_BY_MOVE.items()}
-
-
-def field_state_of(move: Move | str) -> AlarmState | None:
-    """The field state a committed lifecycle move reaches (acknowledge -> acknowledged ...), None for the others."""
-    try:
-        return _FIELD_BY_MOVE.get(Move(move))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,18 +231,7 @@ class Note:
     due_ms: int | None = None  # for timer firings: when it was due (at_ms - due_ms is how late)
 
 
-@dataclass(frozen=True, slots=True)
-class AdvanceAlarm:
-    """Ask the alarm lifecycle to make this move (the alarm service applies it)."""
-
-    alarm_id: str
-    move: Move
-    actor: str
-    at_ms: int
-    step: int = 0
-
-
-LadderAction = Notify | Note | AdvanceAlarm
+LadderAction = Notify | Note
 Decision = tuple[EscalationState, list[LadderAction]]
 
 
@@ -438,8 +389,6 @@ def _page_entry(s: _Step, policy: Policy, reason: NotifyReason) -> None:
     for name in policy.entry:
         s.engage(name, reason)
     s.ensure_staffed()
-    if any(isinstance(a, Notify) for a in s.actions):
-        s.actions.append(AdvanceAlarm(s.state.alarm_id, Move.NOTIFY, SYSTEM_ACTOR, s.now, s.state.step))
 
 
 def reopen(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
@@ -461,7 +410,6 @@ def reopen(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
         # detector alarming hours later) opens a new round and pages the entry rungs again.
         s = _Step(dataclasses.replace(_bump(state), alarm_seq=alarm_seq), policies, roster, now_ms)
         s.note(NoteKind.REOPENED, None, "live again while this round still waits for its first answer: no new round" + (f" ({why})" if why else ""))
-        s.actions.append(AdvanceAlarm(state.alarm_id, Move.NOTIFY, SYSTEM_ACTOR, now_ms, s.state.step))
         return s.state, s.actions
     policy = policies.select(facts.alarm_type, facts.severity, vulnerable=facts.where.vulnerable, drill=facts.drill)
     fresh = EscalationState(facts, policy.name, now_ms, step=state.step + 1, round=state.round + 1, alarm_seq=alarm_seq)
@@ -498,31 +446,33 @@ def _command_room(e: Engagement, policies: PolicySet) -> bool:
 
 
 def observe(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
-    state: EscalationState, move: Move | str, actor: str, policies: PolicySet, roster: Roster, now_ms: int,
+    state: EscalationState, reached: AlarmState, actor: str, policies: PolicySet, roster: Roster, now_ms: int,
 ) -> Decision:
-    """A move the alarm service has committed on the alarm (a person's, from the console or passed on by the
-    ladder): record the field state it reached and the progress of the rungs it covers. Never asks for a move
-    back. Nothing new (the ladder already knew it: its own responder's answer coming back): no step at all.
+    """`actor` brought the alarm to the field state `reached`: a person's move the alarm service committed (the
+    console, a one-tap link), or a responder's answer the alarm had already passed (another rung got there
+    first). Record the field state and the progress of the rungs it covers; never asks for a move back. Nothing
+    new (the same answer seen twice): no step at all. A state off the field path, or the system: nothing.
 
     Covered rungs: the rungs `actor` was paged on; a person paged on none (the duty officer on the console)
     answers for the command room's rungs (console, duty officer), not for the field rungs."""
-    fs = field_state_of(move)
-    if fs is None or actor == SYSTEM_ACTOR:
+    fs = reached
+    if fs not in FIELD_ORDER or actor == SYSTEM_ACTOR:
         return state, []
     mine = [e for e in state.engagements if e.has(actor)]
     if not mine and not any(actor in e.offered for e in state.engagements):
         mine = [e for e in state.engagements if _command_room(e, policies)]
     engagements = tuple(dataclasses.replace(e, progress=fs) if e in mine and field_rank(fs) > field_rank(e.progress) else e
                         for e in state.engagements)
-    reached = dict(state.reached)
+    first = dict(state.reached)
     for x in FIELD_ORDER[: field_rank(fs)]:
-        reached.setdefault(x, now_ms)
-    if engagements == state.engagements and len(reached) == len(state.reached):
+        first.setdefault(x, now_ms)
+    if engagements == state.engagements and len(first) == len(state.reached):
         return state, []
     s = _Step(dataclasses.replace(_bump(state), engagements=engagements,
-                                  reached=tuple(sorted(reached.items(), key=lambda kv: field_rank(kv[0])))), policies, roster, now_ms)
+                                  reached=tuple(sorted(first.items(), key=lambda kv: field_rank(kv[0])))), policies, roster, now_ms)
     covered = ", ".join(e.rung for e in mine) or "-"
-    s.note(NoteKind.OBSERVED, mine[0].rung if mine else None, f"{actor}: {Move(move).value} (covers {covered})", fs)
+    move = next(m for m, reached_by in FIELD_MOVES.items() if reached_by is fs)  # the lifecycle's name of the step
+    s.note(NoteKind.OBSERVED, mine[0].rung if mine else None, f"{actor}: {move.value} (covers {covered})", fs)
     if field_rank(fs) >= field_rank(AlarmState.ON_SCENE):
         _verify(s, f"{actor} is on scene")
     if fs in s.policy.stop_on and s.state.stopped is None:
@@ -615,42 +565,32 @@ def _fire(state: EscalationState, t: Timer, policies: PolicySet, roster: Roster,
 # -- answers ------------------------------------------------------------------------------------------------
 
 
-def respond(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
-    state: EscalationState, policies: PolicySet, roster: Roster, response: Response, actor: str, now_ms: int, note: str = ""
+def decline(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
+    state: EscalationState, actor: str, policies: PolicySet, roster: Roster, now_ms: int, note: str = "",
 ) -> Decision:
-    """Apply a response from `actor` (a contact id the ladder paged, or a duty officer's login)."""
+    """无法前往: `actor` (a contact the ladder paged) cannot come. No lifecycle move: the rung passes on at once
+    (a volunteer rung pages the next volunteer, any other climbs once nobody is left on it)."""
+    mine = [e for e in state.engagements if e.has(actor)]
+    if not mine or actor == CONSOLE.id:
+        raise UnknownResponder(state.alarm_id, actor)  # the console is the last resort: it cannot decline
     s = _Step(_bump(state), policies, roster, now_ms)
-    mine = [e for e in s.state.engagements if e.has(actor)]
-    s.note(NoteKind.RESPONSE, mine[0].rung if mine else None, f"{actor}: {response.value}" + (f" ({note})" if note else ""))
-    if response is Response.DECLINE:
-        if not mine or actor == CONSOLE.id:
-            raise UnknownResponder(state.alarm_id, actor)  # the console is the last resort: it cannot decline
-        if state.stopped is None:
-            for e in mine:
-                _decline(s, e, actor)
-            s.ensure_staffed()
-        return s.state, s.actions
-    if response is Response.FALSE_ALARM:
-        _stop(s, "false_alarm")
-        s.actions.append(AdvanceAlarm(state.alarm_id, Move.MARK_FALSE, actor, now_ms, s.state.step))
-        return s.state, s.actions
-    if response is Response.CONFIRM:
-        _verify(s, f"confirmed by {actor}")
-        return s.state, s.actions
-    fs = _FIELD_OF[response]
-    for e in mine:
-        if field_rank(fs) > field_rank(e.progress):
-            s.put(dataclasses.replace(e, progress=fs))
-    reached = dict(s.state.reached)
-    newly = [x for x in FIELD_ORDER[: field_rank(fs)] if x not in reached]
-    for x in newly:
-        reached[x] = now_ms
-        s.actions.append(AdvanceAlarm(state.alarm_id, _MOVE_TO[x], actor, now_ms, s.state.step))
-    s.state = dataclasses.replace(s.state, reached=tuple(sorted(reached.items(), key=lambda kv: field_rank(kv[0]))))
-    if field_rank(fs) >= field_rank(AlarmState.ON_SCENE):
-        _verify(s, f"{actor} is on scene")
-    if fs in s.policy.stop_on and s.state.stopped is None:
-        _stop(s, fs.value)
+    s.note(NoteKind.RESPONSE, mine[0].rung, f"{actor}: decline" + (f" ({note})" if note else ""))
+    if state.stopped is None:
+        for e in mine:
+            _decline(s, e, actor)
+        s.ensure_staffed()
+    return s.state, s.actions
+
+
+def verify(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
+    state: EscalationState, actor: str, policies: PolicySet, roster: Roster, now_ms: int, note: str = "",
+) -> Decision:
+    """核实属实: `actor` verified the alarm as real without being on scene. No lifecycle move: the verify window
+    is spent (the ladder stops waiting to treat it as real). Already verified: nothing."""
+    if state.verified_ms is not None:
+        return state, []
+    s = _Step(_bump(state), policies, roster, now_ms)
+    _verify(s, f"confirmed by {actor}")
     return s.state, s.actions
 
 

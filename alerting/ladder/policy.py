@@ -22,7 +22,7 @@ from typing import Any
 
 from alerting.directory import Seat
 from alerting.errors import AlertingError
-from alerting.lifecycle import FIELD_ORDER, AlarmState
+from alerting.lifecycle import FIELD_ORDER, AlarmState, field_rank
 from alerting.model import Severity
 
 __all__ = [
@@ -41,12 +41,7 @@ __all__ = [
 
 DEFAULT_POLICIES_RESOURCE = "policies/ladder.yaml"  # package data of alerting; read by backend.escalation
 
-# FIELD_ORDER (the field states a responder reports, in order) is the lifecycle's: re-exported here.
-
-
-def field_rank(state: AlarmState | None) -> int:
-    """0 for nothing yet, 1 for acknowledged ... 5 for verified and closed."""
-    return 0 if state is None else FIELD_ORDER.index(state) + 1
+# FIELD_ORDER (the field states a responder reports, in order) and field_rank are the lifecycle's: re-exported here.
 
 
 # Who a rung pages (the one `Seat` vocabulary of alerting.directory, re-exported here), resolved from where

@@ -1,10 +1,14 @@
 """Alarm routes of the console: the board, an alarm's detail, and the duty officer's actions.
 
 How this works: every route resolves the caller (backend.api.auth), loads the alarm and answers 404 unless it
-lies inside the caller's territory, then calls the alarm service (every lifecycle move goes through it, with
-the logged-in user as actor) and, when the ladder is wired, the escalation service. Acts the lifecycle has
-no state for (verify, dispatch, on-behalf answers) are also written to backend.api.console_records so the
-timeline shows who did what for whom. Routes stay thin; the reading lives in backend.api.console_views.
+lies inside the caller's territory, then asks the alarm service for the move (the one writer of alarm state,
+with the logged-in user as actor). The ladder learns of a committed move from the alarm service's result (the
+bridge, backend.escalation.bridge), so an acknowledgement is one move, one audit entry, and nothing is sent
+back to be refused. The escalation service is called only for what is no lifecycle move: 核实 (`verify`),
+and an answer recorded on a responder's behalf (`observe` as that responder: it covers their rung). Acts the
+lifecycle has no state for (verify, dispatch, on-behalf answers) are also written to
+backend.api.console_records so the timeline shows who did what for whom. Routes stay thin; the reading lives
+in backend.api.console_views.
 
 Closing as real walks the legal path (acknowledge → handled → verified and closed) with the same actor and
 note, so the audit log still replays through the transition table; a refused move answers 409 with the
@@ -22,8 +26,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
 import backend.escalation.service as escalation_service
-from alerting.ladder import Contact, Response, timers
-from alerting.lifecycle import AlarmState, Move
+from alerting.ladder import Contact, timers
+from alerting.lifecycle import TRANSITIONS, AlarmState, Move
 from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.auth import ROLE_CAPABILITIES, Auth, Capability, Principal
 from backend.api.console_records import ConsoleAct, ConsoleRecords
@@ -164,15 +168,21 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             raise _refused(exc) from exc
         except NoSuchAlarm as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        except NotWired as exc:  # no alarm service to ask (the thin slice): nothing writes beside the owner
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
 
-    async def ladder(alarm_id: str, response: Response, actor: str, note: str) -> bool:
-        """Tell the ladder; False when there is none for this alarm (or no ladder at all)."""
-        if esc is None or await esc.get(alarm_id) is None:
+    async def has_ladder(alarm_id: str) -> bool:
+        return esc is not None and await esc.get(alarm_id) is not None
+
+    async def on_behalf(alarm_id: str, responder: str) -> bool:
+        """The responder's acknowledgement, recorded by the officer (they phoned in): it covers their rung. False
+        when there is no ladder for this alarm."""
+        if esc is None or not await has_ladder(alarm_id):
             return False
         try:
-            await esc.respond(alarm_id, response, actor, note)
-        except Exception:  # the lifecycle already recorded the act; the ladder refusing must not undo it
-            log.exception("the ladder refused %s from %s on %s", response.value, actor, alarm_id)
+            await esc.observe(alarm_id, AlarmState.ACKNOWLEDGED, responder)
+        except Exception:  # the lifecycle already recorded the act; the ladder failing must not undo it
+            log.exception("the ladder could not record %s's acknowledgement on %s", responder, alarm_id)
             return False
         return True
 
@@ -281,12 +291,17 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         if rid and sites is not None and rid not in sites.responders and not rid.startswith(("family:", "neighbour:")):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {rid!r} in the site directory; pick one from the alarm's list")
         note = (f"代{_responder_name(rid)}({rid})确认 on behalf of {rid}" + (f": {body.note}" if body.note else "")) if rid else body.note
-        await move(p, alarm_id, Move.ACKNOWLEDGE, note)
-        done = ["acknowledged"]
-        if body.on_behalf_of:
-            await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "acknowledge_on_behalf", body.on_behalf_of,
+        done: list[str] = []
+        if not rid or (AlarmState(rec.state), Move.ACKNOWLEDGE) in TRANSITIONS:
+            # one move, one audit entry; the ladder observes it from the committed result (nothing goes back)
+            await move(p, alarm_id, Move.ACKNOWLEDGE, note)
+            done.append("acknowledged")
+        if rid:  # the alarm may be acknowledged already: the responder's own answer is still theirs to record
+            await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "acknowledge_on_behalf", rid,
                                                             None, body.note, rec.drill))
-        if await ladder(alarm_id, Response.ACKNOWLEDGE, body.on_behalf_of or p.username, f"via console by {p.username}" if body.on_behalf_of else body.note):
+            if await on_behalf(alarm_id, rid):
+                done.append("ladder")
+        elif await has_ladder(alarm_id):
             done.append("ladder")
         return ActionResult(alarm=await view(alarm_id), done=done_text(done, lang, site_tz()))
 
@@ -301,8 +316,12 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             await move(p, alarm_id, Move.ACKNOWLEDGE, f"核实 verified: {body.note}".rstrip(": "))
             done.append("acknowledged")
         await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "verify", None, None, body.note, rec.drill))
-        if await ladder(alarm_id, Response.CONFIRM, p.username, body.note):
-            done.append("ladder")
+        if esc is not None and await has_ladder(alarm_id):
+            try:
+                await esc.verify(alarm_id, p.username, body.note)
+                done.append("ladder")
+            except Exception:  # the act is recorded; the ladder failing must not undo it
+                log.exception("the ladder could not take the verification of %s", alarm_id)
         return ActionResult(alarm=await view(alarm_id), done=done_text(done, lang, site_tz()))
 
     @router.post("/alarms/{alarm_id}/dispatch", summary="Dispatch (派遣) a responder: a notice goes to them now, and it is recorded")

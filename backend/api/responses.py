@@ -1,24 +1,32 @@
 """Responders answer through the API: one-tap links from SMS, the responder app, and the ladder's figures.
 
-How this works: `OneTapLinks.link(alarm_id, contact)` signs {kind: respond, alarm, contact} with the API's
-`TokenSigner` (HMAC, expiring after `escalation.link_ttl_s`, 30 min by default). The link opens a small
-Chinese page (GET /r/{token}) with one button per answer still open to that person; each button POSTs
-/r/{token}/{answer} (a GET never changes anything, so SMS link previewers cannot answer for anyone). The
-responder app posts the same answers as JSON to POST /api/responses/{token}. Every accepted answer goes to
-`EscalationService.respond`: acknowledge, en route, on scene, handled, or decline (a volunteer's decline
-pages the next volunteer at once). The ladder turns answers into lifecycle moves (AdvanceAlarm), which the
-server applies through the alarm service.
+How this works: `OneTapLinks.link(alarm_id, round, contact)` signs {kind: respond, alarm, ladder round,
+contact} with the API's `TokenSigner` (HMAC, expiring after `escalation.link_ttl_s`, 30 min by default). The
+link opens a small Chinese page (GET /r/{token}) with one button per answer still open to that person; each
+button POSTs /r/{token}/{answer} (a GET never changes anything, so SMS link previewers cannot answer for
+anyone). The responder app posts the same answers as JSON to POST /api/responses/{token}.
+
+The answers are the lifecycle's own moves, by their names (alerting.lifecycle): acknowledge (我已收到), depart
+(出发), arrive (到场), finish (处置完成); and `decline` (无法前往), which is no lifecycle move but a ladder event
+(the rung passes on at once: `EscalationService.decline`). A field answer is a move asked of the alarm's one
+owner, the alarm service (`ApiDeps.alarm_service`; in a cluster backend the relay to the rules leader): it
+commits the move with the responder as actor, and the ladder learns of it from the committed result (the
+bridge, backend.escalation.bridge). When the alarm has no such move to take (another responder got it there
+first or further, or it is held, or no owner runs here), the ladder records the person's answer as theirs
+(`EscalationService.observe`): no move is asked that the lifecycle would refuse.
 
 A link is single-purpose (issue 22):
 - it is bound to one person and one alarm: both are inside the signed token, so a link acts only as the
   person it was sent to, only on that alarm;
 - it travels only on that person's own channels (SMS, voice, webhook text): the MQTT notices any gateway
   could read carry the alarm and no link (backend/notify/mqtt.py);
-- each move is accepted once per (alarm, person), and only forward: acknowledge first (or decline), then
-  en route, on scene, handled, skipping allowed, never back; decline only before acknowledging, and nothing
-  after a decline. The moves made are recorded in the user store (`one_tap_moves`, `next_move_refusal`
-  below), so a replayed, reordered or raced request, from any link of the same person, any process, or after
-  a restart, is refused with a reason and changes nothing. A move the ladder then refuses is given back.
+- each move is accepted once per (alarm, ladder round, person), and only forward: acknowledge first (or
+  decline), then depart, arrive, finish, skipping allowed, never back; decline only before acknowledging, and
+  nothing after a decline. The moves made are recorded in the user store (`one_tap_moves`, keyed by the
+  round the link was sent in; `next_move_refusal` below), so a replayed, reordered or raced request, from any
+  link of the same person and round, any process, or after a restart, is refused with a reason and changes
+  nothing; a new round (the alarm live again) sends new links, which take the person's answers afresh. A move
+  that is then not carried out is given back.
 Refusals are Chinese, or English for `Accept-Language: en`; JSON `{"detail"}`, or a small page for a
 browser that asks for HTML.
 
@@ -34,19 +42,22 @@ only roles that see the system's health (view_system) may read it.
 
 import asyncio
 import html
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.responses import Response as HttpResponse
 from pydantic import BaseModel, Field
 
-from alerting.ladder import Contact, Response
+from alerting.ladder import Contact, EscalationState
 from alerting.ladder.engine import LadderError
+from alerting.lifecycle import FIELD_MOVES, TRANSITIONS, Move
+from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.auth import Auth, Capability, Principal, wants_english
-from backend.api.deps import ApiDeps
+from backend.api.deps import ApiDeps, NotWired
 from backend.api.tokens import InvalidToken, TokenSigner
 from backend.errors import BackendError
 from backend.escalation.service import EscalationService
@@ -54,21 +65,20 @@ from backend.escalation.store import UnknownEscalation
 from backend.store.users import UserStore
 from broker.clock import Clock
 
-__all__ = ["ANSWERS", "FIELD_MOVES", "LinkRefused", "OneTapLinks", "next_move_refusal", "responses_router"]
+__all__ = ["ANSWERS", "ANSWER_ORDER", "DECLINE", "Answer", "LinkRefused", "OneTapLinks", "next_move_refusal", "responses_router"]
 
-# What a responder may answer from a link or the app (closing and false alarms are the duty officer's).
-ANSWERS: Final = {
-    Response.ACKNOWLEDGE: "我已收到",
-    Response.EN_ROUTE: "出发",
-    Response.ON_SCENE: "到场",
-    Response.HANDLED: "处置完成",
-    Response.DECLINE: "无法前往",
-}
-ANSWERS_EN: Final = {
-    Response.ACKNOWLEDGE: "acknowledge", Response.EN_ROUTE: "en route", Response.ON_SCENE: "on scene",
-    Response.HANDLED: "handled", Response.DECLINE: "decline",
-}
-FIELD_MOVES: Final = (Response.ACKNOWLEDGE, Response.EN_ROUTE, Response.ON_SCENE, Response.HANDLED)  # the only order they go in
+log = logging.getLogger(__name__)
+
+# What a responder may answer from a link or the app (closing and false alarms are the duty officer's): the
+# lifecycle's field moves by their own names, and the ladder's one event that is no move.
+Answer = Literal["acknowledge", "depart", "arrive", "finish", "decline"]
+DECLINE: Final = "decline"  # 无法前往: a ladder event (alerting.ladder.decline), not a lifecycle move
+ANSWER_ORDER: Final = (Move.ACKNOWLEDGE, Move.DEPART, Move.ARRIVE, Move.FINISH)  # the only order they go in
+ANSWERS: Final[dict[str, str]] = {Move.ACKNOWLEDGE: "我已收到", Move.DEPART: "出发", Move.ARRIVE: "到场", Move.FINISH: "处置完成", DECLINE: "无法前往"}
+ANSWERS_EN: Final[dict[str, str]] = {Move.ACKNOWLEDGE: "acknowledge", Move.DEPART: "depart", Move.ARRIVE: "arrive", Move.FINISH: "finish",
+                                     DECLINE: "decline"}
+assert set(get_args(Answer)) == set(ANSWERS), "the answers a request may name are the answers shown"
+assert all(m in FIELD_MOVES for m in ANSWER_ORDER), "every field answer is a lifecycle field move"
 _KIND = "respond"
 _CLAIM_TRIES = 5  # a claim lost to a racing request is re-checked against what that request recorded
 
@@ -88,9 +98,11 @@ _REASONS: Final[dict[str, tuple[int, str, str]]] = {
     "backwards": (409, "您已报告「{last}」，不能再报告更早的「{move}」；本次未作任何更改。",
                   "you already reported “{last}”, which comes after “{move}”; nothing was changed"),
     "busy": (409, "同一报警的其他应答正在处理，请稍后重试。", "another answer to this alarm is being recorded; try again"),
-    "not_answer": (422, "只能回答：我已收到、出发、到场、处置完成、无法前往。", "answer with one of acknowledge, en_route, on_scene, handled, decline"),
+    "not_answer": (422, "只能回答：我已收到、出发、到场、处置完成、无法前往。", "answer with one of acknowledge, depart, arrive, finish, decline"),
     "no_ladder": (404, "这个报警已没有响应流程，请致电值班室。", "this alarm has no escalation any more; call the duty room"),
     "no_service": (503, "本服务器未运行报警响应服务，请致电值班室。", "the escalation service is not running on this server; call the duty room"),
+    "owner_away": (503, "报警服务暂时无法记录此应答，本次未作任何更改；请稍后重试或致电值班室。",
+                   "the alarm service cannot record this answer just now; nothing was changed. Try again, or call the duty room"),
     "ladder": (409, "无法记录此应答（{move}），本次未作任何更改；请致电值班室。",
                "this answer ({move}) could not be recorded; nothing was changed. Call the duty room"),
 }
@@ -99,7 +111,7 @@ _REASONS: Final[dict[str, tuple[int, str, str]]] = {
 class LinkRefused(BackendError):
     """A one-tap link or one of its moves is refused; `text(english)` is the sentence shown."""
 
-    def __init__(self, reason: str, move: Response | None = None, last: Response | None = None) -> None:
+    def __init__(self, reason: str, move: str | None = None, last: str | None = None) -> None:
         self.reason, self.move, self.last = reason, move, last
         self.status = _REASONS[reason][0]
         super().__init__(self.text(english=True))
@@ -111,18 +123,19 @@ class LinkRefused(BackendError):
         return (en if english else zh).format(**fill)
 
 
-def next_move_refusal(made: Sequence[Response], move: Response) -> LinkRefused | None:
-    """Why `move` may not follow the moves this person already made on this alarm (oldest first); None: it may."""
+def next_move_refusal(made: Sequence[str], move: str) -> LinkRefused | None:
+    """Why `move` may not follow the answers this person already made on this alarm in this round (oldest first);
+    None: it may."""
     if move in made:
         return LinkRefused("replayed", move)
-    if Response.DECLINE in made:
+    if DECLINE in made:
         return LinkRefused("declined", move)
-    if move is Response.DECLINE:
+    if move == DECLINE:
         return LinkRefused("decline_late", move) if made else None
     if not made:
-        return None if move is Response.ACKNOWLEDGE else LinkRefused("ack_first", move)
-    last = max(made, key=FIELD_MOVES.index)
-    if FIELD_MOVES.index(move) < FIELD_MOVES.index(last):
+        return None if move == Move.ACKNOWLEDGE else LinkRefused("ack_first", move)
+    last = max(made, key=ANSWER_ORDER.index)
+    if ANSWER_ORDER.index(Move(move)) < ANSWER_ORDER.index(Move(last)):
         return LinkRefused("backwards", move, last)
     return None
 
@@ -134,24 +147,27 @@ class OneTapLinks:
     base_url: str = "http://127.0.0.1:8080"
     ttl_s: float = 30 * 60  # long enough to read the SMS and answer; later moves come with the next notice or the app
 
-    def token(self, alarm_id: str, contact_id: str) -> str:
-        claims = {"k": _KIND, "sub": f"{_KIND}:{contact_id}", "a": alarm_id, "c": contact_id}
+    def token(self, alarm_id: str, contact_id: str, round_: int = 1) -> str:
+        claims = {"k": _KIND, "sub": f"{_KIND}:{contact_id}", "a": alarm_id, "r": round_, "c": contact_id}
         return self.signer.sign(claims, self.clock.now_ms() / 1000, self.ttl_s)
 
-    def link(self, alarm_id: str, contact: Contact) -> str:
-        """The LinkMaker the escalation service calls for every notice."""
-        return f"{self.base_url.rstrip('/')}/r/{self.token(alarm_id, contact.id)}"
+    def link(self, alarm_id: str, round_: int, contact: Contact) -> str:
+        """The LinkMaker the escalation service calls for every notice (the ladder's round goes into the token)."""
+        return f"{self.base_url.rstrip('/')}/r/{self.token(alarm_id, contact.id, round_)}"
 
-    def open(self, token: str) -> tuple[str, str]:
-        """(alarm id, contact id) of a valid one-tap token; InvalidToken otherwise."""
+    def open(self, token: str) -> tuple[str, int, str]:
+        """(alarm id, ladder round, contact id) of a valid one-tap token; InvalidToken otherwise. A token signed
+        before rounds were in it (at most `ttl_s` old after the upgrade) is round 1."""
         claims = self.signer.verify(token, self.clock.now_ms() / 1000)
-        if claims.get("k") != _KIND or not isinstance(claims.get("a"), str) or not isinstance(claims.get("c"), str):
+        round_ = claims.get("r", 1)
+        if (claims.get("k") != _KIND or not isinstance(claims.get("a"), str) or not isinstance(claims.get("c"), str)
+                or not isinstance(round_, int) or isinstance(round_, bool) or round_ < 1):
             raise InvalidToken("this is not an answer link", "kind")
-        return claims["a"], claims["c"]
+        return claims["a"], round_, claims["c"]
 
 
 class AnswerBody(BaseModel):
-    response: Response = Field(description="acknowledge, en_route, on_scene, handled or decline")
+    response: Answer = Field(description="acknowledge, depart, arrive, finish (the lifecycle's moves) or decline")
     note: str = Field(default="", max_length=500)
 
 
@@ -169,19 +185,16 @@ def _page(title: str, body: str) -> str:
             f"button{{display:block;width:100%;font-size:1.3rem;margin:.5rem 0;padding:.8rem}}</style></head><body>{body}</body></html>")
 
 
-def _made(moves: Sequence[str]) -> list[Response]:
-    return [Response(m) for m in moves]
-
-
-def _claim(users: UserStore, alarm_id: str, contact: str, move: Response, at_ms: int) -> int:
-    """Record `move` as the next one of this person on this alarm; its number. LinkRefused if it may not follow."""
+def _claim(users: UserStore, alarm_id: str, contact: str, move: str, at_ms: int, *, round_: int) -> int:
+    """Record `move` as the next one of this person on this alarm in this round; its number. LinkRefused if it may
+    not follow."""
     for _ in range(_CLAIM_TRIES):
-        made = users.moves(alarm_id, contact)
-        refusal = next_move_refusal(_made([m.move for m in made]), move)
+        made = users.moves(alarm_id, contact, round_=round_)
+        refusal = next_move_refusal([m.move for m in made], move)
         if refusal is not None:
             raise refusal
         seq = (made[-1].seq if made else 0) + 1
-        if users.record_move(alarm_id, contact, seq, move.value, at_ms):
+        if users.record_move(alarm_id, contact, seq, move, at_ms, round_=round_):
             return seq
     raise LinkRefused("busy", move)
 
@@ -207,50 +220,73 @@ def responses_router(deps: ApiDeps, auth: Auth) -> APIRouter:
             raise LinkRefused("no_service")
         return deps.escalation
 
-    def opened(token: str) -> tuple[str, str]:
+    def opened(token: str) -> tuple[str, int, str]:
         try:
             return links.open(token)
         except InvalidToken as exc:
             raise LinkRefused(exc.reason if exc.reason in _REASONS else "malformed") from exc
 
-    async def answer(token: str, response: Response, note: str) -> AnswerResult:
-        alarm_id, contact = opened(token)
+    async def field_answer(svc: EscalationService, alarm_id: str, move: Move, contact: str, note: str) -> EscalationState:
+        """Ask the alarm's owner for the move when the alarm takes it: committed, the ladder observes it (the
+        bridge). Otherwise (already there or past, held, no owner here) the ladder records the person's answer."""
+        owner = deps.alarm_service
+        stored = await asyncio.to_thread(deps.alarms.get, alarm_id)
+        if owner is not None and stored is not None and (stored.state, move) in TRANSITIONS:
+            try:
+                await owner.move(alarm_id, move, contact, note=note)
+            except (MoveRefused, NoSuchAlarm) as exc:  # moved on between the look and the move: record the answer only
+                log.debug("one-tap %s on %s by %s: the alarm moved on meanwhile (%s)", move.value, alarm_id, contact, exc)
+            else:
+                state = await svc.get(alarm_id)
+                if state is not None:
+                    return state
+        return await svc.observe(alarm_id, FIELD_MOVES[move], contact)
+
+    async def answer(token: str, response: str, note: str) -> AnswerResult:
+        alarm_id, round_, contact = opened(token)
         if response not in ANSWERS:
             raise LinkRefused("not_answer", response)
         svc = service()
-        seq = await asyncio.to_thread(_claim, users, alarm_id, contact, response, links.clock.now_ms())
+        if await svc.get(alarm_id) is None:
+            raise LinkRefused("no_ladder", response)
+        seq = await asyncio.to_thread(_claim, users, alarm_id, contact, response, links.clock.now_ms(), round_=round_)
         try:
-            state = await svc.respond(alarm_id, response, contact, note)
+            if response == DECLINE:
+                state = await svc.decline(alarm_id, contact, note)
+            else:
+                state = await field_answer(svc, alarm_id, Move(response), contact, note)
         except BaseException as exc:
-            await asyncio.to_thread(users.forget_move, alarm_id, contact, seq)  # not carried out: the move is still open
+            await asyncio.to_thread(users.forget_move, alarm_id, contact, seq, round_=round_)  # not carried out: the move is still open
             if isinstance(exc, UnknownEscalation):
                 raise LinkRefused("no_ladder", response) from exc
             if isinstance(exc, LadderError):
                 raise LinkRefused("ladder", response) from exc
+            if isinstance(exc, NotWired):  # the alarm's owner did not answer (a cluster's rules leader away): try again
+                raise LinkRefused("owner_away", response) from exc
             raise
         t0 = state.facts.raised_at_ms
-        return AnswerResult(alarm_id=alarm_id, contact=contact, response=response.value, stopped=state.stopped,
+        return AnswerResult(alarm_id=alarm_id, contact=contact, response=response, stopped=state.stopped,
                             reached_ms={s.value: t - t0 for s, t in state.reached})
 
     @router.get("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
     async def one_tap_page(request: Request, token: str) -> HttpResponse:
         try:
-            alarm_id, contact = opened(token)
+            alarm_id, round_, contact = opened(token)
             state = await service().get(alarm_id)
         except LinkRefused as exc:
             return refuse(request, exc)
-        made = _made([m.move for m in await asyncio.to_thread(users.moves, alarm_id, contact)])
+        made = [m.move for m in await asyncio.to_thread(users.moves, alarm_id, contact, round_=round_)]
         title = (state.facts.title or state.facts.alarm_type) if state is not None else alarm_id
         drill = "【演练】" if state is not None and state.facts.drill else ""
-        done = "".join(f"<p>已提交：{ANSWERS[m]}</p>" for m in made)
+        done = "".join(f"<p>已提交：{ANSWERS.get(m, m)}</p>" for m in made)
         open_moves = [r for r in ANSWERS if next_move_refusal(made, r) is None]
-        buttons = "".join(f'<form method="post" action="/r/{html.escape(token)}/{r.value}"><button>{ANSWERS[r]}</button></form>' for r in open_moves)
+        buttons = "".join(f'<form method="post" action="/r/{html.escape(token)}/{r}"><button>{ANSWERS[r]}</button></form>' for r in open_moves)
         if not open_moves:
             buttons = "<p>此链接已没有可提交的操作；如有情况请致电值班室。</p>"
         return HTMLResponse(_page("守望 · 报警响应", f"<h1>{drill}{html.escape(title)}</h1><p>报警编号 {html.escape(alarm_id)}</p>{done}{buttons}"))
 
     @router.post("/r/{token}/{response}", response_class=HTMLResponse, include_in_schema=False)
-    async def one_tap_answer(request: Request, token: str, response: Response) -> HttpResponse:
+    async def one_tap_answer(request: Request, token: str, response: Answer) -> HttpResponse:
         try:
             result = await answer(token, response, "one-tap link")
         except LinkRefused as exc:

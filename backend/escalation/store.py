@@ -35,7 +35,6 @@ import msgspec
 import sqlalchemy as sa
 
 from alerting.ladder import EscalationState, LadderAction, Note, Notify, PolicySet, next_due
-from alerting.ladder.engine import AdvanceAlarm
 from backend.errors import BackendError
 from backend.notify.channel import Message
 from backend.store.migrations import upgrade
@@ -78,7 +77,7 @@ escalation_log = sa.Table(
     sa.Column("alarm_id", sa.String(64), nullable=False),
     sa.Column("step", sa.Integer, nullable=False),
     sa.Column("n", sa.Integer, nullable=False),  # position within the step
-    sa.Column("kind", sa.String(32), nullable=False),  # a NoteKind, "notify" or "advance"
+    sa.Column("kind", sa.String(32), nullable=False),  # a NoteKind or "notify" ("advance": rows from before the ladder stopped asking for moves)
     sa.Column("rung", sa.String(64)),
     sa.Column("field_state", sa.String(32)),
     sa.Column("contact", sa.String(96)),
@@ -181,8 +180,6 @@ def _log_rows(actions: Sequence[LadderAction], drill: bool, worker: str) -> list
                          "detail": a.detail[:500], "at_ms": a.at_ms, "due_ms": a.due_ms})
         elif isinstance(a, Notify):
             rows.append({**base, "kind": "notify", "rung": a.rung, "contact": a.contact.id, "detail": a.reason.value, "at_ms": 0})
-        elif isinstance(a, AdvanceAlarm):
-            rows.append({**base, "kind": "advance", "contact": a.actor, "detail": a.move.value, "at_ms": a.at_ms})
     at = max((r["at_ms"] for r in rows), default=0)
     for r in rows:
         r["at_ms"] = r["at_ms"] or at

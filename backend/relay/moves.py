@@ -1,12 +1,12 @@
 """Moves on alarms from any backend process, applied by the rules leader through the uplink queue.
 
-How this works: in a scaled-out deployment only the rules leader runs the alarm service, but every backend
-serves the console and runs the escalation ladder. `QueuedMoves` is what those give the API (it has the
-shape of backend.api.deps.AlarmMoves): a console action becomes a `move` (or `window`) row in the uplink
-queue, the leader applies it in order with the device stream and writes a result, and the action waits for
-that result (`relay.move_timeout_s`), then answers with the alarm as stored. `advance` is the ladder's
-`on_advance`: it only queues the move (the ladder must not wait for the leader, which may be the very
-process stepping the ladder).
+How this works: in a scaled-out deployment only the rules leader runs the alarm service (the one writer of
+alarm state), but every backend serves the console and the one-tap links and steps the escalation ladder.
+`QueuedMoves` is what those give the API (it has the shape of backend.api.deps.AlarmMoves): a console action
+or a responder's one-tap answer becomes a `move` (or `window`) row in the uplink queue, the leader applies it
+in order with the device stream, its bridge lets the ladder observe the committed move, and it writes a
+result; the action waits for that result (`relay.move_timeout_s`), then answers with the alarm as stored.
+The ladder itself asks for no moves: it learns of every move from the leader's committed result.
 
 Errors as the API knows them: `NoSuchAlarm`, `MoveRefused` (backend.alarms.service); no leader answering in
 time is `NotWired("the rules leader")` (HTTP 503).
@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
-from alerting.ladder.engine import AdvanceAlarm
 from alerting.lifecycle import Move
 from alerting.model import Alarm
 from backend.alarms.service import MoveRefused, NoSuchAlarm
@@ -94,7 +93,3 @@ class QueuedMoves:
         if not r.ok:
             raise MoveRefused(subject, "silence", r.reason)
         return r.silenced
-
-    async def advance(self, advance: AdvanceAlarm) -> None:
-        """The ladder's on_advance: queue the move; the leader applies it (a refusal is only logged there)."""
-        await self._put("move", msgspec.json.encode(MoveCommand(advance.alarm_id, Move(advance.move).value, advance.actor)))

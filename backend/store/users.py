@@ -8,9 +8,10 @@ is stored (the secret has 256 bits of entropy, so a slow hash buys nothing); a t
 belongs to, may expire and may be revoked. A machine user has no password ("!" can never verify).
 
 Two ledgers live here too. `one_tap_moves` holds every answer a responder made through a one-tap link, per
-(alarm, person), numbered: `record_move` inserts the next number and fails when another request took it
-first, so the API (backend/api/responses.py) can accept each move once and in order, also across processes
-and restarts. `login_audit` holds who tried to log in, from which address, when, and what came of it
+(alarm, ladder round, person), numbered: `record_move` inserts the next number and fails when another request
+took it first, so the API (backend/api/responses.py) can accept each move once per round and in order, also
+across processes and restarts; a new round of the ladder (the alarm live again) takes the person's answers
+afresh. `login_audit` holds who tried to log in, from which address, when, and what came of it
 (backend/api/auth.py writes it).
 
 Invariants: a grid worker's scope names a grid and a building leader's a building (checked by the API
@@ -80,11 +81,12 @@ one_tap_moves = sa.Table(
     "one_tap_moves",
     metadata,
     sa.Column("alarm_id", sa.String(100), primary_key=True),
+    sa.Column("ladder_round", sa.Integer, primary_key=True),  # the ladder's round the link was sent in (1, 2, ...)
     sa.Column("contact_id", sa.String(100), primary_key=True),
-    sa.Column("seq", sa.Integer, primary_key=True),  # 1, 2, ... per (alarm, person): the race for a number decides
-    sa.Column("move", sa.String(20), nullable=False),
+    sa.Column("seq", sa.Integer, primary_key=True),  # 1, 2, ... per (alarm, round, person): the race for a number decides
+    sa.Column("move", sa.String(20), nullable=False),  # a lifecycle field move (acknowledge, depart, arrive, finish) or decline
     sa.Column("at_ms", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("alarm_id", "contact_id", "move", name="uq_one_tap_moves_once"),
+    sa.UniqueConstraint("alarm_id", "ladder_round", "contact_id", "move", name="uq_one_tap_moves_round_once"),
 )
 
 login_audit = sa.Table(
@@ -295,27 +297,29 @@ class UserStore:
         return self.get(row.username)
 
     # -- one-tap moves -----------------------------------------------------------------------------------------
-    def moves(self, alarm_id: str, contact_id: str) -> list[OneTapMove]:
-        """The answers this person already made on this alarm through one-tap links, oldest first."""
-        q = (sa.select(one_tap_moves).where(one_tap_moves.c.alarm_id == alarm_id, one_tap_moves.c.contact_id == contact_id)
-             .order_by(one_tap_moves.c.seq))
+    def moves(self, alarm_id: str, contact_id: str, *, round_: int = 1) -> list[OneTapMove]:
+        """The answers this person already made on this alarm in this ladder round through one-tap links, oldest first."""
+        t = one_tap_moves
+        q = (sa.select(t).where(t.c.alarm_id == alarm_id, t.c.ladder_round == round_, t.c.contact_id == contact_id).order_by(t.c.seq))
         with self._db() as conn:
             return [OneTapMove(r.seq, r.move, r.at_ms) for r in conn.execute(q)]
 
-    def record_move(self, alarm_id: str, contact_id: str, seq: int, move: str, at_ms: int) -> bool:
-        """Claim number `seq` for `move`; False if that number or that move is already taken (a racing request won)."""
+    def record_move(self, alarm_id: str, contact_id: str, seq: int, move: str, at_ms: int, *, round_: int = 1) -> bool:
+        """Claim number `seq` for `move` in this round; False if that number or that move is already taken (a racing
+        request won)."""
         try:
             with self._db(write=True) as conn:
-                conn.execute(sa.insert(one_tap_moves).values(alarm_id=alarm_id, contact_id=contact_id, seq=seq, move=move, at_ms=at_ms))
+                conn.execute(sa.insert(one_tap_moves).values(alarm_id=alarm_id, ladder_round=round_, contact_id=contact_id, seq=seq, move=move,
+                                                             at_ms=at_ms))
         except sa.exc.IntegrityError:
             return False
         return True
 
-    def forget_move(self, alarm_id: str, contact_id: str, seq: int) -> None:
+    def forget_move(self, alarm_id: str, contact_id: str, seq: int, *, round_: int = 1) -> None:
         """Give a claimed number back: the move it stood for was not carried out (the ladder refused it)."""
+        t = one_tap_moves
         with self._db(write=True) as conn:
-            conn.execute(sa.delete(one_tap_moves).where(one_tap_moves.c.alarm_id == alarm_id, one_tap_moves.c.contact_id == contact_id,
-                                                        one_tap_moves.c.seq == seq))
+            conn.execute(sa.delete(t).where(t.c.alarm_id == alarm_id, t.c.ladder_round == round_, t.c.contact_id == contact_id, t.c.seq == seq))
 
     # -- login audit -------------------------------------------------------------------------------------------
     def audit_login(self, entry: LoginAudit) -> None:

@@ -221,19 +221,29 @@ class EmbeddedTarget:
         return data
 
     async def act(self, alarm_id: str, move: str, actor: str, note: str) -> ActResult:
+        from alerting.lifecycle import FIELD_ORDER, TRANSITIONS, AlarmState, Move, field_rank, field_state_of
         from backend.alarms.service import AlarmServiceError
 
-        if self.escalation is not None:
-            from alerting.ladder import Response
-
-            response = {"acknowledge": "acknowledge", "depart": "en_route", "arrive": "on_scene", "finish": "handled",
-                        "verify_close": "closed"}.get(move)
-            if response is not None:
-                with contextlib.suppress(Exception):  # the ladder may not hold this alarm: fall back to the lifecycle
-                    await self.escalation.respond(alarm_id, Response(response), actor, note)
-                    return ActResult(True, "escalation")
+        # The alarm service is the one writer of alarm state; the ladder observes each committed move (its bridge). A
+        # responder's answer the alarm has already reached or passed (another responder got there first) is the
+        # ladder's alone, as a one-tap answer is (backend/api/responses.py); a step the responder skipped is walked
+        # the legal way, as the console's close does (acknowledge first; finish before verify and close).
+        reached = field_state_of(move)
+        stored = await asyncio.to_thread(self.store.get, alarm_id)
+        state = AlarmState(stored.state) if stored is not None else None
+        if reached is not None and state in FIELD_ORDER and field_rank(state) >= field_rank(reached) and self.escalation is not None \
+                and await self.escalation.get(alarm_id) is not None:
+            await self.escalation.observe(alarm_id, reached, actor)
+            return ActResult(True, "escalation")
+        steps = [Move(move)]
+        if state is not None and (state, steps[0]) not in TRANSITIONS:
+            if steps[0] is Move.VERIFY_CLOSE and ((state, Move.FINISH) in TRANSITIONS or state in (AlarmState.RAISED, AlarmState.NOTIFIED)):
+                steps = [Move.FINISH, *steps]
+            if (state, steps[0]) not in TRANSITIONS and (state, Move.ACKNOWLEDGE) in TRANSITIONS and steps[0] in (Move.DEPART, Move.ARRIVE, Move.FINISH):
+                steps = [Move.ACKNOWLEDGE, *steps]
         try:
-            await self.alarm_service.move(alarm_id, move, actor, note=note)
+            for step in steps:
+                await self.alarm_service.move(alarm_id, step, actor, note=note)
         except AlarmServiceError as exc:
             return ActResult(False, "alarm service", str(getattr(exc, "reason", exc)))
         return ActResult(True, "alarm service")

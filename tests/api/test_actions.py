@@ -3,15 +3,22 @@ with the logged-in user as actor, and the detail's timeline shows it."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from alerting.lifecycle import AlarmState
+from alerting.model import Severity
+from backend.sites import SiteDirectory
 from backend.sites.generator import generate_site_document
 from backend.sites.loader import parse_site_directory
+from backend.store.db import make_engine, sqlite_url
 from broker.kinds import DeviceKind, EventKind
 from tests.api.conftest import ApiRig, make_rig
+from tests.escalation.centre import centre, centre_api
 
 
 async def test_acknowledge_on_behalf_is_recorded_as_such(rig: ApiRig) -> None:
@@ -152,3 +159,53 @@ async def test_dispatch_stays_in_the_alarms_community_unless_the_officer_holds_t
         assert ok.status_code == 200, ok.text
         aid = await rig.client.post(f"/api/alarms/{alarm}/dispatch", headers=rig.auth("duty"), json={"responder_id": other.id})
         assert aid.status_code == 200, aid.text
+
+
+# -- one owner: the console asks the alarm service; the ladder learns from the committed result --------------------------
+
+_REFUSED = ("refused", "not applied", "IllegalMove", "cannot take the move")
+
+
+def refused_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if any(w in r.getMessage() for w in _REFUSED)]
+
+
+async def test_a_console_acknowledgement_is_one_move_one_audit_entry_and_the_ladder_learns_it_from_the_commit(
+    tmp_path: Path, sample_site: SiteDirectory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: the route moved the alarm, then told the ladder again (`respond`), which recorded the officer's answer a
+    second time and could ask the bridge to move the alarm once more (refused: the alarm had already moved)."""
+    caplog.set_level(logging.DEBUG)
+    engine = make_engine(sqlite_url(tmp_path / "centre.db"))
+    async with centre(engine, sample_site) as c, centre_api(c) as api:
+        assert c.alarms is not None
+        assert c.escalation is not None
+        smoke = await c.raise_()
+        lost = await c.raise_("communication_lost", "device:c01-b01-cam-1", severity=Severity.MINOR, life_safety=False)  # the duty officer's rung
+        await c.settle()
+        for aid in (smoke, lost):
+            r = await api.client.post(f"/api/alarms/{aid}/acknowledge", headers=api.duty, json={"note": "看到了"})
+            assert r.status_code == 200, r.text
+            assert r.json()["alarm"]["state"] == "acknowledged"
+        await c.settle()
+        for aid in (smoke, lost):
+            audit = [(e.actor, e.move) for e in c.alarms.store.audit(aid)]
+            assert audit.count(("duty", "acknowledge")) == 1
+            assert [m for _, m in audit].count("acknowledge") == 1, audit
+            log = c.log(aid)
+            assert [(e.kind, e.detail) for e in log if e.kind in ("observed", "response")] == [("observed", "duty: acknowledge (covers duty_officer)")
+                                                                                              if aid == lost else ("observed", "duty: acknowledge (covers -)")]
+            state = await c.escalation.get(aid)
+            assert state is not None
+            assert state.reached_ms(AlarmState.ACKNOWLEDGED) == c.clock.now_ms()
+        assert refused_lines(caplog) == []
+        # the acknowledgement answers the command room's rung: it stops repeating and never climbs
+        paged_before = len(c.pages(lost, "repeat")) + len(c.pages(lost, "escalate"))
+        for _ in range(10):
+            c.clock.advance(60)
+            await c.escalation.run_due()
+        assert len(c.pages(lost, "repeat")) + len(c.pages(lost, "escalate")) == paged_before
+        lost_state = await c.escalation.get(lost)
+        assert lost_state is not None
+        assert [(e.rung, e.progress) for e in lost_state.engagements] == [("duty_officer", AlarmState.ACKNOWLEDGED)]
+    engine.dispose()

@@ -6,6 +6,9 @@ directory): the tests raise and clear alarms with signals, and a clock moved on 
 raise "device lost" for the site's ~3,000 devices that never reported. Places, grids and responders are the
 sample site's.
 
+`centre_api(c)` serves the HTTP API over a centre as backend/server.py wires it: the console's routes and the
+one-tap links, with the alarm service as the one owner of moves and the escalation service as the ladder.
+
 `Centre.restart()` is a crash and a restart: the bridge's in-memory queue is dropped (its task ends without
 working what is queued), and a new alarm service, escalation service and bridge are built from the store.
 """
@@ -17,17 +20,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 import sqlalchemy as sa
 
 from alerting.ladder import PolicySet
 from alerting.model import Place, Severity, Signal, SignalKind
 from backend.alarms.service import AlarmService
+from backend.api.app import create_app
+from backend.api.deps import ApiDeps
+from backend.api.responses import OneTapLinks
+from backend.api.tokens import TokenSigner
 from backend.escalation import EscalationService, EscalationStore, load_policies
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.store import LogEntry
 from backend.notify import Dispatcher, Message, RateLimiter, Receipt, ReceiptStore
 from backend.sites import SiteDirectory
 from backend.sites.roster import SiteRoster
+from backend.store.users import UserStore
 from backend.stream import CentreStream
 from broker.clock import VirtualClock
 from tests.escalation.helpers import THU_0900, RecordingChannel
@@ -120,3 +129,29 @@ async def centre(engine: sa.Engine, site: SiteDirectory, *, start_ms: int = THU_
         yield c
     finally:
         await c._crash()
+
+
+@dataclass
+class CentreApi:
+    client: httpx.AsyncClient
+    links: OneTapLinks
+    users: UserStore  # the one-tap ledger
+    duty: dict[str, str]  # the duty officer's session header
+
+
+@asynccontextmanager
+async def centre_api(c: Centre) -> AsyncIterator[CentreApi]:
+    """The HTTP API over the centre, wired as the server wires it: moves go to the alarm service, the ladder is the
+    centre's escalation service, and its notices carry real one-tap links (with the ladder's round)."""
+    assert c.alarms is not None
+    assert c.escalation is not None
+    signer = TokenSigner(b"0123456789abcdef0123456789abcdef")
+    links = OneTapLinks(signer, c.clock, "https://sw.example", ttl_s=3600)
+    c.escalation.links = links.link
+    users = UserStore(c.engine)
+    users.add("duty", None, "duty_officer", "值班员")
+    deps = ApiDeps(alarms=c.alarms.store, users=users, signer=signer, clock=c.clock, ingest_stats=dict, sites=c.site,
+                   alarm_service=c.alarms, escalation=c.escalation, extras={"one_tap": links})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(deps)), base_url="http://api") as client:
+        session = signer.sign({"sub": "duty"}, c.clock.now_ms() / 1000, 12 * 3600)
+        yield CentreApi(client, links, users, {"Authorization": f"Bearer {session}"})

@@ -26,7 +26,7 @@ async def test_fire_alarm_pages_grid_worker_and_fire_station_and_records_receipt
     assert notice["text"].startswith("【守望】紧急烟感报警")
     assert notice["link"] is None  # any broker client may read it (issue 22): no one-tap link
     assert "/r/" not in notice["text"]
-    assert any(m.contact.id == "c01-g1-w1" and "https://sw.example/r/A1/c01-g1-w1" in m.text for m in rig.sms.sent)  # her own SMS has it
+    assert any(m.contact.id == "c01-g1-w1" and "https://sw.example/r/A1/1/c01-g1-w1" in m.text for m in rig.sms.sent)  # her own SMS has it
     receipts = rig.receipts.for_alarm("A1")
     by = {(r.contact, r.channel): r.status for r in receipts}
     assert by[("c01-g1-w1", "app")] is DeliveryStatus.DELIVERED

@@ -7,11 +7,11 @@ timer wakes up. Nothing here sleeps or reads a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
 from alerting.ladder import (
-    AdvanceAlarm,
     AlarmFacts,
     EscalationState,
     Fill,
@@ -20,18 +20,19 @@ from alerting.ladder import (
     NoteKind,
     Notify,
     NotifyReason,
-    Response,
     Seat,
     SeatFill,
     Where,
     advance,
+    decline,
     next_due,
-    respond,
+    observe,
     start,
     stop,
+    verify,
 )
 from alerting.ladder.engine import UnknownResponder
-from alerting.lifecycle import AlarmState, Move
+from alerting.lifecycle import AlarmState
 from alerting.model import Severity
 from tests.ladder.fakes import T0, FakeRoster, person, policies
 
@@ -61,10 +62,17 @@ class Sim:
         self.log += acts
         return acts
 
-    def answer(self, seconds: float, who: str, r: Response) -> list[LadderAction]:
+    def answer(self, seconds: float, who: str, what: AlarmState | Literal["decline", "verify"]) -> list[LadderAction]:
+        """`who` brought the alarm to a field state (a committed move, observed), declined, or verified it."""
         self.at(seconds)
         assert self.state is not None
-        self.state, acts = respond(self.state, PS, self.roster, r, who, T0 + round(seconds * 1000))
+        now = T0 + round(seconds * 1000)
+        if what == "decline":
+            self.state, acts = decline(self.state, who, PS, self.roster, now)
+        elif what == "verify":
+            self.state, acts = verify(self.state, who, PS, self.roster, now)
+        else:
+            self.state, acts = observe(self.state, AlarmState(what), who, PS, self.roster, now)
         self.log += acts
         return acts
 
@@ -91,7 +99,7 @@ def test_fire_pages_grid_worker_and_micro_fire_station_at_once() -> None:
     assert paged(acts) == [("grid_worker", "gw1", NotifyReason.PAGE), ("fire_station", "mfs-head", NotifyReason.PAGE),
                            ("fire_station", "mfs-m1", NotifyReason.PAGE)]
     assert {a.step for a in acts if isinstance(a, Notify)} == {1}
-    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.NOTIFY]
+    assert all(isinstance(a, Notify | Note) for a in acts), "the ladder pages and notes; it asks the alarm for no move"
     assert sim.s.policy == "fire"
 
 
@@ -123,7 +131,7 @@ def test_grid_worker_missing_ack_deadline_climbs_to_building_leader_at_exactly_6
 def test_acknowledging_in_time_does_not_climb() -> None:
     sim = Sim(f=facts("residual_current", Severity.MAJOR))
     sim.start()
-    sim.answer(59, "gw1", Response.ACKNOWLEDGE)
+    sim.answer(59, "gw1", AlarmState.ACKNOWLEDGED)
     assert not paged(sim.at(599))
     # ... but on scene within 600 s is its own deadline
     acts = sim.at(600)
@@ -134,9 +142,9 @@ def test_acknowledging_in_time_does_not_climb() -> None:
 def test_micro_fire_station_must_be_on_scene_within_180s() -> None:
     sim = Sim()
     sim.start()
-    sim.answer(20, "mfs-head", Response.ACKNOWLEDGE)
-    sim.answer(25, "gw1", Response.ACKNOWLEDGE)
-    sim.answer(26, "gw1", Response.CONFIRM)  # verified: the verify window does not fire
+    sim.answer(20, "mfs-head", AlarmState.ACKNOWLEDGED)
+    sim.answer(25, "gw1", AlarmState.ACKNOWLEDGED)
+    sim.answer(26, "gw1", "verify")  # verified: the verify window does not fire
     assert not notes(sim.at(179.9), NoteKind.DEADLINE_MISSED)
     acts = sim.at(180)
     assert [(n.rung, n.field_state) for n in notes(acts, NoteKind.DEADLINE_MISSED)] == [("fire_station", AlarmState.ON_SCENE)]
@@ -146,9 +154,9 @@ def test_micro_fire_station_must_be_on_scene_within_180s() -> None:
 def test_on_scene_in_time_meets_the_deadline_and_verifies() -> None:
     sim = Sim()
     sim.start()
-    sim.answer(30, "mfs-m1", Response.ACKNOWLEDGE)
-    sim.answer(40, "gw1", Response.ACKNOWLEDGE)
-    sim.answer(110, "mfs-m1", Response.ON_SCENE)  # inside the 120 s verify window
+    sim.answer(30, "mfs-m1", AlarmState.ACKNOWLEDGED)
+    sim.answer(40, "gw1", AlarmState.ACKNOWLEDGED)
+    sim.answer(110, "mfs-m1", AlarmState.ON_SCENE)  # inside the 120 s verify window
     assert sim.s.verified_ms == T0 + 110_000
     assert not notes(sim.at(599), NoteKind.DEADLINE_MISSED)
     assert not notes(sim.log, NoteKind.TREATED_REAL)
@@ -201,7 +209,7 @@ def test_repeats_every_30s_twice_while_nobody_acknowledges() -> None:
 def test_acknowledge_stops_repeats() -> None:
     sim = Sim(f=facts("residual_current", Severity.MAJOR))
     sim.start()
-    sim.answer(10, "gw1", Response.ACKNOWLEDGE)
+    sim.answer(10, "gw1", AlarmState.ACKNOWLEDGED)
     assert not paged(sim.at(100))
 
 
@@ -256,8 +264,8 @@ def test_a_vacant_seat_found_on_escalation_climbs_further() -> None:
 def test_fire_nobody_verifies_within_window_is_treated_as_real_and_climbs() -> None:
     sim = Sim()
     sim.start()
-    sim.answer(10, "gw1", Response.ACKNOWLEDGE)
-    sim.answer(12, "mfs-head", Response.ACKNOWLEDGE)
+    sim.answer(10, "gw1", AlarmState.ACKNOWLEDGED)
+    sim.answer(12, "mfs-head", AlarmState.ACKNOWLEDGED)
     assert not notes(sim.at(119.999), NoteKind.TREATED_REAL)
     acts = sim.at(120)
     assert notes(acts, NoteKind.TREATED_REAL)[0].due_ms == T0 + 120_000
@@ -273,17 +281,17 @@ def test_fire_nobody_verifies_within_window_is_treated_as_real_and_climbs() -> N
 def test_fire_verified_in_time_is_not_treated_as_real() -> None:
     sim = Sim()
     sim.start()
-    sim.answer(10, "gw1", Response.ACKNOWLEDGE)
-    sim.answer(11, "mfs-head", Response.ACKNOWLEDGE)
-    sim.answer(90, "gw1", Response.CONFIRM)
+    sim.answer(10, "gw1", AlarmState.ACKNOWLEDGED)
+    sim.answer(11, "mfs-head", AlarmState.ACKNOWLEDGED)
+    sim.answer(90, "gw1", "verify")
     assert not notes(sim.at(170), NoteKind.TREATED_REAL)
 
 
 def test_false_alarm_stops_the_ladder() -> None:
     sim = Sim()
     sim.start()
-    acts = sim.answer(50, "gw1", Response.FALSE_ALARM)
-    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.MARK_FALSE]
+    assert sim.answer(50, "gw1", AlarmState.FALSE_ALARM) == [], "off the field path: the ladder does not observe it"
+    sim.state, _ = stop(sim.s, "false_alarm", T0 + 50_000)  # the bridge stops it: the alarm left the open states
     assert sim.s.stopped == "false_alarm"
     assert next_due(sim.s, PS) is None
     assert not paged(sim.at(10_000))
@@ -292,23 +300,21 @@ def test_false_alarm_stops_the_ladder() -> None:
 def test_handled_stops_the_ladder_and_the_times_to_each_field_state_are_kept() -> None:
     sim = Sim()
     sim.start()
-    sim.answer(15, "mfs-head", Response.ACKNOWLEDGE)
-    sim.answer(20, "mfs-head", Response.EN_ROUTE)
-    sim.answer(140, "mfs-head", Response.ON_SCENE)
-    acts = sim.answer(400, "mfs-head", Response.HANDLED)
+    sim.answer(15, "mfs-head", AlarmState.ACKNOWLEDGED)
+    sim.answer(20, "mfs-head", AlarmState.EN_ROUTE)
+    sim.answer(140, "mfs-head", AlarmState.ON_SCENE)
+    sim.answer(400, "mfs-head", AlarmState.HANDLED)
     assert sim.s.stopped == "handled"
     assert dict(sim.s.reached) == {AlarmState.ACKNOWLEDGED: T0 + 15_000, AlarmState.EN_ROUTE: T0 + 20_000,
                                    AlarmState.ON_SCENE: T0 + 140_000, AlarmState.HANDLED: T0 + 400_000}
-    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.FINISH]
     assert not paged(sim.at(5000))
 
 
 def test_a_later_field_state_implies_the_earlier_ones() -> None:
     sim = Sim()
     sim.start()
-    acts = sim.answer(30, "mfs-m1", Response.ON_SCENE)
-    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.ACKNOWLEDGE, Move.DEPART, Move.ARRIVE]
-    assert sim.s.reached_ms(AlarmState.ACKNOWLEDGED) == T0 + 30_000
+    sim.answer(30, "mfs-m1", AlarmState.ON_SCENE)
+    assert dict(sim.s.reached) == {AlarmState.ACKNOWLEDGED: T0 + 30_000, AlarmState.EN_ROUTE: T0 + 30_000, AlarmState.ON_SCENE: T0 + 30_000}
 
 
 def test_stop_from_outside_ends_the_timers() -> None:
@@ -327,14 +333,14 @@ def test_volunteer_decline_passes_to_the_next_volunteer_at_once() -> None:
     sim = Sim()
     sim.start()
     sim.at(120)  # treated as real: volunteers v1, v2 paged
-    acts = sim.answer(125, "v1", Response.DECLINE)
+    acts = sim.answer(125, "v1", "decline")
     assert paged(acts) == [("volunteers", "v3", NotifyReason.DECLINED)]
     e = sim.s.engagement("volunteers")
     assert e is not None
     assert [c.id for c in e.contacts] == ["v2", "v3"]
     assert e.declined == ("v1",)
     assert e.engaged_ms == T0 + 125_000  # the new volunteer gets the rung's full time
-    acts = sim.answer(126, "v2", Response.DECLINE)
+    acts = sim.answer(126, "v2", "decline")
     assert paged(acts) == [("volunteers", "v4", NotifyReason.DECLINED)]
 
 
@@ -343,8 +349,8 @@ def test_when_every_volunteer_declined_the_ladder_climbs() -> None:
     sim = Sim(roster=roster)
     sim.start()
     sim.at(120)  # building leader + v1, v2
-    sim.answer(121, "v1", Response.DECLINE)
-    acts = sim.answer(122, "v2", Response.DECLINE)
+    sim.answer(121, "v1", "decline")
+    acts = sim.answer(122, "v2", "decline")
     assert paged(acts) == [("duty_officer", "duty1", NotifyReason.DECLINED)]
 
 
@@ -352,7 +358,7 @@ def test_decline_from_someone_not_paged_is_refused() -> None:
     sim = Sim()
     sim.start()
     with pytest.raises(UnknownResponder):
-        respond(sim.s, PS, sim.roster, Response.DECLINE, "stranger", T0 + 1_000)
+        decline(sim.s, "stranger", PS, sim.roster, T0 + 1_000)
 
 
 # -- vulnerable residents, drills ---------------------------------------------------------------------------------------

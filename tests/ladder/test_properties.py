@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.ladder import AlarmFacts, Notify, Response, Seat, Where, advance, observe, raise_severity, reopen, respond, start, timers
+from alerting.ladder import AlarmFacts, Notify, Seat, Where, advance, decline, observe, raise_severity, reopen, start, timers, verify
 from alerting.ladder.engine import UnknownResponder
-from alerting.lifecycle import Move
+from alerting.lifecycle import AlarmState
 from alerting.model import Severity
 from tests.ladder.fakes import T0, FakeRoster, policies
 
@@ -17,8 +17,8 @@ PEOPLE = ["gw1", "mfs-head", "mfs-m1", "bl1", "v1", "v2", "v3", "duty1", "family
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("wait"), st.integers(min_value=0, max_value=400_000)),
-        st.tuples(st.sampled_from(list(Response)), st.sampled_from(PEOPLE)),
-        st.tuples(st.sampled_from(list(Move)), st.sampled_from([*PEOPLE, "officer.li", "system"])),  # a committed move, observed
+        st.tuples(st.sampled_from(["decline", "verify"]), st.sampled_from(PEOPLE)),  # the ladder's own events
+        st.tuples(st.sampled_from(list(AlarmState)), st.sampled_from([*PEOPLE, "officer.li", "system"])),  # a committed state, observed
         st.tuples(st.just("reopen"), st.integers(min_value=0, max_value=6)),  # the alarm is live again (audit seq)
         st.tuples(st.just("severity"), st.sampled_from(list(Severity))),
     ),
@@ -49,7 +49,7 @@ def test_invariants(alarm_type: str, severity: Severity, vulnerable: bool, vacan
             now += arg
             state, acts = advance(state, PS, roster, now)
             assert all(t.due_ms > now for t in timers(state, PS)), "advance leaves nothing due behind"
-        elif isinstance(op, Move):
+        elif isinstance(op, AlarmState):
             assert isinstance(arg, str)
             state, acts = observe(state, op, arg, PS, roster, now)
             assert not [a for a in acts if isinstance(a, Notify)], "an observed move pages nobody"
@@ -61,11 +61,14 @@ def test_invariants(alarm_type: str, severity: Severity, vulnerable: bool, vacan
         elif op == "severity":
             assert isinstance(arg, Severity)
             state, acts = raise_severity(state, arg, PS, roster, now)
+        elif op == "verify":
+            assert isinstance(arg, str)
+            state, acts = verify(state, arg, PS, roster, now)
         else:
-            assert isinstance(op, Response)
+            assert op == "decline"
             assert isinstance(arg, str)
             try:
-                state, acts = respond(state, PS, roster, op, arg, now)
+                state, acts = decline(state, arg, PS, roster, now)
             except UnknownResponder:
                 continue
         assert state.staffed

@@ -5,26 +5,23 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import alerting.ladder
 from alerting.ladder import (
-    AdvanceAlarm,
     Note,
     NoteKind,
     Notify,
     NotifyReason,
     PolicySet,
-    Response,
     advance,
-    field_state_of,
     observe,
     parse_policies,
     raise_severity,
     reopen,
-    respond,
     rung_status,
     start,
     stop,
 )
-from alerting.lifecycle import FIELD_ORDER, TRANSITIONS, AlarmState, Move
+from alerting.lifecycle import FIELD_MOVES, FIELD_ORDER, SYSTEM_ACTOR, TRANSITIONS, AlarmState, Move, field_state_of
 from alerting.model import Severity
 from tests.ladder.fakes import POLICIES, T0, FakeRoster, policies
 from tests.ladder.test_engine import facts
@@ -42,12 +39,33 @@ def test_field_states_come_from_the_lifecycle_table() -> None:
     assert field_state_of(Move.VERIFY_CLOSE) is AlarmState.CLOSED
     assert field_state_of(Move.UNSILENCE) is None
     assert field_state_of("severity_raised") is None
+    assert {TRANSITIONS[(src, m)] for (src, m) in TRANSITIONS if m in FIELD_MOVES} == set(FIELD_ORDER)
+
+
+def test_the_ladders_field_progress_is_the_committed_lifecycle_state() -> None:
+    """Pure data: every person's move of the lifecycle table, committed and observed, sets the progress of the mover's
+    rung to the state the table reached, and only field states count. The ladder keeps no words of its own for
+    field progress (no Response, no moves it asks for)."""
+    roster = FakeRoster()
+    fresh, _ = start(facts(), PS, roster, T0)
+    for (src, move), dst in TRANSITIONS.items():
+        s, _ = observe(fresh, dst, "mfs-head", PS, roster, ms(5))
+        e = s.engagement("fire_station")
+        assert e is not None
+        if dst in FIELD_ORDER:
+            assert e.progress is dst, f"{src} --{move}--> {dst}"
+            assert [x for x, _ in s.reached] == list(FIELD_ORDER[: FIELD_ORDER.index(dst) + 1])
+        else:
+            assert s == fresh, f"{dst} is no field state: nothing to observe"
+        assert observe(fresh, dst, SYSTEM_ACTOR, PS, roster, ms(5)) == (fresh, []), "the system's moves answer for nobody"
+    for gone in ("Response", "AdvanceAlarm", "respond", "field_state_of"):
+        assert not hasattr(alerting.ladder, gone), f"the ladder keeps its own {gone}"
 
 
 def test_reopen_pages_the_entry_rungs_again_once_per_opening_entry() -> None:
     roster = FakeRoster()
     s, _ = start(facts(), PS, roster, T0)
-    s, _ = respond(s, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(5))
+    s, _ = observe(s, AlarmState.ACKNOWLEDGED, "gw1", PS, roster, ms(5))
     s, _ = stop(s, "silenced", ms(10))
     assert s.stopped == "silenced"
     s2, acts = reopen(s, s.facts, PS, roster, ms(600), alarm_seq=3, why="maintenance window ended")
@@ -58,7 +76,7 @@ def test_reopen_pages_the_entry_rungs_again_once_per_opening_entry() -> None:
     assert [(a.rung, a.contact.id, a.reason) for a in acts if isinstance(a, Notify)] == [
         ("grid_worker", "gw1", NotifyReason.REOPENED), ("fire_station", "mfs-head", NotifyReason.REOPENED),
         ("fire_station", "mfs-m1", NotifyReason.REOPENED)]
-    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.NOTIFY]
+    assert s2.staffed  # running and staffed: the bridge asks the alarm service for `notify`
     assert all(a.step > s.step for a in acts)  # new notice keys: never mistaken for the first round's
     assert reopen(s2, s.facts, PS, roster, ms(601), alarm_seq=3) == (s2, [])  # the same entry again: nothing
     assert reopen(s2, s.facts, PS, roster, ms(601), alarm_seq=2) == (s2, [])
@@ -102,37 +120,29 @@ def policies_with_electrical_critical() -> PolicySet:
 def test_the_duty_officers_acknowledgement_covers_the_command_room_not_the_field_rungs() -> None:
     roster = FakeRoster()
     s, _ = start(facts("communication_lost", Severity.MINOR), PS, roster, T0)  # default policy: the duty officer's rung
-    s, acts = observe(s, Move.ACKNOWLEDGE, "officer.li", PS, roster, ms(5))
+    s, acts = observe(s, AlarmState.ACKNOWLEDGED, "officer.li", PS, roster, ms(5))
     assert s.engagement("duty_officer").progress is AlarmState.ACKNOWLEDGED  # type: ignore[union-attr]
-    assert not [a for a in acts if isinstance(a, AdvanceAlarm)]  # the alarm already moved: nothing goes back
+    assert not [a for a in acts if isinstance(a, Notify)]
 
     fire, _ = start(facts(), PS, roster, T0)
-    seen, acts = observe(fire, Move.ACKNOWLEDGE, "officer.li", PS, roster, ms(5))
+    seen, acts = observe(fire, AlarmState.ACKNOWLEDGED, "officer.li", PS, roster, ms(5))
     assert dict(seen.reached) == {AlarmState.ACKNOWLEDGED: ms(5)}
     assert [e.progress for e in seen.engagements] == [None, None]  # grid worker and fire station still wait
-    assert not [a for a in acts if isinstance(a, AdvanceAlarm)]
     status = {r.rung: r for r in rung_status(seen, PS)}
     assert status["fire_station"].state == "waiting"
     assert status["fire_station"].waits_for is AlarmState.ACKNOWLEDGED
     assert status["fire_station"].climbs_at_ms == ms(60)
     assert status["grid_worker"].repeats_at_ms == ms(30)
     assert not status["grid_worker"].command_room
-    # the fire station's own answer comes back as a committed move: the ladder already knew it, so no step at all
-    answered, acts = respond(seen, PS, roster, Response.ACKNOWLEDGE, "mfs-head", ms(8))
-    assert not [a for a in acts if isinstance(a, AdvanceAlarm)]  # acknowledged already reached: no refused duplicate
-    assert observe(answered, Move.ACKNOWLEDGE, "mfs-head", PS, roster, ms(9)) == (answered, [])
+    # the fire station's own answer (the alarm is already acknowledged: observed as theirs); seen twice, no step at all
+    answered, acts = observe(seen, AlarmState.ACKNOWLEDGED, "mfs-head", PS, roster, ms(8))
+    assert answered.step == seen.step + 1
+    assert observe(answered, AlarmState.ACKNOWLEDGED, "mfs-head", PS, roster, ms(9)) == (answered, [])
     status = {r.rung: r for r in rung_status(answered, PS)}
     assert status["fire_station"].state == "acknowledged"
     assert status["fire_station"].repeats_at_ms is None
     assert status["fire_station"].waits_for is AlarmState.ON_SCENE
     assert status["fire_station"].climbs_at_ms == ms(180)
-
-
-def test_a_responder_answer_still_asks_the_alarm_to_move_when_it_has_not() -> None:
-    roster = FakeRoster()
-    s, _ = start(facts(), PS, roster, T0)
-    _, acts = respond(s, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(3))
-    assert [a.move for a in acts if isinstance(a, AdvanceAlarm)] == [Move.ACKNOWLEDGE]
 
 
 def test_a_round_still_waiting_for_its_first_answer_goes_on_instead_of_paging_again() -> None:
@@ -141,7 +151,7 @@ def test_a_round_still_waiting_for_its_first_answer_goes_on_instead_of_paging_ag
     s2, acts = reopen(s, s.facts, PS, roster, ms(20), alarm_seq=2, why="recur")  # it flapped before anyone answered
     assert not [a for a in acts if isinstance(a, Notify)]
     assert (s2.round, s2.alarm_seq, s2.engagements) == (1, 2, s.engagements)  # the same round, its clocks untouched
-    answered, _ = respond(s2, PS, roster, Response.ACKNOWLEDGE, "gw1", ms(25))
+    answered, _ = observe(s2, AlarmState.ACKNOWLEDGED, "gw1", PS, roster, ms(25))
     s3, acts = reopen(answered, answered.facts, PS, roster, ms(40), alarm_seq=4, why="recur")  # alarmed again after an answer
     assert s3.round == 2
     assert [a.contact.id for a in acts if isinstance(a, Notify)] == ["gw1", "mfs-head", "mfs-m1"]
