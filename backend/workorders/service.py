@@ -502,6 +502,8 @@ class OverdueWatch:
     def __init__(self, service: WorkOrderService) -> None:
         self.service = service
         self.started = asyncio.Event()
+        self.checks = 0  # checks finished so far
+        self._checked = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -527,4 +529,13 @@ class OverdueWatch:
             except BackendError:
                 log.warning("work orders: the overdue check failed; trying again in %.0f s", every_ms / 1000, exc_info=True)
             self.started.set()
+            async with self._checked:
+                self.checks += 1
+                self._checked.notify_all()
             await self.service.clock.sleep_ms(every_ms)
+
+    async def checked_after(self, count: int) -> int:
+        """Wait until more than `count` checks have finished (tests move a virtual clock, then wait for the check)."""
+        async with self._checked:
+            await self._checked.wait_for(lambda: self.checks > count)
+            return self.checks

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, FilePayload, Page, expect
 
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
@@ -96,7 +96,7 @@ async def test_a_work_order_from_an_electrical_warning_to_closed_with_a_photo(sy
     await page.screenshot(path=shots / "02-finish-refused-1280.png")
 
     photo = png(320, 240, (40, 140, 90))
-    await page.set_input_files("#wo-file", files=[{"name": "after.png", "mimeType": "image/png", "buffer": photo}])
+    await page.set_input_files("#wo-file", files=[FilePayload(name="after.png", mimeType="image/png", buffer=photo)])
     await expect(page.locator("#wo-file-name")).to_have_text("after.png")
     await page.fill("#wo-caption", "更换漏保后")
     await page.click("#wo-upload")

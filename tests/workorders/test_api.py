@@ -4,6 +4,7 @@ with their checksum; overdue orders escalated once, also across a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from backend.sites import SiteDirectory
-from backend.workorders import WorkOrderService, WorkOrderSettings
+from backend.workorders import OverdueWatch, WorkOrderService, WorkOrderSettings
 from backend.workorders.schema import work_order_audit, work_order_photos, work_orders
 from broker.kinds import DeviceKind, EventKind
 from tests.api.conftest import ApiRig, make_rig
@@ -194,3 +195,30 @@ async def test_an_overdue_order_escalates_to_the_supervisor_once_also_after_a_re
     assert body["order"]["overdue"] is True
     assert [a["action"] for a in body["audit"]].count("escalate") == 1
     assert [o["id"] for o in (await rig.client.get("/api/workorders?overdue=true", headers=rig.auth("duty"))).json()["orders"]] == [order["id"]]
+
+
+async def test_the_overdue_watch_catches_up_at_start_and_then_runs_on_the_injected_clock(rig: ApiRig, tmp_path: Path) -> None:
+    svc = WorkOrderService(rig.service.store.engine, rig.sites, rig.clock, tmp_path / "p", WorkOrderSettings(check_every_s=3600),
+                           alarms=rig.service.store)
+    late = await svc.create("duty", description="插座烧焦", alarm_id=await electrical_alarm(rig), severity="critical")
+    rig.clock.advance(25 * 3600)  # overdue while no watch ran (the backend was down)
+    async with OverdueWatch(svc) as watch:
+        caught = svc.get(late.id)
+        assert caught is not None
+        assert caught.escalated_ms == rig.clock.now_ms(), "escalated as the watch started, before it said it was ready"
+        assert caught.escalated_to is not None
+        assert caught.escalated_to.startswith("社区值班员（c01）"), caught.escalated_to  # nobody assigned: the community's duty officers
+        fresh = await svc.create("duty", description="电缆过热", alarm_id=await rig.smoke(rig.device("c01-g1", DeviceKind.ELECTRICAL, 1),
+                                                                                       event=EventKind.ELECTRICAL_ALARM), severity="critical")
+        checks = watch.checks
+        for hour in range(1, 26):  # one period at a time; each check is awaited, not slept for
+            rig.clock.advance(3600)
+            checks = await asyncio.wait_for(watch.checked_after(checks), 10)
+            if hour < 24:
+                assert svc.get(fresh.id).escalated_ms is None, hour  # type: ignore[union-attr]
+        escalated = svc.get(fresh.id)
+        assert escalated is not None
+        assert escalated.escalated_for_due_ms == fresh.due_ms
+        assert escalated.escalated_ms is not None
+        assert escalated.escalated_ms - fresh.due_ms <= 3600_000  # within one period of the due time
+    assert [a["action"] for a in svc.audit(late.id)].count("escalate") == 1
