@@ -126,6 +126,13 @@ async def test_a_work_order_from_an_electrical_warning_to_closed_with_a_photo(sy
     assert on_disk.read_bytes() == photo
     assert row_photo["sha256"] == hashlib.sha256(photo).hexdigest()
 
+    # the alarm's detail now leads to its order instead of opening a second one
+    await page.click("#wo-close")
+    await row.click()
+    await expect(page.locator("#wo-from-alarm")).to_have_text("查看整改工单（已销号）")
+    await page.click("#wo-from-alarm")
+    await expect(page.locator("#wo-detail")).to_have_attribute("data-state", "closed")
+
     await page.set_viewport_size({"width": 360, "height": 780})
     await expect(page.locator("#wo-panel")).to_be_visible()
     width = await page.evaluate("() => document.querySelector('#wo-panel').getBoundingClientRect().width")

@@ -64,6 +64,8 @@ async def test_from_an_electrical_warning_to_closed_with_a_photo_every_move_audi
     severity_hours = {"critical": 24, "major": 72, "minor": 168, "info": 168}[order["severity"]]
     assert order["due_ms"] == rig.clock.now_ms() + severity_hours * 3_600_000
     assert order["time_zone"] == "Asia/Shanghai"
+    assert rig.clock.now_ms() == 1_767_225_600_000  # 2026-01-01 00:00 UTC on the rig's clock, whatever the machine's zone ...
+    assert order["created_local"] == "2026-01-01 08:00"  # ... read in Beijing time
     worker = responder_of(rig.sites, "grid_worker", "c01-g1")
     assert any(a["id"] == worker for a in created["assignees"])
     oid = order["id"]

@@ -15,7 +15,7 @@
   const WORDS = {
     zh: {
       button: "整改工单", title: "隐患整改工单", close: "关闭", all: "全部状态", overdue_only: "仅逾期", none: "没有符合条件的工单",
-      new: "新建工单", from_alarm: "转为整改工单", from_alarm_of: "由告警创建：{what}", building: "楼栋", desc: "隐患描述与整改要求",
+      new: "新建工单", from_alarm: "转为整改工单", view_order: "查看整改工单（{state}）", drill: "演练", from_alarm_of: "由告警创建：{what}", building: "楼栋", desc: "隐患描述与整改要求",
       severity: "等级", by_alarm: "按告警等级", create: "创建工单", cancel_form: "取消", due: "整改期限", overdue: "已逾期",
       assignee: "责任人", nobody: "未派单", pick: "选择责任人", note: "备注 / 原因（退回、撤销必填）", photos: "现场照片", no_photos: "暂无照片",
       upload: "上传照片", caption: "照片说明", choose: "选择照片（JPEG / PNG / WebP）", no_file: "未选择文件", audit: "处理记录", escalated: "逾期已升级至 {to}（{at}）", back: "返回列表", created: "创建",
@@ -25,7 +25,7 @@
     },
     en: {
       button: "Work orders", title: "Hazard work orders", close: "Close", all: "All states", overdue_only: "Overdue only", none: "No work orders",
-      new: "New work order", from_alarm: "Make a work order", from_alarm_of: "From the alarm: {what}", building: "Building", desc: "Hazard and what to fix",
+      new: "New work order", from_alarm: "Make a work order", view_order: "Open its work order ({state})", drill: "Drill", from_alarm_of: "From the alarm: {what}", building: "Building", desc: "Hazard and what to fix",
       severity: "Severity", by_alarm: "As the alarm", create: "Create", cancel_form: "Cancel", due: "Due", overdue: "Overdue",
       assignee: "Assignee", nobody: "Not assigned", pick: "Pick the assignee", note: "Note / reason (needed to reject or cancel)", photos: "Photos",
       no_photos: "No photos yet", upload: "Upload photo", caption: "Caption", choose: "Choose a photo (JPEG / PNG / WebP)",
@@ -116,7 +116,9 @@
 
   function stateBadge(o) { return `<span class="badge">${esc(w("s_" + o.state))}</span>`; }
   function sevBadge(o) { return `<span class="badge ${esc(o.severity)}">${esc(w("v_" + o.severity))}</span>`; }
-  function lateBadge(o) { return o.overdue ? `<span class="badge overdue">${esc(w("overdue"))}</span>` : ""; }
+  function lateBadge(o) {
+    return (o.overdue ? `<span class="badge overdue">${esc(w("overdue"))}</span>` : "") + (o.drill ? `<span class="badge">${esc(w("drill"))}</span>` : "");
+  }
 
   function listHtml() {
     const rows = W.orders.map(o => `<div class="wo-row${o.overdue ? " overdue" : ""}" data-id="${esc(o.id)}">
@@ -280,10 +282,18 @@
     bar.innerHTML = `<button type="button" id="wo-from-alarm">${esc(w("from_alarm"))}</button>`;
     const h2 = d.querySelector("h2");
     if (h2 && h2.nextSibling) d.insertBefore(bar, h2.nextSibling.nextSibling || null); else d.appendChild(bar);
-    bar.querySelector("button").addEventListener("click", () => {
-      W.open = true; W.detail = null; W.error = ""; W.creating = { alarm_id: a.id, title: a.title };
+    const button = bar.querySelector("button");
+    let existing = null;  // an order this alarm already has (not cancelled): the button opens it instead
+    button.addEventListener("click", () => {
+      W.open = true; W.error = "";
+      if (existing) { openOrder(existing.id); return; }
+      W.detail = null; W.creating = { alarm_id: a.id, title: a.title };
       render();
     });
+    api("/api/workorders?alarm_id=" + encodeURIComponent(a.id)).then(r => {
+      existing = r.orders.find(o => o.state !== "cancelled") || null;
+      if (existing) button.textContent = w("view_order", { state: w("s_" + existing.state) });
+    }).catch(() => {});
   }
 
   function start() {
