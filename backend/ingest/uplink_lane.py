@@ -10,8 +10,11 @@ How this works (`UplinkLane.run`, one task on the event loop):
   thread on purpose (see `run`).
 - Life-safety messages of a round are decided and committed on their own, ahead of the rest of the round: a
   smoke alarm never waits for the commit of 200 availability changes that happened to arrive with it. A feed
-  that is a `BatchFeed` takes each group in one call; a refused batch is handed over one by one, so a single
-  bad message is found and dealt with on its own.
+  that is a `BatchFeed` takes each group in one call (the rest in slices of `REST_SLICE`); a refused batch is
+  handed over one by one, so a single bad message is found and dealt with on its own.
+- A life-safety message that arrives while a round hands over the rest (a smoke alarm during a gateway's
+  reconnect flood) stops that round at the next slice or message: what is left goes back in the queue in its
+  own place (still journaled, already acknowledged), and the alarm goes first in the next round.
 - A duplicate comes through as an acknowledgement only (seq 0): acknowledged after the commit that follows it,
   so never before the original is durable.
 - Alerting away (`is_transient`: the alarm store or the queue is down, full, locked): the round stops, every
@@ -49,6 +52,9 @@ __all__ = ["UplinkItem", "UplinkLane"]
 
 log = logging.getLogger(__name__)
 ROUND_MAX = 256  # messages taken from the queue per round: one journal commit, one acknowledgement, one hand-over
+# Non-life-safety messages handed to a BatchFeed per call: between two calls the lane looks for a life-safety
+# message that arrived meanwhile (a smoke alarm waits for at most one such call, not for the whole round).
+REST_SLICE = 64
 
 
 class _Delivery(enum.Enum):
@@ -72,6 +78,14 @@ class UplinkItem:
     replay: bool = False
 
 
+_Entry = tuple[int, int, UplinkItem]  # (priority, arrival order, item): the queue's element
+
+
+def _urgent(entry: _Entry) -> bool:
+    """A life-safety message to hand over (not a duplicate's acknowledgement)."""
+    return entry[0] == Priority.LIFE_SAFETY and entry[2].uplink is not None
+
+
 class UplinkLane:
     def __init__(self, journal: Journal, *, feed: AlertingFeed | None, settings: IngestSettings, clock: Clock, lanes: LaneStats,
                  dead_letters: DeadLetters, ack: Ack) -> None:
@@ -83,8 +97,9 @@ class UplinkLane:
         self._dead_letters = dead_letters
         self._ack = ack
         self._seq = journal.last_seq
-        self._queue: asyncio.PriorityQueue[tuple[int, int, UplinkItem]] = asyncio.PriorityQueue()
+        self._queue: asyncio.PriorityQueue[_Entry] = asyncio.PriorityQueue()
         self._order = 0  # arrival order, the tie-breaker within a priority
+        self._urgent_queued = 0  # life-safety messages in the queue: the round in progress yields to them
         self._feed_attempts: dict[str, int] = {}
 
     # -- intake (on the event loop thread, from Pipeline.accept) --------------------------------------------
@@ -116,7 +131,19 @@ class UplinkLane:
 
     def _put(self, item: UplinkItem, priority: Priority) -> None:
         self._order += 1
-        self._queue.put_nowait((int(priority), self._order, item))
+        self._enqueue((int(priority), self._order, item))
+
+    def _enqueue(self, entry: _Entry) -> None:
+        if _urgent(entry):
+            self._urgent_queued += 1
+        self._queue.put_nowait(entry)
+
+    def _put_back(self, entry: _Entry) -> None:
+        """A message of this round not handed over (alerting away, or a life-safety message came first): back in
+        its own place in the queue, ahead of anything of its priority that came later (a device's availability
+        changes stay in order). Already journaled and acknowledged: not again."""
+        priority, order, item = entry
+        self._enqueue((priority, order, dataclasses.replace(item, token=NO_ACK, replay=True)))
 
     def _requeue(self, item: UplinkItem) -> None:
         assert item.uplink is not None
@@ -126,9 +153,11 @@ class UplinkLane:
 
     async def run(self) -> None:
         while True:
-            items = [(await self._queue.get())[2]]
-            while len(items) < ROUND_MAX and not self._queue.empty():
-                items.append(self._queue.get_nowait()[2])
+            entries = [await self._queue.get()]
+            while len(entries) < ROUND_MAX and not self._queue.empty():
+                entries.append(self._queue.get_nowait())
+            self._urgent_queued -= sum(1 for e in entries if _urgent(e))
+            items = [e[2] for e in entries]
             rows = [(i.seq, i.key, i.topic, i.payload, i.received_ms) for i in items if i.seq and not i.replay]
             attempt = 0
             while rows:
@@ -144,15 +173,21 @@ class UplinkLane:
                     attempt += 1
             self._ack([i.token for i in items])
             done: list[int] = []
-            deliverable = [i for i in items if i.uplink is not None]  # already in priority order: the queue is a heap
+            deliverable = [e for e in entries if e[2].uplink is not None]  # already in priority order: the queue is a heap
             # Life-safety messages are decided and committed on their own, ahead of the rest of the burst: a smoke
-            # alarm never waits for the commit of 200 availability changes that happened to arrive with it.
-            urgent = [i for i in deliverable if i.uplink is not None and i.uplink.priority is Priority.LIFE_SAFETY]
-            rest = [i for i in deliverable if i.uplink is not None and i.uplink.priority is not Priority.LIFE_SAFETY]
+            # alarm never waits for the commit of 200 availability changes that happened to arrive with it. The rest
+            # goes in slices, and a life-safety message that arrives meanwhile (a smoke alarm during a gateway's
+            # reconnect flood) stops the round: what is left of it goes back in the queue, behind that alarm.
+            urgent = [e[2] for e in deliverable if _urgent(e)]
+            rest = [e[2] for e in deliverable if not _urgent(e)]
+            groups = [urgent] + [rest[i:i + REST_SLICE] for i in range(0, len(rest), REST_SLICE)]
             handled: set[int] = set()  # seqs done, or queued again by _deliver
-            outage = False
-            for group in (urgent, rest):
-                if outage:
+            outage = yielded = False
+            for group in groups:
+                if outage or yielded:
+                    break
+                if group is not urgent and self._urgent_queued:
+                    yielded = True
                     break
                 if len(group) > 1 and isinstance(self._feed, BatchFeed):
                     outcome = await self._deliver_batch(self._feed, group)
@@ -164,6 +199,9 @@ class UplinkLane:
                         outage = True
                         break
                 for item in group:  # one at a time: also after a refused batch, so one bad message cannot hold back the others
+                    if group is not urgent and self._urgent_queued:
+                        yielded = True
+                        break
                     outcome = await self._deliver(item)
                     if outcome is _Delivery.UNAVAILABLE:
                         outage = True
@@ -171,10 +209,11 @@ class UplinkLane:
                     handled.add(item.seq)
                     if outcome is _Delivery.DONE:
                         done.append(item.seq)
-            if outage:  # alerting is away: everything not handed over goes back in the queue, still journaled
-                for item in deliverable:
-                    if item.seq not in handled:
-                        self._requeue(item)
+            if outage or yielded:  # everything not handed over goes back in the queue, still journaled
+                for entry in deliverable:
+                    if entry[2].seq not in handled:
+                        self._put_back(entry)
+            if outage:
                 await retry_delay(self._settings, self._lanes.alerting_outages)
             if done:
                 try:
