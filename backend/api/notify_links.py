@@ -92,13 +92,14 @@ def notify_links_router(deps: ApiDeps) -> APIRouter:
 
     @router.post("/api/notify/voice-report/{secret}", summary="Alibaba Cloud's voice call reports: a keypress 1 acknowledges the alarm",
                  responses={401: {"description": "the URL's secret does not match"}, 503: {"description": "voice receipts not configured"}})
-    async def voice_report(request: Request, secret: str, reports: list[VoiceReportItem]) -> Any:
+    async def voice_report(request: Request, secret: str, reports: list[VoiceReportItem] | VoiceReportItem) -> Any:
         if token is None:
             return JSONResponse({"detail": _say(request, _NO_REPORTS)}, status_code=503)
         if not hmac.compare_digest(secret.encode(), token.encode()):
             return JSONResponse({"detail": _say(request, _BAD_REPORT_URL)}, status_code=401)
         acknowledged = 0
-        for report in keypress_answers([CallReport.of(r.model_dump()) for r in reports]):
+        items = reports if isinstance(reports, list) else [reports]  # the push is an array; one report alone is taken too
+        for report in keypress_answers([CallReport.of(r.model_dump()) for r in items]):
             receipt = await asyncio.to_thread(receipts.by_provider_ref, "voice", report.call_id)
             if receipt is None:
                 log.warning("voice report for unknown call %s", report.call_id)

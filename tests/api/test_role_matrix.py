@@ -42,6 +42,7 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from pydantic import SecretStr
 from starlette.routing import Mount
 
 from backend.alarms.service import AlarmService
@@ -54,6 +55,8 @@ from backend.api.responses import OneTapLinks
 from backend.api.tokens import TokenSigner
 from backend.duty import DutyService, OverrideRequest
 from backend.feed import LiveFeed
+from backend.notify.settings import NotifySettings
+from backend.notify.shortlinks import ShortLinks
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
 from backend.sites.roster import OverrideKind
@@ -74,6 +77,7 @@ class Access(StrEnum):
     PUBLIC = "public"  # no login; an Authorization header, good or bad, is ignored
     LOGIN = "login"  # a bearer session (or machine API token); the listed roles may, other roles get 403, no/bad login 401
     LINK = "one-tap link"  # the signed answer link in the path is the credential; an Authorization header is ignored
+    SECRET = "secret path"  # an SMS short-link code or a provider's receipt secret in the path is the credential (issue 18)
 
 
 class Outside(StrEnum):
@@ -152,6 +156,8 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("GET", "/r/{token}"): (LINK, EVERYONE, NO, 200),
     ("POST", "/r/{token}/{response}"): (LINK, EVERYONE, NO, 200),
     ("POST", "/api/responses/{token}"): (LINK, EVERYONE, NO, 200),
+    ("GET", "/s/{code}"): (Access.SECRET, EVERYONE, NO, 302),  # issue 18: the short link of an SMS, 302 to its one-tap link
+    ("POST", "/api/notify/voice-report/{secret}"): (Access.SECRET, EVERYONE, NO, 200),  # issue 18: the voice platform's call reports
 }
 # Deliberately public, not in the table: the OpenAPI document and its viewers, the console's static files, and the
 # operators' probes and metrics (docs/operations.md; the reverse proxy keeps /metrics, /livez and /readyz inside).
@@ -265,7 +271,8 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory, sample_site: SiteDire
     signer = TokenSigner(b"k" * 32)
     series = SqliteTimeSeries(tmp / "series.sqlite", TagDirectory(sample_site))
     deps = ApiDeps(alarms=service.store, users=users, signer=signer, clock=clock, ingest_stats=dict, sites=sample_site, alarm_service=service,
-                   escalation=ladder.service, stream=service.stream, timeseries=series)
+                   escalation=ladder.service, stream=service.stream, timeseries=series,
+                   extras={"notify": NotifySettings(voice_report_token=SecretStr(VOICE_REPORT_TOKEN))})
     async with LiveFeed(clock, stream=service.stream, store=service.store, sites=sample_site) as feed:
         deps = ApiDeps(**{**deps.__dict__, "feed": feed})
         app = create_app(deps)
@@ -554,6 +561,24 @@ def on_handover(action: str) -> Builder:
     return build
 
 
+VOICE_REPORT_TOKEN: Final = "matrix-voice-report-secret-0123"
+
+
+async def short_link(m: Matrix, acting: bool) -> Call:
+    """A live short link for a caller that may; an unknown code (never issued) for the forged and expired callers."""
+    if not acting:
+        return Call("/s/Zm9yZ2VkLWNv")
+    links = ShortLinks(m.api.deps.alarms.engine)
+    code = links.shorten(f"/r/{m.link(m.sentinel, RESPONDER)}", f"matrix/{next(m.names)}", now_ms=m.api.clock.now_ms(), ttl_ms=600_000)
+    return Call(f"/s/{code}")
+
+
+async def voice_report(m: Matrix, acting: bool) -> Call:
+    """A call report (key 2: no acknowledgement) at the receipt URL, with its secret or a wrong one."""
+    secret = VOICE_REPORT_TOKEN if acting else "not-the-secret-0123456789"
+    return Call(f"/api/notify/voice-report/{secret}", {"call_id": "matrix^1", "status_code": "200000", "dtmf": "2"})
+
+
 async def answer_page(m: Matrix, _acting: bool) -> Call:
     return Call("/r/{link}", link_alarm=m.sentinel)
 
@@ -618,6 +643,8 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("GET", "/r/{token}"): answer_page,
     ("POST", "/r/{token}/{response}"): answer("/r/{link}/acknowledge"),
     ("POST", "/api/responses/{token}"): answer("/api/responses/{link}", {"response": "acknowledge", "note": "coming"}),
+    ("GET", "/s/{code}"): short_link,
+    ("POST", "/api/notify/voice-report/{secret}"): voice_report,
 }
 
 
@@ -730,7 +757,7 @@ async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller:
     access, allowed, _outside, ok = EXPECTED[route]
     method = route[0]
     # on a one-tap route the link is the credential: the forged and expired callers bring such a link, the others a valid one
-    may = caller not in BAD_LINKS if access is Access.LINK else access is Access.PUBLIC or caller in allowed
+    may = caller not in BAD_LINKS if access in (Access.LINK, Access.SECRET) else access is Access.PUBLIC or caller in allowed
     call = await REQUESTS[route](matrix, may)
     before = await call.effect() if call.effect else None
     got = await send(matrix, method, call, matrix.headers(caller), link_caller=caller)
@@ -747,7 +774,10 @@ async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller:
         return
     assert after == before, f"a refused {_ids(route)} by {caller} still changed {before!r} into {after!r}"
     detail = got.json()["detail"]
-    if access is Access.LINK:
+    if access is Access.SECRET:
+        assert got.status == 401, got.text
+        assert ("新的链接" if route[1].startswith("/s/") else "密钥不符") in detail
+    elif access is Access.LINK:
         assert got.status == 401, got.text
         assert "新的链接" in detail  # Chinese: a responder's phone reads it (English on Accept-Language: en)
     elif caller in BAD_CALLERS:
