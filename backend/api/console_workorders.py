@@ -31,6 +31,7 @@ from alerting.workorders import OrderMove, OrderState
 from backend.api.auth import ROLE_CAPABILITIES, Auth, Capability, Principal
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS
+from backend.errors import Unavailable
 from backend.i18n import lang_of
 from backend.workorders import (
     NoSuchOrder,
@@ -124,6 +125,8 @@ def workorders_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         svc.notice_sinks[:] = [to_duty_room]  # one sink: an app made twice over one service does not say everything twice
 
     def refused(exc: WorkOrderServiceError, lang: str) -> HTTPException:
+        if isinstance(exc, Unavailable):  # nothing was recorded; the same request may succeed in a moment
+            return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, exc.text(lang), headers={"Retry-After": "5"})
         code = (status.HTTP_404_NOT_FOUND if isinstance(exc, NoSuchOrder) else status.HTTP_409_CONFLICT if isinstance(exc, OrderConflict)
                 else exc.status if isinstance(exc, PhotoRefused) else status.HTTP_422_UNPROCESSABLE_CONTENT)
         return HTTPException(code, exc.text(lang))

@@ -21,7 +21,8 @@ Exceptions (Chinese and English sentences for a person to act on):
      ├── NoSuchOrder      no such order, photo or alarm (the API answers 404, like one outside the territory)
      ├── OrderRefused     the request breaks a rule: a missing reason, an unknown assignee, a due time out of range (422)
      ├── OrderConflict    the order is not in a state that allows this, or changed meanwhile (409)
-     └── PhotoRefused     too large (413), not a JPEG / PNG / WebP (415), or too many photos (422)
+     ├── PhotoRefused     too large (413), not a JPEG / PNG / WebP (415), or too many photos (422)
+     └── PhotoStoreUnavailable  the photos folder cannot be written (also backend.errors.Unavailable: the API answers 503)
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from alerting.workorders import (
     supervisor_of,
 )
 from backend.alarms.store import AlarmStore, translated
-from backend.errors import BackendError
+from backend.errors import BackendError, Unavailable
 from backend.sites.model import SiteDirectory
 from backend.sites.roster import SiteRoster
 from backend.store.migrations import upgrade
@@ -65,7 +66,7 @@ from backend.workorders.photos import PhotoFolder, sniff
 from backend.workorders.schema import work_order_audit, work_order_photos, work_orders
 from broker.clock import Clock
 
-__all__ = ["NoSuchOrder", "OrderConflict", "OrderRefused", "OverdueWatch", "PhotoRefused", "WorkOrder", "WorkOrderService",
+__all__ = ["NoSuchOrder", "OrderConflict", "OrderRefused", "OverdueWatch", "PhotoRefused", "PhotoStoreUnavailable", "WorkOrder", "WorkOrderService",
            "WorkOrderServiceError", "WorkOrderSettings", "migrate", "running_work_orders"]
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,10 @@ class OrderRefused(WorkOrderServiceError):
 
 class OrderConflict(WorkOrderServiceError):
     pass
+
+
+class PhotoStoreUnavailable(WorkOrderServiceError, Unavailable):
+    """The photos folder cannot be written now (full disk, permissions): nothing was recorded."""
 
 
 class PhotoRefused(WorkOrderServiceError):
@@ -346,7 +351,12 @@ class WorkOrderService:
             existing = await asyncio.to_thread(self.photo_rows, order_id)
             if len(existing) >= self.settings.max_photos:
                 raise PhotoRefused(f"每张工单最多 {self.settings.max_photos} 张照片", f"at most {self.settings.max_photos} photos per work order", 422)
-            stored = await asyncio.to_thread(self.photos.put, order_id, data, kind)
+            try:
+                stored = await asyncio.to_thread(self.photos.put, order_id, data, kind)
+            except OSError as exc:
+                log.warning("work orders: cannot store a photo under %s: %s", self.photos.root, exc)
+                raise PhotoStoreUnavailable("照片存储暂时不可用，本次照片未保存：请稍后重试，并告知管理员检查数据目录",
+                                            "the photo store is unavailable, so the photo was not saved: try again, and tell the administrator") from exc
             dup = next((p for p in existing if p["sha256"] == stored.sha256), None)
             if dup is not None:
                 return dup

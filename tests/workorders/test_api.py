@@ -224,3 +224,16 @@ async def test_the_overdue_watch_catches_up_at_start_and_then_runs_on_the_inject
         assert escalated.escalated_ms is not None
         assert escalated.escalated_ms - fresh.due_ms <= 3600_000  # within one period of the due time
     assert [a["action"] for a in svc.audit(late.id)].count("escalate") == 1
+
+
+async def test_a_photo_the_data_folder_cannot_take_is_a_503_and_leaves_nothing(rig: ApiRig) -> None:
+    oid = (await open_from(rig, await electrical_alarm(rig)))["order"]["id"]
+    folder = Path(rig.service.store.engine.url.database or "").parent / "workorder-photos"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_bytes(b"")  # a file where the photos folder should be: every write under it fails
+    before = counts(rig)
+    r = await rig.client.post(f"/api/workorders/{oid}/photos", files={"file": ("a.png", png(), "image/png")}, headers=rig.auth("duty"))
+    assert r.status_code == 503
+    assert "照片存储暂时不可用" in r.json()["detail"]
+    assert r.headers["retry-after"] == "5"
+    assert counts(rig) == before
