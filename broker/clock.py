@@ -157,7 +157,7 @@ class VirtualClock:
     def _release(self, upto_ms: int) -> None:
         while self._sleepers and self._sleepers[0][0] <= upto_ms:
             _, _, fut = heapq.heappop(self._sleepers)
-            if not fut.done():
+            if not fut.done() and not fut.get_loop().is_closed():  # a sleeper left behind by a finished loop has no one to wake
                 fut.set_result(None)
 
 
