@@ -101,8 +101,11 @@ def reports_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         types = {row["alarm_type"]: type_word(row["alarm_type"], lang, row["title"]) for row in report["by_type"]}
         types |= {t: type_word(t, lang) for s in report["drills"]["sessions"] for t in s["types"]}
         outcomes = OUTCOME_WORDS if lang == "zh" else {k: k.replace("_", " ") for k in OUTCOME_WORDS}
+        sites = deps.sites
+        places = {r["building_id"] for r in (*report["false_alarm_devices"], *report["health"]["comm_lost"], *report["health"]["cameras_worst"])}
+        buildings = {b: sites.buildings[b].name for b in places if sites is not None and b in sites.buildings}
         return MonthlyReport(report=report, time_zone=name, utc_offset_min=int(off.total_seconds() // 60) if off else 0,
-                             words={"types": types, "outcomes": outcomes})
+                             words={"types": types, "outcomes": outcomes, "buildings": buildings})
 
     @router.get("/communities/{community_id}/monthly.xlsx", summary="A community's monthly report as XLSX", response_class=XlsxResponse,
                 responses={200: {"content": {XLSX: {}}, "description": "the XLSX file"}})

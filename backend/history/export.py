@@ -25,7 +25,7 @@ from openpyxl.styles import Font
 
 from backend.history.query import HistoryFilter, HistoryRow
 from backend.history.record import AlarmSheet, RecordEntry
-from backend.history.words import local_time, severity_word, state_word, type_word
+from backend.history.words import local_time, severity_word, state_word, type_word, zone_words
 from backend.i18n import Lang, note_text, timeline_text
 from backend.sites.model import SiteDirectory
 
@@ -162,7 +162,7 @@ def record_html(sheet: AlarmSheet, sites: SiteDirectory | None, tz: tzinfo, *, t
     title = "处置记录单" if zh else "Alarm handling record"
     sign = ("<div class='sign'><span>值班员签字：＿＿＿＿＿＿</span><span>复核人签字：＿＿＿＿＿＿</span><span>日期：＿＿＿＿＿＿</span></div>" if zh
             else "<div class='sign'><span>Duty officer: ______</span><span>Reviewed by: ______</span><span>Date: ______</span></div>")
-    tz_note = f"时间均为{tz_name}时间" if zh else f"times in {tz_name}"
+    tz_note = f"时间均为{zone_words(tz_name, lang)}" if zh else f"times in {zone_words(tz_name, lang)}"
     return (f"<!doctype html><html lang='{'zh-CN' if zh else 'en'}'><head><meta charset='utf-8'><title>{title} {e(sheet.alarm['id'])}</title>"
             f"<style>{_CSS}</style></head><body><h1>{title}</h1>"
             f"<p class='sub'>{e(sheet.alarm['title'])} · {'打印时间' if zh else 'printed'} {e(local_time(printed_ms, tz))} · {e(tz_note)}</p>"

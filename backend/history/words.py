@@ -14,7 +14,7 @@ from typing import Final
 
 from backend.i18n import Lang, render
 
-__all__ = ["TYPE_WORDS", "local_time", "severity_word", "state_word", "type_word"]
+__all__ = ["TYPE_WORDS", "local_time", "severity_word", "state_word", "type_word", "zone_words"]
 
 TYPE_WORDS: Final[dict[str, tuple[str, str]]] = {
     "smoke": ("烟感报警", "smoke alarm"), "confirmed_fire": ("确认火警", "confirmed fire"), "sos": ("一键呼救", "SOS"),
@@ -56,3 +56,10 @@ def local_time(ms: int | None, tz: tzinfo) -> str:
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def zone_words(name: str, lang: Lang = "zh") -> str:
+    """The site's time zone as a person says it: 北京时间 for Asia/Shanghai, else its IANA name."""
+    if name in ("Asia/Shanghai", "Asia/Chongqing", "PRC"):
+        return "北京时间" if lang == "zh" else "Beijing time"
+    return name

@@ -10,7 +10,7 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
-from backend.history.words import local_time, type_word
+from backend.history.words import local_time, type_word, zone_words
 
 __all__ = ["OUTCOME_WORDS", "write_report_xlsx"]
 
@@ -40,7 +40,7 @@ def write_report_xlsx(path: Path, r: dict[str, Any], tz: tzinfo, tz_name: str) -
     ws.append([f"{r['community_name']} {r['month']} 月度统计报表"])
     ws["A1"].font = Font(bold=True, size=14)
     for row in (
-        ["统计区间", f"{local_time(r['start_ms'], tz)} 至 {local_time(r['measured_until_ms'], tz)}（{tz_name}）"],
+        ["统计区间", f"{local_time(r['start_ms'], tz)} 至 {local_time(r['measured_until_ms'], tz)}（{zone_words(tz_name)}）"],
         ["真实告警", t["real"]], ["演练告警", t["drill"]], ["误报", t["false_alarm"]], ["已处置关闭", t["closed"]], ["自动恢复", t["resolved"]],
         ["未关闭", t["open"]],
         ["消防演练（次）", f"{d['fire_drills']} / 要求 {d['required']} · {_ok(d['meets_target'])}"],

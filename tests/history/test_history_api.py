@@ -159,7 +159,7 @@ async def test_the_record_page_and_its_xlsx(api: ApiRig, sample_site: SiteDirect
     assert "处置完成" in page  # the audit moves, in words
     assert "复核关闭" in page
     assert "值班员签字" in page
-    assert "Asia/Shanghai" in page
+    assert "时间均为北京时间" in page
     r = await api.client.get(f"/api/history/{s.id}/record.xlsx", headers=api.auth("duty"))
     wb = load_workbook(io.BytesIO(r.content))
     cells = [c for row in wb.worksheets[0].iter_rows(values_only=True) for c in row if c is not None]
