@@ -91,10 +91,10 @@ def notify_links_router(deps: ApiDeps) -> APIRouter:
         return JSONResponse({"detail": text}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @router.post("/api/notify/voice-report/{secret}", summary="Alibaba Cloud's voice call reports: a keypress 1 acknowledges the alarm",
-                 responses={401: {"description": "the URL's secret does not match"}, 503: {"description": "voice receipts not configured"}})
+                 responses={401: {"description": "the URL's secret does not match"}, 404: {"description": "voice receipts are not configured here"}})
     async def voice_report(request: Request, secret: str, reports: list[VoiceReportItem] | VoiceReportItem) -> Any:
         if token is None:
-            return JSONResponse({"detail": _say(request, _NO_REPORTS)}, status_code=503)
+            return JSONResponse({"detail": _say(request, _NO_REPORTS)}, status_code=404)  # no receipt URL here
         if not hmac.compare_digest(secret.encode(), token.encode()):
             return JSONResponse({"detail": _say(request, _BAD_REPORT_URL)}, status_code=401)
         acknowledged = 0
