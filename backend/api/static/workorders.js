@@ -7,7 +7,7 @@
 // (the console's CSP allows no blob: images).
 "use strict";
 (() => {
-  const W = { open: false, orders: [], detail: null, creating: null, error: "", buildings: [], filter: { state: "", overdue: false } };
+  const W = { open: false, orders: [], late: 0, detail: null, creating: null, error: "", buildings: [], filter: { state: "", overdue: false } };
   const $w = sel => document.querySelector(sel);
   const esc = s => String(s == null ? "" : s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const may = cap => !!(S.me && S.me.capabilities.includes(cap));
@@ -93,7 +93,7 @@
       const right = $w("header .right");
       right.insertBefore(b, right.firstChild);
     }
-    const late = W.orders.filter(o => o.overdue).length;
+    const late = W.late;
     b.textContent = w("button") + (late ? ` (${w("overdue")} ${late})` : "");
     b.hidden = !S.me || !may("acknowledge");
     return b;
@@ -303,10 +303,16 @@
     let was = null;
     setInterval(() => {  // login, logout and the language toggle are console.js's: follow them
       const key = (S.me ? S.me.username : "") + "|" + (typeof LANG !== "undefined" ? LANG : "zh");
-      if (key !== was) { was = key; if (!S.me) { W.open = false; W.orders = []; } render(); if (S.me) refresh(); }
+      if (key !== was) { was = key; if (!S.me) { W.open = false; W.orders = []; W.late = 0; } render(); if (S.me) { refresh(); countLate(); } }
       alarmButton();
     }, 500);
     setInterval(() => { if (S.me && W.open && !W.detail && !W.creating) refresh(); }, 30000);
+    setInterval(countLate, 60000);  // the header says how many orders are overdue, panel open or not
+  }
+
+  async function countLate() {
+    if (!S.token || !S.me || !may("acknowledge")) return;
+    try { W.late = (await api("/api/workorders?overdue=true")).orders.length; toggleButton(); } catch (e) { /* shown at the next try */ }
   }
   start();
 })();
