@@ -16,7 +16,9 @@ not yet commissioned (未上线), never lost: past its absence window it is coun
 (`devices_uncommissioned`, severity info; the default ladder shows it on the duty console and pages nobody), whose
 count follows as devices report for the first time; it closes when all have. Only a device heard once (a real
 message: drills do not commission a device) and silent since is lost (`comm_lost`). `heard` is part of the
-snapshot, so a restart turns neither kind into the other.
+snapshot, so a restart turns neither kind into the other. A restart that finds no usable snapshot of a site that
+ran before (`assume_heard`) takes every device and gateway as heard once: a detector that died meanwhile is lost,
+a major alarm that pages, never the quiet 未上线 of a device never installed.
 
 Causal rules: a building's power outage (power_lost from any device in it) is ONE alarm; communication-lost
 alarms of its mains-powered devices (cameras, electrical monitors) and the offline/patrol alarms of its
@@ -786,6 +788,13 @@ class Engine:
             self.presence.heard[m_dev[m_dev >= 0]] = True
         if "gateways.heard" not in snap and len(m_gw):  # likewise its gateways
             self.gateways.heard[m_gw[m_gw >= 0]] = True
+        self.reconcile()
+
+    def assume_heard(self) -> None:
+        """No usable rule state for a site that ran before: whether a device was ever heard is unknown, so take the safe
+        side: every device and gateway as heard once (a silent one becomes lost, not 'not yet commissioned')."""
+        self.presence.heard[:] = True
+        self.gateways.heard[:] = True
         self.reconcile()
 
     def reconcile(self) -> None:

@@ -193,14 +193,27 @@ class AlarmService:
         snapshot = await asyncio.to_thread(self.store.load_rule_state, SNAPSHOT_NAME)
         engine = Engine(self.rules, SiteAdapter(self.sites), now, id_prefix=f"A{now:x}.")
         engine.book.load(open_alarms)
+        restored = False
         if snapshot is not None:
-            with np.load(io.BytesIO(snapshot), allow_pickle=False) as npz:
-                engine.restore({k: npz[k] for k in npz.files})
-        else:
-            engine.reconcile()
+            try:
+                with np.load(io.BytesIO(snapshot), allow_pickle=False) as npz:
+                    engine.restore({k: npz[k] for k in npz.files})
+                restored = True
+            except Exception:  # a damaged snapshot must not stop the start: the rules run on, from stored alarms
+                log.exception("alarm service: the stored rule state could not be read; starting without it")
+                engine = Engine(self.rules, SiteAdapter(self.sites), now, id_prefix=f"A{now:x}.")
+                engine.book.load(open_alarms)
+        if not restored:
+            # a damaged snapshot, or none where alarms or device records were kept: the site ran before
+            if snapshot is not None or await asyncio.to_thread(self.store.has_history):
+                log.warning("alarm service: no usable rule state for a site that ran before: every device is taken as heard once "
+                            "(a silent detector is comm_lost, not 'not yet online')")
+                engine.assume_heard()
+            else:
+                engine.reconcile()
         self._engine = engine
         await self.maintenance.start()  # windows that ran out while down end now, re-evaluated; the others hold again
-        log.info("alarm service: %d open alarms, rule state %s", len(open_alarms), "restored" if snapshot else "fresh")
+        log.info("alarm service: %d open alarms, rule state %s", len(open_alarms), "restored" if restored else "fresh")
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()

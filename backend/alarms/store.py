@@ -299,6 +299,11 @@ class AlarmStore:
         with translated("could not read the alarm store"), self.engine.connect() as conn:
             return [_alarm(r) for r in conn.execute(q)]
 
+    def has_history(self) -> bool:
+        """Has this store ever held an alarm or a device record (the site ran before)?"""
+        with translated("could not read the alarm store"), self.engine.connect() as conn:
+            return any(conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() is not None for t in (alarms, device_records))
+
     def latest_change_ms(self) -> int:
         """The newest row change's time (0: no alarms yet)."""
         with translated("could not read the alarm store"), self.engine.connect() as conn:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from alerting.model import Severity
 from backend.alarms.service import AlarmService
 from backend.escalation.runtime import load_policies
@@ -17,8 +19,8 @@ from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from broker.clock import VirtualClock
 from broker.kinds import DeviceKind
-from broker.schemas import Telemetry, Uplink, decode_uplink, encode
-from broker.topics import telemetry_topic
+from broker.schemas import PatrolHeartbeat, Telemetry, Uplink, decode_uplink, encode
+from broker.topics import patrol_topic, telemetry_topic
 
 
 def _report(gateway: str, device: str, ts: int, n: int) -> Uplink:
@@ -62,3 +64,40 @@ async def test_a_cold_start_with_silent_devices_is_one_notice_per_gateway_and_lo
     policies = load_policies()
     rungs = [policies.rung(name) for name in policies.select("devices_uncommissioned", Severity.INFO).order]
     assert [(r.seat.value, r.channels, r.repeat) for r in rungs] == [("duty_officer", ("console",), None)]
+
+
+async def test_a_restart_that_lost_its_rule_state_takes_devices_as_heard_so_a_dead_detector_is_lost(
+        tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The rule-state snapshot is gone (a damaged or deleted row) but the site ran before: whether a device was ever
+    heard is unknown, so the safe side is taken. A smoke detector silent since is lost (a major alarm that pages),
+    never the quiet 'not yet online' of a device never installed. A first start ever still commissions."""
+    clock = VirtualClock()
+    smoke = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE)
+    camera = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.CAMERA)
+    async with _service(tmp_path, sample_site, clock) as svc:
+        now = clock.now_ms()
+        await svc.on_uplink_batch([(_report(d.gateway, d.id, now, n), now) for n, d in enumerate((smoke, camera))])
+    with make_engine(sqlite_url(tmp_path / "alarms.db")).begin() as conn:
+        conn.execute(sa.text("UPDATE rule_state SET data = :junk"), {"junk": b"not a snapshot"})  # damaged on disk
+    async with _service(tmp_path, sample_site, clock) as svc:
+        for hour in range(int(smoke.report_interval_s * 2 / 3600) + 2):  # the gateway patrols every hour; the detector is dead
+            clock.advance(3600)
+            t = clock.now_ms()
+            beat = PatrolHeartbeat(msg_id=f"p-{hour}", source_ts_ms=t, received_ts_ms=t, seq=hour, period_s=3600)
+            await svc.on_uplink(decode_uplink(str(patrol_topic(smoke.gateway)), encode(beat)), t)
+            await svc.tick()
+        stored = svc.store.list(open_only=True, limit=100_000)
+        lost = {a.device_id for a in stored if a.alarm_type == "comm_lost"}
+        assert smoke.id in lost, "the silent smoke detector is lost: its ladder pages"
+        assert not [a for a in stored if a.alarm_type == "devices_uncommissioned" and a.gateway_id == smoke.gateway]
+
+
+async def test_a_first_start_ever_still_commissions_instead_of_losing(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    clock = VirtualClock()
+    smoke = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE)
+    async with _service(tmp_path, sample_site, clock) as svc:
+        clock.advance(smoke.report_interval_s * 4)
+        await svc.tick()
+        stored = svc.store.list(open_only=True, limit=100_000)
+        assert not [a for a in stored if a.alarm_type == "comm_lost"], "nothing was ever heard: nothing is lost"
+        assert [a for a in stored if a.alarm_type == "devices_uncommissioned"]
