@@ -43,7 +43,7 @@ from backend.history.record import read_sheet
 from backend.history.words import local_time, severity_word, state_word, type_word
 from backend.i18n import Lang
 
-__all__ = ["XLSX", "Refusal", "XlsxResponse", "attachment", "history_router", "site_zone", "xlsx_file"]
+__all__ = ["XLSX", "Refusal", "XlsxResponse", "attachment", "file_responses", "history_router", "site_zone", "xlsx_file"]
 
 AlarmId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 PlaceQ = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
@@ -51,6 +51,18 @@ WhenQ = Annotated[str | None, Query(max_length=25, pattern=r"^\d{4}-\d{2}-\d{2}(
                                     description="a date (2026-11-03) or a local time (2026-11-03T08:00) in the site's time zone")]
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no alarm of this system is older
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+# The error answers of a route whose success is a file: JSON, said explicitly (a `model` would be documented under the
+# route's own media type, text/csv or XLSX, which is not what an error sends).
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": ERRORS[code]["description"], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for code in (400, 401, 403, 404, 422, 503)
+}
+
+
+def file_responses(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {media_type: {}}, "description": what}, **FILE_ERRORS}
 
 
 class CsvResponse(StreamingResponse):
@@ -256,7 +268,7 @@ def history_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         return f"告警历史_{day}"
 
     @router.get(".csv", summary="The filtered history as CSV (UTF-8 with BOM, Chinese headers, site-time), streamed",
-                response_class=CsvResponse, responses={200: {"content": {"text/csv": {}}, "description": "the CSV file"}})
+                response_class=CsvResponse, responses=file_responses("text/csv", "the CSV file"))
     async def history_csv(request: Request, filtered: Filtered) -> CsvResponse:
         p, f = filtered
         tz, _name = site_zone(deps)
@@ -266,7 +278,7 @@ def history_router(deps: ApiDeps, auth: Auth) -> APIRouter:
                            headers=attachment(f"{file_stem(f, tz)}.csv"))
 
     @router.get(".xlsx", summary="The filtered history as XLSX (Chinese headers, site-time)", response_class=XlsxResponse,
-                responses={200: {"content": {XLSX: {}}, "description": "the XLSX file"}})
+                responses=file_responses(XLSX, "the XLSX file"))
     async def history_xlsx(request: Request, filtered: Filtered) -> XlsxResponse:
         p, f = filtered
         tz, _name = site_zone(deps)
@@ -282,14 +294,14 @@ def history_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         return sheet
 
     @router.get("/{alarm_id}/record", summary="One alarm's full record (处置记录单) as a printable HTML page", response_class=HTMLResponse,
-                responses={200: {"content": {"text/html": {}}, "description": "the printable page"}})
+                responses=file_responses("text/html", "the printable page"))
     async def record(request: Request, alarm_id: AlarmId, p: Annotated[Principal, Depends(viewer)]) -> HTMLResponse:
         sheet = await sheet_of(alarm_id, p)
         tz, name = site_zone(deps)
         return HTMLResponse(record_html(sheet, deps.sites, tz, tz_name=name, printed_ms=deps.clock.now_ms(), lang=request_lang(request)))
 
     @router.get("/{alarm_id}/record.xlsx", summary="One alarm's full record (处置记录单) as XLSX", response_class=XlsxResponse,
-                responses={200: {"content": {XLSX: {}}, "description": "the XLSX file"}})
+                responses=file_responses(XLSX, "the XLSX file"))
     async def record_file(request: Request, alarm_id: AlarmId, p: Annotated[Principal, Depends(viewer)]) -> XlsxResponse:
         sheet = await sheet_of(alarm_id, p)
         tz, _name = site_zone(deps)

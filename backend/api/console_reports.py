@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from backend.api.auth import Auth, Capability, Principal
-from backend.api.console_history import XLSX, Refusal, XlsxResponse, attachment, site_zone, xlsx_file
+from backend.api.console_history import XLSX, Refusal, XlsxResponse, attachment, file_responses, site_zone, xlsx_file
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS, request_lang
 from backend.history.words import type_word
@@ -108,7 +108,7 @@ def reports_router(deps: ApiDeps, auth: Auth) -> APIRouter:
                              words={"types": types, "outcomes": outcomes, "buildings": buildings})
 
     @router.get("/communities/{community_id}/monthly.xlsx", summary="A community's monthly report as XLSX", response_class=XlsxResponse,
-                responses={200: {"content": {XLSX: {}}, "description": "the XLSX file"}})
+                responses=file_responses(XLSX, "the XLSX file"))
     async def monthly_xlsx(request: Request, community_id: CommunityId, p: Annotated[Principal, Depends(office)],
                            month: MonthQ = None) -> XlsxResponse:
         m = checked(p, community_id, month, request)

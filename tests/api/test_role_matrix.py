@@ -27,6 +27,8 @@ is read over a real socket (uvicorn), like tests/api/test_feed.py, up to its `he
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import itertools
 import json
 import re
@@ -42,6 +44,7 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from openpyxl import load_workbook
 from pydantic import SecretStr
 from starlette.routing import Mount
 
@@ -153,6 +156,14 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("GET", "/api/buildings/{building_id}/latest"): (LOGIN, EVERYONE, NOT_FOUND, 200),
     ("GET", "/api/escalation/misses"): (LOGIN, OFFICE, SITE_WIDE, 200),  # site-wide counts: the command room only
     ("GET", "/api/escalation/{alarm_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/history"): (LOGIN, EVERYONE, FILTERED, 200),  # history (issue 17): every alarm kept, as the board shows alarms
+    ("GET", "/api/history.csv"): (LOGIN, EVERYONE, FILTERED, 200),
+    ("GET", "/api/history.xlsx"): (LOGIN, EVERYONE, FILTERED, 200),
+    ("GET", "/api/history/{alarm_id}/record"): (LOGIN, EVERYONE, NOT_FOUND, 200),  # the printable 处置记录单
+    ("GET", "/api/history/{alarm_id}/record.xlsx"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("GET", "/api/reports/communities"): (LOGIN, OFFICE, FILTERED, 200),  # the street office's monthly report: the command room
+    ("GET", "/api/reports/communities/{community_id}/monthly"): (LOGIN, OFFICE, NOT_FOUND, 200),
+    ("GET", "/api/reports/communities/{community_id}/monthly.xlsx"): (LOGIN, OFFICE, NOT_FOUND, 200),
     ("GET", "/r/{token}"): (LINK, EVERYONE, NO, 200),
     ("POST", "/r/{token}/{response}"): (LINK, EVERYONE, NO, 200),
     ("POST", "/api/responses/{token}"): (LINK, EVERYONE, NO, 200),
@@ -561,6 +572,29 @@ def on_handover(action: str) -> Builder:
     return build
 
 
+def community_report(suffix: str) -> Builder:
+    """HOME's community's monthly report (this month, the default)."""
+
+    async def build(_m: Matrix, _acting: bool) -> Call:
+        return Call(f"/api/reports/communities/c01/monthly{suffix}", key="c01")
+
+    return build
+
+
+EXPORTS: Final = frozenset({("GET", "/api/history.csv"), ("GET", "/api/history.xlsx")})
+
+
+def export_shows_home(route: tuple[str, str], got: Answer) -> bool:
+    """Does this export (CSV or XLSX, opened as a person would) hold an alarm of HOME (its building column, 楼栋)?"""
+    if route == ("GET", "/api/history.csv"):
+        table = list(csv.reader(io.StringIO(got.text.lstrip("\ufeff"))))
+    else:
+        sheet = load_workbook(io.BytesIO(got.content), read_only=True).worksheets[0]
+        table = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    column = table[0].index("楼栋")
+    return any(row[column] == "1号楼" for row in table[1:])  # HOME, c01-b01
+
+
 VOICE_REPORT_TOKEN: Final = "matrix-voice-report-secret-0123"
 
 
@@ -627,6 +661,14 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("GET", "/api/buildings/{building_id}/latest"): at("/api/buildings/{building}/latest"),
     ("GET", "/api/escalation/misses"): at("/api/escalation/misses"),
     ("GET", "/api/escalation/{alarm_id}"): at("/api/escalation/{alarm}"),
+    ("GET", "/api/history"): at("/api/history"),
+    ("GET", "/api/history.csv"): at("/api/history.csv"),
+    ("GET", "/api/history.xlsx"): at("/api/history.xlsx"),
+    ("GET", "/api/history/{alarm_id}/record"): at("/api/history/{alarm}/record"),
+    ("GET", "/api/history/{alarm_id}/record.xlsx"): at("/api/history/{alarm}/record.xlsx"),
+    ("GET", "/api/reports/communities"): at("/api/reports/communities"),
+    ("GET", "/api/reports/communities/{community_id}/monthly"): community_report(""),
+    ("GET", "/api/reports/communities/{community_id}/monthly.xlsx"): community_report(".xlsx"),
     ("GET", "/api/duty/now"): at("/api/duty/now"),
     ("GET", "/api/duty/roster"): at("/api/duty/roster"),
     ("GET", "/api/duty/roster/overrides"): at("/api/duty/roster/overrides"),
@@ -654,6 +696,7 @@ class Answer:
     headers: httpx.Headers
     text: str
     events: list[tuple[str, dict[str, Any]]]  # SSE: (event, data) up to `hello`, or up to `until_kind` when asked
+    content: bytes = b""  # the body as sent (an XLSX export)
 
     def json(self) -> Any:
         return json.loads(self.text)
@@ -665,7 +708,7 @@ async def send(m: Matrix, method: str, call: Call, headers: dict[str, str], *, l
     if url.startswith("/api/feed?"):
         return await read_stream(m, url, headers, until_kind)
     r = await m.api.client.request(method, url, headers=headers, json=call.body, files=call.files)
-    return Answer(r.status_code, r.headers, r.text, [])
+    return Answer(r.status_code, r.headers, r.text, [], r.content)
 
 
 async def read_stream(m: Matrix, url: str, headers: dict[str, str], until_kind: str) -> Answer:
@@ -834,6 +877,10 @@ def shows_home(route: tuple[str, str], body: Any) -> bool:
         return any(o["building_id"] == HOME for o in body["orders"])
     if route == ("GET", "/api/duty/roster"):
         return any(r["seat"] == "building_leader" and r["scope"] == HOME for r in body["seats"])
+    if route == ("GET", "/api/history"):
+        return any(a["building_id"] == HOME for a in body["alarms"])
+    if route == ("GET", "/api/reports/communities"):
+        return any(c["id"] == "c01" for c in body["communities"])  # HOME's community
     raise AssertionError(f"no check for {route}")
 
 
@@ -861,7 +908,7 @@ async def test_lists_leave_out_what_lies_outside_the_territory(matrix: Matrix, r
         else:
             got = await send(matrix, route[0], call, matrix.api.auth(login))
             assert got.status == 200, got.text
-            seen = shows_home(route, got.json())
+            seen = export_shows_home(route, got) if route in EXPORTS else shows_home(route, got.json())
         assert seen is inside, f"{login} ({role}, {'inside' if inside else 'outside'} {HOME}) on {_ids(route)}: shows {HOME} = {seen}"
 
 
