@@ -24,7 +24,8 @@
     │   └── StepConflict
     ├── NotifyError              backend.notify.channel
     │   ├── DeliveryFailed       a channel could not deliver (transient or not)
-    │   └── ChannelMissing       no channel of that kind is configured
+    │   ├── ChannelMissing       no channel of that kind is configured
+    │   └── ProviderMisconfigured backend.notify.providers: a provider chosen without a setting it needs
     ├── PatrolError              backend.patrol.scheduler (also a RuntimeError)
     │   └── PatrolBrokerUnreachable
     ├── SiteDirectoryInvalid     backend.sites.loader: the site file's mistakes, file:line each (also a ValueError)

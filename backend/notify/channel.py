@@ -10,7 +10,8 @@ Exceptions (third-party errors are translated here and never leak inward):
 
     NotifyError
      ├── DeliveryFailed     one attempt failed; .transient says whether a retry may succeed
-     └── ChannelMissing     a rung names a channel kind this deployment has not configured
+     ├── ChannelMissing     a rung names a channel kind this deployment has not configured
+     └── ProviderMisconfigured  (backend.notify.providers) a provider chosen without a setting it needs; the start stops
 """
 
 from __future__ import annotations
