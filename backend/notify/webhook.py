@@ -20,6 +20,9 @@ __all__ = ["WEBHOOK_KINDS", "WebhookChannel", "webhook_body"]
 
 WEBHOOK_KINDS = ("sms", "voice", "wecom", "dingtalk")
 _TRANSIENT_STATUS = {408, 425, 429}
+# WeCom/DingTalk errcodes that say "later": system busy (-1), DingTalk's 130001, and the robots' rate limits (WeCom 45009 api
+# freq out of limit; DingTalk 130101/130102 send too fast): retried with back-off, never final (issue 18)
+_ROBOT_RETRY_ERRCODES = {-1, 130001, 45009, 130101, 130102}
 
 
 def webhook_body(kind: str, message: Message) -> dict[str, Any]:
@@ -73,7 +76,8 @@ class WebhookChannel:
                 # WeCom and DingTalk answer 200 with errcode != 0 on failure
                 errcode = data.get("errcode", 0)
                 if errcode not in (0, None):
-                    raise DeliveryFailed(self._kind, f"errcode {errcode}: {data.get('errmsg', '')}", transient=errcode in (-1, 130001))
+                    errmsg = str(data.get("errmsg", ""))
+                    raise DeliveryFailed(self._kind, f"errcode {errcode}: {errmsg}", transient=errcode in _ROBOT_RETRY_ERRCODES or "too fast" in errmsg)
                 ref = str(data.get("id") or data.get("msgid") or data.get("ref") or ref or "") or None
             return ref
         transient = resp.status_code >= 500 or resp.status_code in _TRANSIENT_STATUS

@@ -19,6 +19,7 @@ from backend.notify import DeliveryStatus, Dispatcher, Message, Receipt, Receipt
 from backend.store.db import make_engine, sqlite_url
 from backend.stream import CentreStream
 from broker.clock import VirtualClock
+from tests.notify.fakes import FakeRobots, serve
 
 
 @dataclass
@@ -187,3 +188,24 @@ async def test_gateway_body_shapes(tmp_path: Path, gateway: tuple[Gateway, str],
     else:
         assert body["to"] == "13986665755"
         assert "回复链接" not in body["tts"]  # a link means nothing on a phone call
+
+
+@pytest.mark.parametrize(("kind", "answer"), [
+    ("wecom", {"errcode": 45009, "errmsg": "api freq out of limit"}),
+    ("dingtalk", {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}),
+])
+async def test_a_robots_rate_limit_answer_is_retried_not_final(tmp_path: Path, kind: str, answer: dict[str, Any]) -> None:
+    """The generic webhook to one robot (issue 18: the platforms' rate-limit errcodes were taken as final)."""
+    clock = VirtualClock()
+    path, query = ("/cgi-bin/webhook/send", "key=k1") if kind == "wecom" else ("/robot/send", "access_token=k1")
+    fake = FakeRobots(kind, clock.now_ms, {"k1": None}, fail_next=[(200, answer)])
+    with serve(fake.handle) as host:
+        r = await rig(tmp_path, f"http://{host}{path}?{query}", kind)
+        try:
+            receipts = await r.dispatcher.deliver(dataclasses.replace(message(), channels=(kind,)))
+        finally:
+            await r.http.aclose()
+    sent = next(x for x in receipts if x.channel == kind)
+    assert sent.status is DeliveryStatus.DELIVERED
+    assert sent.attempts == 2
+    assert len(fake.posts) == 1
