@@ -361,7 +361,7 @@ class MaintenanceWindows:
         now = self.service.clock.now_ms()
         self.windows = {w.id: w for w in await asyncio.to_thread(lambda: self.records(limit=None))}
         self.service.engine.book.cleared_in_window |= await asyncio.to_thread(self._cleared_in_window)
-        ended = await self._expire(now, "ended while the backend was down", "ran out at {end} while the backend was down", force_sync=True)
+        ended = await self._expire(now, "后台停机期间到期", "{end} 到期（当时后台停机），启动时结束", force_sync=True)
         log.info("maintenance: %d windows in force or pending, %d ended while down", len(self.windows), len(ended))
 
     async def tick(self) -> None:
@@ -369,10 +369,10 @@ class MaintenanceWindows:
         lead_ms = round(self.settings.end_notice_minutes * MINUTE_MS)
         for w in [w for w in self.windows.values() if w.end_notice_ms is None and w.starts_ms <= now < w.ends_ms <= now + lead_ms]:
             new = dataclasses.replace(w, end_notice_ms=now)
-            await self._change(new, self._audit_row(new, now, "system", "end_notice", f"ends at {self.local(w.ends_ms)}"), sync=False)
+            await self._change(new, self._audit_row(new, now, "system", "end_notice", f"将于 {self.local(w.ends_ms)} 结束，已提醒值班室"), sync=False)
             await self._notify(new, "ending_soon", now)
         starting = {w.id for w in self.windows.values() if w.in_force(now)} - self._applied
-        await self._expire(now, "ran out", "ran out at {end}", force_sync=bool(starting))
+        await self._expire(now, "到期", "{end} 到期结束", force_sync=bool(starting))
 
     async def _expire(self, now: int, reason: str, note: str, *, force_sync: bool) -> list[WindowRecord]:
         """End every window whose end has come, re-evaluating what it held (also syncs when `force_sync`)."""

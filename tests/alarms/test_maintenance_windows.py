@@ -113,7 +113,7 @@ async def test_a_window_survives_a_restart_in_force_and_listed_and_holds_new_ala
         await svc.tick()
         assert (state(svc, before), state(svc, new)) == (AlarmState.RAISED, AlarmState.RAISED)
         [ended] = svc.maintenance.records(include_ended=True)
-        assert (ended.ended_by, ended.end_reason) == ("system", "ran out")
+        assert (ended.ended_by, ended.end_reason) == ("system", "到期")  # the duty room reads Chinese
         assert [a.action for a in svc.maintenance.audit(w.id)] == ["create", "expire"], "jumped past the notice time: only the end"
 
 
