@@ -123,7 +123,7 @@ def duty_router(deps: ApiDeps, auth: Auth, duty: DutyService) -> APIRouter:
                          at_ms: Annotated[int | None, Query(ge=0, le=32_503_680_000_000, description="at this time (epoch ms); unset: now")] = None,
                          ) -> dict[str, Any]:
         seats = await run(duty.roster_now, p.territory, at_ms, Seat(seat) if seat else None)
-        return {"seats": seats, "server_now_ms": deps.clock.now_ms()}
+        return {"seats": seats, "people": await run(duty.people, p.territory), "server_now_ms": deps.clock.now_ms()}
 
     @router.get("/roster/overrides", summary="Roster overrides in force or planned (with `include_past`, ended and cancelled ones too)")
     async def overrides(p: Annotated[Principal, Depends(viewer)], include_past: bool = False) -> dict[str, Any]:

@@ -10,8 +10,8 @@ How this works:
   reloads it when older than `reload_ms`, so a change made through another backend process reaches this one too.
 - **Shifts.** A duty officer logs in to a shift (start) and out (end); who is logged in now is "on duty now",
   per community, checked against GB 25506's floor of two officers per shift.
-- **Handover (交接班).** The outgoing officer writes one: what is open, what is overdue (unacknowledged past
-  its rung's deadline), maintenance windows and silences in force, devices offline, and their notes, all as they
+- **Handover (交接班).** The outgoing officer writes one: what is open, what is overdue (alarms unacknowledged past
+  their rung's deadline; hazard work orders past their due time), maintenance windows and silences in force, devices offline, and their notes, all as they
   were when written. Another officer accepts it once (objections noted); a second accept is refused.
 - **Audit.** Roster, shift, handover and admin actions have rows in `duty_audit`; `audit_view` merges them with
   the login audit, the maintenance windows' audit and the console's silences into one list, newest first.
@@ -120,7 +120,8 @@ class Snapshot:
     windows: list[dict[str, Any]]
     silenced: list[dict[str, Any]]
     offline: list[dict[str, Any]]
-    work_orders: str  # "not available": no work-order tables in this build
+    work_orders: list[dict[str, Any]]  # hazard work orders past their due time, not finished (backend/workorders' table)
+    work_orders_available: bool  # False: this database has no work-order table (a build without them)
 
     def as_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -333,6 +334,11 @@ class DutyService:
                         "overrides": [o.id for o in self.roster.overrides if o.in_force(at) and self._touches(o, s, scope)]})
         return out
 
+    def people(self, territory: Place) -> list[dict[str, Any]]:
+        """Everyone on the site file inside the territory, for the console's pickers (no phone numbers)."""
+        return [{"id": r.id, "name": r.name, "role": r.role.value} for r in sorted(self.sites.responders.values(), key=lambda r: r.id)
+                if territory.covers(*self._place_of_person(r))]
+
     def _touches(self, o: RosterOverride, seat: Seat, scope: str) -> bool:
         if o.kind is OverrideKind.ASSIGN:
             return o.seat is seat and o.scope == scope
@@ -411,8 +417,23 @@ class DutyService:
         windows = self._windows(community, alarms_engine, now)
         silenced = [{**row(a), "until_local": self.local(a.silenced_until_ms), "by": a.silenced_by} for a in mine if a.state == "silenced"]
         offline = [row(a) for a in mine if a.alarm_type in OFFLINE_TYPES]
-        return Snapshot([row(a) for a in mine if a.state != "silenced"], overdue_rows, windows, silenced, offline,
-                        "本版本尚无隐患工单数据表，未列出工单")
+        orders = self._overdue_orders(community, alarms_engine, now)
+        return Snapshot([row(a) for a in mine if a.state != "silenced"], overdue_rows, windows, silenced, offline, orders or [], orders is not None)
+
+    def _overdue_orders(self, community: str, engine: sa.Engine | None, now: int) -> list[dict[str, Any]] | None:
+        """Work orders of the community past their due time and not yet done; None when the table does not exist."""
+        if engine is None or not sa.inspect(engine).has_table("work_orders"):
+            return None
+        q = sa.text("SELECT id, title, state, building_id, assignee_name, due_ms FROM work_orders WHERE community_id = :c AND NOT drill "
+                    "AND state IN ('open', 'assigned', 'in_progress') AND due_ms <= :now ORDER BY due_ms")
+        with engine.connect() as conn:
+            rows = list(conn.execute(q, {"c": community, "now": now}))
+        out = []
+        for r in rows:
+            b = self.sites.buildings.get(r.building_id or "")
+            out.append({"id": r.id, "title": r.title, "state": r.state, "building": b.name if b else r.building_id, "assignee": r.assignee_name,
+                        "due_ms": r.due_ms, "due_local": self.local(r.due_ms)})
+        return out
 
     def _windows(self, community: str, engine: sa.Engine | None, now: int) -> list[dict[str, Any]]:
         if engine is None or not sa.inspect(engine).has_table("maintenance_windows"):

@@ -189,3 +189,17 @@ async def test_the_audit_view_holds_admin_actions_logins_windows_silences_and_ro
     roster_only = (await rig.client.get("/api/duty/audit?area=roster", headers=rig.auth("duty"))).json()["entries"]
     assert [e["action_zh"] for e in roster_only] == ["登记请假"]
     assert (await rig.client.get("/api/duty/audit", headers=rig.auth("gw1"))).status_code == 403
+
+
+@pytest.mark.asyncio
+async def test_a_handover_lists_the_work_orders_past_their_due_time(rig: ApiRig) -> None:
+    r = await rig.client.post("/api/workorders", json={"building_id": "c01-b01", "description": "配电箱线路老化"}, headers=rig.auth("duty"))
+    assert r.status_code == 201, r.text
+    order = r.json()["order"]
+    draft = (await rig.client.get("/api/duty/handover/draft", headers=rig.auth("duty"))).json()["snapshot"]
+    assert (draft["work_orders_available"], draft["work_orders"]) == (True, []), "not due yet"
+    rig.clock.advance(30 * 86_400)  # a month later: past any due time by severity
+    rig.renew_sessions()
+    draft = (await rig.client.get("/api/duty/handover/draft", headers=rig.auth("duty"))).json()["snapshot"]
+    assert [o["id"] for o in draft["work_orders"]] == [order["id"]]
+    assert draft["work_orders"][0]["building"] == "1号楼"
