@@ -15,7 +15,8 @@ How this works (two tasks on the event loop, each blocking step in a thread of i
   by device, metric, source_ts_ms) and a durable feed are idempotent, so a replay duplicates nothing.
 - The store down: retried with back-off; intake goes on, because messages are durable in the journal.
   Readings beyond `max_buffered_readings` are dropped from memory and re-read from the journal when the writer
-  catches up; so is a backlog found at start.
+  catches up; so is a backlog found at start. Re-read messages are decoded in the journal's thread, not on the
+  event loop, so the uplink lane keeps its turns while a backlog drains.
 - Nothing in the uplink lane waits for any of this: separate queue, tasks, journal file and threads.
 """
 
@@ -169,16 +170,26 @@ class TelemetryLane:
                 return _Batch(batch.first_seq, last, readings)
             if self._next_store_seq <= self._journaled_through:
                 after = self._next_store_seq - 1
-                entries = await self._in(self._journal_exec, lambda after=after: self.journal.pending(after, max(1, limit // 4)))  # type: ignore[misc]
-                if entries:
-                    readings = []
-                    for e in entries:
-                        with contextlib.suppress(MessageRejected):
-                            readings += readings_of(decode_uplink(e.topic, e.payload), e.received_ms)
-                    self._lanes.replayed_from_journal += len(entries)
-                    return _Batch(entries[0].seq, entries[-1].seq, readings)
+                replayed = await self._in(self._journal_exec, lambda after=after: self._reread(after, max(1, limit // 4)))  # type: ignore[misc]
+                if replayed is not None:
+                    batch, count = replayed
+                    self._lanes.replayed_from_journal += count
+                    return batch
             self._store_wakeup.clear()
             await self._store_wakeup.wait()
+
+    def _reread(self, after: int, limit: int) -> tuple[_Batch, int] | None:
+        """In the journal's thread: the next journaled messages after `after`, decoded into readings, and how many
+        messages they were. Decoding a backlog's batch (up to ~1,250 messages) here rather than on the event loop
+        keeps the loop turning meanwhile, so a smoke alarm is not held behind the readings being replayed."""
+        entries = self.journal.pending(after, limit)
+        if not entries:
+            return None
+        readings: list[Reading] = []
+        for e in entries:
+            with contextlib.suppress(MessageRejected):
+                readings += readings_of(decode_uplink(e.topic, e.payload), e.received_ms)
+        return _Batch(entries[0].seq, entries[-1].seq, readings), len(entries)
 
     async def run_store_writer(self) -> None:
         store = self._store

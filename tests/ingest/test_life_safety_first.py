@@ -8,6 +8,7 @@ keeps its own order, and nothing of it is lost or handed over twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -16,15 +17,18 @@ from pathlib import Path
 import pytest
 
 from backend.ingest.handoff import Reading
+from backend.ingest.journal import Journal
 from backend.ingest.pipeline import Pipeline
+from backend.ingest.telemetry_lane import readings_of
 from backend.ingest.uplink_lane import REST_SLICE
 from backend.settings import IngestSettings
 from backend.sites import SiteDirectory
 from backend.store.timeseries.model import TagDirectory
 from backend.store.timeseries.sqlite import SqliteTimeSeries
 from broker.kinds import AvailabilityState, DeviceKind, EventKind, Priority
-from broker.schemas import DeviceAvailability, DeviceEvent, Uplink, encode
+from broker.schemas import DeviceAvailability, DeviceEvent, Uplink, decode_uplink, encode
 from broker.topics import availability_topic, event_topic
+from tests.ingest import helpers
 
 FLOOD = 200  # availability changes of one reconnect, all in the lane's queue before it starts (one round: < ROUND_MAX)
 
@@ -106,3 +110,45 @@ async def test_a_smoke_alarm_overtakes_a_reconnect_flood_the_lane_is_handing_ove
     flood = [m for m in feed.order if m != "smoke-1"]
     assert flood == [f"a-{i}" for i in range(FLOOD)], "the flood is handed over once each, in the order it came"
     assert acked == Counter(range(1, FLOOD + 2)), "every message acknowledged once"
+
+
+BACKLOG = 10_000  # telemetry messages journaled but not stored when ingest starts (a restart under load)
+
+
+async def test_replaying_a_telemetry_backlog_never_holds_the_event_loop_for_a_batch(
+        tmp_path: Path, sample_site: SiteDirectory, caplog: pytest.LogCaptureFixture) -> None:
+    """The store writer re-reads a backlog from the journal in batches; it decoded each batch on the event loop, in
+    one step, holding the loop (and with it the uplink lane, so any smoke alarm arriving meanwhile) for as long as
+    the whole decode took.
+
+    Self-calibrating for a shared machine: the decode of the same batch is timed first, here; asyncio's debug mode
+    then reports every step of a task that holds the loop for more than half of that, and none may be the store
+    writer's (its decoding step took all of it)."""
+    messages = [helpers.telemetry(i) for i in range(BACKLOG)]
+    journal = Journal(tmp_path / "journal" / "telemetry.journal")
+    journal.append([(i + 1, f"gw1/t{i}", topic, payload, 0) for i, (topic, payload, _) in enumerate(messages)])
+    journal.close()
+    start = time.perf_counter()
+    for topic, payload, _ in messages:
+        readings_of(decode_uplink(topic, payload), 0)
+    decode_s = time.perf_counter() - start
+    store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(None))
+    # One re-read takes the whole backlog (store_batch_max_readings // 4 messages), as one batch of a longer backlog.
+    settings = IngestSettings(batch_linger_ms=1, store_batch_max_readings=4 * BACKLOG, known_devices_only=False)
+    pipeline = Pipeline(sample_site, store=store, journal_dir=tmp_path / "journal", settings=settings)
+    loop = asyncio.get_running_loop()
+    debug, slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = decode_s / 2
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            async with pipeline, asyncio.timeout(60):
+                while pipeline.lanes.readings_stored < 2 * BACKLOG:
+                    await asyncio.sleep(0.01)
+    finally:
+        loop.set_debug(debug)
+        loop.slow_callback_duration = slow
+        store.close()
+    assert pipeline.lanes.replayed_from_journal == BACKLOG
+    held = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "ingest-store-writer" in r.getMessage()]
+    assert not held, f"the store writer held the event loop (decoding the batch takes {decode_s * 1000:.0f} ms): {held}"
