@@ -9,7 +9,9 @@ running escalation runtime, and wires, in order:
 2. the ladder's bridge (backend.escalation.bridge), subscribed to that stream: it starts, re-opens and stops
    ladders from committed changes and re-derives what a restart or a takeover left undone;
 3. patrol (巡检, backend.patrol), when enabled and there are gateways: its missed-patrol alarms go through
-   the alarm service like any other.
+   the alarm service like any other;
+4. the 119 hand-off (转警 119, backend.forward), when `forward.enabled`: subscribed to the same stream, it forwards
+   a fire the ladder verified (or treated as real) to the fire brigade's receiving system, once per alarm.
 
 Leaving stops them in reverse. Both `backend.server.Backend` (the single process) and
 `backend.relay.leader.RulesSeat` (each term of the cluster's rules leader) enter an `AlarmCore`; neither wires
@@ -31,6 +33,7 @@ from backend.alarms.service import AlarmService
 from backend.alarms.store import IN_TRANSACTION
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
+from backend.forward.forwarder import Forwarder
 from backend.patrol.alarms import PatrolAlarms
 from backend.patrol.book import PatrolSettings
 from backend.patrol.scheduler import PatrolScheduler
@@ -55,6 +58,7 @@ class AlarmCore:
         self.fence = fence
         self.bridge = AlarmLadderBridge(service)
         self.patrol: PatrolScheduler | None = None
+        self.forwarder: Forwarder | None = None
         self._stack = contextlib.AsyncExitStack()
 
     @contextlib.contextmanager
@@ -81,6 +85,10 @@ class AlarmCore:
                                             settings=PatrolSettings.of(p), clock=self.service.clock, publish=self.publish)
                 with self._fenced():
                     self.patrol = await self._stack.enter_async_context(scheduler)
+            if self.settings.forward.enabled:  # issue 17: 转警 119 (its own tables; one round per claim, so no fence needed)
+                self.forwarder = await self._stack.enter_async_context(Forwarder(
+                    self.settings.forward, self.service.store.engine, self.service.store, sites=self.sites, stream=self.service.stream,
+                    clock=self.service.clock, time_zone=self.settings.site.time_zone, worker_id=self.escalation.worker_id))
         except BaseException:
             await self._stack.aclose()
             raise

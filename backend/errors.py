@@ -26,6 +26,8 @@
     │   ├── DeliveryFailed       a channel could not deliver (transient or not)
     │   ├── ChannelMissing       no channel of that kind is configured
     │   └── ProviderMisconfigured backend.notify.providers: a provider chosen without a setting it needs
+    ├── ForwardError             backend.forward.forwarder: the 119 hand-off
+    │   └── ChannelFailed        one receiving channel did not give a receipt (timeout, refused, no number)
     ├── PatrolError              backend.patrol.scheduler (also a RuntimeError)
     │   └── PatrolBrokerUnreachable
     ├── SiteDirectoryInvalid     backend.sites.loader: the site file's mistakes, file:line each (also a ValueError)

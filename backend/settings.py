@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from backend.escalation.settings import EscalationSettings
+from backend.forward.settings import ForwardSettings
 from backend.notify.settings import NotifySettings
 from broker.connection import Backoff
 
@@ -365,6 +366,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()
     maintenance: MaintenanceConfig = MaintenanceConfig()
     workorders: WorkOrderConfig = WorkOrderConfig()
+    forward: ForwardSettings = ForwardSettings()
     ops: OpsSettings = OpsSettings()
 
     @model_validator(mode="before")

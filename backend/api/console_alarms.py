@@ -34,6 +34,7 @@ from backend.api.console_records import ConsoleAct, ConsoleRecords
 from backend.api.console_views import alarm_view, board_page, place_view, rung_status
 from backend.api.deps import AlarmMoves, ApiDeps, NotWired
 from backend.api.errors import ERRORS, request_lang
+from backend.forward.timeline import forward_timeline
 from backend.i18n import Lang, done_text, render, timeline_text
 from backend.notify.channel import Message
 from backend.notify.templates import notice_text
@@ -232,6 +233,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
              "to_state": e.to_state.value, "note": e.note} for e in audit]
         timeline += [{"at_ms": a.at_ms, "source": "console", "actor": a.actor, "what": a.act, "on_behalf_of": a.on_behalf_of, "target": a.target,
                       "note": a.note} for a in acts]
+        timeline += await asyncio.to_thread(forward_timeline, deps.alarms.engine, alarm_id, lang, site_tz())  # issue 17: 转警 119
         ladder_view: dict[str, Any] | None = None
         responders: list[dict[str, Any]] = []
         if esc is not None:
