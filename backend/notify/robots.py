@@ -207,17 +207,16 @@ class RobotChannel:
             return await asyncio.shield(post.done)
         post = self._gathering[group] = _Post([message], asyncio.get_running_loop().create_future())
         try:
-            await self.clock.sleep_ms(self.gather_ms)
-        finally:
-            del self._gathering[group]
-        try:
+            try:
+                await self.clock.sleep_ms(self.gather_ms)
+            finally:
+                del self._gathering[group]  # closed: who joins later is in the next post
             ref = await self._post(robot, post.messages)
-        except DeliveryFailed as exc:
-            post.done.set_exception(exc)
+        except BaseException as exc:
+            # the others who joined get the failure (an interrupted post is worth a retry), never a wait without end
+            failed = exc if isinstance(exc, DeliveryFailed) else DeliveryFailed(self._kind, "the post was interrupted", transient=True)
+            post.done.set_exception(failed)
             post.done.exception()  # retrieved: a page of one person has no other waiter
-            raise
-        except BaseException:
-            post.done.cancel()
             raise
         for m in post.messages:
             self._posted[m.key] = ref

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from alerting.ladder import Contact
-from backend.notify import DeliveryStatus, Dispatcher, Message, Receipt, RetryPolicy
+from backend.notify import DeliveryFailed, DeliveryStatus, Dispatcher, Message, Receipt, RetryPolicy
 from backend.notify.robots import Robot, RobotChannel, dingtalk_sign
 from backend.stream import CentreStream
 from broker.clock import VirtualClock
@@ -197,3 +197,18 @@ async def test_a_message_redelivered_after_its_post_went_out_is_not_posted_twice
     [b] = await rig.finish(await rig.deliver(dataclasses.replace(m)))
     assert len(rig.fake.posts) == 1
     assert [r.status for r in a + b if r.channel == "wecom"] == [DeliveryStatus.DELIVERED] * 2
+
+
+async def test_a_page_interrupted_while_it_gathers_fails_the_others_transiently_instead_of_leaving_them_waiting(rigs: RigMaker) -> None:
+    rig = await rigs("dingtalk", gather_s=0.3)
+    first = asyncio.create_task(rig.channel.send(page("A1", STATION[0])))
+    second = asyncio.create_task(rig.channel.send(page("A1", STATION[1])))
+    await until(lambda: sum(len(p.messages) for p in rig.channel._gathering.values()) == 2)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(DeliveryFailed) as failed:
+        await asyncio.wait_for(second, 5)
+    assert failed.value.transient
+    assert rig.channel._gathering == {}
+    assert rig.fake.posts == []
