@@ -262,11 +262,23 @@ def _health(alarms: Sequence[ReportAlarm], inp: MonthInput) -> dict[str, Any]:
         s, e = max(a.raised_at_ms, inp.start_ms), min(_ended_ms(a, until), until)
         return (s, e) if e > s else None
 
+    # each down alarm's span once, filed under what it takes down (a device, every device of a gateway, of a building)
+    by_device: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    by_gateway: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    by_building: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for a in down:
+        sp = span(a)
+        if sp is None:
+            continue
+        if a.alarm_type == "comm_lost" and a.device_id:
+            by_device[a.device_id].append(sp)
+        elif a.alarm_type == "gateway_offline" and a.gateway_id:
+            by_gateway[a.gateway_id].append(sp)
+        elif a.alarm_type == "power_outage" and a.building_id:
+            by_building[a.building_id].append(sp)
     cams: list[dict[str, Any]] = []
     for dev, gw, bld in inp.cameras:
-        spans = [sp for a in down if (sp := span(a)) is not None and ((a.alarm_type == "comm_lost" and a.device_id == dev)
-                                                                        or (a.alarm_type == "gateway_offline" and a.gateway_id == gw)
-                                                                        or (a.alarm_type == "power_outage" and a.building_id == bld))]
+        spans = by_device.get(dev, []) + by_gateway.get(gw, []) + by_building.get(bld, [])
         cams.append({"device_id": dev, "building_id": bld, "down_s": _union(spans) / 1000})
     possible = period / 1000 * len(cams)
     down_s = float(sum(c["down_s"] for c in cams))

@@ -3,7 +3,7 @@
 How this works: the month is calendar month in the site's time zone ([the 1st 00:00, the next 1st 00:00) there). One
 query reads the community's alarms raised in the month, plus the down-type alarms (comm_lost, gateway_offline,
 power_outage) raised before it and not ended before it starts (a camera down since last month is down this month
-too); one reads their audit moves (joined on the same selection, so no long id lists); the ladder's pages and answers
+too); one reads their audit moves (the same selection joined to alarm_audit, so no long id lists); the ladder's pages and answers
 come from escalation_log, in chunks of ids (it may live in another database). The community's cameras and device
 count come from the site directory. Served by the indexes of migration 0003_history.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, tzinfo
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -52,17 +52,27 @@ def month_input(engine: sa.Engine, sites: SiteDirectory | None, community: str, 
     c = alarms.c
     buildings = _community_buildings(sites, community)
     place = sa.or_(c.community_id == community, c.building_id.in_(buildings))
-    raised_in = sa.and_(c.raised_at_ms >= start, c.raised_at_ms < end)
-    still_down = sa.and_(c.alarm_type.in_(sorted(DOWN_TYPES)), c.raised_at_ms < start, sa.or_(c.is_open, c.updated_ms >= start))
-    chosen = sa.select(c.id).where(place, sa.or_(raised_in, still_down))
+    down = c.alarm_type.in_(sorted(DOWN_TYPES))
     cols = (c.id, c.alarm_type, c.severity, c.device_id, c.gateway_id, c.building_id, c.drill, c.raised_at_ms, c.updated_ms, c.is_open,
             c.occurrences, c.title)
+    # three selections, each on its own index, merged by id: raised in the month (ix_alarm_raised); down-type alarms
+    # raised before it and changed since it began (ix_alarm_updated), or still open (few)
+    selections = (sa.and_(c.raised_at_ms >= start, c.raised_at_ms < end), sa.and_(c.updated_ms >= start, c.raised_at_ms < start, down),
+                  # "+ 0": a range on raised_at_ms would walk every older alarm by its index; the open ones are few, a scan is cheaper
+                  sa.and_(c.is_open, (c.raised_at_ms + 0) < start, down))
     a = alarm_audit.c
     moves: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    found: dict[str, Any] = {}
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(*cols).where(place, sa.or_(raised_in, still_down))).all()
-        for r in conn.execute(sa.select(a.alarm_id, a.at_ms, a.move, a.to_state).where(a.alarm_id.in_(chosen)).order_by(a.alarm_id, a.seq)):
-            moves[r.alarm_id].append((int(r.at_ms), str(r.move), str(r.to_state)))
+        for where in selections:
+            for r in conn.execute(sa.select(*cols).where(place, where)):
+                found[r.id] = r
+        ids = sorted(found)
+        for i in range(0, len(ids), _CHUNK):  # by alarm id: the audit log's (alarm_id, seq) index
+            q = sa.select(a.alarm_id, a.at_ms, a.move, a.to_state).where(a.alarm_id.in_(ids[i:i + _CHUNK])).order_by(a.alarm_id, a.seq)
+            for m in conn.execute(q):
+                moves[m.alarm_id].append((int(m.at_ms), str(m.move), str(m.to_state)))
+    rows = [found[i] for i in ids]
     report_alarms = [ReportAlarm(r.id, r.alarm_type, r.severity, r.device_id, r.gateway_id, r.building_id, bool(r.drill), int(r.raised_at_ms),
                                  int(r.updated_ms), bool(r.is_open), int(r.occurrences), r.title, tuple(moves.get(r.id, ())))
                      for r in rows]
