@@ -175,6 +175,7 @@ NOTE_SHAPES: tuple[_Shape, ...] = _shapes(
     (r"(?P<x_sev>[a-z]+) -> (?P<y_sev>[a-z]+)(?:; policy (?P<p1>\S+) -> (?P<p2>\S+))?", "等级 {x_sev} → {y_sev}{policy}",
      "{x_sev} -> {y_sev}{policy}"),
     (r"(?P<who>[^:\s]+): (?P<x_move>[a-z_]+) \(covers (?P<covered>.*)\)", "{who}：{x_move}（覆盖 {covered}）", "{who}: {x_move} (covers {covered})"),
+    (r"(?P<who>[^:\s]+): (?P<x_move>depart|arrive|finish|verify_close)", "{who}：{x_move}", "{who}: {x_move}"),  # a responder's move, observed
     (r"(?P<who>[^:\s]+): (?P<x_resp>[a-z_]+)(?: \((?P<text>.*)\))?", "{who}：{x_resp}{text_paren}", "{who}: {x_resp}{text_paren}"),
     # backend/sites/roster.py
     (r"(?P<x_role>[a-z_]+) (?P<scope>\S+): (?P<away_note>.+); deputy (?P<names>.+) stands in", "{x_role} {scope}：{away_note}；由代班 {names} 顶岗",

@@ -459,7 +459,8 @@ def observe(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
     if fs not in FIELD_ORDER or actor == SYSTEM_ACTOR:
         return state, []
     mine = [e for e in state.engagements if e.has(actor)]
-    if not mine and not any(actor in e.offered for e in state.engagements):
+    own = bool(mine) or any(actor in e.offered for e in state.engagements)
+    if not own:
         mine = [e for e in state.engagements if _command_room(e, policies)]
     engagements = tuple(dataclasses.replace(e, progress=fs) if e in mine and field_rank(fs) > field_rank(e.progress) else e
                         for e in state.engagements)
@@ -470,9 +471,10 @@ def observe(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
         return state, []
     s = _Step(dataclasses.replace(_bump(state), engagements=engagements,
                                   reached=tuple(sorted(first.items(), key=lambda kv: field_rank(kv[0])))), policies, roster, now_ms)
-    covered = ", ".join(e.rung for e in mine) or "-"
     move = next(m for m, reached_by in FIELD_MOVES.items() if reached_by is fs)  # the lifecycle's name of the step
-    s.note(NoteKind.OBSERVED, mine[0].rung if mine else None, f"{actor}: {move.value} (covers {covered})", fs)
+    # a paged person answers for their own rungs (the note's rung names the first); anyone else for the command room's
+    covered = "" if own else f" (covers {', '.join(e.rung for e in mine) or '-'})"
+    s.note(NoteKind.OBSERVED, mine[0].rung if mine else None, f"{actor}: {move.value}{covered}", fs)
     if field_rank(fs) >= field_rank(AlarmState.ON_SCENE):
         _verify(s, f"{actor} is on scene")
     if fs in s.policy.stop_on and s.state.stopped is None:
