@@ -3,15 +3,18 @@ with the logged-in user as actor, and the detail's timeline shows it."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from alerting.lifecycle import AlarmState
 from alerting.model import Severity
+from backend.api.app import create_app
 from backend.sites import SiteDirectory
 from backend.sites.generator import generate_site_document
 from backend.sites.loader import parse_site_directory
@@ -209,3 +212,18 @@ async def test_a_console_acknowledgement_is_one_move_one_audit_entry_and_the_lad
         assert lost_state is not None
         assert [(e.rung, e.progress) for e in lost_state.engagements] == [("duty_officer", AlarmState.ACKNOWLEDGED)]
     engine.dispose()
+
+
+async def test_a_server_without_the_alarm_service_writes_no_move_beside_it(rig: ApiRig) -> None:
+    """Before: `StoreMoves` wrote lifecycle moves straight to the store when no alarm service was wired (beside the
+    alarm service's book, which then disagreed with the table). Now the alarm service is the only writer: no owner
+    to ask, 503, nothing written."""
+    alarm = await rig.smoke(rig.device("c01-g1"))
+    before = [(e.actor, e.move) for e in rig.service.store.audit(alarm)]
+    unowned = dataclasses.replace(rig.deps, alarm_service=None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(unowned)), base_url="http://api") as client:
+        r = await client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={})
+        assert r.status_code == 503, r.text
+        assert "alarm service" in r.json()["detail"]
+    assert [(e.actor, e.move) for e in rig.service.store.audit(alarm)] == before
+    assert rig.service.store.get(alarm).state is AlarmState.RAISED  # type: ignore[union-attr]
