@@ -43,6 +43,8 @@
     ├── InvalidToken             backend.api.tokens: a session or one-tap token is bad (also a ValueError)
     ├── LinkRefused              backend.api.responses: a one-tap link or one of its moves is refused
     ├── LoginThrottled           backend.api.auth: too many failed logins
+    ├── BadCursor                backend.history.query: a history cursor this API did not give out (also a ValueError)
+    ├── Refusal                  backend.api.console_history: a history or report request refused (zh and en sentences)
     └── NotWired                 backend.api.deps: a part not running on this server (also a RuntimeError)
 
 Each error keeps the builtin base its callers already catch it by (ValueError, RuntimeError) as a second

@@ -37,6 +37,7 @@ from alerting.lifecycle import AlarmState
 from backend.api.auth import Auth, Capability, Principal
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS, request_lang
+from backend.errors import BackendError
 from backend.history.export import csv_lines, place_names, record_html, record_xlsx, write_list_xlsx
 from backend.history.query import MAX_PAGE, BadCursor, HistoryFilter, HistoryRow, count, iter_rows, known_types, page, parse_cursor
 from backend.history.record import read_sheet
@@ -73,7 +74,7 @@ class XlsxResponse(FileResponse):
     media_type = XLSX
 
 
-class Refusal(Exception):  # an answer, not a failure
+class Refusal(BackendError):  # an answer, not a failure
     """A request refused with a sentence in both languages; the route turns it into an HTTPException."""
 
     def __init__(self, code: int, zh: str, en: str) -> None:
