@@ -27,6 +27,7 @@ from backend.api.auth import Auth, Capability, Principal
 from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS
 from backend.duty import DutyError, DutyService, DutyStore, OverrideRequest, audit_view
+from backend.duty.service import overdue_rungs
 from backend.escalation.service import rungs_json
 from backend.i18n import lang_of
 from backend.sites.roster import OverrideKind, SiteRoster
@@ -166,8 +167,7 @@ def duty_router(deps: ApiDeps, auth: Auth, duty: DutyService) -> APIRouter:
         state = await esc.get(alarm_id)
         if state is None:
             return []
-        return [r["label"] for r in rungs_json(state, esc.policies, offset)
-                if "acknowledged" in r["missed"] or (r["waits_for"] == "acknowledged" and r["climbs_at_ms"] is not None and r["climbs_at_ms"] <= now_ms)]
+        return overdue_rungs(rungs_json(state, esc.policies, offset), now_ms)
 
     async def snapshot(community: str) -> dict[str, Any]:
         open_alarms = await asyncio.to_thread(deps.alarms.list, open_only=True, limit=1000)

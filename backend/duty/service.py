@@ -54,6 +54,7 @@ __all__ = [
     "OverrideRequest",
     "Place",
     "Snapshot",
+    "overdue_rungs",
 ]
 
 MIN_OFFICERS_PER_SHIFT: Final = 2  # GB 25506-2010: the fire control room is staffed by at least two officers per shift
@@ -125,6 +126,13 @@ class Snapshot:
 
     def as_json(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
+
+
+def overdue_rungs(rungs: list[dict[str, Any]], now_ms: int) -> list[str]:
+    """The labels of the rungs (backend.escalation.service.rungs_json) whose acknowledgement deadline has passed
+    unanswered: missed already, or waiting for it with the climb due by now."""
+    return [r["label"] for r in rungs if "acknowledged" in r["missed"]
+            or (r["waits_for"] == "acknowledged" and r["climbs_at_ms"] is not None and r["climbs_at_ms"] <= now_ms)]
 
 
 class Overdue(Protocol):

@@ -4,12 +4,15 @@ restart; a restart (a new service and roster over the same database) keeps it; c
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from alerting.ladder import Fill, Seat
 from backend.api.auth import Territory
 from backend.duty import DutyService, DutyStore, OverrideRequest
+from backend.duty.service import overdue_rungs
+from backend.escalation.service import rungs_json
 from backend.sites import SiteDirectory
 from backend.sites.roster import OverrideKind, SiteRoster
 from tests.escalation.helpers import fire, make_rig
@@ -46,3 +49,29 @@ async def test_sick_leave_entered_through_the_duty_service_pages_the_deputy_on_t
     rig.clock.advance(60)
     await rig.service.start(fire("A3", "c01-b03", raised_ms=rig.clock.now_ms(), roster=rig.roster))
     assert (await rig.service.timeline("A3")).engaged["grid_worker"]["contacts"] == ["c01-g1-w1"], "back early: cancelled at once"
+
+
+@pytest.mark.asyncio
+async def test_a_fire_unacknowledged_past_its_rung_deadline_is_overdue_in_the_handover(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    rig = make_rig(tmp_path, sample_site)
+    duty = DutyService(DutyStore(rig.store.engine), sample_site, rig.roster, rig.clock)
+    raised = rig.clock.now_ms()
+    await rig.service.start(fire("F1", "c01-b01", raised_ms=raised, roster=rig.roster))
+    record = SimpleNamespace(id="F1", title="烟感报警", alarm_type="smoke", severity="critical", state="notified", community_id="c01", drill=False,
+                             building_id="c01-b01", device_id="d1", raised_at_ms=raised, silenced_until_ms=None, silenced_by=None)
+
+    async def overdue(alarm_id: str, now_ms: int) -> list[str]:
+        state = await rig.service.get(alarm_id)
+        assert state is not None
+        return overdue_rungs(rungs_json(state, rig.policies, 480), now_ms)
+
+    fresh = await duty.snapshot("c01", None, [record], overdue)
+    assert ([a["id"] for a in fresh.open_alarms], fresh.overdue) == (["F1"], [])
+    rig.clock.advance(61)  # past the grid worker's and the station's 60 s to acknowledge
+    await rig.service.run_due()
+    late = await duty.snapshot("c01", None, [record], overdue)
+    [row] = late.overdue
+    assert row["id"] == "F1"
+    assert {"网格员", "微型消防站"} <= set(row["rungs"]), row["rungs"]
+    assert row["raised_local"] == "2026-01-01 09:00", "Beijing time"
+    assert (await duty.snapshot("c02", None, [record], overdue)).overdue == [], "another community's handover leaves it out"
