@@ -155,3 +155,38 @@ async def test_an_aborted_link_leaves_through_its_last_will_and_a_clean_close_do
             await pub.publish("gw/status", b"marker", qos=1)
         message = await asyncio.wait_for(anext(obs.messages), 10)
         assert message.payload == b"marker", "a clean close sent the Last Will"
+
+
+async def test_the_raw_burst_path_drops_an_ack_of_a_connection_that_is_gone(mosquitto: MosquittoProcess) -> None:
+    """The ingest's path (raw callback, burst reader, manual ack by generation): a message received on a connection
+    that dropped before its ack comes again on the next one, and the late ack is dropped rather than sent on the new
+    connection (where the same packet id now names the redelivered copy, which is not journaled yet)."""
+    seen: list[tuple[str, int, int]] = []  # (topic, mid, generation it came on)
+
+    def raw() -> ReconnectingClient:
+        return ReconnectingClient(mosquitto.host, mosquitto.port, identifier="t-raw", backoff=FAST, clean_session=False, manual_ack=True,
+                                  subscriptions=[("r/#", 1)], read_burst=8, on_message=lambda t, p, q, mid: seen.append((t, mid, c.generation)))
+
+    c = raw()
+    async with c, aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="pub") as pub:
+        await c.wait_ready(10)
+        await pub.publish("r/1", b"journal me", qos=1)
+        await until(lambda: seen, 10, "the message")
+        (_, mid, first_generation) = seen[0]
+        c.abort()  # dropped before the journal acknowledged it
+        await until(lambda: len(seen) == 2, 10, "the redelivery on the new connection")
+        assert seen[1][0] == "r/1"
+        assert seen[1][2] == c.generation != first_generation
+        c.ack([mid], generation=first_generation)  # the late ack, for a connection that is gone: dropped
+    c = raw()  # a clean close would have sent that PUBACK before its DISCONNECT: r/1 must still be owed
+    async with c:
+        await c.wait_ready(10)
+        await until(lambda: len(seen) == 3, 10, "r/1 again: the late ack was dropped")
+        assert seen[2][0] == "r/1"
+        c.ack([seen[2][1]], generation=seen[2][2])
+    c = raw()
+    async with c, aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="pub") as pub:
+        await c.wait_ready(10)
+        await pub.publish("r/2", b"marker", qos=1)
+        await until(lambda: len(seen) >= 4, 10, "the marker")
+        assert [t for t, _, _ in seen[3:]] == ["r/2"], "an acknowledged message came again"
