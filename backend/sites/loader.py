@@ -110,6 +110,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _SECTION_LINE = re.compile(r"([a-z_]+):\s*(\[\])?\s*")
 _STREET_LINE = re.compile(r"street:\s*(.*)")
 _RECORD_LINE = re.compile(r"\s+-\s+(\{.*\})\s*")
+_OTHER_BREAKS = re.compile("[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # line breaks to str.splitlines (and some to YAML) beyond \r and \n
 
 
 def _json_mapping(value: Any, line: int) -> Any:
@@ -123,11 +124,50 @@ def _json_mapping(value: Any, line: int) -> Any:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A record of the fast path, kept as its JSON text until the checker reads it (`mapping()`). A street's
+    records held as parsed mappings (a dict, its key lines and their strings each) until every section was
+    checked cost ~3 KB a device at their peak, and the process kept most of it after they were freed (its
+    heap cannot hand back memory with live objects scattered through it); as text they cost the line."""
+
+    line: int
+    text: str
+
+    def mapping(self) -> Any:
+        try:
+            record = json.loads(self.text)
+        except json.JSONDecodeError:
+            raise _NotJson from None
+        return _json_mapping(record, self.line)
+
+
+class _NotJson(Exception):
+    """A line of the fast path is not JSON after all: the whole file is read again by PyYAML."""
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` one at a time (split at "\\n" only): no list of every line of a large file at once."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        yield text[start:end]
+        start = end + 1
+
+
 def _fast_load(text: str, base: int = 0) -> _Mapping | None:
     doc = _Mapping()
     doc.line, doc.key_lines = base + 1, {}
     current: list[Any] | None = None
-    for number, raw in enumerate(text.splitlines(), start=base + 1):
+    number = base
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if "\r" in text or _OTHER_BREAKS.search(text):
+        return None
+    for raw in _lines(text):
+        number += 1
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -148,11 +188,7 @@ def _fast_load(text: str, base: int = 0) -> _Mapping | None:
         m = _RECORD_LINE.fullmatch(raw)
         if m is None or current is None:
             return None
-        try:
-            record = json.loads(m.group(1))
-        except json.JSONDecodeError:
-            return None
-        current.append(_json_mapping(record, number))
+        current.append(_Line(number, m.group(1)))  # decoded when checked (_Line.mapping); not JSON: PyYAML reads the file
     return doc
 
 
@@ -308,7 +344,8 @@ _FILE_SPAN = 10_000_000  # line numbers of included file k start at k * _FILE_SP
 
 
 class _Checker:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, *, fast: bool = True) -> None:
+        self.fast = fast  # False: every file through PyYAML (a fast-path line was not JSON)
         self.files = [file]
         self.errors: list[SiteError] = []
 
@@ -326,7 +363,8 @@ class _Checker:
         if not isinstance(raw, list):
             self.error(doc.key_lines.get(section, doc.line), f"'{section}' must be a list of records")
             return
-        for item in raw:
+        for entry in raw:
+            item = entry.mapping() if isinstance(entry, _Line) else entry
             if not isinstance(item, _Mapping):
                 self.error(doc.key_lines.get(section, doc.line), f"each entry of '{section}' must be a mapping")
                 continue
@@ -363,7 +401,7 @@ def _days(spec: list[str] | str) -> frozenset[int]:
 
 
 def _load(text: str, file: str, base: int, check: _Checker) -> _Mapping:
-    doc = _fast_load(text, base)
+    doc = _fast_load(text, base) if check.fast else None
     if doc is None:
         loader = _Loader(text)
         loader.duplicate_keys = []
@@ -421,13 +459,26 @@ def _include(doc: _Mapping, base_dir: Path | None, check: _Checker) -> None:
 def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir: Path | None = None) -> SiteDirectory:
     """Parse and validate a site directory; raise SiteDirectoryInvalid listing every problem. `base_dir` is where the
     files named by `include:` are looked for (the main file's folder)."""
-    check = _Checker(file)
+    try:
+        return _parse(text, file, base_dir, _Checker(file))
+    except _NotJson:
+        return _parse(text, file, base_dir, _Checker(file, fast=False))
+
+
+def _parse(text: str, file: str, base_dir: Path | None, check: _Checker) -> SiteDirectory:
     doc = _load(text, file, 0, check)
     if "include" in doc:
         _include(doc, base_dir, check)
     for key in doc:
         if key not in _SECTIONS and key != "street":
             check.error(doc.key_lines[key], f"unknown section '{key}'; expected one of {', '.join(_SECTIONS)}")
+
+    # One string object for each repeated value (a device's gateway, building, household, location, dialect, model; a
+    # household's building and room): parsed from each record's own line they would be a copy each, ~300 B a device.
+    pool: dict[str, str] = {}
+
+    def share(value: str | None) -> Any:
+        return value if value is None else pool.setdefault(value, value)
 
     def collect(section: str, schema: type[R], build: Callable[[_Mapping, R], Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -476,7 +527,7 @@ def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir:
         vul = None
         if v is not None:
             vul = Vulnerability(v.lives_alone, v.mobility, v.key_holder, contacts(v.family_contacts), contacts(v.neighbours), v.notes, v.welfare_check_hours)
-        return Household(r.id, r.building, r.unit, r.room, r.residents, vul)
+        return Household(share(r.id), share(r.building), r.unit, share(r.room), r.residents, vul)
 
     households = collect("households", _Household, household)
 
@@ -498,8 +549,8 @@ def parse_site_directory(text: str, file: str = "<site directory>", *, base_dir:
         interval = r.report_interval_s if r.report_interval_s is not None else DEFAULT_REPORT_INTERVAL_S[r.kind]
         if r.rules:
             rule_settings[r.id] = {rule: dict(params) for rule, params in r.rules.items()}
-        return Device(r.id, r.kind, r.gateway, r.building, r.unit, r.household, r.location, interval, r.dialect, r.model,
-                      lan_name=r.lan_name or r.id, channels=r.channels,
+        return Device(r.id, r.kind, share(r.gateway), share(r.building), r.unit, share(r.household), share(r.location), interval,
+                      share(r.dialect), share(r.model), lan_name=r.lan_name or r.id, channels=r.channels,
                       entities={k: dict(v) for k, v in r.entities.items()} if r.entities else NO_ENTITIES)
 
     rule_settings: dict[str, dict[str, dict[str, float]]] = {}
