@@ -42,8 +42,9 @@ def test_repeated_values_are_one_string(community: tuple[Path, str]) -> None:
     for devices in list(by_gateway.values())[:3]:
         assert len({id(d.gateway) for d in devices}) == 1
         assert len({id(d.building) for d in devices}) == 1
-    d = next(d for d in sites.devices.values() if d.household is not None)
-    assert d.household is sites.households[d.household].id
+    household = next(d.household for d in sites.devices.values() if d.household is not None)
+    assert household is not None
+    assert household is sites.households[household].id
 
 
 def test_a_line_shaped_like_json_that_is_yaml_reads_through_pyyaml_with_its_line(community: tuple[Path, str]) -> None:
