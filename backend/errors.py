@@ -8,6 +8,10 @@
     │   ├── UnknownPlace
     │   └── WindowRefused
     │       └── WindowOver
+    ├── DutyError                backend.duty.service: a roster override, shift or handover refused (zh and en sentences)
+    │   ├── DutyNotFound         no such person, place, override or handover, or outside the territory (404)
+    │   ├── DutyRefused          reversed or out-of-range times, missing people (422)
+    │   └── DutyConflict         already done: a second accept or cancel, a shift already open (409)
     ├── RulesFileError           backend.alarms.rules: a deployment's rules file (also alerting's RuleConfigError)
     ├── StoreError               backend.alarms.store: the alarm store failed (also a RuntimeError)
     │   ├── StoreUnavailable     the database cannot take writes now (also AlertingUnavailable)
