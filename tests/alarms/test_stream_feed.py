@@ -26,7 +26,8 @@ from broker.topics import event_topic
 
 def _smoke(sites: SiteDirectory, t_ms: int) -> Uplink:
     d = next(d for d in sites.devices.values() if d.kind is DeviceKind.SMOKE)
-    return decode_uplink(str(event_topic(d.gateway, d.id)), encode(DeviceEvent(msg_id=f"m-{t_ms}", source_ts_ms=t_ms, received_ts_ms=t_ms, event=EventKind.SMOKE_ALARM)))
+    msg = DeviceEvent(msg_id=f"m-{t_ms}", source_ts_ms=t_ms, received_ts_ms=t_ms, event=EventKind.SMOKE_ALARM)
+    return decode_uplink(str(event_topic(d.gateway, d.id)), encode(msg))
 
 
 class _Statements:
