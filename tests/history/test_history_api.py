@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,8 +17,11 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from backend.alarms.schema import alarm_audit, alarms
+from backend.api.console_records import ConsoleAct, ConsoleRecords
+from backend.escalation import store as escalation_store
 from backend.history.export import HEADERS
 from backend.sites import SiteDirectory
+from backend.store.migrations import upgrade
 from tests.api.conftest import ApiRig, make_rig
 from tests.history.seed import Seed, seed, store_for
 from tests.history.test_query import FALSE, NOW, REAL, seeds
@@ -206,3 +210,28 @@ async def test_without_a_login_nothing_is_shown(api: ApiRig) -> None:
         r = await api.client.get(url)
         assert r.status_code == 401
         assert "登录" in r.json()["detail"]
+
+
+async def test_the_record_holds_the_ladders_pages_and_answers_and_the_consoles_notes(api: ApiRig, sample_site: SiteDirectory) -> None:
+    s = next(s for s in seeds(sample_site) if s.path == REAL and not s.drill)
+    engine = api.service.store.engine
+    upgrade(engine, escalation_store.MIGRATIONS, escalation_store.VERSION_TABLE)  # the ladder's log beside the alarms, as on a server
+    base = {"alarm_id": s.id, "field_state": None, "contact": None, "due_ms": None, "drill": False, "worker": "backend"}
+    with engine.begin() as conn:
+        conn.execute(sa.insert(escalation_store.escalation_log), [
+            {**base, "step": 0, "n": 0, "kind": "paged", "rung": "fire_station", "detail": "c01-mfs-head", "at_ms": s.raised_ms + 1000},
+            {**base, "step": 0, "n": 1, "kind": "notify", "rung": "fire_station", "detail": "page", "at_ms": s.raised_ms + 1000},
+            {**base, "step": 1, "n": 0, "kind": "response", "rung": "fire_station", "detail": "c01-mfs-head: on_scene", "at_ms": s.raised_ms + 150_000},
+        ])
+    ConsoleRecords(engine).add(ConsoleAct(s.id, s.raised_ms + 60_000, "duty", "verify", note="电话核实：厨房冒烟"))
+    r = await api.client.get(f"/api/history/{s.id}/record", headers=api.auth("duty"))
+    rows = [[cell.strip() for cell in re.findall(r"<td>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", r.text.split("处置过程", 1)[1])]
+    rows = [row for row in rows if len(row) == 5]  # the body, not the header
+    whats = [(row[1], row[2], row[3], row[4]) for row in rows]
+    assert ("升级", "呼叫 · 微型消防站", "系统", "c01-mfs-head") in whats  # who was paged
+    assert ("升级", "应答 · 微型消防站", "系统", "c01-mfs-head：到场") in whats  # who answered, and what
+    assert ("值班台", "核实", "duty", "电话核实：厨房冒烟") in whats  # the console's act with its note
+    assert ("状态", "复核关闭", "duty1", "") in whats  # every lifecycle move with its actor
+    assert not any(w[1].startswith("发出通知") for w in whats)  # the notices themselves are not the record's
+    times = [row[0] for row in rows]
+    assert times == sorted(times)

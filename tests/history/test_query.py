@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from backend.api.auth import Territory
-from backend.history.query import BadCursor, HistoryFilter, HistoryRow, count, iter_rows, page
+from backend.history.query import BadCursor, HistoryFilter, HistoryRow, _select, count, iter_rows, page
 from backend.sites import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
@@ -145,3 +145,17 @@ def test_a_cursor_not_given_out_is_refused(engine: sa.Engine, sample_site: SiteD
 def test_the_history_indexes_exist(engine: sa.Engine) -> None:
     names = {ix["name"] for ix in sa.inspect(engine).get_indexes("alarms")} | {ix["name"] for ix in sa.inspect(engine).get_indexes("alarm_audit")}
     assert {"ix_alarm_raised_id", "ix_alarm_community_raised", "ix_alarm_device_raised", "ix_audit_to_state"} <= names
+
+
+def test_a_deep_page_walks_the_keyset_index_not_a_sort(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The page query reads ix_alarm_raised_id in order from the cursor: no sort of the whole table (SQLite's plan; PostgreSQL's
+    planner chooses by its statistics)."""
+    engine = make_engine(sqlite_url(tmp_path / "plan.db"))
+    seed(store_for(engine, sample_site), sample_site, seeds(sample_site))
+    q = _select(HistoryFilter(), EVERYWHERE, sample_site, (NOW - 200 * DAY, "a050"), 50)
+    sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = " | ".join(str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    engine.dispose()
+    assert "ix_alarm_raised_id" in plan, plan
+    assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
