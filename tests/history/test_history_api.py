@@ -5,10 +5,12 @@ on request) and nothing written, and Beijing times with the machine in UTC (or N
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from backend.alarms.schema import alarm_audit, alarms
+from backend.api.console_history import site_zone
 from backend.api.console_records import ConsoleAct, ConsoleRecords
 from backend.escalation import store as escalation_store
 from backend.history.export import HEADERS
+from backend.settings import SiteSettings
 from backend.sites import SiteDirectory
 from backend.store.migrations import upgrade
 from tests.api.conftest import ApiRig, make_rig
@@ -235,3 +239,13 @@ async def test_the_record_holds_the_ladders_pages_and_answers_and_the_consoles_n
     assert not any(w[1].startswith("发出通知") for w in whats)  # the notices themselves are not the record's
     times = [row[0] for row in rows]
     assert times == sorted(times)
+
+
+async def test_the_site_time_zone_comes_from_the_settings(api: ApiRig) -> None:
+    """site.time_zone (the server's settings, ApiDeps.extras["site"]) wins; without it, the alarm service's maintenance zone (which
+    follows site.time_zone), else Beijing time."""
+    assert site_zone(api.deps)[1] == "Asia/Shanghai"
+    tokyo = dataclasses.replace(api.deps, extras={**(api.deps.extras or {}), "site": SiteSettings(time_zone="Asia/Tokyo")})
+    tz, name = site_zone(tokyo)
+    assert name == "Asia/Tokyo"
+    assert datetime.fromtimestamp(1_795_883_400, tz).strftime("%H:%M") == "01:30"  # 16:30 UTC
