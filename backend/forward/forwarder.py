@@ -28,7 +28,7 @@ answer's `receipt` (or `receipt_no`, `id`) is the receipt. httpx's exceptions st
 Exceptions (backend.errors draws the whole tree):
 
     ForwardError
-     └── ChannelFailed   one channel gave no receipt: `outcome` timeout or failed, `detail`, `status_code`
+     └── ChannelFailed   one channel gave no receipt: `outcome` (timeout, unreachable, http_error, no_receipt), `detail`, `status_code`
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from backend.errors import BackendError
 from backend.escalation.store import escalation_log
 from backend.forward.settings import ForwardSettings
 from backend.forward.store import Attempt, ForwardRecord, ForwardStore, Status, forward_id_of
+from backend.forward.timeline import why
 from backend.sites.model import Role, SiteDirectory
 from backend.stream import Bulletin, CentreStream, Event, LadderStep
 from broker.clock import Clock
@@ -288,91 +289,111 @@ class Forwarder:
             log.exception("119 hand-off of %s failed unexpectedly; the next scan tries again", job.alarm_id)
             return RoundResult("failed", reason="internal error")
 
-    async def _open(self, job: _Job) -> ForwardRecord | None:
+    def _lease_ms(self) -> int:
+        return round(max(self.settings.budget_s * 2, 5.0) * 1000)  # a round lasts at most the budget plus one attempt
+
+    async def _fresh(self, job: _Job, t0: float) -> RoundResult:
+        """The first round of a verification this process heard of: read the alarm, build the body, and send it while
+        the forward (already claimed by this worker) is written, so no write stands before the POST. A crash before the
+        write is seen by the next scan (a verification with no forward) and sent again with the same id."""
         assert self.store is not None
-        rec = await asyncio.to_thread(self.store.get, job.alarm_id)
-        if rec is not None or not job.how:
-            return rec
         alarm = await asyncio.to_thread(self.alarms.get, job.alarm_id)
         if alarm is None or not is_fire(alarm.alarm_type, self.settings.alarm_types):
             self._done.add(job.alarm_id)
-            return None
+            return RoundResult("skipped")
         grid_id, community_id = self.alarms.place_of(alarm.place)
         verifier = _verifier(job.how, job.detail)
         body = forward_body(alarm, self.sites, self.settings, self.zone, how=job.how, verifier=verifier, verified_ms=job.at_ms,
                             grid_id=grid_id, community_id=community_id)
         now = self.clock.now_ms()
         drill_sent = alarm.drill and self.settings.drills and bool(self.settings.drill_url)
-        status, reason = Status.PENDING, ""
+        status, reason = Status.SENDING, ""
         if alarm.drill and not drill_sent:
             status = Status.NOT_FORWARDED
             reason = "not forwarded: drill" if not self.settings.drills else "not forwarded: drill (no forward.drill_url)"
         rec = ForwardRecord(
             forward_id=forward_id_of(alarm.id), alarm_id=alarm.id, alarm_type=alarm.alarm_type, how=job.how, verifier=verifier, verified_ms=job.at_ms,
-            drill=alarm.drill, status=status, channel=None, receipt=None, reason=reason, rounds=0, payload=json.dumps(body, ensure_ascii=False),
-            building_id=alarm.place.building, grid_id=grid_id, community_id=community_id, created_ms=now, updated_ms=now, next_try_ms=now,
-            receipted_ms=None,
+            drill=alarm.drill, status=status, channel=None, receipt=None, reason=reason, rounds=1 if status == Status.SENDING else 0,
+            payload=json.dumps(body, ensure_ascii=False), building_id=alarm.place.building, grid_id=grid_id, community_id=community_id,
+            created_ms=now, updated_ms=now, next_try_ms=None, receipted_ms=None,
         )
-        if await asyncio.to_thread(self.store.open, rec):
-            if status == Status.NOT_FORWARDED:
-                self._done.add(alarm.id)
+        if status == Status.NOT_FORWARDED:
+            if await asyncio.to_thread(self.store.open, rec):
                 log.info("119 hand-off: %s is a drill: %s", alarm.id, reason)
                 await self._bulletin(rec, status=Status.NOT_FORWARDED, reason=reason, at_ms=now)
-            return rec
-        return await asyncio.to_thread(self.store.get, job.alarm_id)
+            self._done.add(alarm.id)
+            return RoundResult("skipped")
+        opened, (tried, got) = await asyncio.gather(
+            asyncio.to_thread(self.store.open, rec, worker=self.worker_id, lease_until_ms=now + self._lease_ms()), self._send(rec, t0))
+        if not opened:  # another process opened it first: it records its own round (ours went with the same id)
+            log.info("119 hand-off of %s: another process holds it; this round's %d attempt(s) went with the same id", alarm.id, len(tried))
+            return RoundResult("skipped")
+        return await self._finish(rec, tried, got, t0)
 
     async def _round(self, job: _Job) -> RoundResult:
         assert self.store is not None
         t0 = time.monotonic()
-        rec = await self._open(job)
-        if rec is None or rec.status in (Status.RECEIPTED, Status.NOT_FORWARDED):
-            if rec is not None:
-                self._done.add(rec.alarm_id)
+        rec = await asyncio.to_thread(self.store.get, job.alarm_id)
+        if rec is None:
+            return await self._fresh(job, t0) if job.how else RoundResult("skipped")
+        if rec.status in (Status.RECEIPTED, Status.NOT_FORWARDED):
+            self._done.add(rec.alarm_id)
             return RoundResult("skipped")
-        s = self.settings
-        now = self.clock.now_ms()
-        claimed = await asyncio.to_thread(self.store.claim, rec.alarm_id, self.worker_id, now, round(max(s.budget_s * 2, 5.0) * 1000))
+        claimed = await asyncio.to_thread(self.store.claim, rec.alarm_id, self.worker_id, self.clock.now_ms(), self._lease_ms())
         if claimed is None:
             return RoundResult("skipped")
-        channels = [("drill", s.drill_url)] if claimed.drill else [("primary", s.primary_url), ("fallback", s.fallback_url)]
+        tried, got = await self._send(claimed, t0)
+        return await self._finish(claimed, tried, got, t0)
+
+    async def _send(self, rec: ForwardRecord, t0: float) -> tuple[list[Attempt], tuple[str, str] | None]:
+        """One round: each channel in turn, again and again, until a receipt or the budget (counted from t0) is spent."""
+        s = self.settings
+        channels = [("drill", s.drill_url)] if rec.drill else [("primary", s.primary_url), ("fallback", s.fallback_url)]
         urls = [(name, url) for name, url in channels if url]
-        body = claimed.payload.encode()
+        body = rec.payload.encode()
         deadline = t0 + s.budget_s
         tried: list[Attempt] = []
-        got: tuple[str, str] | None = None
-        while got is None and urls:
+        first_pass = True
+        while urls:
             for name, url in urls:
                 left = deadline - time.monotonic()
-                if left <= 0.01:
+                if left <= 0.01 and not first_pass:
                     break
+                # every channel is tried at least once a round, even when reading the store ate the budget (a loaded machine)
+                timeout = min(s.attempt_timeout_s, left) if left > s.connect_timeout_s else s.attempt_timeout_s if first_pass else left
                 started_ms = self.clock.now_ms()
                 a0 = time.monotonic()
                 try:
-                    receipt, code = await self._post(url, body, claimed.forward_id, min(s.attempt_timeout_s, left))
+                    receipt, code = await self._post(url, body, rec.forward_id, timeout)
                 except ChannelFailed as f:
-                    tried.append(Attempt(claimed.forward_id, claimed.alarm_id, claimed.rounds, len(tried) + 1, name, started_ms,
+                    tried.append(Attempt(rec.forward_id, rec.alarm_id, rec.rounds, len(tried) + 1, name, started_ms,
                                          round((time.monotonic() - a0) * 1000), f.outcome, f.status_code, None, f.detail[:300]))
-                    log.warning("119 hand-off of %s via %s: %s", claimed.alarm_id, name, f.detail)
+                    log.warning("119 hand-off of %s via %s: %s", rec.alarm_id, name, f.detail)
                     continue
-                tried.append(Attempt(claimed.forward_id, claimed.alarm_id, claimed.rounds, len(tried) + 1, name, started_ms,
+                tried.append(Attempt(rec.forward_id, rec.alarm_id, rec.rounds, len(tried) + 1, name, started_ms,
                                      round((time.monotonic() - a0) * 1000), "receipt", code, receipt, ""))
-                got = (name, receipt)
-                break
-            if got is not None or deadline - time.monotonic() <= _PAUSE_BETWEEN_PASSES_S:
+                return tried, (name, receipt)
+            first_pass = False
+            if deadline - time.monotonic() <= _PAUSE_BETWEEN_PASSES_S:
                 break
             await asyncio.sleep(_PAUSE_BETWEEN_PASSES_S)
+        return tried, None
+
+    async def _finish(self, rec: ForwardRecord, tried: list[Attempt], got: tuple[str, str] | None, t0: float) -> RoundResult:
+        assert self.store is not None
+        s = self.settings
         now = self.clock.now_ms()
         if got is not None:
-            await asyncio.to_thread(self.store.finish, claimed.alarm_id, self.worker_id, tried, now, receipt=got)
-            self._done.add(claimed.alarm_id)
-            log.info("119 hand-off of %s: receipt %s via %s in %.0f ms", claimed.alarm_id, got[1], got[0], (time.monotonic() - t0) * 1000)
-            await self._bulletin(claimed, status=Status.RECEIPTED, channel=got[0], receipt=got[1], at_ms=now)
+            await asyncio.to_thread(self.store.finish, rec.alarm_id, self.worker_id, tried, now, receipt=got)
+            self._done.add(rec.alarm_id)
+            log.info("119 hand-off of %s: receipt %s via %s, %.0f ms after the round began", rec.alarm_id, got[1], got[0], (time.monotonic() - t0) * 1000)
+            await self._bulletin(rec, status=Status.RECEIPTED, channel=got[0], receipt=got[1], at_ms=now)
             return RoundResult(Status.RECEIPTED, got[0], got[1])
         reason = "; ".join(f"{a.channel}: {a.detail}" for a in tried[-2:]) or "no channel configured"
         next_try = now + round(s.retry_every_s * 1000)
-        await asyncio.to_thread(self.store.finish, claimed.alarm_id, self.worker_id, tried, now, receipt=None, reason=reason, next_try_ms=next_try)
-        log.error("119 hand-off of %s failed on every channel (round %d): %s; next round in %.0f s", claimed.alarm_id, claimed.rounds, reason, s.retry_every_s)
-        await self._bulletin(claimed, status=Status.FAILED, reason=reason, at_ms=now, next_try_ms=next_try)
+        await asyncio.to_thread(self.store.finish, rec.alarm_id, self.worker_id, tried, now, receipt=None, reason=reason, next_try_ms=next_try)
+        log.error("119 hand-off of %s failed on every channel (round %d): %s; next round in %.0f s", rec.alarm_id, rec.rounds, reason, s.retry_every_s)
+        await self._bulletin(rec, status=Status.FAILED, reason=why(tried, "zh"), at_ms=now, next_try_ms=next_try)
         return RoundResult(Status.FAILED, reason=reason)
 
     async def _post(self, url: str, body: bytes, forward_id: str, timeout_s: float) -> tuple[str, int]:
@@ -392,9 +413,9 @@ class Forwarder:
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise ChannelFailed("timeout", f"no answer within {timeout_s:.2f} s") from exc
         except httpx.HTTPError as exc:
-            raise ChannelFailed("failed", f"{exc.__class__.__name__}: {exc}"[:300]) from exc
+            raise ChannelFailed("unreachable", f"{exc.__class__.__name__}: {exc}"[:300]) from exc
         if not resp.is_success:
-            raise ChannelFailed("failed", f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
+            raise ChannelFailed("http_error", f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
         try:
             data = resp.json()
         except ValueError:
@@ -403,7 +424,7 @@ class Forwarder:
         if isinstance(data, dict):
             receipt = next((str(data[k]) for k in ("receipt", "receipt_no", "id") if data.get(k) not in (None, "")), None)
         if receipt is None:
-            raise ChannelFailed("failed", f"HTTP {resp.status_code} without a receipt number", resp.status_code)
+            raise ChannelFailed("no_receipt", f"HTTP {resp.status_code} without a receipt number", resp.status_code)
         return receipt, resp.status_code
 
     async def _bulletin(self, rec: ForwardRecord, *, status: str, at_ms: int, channel: str | None = None, receipt: str | None = None,

@@ -6,6 +6,7 @@ see a repeat). A round of sending is claimed with a conditional UPDATE (status p
 lease that ran out), so two processes never send the same round; the round's attempts and its end (a receipt, or
 failed with the time of the next round) are written in one transaction. Statuses:
 
+    (opened claimed: the first round)
     pending ──claim──▶ sending ──receipt──▶ receipted
        ▲                  │
        └──── failed ◀─────┘  (every channel failed within the budget: the next round at next_try_ms)
@@ -147,9 +148,10 @@ class ForwardStore:
         self.engine = engine
         upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
-    def open(self, record: ForwardRecord) -> bool:
-        """Open the alarm's forward; False when it has one already (opened by this or another process)."""
-        values = {f: getattr(record, f) for f in ForwardRecord.__slots__}
+    def open(self, record: ForwardRecord, *, worker: str | None = None, lease_until_ms: int | None = None) -> bool:
+        """Open the alarm's forward (claimed by `worker` when its status is sending); False when it has one already
+        (opened by this or another process)."""
+        values = {**{f: getattr(record, f) for f in ForwardRecord.__slots__}, "claimed_by": worker, "lease_until_ms": lease_until_ms}
         try:
             with self.engine.begin() as conn:
                 conn.execute(sa.insert(forwards).values(**values))

@@ -16,10 +16,26 @@ import sqlalchemy as sa
 
 from backend.forward.store import Attempt, ForwardRecord, Status, attempts, forwards
 
-__all__ = ["forward_timeline"]
+__all__ = ["forward_timeline", "why"]
 
 _CHANNEL: Final = {"zh": {"primary": "主通道", "fallback": "备用通道", "drill": "演练通道"},
                    "en": {"primary": "primary", "fallback": "fallback", "drill": "drill endpoint"}}
+
+
+_OUTCOME: Final = {"zh": {"timeout": "超时无应答", "unreachable": "无法连接", "http_error": "返回 HTTP {code}", "no_receipt": "应答无回执号"},
+                   "en": {"timeout": "no answer in time", "unreachable": "unreachable", "http_error": "HTTP {code}",
+                          "no_receipt": "answer without a receipt number"}}
+
+
+def why(tried: list[Attempt], lang: str = "zh") -> str:
+    """Why a round failed, in words: each channel's last outcome ("主通道超时无应答；备用通道返回 HTTP 500")."""
+    lang = "zh" if lang != "en" else "en"
+    last: dict[str, Attempt] = {}
+    for a in tried:
+        last[a.channel] = a
+    parts = [f"{_CHANNEL[lang].get(c, c)}{'' if lang == 'zh' else ': '}{_OUTCOME[lang].get(a.outcome, a.outcome).format(code=a.status_code)}"
+             for c, a in last.items()]
+    return ("；" if lang == "zh" else "; ").join(parts) or ("未配置接收通道" if lang == "zh" else "no channel configured")
 
 
 def _read(engine: sa.Engine, alarm_id: str) -> tuple[ForwardRecord | None, list[Attempt]]:
@@ -51,8 +67,8 @@ def forward_timeline(engine: sa.Engine, alarm_id: str, lang: str = "zh", tz: tzi
             what = f"转警119（{name}）已回执" if zh else f"Forward to 119 ({name}): receipt"
             note = f"回执号 {a.receipt}，用时 {a.took_ms} ms" if zh else f"receipt {a.receipt}, {a.took_ms} ms"
         else:
-            what = f"转警119（{name}）{'超时' if a.outcome == 'timeout' else '失败'}" if zh else f"Forward to 119 ({name}): {a.outcome}"
-            note = a.detail
+            what = f"转警119（{name}）{'超时' if a.outcome == 'timeout' else '失败'}" if zh else f"Forward to 119 ({name}): failed"
+            note = why([a], lang)
         out.append({"at_ms": a.started_ms, "source": "forward", "actor": "system", "kind": "attempt", "what": what, "note": note,
                     "channel": a.channel, "receipt": a.receipt, "forward_id": rec.forward_id})
     base = {"source": "forward", "actor": "system", "forward_id": rec.forward_id, "receipt": rec.receipt, "channel": rec.channel}
@@ -62,8 +78,9 @@ def forward_timeline(engine: sa.Engine, alarm_id: str, lang: str = "zh", tz: tzi
                     "note": f"回执号 {rec.receipt}（{via}）" if zh else f"receipt {rec.receipt} ({via})"})
     elif rec.status == Status.FAILED:
         retry = datetime.fromtimestamp(rec.next_try_ms / 1000, zone).strftime("%H:%M:%S") if rec.next_try_ms else ""
+        last_round = [a for a in tried if a.round == rec.rounds] or tried
         out.append({**base, "at_ms": rec.updated_ms, "kind": "failed", "what": "转警119失败" if zh else "Forward to 119 failed",
-                    "note": f"{rec.reason}；{retry} 重试" if zh else f"{rec.reason}; retrying at {retry}"})
+                    "note": f"{why(last_round, lang)}，{retry} 重试" if zh else f"{why(last_round, lang)}; retrying at {retry}"})
     elif rec.status == Status.NOT_FORWARDED:
         out.append({**base, "at_ms": rec.created_ms, "kind": "not_forwarded", "what": "未转警119：演练" if zh else "Not forwarded to 119: drill",
                     "note": rec.reason})

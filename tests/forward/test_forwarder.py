@@ -157,7 +157,8 @@ async def test_the_fallback_answers_when_the_primary_fails_or_is_too_slow(tmp_pa
         assert len(fb.requests) == 1
         assert rx.requests[0].body == fb.requests[0].body  # the same forward, the same id, on both channels
         attempts = ForwardStore(r.engine).attempts(alarm_id)
-        assert [(a.channel, a.outcome) for a in attempts] == [("primary", "timeout" if primary_mode == "slow" else "failed"), ("fallback", "receipt")]
+        outcome = {"slow": "timeout", "fail": "http_error", "down": "unreachable"}[primary_mode]
+        assert [(a.channel, a.outcome) for a in attempts] == [("primary", outcome), ("fallback", "receipt")]
         if primary_mode == "slow":
             assert 900 <= attempts[0].took_ms < 1500  # attempt_timeout_s: 1 s
 
@@ -234,8 +235,8 @@ async def test_a_crash_in_the_middle_of_a_round_resends_the_same_id_once(tmp_pat
                 task.cancel()
             await r.forwarder.settle()
         rec = ForwardStore(r.engine).get(alarm_id)
-        assert rec is not None
-        assert rec.status == Status.SENDING
+        # claimed and never finished; or not even written (the first POST goes while its forward is written): both resend
+        assert rec is None or rec.status == Status.SENDING
         rx.mode = "receipt"
         clock.advance(60)  # the round's lease has run out
         for _ in range(2):

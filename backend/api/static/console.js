@@ -339,6 +339,9 @@ function renderDetail() {
       <span class="t">${fmtTime(e.at_ms)}</span><b>${esc(e.actor_text || e.actor)}</b> · ${esc(e.label || (e.to_state ? t("st_" + e.to_state) : e.what))}
       ${e.on_behalf_of ? " ⇢ " + esc(e.on_behalf_of) : ""}${e.target ? " → " + esc(e.target) : ""}${e.rung ? " [" + esc(e.rung_text || e.rung) + "]" : ""}
       <span class="dim">${esc(t("src_" + e.source))}${e.note ? " · " + esc(e.note_text || e.note) : ""}</span></li>`).join("")}</ol>`;
+  // 转警 119 (issue 17): the forward's outcome in one clear line (its newest entry on the timeline)
+  const fw = [...d.timeline].reverse().find(e => e.source === "forward" && e.kind !== "attempt");
+  const fwLine = fw ? `<p class="forward119" id="forward-119" data-kind="${esc(fw.kind)}"><span class="tag ${fw.kind === "receipted" ? "state" : fw.kind === "failed" ? "ls" : "drill"}">119</span> ${esc(forwardText(fw))}</p>` : "";
   const people = d.responders.map(r => `<option value="${esc(r.id)}">${esc(r.name)} · ${esc(r.rung)}</option>`).join("");
   const open = isOpen(a);
   const acts = open ? `<div class="actions">
@@ -358,6 +361,7 @@ function renderDetail() {
   el.innerHTML = `
     <h2>${esc(a.title)} ${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}</h2>
     <div>${sevLabel(a.severity)} ${stateLabel(a.state)} ${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}</div>
+    ${fwLine}
     <dl class="kv">
       <dt>${esc(t("d_place"))}</dt><dd>${esc([p.community, p.grid_name, p.building_name].filter(Boolean).join(" · "))}</dd>
       <dt>${esc(t("d_unit"))}</dt><dd>${esc(p.unit ?? "—")} ${p.room ? "· " + esc(t("d_room")) + " " + esc(p.room) : ""}</dd>
@@ -538,7 +542,30 @@ function onFeedEvent(type, data) {
     if (urgent(a) || S.alarms.has(a.id) || small) { upsert(a); renderBoard(); }
     loadBoardSoon(); refreshSoon(); return;
   }
+  if (type === "forward") { forwardStrip(data.data || data); refreshSoon(); return; }
   if (type === "health" || type === "ladder" || type === "notice") refreshSoon();
+}
+// 转警 119 (issue 17): the detail's line, and a red strip while a forward failed on every channel (it is retried)
+Object.assign(TEXTS.zh, { src_forward: "转警119", fw_receipted: "已转警119（{time}，回执号 {receipt}）", fw_failed: "转警失败（{time}：{why}），正在重试",
+  fw_not_forwarded: "未转警119：演练", fw_pending: "正在转警119…", fw_strip: "转警119失败，系统正在重试，请立即电话报警119：{place}" });
+Object.assign(TEXTS.en, { src_forward: "119", fw_receipted: "Forwarded to 119 ({time}, receipt {receipt})", fw_failed: "Forward to 119 failed ({time}: {why}); retrying",
+  fw_not_forwarded: "Not forwarded to 119: drill", fw_pending: "Forwarding to 119…", fw_strip: "Forward to 119 failed and is being retried: phone 119 now: {place}" });
+function forwardText(e) {
+  if (e.kind === "receipted") return t("fw_receipted", { time: fmtDateTime(e.at_ms), receipt: e.receipt || "" });
+  if (e.kind === "failed") return t("fw_failed", { time: fmtDateTime(e.at_ms), why: e.note_text || e.note || "" });
+  return t(e.kind === "not_forwarded" ? "fw_not_forwarded" : "fw_pending");
+}
+const FORWARD_FAILING = new Map();  // alarm id -> what failed (until its receipt)
+function forwardStrip(f) {
+  if (f.status === "failed") FORWARD_FAILING.set(f.alarm_id, f); else FORWARD_FAILING.delete(f.alarm_id);
+  let strip = document.getElementById("forward-strip");
+  if (!FORWARD_FAILING.size) { if (strip) strip.remove(); return; }
+  if (!strip) {
+    strip = document.createElement("div");
+    strip.id = "forward-strip"; strip.className = "banner system"; strip.setAttribute("role", "alert");
+    document.getElementById("system-status").before(strip);
+  }
+  strip.innerHTML = [...FORWARD_FAILING.values()].map(x => `<div data-alarm-id="${esc(x.alarm_id)}"><strong>${esc(t("fw_strip", { place: (S.alarms.get(x.alarm_id) || {}).title || x.alarm_id }))}</strong> <span>${esc(x.text || "")}</span></div>`).join("");
 }
 async function connectFeed() {
   let delay = 500;
