@@ -1,11 +1,11 @@
 """The live feed over HTTP: server-sent events and a JSON catch-up, each caller seeing only their territory.
 
-The feed itself (what it holds, where its events come from) is backend.feed.live.
+The feed itself (what it holds, where its events come from) is backend.feed.live. A stream writes what is new since its
+last wake-up as one chunk of the events' frames, encoded once by the feed (a storm is a few writes, not one per event).
 
 (No `from __future__ import annotations`: FastAPI must see the real dependency objects in signatures.)
 """
 
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from backend.api.auth import Auth, Capability, Principal
-from backend.feed import FeedEvent, LiveFeed
+from backend.feed import WRITE_MAX, FeedEvent, LiveFeed, sse_frame
 
 __all__ = ["feed_router"]
 
@@ -32,11 +32,6 @@ def _visible(p: Principal, ev: FeedEvent) -> bool:
     if ev.building_id is None and ev.grid_id is None and ev.community_id is None:
         return False  # no place known: only for those who see everything
     return p.territory.covers(ev.building_id, ev.grid_id, ev.community_id)
-
-
-def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
 def feed_router(source: Callable[[], LiveFeed | None], auth: Auth) -> APIRouter:
@@ -78,20 +73,21 @@ def feed_router(source: Callable[[], LiveFeed | None], auth: Auth) -> APIRouter:
             seq = f.parse_cursor(cursor_text)
             yield b"retry: 1000\n\n"
             if seq is None:
-                yield _sse("resync", {"reason": "the feed restarted or your last event is too old: reload the board", "epoch": f.epoch, "head": f.head})
+                yield sse_frame("resync", {"reason": "the feed restarted or your last event is too old: reload the board", "epoch": f.epoch, "head": f.head})
                 seq = f.head
-            yield _sse("hello", {"epoch": f.epoch, "head": f.head, "resumed_from": seq, "user": p.username})
+            yield sse_frame("hello", {"epoch": f.epoch, "head": f.head, "resumed_from": seq, "user": p.username})
             while True:
-                evs = f.after(seq)
+                evs = f.after(seq, WRITE_MAX)
                 if evs is None:
-                    yield _sse("resync", {"reason": "you fell behind the feed: reload the board", "epoch": f.epoch, "head": f.head})
+                    yield sse_frame("resync", {"reason": "you fell behind the feed: reload the board", "epoch": f.epoch, "head": f.head})
                     seq = f.head
                     continue
-                for e in evs:
-                    seq = e.seq
-                    if _visible(p, e):
-                        yield _sse(e.kind, e.as_json(f.epoch), f"{f.epoch}-{e.seq}")
-                if not evs:
+                if evs:  # everything new since the last write, in one chunk
+                    seq = evs[-1].seq
+                    chunk = b"".join(e.wire or sse_frame(e.kind, e.as_json(f.epoch), f"{f.epoch}-{e.seq}") for e in evs if _visible(p, e))
+                    if chunk:
+                        yield chunk
+                else:
                     before = f.head
                     await f.wait_beyond(seq, f.keepalive_s)
                     if f.head == before:

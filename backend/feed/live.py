@@ -12,6 +12,10 @@ ring holds) it gets one `resync` event and reloads the board over REST. There ar
 stream holds a cursor and waits for the head to move, so a slow client can never slow the feed down, only fall
 out of the ring and resync.
 
+Storms (issue 19): an event is encoded for the wire once, when it is published (`FeedEvent.wire`, the SSE frame),
+not once per console; a stream writes everything that is new since its last wake-up as one chunk (up to
+`WRITE_MAX` events), so a storm's 2,000 alarms are a few socket writes per console, not 2,000.
+
 Where alarms come from: in a process that writes alarms (the single process; the cluster's rules leader) the
 alarm service publishes each commit's `Persist` events on the stream, and the feed hears them before the
 writer's call returns: no table is read. A cluster backend that does not hold the rules seat has no writer in
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import secrets
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -40,13 +46,22 @@ from backend.sites.model import SiteDirectory
 from backend.stream import Bulletin, CentreStream, Event, LadderStep, NoticeSent, ReceiptRecorded
 from broker.clock import Clock
 
-__all__ = ["HEALTH_ALARM_TYPES", "FeedEvent", "LiveFeed"]
+__all__ = ["HEALTH_ALARM_TYPES", "WRITE_MAX", "FeedEvent", "LiveFeed", "sse_frame"]
 
 log = logging.getLogger(__name__)
 
 # Alarm types that describe a device's health rather than a danger: they also feed the device-health view.
 HEALTH_ALARM_TYPES: Final = frozenset({"comm_lost", "gateway_offline", "low_battery", "device_fault", "power_outage", "patrol_missed"})
 Where = tuple[str | None, str | None, str | None]
+# Events a console stream writes in one chunk: a storm's backlog goes out in a few large writes (~1 KB an alarm,
+# so a chunk stays well under a megabyte), not one write per event.
+WRITE_MAX: Final = 500
+
+
+def sse_frame(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+    """One server-sent event as it goes on the wire."""
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +73,7 @@ class FeedEvent:
     building_id: str | None = None
     grid_id: str | None = None
     community_id: str | None = None
+    wire: bytes = field(default=b"", repr=False, compare=False)  # the SSE frame, encoded once at publish for every console
 
     def as_json(self, epoch: str) -> dict[str, Any]:
         return {"id": f"{epoch}-{self.seq}", "seq": self.seq, "kind": self.kind, "at_ms": self.at_ms, "building_id": self.building_id,
@@ -119,6 +135,7 @@ class LiveFeed:
         """Append an event (call on the event loop). Streams waiting for the head to move wake up."""
         self.head += 1
         ev = FeedEvent(self.head, kind, self.clock.now_ms(), data, building_id, grid_id, community_id)
+        ev = dataclasses.replace(ev, wire=sse_frame(kind, ev.as_json(self.epoch), f"{self.epoch}-{ev.seq}"))
         self._ring.append(ev)
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()

@@ -4,8 +4,9 @@ territory per stream; the SSE stream is read over a real socket (uvicorn), as a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -14,6 +15,9 @@ import uvicorn
 from backend.api.app import create_app
 from backend.feed import LiveFeed
 from broker.clock import VirtualClock
+from broker.kinds import EventKind
+from broker.schemas import DeviceEvent, decode_uplink, encode
+from broker.topics import event_topic
 from tests.api.conftest import ApiRig
 
 
@@ -129,3 +133,56 @@ async def test_sse_stream_resumes_after_last_event_id_without_missing_an_event(r
                             break
             anon = await http.get("/api/feed")
             assert anon.status_code == 401
+
+
+async def test_a_storm_reaches_a_console_in_one_write_not_one_per_alarm(rig: ApiRig) -> None:
+    """Issue 19: a storm's alarms committed together go to each console as one chunk of SSE frames (every alarm in
+    it, in order, once); the stream used to write each event on its own (a storm of 2,000: 2,000 writes a console)."""
+    app = create_app(rig.deps)
+    bodies: list[bytes] = []
+    seen_hello, all_there = asyncio.Event(), asyncio.Event()
+    storm = [d for b in sorted(rig.sites.devices_by_building) for d in rig.sites.devices_by_building[b][:1]][:40]
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the console stays connected
+        raise AssertionError("unreachable")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            bodies.append(message["body"])
+            text = b"".join(bodies)
+            if b"event: hello" in text:
+                seen_hello.set()
+            if text.count(b"event: alarm\n") >= len(storm):
+                all_there.set()
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/api/feed",
+             "raw_path": b"/api/feed", "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("api", 80),
+             "headers": [(b"host", b"api"), (b"accept", b"text/event-stream"), (b"authorization", rig.auth("duty")["Authorization"].encode())]}
+    console = asyncio.create_task(app(scope, receive, send), name="test-console")
+    try:
+        async with asyncio.timeout(10):
+            await seen_hello.wait()
+            before = len(bodies)
+            now = rig.clock.now_ms()
+            await rig.service.on_uplink_batch([
+                (decode_uplink(str(event_topic(d.gateway, d.id)), encode(DeviceEvent(msg_id=f"storm-{k}", source_ts_ms=now, received_ts_ms=now,
+                                                                                       event=EventKind.SMOKE_ALARM))), now)
+                for k, d in enumerate(storm)])
+            await all_there.wait()
+    finally:
+        console.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await console
+    writes = [b for b in bodies[before:] if b"event: alarm\n" in b]
+    assert len(writes) == 1, f"{len(storm)} alarms of one commit went out in {len(writes)} writes"
+    frames = [f for f in b"".join(writes).split(b"\n\n") if b"event: alarm\n" in f]
+    devices = [json.loads(f.split(b"data: ", 1)[1])["data"]["device_id"] for f in frames]
+    assert sorted(devices) == sorted(d.id for d in storm), "every alarm of the storm, each once"
+    seqs = [int(f.split(b"\n", 1)[0].rsplit(b"-", 1)[1]) for f in frames]
+    assert seqs == sorted(seqs), "in the feed's order, each with its id"
