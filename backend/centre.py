@@ -34,6 +34,7 @@ from backend.alarms.store import IN_TRANSACTION
 from backend.escalation.bridge import AlarmLadderBridge
 from backend.escalation.runtime import EscalationRuntime
 from backend.forward.forwarder import Forwarder
+from backend.notify.failures import NoticeFailures
 from backend.patrol.alarms import PatrolAlarms
 from backend.patrol.book import PatrolSettings
 from backend.patrol.scheduler import PatrolScheduler
@@ -56,7 +57,7 @@ class AlarmCore:
         self.publish = publish
         self.broker = broker
         self.fence = fence
-        self.bridge = AlarmLadderBridge(service)
+        self.bridge = AlarmLadderBridge(service, escalation.service, escalation.roster)
         self.patrol: PatrolScheduler | None = None
         self.forwarder: Forwarder | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -76,8 +77,9 @@ class AlarmCore:
         try:
             with self._fenced():
                 await self._stack.enter_async_context(self.service)
-            self.bridge.attach(self.escalation.service, self.escalation.roster)
             await self._stack.enter_async_context(self.bridge)
+            # issue 18: a person no channel of a notice reached is an alarm of its own (notice_failed, backend.notify.failures)
+            await self._stack.enter_async_context(NoticeFailures(self.service, self.escalation.receipts, self.service.stream))
             p = self.settings.patrol
             if p.enabled and self.sites.gateways and self.publish is not None:
                 host, port = self.broker

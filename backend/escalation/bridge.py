@@ -88,11 +88,13 @@ def _opening(audit: Sequence[AuditEntry]) -> AuditEntry | None:
 
 
 class AlarmLadderBridge:
-    """Made with the alarm service, attached to the escalation service and roster before it is entered."""
+    """Between one alarm service and the ladder (its escalation service and the roster it resolves places with); it
+    hears the alarm service's stream while entered (backend.centre.AlarmCore wires it)."""
 
-    def __init__(self, alarms: AlarmService) -> None:
+    def __init__(self, alarms: AlarmService, ladder: EscalationService, roster: SiteRoster) -> None:
         self.alarms = alarms
-        self._ladder: tuple[EscalationService, SiteRoster] | None = None
+        self.ladder = ladder
+        self.roster = roster
         self._queue: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         self._numbers = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
@@ -101,17 +103,10 @@ class AlarmLadderBridge:
         self.stopped = 0
         self.failures = 0
 
-    def attach(self, ladder: EscalationService, roster: SiteRoster) -> None:
-        self._ladder = (ladder, roster)
-        self.alarms.stream.subscribe(self.on_actions, name="ladder")  # the ladder hears committed changes on the centre's stream
-
-    @property
-    def ladder(self) -> EscalationService:
-        assert self._ladder is not None, "attach the escalation service first"
-        return self._ladder[0]
-
     async def __aenter__(self) -> Self:
-        assert self._ladder is not None, "attach the escalation service first"
+        # Hear committed changes first, then re-derive from stored state: nothing committed in between is missed
+        # (a change heard and also found in the stores is one ladder: starts and rounds are keyed by audit entry).
+        self.alarms.stream.subscribe(self.on_actions, name="ladder")
         await self._reconcile()
         self._tasks = [asyncio.create_task(self._work(), name="alarm-ladder-bridge")]
         return self
@@ -229,8 +224,7 @@ class AlarmLadderBridge:
     # -- the jobs ------------------------------------------------------------------------------------------
     def _facts(self, alarm: Alarm) -> AlarmFacts:
         place = alarm.place
-        assert self._ladder is not None
-        where = self._ladder[1].where(device=place.device, building=place.building, household=place.household, unit=place.unit)
+        where = self.roster.where(device=place.device, building=place.building, household=place.household, unit=place.unit)
         return AlarmFacts(alarm.id, alarm.alarm_type, alarm.severity, alarm.raised_at_ms, where, alarm.title, alarm.drill,
                           life_safety=alarm.life_safety)
 

@@ -25,8 +25,7 @@ async def test_a_window_ending_on_a_detector_still_in_alarm_raises_it_and_starts
     smoke = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE)
     svc = AlarmService.for_sites(make_engine(sqlite_url(tmp_path / "alarms.db")), sample_site, clock, tick_s=3600)
     async with svc:
-        bridge = AlarmLadderBridge(svc)
-        bridge.attach(rig.service, rig.roster)
+        bridge = AlarmLadderBridge(svc, rig.service, rig.roster)
         async with bridge:
             w = await svc.maintenance.create(building_id=smoke.building, scope=Scope.DEVICE, device_id=smoke.id, author="duty",
                                              reason="更换烟感", ends_ms=clock.now_ms() + 3600_000, override_reason="拆下更换探头")

@@ -76,10 +76,9 @@ class Centre:
         roster = SiteRoster(self.site)
         dispatcher = Dispatcher({"app": self.app, "sms": self.sms}, CentreStream(), self.clock, sleep=no_sleep,
                                 limiter=RateLimiter(self.rate_limit, 60), record=record)
-        self.bridge = AlarmLadderBridge(self.alarms)
         self.escalation = EscalationService(store, self.policies, roster, dispatcher, self.clock,
                                             place_name=lambda w: f"{w.building}")
-        self.bridge.attach(self.escalation, roster)
+        self.bridge = AlarmLadderBridge(self.alarms, self.escalation, roster)
         await self.bridge.__aenter__()
 
     async def _crash(self) -> None:
