@@ -398,8 +398,9 @@ class DutyService:
                         for s in shifts if s.community == c]
             ok = len(officers) >= MIN_OFFICERS_PER_SHIFT
             warning = None if ok else f"当前在岗值班员 {len(officers)} 人，少于 GB 25506 要求的每班不少于 {MIN_OFFICERS_PER_SHIFT} 人"
+            warning_en = None if ok else f"{len(officers)} officer(s) on shift, fewer than the {MIN_OFFICERS_PER_SHIFT} per shift of GB 25506"
             out.append({"community": c, "name": self.scope_name(Seat.DUTY_OFFICER, c), "officers": officers, "count": len(officers),
-                        "required": MIN_OFFICERS_PER_SHIFT, "ok": ok, "warning": warning,
+                        "required": MIN_OFFICERS_PER_SHIFT, "ok": ok, "warning": warning, "warning_en": warning_en,
                         "rostered": [self.person(r) for r in self.roster.rostered(Seat.DUTY_OFFICER, c, now)]})
         return out
 

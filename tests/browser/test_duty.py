@@ -175,4 +175,11 @@ async def test_a_roster_override_takes_effect_on_the_next_alarm(system: System, 
     await open_part(small, "roster")
     await expect(small.locator("#dt-overrides .dt-row").first).to_contain_text("生效中")
     await small.screenshot(path=shots / "duty-08-roster-360.png", full_page=True)
+    await small.click("#dt-close")
+    await small.click("#lang")  # English on request: the panel and the header follow
+    await expect(small.locator("#duty-link")).to_have_text("Duty")
+    await open_part(small, "roster")
+    await expect(small.locator("#dt-title")).to_have_text("Duty and handover")
+    await expect(small.locator("#dt-overrides .dt-row").first).to_contain_text("in_force")
+    await small.screenshot(path=shots / "duty-09-roster-english-360.png")
     assert errors == []

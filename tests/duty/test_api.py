@@ -108,6 +108,7 @@ async def test_officers_on_shift_are_counted_against_gb_25506(rig: ApiRig) -> No
     [c01] = now["communities"]
     assert (c01["count"], c01["ok"]) == (0, False)
     assert "GB 25506" in now["warning"]
+    assert now["communities"][0]["warning_en"] == "0 officer(s) on shift, fewer than the 2 per shift of GB 25506"
     assert [p["id"] for p in c01["rostered"]] == ["c01-duty1", "c01-duty2"]
     r = await post(rig, "duty", "/api/duty/shifts/start")
     assert r.status_code == 201, r.text

@@ -34,6 +34,8 @@
           draft: "As things stand (recorded when written)", short: "fewer than 2 (GB 25506)", all: "All", back_default: "back early", filter: "Only" },
   };
   const tx = k => (TX[LANG === "en" ? "en" : "zh"][k] || k);
+  const warn = c => (LANG === "en" && c.warning_en) || c.warning;
+  const en = () => LANG === "en";
 
   const style = document.createElement("style");
   style.textContent = `
@@ -95,7 +97,7 @@
     el.classList.toggle("short", short);
     const lacking = cs.find(c => !c.ok);
     el.textContent = `${tx("on_duty")} ${names.length}${names.length ? "：" + names.join("、") : ""}` + (lacking ? ` · ${tx("short")}` : "");
-    el.title = lacking ? lacking.warning : el.textContent;
+    el.title = lacking ? warn(lacking) : el.textContent;
     const link = $d("#duty-link");
     if (link) { link.textContent = tx("link"); link.hidden = !S.me; }
   }
@@ -128,7 +130,7 @@
     const rows = D.now.communities.map(c => `
       <div class="dt-row" data-community="${esc(c.community)}">
         <b>${esc(c.name)}</b> <span class="tag${c.ok ? "" : " vacant"}">${c.count}/${c.required}</span>
-        ${c.warning ? `<div class="dt-warn" role="alert">${esc(c.warning)}</div>` : ""}
+        ${c.warning ? `<div class="dt-warn" role="alert">${esc(warn(c))}</div>` : ""}
         <div>${tx("on_duty")}：${c.officers.length ? c.officers.map(o => `${esc(o.display_name || o.username)} <span class="dim">${esc(o.since_local)}</span>`).join("、") : tx("nobody")}</div>
         <div class="dim">${tx("rostered")}：${c.rostered.map(p => esc(p.name)).join("、") || tx("none")}</div>
       </div>`).join("");
@@ -161,7 +163,7 @@
         <div id="dt-error" class="dt-error full" role="alert"></div>
       </form>` : "";
     const ovs = D.overrides.length ? D.overrides.map(o => `
-      <div class="dt-row" data-id="${esc(o.id)}"><span class="tag">${esc(o.kind_zh)}</span> <span class="tag">${esc(o.state_zh)}</span>
+      <div class="dt-row" data-id="${esc(o.id)}"><span class="tag">${esc(en() ? tx("k_" + o.kind) : o.kind_zh)}</span> <span class="tag">${esc(en() ? o.state : o.state_zh)}</span>
         <div>${esc(o.text)}</div><div class="dim">${esc(o.author)} · ${esc(o.start_local)} – ${esc(o.end_local)}</div>
         ${planner() && o.state !== "cancelled" ? `<div class="acts"><input class="dt-why" placeholder="${tx("cancel_why")}"><button class="dt-cancel">${tx("cancel")}</button></div>` : ""}
       </div>`).join("") : `<p class="dim">${tx("none")}</p>`;
@@ -194,7 +196,7 @@
       <button id="dt-write" class="full" type="submit">${tx("write")}</button><div id="dt-error" class="dt-error full" role="alert"></div></form>`;
     const hs = D.handovers.map(h => `
       <div class="dt-row handover" data-id="${esc(h.id)}">
-        <b>${esc(h.community_name)}</b> <span class="tag ${h.state}">${esc(h.state_zh)}</span>
+        <b>${esc(h.community_name)}</b> <span class="tag ${h.state}">${esc(en() ? tx(h.state) : h.state_zh)}</span>
         <div class="dim">${tx("by")}：${esc(h.author)} · ${esc(h.written_local)}${h.accepted_by ? ` · ${tx("accepted_by")}：${esc(h.accepted_by)} · ${esc(h.accepted_local)}` : ""}</div>
         ${h.notes ? `<div class="notes">${esc(h.notes)}</div>` : ""}
         ${h.objections ? `<div class="objections">${tx("objections")}：${esc(h.objections)}</div>` : ""}
