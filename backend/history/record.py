@@ -67,9 +67,11 @@ def read_sheet(engine: sa.Engine, alarm_id: str, ladder_engine: sa.Engine | None
         e = escalation_log.c
         with lad.connect() as conn:
             for r in conn.execute(sa.select(escalation_log).where(e.alarm_id == alarm_id).order_by(e.step, e.n)):
-                if r.kind in ("notify", "advance", "observed"):
-                    continue  # the notices themselves are the pages' channels; advances and observations repeat the lifecycle
-                entries.append(RecordEntry(int(r.at_ms), "ladder", r.kind, "system", r.rung, r.field_state, r.detail or r.contact or ""))
+                if r.kind in ("notify", "advance"):
+                    continue  # the notices are the pages' channels; an advance is the lifecycle move it asked for
+                # a responder's answer the ladder observed reads as an answer (应答) on its rung
+                what = "response" if r.kind == "observed" else r.kind
+                entries.append(RecordEntry(int(r.at_ms), "ladder", what, "system", r.rung, r.field_state, r.detail or r.contact or ""))
     entries.sort(key=lambda x: (x.at_ms, {"lifecycle": 0, "ladder": 1, "console": 2}[x.source]))
     was_false = any(x.source == "lifecycle" and x.to_state == "false_alarm" for x in entries)
     return AlarmSheet(dict(row._mapping), entries, was_false)

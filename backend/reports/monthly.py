@@ -10,9 +10,10 @@ Figures (docs/reports.md says each one's meaning and source):
   recovered: resolve), still open, or other (suppressed, archived without a close...);
 - false alarms per device: a device is flagged when it had at least `FALSE_ALARM_MIN` false alarms in the month and
   they are at least `FALSE_ALARM_RATE` of its alarms;
-- time to acknowledge / to on scene per rung of the ladder (escalation_log: first page of the rung -> its first
-  answer of that kind), p50 / p90 (nearest rank), against the targets: micro fire station on scene within 180 s
-  (公消〔2015〕301号), and telecare: an SOS answered within 60 s in 97.5 % of cases, within 180 s in 99 %;
+- time to acknowledge / to on scene per rung of the ladder (escalation_log: first page of the rung -> the first field
+  state its answers reached of that kind: `observed` entries, or the `response` notes of older logs), p50 / p90
+  (nearest rank), against the targets: micro fire station on scene within 180 s (公消〔2015〕301号), and telecare:
+  an SOS answered within 60 s in 97.5 % of cases, within 180 s in 99 %;
 - drills held: drill alarms grouped into sessions (a gap of more than `DRILL_GAP_MS` starts a new one), sessions
   with a fire alarm counted against two a month;
 - device health: camera working rate over the month (1 - time cameras were down / time they should have been up),
@@ -30,17 +31,18 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
-    "ACK_RESPONSES",
+    "ACK_STATES",
     "CAMERA_TARGET",
     "DRILLS_PER_MONTH",
     "FALSE_ALARM_MIN",
     "FALSE_ALARM_RATE",
     "FIRE_STATION_ON_SCENE_S",
-    "ON_SCENE_RESPONSES",
+    "ON_SCENE_STATES",
     "TELECARE_TARGETS",
     "LadderEvent",
     "MonthInput",
     "ReportAlarm",
+    "answer_state",
     "monthly_report",
     "outcome",
     "percentile",
@@ -56,8 +58,12 @@ FALSE_ALARM_MIN: Final = 2
 FALSE_ALARM_RATE: Final = 0.5
 DRILL_GAP_MS: Final = 3_600_000  # drill alarms more than an hour apart belong to different drills
 FIRE_TYPES: Final = frozenset({"smoke", "confirmed_fire"})
-ACK_RESPONSES: Final = frozenset({"acknowledge", "en_route", "on_scene", "handled", "closed", "confirm"})  # each implies "I have it"
-ON_SCENE_RESPONSES: Final = frozenset({"on_scene", "handled", "closed"})
+# A rung's answer is the field state it reached: the ladder logs a responder's committed move as `observed` with that
+# state (alerting.ladder.engine.observe); logs written before issue 16 hold `response` notes ("<who>: <answer>").
+ACK_STATES: Final = frozenset({"acknowledged", "en_route", "on_scene", "handled", "closed"})  # each implies "I have it"
+ON_SCENE_STATES: Final = frozenset({"on_scene", "handled", "closed"})
+_OLD_ANSWERS: Final = {"acknowledge": "acknowledged", "confirm": "acknowledged", "en_route": "en_route", "on_scene": "on_scene",
+                       "handled": "handled", "closed": "closed"}
 DOWN_TYPES: Final = frozenset({"comm_lost", "gateway_offline", "power_outage"})
 _ENDED: Final = frozenset({"closed", "false_alarm", "archived"})
 OUTCOMES: Final = ("closed", "false_alarm", "resolved", "open", "other")
@@ -83,10 +89,11 @@ class ReportAlarm:
 @dataclass(frozen=True, slots=True)
 class LadderEvent:
     alarm_id: str
-    kind: str  # paged, response, ...
+    kind: str  # paged, observed, response, ...
     rung: str | None
     at_ms: int
     detail: str = ""
+    field_state: str | None = None  # observed: the field state the rung's answer reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +161,14 @@ def _false_devices(real: Sequence[ReportAlarm]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (not r["flagged"], -r["false_alarms"], -r["rate"], r["device_id"]))
 
 
-def _response_word(detail: str) -> str:
-    """The answer in a ladder `response` note ("<actor>: <response>[ (<note>)]")."""
-    word = detail.split(": ", 1)[1] if ": " in detail else detail
-    return word.split(" ", 1)[0].strip()
+def answer_state(e: LadderEvent) -> str | None:
+    """The field state a ladder log entry says a rung reached; None for anything else (a page, a decline)."""
+    if e.kind == "observed":
+        return e.field_state
+    if e.kind == "response":  # before issue 16: "<actor>: <response>[ (<note>)]"
+        word = e.detail.split(": ", 1)[1] if ": " in e.detail else e.detail
+        return _OLD_ANSWERS.get(word.split(" ", 1)[0].strip())
+    return None
 
 
 def _summary(values: Sequence[float], target_s: float | None) -> dict[str, Any]:
@@ -179,11 +190,10 @@ def _response_times(real_ids: set[str], ladder: Iterable[LadderEvent], labels: d
         key = (e.alarm_id, e.rung)
         if e.kind == "paged":
             paged.setdefault(key, e.at_ms)
-        elif e.kind == "response" and key in paged:
-            word = _response_word(e.detail)
-            if word in ACK_RESPONSES:
+        elif key in paged and (reached := answer_state(e)) is not None:
+            if reached in ACK_STATES:
                 ack.setdefault(key, e.at_ms)
-            if word in ON_SCENE_RESPONSES:
+            if reached in ON_SCENE_STATES:
                 scene.setdefault(key, e.at_ms)
     rungs = sorted({r for _a, r in paged})
     out = []
@@ -202,10 +212,10 @@ def _telecare(real: Sequence[ReportAlarm], ladder: Iterable[LadderEvent]) -> dic
     sos = {a.id: a for a in real if a.alarm_type == "sos"}
     first: dict[str, int] = {}
     for e in ladder:
-        if e.alarm_id in sos and e.kind == "response" and _response_word(e.detail) in ACK_RESPONSES:
+        if e.alarm_id in sos and answer_state(e) in ACK_STATES:
             first[e.alarm_id] = min(first.get(e.alarm_id, e.at_ms), e.at_ms)
     for a in sos.values():
-        acked = [at for at, _m, to in a.moves if to in ("acknowledged", "en_route", "on_scene", "handled", "closed", "false_alarm")]
+        acked = [at for at, _m, to in a.moves if to in ACK_STATES | {"false_alarm"}]
         if acked:
             first[a.id] = min(first.get(a.id, acked[0]), *acked)
     waits = [(first[i] - sos[i].raised_at_ms) / 1000 for i in first]

@@ -83,8 +83,9 @@ def month_input(engine: sa.Engine, sites: SiteDirectory | None, community: str, 
         e = escalation_log.c
         with lad.connect() as conn:
             for i in range(0, len(ids), _CHUNK):
-                q = sa.select(e.alarm_id, e.kind, e.rung, e.at_ms, e.detail).where(e.alarm_id.in_(ids[i:i + _CHUNK]), e.kind.in_(["paged", "response"]))
-                ladder += [LadderEvent(r.alarm_id, r.kind, r.rung, int(r.at_ms), r.detail or "") for r in conn.execute(q)]
+                q = sa.select(e.alarm_id, e.kind, e.rung, e.at_ms, e.detail, e.field_state).where(
+                    e.alarm_id.in_(ids[i:i + _CHUNK]), e.kind.in_(["paged", "observed", "response"]))
+                ladder += [LadderEvent(r.alarm_id, r.kind, r.rung, int(r.at_ms), r.detail or "", r.field_state) for r in conn.execute(q)]
     cameras: list[tuple[str, str, str]] = []
     devices = 0
     if sites is not None:

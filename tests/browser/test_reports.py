@@ -63,8 +63,10 @@ async def test_the_monthly_report_page(system: System, browser: Browser, sample_
     with system.backend.escalation.store.engine.begin() as conn:
         conn.execute(sa.insert(escalation_log), [
             {**base, "alarm_id": "r1", "step": 0, "n": 0, "kind": "paged", "rung": "fire_station", "detail": "mfs", "at_ms": day(3)},
-            {**base, "alarm_id": "r1", "step": 1, "n": 0, "kind": "response", "rung": "fire_station", "detail": "mfs: acknowledge", "at_ms": day(3) + 25_000},
-            {**base, "alarm_id": "r1", "step": 2, "n": 0, "kind": "response", "rung": "fire_station", "detail": "mfs: on_scene", "at_ms": day(3) + 140_000},
+            {**base, "alarm_id": "r1", "step": 1, "n": 0, "kind": "observed", "rung": "fire_station", "detail": "mfs: acknowledge", "at_ms": day(3) + 25_000,
+             "field_state": "acknowledged"},
+            {**base, "alarm_id": "r1", "step": 2, "n": 0, "kind": "observed", "rung": "fire_station", "detail": "mfs: arrive", "at_ms": day(3) + 140_000,
+             "field_state": "on_scene"},
         ])
 
     page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN", accept_downloads=True)

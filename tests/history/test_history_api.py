@@ -225,7 +225,8 @@ async def test_the_record_holds_the_ladders_pages_and_answers_and_the_consoles_n
         conn.execute(sa.insert(escalation_store.escalation_log), [
             {**base, "step": 0, "n": 0, "kind": "paged", "rung": "fire_station", "detail": "c01-mfs-head", "at_ms": s.raised_ms + 1000},
             {**base, "step": 0, "n": 1, "kind": "notify", "rung": "fire_station", "detail": "page", "at_ms": s.raised_ms + 1000},
-            {**base, "step": 1, "n": 0, "kind": "response", "rung": "fire_station", "detail": "c01-mfs-head: on_scene", "at_ms": s.raised_ms + 150_000},
+            {**base, "step": 1, "n": 0, "kind": "observed", "rung": "fire_station", "detail": "c01-mfs-head: arrive", "at_ms": s.raised_ms + 150_000,
+             "field_state": "on_scene"},
         ])
     ConsoleRecords(engine).add(ConsoleAct(s.id, s.raised_ms + 60_000, "duty", "verify", note="电话核实：厨房冒烟"))
     r = await api.client.get(f"/api/history/{s.id}/record", headers=api.auth("duty"))

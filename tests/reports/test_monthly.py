@@ -52,13 +52,18 @@ ALARMS = [
     alarm("x1", "smoke", "D9", at(1) - S),  # 31 October 23:59:59 Beijing: not November's
 ]
 LADDER = [
-    LadderEvent("s1", "paged", "fire_station", at(3, 10)), LadderEvent("s1", "response", "fire_station", at(3, 10) + 40 * S, "m1: acknowledge"),
-    LadderEvent("s1", "response", "fire_station", at(3, 10) + 150 * S, "m1: on_scene (到了)"),
+    # as the ladder logs answers now: `observed`, with the field state reached (alerting.ladder.engine.observe)
+    LadderEvent("s1", "paged", "fire_station", at(3, 10)),
+    LadderEvent("s1", "observed", "fire_station", at(3, 10) + 40 * S, "m1: acknowledge", "acknowledged"),
+    LadderEvent("s1", "observed", "fire_station", at(3, 10) + 150 * S, "m1: arrive", "on_scene"),
     LadderEvent("s1", "paged", "grid_worker", at(3, 10)), LadderEvent("s1", "response", "grid_worker", at(3, 10) + 20 * S, "gw: acknowledge"),
+    # as logs written before issue 16 hold them: `response` notes
     LadderEvent("s5", "paged", "fire_station", at(10, 1)), LadderEvent("s5", "response", "fire_station", at(10, 1) + 60 * S, "m2: en_route"),
     LadderEvent("s5", "response", "fire_station", at(10, 1) + 240 * S, "m2: on_scene"),
-    LadderEvent("s2", "paged", "fire_station", at(4, 10)),  # never answered
-    LadderEvent("p1", "paged", "grid_worker", at(11, 9)), LadderEvent("p1", "response", "grid_worker", at(11, 9) + 30 * S, "gw: acknowledge"),
+    LadderEvent("s2", "paged", "fire_station", at(4, 10)),  # never answered: declined
+    LadderEvent("s2", "response", "fire_station", at(4, 10) + 30 * S, "m3: decline (在外地)"),
+    LadderEvent("p1", "paged", "grid_worker", at(11, 9)),
+    LadderEvent("p1", "observed", "grid_worker", at(11, 9) + 30 * S, "gw: acknowledge", "acknowledged"),
     LadderEvent("p3", "paged", "grid_worker", at(13, 9)), LadderEvent("p3", "response", "grid_worker", at(13, 9) + 100 * S, "gw: acknowledge"),
     LadderEvent("d1", "paged", "fire_station", at(5, 10)), LadderEvent("d1", "response", "fire_station", at(5, 10) + 999 * S, "m: on_scene"),
 ]

@@ -62,8 +62,9 @@ def ladder(engine: sa.Engine) -> None:
     for alarm, paged, scene in (("f1", bj(3, 10), bj(3, 10) + 150_000), ("f2", bj(4, 10), bj(4, 10) + 200_000)):
         base = {"alarm_id": alarm, "step": 0, "field_state": None, "contact": None, "due_ms": None, "drill": False, "worker": "t"}
         rows += [{**base, "n": 0, "kind": "paged", "rung": "fire_station", "detail": "m1", "at_ms": paged},
-                 {**base, "step": 1, "n": 0, "kind": "response", "rung": "fire_station", "detail": "m1: acknowledge", "at_ms": paged + 30_000},
-                 {**base, "step": 2, "n": 0, "kind": "response", "rung": "fire_station", "detail": "m1: on_scene", "at_ms": scene}]
+                 {**base, "step": 1, "n": 0, "kind": "observed", "rung": "fire_station", "detail": "m1: acknowledge", "at_ms": paged + 30_000,
+                  "field_state": "acknowledged"},
+                 {**base, "step": 2, "n": 0, "kind": "observed", "rung": "fire_station", "detail": "m1: arrive", "at_ms": scene, "field_state": "on_scene"}]
     with engine.begin() as conn:
         conn.execute(sa.insert(escalation_store.escalation_log), rows)
 
