@@ -94,6 +94,7 @@ class _Job:
     detail: str
     at_ms: int
     drill: bool
+    from_store: bool = False  # found by the scan (a restart, another process), not heard on the stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,8 @@ class Forwarder:
     def _start(self, job: _Job) -> None:
         if self._closing or self._tg is None or job.alarm_id in self._done:
             return
+        if len(self._done) > 100_000:  # bounded: an alarm forgotten here is found settled in the store on its next mention
+            self._done.clear()
         running = self._inflight.get(job.alarm_id)
         if running is not None and not running.done():
             return
@@ -267,7 +270,7 @@ class Forwarder:
         q = (sa.select(log_.c.alarm_id, log_.c.kind, log_.c.detail, log_.c.at_ms, log_.c.drill)
              .where(log_.c.kind.in_(VERIFIED_KINDS), log_.c.rung.is_(None), log_.c.at_ms >= since_ms).order_by(log_.c.at_ms))
         with self.engine.connect() as conn:
-            return [_Job(a, k, d or "", t, bool(dr)) for a, k, d, t, dr in conn.execute(q)]
+            return [_Job(a, k, d or "", t, bool(dr), from_store=True) for a, k, d, t, dr in conn.execute(q)]
 
     async def _scan_loop(self) -> None:
         while not self._closing:
@@ -299,6 +302,11 @@ class Forwarder:
         assert self.store is not None
         alarm = await asyncio.to_thread(self.alarms.get, job.alarm_id)
         if alarm is None or not is_fire(alarm.alarm_type, self.settings.alarm_types):
+            self._done.add(job.alarm_id)
+            return RoundResult("skipped")
+        if job.from_store and not alarm.is_open:
+            # found after the fact (a restart, the hand-off just enabled) and already closed: the fire is over, 119 is not told now
+            log.warning("119 hand-off: %s was verified at %d but is closed; not forwarded after the fact", alarm.id, job.at_ms)
             self._done.add(job.alarm_id)
             return RoundResult("skipped")
         grid_id, community_id = self.alarms.place_of(alarm.place)

@@ -32,8 +32,8 @@ class ForwardSettings(BaseModel):
                                   "until a receipt.")
     scan_every_s: float = Field(default=0.5, gt=0, le=60, description="How often the store is read for verifications made in another "
                                 "process (a cluster backend) and for rounds due again.")
-    recover_hours: float = Field(default=24.0, gt=0, le=24 * 30, description="At start, verifications this recent with no receipt "
-                                  "are forwarded (same forward id).")
+    recover_hours: float = Field(default=2.0, gt=0, le=24 * 30, description="At start, verifications this recent with no receipt are "
+                                  "forwarded (same forward id) while their alarm is still open.")
     duty_phone: str = Field(default="", description="The command room's (值班室) phone sent as the contact when a community has none of its own.")
     community_phones: dict[str, str] = Field(default={}, description="Per community id, its duty room's phone (wins over duty_phone).")
     token: SecretStr | None = Field(default=None, description="Bearer token for the receiver (Authorization header); from the environment "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from alerting.lifecycle import Move
 from backend.forward.store import ForwardStore, Status, forward_id_of
 from backend.forward.timeline import forward_timeline
 from backend.sites import SiteDirectory
@@ -248,3 +249,19 @@ async def test_a_crash_in_the_middle_of_a_round_resends_the_same_id_once(tmp_pat
         assert rec.status == Status.RECEIPTED
         assert rec.receipt == "PRIMARY-0001"
         assert json.loads(rec.payload)["forward_id"] == forward_id_of(alarm_id)
+
+
+async def test_a_fire_found_after_the_fact_and_already_closed_is_not_forwarded(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """A verification found by the scan (the hand-off just enabled, or a long outage) whose fire is over is not sent to 119."""
+    clock = VirtualClock(THU_0900)
+    async with Receiver("primary") as rx:
+        async with rig(tmp_path, sample_site, forward_settings(enabled=False, primary_url=rx.url), clock=clock) as r:
+            closed = await r.raise_fire()
+            await r.verify(closed, "duty1")  # verified (acknowledged), then handled and closed by the officer
+            for m in (Move.ACKNOWLEDGE, Move.FINISH, Move.VERIFY_CLOSE):
+                await r.alarms.move(closed, m, "duty1", note="扑灭")
+            still_open = await r.raise_fire(subject="device:c01-b02-smoke-1")
+            await r.verify(still_open, "duty1")
+        async with rig(tmp_path, sample_site, forward_settings(primary_url=rx.url), clock=clock) as r:
+            await r.forwarder.settle()
+        assert [q.body["alarm_id"] for q in rx.requests] == [still_open]
