@@ -30,6 +30,7 @@ from typing import Self
 
 import sqlalchemy as sa
 import uvicorn
+from fastapi import FastAPI
 
 from backend.alarms.maintenance import MaintenanceSettings
 from backend.alarms.rules import deployment_rules
@@ -115,12 +116,16 @@ class Backend:
             stall_log_ms=s.runtime.loop_stall_log_ms, full_gc_every_s=s.runtime.gc_full_every_s, trim_every_s=s.runtime.heap_trim_every_s))
         self.db = make_engine(s.storage.alarm_db_url or sqlite_url(data_dir / "alarms.db"))
         self._stack.callback(self.db.dispose)
-        with self._startup_lock():
-            self.users = UserStore(self.db)
-            pw = s.api.admin_password.get_secret_value() if s.api.admin_password else None
-            self.generated_admin_password = self.users.ensure_admin(s.api.admin_user, pw)
-            if self.role is BackendRole.CLUSTER:
-                self.alarm_store = AlarmStore(self.db, self.sites.place_of_building)  # runs the migrations, one process at a time
+
+        def open_stores() -> None:  # in a worker thread: migrations and a first admin's password hash (~3 s here) held the loop (issue 19)
+            with self._startup_lock():
+                self.users = UserStore(self.db)
+                pw = s.api.admin_password.get_secret_value() if s.api.admin_password else None
+                self.generated_admin_password = self.users.ensure_admin(s.api.admin_user, pw)
+                if self.role is BackendRole.CLUSTER:
+                    self.alarm_store = AlarmStore(self.db, self.sites.place_of_building)  # runs the migrations, one process at a time
+
+        await asyncio.to_thread(open_stores)
         if self.generated_admin_password is not None:
             pw_file = data_dir / "admin-password.txt"
             pw_file.write_text(self.generated_admin_password + "\n")
@@ -129,8 +134,12 @@ class Backend:
             deps = await self._start_cluster(data_dir)
         else:
             deps = await self._start_all(data_dir)
-        with self._startup_lock():  # create_app creates the console's tables
-            app = create_app(deps)
+
+        def app_of(deps: ApiDeps) -> FastAPI:
+            with self._startup_lock():  # create_app creates the console's tables
+                return create_app(deps)
+
+        app = await asyncio.to_thread(app_of, deps)  # building the routes' schemas held the loop ~1 s (issue 19)
         instrument_backend(app, self)  # /readyz checks and /metrics hooks of what this role runs (backend/ops)
         config = uvicorn.Config(app, host=s.api.host, port=s.api.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
@@ -153,8 +162,11 @@ class Backend:
         )
         signer = TokenSigner(_secret(data_dir))
         one_tap = OneTapLinks(signer, self.clock, s.escalation.link_base_url, s.escalation.link_ttl_s)
-        self.alarm_service = AlarmService.for_sites(self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days,
-                                                    maintenance=MaintenanceSettings.of(s.maintenance), stream=self.stream)
+        # In a worker thread, as the ingest service below: the store's migrations and the site's per-device rule settings (~0.8 s
+        # at a district) held the loop (issue 19).
+        self.alarm_service = await asyncio.to_thread(
+            AlarmService.for_sites, self.db, self.sites, self.clock, rules=self.rules, retention_days=s.storage.audit_retention_days,
+            maintenance=MaintenanceSettings.of(s.maintenance), stream=self.stream)
         self.escalation = await self._stack.enter_async_context(
             EscalationRuntime(s.escalation, self.db, self.sites, self.clock, stream=self.stream, publish=self.publisher.publish, links=one_tap.link,
                               notify=s.notify)
@@ -166,8 +178,8 @@ class Backend:
         self.bridge, self.patrol = core.bridge, core.patrol
         # Patrol answers go to the scheduler, everything on to the rules.
         feed: AlertingFeed = PatrolTap(self.patrol, self.alarm_service) if self.patrol is not None else self.alarm_service
-        self.ingest = await self._stack.enter_async_context(
-            IngestService(s, self.sites, self.broker_host, self.broker_port, feed=feed, clock=self.clock)
+        self.ingest = await self._stack.enter_async_context(  # built in a thread: its de-duplication window's prefill took ~1 s
+            await asyncio.to_thread(IngestService, s, self.sites, self.broker_host, self.broker_port, feed=feed, clock=self.clock)
         )
         self.workorders = await self._stack.enter_async_context(running_work_orders(  # issue 17: hazard work orders, their overdue watch
             s, self.db, self.sites, self.clock, alarms=self.alarm_service.store, roster=self.escalation.roster))

@@ -191,6 +191,16 @@ class AlarmService:
         now = self.clock.now_ms()
         open_alarms = await asyncio.to_thread(self.store.open_alarms)
         snapshot = await asyncio.to_thread(self.store.load_rule_state, SNAPSHOT_NAME)
+        ran_before = snapshot is None and await asyncio.to_thread(self.store.has_history)
+        # Built in a worker thread: the core's columns for a district (447 k devices) held the event loop ~18 s (issue 19).
+        engine, restored = await asyncio.to_thread(self._build_engine, now, open_alarms, snapshot, ran_before)
+        self._engine = engine
+        await self.maintenance.start()  # windows that ran out while down end now, re-evaluated; the others hold again
+        log.info("alarm service: %d open alarms, rule state %s", len(open_alarms), "restored" if restored else "fresh")
+
+    def _build_engine(self, now: int, open_alarms: list[Alarm], snapshot: bytes | None, ran_before: bool) -> tuple[Engine, bool]:
+        """The core from the open alarms and the snapshot (in a worker thread: nothing else sees it yet); and whether
+        the snapshot was restored. `ran_before`: no snapshot, but the store has alarms or device records."""
         engine = Engine(self.rules, SiteAdapter(self.sites), now, id_prefix=f"A{now:x}.")
         engine.book.load(open_alarms)
         restored = False
@@ -205,15 +215,13 @@ class AlarmService:
                 engine.book.load(open_alarms)
         if not restored:
             # a damaged snapshot, or none where alarms or device records were kept: the site ran before
-            if snapshot is not None or await asyncio.to_thread(self.store.has_history):
+            if snapshot is not None or ran_before:
                 log.warning("alarm service: no usable rule state for a site that ran before: every device is taken as heard once "
                             "(a silent detector is comm_lost, not 'not yet online')")
                 engine.assume_heard()
             else:
                 engine.reconcile()
-        self._engine = engine
-        await self.maintenance.start()  # windows that ran out while down end now, re-evaluated; the others hold again
-        log.info("alarm service: %d open alarms, rule state %s", len(open_alarms), "restored" if restored else "fresh")
+        return engine, restored
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
