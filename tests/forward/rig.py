@@ -63,9 +63,11 @@ def forward_settings(**values: Any) -> Settings:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, site: SiteDirectory, settings: Settings, *, clock: VirtualClock | None = None, db: str = "alarms.db") -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, site: SiteDirectory, settings: Settings, *, clock: VirtualClock | None = None, db: str = "alarms.db",
+              url: str | None = None) -> AsyncIterator[Rig]:
+    """`url`: a database URL (PostgreSQL) instead of the SQLite file `db` under tmp_path."""
     clock = clock or VirtualClock(THU_0900)
-    engine = make_engine(sqlite_url(tmp_path / db))
+    engine = make_engine(url or sqlite_url(tmp_path / db))
     stream = CentreStream()
     quiet = dataclasses.replace(site, devices={}, gateways={}, rule_settings={})
     alarms = AlarmService.for_sites(engine, quiet, clock, stream=stream)

@@ -19,6 +19,7 @@ from backend.stream import Bulletin, Event
 from broker.clock import VirtualClock
 from tests.forward.receiver import Receiver
 from tests.forward.rig import THU_0900, forward_settings, rig
+from tests.processes import fresh_database
 
 pytestmark = pytest.mark.asyncio
 
@@ -265,3 +266,30 @@ async def test_a_fire_found_after_the_fact_and_already_closed_is_not_forwarded(t
         async with rig(tmp_path, sample_site, forward_settings(primary_url=rx.url), clock=clock) as r:
             await r.forwarder.settle()
         assert [q.body["alarm_id"] for q in rx.requests] == [still_open]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    if request.param == "sqlite":
+        return None
+    return fresh_database(request.getfixturevalue("postgres_server"), "forward")
+
+
+async def test_a_verification_made_in_another_backend_is_found_in_the_store_and_forwarded(tmp_path: Path, sample_site: SiteDirectory,
+                                                                                          db_url: str | None) -> None:
+    """A cluster: the console's 核实 reached another backend, whose stream the rules leader's forwarder does not hear; the
+    ladder's step log in the shared database is where it finds it (every forward.scan_every_s), and sends it once."""
+    async with Receiver("primary") as rx, rig(tmp_path, sample_site, forward_settings(primary_url=rx.url, scan_every_s=0.2), url=db_url) as r:
+        alarm_id = await r.raise_fire()
+        r.stream.unsubscribe(r.forwarder.on_events)  # this process hears nothing of the verification
+        with r.stream.tap() as q:
+            t0 = time.monotonic()
+            await r.verify(alarm_id, "duty2")
+            b = await next_forward(q, 3.0)
+        assert time.monotonic() - t0 < 3.0
+        assert b.data["status"] == "receipted"
+        [req] = rx.requests
+        assert req.body["verification"]["by"] == "duty2"
+        await r.forwarder.scan()
+        await r.forwarder.settle()
+        assert len(rx.requests) == 1
