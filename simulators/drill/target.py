@@ -50,6 +50,9 @@ from backend.store.alarms import AlarmRecord, AlarmStore
 from broker.clock import ScaledClock
 
 if TYPE_CHECKING:
+    from backend.alarms.service import AlarmService
+    from backend.escalation.service import EscalationService
+    from backend.server import Backend
     from backend.settings import Settings
 
 __all__ = ["DrillTarget", "DrillTargetError", "EmbeddedSystem", "EmbeddedTarget", "RemoteTarget", "SystemFactory", "TargetUnavailable", "broker_and_backend"]
@@ -110,7 +113,7 @@ class EmbeddedSystem(Protocol):
     def broker_port(self) -> int: ...
 
     @property
-    def backend(self) -> Any: ...
+    def backend(self) -> Backend: ...
 
 
 SystemFactory = Callable[["Settings", SiteDirectory, ScaledClock], AbstractAsyncContextManager[EmbeddedSystem]]
@@ -120,7 +123,7 @@ SystemFactory = Callable[["Settings", SiteDirectory, ScaledClock], AbstractAsync
 class _Composed:
     broker_host: str
     broker_port: int
-    backend: Any
+    backend: Backend
 
 
 @contextlib.asynccontextmanager
@@ -131,19 +134,6 @@ async def broker_and_backend(settings: Settings, sites: SiteDirectory, clock: Sc
 
     async with EmbeddedBroker(settings.broker.embedded_host, 0) as broker, Backend(settings, sites, broker.host, broker.port, clock=clock) as backend:
         yield _Composed(broker.host, broker.port, backend)
-
-
-def _find(obj: object, cls_path: str) -> Any:
-    """The first attribute of `obj` that is an instance of the class at `cls_path` (module:Name), if any."""
-    module, name = cls_path.split(":")
-    try:
-        cls = getattr(__import__(module, fromlist=[name]), name)
-    except (ImportError, AttributeError):
-        return None
-    for value in vars(obj).values():
-        if isinstance(value, cls):
-            return value
-    return None
 
 
 class EmbeddedTarget:
@@ -164,9 +154,8 @@ class EmbeddedTarget:
         self._stack = contextlib.AsyncExitStack()
         self.description = "embedded system (this process)"
         self.store: AlarmStore
-        self.alarm_service: Any = None
-        self.escalation: Any = None
-        self.own_alarm_service = False
+        self.alarm_service: AlarmService
+        self.escalation: EscalationService | None = None
 
     async def __aenter__(self) -> Self:
         from backend.settings import load_settings
@@ -179,22 +168,10 @@ class EmbeddedTarget:
             self.broker_host, self.broker_port, backend = system.broker_host, system.broker_port, system.backend
             self.description = ("embedded broker + backend.server.Backend on the drill clock" if self._system is None
                                 else "embedded system on the drill clock")
-            self.alarm_service = _find(backend, "backend.alarms.service:AlarmService")
-            store = getattr(self.alarm_service, "store", None) or getattr(backend, "alarms", None)
-            if not isinstance(store, AlarmStore):
-                store = _find(backend, "backend.alarms.store:AlarmStore")
-            if store is None:
-                raise TargetUnavailable("embedded system", "the backend has no alarm store to read the drill from")
-            self.store = store
-            self.escalation = _find(backend, "backend.escalation.service:EscalationService")
-            if self.alarm_service is None:
-                # The backend does not run the alarm service yet: responders act through one over the same store
-                # (its move() reads a stored alarm, applies the lifecycle and writes it back with its audit entry).
-                from backend.alarms.service import AlarmService
-
-                self.alarm_service = AlarmService(store, self.sites, self.clock)
-                await self.alarm_service.start()
-                self.own_alarm_service = True
+            # The single process's parts, by name: its alarm service (the one writer of alarm state) and its ladder.
+            self.alarm_service = backend.alarm_service
+            self.store = backend.alarm_service.store
+            self.escalation = backend.escalation.service
         except BaseException:
             await self._stack.aclose()
             raise
