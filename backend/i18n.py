@@ -109,6 +109,15 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "channel.wecom": ("企业微信", "WeCom"), "channel.dingtalk": ("钉钉", "DingTalk"), "channel.mqtt": ("消息", "MQTT"),
     "status.delivered": ("已送达", "delivered"), "status.failed": ("失败", "failed"), "status.withheld_drill": ("演练不外发", "withheld (drill)"),
     "status.rate_limited": ("限流合并", "rate limited"), "status.no_channel": ("未配置该渠道", "no such channel here"),
+    # a notice's receipt on the alarm's timeline (backend.notify.timeline), per person and channel
+    "receipt.sent": ("{channel} 已发送", "{channel}: sent"), "receipt.delivered": ("{channel} 已送达", "{channel}: delivered"),
+    "receipt.read": ("{channel} 已读", "{channel}: read"), "receipt.answered": ("{channel} 已接听", "{channel}: answered"),
+    "receipt.answered_key": ("{channel} 已接听·按1确认", "{channel}: answered, pressed 1 to accept"),
+    "receipt.failed": ("{channel} 失败（{why}）", "{channel}: failed ({why})"),
+    "receipt.withheld_drill": ("{channel} 未发送（演练不外发）", "{channel}: not sent (drill)"),
+    "receipt.rate_limited": ("{channel} 未单独发送（限流合并）", "{channel}: not sent alone (rate limited)"),
+    "receipt.no_channel": ("{channel} 未发送（未配置该渠道）", "{channel}: not sent (no such channel here)"),
+    "receipt.unknown_reason": ("原因未知", "reason unknown"),
 }
 
 
@@ -244,6 +253,11 @@ def _what_and_note(entry: dict[str, Any], lang: Lang) -> dict[str, str]:
         label = _word("state", str(entry.get("to_state") or ""), lang) if entry.get("to_state") else _word("move", what, lang)
     elif source == "console":
         label = _word("act", what, lang)
+    elif source == "receipt":  # a notice's stage on one channel (backend.notify.timeline)
+        detail = str(entry.get("detail") or "").removeprefix(f"{entry.get('channel')}: ")  # the channel is named in the label already
+        code = "receipt.answered_key" if what == "answered" and detail == "pressed 1" else f"receipt.{what}"
+        params = {"channel": _word("channel", str(entry.get("channel") or ""), lang), "why": detail or render("receipt.unknown_reason", None, lang)}
+        return {"label": render(code, params, lang) if code in CATALOGUE else what, "note_text": ""}
     elif source == "ladder":
         label = render(f"ladder.{what}", None, lang) if f"ladder.{what}" in CATALOGUE else what
         if what == "notify":  # the detail is the notify reason

@@ -84,10 +84,13 @@ class ReceiptRecorded:
     status: str
     at_ms: int
     detail: str = ""
+    drill: bool = False
+    contact_name: str = ""
+    channels: tuple[str, ...] = ()  # the dispatcher's: every channel the notice went on besides the console (a later report: empty)
 
     def as_json(self) -> dict[str, Any]:
         return {"type": "receipt", "key": self.key, "alarm_id": self.alarm_id, "contact": self.contact, "channel": self.channel,
-                "status": self.status, "at_ms": self.at_ms, "detail": self.detail}
+                "status": self.status, "at_ms": self.at_ms, "detail": self.detail, "drill": self.drill, "contact_name": self.contact_name}
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from backend.forward.timeline import forward_timeline
 from backend.i18n import Lang, done_text, render, timeline_text
 from backend.notify.channel import Message
 from backend.notify.templates import notice_text
+from backend.notify.timeline import receipt_timeline
 from backend.store.alarms import AlarmRecord
 
 __all__ = ["alarms_router"]
@@ -234,6 +235,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         timeline += [{"at_ms": a.at_ms, "source": "console", "actor": a.actor, "what": a.act, "on_behalf_of": a.on_behalf_of, "target": a.target,
                       "note": a.note} for a in acts]
         timeline += await asyncio.to_thread(forward_timeline, deps.alarms.engine, alarm_id, lang, site_tz())  # issue 17: 转警 119
+        timeline += await asyncio.to_thread(receipt_timeline, deps.alarms.engine, alarm_id)  # issue 18: each notice's receipts per person
         ladder_view: dict[str, Any] | None = None
         responders: list[dict[str, Any]] = []
         if esc is not None:

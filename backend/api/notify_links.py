@@ -9,7 +9,13 @@
   pressed 1 is looked up by its CallId among the voice receipts, and the alarm service is asked for the
   ACKNOWLEDGE move on that person's behalf (the alarm service is the only writer of alarm state; a move it
   refuses, because the alarm is already further along, changes nothing). The answer is the shape the platform
-  expects, `{"code": 0, "msg": "成功"}`, so it does not push the same reports again.
+  expects, `{"code": 0, "msg": "成功"}`, so it does not push the same reports again. Every report is also the voice
+  receipt's next stage (answered, "pressed 1"; or failed with the report's reason: backend.notify.reports), stored
+  and published on the stream before the keypress is acted on, so the alarm's timeline shows 已接听·按1确认.
+- `POST /api/notify/sms-report/{token}` (issue 18): the SMS providers' status reports, Alibaba's SmsReport push
+  (`[{biz_id, success, err_code, err_msg, ...}]`) or Tencent's status callback (`[{sid, report_status, errmsg,
+  description, ...}]`), under the same secret URL segment: each is the SMS receipt's next stage (delivered or failed
+  with its reason). The answer carries both platforms' "received" fields.
 
 Both take their credential in the path and ignore any Authorization header.
 """
@@ -29,6 +35,7 @@ from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.deps import ApiDeps
 from backend.i18n import lang_of
 from backend.notify.receipts import ReceiptStore
+from backend.notify.reports import ReceiptReports, stage_of_aliyun_sms, stage_of_tencent_sms, stage_of_voice_report
 from backend.notify.settings import NotifySettings
 from backend.notify.shortlinks import ShortLinks
 from backend.notify.voice import CallReport, keypress_answers
@@ -73,6 +80,7 @@ def notify_links_router(deps: ApiDeps) -> APIRouter:
     router = APIRouter(tags=["notify"])
     links = ShortLinks(deps.alarms.engine)  # the same database as the receipts and the ladder (the server's one engine)
     receipts = ReceiptStore(deps.alarms.engine)
+    reported = ReceiptReports(receipts, deps.stream)  # a provider's later report: the receipt's next stage, on the stream (issue 18)
     extras = deps.extras or {}
     settings = extras.get("notify")
     token = settings.voice_report_token.get_secret_value() if isinstance(settings, NotifySettings) and settings.voice_report_token else None
@@ -99,6 +107,9 @@ def notify_links_router(deps: ApiDeps) -> APIRouter:
             return JSONResponse({"detail": _say(request, _BAD_REPORT_URL)}, status_code=401)
         acknowledged = 0
         items = reports if isinstance(reports, list) else [reports]  # the push is an array; one report alone is taken too
+        for item in items:
+            stage, detail = stage_of_voice_report(item.model_dump())
+            await reported.report("voice", item.call_id, stage, deps.clock.now_ms(), detail)
         for report in keypress_answers([CallReport.of(r.model_dump()) for r in items]):
             receipt = await asyncio.to_thread(receipts.by_provider_ref, "voice", report.call_id)
             if receipt is None:
@@ -114,5 +125,19 @@ def notify_links_router(deps: ApiDeps) -> APIRouter:
                 continue
             acknowledged += 1
         return VoiceReportAnswer(code=0, msg="成功", acknowledged=acknowledged)
+
+    @router.post("/api/notify/sms-report/{secret}", summary="The SMS providers' status reports (Alibaba SmsReport, Tencent callback): delivered or failed",
+                 responses={401: {"description": "the URL's secret does not match"}, 404: {"description": "provider reports are not configured here"}})
+    async def sms_report(request: Request, secret: str, reports: list[dict[str, Any]]) -> Any:
+        if token is None:
+            return JSONResponse({"detail": _say(request, _NO_REPORTS)}, status_code=404)
+        if not hmac.compare_digest(secret.encode(), token.encode()):
+            return JSONResponse({"detail": _say(request, _BAD_REPORT_URL)}, status_code=401)
+        recorded = 0
+        for item in reports[:1000]:
+            ref, (stage, detail) = (str(item.get("biz_id") or ""), stage_of_aliyun_sms(item)) if "biz_id" in item else \
+                (str(item.get("sid") or ""), stage_of_tencent_sms(item))
+            recorded += await reported.report("sms", ref[:200], stage, deps.clock.now_ms(), detail) is not None
+        return {"code": 0, "msg": "接收成功", "result": 0, "errmsg": "OK", "recorded": recorded}
 
     return router

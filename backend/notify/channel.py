@@ -83,6 +83,7 @@ class Receipt:
     error: str | None = None
     drill: bool = False
     delayed_ms: int = 0  # how long the channel's own limit (HTTP 429) or its failures held the notice before it went out
+    contact_name: str = ""  # the person's name as paged (the timeline lists receipts per person)
 
 
 class Channel(Protocol):

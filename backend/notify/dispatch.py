@@ -11,7 +11,11 @@ page), then sends it on each requested channel concurrently. For each channel:
   own hard limit (HTTP 429) is shut for every notice until its back-off has passed; when it opens, a real
   life-safety notice goes first (the others wait `retry.base_s` longer), and how long each notice was held is
   recorded on its receipt (`delayed_ms`).
-Every outcome is a `Receipt` handed to `record`.
+Every outcome is a `Receipt` handed to `record` (the receipts table, backend.notify.receipts) and then published on
+the centre's stream as a `ReceiptRecorded` with its stage (sent / delivered / failed ..., `receipts.stage_of`), the
+person's name and the notice's channels, so the console's open alarm shows who got the page and the failure
+watch (backend.notify.failures) can tell a person no channel reached. A provider's later report (a call answered,
+an SMS on the phone) is a further stage, recorded and published by backend.notify.reports.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from alerting.ladder import CONSOLE
 from backend.notify.channel import Channel, DeliveryFailed, DeliveryStatus, Message, Receipt
 from backend.notify.console import ConsoleChannel
 from backend.notify.ratelimit import RateLimiter, Storm
+from backend.notify.receipts import stage_of
 from backend.notify.templates import storm_text
-from backend.stream import CentreStream
+from backend.stream import CentreStream, ReceiptRecorded
 from broker.clock import Clock
 
 __all__ = ["Dispatcher", "RetryPolicy"]
@@ -83,16 +88,23 @@ class Dispatcher:
 
     async def _console(self, message: Message) -> Receipt:
         await self.console_channel.send(message)
-        r = Receipt(message.key, message.alarm_id, message.contact.id, "console", DeliveryStatus.DELIVERED, 1, self.clock.now_ms(), drill=message.drill)
+        r = Receipt(message.key, message.alarm_id, message.contact.id, "console", DeliveryStatus.DELIVERED, 1, self.clock.now_ms(), drill=message.drill,
+                    contact_name=message.contact.name)
         await self.record(r)
+        await self._published(r, ())
         return r
+
+    async def _published(self, r: Receipt, channels: tuple[str, ...]) -> None:
+        """Tell the stream of a receipt already recorded (after its commit, as every writer on the stream does)."""
+        await self.console.publish([ReceiptRecorded(r.key, r.alarm_id, r.contact, r.channel, stage_of(r).value, r.at_ms, (r.error or "")[:500],
+                                                    r.drill, r.contact_name, channels)])
 
     async def _one(self, message: Message, kind: str, allowed: bool) -> Receipt:
         channel = self.channels.get(kind)
 
         def receipt(status: DeliveryStatus, attempts: int = 0, ref: str | None = None, error: str | None = None, delayed_ms: int = 0) -> Receipt:
             return Receipt(message.key, message.alarm_id, message.contact.id, kind, status, attempts, self.clock.now_ms(), ref, error, message.drill,
-                           delayed_ms)
+                           delayed_ms, message.contact.name)
 
         if channel is None:
             r = receipt(DeliveryStatus.NO_CHANNEL, error=f"no {kind} channel configured")
@@ -103,6 +115,7 @@ class Dispatcher:
         else:
             r = await self._send(channel, message, receipt)
         await self.record(r)
+        await self._published(r, tuple(k for k in dict.fromkeys(message.channels) if k != "console"))
         return r
 
     async def _send(self, channel: Channel, message: Message, receipt: Callable[..., Receipt]) -> Receipt:

@@ -10,7 +10,7 @@ from typing import Any
 
 from alerting.ladder import Contact
 from backend.notify import DeliveryFailed, DeliveryStatus, Dispatcher, Message, RateLimiter, RetryPolicy
-from backend.stream import CentreStream
+from backend.stream import CentreStream, NoticeSent, ReceiptRecorded
 from broker.clock import VirtualClock
 from tests.escalation.helpers import RecordingChannel
 
@@ -39,7 +39,9 @@ async def test_storm_is_folded_into_one_summary_after_the_window() -> None:
         summary = await d.flush_storms()
         assert [r.status for r in summary if r.channel == "sms"] == [DeliveryStatus.DELIVERED]
         assert "另有7条报警通知" in sms.sent[-1].text
-        assert sub.qsize() == 12  # 11 notices + the summary, all on the console
+        heard = [sub.get_nowait() for _ in range(sub.qsize())]
+        assert len([e for e in heard if isinstance(e, NoticeSent)]) == 12  # 11 notices + the summary, all on the console
+        assert len([e for e in heard if isinstance(e, ReceiptRecorded)]) == 24  # and each one's console and SMS receipt
     assert len([m for m in sms.sent if m.contact.id == "gw1"]) == 4
     assert await d.flush_storms() == []  # reported once
 
