@@ -12,7 +12,9 @@ How this works (issue 19, docs/scaling.md "Memory and start-up"):
    /api/ingest/stats: the backend's own memory by holder (backend/memstats.py) and its event-loop watch
    (backend/loopwatch.py: the longest heartbeat lag since the loop started, which covers the whole start, and
    the stalls its watchdog logged). RSS is also read from outside (psutil, the process and its children).
-3. The fit: per-device cost = the slope of RSS over devices by least squares over every size run; the
+3. Where the bytes go (--owners, on by default): in a fresh process, the street's site directory is loaded and the
+   rule core built under tracemalloc, so the bytes per device each holds (and the directory's load peak) are named.
+4. The fit: per-device cost = the slope of RSS over devices by least squares over every size run; the
    marginal cost between the two largest sizes is printed too (it holds no fixed part at all). The base is the
    near-empty site's RSS: what a backend costs with (almost) no devices, measured in the same run.
 Prints a table, and as its last line one JSON object with the figures and the targets: per-device cost
@@ -22,11 +24,14 @@ Prints a table, and as its last line one JSON object with the figures and the ta
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +90,32 @@ def measure(work: Path, path: Path, devices: int, settle_s: float, console: Cons
     return out
 
 
+def owners(path: Path) -> dict[str, float]:
+    """Bytes per device held by the site directory and by the rule core (its numpy columns apart), measured with
+    tracemalloc in this process (run it in a fresh one: `--role owners`)."""
+    from alerting.engine import Engine
+    from backend.alarms.adapter import SiteAdapter
+    from backend.alarms.rules import load_rules
+    from backend.sites import load_site_directory
+
+    rules = load_rules()
+    tracemalloc.start()
+    sites = load_site_directory(path)
+    gc.collect()
+    directory, directory_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    engine = Engine(rules, SiteAdapter(sites), 1_700_000_000_000)
+    gc.collect()
+    snap = tracemalloc.take_snapshot()
+    core = tracemalloc.get_traced_memory()[0] - directory
+    columns = sum(st.size for st in snap.filter_traces([tracemalloc.Filter(True, "*numpy*")]).statistics("filename"))
+    tracemalloc.stop()
+    n = len(sites.devices)
+    assert engine.devices
+    return {"devices": n, "site_directory": round(directory / n), "site_directory_load_peak": round(directory_peak / n),
+            "rule_core": round(core / n), "rule_core_columns": round(columns / n), "rule_core_objects": round((core - columns) / n)}
+
+
 def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     """Least squares RSS (bytes) = base + slope * devices; returns (base bytes, bytes per device)."""
     xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -103,6 +134,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     console.print(f"memory: generating sites of {sizes} communities into {work}")
     files = {n: site_file(work, n) for n in sizes}
     runs = {n: measure(work, path, devices, args.settle_s, console) for n, (path, devices) in files.items()}
+    by_owner: dict[str, float] = {}
+    if args.owners:
+        street = files.get(15) or files[max(files)]
+        done = subprocess.run([sys.executable, __file__, "--role", "owners", "--site", str(street[0])], capture_output=True, text=True, check=True)
+        by_owner = json.loads(done.stdout.strip().splitlines()[-1])
+        console.print(f"  bytes per device by owner (tracemalloc, {by_owner['devices']:,} devices): " +
+                      ", ".join(f"{k} {v:,}" for k, v in by_owner.items() if k != "devices"))
     points = [(r["devices"], r["rss_mib"] * MIB) for r in runs.values()]
     _base_fit, slope = fit(points)
     by_size = sorted(runs.values(), key=lambda r: r["devices"])
@@ -114,6 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "base_devices": base["devices"], "base_rss_mib": base["rss_mib"],
         "per_device_bytes": round(slope), "per_device_bytes_marginal": round(marginal),
         "start_stall_ms": big["start_stall_ms"], "start_stall_devices": big["devices"],
+        "by_owner_bytes_per_device": by_owner,
         "runs": {str(n): {k: v for k, v in r.items() if k != "stall_logs"} for n, r in runs.items()},
         "targets": TARGETS,
     }
@@ -141,7 +180,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Backend memory per device and start-up stalls (docs/scaling.md).")
     ap.add_argument("--sizes", default="0,15,75", help="communities per run, comma-separated; 0 is the near-empty base site")
     ap.add_argument("--settle-s", type=float, default=5.0, help="wait after the backend is ready before reading its memory")
+    ap.add_argument("--no-owners", dest="owners", action="store_false", help="skip the bytes-per-device-by-owner breakdown")
+    ap.add_argument("--role", choices=["run", "owners"], default="run", help=argparse.SUPPRESS)
+    ap.add_argument("--site", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.role == "owners":
+        print(json.dumps(owners(args.site)), flush=True)
+        return
     print(json.dumps(run(args), ensure_ascii=False), flush=True)
 
 
