@@ -60,6 +60,7 @@ from backend.duty import DutyService, OverrideRequest
 from backend.feed import LiveFeed
 from backend.notify.settings import NotifySettings
 from backend.notify.shortlinks import ShortLinks
+from backend.responder import COOKIE, ResponderSessions
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
 from backend.sites.roster import OverrideKind
@@ -81,6 +82,7 @@ class Access(StrEnum):
     LOGIN = "login"  # a bearer session (or machine API token); the listed roles may, other roles get 403, no/bad login 401
     LINK = "one-tap link"  # the signed answer link in the path is the credential; an Authorization header is ignored
     SECRET = "secret path"  # an SMS short-link code or a provider's receipt secret in the path is the credential (issue 18)
+    SESSION = "responder session"  # the phone view's cookie, set by opening a one-tap link (issue 18); an Authorization header is ignored
 
 
 class Outside(StrEnum):
@@ -169,6 +171,10 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/api/responses/{token}"): (LINK, EVERYONE, NO, 200),
     ("GET", "/s/{code}"): (Access.SECRET, EVERYONE, NO, 302),  # issue 18: the short link of an SMS, 302 to its one-tap link
     ("POST", "/api/notify/voice-report/{secret}"): (Access.SECRET, EVERYONE, NO, 200),  # issue 18: the voice platform's call reports
+    ("GET", "/m/"): (Access.SESSION, EVERYONE, NO, 200),  # issue 18: the responder's phone view (its person's own tasks only: tests/responder)
+    ("GET", "/m/api/tasks"): (Access.SESSION, EVERYONE, NO, 200),
+    ("POST", "/m/api/alarms/{alarm_id}/moves"): (Access.SESSION, EVERYONE, NO, 200),
+    ("POST", "/m/api/workorders/{order_id}/moves"): (Access.SESSION, EVERYONE, NO, 200),
 }
 # Deliberately public, not in the table: the OpenAPI document and its viewers, the console's static files, and the
 # operators' probes and metrics (docs/operations.md; the reverse proxy keeps /metrics, /livez and /readyz inside).
@@ -231,6 +237,12 @@ class Matrix:
         if caller == "expired_token":
             return OneTapLinks(self.signer, self.api.clock, ttl_s=-60).token(alarm_id, RESPONDER)
         return OneTapLinks(self.signer, self.api.clock).token(alarm_id, RESPONDER)
+
+    def session(self, caller: str) -> str:
+        """RESPONDER's phone-view session (the cookie a one-tap link sets): valid, or forged / expired for those callers."""
+        if caller == "forged_token":
+            return ResponderSessions(self.forger, self.api.clock).issue(RESPONDER)
+        return ResponderSessions(self.signer, self.api.clock, ttl_s=-60 if caller == "expired_token" else 3600).issue(RESPONDER)
 
     async def fresh_alarm(self, building: str = HOME) -> str:
         """A new open alarm in a building (an electrical alarm: each device its own alarm, no composite fire)."""
@@ -317,6 +329,8 @@ class Call:
     effect: Effect | None = None  # what the request changes: must change when allowed, must not when refused
     link_alarm: str | None = None  # one-tap routes: the alarm the link answers
     files: dict[str, Any] | None = None  # a multipart upload (work-order photos)
+    form: dict[str, Any] | None = None  # a form body (the phone view's moves)
+    session: bool = False  # the phone view: RESPONDER's session cookie (valid, or forged / expired for those callers)
 
 
 Builder = Callable[[Matrix, bool], Awaitable[Call]]  # (rig, acting: the caller should succeed, so give it its own target)
@@ -361,15 +375,12 @@ async def revoke_token(m: Matrix, _acting: bool) -> Call:
 
 
 def answer(template: str, body: dict[str, Any] | None = None) -> Builder:
-    """A one-tap answer as RESPONDER, on a fresh alarm with a ladder of its own, so that the answer shows in its timeline."""
+    """A one-tap answer as RESPONDER, on a fresh alarm with a ladder of its own: the answer is the responder's own move,
+    asked of the alarm service (the one writer of alarm state), so it shows in the alarm's state and audit log."""
 
     async def build(m: Matrix, _acting: bool) -> Call:
         alarm = await m.with_ladder(await m.fresh_alarm(NEXT_DOOR))  # links need no territory: spare HOME's devices
-
-        async def reached() -> object:
-            return (await m.ladder.service.timeline(alarm)).reached
-
-        return Call(template, body, effect=reached, link_alarm=alarm)
+        return Call(template, body, effect=m.alarm_effect(alarm), link_alarm=alarm)
 
     return build
 
@@ -617,6 +628,38 @@ async def answer_page(m: Matrix, _acting: bool) -> Call:
     return Call("/r/{link}", link_alarm=m.sentinel)
 
 
+def phone(url: str) -> Builder:
+    """A read of the responder's phone view as RESPONDER."""
+
+    async def build(_m: Matrix, _acting: bool) -> Call:
+        return Call(url, session=True)
+
+    return build
+
+
+async def phone_alarm_move(m: Matrix, _acting: bool) -> Call:
+    """RESPONDER's 收到 from the phone on a fresh alarm whose ladder paged them: it shows in the ladder's timeline."""
+    alarm = await m.with_ladder(await m.fresh_alarm(NEXT_DOOR))
+
+    async def reached() -> object:
+        return (await m.ladder.service.timeline(alarm)).reached
+
+    return Call(f"/m/api/alarms/{alarm}/moves", effect=reached, form={"move": "acknowledge", "note": "在路上"}, session=True)
+
+
+async def phone_order_move(m: Matrix, _acting: bool) -> Call:
+    """RESPONDER's 开始整改 from the phone on a fresh work order assigned to them."""
+    svc = service_of(m.api.deps)
+    o = await svc.create("admin", description="matrix", building_id=NEXT_DOOR, assignee_id=RESPONDER)
+
+    async def state() -> object:
+        got = svc.get(o.id)
+        assert got is not None
+        return got.state
+
+    return Call(f"/m/api/workorders/{o.id}/moves", effect=state, form={"move": "start"}, session=True)
+
+
 REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("GET", "/"): at("/"),
     ("GET", "/api/health"): at("/api/health"),
@@ -687,6 +730,10 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("POST", "/api/responses/{token}"): answer("/api/responses/{link}", {"response": "acknowledge", "note": "coming"}),
     ("GET", "/s/{code}"): short_link,
     ("POST", "/api/notify/voice-report/{secret}"): voice_report,
+    ("GET", "/m/"): phone("/m/"),
+    ("GET", "/m/api/tasks"): phone("/m/api/tasks"),
+    ("POST", "/m/api/alarms/{alarm_id}/moves"): phone_alarm_move,
+    ("POST", "/m/api/workorders/{order_id}/moves"): phone_order_move,
 }
 
 
@@ -707,7 +754,9 @@ async def send(m: Matrix, method: str, call: Call, headers: dict[str, str], *, l
     url = call.url.replace("{link}", m.link(call.link_alarm, link_caller)) if call.link_alarm is not None else call.url
     if url.startswith("/api/feed?"):
         return await read_stream(m, url, headers, until_kind)
-    r = await m.api.client.request(method, url, headers=headers, json=call.body, files=call.files)
+    if call.session:
+        headers = {**headers, "Cookie": f"{COOKIE}={m.session(link_caller)}", "X-Shouwang-Responder": "1"}
+    r = await m.api.client.request(method, url, headers=headers, json=call.body, files=call.files, data=call.form)
     return Answer(r.status_code, r.headers, r.text, [], r.content)
 
 
@@ -800,7 +849,7 @@ async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller:
     access, allowed, _outside, ok = EXPECTED[route]
     method = route[0]
     # on a one-tap route the link is the credential: the forged and expired callers bring such a link, the others a valid one
-    may = caller not in BAD_LINKS if access in (Access.LINK, Access.SECRET) else access is Access.PUBLIC or caller in allowed
+    may = caller not in BAD_LINKS if access in (Access.LINK, Access.SECRET, Access.SESSION) else access is Access.PUBLIC or caller in allowed
     call = await REQUESTS[route](matrix, may)
     before = await call.effect() if call.effect else None
     got = await send(matrix, method, call, matrix.headers(caller), link_caller=caller)
@@ -823,6 +872,9 @@ async def test_who_may_call_what(matrix: Matrix, route: tuple[str, str], caller:
     elif access is Access.LINK:
         assert got.status == 401, got.text
         assert "新的链接" in detail  # Chinese: a responder's phone reads it (English on Accept-Language: en)
+    elif access is Access.SESSION:
+        assert got.status == 401, got.text
+        assert "链接" in detail  # Chinese: open the page from the link of the SMS
     elif caller in BAD_CALLERS:
         assert got.status == 401, f"{caller} on {_ids(route)}: {got.status} {got.text[:300]}"
         assert got.headers.get("www-authenticate") == "Bearer"
