@@ -36,16 +36,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, ParamSpec, Self, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -70,6 +72,10 @@ VERIFIED_KINDS: Final = ("verified", "treated_real")  # alerting.ladder NoteKind
 _TREATED_REAL_TEXT: Final = "unverified: treated as real"
 _PAUSE_BETWEEN_PASSES_S: Final = 0.1  # after every channel failed once, a breath before the next pass (a refused connection fails in µs)
 _SCAN_OVERLAP_MS: Final = 5_000  # log rows committed out of order by another process are still read
+_DB_THREADS: Final = 4  # the forwarder's own threads: a storm of notices waiting on SQLite's write lock holds the shared pool, not these
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def is_fire(alarm_type: str, patterns: Sequence[str]) -> bool:
@@ -185,11 +191,12 @@ class Forwarder:
         self._wake = asyncio.Event()
         self._closing = False
         self._watermark_ms = 0
+        self._pool = ThreadPoolExecutor(_DB_THREADS, thread_name_prefix="forward-119")
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         s = self.settings
-        self.store = await asyncio.to_thread(ForwardStore, self.engine)
+        self.store = await self._db(ForwardStore, self.engine)
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(s.attempt_timeout_s, connect=s.connect_timeout_s))
         self._tg = asyncio.TaskGroup()
@@ -211,6 +218,11 @@ class Forwarder:
         finally:
             if self._own_http and self._http is not None:
                 await self._http.aclose()
+            self._pool.shutdown(wait=False)
+
+    async def _db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store call on the forwarder's own threads (never queued behind the rest of the process's store work)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     @property
     def closing(self) -> bool:
@@ -250,16 +262,16 @@ class Forwarder:
         assert self.store is not None
         now = self.clock.now_ms()
         since = self._watermark_ms - _SCAN_OVERLAP_MS
-        rows = await asyncio.to_thread(self._verifications, since)
+        rows = await self._db(self._verifications, since)
         fresh = [r for r in rows if r.alarm_id not in self._done and r.alarm_id not in self._inflight]
-        known = await asyncio.to_thread(self.store.known, [r.alarm_id for r in fresh])
+        known = await self._db(self.store.known, [r.alarm_id for r in fresh])
         started = 0
         for r in fresh:
             self._watermark_ms = max(self._watermark_ms, r.at_ms)
             if r.alarm_id not in known:
                 self._start(r)
                 started += 1
-        for alarm_id in await asyncio.to_thread(self.store.due, now):
+        for alarm_id in await self._db(self.store.due, now):
             if alarm_id not in self._inflight:
                 self._start(_Job(alarm_id, "", "", now, False))
                 started += 1
@@ -300,7 +312,7 @@ class Forwarder:
         the forward (already claimed by this worker) is written, so no write stands before the POST. A crash before the
         write is seen by the next scan (a verification with no forward) and sent again with the same id."""
         assert self.store is not None
-        alarm = await asyncio.to_thread(self.alarms.get, job.alarm_id)
+        alarm = await self._db(self.alarms.get, job.alarm_id)
         if alarm is None or not is_fire(alarm.alarm_type, self.settings.alarm_types):
             self._done.add(job.alarm_id)
             return RoundResult("skipped")
@@ -326,13 +338,13 @@ class Forwarder:
             created_ms=now, updated_ms=now, next_try_ms=None, receipted_ms=None,
         )
         if status == Status.NOT_FORWARDED:
-            if await asyncio.to_thread(self.store.open, rec):
+            if await self._db(self.store.open, rec):
                 log.info("119 hand-off: %s is a drill: %s", alarm.id, reason)
                 await self._bulletin(rec, status=Status.NOT_FORWARDED, reason=reason, at_ms=now)
             self._done.add(alarm.id)
             return RoundResult("skipped")
         opened, (tried, got) = await asyncio.gather(
-            asyncio.to_thread(self.store.open, rec, worker=self.worker_id, lease_until_ms=now + self._lease_ms()), self._send(rec, t0))
+            self._db(self.store.open, rec, worker=self.worker_id, lease_until_ms=now + self._lease_ms()), self._send(rec, t0))
         if not opened:  # another process opened it first: it records its own round (ours went with the same id)
             log.info("119 hand-off of %s: another process holds it; this round's %d attempt(s) went with the same id", alarm.id, len(tried))
             return RoundResult("skipped")
@@ -341,13 +353,13 @@ class Forwarder:
     async def _round(self, job: _Job) -> RoundResult:
         assert self.store is not None
         t0 = time.monotonic()
-        rec = await asyncio.to_thread(self.store.get, job.alarm_id)
+        rec = await self._db(self.store.get, job.alarm_id)
         if rec is None:
             return await self._fresh(job, t0) if job.how else RoundResult("skipped")
         if rec.status in (Status.RECEIPTED, Status.NOT_FORWARDED):
             self._done.add(rec.alarm_id)
             return RoundResult("skipped")
-        claimed = await asyncio.to_thread(self.store.claim, rec.alarm_id, self.worker_id, self.clock.now_ms(), self._lease_ms())
+        claimed = await self._db(self.store.claim, rec.alarm_id, self.worker_id, self.clock.now_ms(), self._lease_ms())
         if claimed is None:
             return RoundResult("skipped")
         tried, got = await self._send(claimed, t0)
@@ -392,14 +404,14 @@ class Forwarder:
         s = self.settings
         now = self.clock.now_ms()
         if got is not None:
-            await asyncio.to_thread(self.store.finish, rec.alarm_id, self.worker_id, tried, now, receipt=got)
+            await self._db(self.store.finish, rec.alarm_id, self.worker_id, tried, now, receipt=got)
             self._done.add(rec.alarm_id)
             log.info("119 hand-off of %s: receipt %s via %s, %.0f ms after the round began", rec.alarm_id, got[1], got[0], (time.monotonic() - t0) * 1000)
             await self._bulletin(rec, status=Status.RECEIPTED, channel=got[0], receipt=got[1], at_ms=now)
             return RoundResult(Status.RECEIPTED, got[0], got[1])
         reason = "; ".join(f"{a.channel}: {a.detail}" for a in tried[-2:]) or "no channel configured"
         next_try = now + round(s.retry_every_s * 1000)
-        await asyncio.to_thread(self.store.finish, rec.alarm_id, self.worker_id, tried, now, receipt=None, reason=reason, next_try_ms=next_try)
+        await self._db(self.store.finish, rec.alarm_id, self.worker_id, tried, now, receipt=None, reason=reason, next_try_ms=next_try)
         log.error("119 hand-off of %s failed on every channel (round %d): %s; next round in %.0f s", rec.alarm_id, rec.rounds, reason, s.retry_every_s)
         await self._bulletin(rec, status=Status.FAILED, reason=why(tried, "zh"), at_ms=now, next_try_ms=next_try)
         return RoundResult(Status.FAILED, reason=reason)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -24,6 +25,7 @@ class Request:
     headers: dict[str, str]
     body: dict[str, Any]
     raw: bytes
+    at: float  # time.perf_counter() when the request had fully arrived
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Receiver:
                     k, _, v = h.decode().partition(":")
                     headers[k.strip().lower()] = v.strip()
                 raw = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(Request(path, headers, json.loads(raw) if raw else {}, raw))
+                self.requests.append(Request(path, headers, json.loads(raw) if raw else {}, raw, time.perf_counter()))
                 if self.mode == "down":
                     return
                 if self.mode == "slow":
