@@ -1,25 +1,34 @@
 """The escalation ladder: policies as data and the pure (state, event, now) -> (state, actions) core.
 
 No I/O here; backend/escalation persists the state and carries the actions out, backend/sites/roster.py
-answers "who sits in this seat now". Field progress is the lifecycle's (alerting.lifecycle): the ladder observes
-the alarm's committed field states and has only two events of its own, `decline` and `verify`.
+answers "who sits in this seat now". An SOS press opens a call-back task (回访, `record_callback`).
+Field progress is the lifecycle's (alerting.lifecycle): the ladder observes
+the alarm's committed field states and has three events of its own, `decline`, `verify` and `record_callback`.
 """
 
 from alerting.ladder.engine import (
     AlarmFacts,
+    Callback,
+    CallbackClosed,
+    CallbackError,
+    CallbackOutcome,
+    CallbackRecorded,
     EscalationState,
     LadderAction,
     LadderError,
+    NoCallback,
     Note,
     NoteKind,
     Notify,
     NotifyReason,
     RungStatus,
     advance,
+    callback_deadline,
     decline,
     next_due,
     observe,
     raise_severity,
+    record_callback,
     reopen,
     rung_status,
     start,
@@ -27,19 +36,26 @@ from alerting.ladder.engine import (
     timers,
     verify,
 )
-from alerting.ladder.policy import DEFAULT_POLICIES_RESOURCE, Policy, PolicyError, PolicySet, Rung, Seat, parse_policies
+from alerting.ladder.policy import DEFAULT_POLICIES_RESOURCE, CallbackRule, Policy, PolicyError, PolicySet, Rung, Seat, parse_policies
 from alerting.ladder.targets import CONSOLE, Contact, ContactKind, Fill, Roster, SeatFill, Where
 
 __all__ = [
     "CONSOLE",
     "DEFAULT_POLICIES_RESOURCE",
     "AlarmFacts",
+    "Callback",
+    "CallbackClosed",
+    "CallbackError",
+    "CallbackOutcome",
+    "CallbackRecorded",
+    "CallbackRule",
     "Contact",
     "ContactKind",
     "EscalationState",
     "Fill",
     "LadderAction",
     "LadderError",
+    "NoCallback",
     "Note",
     "NoteKind",
     "Notify",
@@ -54,11 +70,13 @@ __all__ = [
     "SeatFill",
     "Where",
     "advance",
+    "callback_deadline",
     "decline",
     "next_due",
     "observe",
     "parse_policies",
     "raise_severity",
+    "record_callback",
     "reopen",
     "rung_status",
     "start",

@@ -29,6 +29,13 @@ field rungs keep waiting for their own answer and climb at their deadlines, unle
 answer on their behalf (they phoned in: observed as that responder's). `rung_status` says, per rung, who, in
 what state, and when it climbs.
 
+The SOS call-back (回访, docs/escalation.md): a policy with a `callback:` rule opens a `Callback` at `start` for
+its rung (call the resident, record what came of it). Its deadline is not stored either: `opened_ms` plus the
+rule's `answer_within`, a timer like any other. `record_callback` takes the outcome: no answer or needs help
+pages the rule's `escalate_to` rungs (the family) and climbs from the call-back's rung at once; the deadline
+passing unanswered does the same (`CALLBACK_EXPIRED`). Answered-fine and false press climb nothing: the backend
+closes the alarm through the lifecycle (a person's moves), and the ladder stops when it observes that.
+
 Every call that changes the state bumps `state.step`; the actions it returns carry that step number, so the
 service can claim a step exactly once and notifications get stable idempotency keys.
 
@@ -45,6 +52,10 @@ Exceptions:
 
     LadderError
      ├── UnknownResponder   a decline from someone the ladder did not page
+     ├── CallbackError      an outcome the call-back cannot take
+     │    ├── NoCallback          this alarm's policy opens no call-back (not an SOS)
+     │    ├── CallbackRecorded    the outcome is already recorded
+     │    └── CallbackClosed      the ladder has stopped (the alarm ended)
      └── (PolicyError       from alerting.ladder.policy, for bad policy data)
 """
 
@@ -64,11 +75,17 @@ from alerting.model import Severity
 __all__ = [
     "CONSOLE_RUNG",
     "AlarmFacts",
+    "Callback",
+    "CallbackClosed",
+    "CallbackError",
+    "CallbackOutcome",
+    "CallbackRecorded",
     "Decision",
     "Engagement",
     "EscalationState",
     "LadderAction",
     "LadderError",
+    "NoCallback",
     "Note",
     "NoteKind",
     "Notify",
@@ -78,10 +95,12 @@ __all__ = [
     "TimerKind",
     "UnknownResponder",
     "advance",
+    "callback_deadline",
     "decline",
     "next_due",
     "observe",
     "raise_severity",
+    "record_callback",
     "reopen",
     "rung_status",
     "start",
@@ -101,6 +120,58 @@ class UnknownResponder(LadderError):
     def __init__(self, alarm_id: str, responder: str) -> None:
         self.alarm_id, self.responder = alarm_id, responder
         super().__init__(f"{responder!r} was not paged for alarm {alarm_id!r}, so there is nothing to decline")
+
+
+class CallbackError(LadderError):
+    def __init__(self, alarm_id: str, why: str) -> None:
+        self.alarm_id, self.why = alarm_id, why
+        super().__init__(f"alarm {alarm_id!r}: {why}")
+
+
+class NoCallback(CallbackError):
+    def __init__(self, alarm_id: str) -> None:
+        super().__init__(alarm_id, "its policy opens no call-back (not an SOS press)")
+
+
+class CallbackRecorded(CallbackError):
+    def __init__(self, alarm_id: str, outcome: CallbackOutcome) -> None:
+        self.outcome = outcome
+        super().__init__(alarm_id, f"the call-back outcome is already recorded ({outcome.value})")
+
+
+class CallbackClosed(CallbackError):
+    def __init__(self, alarm_id: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(alarm_id, f"the ladder has stopped ({reason}); the call-back is over")
+
+
+class CallbackOutcome(StrEnum):
+    ANSWERED_FINE = "answered_fine"  # 接通·平安
+    NEEDS_HELP = "needs_help"  # 接通·需要帮助
+    NO_ANSWER = "no_answer"  # 无人接听
+    FALSE_PRESS = "false_press"  # 误按
+
+    @property
+    def climbs(self) -> bool:
+        return self in (CallbackOutcome.NEEDS_HELP, CallbackOutcome.NO_ANSWER)
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """The call-back task (回访) of an SOS press: who calls, since when, and what came of it (all stored facts)."""
+
+    rung: str
+    opened_ms: int
+    outcome: CallbackOutcome | None = None
+    outcome_ms: int | None = None
+    actor: str | None = None
+    note: str = ""
+    expired_ms: int | None = None  # the deadline passed with no outcome: the ladder climbed then
+    climbed_ms: int | None = None  # when the call-back climbed (no answer, needs help, or the deadline)
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +223,7 @@ class EscalationState:
     round: int = 1  # 1 for the first raise; +1 each time the alarm became live and unacknowledged again
     alarm_seq: int = 0  # the alarm's audit entry that opened this round (a later one opens the next)
     entered_ms: int | None = None  # when the current policy was entered after a severity rise (its verify window counts from here)
+    callback: Callback | None = None  # the SOS call-back task (回访) of this round, when the policy opens one
 
     @property
     def alarm_id(self) -> str:
@@ -178,6 +250,7 @@ class NotifyReason(StrEnum):
     EXHAUSTED = "exhausted"  # the ladder ran out: the console holds it
     REOPENED = "reopened"  # the alarm is live again (a window ended, a suppressed effect remains, it alarmed again)
     SEVERITY = "severity_raised"  # the hazard rose: this rung joins at the higher severity's entry
+    CALLBACK = "callback_failed"  # the call-back found no answer, or the resident needs help
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +288,9 @@ class NoteKind(StrEnum):
     REOPENED = "reopened"  # a new round: the alarm is live and unacknowledged again
     SEVERITY_RAISED = "severity_raised"
     OBSERVED = "observed"  # a move the alarm service committed (the console), recorded by the ladder
+    CALLBACK_OPENED = "callback_opened"  # 回访 task opened (due_ms: its deadline)
+    CALLBACK_OUTCOME = "callback_outcome"  # detail: "<actor>: <outcome>[ (note)]"
+    CALLBACK_EXPIRED = "callback_expired"  # nobody recorded an outcome in time: the ladder climbed
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +312,14 @@ Decision = tuple[EscalationState, list[LadderAction]]
 
 
 class TimerKind(StrEnum):
+    CALLBACK = "callback"
     DEADLINE = "deadline"
     VERIFY = "verify"
     REPEAT = "repeat"
 
 
-_KIND_ORDER: Final = {TimerKind.DEADLINE: 0, TimerKind.VERIFY: 1, TimerKind.REPEAT: 2}
+# a call-back due with the caller's own deadline fires first: the family is paged with the first climb
+_KIND_ORDER: Final = {TimerKind.CALLBACK: 0, TimerKind.DEADLINE: 1, TimerKind.VERIFY: 2, TimerKind.REPEAT: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +355,19 @@ def timers(state: EscalationState, policies: PolicySet) -> list[Timer]:
     if policy is not None and policy.verify_window_s is not None and state.verified_ms is None and state.treated_real_ms is None:
         since = state.started_ms if state.entered_ms is None else state.entered_ms
         out.append(Timer(since + _ms(policy.verify_window_s), TimerKind.VERIFY))
+    cb = state.callback
+    if cb is not None and cb.open and cb.expired_ms is None and (due := callback_deadline(state, policies)) is not None:
+        out.append(Timer(due, TimerKind.CALLBACK, cb.rung))
     out.sort(key=lambda t: (t.due_ms, _KIND_ORDER[t.kind], t.rung or ""))
     return out
+
+
+def callback_deadline(state: EscalationState, policies: PolicySet) -> int | None:
+    """When the call-back must have an outcome: re-derived from the stored opening and the policy's rule."""
+    policy = policies.by_name.get(state.policy)
+    if state.callback is None or policy is None or policy.callback is None:
+        return None
+    return state.callback.opened_ms + _ms(policy.callback.answer_within_s)
 
 
 def next_due(state: EscalationState, policies: PolicySet) -> int | None:
@@ -382,7 +471,16 @@ def start(facts: AlarmFacts, policies: PolicySet, roster: Roster, now_ms: int, *
     policy = policies.select(facts.alarm_type, facts.severity, vulnerable=facts.where.vulnerable, drill=facts.drill)
     s = _Step(EscalationState(facts, policy.name, now_ms, step=1, alarm_seq=alarm_seq), policies, roster, now_ms)
     _page_entry(s, policy, NotifyReason.PAGE)
+    _open_callback(s, policy)
     return s.state, s.actions
+
+
+def _open_callback(s: _Step, policy: Policy) -> None:
+    if policy.callback is None:
+        return
+    s.state = dataclasses.replace(s.state, callback=Callback(policy.callback.rung, s.now))
+    s.note(NoteKind.CALLBACK_OPENED, policy.callback.rung, "call the resident back and record the outcome",
+           due_ms=callback_deadline(s.state, s.policies))
 
 
 def _page_entry(s: _Step, policy: Policy, reason: NotifyReason) -> None:
@@ -416,6 +514,7 @@ def reopen(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
     s = _Step(fresh, policies, roster, now_ms)
     s.note(NoteKind.REOPENED, None, f"round {fresh.round}" + (f": {why}" if why else ""))
     _page_entry(s, policy, NotifyReason.REOPENED)
+    _open_callback(s, policy)  # pressed again after the round ended: a new call-back
     return s.state, s.actions
 
 
@@ -546,6 +645,11 @@ def _fire(state: EscalationState, t: Timer, policies: PolicySet, roster: Roster,
         s.note(NoteKind.REPEATED, e.rung, f"repeat {e.repeats}", due_ms=t.due_ms)
         for c in e.contacts:
             s.notify(e.rung, c, NotifyReason.REPEAT, attempt=e.repeats)
+    elif t.kind is TimerKind.CALLBACK:
+        assert state.callback is not None
+        s.state = dataclasses.replace(s.state, callback=dataclasses.replace(state.callback, expired_ms=now_ms))
+        s.note(NoteKind.CALLBACK_EXPIRED, t.rung, "no call-back outcome in time: treated as no answer", due_ms=t.due_ms)
+        _callback_climb(s)
     elif t.kind is TimerKind.DEADLINE:
         assert t.rung is not None
         assert t.field_state is not None
@@ -582,6 +686,39 @@ def decline(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
             _decline(s, e, actor)
         s.ensure_staffed()
     return s.state, s.actions
+
+
+def record_callback(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)
+    state: EscalationState, outcome: CallbackOutcome, actor: str, policies: PolicySet, roster: Roster, now_ms: int, note: str = "",
+) -> Decision:
+    """回访结果: `actor` called the resident back and records `outcome` (once). No answer or needs help pages the
+    family (the rule's `escalate_to`) and climbs from the call-back's rung at once, unless the deadline already
+    did; answered-fine and false press climb nothing (the backend closes the alarm through the lifecycle)."""
+    cb = state.callback
+    if cb is None:
+        raise NoCallback(state.alarm_id)
+    if cb.outcome is not None:
+        raise CallbackRecorded(state.alarm_id, cb.outcome)
+    if state.stopped is not None:
+        raise CallbackClosed(state.alarm_id, state.stopped)
+    s = _Step(_bump(state), policies, roster, now_ms)
+    s.state = dataclasses.replace(s.state, callback=dataclasses.replace(cb, outcome=outcome, outcome_ms=now_ms, actor=actor, note=note))
+    s.note(NoteKind.CALLBACK_OUTCOME, cb.rung, f"{actor}: {outcome.value}" + (f" ({note})" if note else ""))
+    if outcome.climbs:
+        _callback_climb(s)
+    return s.state, s.actions
+
+
+def _callback_climb(s: _Step) -> None:
+    """Page the family (the rule's escalate_to) and climb one rung from the caller's: once per call-back."""
+    cb, rule = s.state.callback, s.policy.callback
+    if cb is None or cb.climbed_ms is not None:
+        return
+    s.state = dataclasses.replace(s.state, callback=dataclasses.replace(cb, climbed_ms=s.now))
+    for name in rule.escalate_to if rule is not None else ():
+        s.engage(name, NotifyReason.CALLBACK)
+    s.climb(cb.rung, NotifyReason.CALLBACK)
+    s.ensure_staffed()
 
 
 def verify(  # noqa: PLR0917 (the (state, event, now) shape, spelt out)

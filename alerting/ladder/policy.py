@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_POLICIES_RESOURCE",
     "FIELD_ORDER",
     "RUNG_SEATS",
+    "CallbackRule",
     "Policy",
     "PolicyError",
     "PolicySet",
@@ -83,6 +84,17 @@ class Rung:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackRule:
+    """回访: a button press is a one-off event and cheap buttons fire by themselves, so someone on `rung` calls the
+    resident back and records the outcome within `answer_within_s` (telecare: 97.5 % answered within 60 s). No
+    answer, needs help or the time passing pages `escalate_to` (the family) and climbs from `rung` at once."""
+
+    rung: str
+    answer_within_s: float = 60.0
+    escalate_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     entry: tuple[str, ...]
@@ -94,6 +106,7 @@ class Policy:
     verify_window_s: float | None = None  # nobody verifies in time: treat as real and climb
     verify_escalate_to: tuple[str, ...] = ()
     stop_on: frozenset[AlarmState] = frozenset({AlarmState.HANDLED, AlarmState.CLOSED})
+    callback: CallbackRule | None = None  # an SOS press opens a call-back task (回访) for this rung
 
     def matches(self, alarm_type: str, severity: Severity, *, vulnerable: bool, drill: bool) -> bool:
         return (
@@ -106,7 +119,8 @@ class Policy:
     @property
     def order(self) -> tuple[str, ...]:
         """Every rung of this policy in climbing order, entry first, each once."""
-        return tuple(dict.fromkeys((*self.entry, *self.ladder, *self.verify_escalate_to)))
+        extra = self.callback.escalate_to if self.callback is not None else ()
+        return tuple(dict.fromkeys((*self.entry, *self.ladder, *self.verify_escalate_to, *extra)))
 
 
 @dataclass(frozen=True)
@@ -196,7 +210,7 @@ def _policy(i: int, data: Mapping[str, Any], rungs: Mapping[str, Rung]) -> Polic
     if not isinstance(data, Mapping) or "name" not in data:
         raise PolicyError(where, "expected a mapping with a name")
     where = f"policies[{i}] ({data['name']})"
-    _keys(where, data, {"name", "match", "entry", "ladder", "verify", "stop_on"})
+    _keys(where, data, {"name", "match", "entry", "ladder", "verify", "stop_on", "callback"})
     match = data.get("match") or {}
     _keys(f"{where}.match", match, {"alarm_types", "severities", "vulnerable", "drill"})
     try:
@@ -215,11 +229,28 @@ def _policy(i: int, data: Mapping[str, Any], rungs: Mapping[str, Rung]) -> Polic
         if name not in rungs:
             raise PolicyError(where, f"names the rung {name!r}, which is not defined under rungs:")
     stop_on = frozenset(_field_state(f"{where}.stop_on", s) for s in data.get("stop_on", ["handled", "closed"]))
+    callback = _callback(f"{where}.callback", data.get("callback"), rungs, entry)
     return Policy(
         name=str(data["name"]), entry=entry, ladder=ladder, alarm_types=tuple(str(t) for t in match.get("alarm_types", ["*"])),
         severities=severities, vulnerable=match.get("vulnerable"), drill=match.get("drill"), verify_window_s=window,
-        verify_escalate_to=escalate_to, stop_on=stop_on,
+        verify_escalate_to=escalate_to, stop_on=stop_on, callback=callback,
     )
+
+
+def _callback(where: str, data: Any, rungs: Mapping[str, Rung], entry: tuple[str, ...]) -> CallbackRule | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise PolicyError(where, "expected {rung: ..., answer_within: seconds, escalate_to: [...]}")
+    _keys(where, data, {"rung", "answer_within", "escalate_to"})
+    rung = str(data.get("rung", entry[0]))
+    if rung not in entry:
+        raise PolicyError(f"{where}.rung", f"the call-back is made by an entry rung ({list(entry)}), not {rung!r}")
+    escalate_to = _names(f"{where}.escalate_to", data.get("escalate_to"))
+    for name in escalate_to:
+        if name not in rungs:
+            raise PolicyError(where, f"names the rung {name!r}, which is not defined under rungs:")
+    return CallbackRule(rung, _seconds(f"{where}.answer_within", data.get("answer_within", 60)), escalate_to)
 
 
 def parse_policies(data: Mapping[str, Any]) -> PolicySet:

@@ -23,6 +23,7 @@ REASON_TEXT: Final = {
     "exhausted": "各级均未响应，请值班员立即电话调度",
     "reopened": "报警再次生效（维护结束或故障仍在），请立即处置",
     "severity_raised": "险情升级，请立即处置",
+    "callback_failed": "回访无人接听或老人需要帮助，请立即处置",
 }
 
 
