@@ -187,6 +187,18 @@ class ApiSettings(_Section):
                     "instead of keeping the event loop busy; 0: answer at once.",
     )
 
+    responder_session_ttl_s: float = Field(
+        default=12 * 3600.0, ge=60, le=7 * 86400,
+        description="How long a responder stays logged in on the phone view after opening a one-tap link (one shift); their moves are still "
+                    "checked against the ladder, once each and in order.",
+    )
+    duty_phone: str = Field(
+        default="", max_length=40,
+        description="The command room's (值班室) number a responder's phone view offers as a tel: link (also on an expired or used link's page); "
+                    "usually the same as forward.duty_phone. Empty: no call button.",
+    )
+    community_duty_phones: dict[str, str] = Field(default={}, description="Per community id, its duty room's number on the phone view "
+                                                                           "(wins over duty_phone).")
 
 class SimulateSettings(_Section):
     """The site directory served and the simulated community that `shouwang run` starts."""

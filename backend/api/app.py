@@ -38,6 +38,7 @@ from backend.api.errors import ERRORS, install
 from backend.api.feed import feed_router
 from backend.api.health import health_router
 from backend.api.notify_links import notify_links_router
+from backend.api.responder import responder_router
 from backend.api.responses import responses_router
 from backend.api.series import series_router
 from backend.feed import LiveFeed
@@ -149,6 +150,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(feed_router(lambda: holder.feed, auth), responses=ERRORS)
     app.include_router(series_router(deps.timeseries, deps.sites, deps.clock, auth.territory_guard()), responses=ERRORS)
     app.include_router(responses_router(deps, auth), responses=ERRORS)  # issue 6: one-tap answers, the ladder's timelines and misses
+    app.include_router(responder_router(deps), responses=ERRORS)  # issue 18: the responder's phone view (GET /r/{token}, /m/...)
     app.include_router(maintenance_router(deps, auth), responses=ERRORS)  # issue 15: maintenance windows as records
     app.include_router(history_router(deps, auth), responses=ERRORS)  # issue 17: every alarm kept, filtered, exported; 处置记录单
     app.include_router(reports_router(deps, auth), responses=ERRORS)  # issue 17: the street office's monthly report (统计报表)

@@ -2,8 +2,8 @@
 
 How this works: `OneTapLinks.link(alarm_id, round, contact)` signs {kind: respond, alarm, ladder round,
 contact} with the API's `TokenSigner` (HMAC, expiring after `escalation.link_ttl_s`, 30 min by default). The
-link opens a small Chinese page (GET /r/{token}) with one button per answer still open to that person; each
-button POSTs /r/{token}/{answer} (a GET never changes anything, so SMS link previewers cannot answer for
+link opens the responder's phone view (GET /r/{token}, backend/api/responder.py) with one button per answer still
+open to that person; each button POSTs /r/{token}/{answer} (a GET never changes anything, so SMS link previewers cannot answer for
 anyone). The responder app posts the same answers as JSON to POST /api/responses/{token}.
 
 The answers are the lifecycle's own moves, by their names (alerting.lifecycle): acknowledge (我已收到), depart
@@ -65,7 +65,7 @@ from backend.escalation.store import UnknownEscalation
 from backend.store.users import UserStore
 from broker.clock import Clock
 
-__all__ = ["ANSWERS", "ANSWER_ORDER", "DECLINE", "Answer", "LinkRefused", "OneTapLinks", "next_move_refusal", "responses_router"]
+__all__ = ["ANSWERS", "ANSWER_ORDER", "DECLINE", "Answer", "LinkRefused", "OneTapLinks", "next_move_refusal", "record_answer", "responses_router"]
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +199,58 @@ def _claim(users: UserStore, alarm_id: str, contact: str, move: str, at_ms: int,
     raise LinkRefused("busy", move)
 
 
+async def _field_answer(deps: ApiDeps, svc: EscalationService, alarm_id: str, move: Move, *, contact: str, note: str) -> EscalationState:
+    """Ask the alarm's owner for the move when the alarm takes it: committed, the ladder observes it (the
+    bridge). Otherwise (already there or past, held, no owner here) the ladder records the person's answer."""
+    owner = deps.alarm_service
+    stored = await asyncio.to_thread(deps.alarms.get, alarm_id)
+    if owner is not None and stored is not None and (stored.state, move) in TRANSITIONS:
+        try:
+            await owner.move(alarm_id, move, contact, note=note)
+        except (MoveRefused, NoSuchAlarm) as exc:  # moved on between the look and the move: record the answer only
+            log.debug("one-tap %s on %s by %s: the alarm moved on meanwhile (%s)", move.value, alarm_id, contact, exc)
+        else:
+            state = await svc.get(alarm_id)
+            if state is not None:
+                return state
+    return await svc.observe(alarm_id, FIELD_MOVES[move], contact)
+
+
+async def record_answer(deps: ApiDeps, alarm_id: str, *, round_: int, contact: str, response: str, note: str, now_ms: int) -> AnswerResult:
+    """A person's answer on an alarm in a ladder round, once and in order (`_claim`), carried out through the alarm
+    service (a field move) or the ladder (decline); LinkRefused with the reason otherwise, nothing changed. The
+    one-tap routes below and the responder's phone view (backend.api.responder) both answer through here."""
+    if response not in ANSWERS:
+        raise LinkRefused("not_answer", response)
+    if deps.escalation is None:
+        raise LinkRefused("no_service")
+    svc, users = deps.escalation, deps.users
+    if await svc.get(alarm_id) is None:
+        raise LinkRefused("no_ladder", response)
+    seq = await asyncio.to_thread(_claim, users, alarm_id, contact, response, now_ms, round_=round_)
+    try:
+        if response == DECLINE:
+            state = await svc.decline(alarm_id, contact, note)
+        else:
+            state = await _field_answer(deps, svc, alarm_id, Move(response), contact=contact, note=note)
+    except BaseException as exc:
+        await asyncio.to_thread(users.forget_move, alarm_id, contact, seq, round_=round_)  # not carried out: the move is still open
+        if isinstance(exc, UnknownEscalation):
+            raise LinkRefused("no_ladder", response) from exc
+        if isinstance(exc, LadderError):
+            raise LinkRefused("ladder", response) from exc
+        if isinstance(exc, NotWired):  # the alarm's owner did not answer (a cluster's rules leader away): try again
+            raise LinkRefused("owner_away", response) from exc
+        raise
+    t0 = state.facts.raised_at_ms
+    return AnswerResult(alarm_id=alarm_id, contact=contact, response=response, stopped=state.stopped,
+                        reached_ms={s.value: t - t0 for s, t in state.reached})
+
+
 def responses_router(deps: ApiDeps, auth: Auth) -> APIRouter:
     router = APIRouter(tags=["responses"])
     extras = deps.extras or {}
     links: OneTapLinks = extras.get("one_tap") or OneTapLinks(deps.signer, deps.clock)
-    users = deps.users
 
     def english(request: Request) -> bool:
         return wants_english(request.headers.get("accept-language"))
@@ -226,64 +273,11 @@ def responses_router(deps: ApiDeps, auth: Auth) -> APIRouter:
         except InvalidToken as exc:
             raise LinkRefused(exc.reason if exc.reason in _REASONS else "malformed") from exc
 
-    async def field_answer(svc: EscalationService, alarm_id: str, move: Move, contact: str, note: str) -> EscalationState:
-        """Ask the alarm's owner for the move when the alarm takes it: committed, the ladder observes it (the
-        bridge). Otherwise (already there or past, held, no owner here) the ladder records the person's answer."""
-        owner = deps.alarm_service
-        stored = await asyncio.to_thread(deps.alarms.get, alarm_id)
-        if owner is not None and stored is not None and (stored.state, move) in TRANSITIONS:
-            try:
-                await owner.move(alarm_id, move, contact, note=note)
-            except (MoveRefused, NoSuchAlarm) as exc:  # moved on between the look and the move: record the answer only
-                log.debug("one-tap %s on %s by %s: the alarm moved on meanwhile (%s)", move.value, alarm_id, contact, exc)
-            else:
-                state = await svc.get(alarm_id)
-                if state is not None:
-                    return state
-        return await svc.observe(alarm_id, FIELD_MOVES[move], contact)
-
     async def answer(token: str, response: str, note: str) -> AnswerResult:
         alarm_id, round_, contact = opened(token)
-        if response not in ANSWERS:
-            raise LinkRefused("not_answer", response)
-        svc = service()
-        if await svc.get(alarm_id) is None:
-            raise LinkRefused("no_ladder", response)
-        seq = await asyncio.to_thread(_claim, users, alarm_id, contact, response, links.clock.now_ms(), round_=round_)
-        try:
-            if response == DECLINE:
-                state = await svc.decline(alarm_id, contact, note)
-            else:
-                state = await field_answer(svc, alarm_id, Move(response), contact, note)
-        except BaseException as exc:
-            await asyncio.to_thread(users.forget_move, alarm_id, contact, seq, round_=round_)  # not carried out: the move is still open
-            if isinstance(exc, UnknownEscalation):
-                raise LinkRefused("no_ladder", response) from exc
-            if isinstance(exc, LadderError):
-                raise LinkRefused("ladder", response) from exc
-            if isinstance(exc, NotWired):  # the alarm's owner did not answer (a cluster's rules leader away): try again
-                raise LinkRefused("owner_away", response) from exc
-            raise
-        t0 = state.facts.raised_at_ms
-        return AnswerResult(alarm_id=alarm_id, contact=contact, response=response, stopped=state.stopped,
-                            reached_ms={s.value: t - t0 for s, t in state.reached})
+        return await record_answer(deps, alarm_id, round_=round_, contact=contact, response=response, note=note, now_ms=links.clock.now_ms())
 
-    @router.get("/r/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def one_tap_page(request: Request, token: str) -> HttpResponse:
-        try:
-            alarm_id, round_, contact = opened(token)
-            state = await service().get(alarm_id)
-        except LinkRefused as exc:
-            return refuse(request, exc)
-        made = [m.move for m in await asyncio.to_thread(users.moves, alarm_id, contact, round_=round_)]
-        title = (state.facts.title or state.facts.alarm_type) if state is not None else alarm_id
-        drill = "【演练】" if state is not None and state.facts.drill else ""
-        done = "".join(f"<p>已提交：{ANSWERS.get(m, m)}</p>" for m in made)
-        open_moves = [r for r in ANSWERS if next_move_refusal(made, r) is None]
-        buttons = "".join(f'<form method="post" action="/r/{html.escape(token)}/{r}"><button>{ANSWERS[r]}</button></form>' for r in open_moves)
-        if not open_moves:
-            buttons = "<p>此链接已没有可提交的操作；如有情况请致电值班室。</p>"
-        return HTMLResponse(_page("守望 · 报警响应", f"<h1>{drill}{html.escape(title)}</h1><p>报警编号 {html.escape(alarm_id)}</p>{done}{buttons}"))
+    # GET /r/{token} (the page a link opens, which also logs its person in on the phone view) is in backend.api.responder.
 
     @router.post("/r/{token}/{response}", response_class=HTMLResponse, include_in_schema=False)
     async def one_tap_answer(request: Request, token: str, response: Answer) -> HttpResponse:

@@ -638,13 +638,9 @@ def phone(url: str) -> Builder:
 
 
 async def phone_alarm_move(m: Matrix, _acting: bool) -> Call:
-    """RESPONDER's 收到 from the phone on a fresh alarm whose ladder paged them: it shows in the ladder's timeline."""
+    """RESPONDER's 收到 from the phone on a fresh alarm whose ladder paged them: a move of the alarm service (state, audit)."""
     alarm = await m.with_ladder(await m.fresh_alarm(NEXT_DOOR))
-
-    async def reached() -> object:
-        return (await m.ladder.service.timeline(alarm)).reached
-
-    return Call(f"/m/api/alarms/{alarm}/moves", effect=reached, form={"move": "acknowledge", "note": "在路上"}, session=True)
+    return Call(f"/m/api/alarms/{alarm}/moves", effect=m.alarm_effect(alarm), form={"move": "acknowledge", "note": "在路上"}, session=True)
 
 
 async def phone_order_move(m: Matrix, _acting: bool) -> Call:
