@@ -41,8 +41,12 @@ async def test_kill9_during_escalation_resumes_the_ladder_and_loses_no_alarm(tmp
             bl = await until(lambda: apps.to("bl1", first_alarm), 20, "the overdue step (building leader) after the restart")
             assert bl[0][1] - restarted < 10, "the overdue step fires at once after the restart"
             duty = await until(lambda: apps.to("duty1", first_alarm), 20, "the next step (duty officer) on time")
-            gap = duty[0][1] - bl[0][1]
-            assert 3.0 <= gap <= 9.0, f"the duty officer was paged {gap:.1f} s after the building leader; the deadline is 4 s"
+            # The deadline counts from when the building leader was paged (the notice's issue time, the centre's clock):
+            # on a loaded machine the restarted backend's publisher may deliver that first page late, so arrival times
+            # would understate the wait the building leader had.
+            gap = (duty[0][0].issued_ts_ms - bl[0][0].issued_ts_ms) / 1000
+            assert 3.9 <= gap <= 9.0, f"the duty officer was paged {gap:.1f} s after the building leader; the deadline is 4 s"
+            assert duty[0][1] >= bl[0][1], "the building leader's page arrived first"
             second = await until(lambda: [n for n, _ in apps.to("gw1") if n.alarm_id != first_alarm], 20,
                                  "the page for the smoke event sent while the backend was dead")
             rows = await backend.alarms(open="true")
