@@ -110,7 +110,8 @@ class NoticeFailures:
         sig = Signal(SignalKind.RAISE, NOTICE_FAILED, _SUBJECT + e.contact, e.at_ms, Severity.MAJOR, life_safety=False, drill=e.drill,
                      title=f"通知未送达：{name}（{what}）",
                      place=Place(building=where.building, unit=where.unit, household=where.household),
-                     detail=f"{name}（{e.contact}）的通知 {e.key} 在所有渠道均未送达（{channels}）；最后：{render(f'channel.{e.channel}')}：{e.detail}")
+                     detail=f"{name}（{e.contact}）的通知在所有渠道均未送达（{channels}）。{render(f'channel.{e.channel}')}："
+                            f"{e.detail.removeprefix(f'{e.channel}: ') or '原因未知'}；请电话联系本人。")
         self._failing.add((e.contact, e.drill))
         log.warning("notice %s reached %s on no channel (%s): raising %s", e.key, e.contact, ", ".join(failed), NOTICE_FAILED)
         await self.alarms.signal(sig)

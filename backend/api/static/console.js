@@ -335,7 +335,7 @@ function renderDetail() {
         <td><b>${esc(r.label)}</b>${r.missed.length ? ` <span class="late">⚠ ${r.missed.map(m => esc(t("fs_" + m))).join(",")}</span>` : ""}</td>
         <td>${esc(status)}</td><td>${r.waits_for_answer ? cd(r.next_repeat_ms) : "—"}</td><td>${climb}</td></tr>`;
     }).join("")}</tbody></table>` : "";
-  const timeline = `<ol class="timeline" id="timeline">${d.timeline.map(e => `<li class="${esc(e.source)}" data-what="${esc(e.what)}">
+  const timeline = `<ol class="timeline" id="timeline">${d.timeline.map(e => `<li class="${esc(e.source)}" data-what="${esc(e.what)}"${e.source === "receipt" ? ` data-contact="${esc(e.contact)}" data-channel="${esc(e.channel)}"` : ""}>
       <span class="t">${fmtTime(e.at_ms)}</span><b>${esc(e.actor_text || e.actor)}</b> · ${esc(e.label || (e.to_state ? t("st_" + e.to_state) : e.what))}
       ${e.on_behalf_of ? " ⇢ " + esc(e.on_behalf_of) : ""}${e.target ? " → " + esc(e.target) : ""}${e.rung ? " [" + esc(e.rung_text || e.rung) + "]" : ""}
       <span class="dim">${esc(t("src_" + e.source))}${e.note ? " · " + esc(e.note_text || e.note) : ""}</span></li>`).join("")}</ol>`;
@@ -543,7 +543,7 @@ function onFeedEvent(type, data) {
     loadBoardSoon(); refreshSoon(); return;
   }
   if (type === "forward") { forwardStrip(data.data || data); refreshSoon(); return; }
-  if (type === "health" || type === "ladder" || type === "notice") refreshSoon();
+  if (type === "health" || type === "ladder" || type === "notice" || type === "receipt") refreshSoon();  // receipt: who got a notice (issue 18)
 }
 // 转警 119 (issue 17): the detail's line, and a red strip while a forward failed on every channel (it is retried)
 Object.assign(TEXTS.zh, { src_forward: "转警119", fw_receipted: "已转警119（{time}，回执号 {receipt}）", fw_failed: "转警失败（{time}：{why}），正在重试",
