@@ -52,6 +52,8 @@ def test_no_import_runs_back_up_the_house(package: str) -> None:
 # Rooms inside the backend: folder -> the modules (and everything under them) it must never import
 ROOMS_FORBIDDEN = {
     "backend/store": ("backend.ingest", "backend.api", "backend.escalation"),  # the stores sit below who writes and reads them
+    "backend/feed": ("backend.api",),  # the feed is its own room; the API serves it, never the other way
+    "backend/alarms": ("backend.api", "backend.feed", "backend.escalation"),  # the one writer of alarm state knows no reader
 }
 
 
@@ -72,6 +74,16 @@ def test_the_gateway_runs_without_the_centre() -> None:
     probe = f"import sys, edge.__main__, edge.cli, edge.agent; print(','.join(sorted({{m.split('.')[0] for m in sys.modules}} & {centre})))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "", f"importing the edge agent loaded: {out.stdout.strip()}"
+
+
+def test_the_site_directory_loads_no_other_room_of_the_backend() -> None:
+    """Simulators, tools and the gateway's config command read the site directory without starting the backend's rooms."""
+    probe = "import sys, backend.sites; print(','.join(sorted(m for m in sys.modules if m.startswith('backend.') and not m.startswith('backend.sites'))))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
+    assert set(filter(None, out.stdout.strip().split(","))) <= {"backend.errors"}, f"importing backend.sites loaded: {out.stdout.strip()}"
+    heavy = "import sys, backend.sites; print(','.join(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy','fastapi','uvicorn','psycopg'})))"
+    out = subprocess.run([sys.executable, "-c", heavy], cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "", f"importing backend.sites loaded: {out.stdout.strip()}"
 
 
 def test_the_rules_cover_every_package_of_ours() -> None:
