@@ -12,7 +12,8 @@ receipts), marking each done afterwards.
 `start(facts)`, `reopen` (the alarm is live again: a new round), `raise_severity`, `observe` (a field state a
 person's committed move reached) and `stop(alarm_id, reason)` are the bridge's (backend.escalation.bridge): the
 ladder learns of every lifecycle move from the alarm service's committed result and never asks for one. The
-ladder's own events are `decline` (a responder cannot come) and `verify` (the console's 核实). Each notice's
+ladder's own events are `decline` (a responder cannot come), `verify` (the console's 核实) and `record_callback` (an SOS
+call-back's outcome, 回访). Each notice's
 one-tap link is made for the ladder's round (`LinkMaker(alarm_id, round, contact)`).
 All times come from the injected clock; tests drive `run_due()` and `deliver_pending()` on a VirtualClock.
 """
@@ -31,6 +32,7 @@ import msgspec
 
 from alerting.ladder import (
     AlarmFacts,
+    CallbackOutcome,
     Contact,
     ContactKind,
     EscalationState,
@@ -44,6 +46,7 @@ from alerting.ladder import (
     decline,
     observe,
     raise_severity,
+    record_callback,
     reopen,
     rung_status,
     start,
@@ -222,6 +225,16 @@ class EscalationService:
     async def decline(self, alarm_id: str, actor: str, note: str = "") -> EscalationState:
         """无法前往 from `actor`: the rung passes on at once (timers due by now fire first)."""
         return await self._event(alarm_id, lambda s, now: decline(s, actor, self.policies, self.roster, now, note))
+
+    async def record_callback(self, alarm_id: str, outcome: CallbackOutcome, actor: str, note: str = "") -> EscalationState:
+        """回访结果 from `actor`, once (CallbackError otherwise): no answer or needs help pages the family and climbs at
+        once; answered-fine and false press climb nothing (backend.callbacks closes the alarm through the lifecycle)."""
+        return await self._event(alarm_id, lambda s, now: record_callback(s, outcome, actor, self.policies, self.roster, now, note))
+
+    async def open_callbacks(self) -> list[EscalationState]:
+        """Every call-back still waiting for its outcome (the policies with a `callback:` rule), oldest first."""
+        names = [p.name for p in self.policies.policies if p.callback is not None]
+        return await asyncio.to_thread(self.store.open_callbacks, names)
 
     async def verify(self, alarm_id: str, actor: str, note: str = "") -> EscalationState:
         """核实 by `actor` (the console): the alarm is real; the verify window is spent."""

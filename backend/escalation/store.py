@@ -283,6 +283,16 @@ class EscalationStore:
             text = conn.execute(sa.select(escalations.c.state).where(escalations.c.alarm_id == alarm_id)).scalar()
         return None if text is None else decode_state(text)
 
+    def open_callbacks(self, policies: Sequence[str], limit: int = 500) -> list[EscalationState]:
+        """Running escalations of the policies that open a call-back (回访) whose outcome is not recorded yet, oldest first."""
+        if not policies:
+            return []
+        q = (sa.select(escalations.c.state).where(sa.not_(escalations.c.stopped), escalations.c.policy.in_(list(policies)))
+             .order_by(escalations.c.started_ms).limit(limit))
+        with self.engine.connect() as conn:
+            states = [decode_state(t) for t in conn.execute(q).scalars()]
+        return [s for s in states if s.callback is not None and s.callback.open]
+
     def log(self, alarm_id: str) -> list[LogEntry]:
         c = escalation_log.c
         q = sa.select(c.alarm_id, c.step, c.kind, c.rung, c.field_state, c.contact, c.detail, c.at_ms, c.due_ms, c.worker)

@@ -254,6 +254,7 @@ class _Household(_Record):
     room: str
     residents: int = Field(default=1, ge=0)
     vulnerable: _Vulnerability | None = None
+    phone: str | None = Field(default=None, max_length=32)
 
 
 class _Gateway(_Record):
@@ -527,7 +528,7 @@ def _parse(text: str, file: str, base_dir: Path | None, check: _Checker) -> Site
         vul = None
         if v is not None:
             vul = Vulnerability(v.lives_alone, v.mobility, v.key_holder, contacts(v.family_contacts), contacts(v.neighbours), v.notes, v.welfare_check_hours)
-        return Household(share(r.id), share(r.building), r.unit, share(r.room), r.residents, vul)
+        return Household(share(r.id), share(r.building), r.unit, share(r.room), r.residents, vul, r.phone)
 
     households = collect("households", _Household, household)
 

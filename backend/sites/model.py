@@ -117,6 +117,7 @@ class Household:
     room: str
     residents: int = 1
     vulnerable: Vulnerability | None = None
+    phone: str | None = None  # the household's own number: the SOS call-back (回访) rings it
 
 
 @dataclass(frozen=True, slots=True)
