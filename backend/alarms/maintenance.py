@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -53,7 +53,27 @@ from backend.stream import Bulletin
 from broker.kinds import DeviceKind
 
 if TYPE_CHECKING:
-    from backend.alarms.service import AlarmService
+    from collections.abc import Callable, Sequence
+
+    from alerting.engine import Engine
+    from alerting.model import Action
+    from backend.alarms.store import AlarmStore
+    from backend.stream import CentreStream
+    from broker.clock import Clock
+
+
+class AlarmCoreAccess(Protocol):
+    """What the windows need of the alarm service that owns them (backend.alarms.service.AlarmService is it): its
+    store, clock, core and stream, and one decision with its commit under the service's lock."""
+
+    store: AlarmStore
+    clock: Clock
+    stream: CentreStream
+
+    @property
+    def engine(self) -> Engine: ...
+
+    async def in_core(self, decide: Callable[[AlarmBook, int], Sequence[Action]], write: Callable[[sa.Connection], None]) -> list[Action]: ...
 
 __all__ = [
     "LIFE_SAFETY_KINDS",
@@ -206,7 +226,7 @@ def _record(row: Any) -> WindowRecord:
 class MaintenanceWindows:
     """The windows of one alarm service (its `maintenance` attribute)."""
 
-    def __init__(self, service: AlarmService, sites: SiteDirectory, settings: MaintenanceSettings | None = None) -> None:
+    def __init__(self, service: AlarmCoreAccess, sites: SiteDirectory, settings: MaintenanceSettings | None = None) -> None:
         self.service = service
         self.sites = sites
         self.settings = settings or MaintenanceSettings()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from backend.ingest.service import IngestService
+    from backend.loopwatch import LoopWatch
     from backend.relay.leader import RulesSeat
-    from backend.server import Backend
+    from backend.stream import CentreStream
     from broker.clock import Clock
 
 __all__ = ["database_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check", "queue_check"]
@@ -134,7 +135,19 @@ def queue_check(seat: RulesSeat, queue_url: str, clock: Clock, max_age_s: float)
     return check
 
 
-def instrument_backend(app: FastAPI, backend: Backend) -> None:
+class BackendParts(Protocol):
+    """What `instrument_backend` reads of a running backend (backend.server.Backend is one): the parts it runs, its
+    settings, its clock and stream. Optional parts (publisher, ingest) are read with getattr."""
+
+    settings: Settings
+    db: sa.Engine
+    clock: Clock
+    stream: CentreStream
+    loopwatch: LoopWatch
+    seat: RulesSeat | None
+
+
+def instrument_backend(app: FastAPI, backend: BackendParts) -> None:
     """Register a backend's readiness checks and hook its metrics (called once the backend's parts have started)."""
     s = backend.settings.ops
     readiness: Readiness = app.state.readiness
