@@ -45,6 +45,8 @@ from backend.api.responses import ANSWER_ORDER, ANSWERS, LinkRefused, OneTapLink
 from backend.api.tokens import InvalidToken
 from backend.errors import BackendError
 from backend.i18n import lang_of
+from backend.notify.receipts import ReceiptStore
+from backend.notify.reports import ReceiptReports
 from backend.responder import COOKIE, COOKIE_PATH, Person, ResponderSessions, alarm_task, order_is_mine, order_task, paged, person_of
 from backend.responder.view import ORDER_MOVES
 from backend.workorders import PhotoRefused, WorkOrderService, WorkOrderServiceError
@@ -121,6 +123,7 @@ def responder_router(deps: ApiDeps) -> APIRouter:
     tz = ZoneInfo(orders.settings.time_zone)
     photos = PhotoFolder(orders.photos.root.parent / "responder-photos")
     shell = (STATIC / "responder.html").read_text(encoding="utf-8")
+    read = ReceiptReports(ReceiptStore(deps.alarms.engine), deps.stream)  # issue 18: a link opened is its notice read
 
     def duty_phone(community: str | None) -> str | None:
         per: dict[str, str] = getattr(api_settings, "community_duty_phones", {}) or {}
@@ -227,6 +230,7 @@ def responder_router(deps: ApiDeps) -> APIRouter:
                 raise LinkRefused("no_service")
         except LinkRefused as exc:
             return refusal_page(request, exc.text(english=english), exc.status)
+        await read.opened(alarm_id, contact, deps.clock.now_ms())  # the alarm's timeline: 短信 已读
         state = await deps.escalation.get(alarm_id)
         person = person_of(contact, deps.sites)
         community = state.facts.where.community if state is not None else None

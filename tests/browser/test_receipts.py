@@ -2,17 +2,20 @@
 service, ladder, API, console) with Alibaba SMS and voice pointed at the local fake of Alibaba's documented API
 (tests/notify/fakes.py): a smoke alarm pages its rungs, the officer's open detail lists each person's SMS as 已发送, and
 when Alibaba's SmsReport says it reached the phone the open detail shows 已送达 by itself (the feed's `receipt` event),
-with the time in Beijing time. Then a notice to a person whose number the provider refuses fails on every channel: a
-`notice_failed` alarm naming that person appears on the board. Screenshots under test-artifacts/browser/."""
+with the time in Beijing time, and 已读 once the person opens the link the SMS carried. Then a notice to a person
+whose number the provider refuses fails on every channel: a `notice_failed` alarm naming that person appears on the
+board. Screenshots under test-artifacts/browser/."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiomqtt
 import httpx
@@ -114,8 +117,18 @@ async def test_the_open_detail_shows_an_sms_delivered_and_a_person_no_channel_re
     m = re.search(r"(\d{1,2}):(\d{2}):(\d{2})", shown)
     assert m is not None, shown
     assert (int(m.group(1)), int(m.group(2))) == (beijing.hour, beijing.minute)  # Beijing time, not the page's UTC
-    await delivered.scroll_into_view_if_needed()
-    await page.screenshot(path=str(shots / "sms-delivered.png"), full_page=False)
+    # the person opens the link in that SMS (the short link, then their one-tap page): the SMS was read
+    [sent_sms] = [p for p in aliyun[0].sent.values() if p.get("BizId") == sms.provider_ref]
+    short = urlsplit(json.loads(sent_sms["TemplateParam"])["link"]).path
+    async with httpx.AsyncClient(base_url=system.backend.url) as http:
+        hop = await http.get(short)
+        assert hop.status_code == 302, hop.text
+        opened = await http.get(urlsplit(hop.headers["location"]).path, headers={"Accept": "text/html"})
+    assert opened.status_code == 200, opened.text
+    read = page.locator(f'#timeline li.receipt[data-contact="{sms.contact}"][data-channel="sms"][data-what="read"]')
+    await expect(read).to_contain_text("短信 已读", timeout=5_000)
+    await read.scroll_into_view_if_needed()
+    await page.screenshot(path=str(shots / "sms-delivered-and-read.png"), full_page=False)
 
     # a person whose number the provider refuses: SMS and call both fail; that person is an alarm of their own
     dispatcher = system.backend.escalation.service.dispatcher
