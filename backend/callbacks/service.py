@@ -192,7 +192,7 @@ class CallbackDesk:
         where = " ".join(p for p in (rec.building_id or "", f"{rec.unit}单元" if rec.unit is not None else "", hh.room if hh else "") if p)
         return {
             "alarm_id": rec.id, "alarm_type": rec.alarm_type, "title": rec.title,
-            "drill": rec.drill, "alarm_state": rec.state, "household": rec.household_id, "place": where or "位置未知",
+            "drill": rec.drill, "alarm_state": rec.state, "building_id": rec.building_id, "household": rec.household_id, "place": where or "位置未知",
             "resident_phone": hh.phone if hh is not None else None, "family": family,
             "rung": cb.rung, "rung_label": rung.label if rung is not None else cb.rung,
             "opened_ms": cb.opened_ms, "deadline_ms": deadline, "deadline_text": self._clock(deadline),

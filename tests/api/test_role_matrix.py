@@ -175,6 +175,9 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("GET", "/m/api/tasks"): (Access.SESSION, EVERYONE, NO, 200),
     ("POST", "/m/api/alarms/{alarm_id}/moves"): (Access.SESSION, EVERYONE, NO, 200),
     ("POST", "/m/api/workorders/{order_id}/moves"): (Access.SESSION, EVERYONE, NO, 200),
+    ("GET", "/api/callbacks"): (LOGIN, EVERYONE, FILTERED, 200),  # issue 18: SOS call-backs (回访) waiting for their outcome
+    ("GET", "/api/alarms/{alarm_id}/callback"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("POST", "/api/alarms/{alarm_id}/callback"): (LOGIN, FIELD, NOT_FOUND, 200),  # the matrix sends no_answer; closing outcomes need close too
 }
 # Deliberately public, not in the table: the OpenAPI document and its viewers, the console's static files, and the
 # operators' probes and metrics (docs/operations.md; the reverse proxy keeps /metrics, /livez and /readyz inside).
@@ -209,6 +212,7 @@ class Matrix:
     app: FastAPI
     base_url: str  # uvicorn serving the same app, for the SSE stream
     sentinel: str = ""  # an open alarm in HOME with a ladder; refused and outside callers aim at it, so it never changes
+    sos_sentinel: str = ""  # an SOS press in HOME whose call-back stays open (issue 18): the same, for the call-back routes
     unused: dict[str, Iterator[Device]] = field(default_factory=dict)  # building -> electrical devices without an alarm yet
     forger: TokenSigner = field(default_factory=lambda: TokenSigner(b"not the server's key, 32 bytes!!"))
     names: Iterator[int] = field(default_factory=itertools.count)
@@ -656,6 +660,41 @@ async def phone_order_move(m: Matrix, _acting: bool) -> Call:
     return Call(f"/m/api/workorders/{o.id}/moves", effect=state, form={"move": "start"}, session=True)
 
 
+async def home_sos(m: Matrix, acting: bool) -> str:
+    """An SOS press in HOME with its call-back open (issue 18): the shared one, or a fresh one for an acting caller."""
+    if m.sos_sentinel and not acting:
+        return m.sos_sentinel
+    key = f"sos:{HOME}"
+    if key not in m.unused:
+        m.unused[key] = iter([d for d in m.api.sites.devices_by_building[HOME] if d.kind is DeviceKind.SOS])
+    device = next(m.unused[key], None)
+    assert device is not None, f"every SOS button of {HOME} already has an alarm"
+    alarm_id = await m.api.smoke(device, event=EventKind.SOS_PRESS)
+    a = m.api.service.store.get(alarm_id)
+    assert a is not None
+    await m.ladder.service.start(fire(alarm_id, HOME, alarm_type="sos", household=a.place.household, roster=m.ladder.roster))
+    if not acting:
+        m.sos_sentinel = alarm_id
+    return alarm_id
+
+
+def on_sos(template: str, body: dict[str, Any] | None = None) -> Builder:
+    """A call-back request at HOME's SOS press; a POST records an outcome, so an acting caller gets a press of its own."""
+
+    async def build(m: Matrix, acting: bool) -> Call:
+        alarm = await home_sos(m, acting and body is not None)
+
+        async def recorded() -> object:
+            state = await m.ladder.service.get(alarm)
+            assert state is not None
+            assert state.callback is not None
+            return state.callback.outcome, len(m.ladder.store.log(alarm))
+
+        return Call(template.format(alarm=alarm), body, alarm if "{alarm}" in template else None, recorded if body is not None else None)
+
+    return build
+
+
 REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("GET", "/"): at("/"),
     ("GET", "/api/health"): at("/api/health"),
@@ -730,6 +769,9 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("GET", "/m/api/tasks"): phone("/m/api/tasks"),
     ("POST", "/m/api/alarms/{alarm_id}/moves"): phone_alarm_move,
     ("POST", "/m/api/workorders/{order_id}/moves"): phone_order_move,
+    ("GET", "/api/callbacks"): on_sos("/api/callbacks"),
+    ("GET", "/api/alarms/{alarm_id}/callback"): on_sos("/api/alarms/{alarm}/callback"),
+    ("POST", "/api/alarms/{alarm_id}/callback"): on_sos("/api/alarms/{alarm}/callback", {"outcome": "no_answer"}),
 }
 
 
@@ -929,6 +971,8 @@ def shows_home(route: tuple[str, str], body: Any) -> bool:
         return any(a["building_id"] == HOME for a in body["alarms"])
     if route == ("GET", "/api/reports/communities"):
         return any(c["id"] == "c01" for c in body["communities"])  # HOME's community
+    if route == ("GET", "/api/callbacks"):
+        return any(c["building_id"] == HOME for c in body["callbacks"])
     raise AssertionError(f"no check for {route}")
 
 
