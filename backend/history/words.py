@@ -22,6 +22,7 @@ TYPE_WORDS: Final[dict[str, tuple[str, str]]] = {
     "power_outage": ("停电", "power outage"), "devices_unknown": ("设备状态未知", "devices unknown"),
     "devices_uncommissioned": ("设备未上线", "devices not commissioned"), "clock_skew": ("时钟偏差", "clock skew"),
     "welfare_check": ("独居老人关怀核实", "welfare check"), "patrol_missed": ("巡检心跳缺失", "patrol missed"),
+    "notice_failed": ("通知未送达", "notice not delivered"),  # issue 18: a person no channel of a notice reached
     "low_battery": ("低电量", "low battery"), "tamper": ("防拆报警", "tamper"), "device_fault": ("设备故障", "device fault"),
     "residual_current": ("剩余电流超限", "residual current"), "residual_drift": ("剩余电流漂移", "residual current drift"),
     "cable_temperature": ("线缆温度超限", "cable temperature"), "temperature_rise": ("温升过快", "temperature rise"),
