@@ -8,9 +8,11 @@ running escalation runtime, and wires, in order:
    stored state; it publishes every commit on the centre's stream (backend.stream);
 2. the ladder's bridge (backend.escalation.bridge), subscribed to that stream: it starts, re-opens and stops
    ladders from committed changes and re-derives what a restart or a takeover left undone;
-3. patrol (巡检, backend.patrol), when enabled and there are gateways: its missed-patrol alarms go through
+3. the archiver (归档, backend.alarms.archive): closed alarms archived through the alarm service after
+   `alarms.archive_after_days` of quiet;
+4. patrol (巡检, backend.patrol), when enabled and there are gateways: its missed-patrol alarms go through
    the alarm service like any other;
-4. the 119 hand-off (转警 119, backend.forward), when `forward.enabled`: subscribed to the same stream, it forwards
+5. the 119 hand-off (转警 119, backend.forward), when `forward.enabled`: subscribed to the same stream, it forwards
    a fire the ladder verified (or treated as real) to the fire brigade's receiving system, once per alarm.
 
 Leaving stops them in reverse. Both `backend.server.Backend` (the single process) and
@@ -29,6 +31,7 @@ from typing import Self
 
 import sqlalchemy as sa
 
+from backend.alarms.archive import ArchiveWatch
 from backend.alarms.service import AlarmService
 from backend.alarms.store import IN_TRANSACTION
 from backend.escalation.bridge import AlarmLadderBridge
@@ -60,6 +63,7 @@ class AlarmCore:
         self.bridge = AlarmLadderBridge(service, escalation.service, escalation.roster)
         self.patrol: PatrolScheduler | None = None
         self.forwarder: Forwarder | None = None
+        self.archiver: ArchiveWatch | None = None
         self._stack = contextlib.AsyncExitStack()
 
     @contextlib.contextmanager
@@ -78,6 +82,11 @@ class AlarmCore:
             with self._fenced():
                 await self._stack.enter_async_context(self.service)
             await self._stack.enter_async_context(self.bridge)
+            # issue 17: closed alarms archived after a quiet period (backend/alarms/archive.py: from stored state and the clock, fenced like
+            # every alarm write; a restart catches up at once)
+            with self._fenced():
+                self.archiver = await self._stack.enter_async_context(ArchiveWatch(
+                    self.service, after_days=self.settings.alarms.archive_after_days, every_s=self.settings.alarms.archive_check_every_s))
             # issue 18: a person no channel of a notice reached is an alarm of its own (notice_failed, backend.notify.failures)
             await self._stack.enter_async_context(NoticeFailures(self.service, self.escalation.receipts, self.service.stream))
             p = self.settings.patrol

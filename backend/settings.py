@@ -186,7 +186,6 @@ class ApiSettings(_Section):
         description="A throttled login's 429 is held this long (never past its Retry-After), so a flood that ignores Retry-After slows itself down "
                     "instead of keeping the event loop busy; 0: answer at once.",
     )
-
     responder_session_ttl_s: float = Field(
         default=12 * 3600.0, ge=60, le=7 * 86400,
         description="How long a responder stays logged in on the phone view after opening a one-tap link (one shift); their moves are still "
@@ -199,6 +198,7 @@ class ApiSettings(_Section):
     )
     community_duty_phones: dict[str, str] = Field(default={}, description="Per community id, its duty room's number on the phone view "
                                                                            "(wins over duty_phone).")
+
 
 class SimulateSettings(_Section):
     """The site directory served and the simulated community that `shouwang run` starts."""
@@ -281,6 +281,21 @@ class WorkOrderConfig(_Section):
     max_photos: int = Field(default=20, ge=1, le=200, description="Most photos one work order may hold.")
     require_photo_to_finish: bool = Field(default=True, description="Finishing the rectification needs at least one photo on the order.")
     photos_dir: Path | None = Field(default=None, description="Folder of the work-order photos. Unset: data_dir/workorder-photos.")
+
+
+class AlarmsConfig(_Section):
+    """Working an alarm together (docs/console.md, 协同处置): comments with photos, and archiving closed alarms (归档)."""
+
+    archive_after_days: float = Field(
+        default=7.0, ge=0, le=366,
+        description="A closed or false alarm is archived (归档) by the system once nothing happened on it (no move, comment or assignment) "
+                    "for this many days; 0: only by hand.")
+    archive_check_every_s: float = Field(default=600.0, gt=0, le=86400, description="How often alarms due for archiving are looked for.")
+    comment_max_chars: int = Field(default=1000, ge=10, le=2000, description="Longest comment a person may write on an alarm, characters.")
+    comment_photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024,
+                                         description="Largest photo attached to a comment, bytes (JPEG, PNG or WebP, judged by its bytes).")
+    comment_max_photos: int = Field(default=4, ge=1, le=20, description="Most photos one comment may carry.")
+    photos_dir: Path | None = Field(default=None, description="Folder of the comments' photos. Unset: data_dir/alarm-photos.")
 
 
 class RuntimeSettings(_Section):
@@ -378,6 +393,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()
     maintenance: MaintenanceConfig = MaintenanceConfig()
     workorders: WorkOrderConfig = WorkOrderConfig()
+    alarms: AlarmsConfig = AlarmsConfig()
     forward: ForwardSettings = ForwardSettings()
     ops: OpsSettings = OpsSettings()
 

@@ -10,6 +10,8 @@ subscription order before `publish` returns:
     NoticeSent         the console channel of the dispatcher     the live feed
     ReceiptRecorded    the notification dispatcher               the live feed
     Bulletin           maintenance windows and other notices     the live feed
+    AlarmAssigned      the alarm's collaboration (backend.alarms.collab)  the live feed
+    CommentAdded       the alarm's collaboration (backend.alarms.collab)  the live feed
 
 `Persist` is the core's own value (alerting.model: the alarm as it now is and the audit entries this commit
 wrote); the stream adds no second type for "the alarm". A subscriber is an async callable taking the events of
@@ -31,7 +33,7 @@ from typing import Any
 
 from alerting.model import Persist
 
-__all__ = ["Bulletin", "CentreStream", "Event", "LadderStep", "NoticeSent", "ReceiptRecorded", "Subscriber"]
+__all__ = ["AlarmAssigned", "Bulletin", "CentreStream", "CommentAdded", "Event", "LadderStep", "NoticeSent", "ReceiptRecorded", "Subscriber"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,42 @@ class Bulletin:
         return dict(self.data)
 
 
-Event = Persist | LadderStep | NoticeSent | ReceiptRecorded | Bulletin
+@dataclass(frozen=True, slots=True)
+class AlarmAssigned:
+    """An alarm was assigned (or re-assigned) to a person: who assigned it, when, to whom (issue 17)."""
+
+    alarm_id: str
+    assignee_id: str
+    assignee_name: str
+    assignee_role: str
+    actor: str
+    note: str
+    at_ms: int
+    drill: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": "assignment", "alarm_id": self.alarm_id, "assignee_id": self.assignee_id, "assignee_name": self.assignee_name,
+                "assignee_role": self.assignee_role, "actor": self.actor, "note": self.note, "at_ms": self.at_ms, "drill": self.drill}
+
+
+@dataclass(frozen=True, slots=True)
+class CommentAdded:
+    """A person commented on an alarm (with photos, by their ids); the alarm's state did not change (issue 17)."""
+
+    alarm_id: str
+    comment_id: str
+    author: str
+    text: str
+    photo_ids: tuple[str, ...]
+    at_ms: int
+    drill: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": "comment", "alarm_id": self.alarm_id, "comment_id": self.comment_id, "author": self.author, "text": self.text,
+                "photos": [f"/api/alarms/{self.alarm_id}/photos/{p}" for p in self.photo_ids], "at_ms": self.at_ms, "drill": self.drill}
+
+
+Event = Persist | LadderStep | NoticeSent | ReceiptRecorded | Bulletin | AlarmAssigned | CommentAdded
 Subscriber = Callable[[Sequence[Event]], Awaitable[None]]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["alarm_audit", "alarms", "device_records", "metadata", "rule_state"]
+__all__ = ["alarm_assignments", "alarm_audit", "alarm_comment_photos", "alarm_comments", "alarms", "device_records", "metadata", "rule_state"]
 
 metadata = sa.MetaData()
 
@@ -58,6 +58,7 @@ sa.Index("ix_alarm_updated", alarms.c.updated_ms)
 sa.Index("ix_alarm_raised_id", alarms.c.raised_at_ms, alarms.c.id)
 sa.Index("ix_alarm_community_raised", alarms.c.community_id, alarms.c.raised_at_ms)
 sa.Index("ix_alarm_device_raised", alarms.c.device_id, alarms.c.raised_at_ms)
+sa.Index("ix_alarm_state_updated", alarms.c.state, alarms.c.updated_ms)  # closed alarms due for archiving (0004_collab, backend/alarms/archive.py)
 
 alarm_audit = sa.Table(
     "alarm_audit",
@@ -96,3 +97,45 @@ rule_state = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
 )
+
+# Working an alarm together (issue 17, backend/alarms/collab.py; migration 0004_collab). Append-only: the current
+# assignee is the newest assignment row; a comment never changes the alarm's state.
+alarm_assignments = sa.Table(
+    "alarm_assignments",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("alarm_id", sa.String(40), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),  # who assigned
+    sa.Column("assignee_id", sa.String(96), nullable=False),  # a responder id, or user:<username> for an officer
+    sa.Column("assignee_name", sa.String(64), nullable=False),
+    sa.Column("assignee_role", sa.String(32), nullable=False),
+    sa.Column("note", sa.String(500), nullable=False),
+    sa.Column("drill", sa.Boolean, nullable=False),
+)
+sa.Index("ix_alarm_assignments_alarm", alarm_assignments.c.alarm_id, alarm_assignments.c.id)
+
+alarm_comments = sa.Table(
+    "alarm_comments",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("alarm_id", sa.String(40), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("author", sa.String(64), nullable=False),
+    sa.Column("text", sa.String(2000), nullable=False),
+    sa.Column("drill", sa.Boolean, nullable=False),
+)
+sa.Index("ix_alarm_comments_alarm", alarm_comments.c.alarm_id, alarm_comments.c.at_ms)
+
+alarm_comment_photos = sa.Table(
+    "alarm_comment_photos",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("comment_id", sa.String(40), nullable=False),
+    sa.Column("alarm_id", sa.String(40), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.String(20), nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("file_name", sa.String(200), nullable=False),  # relative to the photos folder
+)
+sa.Index("ix_alarm_comment_photos_alarm", alarm_comment_photos.c.alarm_id)

@@ -27,6 +27,7 @@ from backend.api.auth import Auth, Capability, LoginPolicy, Principal
 from backend.api.console_admin import admin_router
 from backend.api.console_alarms import alarms_router
 from backend.api.console_callbacks import callbacks_router
+from backend.api.console_collab import collab_router
 from backend.api.console_duty import duty_router, duty_service
 from backend.api.console_history import history_router
 from backend.api.console_maintenance import maintenance_router
@@ -159,6 +160,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
     if duty is not None:
         app.include_router(duty_router(deps, auth, duty), responses=ERRORS)
     app.include_router(workorders_router(deps, auth), responses=ERRORS)  # issue 17: hazard work orders (隐患整改)
+    app.include_router(collab_router(deps, auth, moves), responses=ERRORS)  # issue 17: assignee, comments with photos, archive (协同处置)
     app.include_router(notify_links_router(deps), responses=ERRORS)  # issue 18: SMS short links, voice keypress receipts
     app.include_router(callbacks_router(deps, auth, moves), responses=ERRORS)  # issue 18: the SOS call-back (回访)
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 import backend.escalation.service as escalation_service
 from alerting.ladder import Contact, timers
 from alerting.lifecycle import TRANSITIONS, AlarmState, Move
+from backend.alarms.collab import collab_timeline, current_assignees
 from backend.alarms.service import MoveRefused, NoSuchAlarm
 from backend.api.auth import ROLE_CAPABILITIES, Auth, Capability, Principal
 from backend.api.console_records import ConsoleAct, ConsoleRecords
@@ -208,7 +209,12 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             b = sites.buildings.get(g["place"] or "") if sites else None
             c = sites.communities.get(g["place"] or "") if sites and b is None else None
             groups.append({**g, "building_id": b.id if b else None, "place_name": b.name if b else (c.name if c else g["place"])})
-        return AlarmList(alarms=[alarm_view(r, sites) for r in (*page.life_safety, *page.rest)], server_now_ms=deps.clock.now_ms(),
+        rows = [alarm_view(r, sites) for r in (*page.life_safety, *page.rest)]
+        assigned = await asyncio.to_thread(current_assignees, deps.alarms.engine, [r["id"] for r in rows])  # issue 17: the board shows the assignee
+        for r in rows:
+            a = assigned.get(r["id"])
+            r.update(assignee_id=a.assignee_id if a else None, assignee_name=a.assignee_name if a else None)
+        return AlarmList(alarms=rows, server_now_ms=deps.clock.now_ms(),
                          drill_open=page.drill_open, life_safety_open=len(page.life_safety), rest_total=page.rest_total,
                          open_total=page.open_total, offset=offset, limit=limit, groups=groups, utc_offset_min=utc_offset_min())
 
@@ -236,6 +242,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                       "note": a.note} for a in acts]
         timeline += await asyncio.to_thread(forward_timeline, deps.alarms.engine, alarm_id, lang, site_tz())  # issue 17: 转警 119
         timeline += await asyncio.to_thread(receipt_timeline, deps.alarms.engine, alarm_id)  # issue 18: each notice's receipts per person
+        timeline += await asyncio.to_thread(collab_timeline, deps.alarms.engine, alarm_id, lang)  # issue 17: assignments and comments
         ladder_view: dict[str, Any] | None = None
         responders: list[dict[str, Any]] = []
         if esc is not None:

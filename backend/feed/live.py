@@ -43,7 +43,7 @@ from alerting.model import Alarm, Persist
 from backend.alarms.store import AlarmStore, StoreError, record_of
 from backend.feed.view import alarm_view
 from backend.sites.model import SiteDirectory
-from backend.stream import Bulletin, CentreStream, Event, LadderStep, NoticeSent, ReceiptRecorded
+from backend.stream import AlarmAssigned, Bulletin, CentreStream, CommentAdded, Event, LadderStep, NoticeSent, ReceiptRecorded
 from broker.clock import Clock
 
 __all__ = ["HEALTH_ALARM_TYPES", "WRITE_MAX", "FeedEvent", "LiveFeed", "sse_frame"]
@@ -152,6 +152,10 @@ class LiveFeed:
                 self.publish(kind, ev.as_json(), building_id=b, grid_id=g, community_id=c)
             elif isinstance(ev, Bulletin):
                 self.publish(ev.kind, ev.as_json(), building_id=ev.building_id, grid_id=ev.grid_id, community_id=ev.community_id)
+            elif isinstance(ev, AlarmAssigned | CommentAdded):  # issue 17: working an alarm together (`assignment`, `comment`)
+                b, g, c = await self._place_of_alarm(ev.alarm_id)
+                data = ev.as_json()
+                self.publish(data["type"], data, building_id=b, grid_id=g, community_id=c)
 
     def _alarm(self, a: Alarm) -> None:
         version = (a.updated_ms, a.audit_seq, a.occurrences, a.state.value)
