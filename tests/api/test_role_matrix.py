@@ -48,9 +48,11 @@ from openpyxl import load_workbook
 from pydantic import SecretStr
 from starlette.routing import Mount
 
+from alerting.lifecycle import Move
 from backend.alarms.service import AlarmService
 from backend.api.app import create_app
 from backend.api.auth import Territory
+from backend.api.console_collab import collab_of
 from backend.api.console_records import ConsoleRecords, console_acts
 from backend.api.console_workorders import service_of
 from backend.api.deps import ApiDeps
@@ -115,6 +117,11 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/api/alarms/{alarm_id}/verify"): (LOGIN, FIELD, NOT_FOUND, 200),
     ("POST", "/api/alarms/{alarm_id}/dispatch"): (LOGIN, CLOSERS, NOT_FOUND, 200),
     ("POST", "/api/alarms/{alarm_id}/close"): (LOGIN, CLOSERS, NOT_FOUND, 200),
+    ("GET", "/api/alarms/{alarm_id}/collab"): (LOGIN, EVERYONE, NOT_FOUND, 200),  # working an alarm together (issue 17)
+    ("POST", "/api/alarms/{alarm_id}/assign"): (LOGIN, CLOSERS, NOT_FOUND, 200),  # assigning is dispatching
+    ("POST", "/api/alarms/{alarm_id}/comments"): (LOGIN, FIELD, NOT_FOUND, 201),  # the field writes the record, volunteers read it
+    ("GET", "/api/alarms/{alarm_id}/photos/{photo_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
+    ("POST", "/api/alarms/{alarm_id}/archive"): (LOGIN, CLOSERS, NOT_FOUND, 200),  # a closed or false alarm (tests/collab)
     ("POST", "/api/devices/{device_id}/silence"): (LOGIN, OFFICE, NOT_FOUND, 200),
     ("GET", "/api/maintenance"): (LOGIN, EVERYONE, FILTERED, 200),  # maintenance windows (issue 15)
     ("GET", "/api/maintenance/{window_id}"): (LOGIN, EVERYONE, NOT_FOUND, 200),
@@ -447,6 +454,37 @@ async def list_windows(m: Matrix, _acting: bool) -> Call:
     return Call("/api/maintenance")
 
 
+_SHARED_PHOTO: dict[int, str] = {}  # rig -> a comment photo on the sentinel alarm
+
+
+def on_collab(action: str) -> Builder:
+    """Working an alarm together (issue 17): read it, assign, comment with a photo, read that photo, archive. Acting
+    callers assign and archive a fresh alarm of their own (archive: closed as false first); they comment on the
+    sentinel (a comment never moves an alarm); refused and outside callers aim at the sentinel."""
+
+    async def build(m: Matrix, acting: bool) -> Call:
+        collab = collab_of(m.api.deps)
+        if action == "/photos":
+            if id(m) not in _SHARED_PHOTO:
+                _SHARED_PHOTO[id(m)] = (await collab.comment(m.sentinel, "admin", "matrix", [png()])).photos[0]["id"]
+            return Call(f"/api/alarms/{m.sentinel}/photos/{_SHARED_PHOTO[id(m)]}", key=m.sentinel)
+        alarm = await m.fresh_alarm() if acting and action in ("/assign", "/archive") else m.sentinel
+        if action == "/archive" and acting:
+            await m.api.service.move(alarm, Move.MARK_FALSE, "admin", note="matrix")
+
+        async def seen() -> object:
+            a = m.api.service.store.get(alarm)
+            assert a is not None
+            return a.state.value, len(collab.assignments(alarm)), len(collab.comments(alarm))
+
+        body = {"/assign": {"assignee_id": "c01-g1-w1", "note": "matrix"}, "/archive": {"note": "matrix"}}.get(action)
+        files = {"photos": ("scene.png", png(rgb=(next(m.names) % 256, 30, 30)), "image/png")} if action == "/comments" else None
+        return Call(f"/api/alarms/{alarm}{action}", body, key=alarm, effect=seen if action else None, files=files,
+                    form={"text": "现场已处置"} if action == "/comments" else None)
+
+    return build
+
+
 _SHARED_ORDER: dict[int, str] = {}  # rig -> the assigned work order (with a photo) refused and outside callers aim at
 
 
@@ -709,6 +747,11 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
                                                     acts_on_alarm=True),
     ("POST", "/api/alarms/{alarm_id}/close"): at("/api/alarms/{alarm}/close", {"outcome": "false_alarm", "note": "breaker tested by the owner"},
                                                  acts_on_alarm=True),
+    ("GET", "/api/alarms/{alarm_id}/collab"): on_collab(""),
+    ("POST", "/api/alarms/{alarm_id}/assign"): on_collab("/assign"),
+    ("POST", "/api/alarms/{alarm_id}/comments"): on_collab("/comments"),
+    ("GET", "/api/alarms/{alarm_id}/photos/{photo_id}"): on_collab("/photos"),
+    ("POST", "/api/alarms/{alarm_id}/archive"): on_collab("/archive"),
     ("POST", "/api/devices/{device_id}/silence"): at("/api/devices/{device}/silence", {"minutes": 60, "note": "work order 42"}, acts_on_alarm=True),
     ("POST", "/api/console/mute"): mute_sound,
     ("GET", "/api/maintenance"): list_windows,
