@@ -110,7 +110,7 @@ def _call_button(phone: str | None, english: bool) -> str:
     if not phone:
         return ""
     label = "Call the duty room" if english else "致电值班室"
-    return f'<a class="call big" href="tel:{html.escape(phone)}">📞 {label} {html.escape(phone)}</a>'
+    return f'<a class="call big" href="tel:{html.escape(phone)}">{label} {html.escape(phone)}</a>'
 
 
 def responder_router(deps: ApiDeps) -> APIRouter:

@@ -5,23 +5,32 @@
 (() => {
   const TEXTS = {
     zh: {
-      title: "守望 · 我的任务", lang: "English", refresh: "刷新", duty_call: "📞 致电值班室", loading: "正在载入任务…",
+      title: "守望 · 我的任务", lang: "English", refresh: "刷新", duty_call: "致电值班室", loading: "正在载入任务…",
       none: "目前没有需要您处理的任务。", updated: "更新于 {t}（北京时间）", me: "{name}（{role}）", raised: "报警时间 {t}",
-      created: "派单时间 {t}，期限 {due}", place: "位置", nav: "🧭 导航前往", plan: "小区平面图", resident: "重点关爱人员",
+      created: "派单时间 {t}，期限 {due}", place: "位置", nav: "导航前往（地图）", plan: "小区平面图", resident: "重点关爱人员",
       lives_alone: "独居", mobility: "行动：{m}", notes: "备注：{n}", key_holder: "钥匙保管人：{k}", hidden: "此户有重点关爱信息（您的角色无权查看）",
-      calls: "电话", moves: "现场操作", comment: "说明（可不填）", photo: "照片（可不传）", sent: "已提交：{m}", failed: "未能提交：{e}",
+      calls: "电话", moves: "现场操作", comment: "说明（可不填）", photo: "照片（可不传）", pick: "拍照或选择照片", call: "拨打", sent: "已提交：{m}", failed: "未能提交：{e}",
       net: "网络不通，请稍后重试或致电值班室", drill: "演练", alarm: "报警", workorder: "整改工单", alarm_no: "编号 {id}",
       m_mobility: { bedridden: "卧床", wheelchair: "轮椅", walking_aid: "助行器" },
     },
     en: {
-      title: "Shouwang · my tasks", lang: "中文", refresh: "Refresh", duty_call: "📞 Call the duty room", loading: "Loading tasks…",
+      title: "Shouwang · my tasks", lang: "中文", refresh: "Refresh", duty_call: "Call the duty room", loading: "Loading tasks…",
       none: "No tasks for you right now.", updated: "Updated {t} (Beijing time)", me: "{name} ({role})", raised: "Raised {t}",
-      created: "Assigned {t}, due {due}", place: "Place", nav: "🧭 Navigate", plan: "Site plan", resident: "Vulnerable resident",
+      created: "Assigned {t}, due {due}", place: "Place", nav: "Navigate (map)", plan: "Site plan", resident: "Vulnerable resident",
       lives_alone: "lives alone", mobility: "mobility: {m}", notes: "notes: {n}", key_holder: "key holder: {k}",
       hidden: "This household has care notes (your role may not read them)", calls: "Calls", moves: "Field moves", comment: "Comment (optional)",
-      photo: "Photo (optional)", sent: "Sent: {m}", failed: "Not sent: {e}", net: "No connection; try again or call the duty room",
+      photo: "Photo (optional)", pick: "Take or choose a photo", call: "Call", sent: "Sent: {m}", failed: "Not sent: {e}", net: "No connection; try again or call the duty room",
       drill: "drill", alarm: "alarm", workorder: "work order", alarm_no: "id {id}", m_mobility: {},
     },
+  };
+  const SEVERITY_EN = { critical: "critical", major: "major", minor: "minor", info: "info" };
+  const STATE_EN = { raised: "raised", notified: "notified", acknowledged: "acknowledged", en_route: "en route", on_scene: "on scene",
+    handled: "handled", assigned: "assigned", in_progress: "in progress", done: "done, awaiting re-inspection" };
+  const callLabel = (label) => (LANG !== "en" ? label : label === "值班室" ? "duty room" : label.replace(/^钥匙保管人 /, "key holder "));
+  const planText = (nav) => {
+    const p = nav.plan, b = p && p.buildings.find((x) => x.id === p.target);
+    if (!b) return nav.text;
+    return LANG === "en" ? `Site plan: ${b.name} is ${Math.round(b.x)} m east, ${Math.round(b.y)} m north on the community's plan` : nav.text;
   };
   const MOVES_EN = { acknowledge: "Acknowledge", depart: "Depart", arrive: "On scene", finish: "Handled", start: "Start", decline: "Decline" };
   let LANG = localStorage.getItem("sw-lang") === "en" ? "en" : "zh";
@@ -77,16 +86,16 @@
     const c = el("section", { class: `card task ${kind} ${task.severity}`, "data-task-id": task.id, "data-kind": kind });
     c.append(el("div", {},
       task.drill ? el("span", { class: "tag drill", text: t("drill") }) : null,
-      el("span", { class: `tag sev-${task.severity}`, text: task.severity_zh }),
+      el("span", { class: `tag sev-${task.severity}`, text: LANG === "en" ? SEVERITY_EN[task.severity] || task.severity : task.severity_zh }),
       el("span", { class: "tag", text: t(kind) }),
-      el("span", { class: "tag state", "data-state": task.state, text: task.state_zh })));
+      el("span", { class: "tag state", "data-state": task.state, text: LANG === "en" ? STATE_EN[task.state] || task.state : task.state_zh })));
     c.append(el("h2", { text: task.title }));
     c.append(el("p", { class: "muted when", text: kind === "alarm" ? t("raised", { t: task.at_local }) : t("created", { t: task.at_local, due: task.due_local }) }));
     if (task.description) c.append(el("p", { text: task.description }));
     c.append(el("p", { class: "place", text: task.place.text || task.place.building_id || "" }));
     const nav = task.navigation;
     if (nav.geo) c.append(el("div", { class: "row" }, el("a", { class: "nav", href: nav.geo, text: t("nav") })));
-    c.append(el("p", { class: "muted plan-text", text: nav.text }));
+    c.append(el("p", { class: "muted plan-text", text: planText(nav) }));
     const svg = plan(nav);
     if (svg) c.append(svg);
     if (task.resident) {
@@ -102,7 +111,7 @@
     }
     if (task.calls.length) {
       c.append(el("h3", { text: t("calls") }));
-      c.append(el("div", { class: "row calls" }, task.calls.map((x) => el("a", { class: "call", href: `tel:${x.tel}`, text: `📞 ${x.label}` }))));
+      c.append(el("div", { class: "row calls" }, task.calls.map((x) => el("a", { class: "call", href: `tel:${x.tel}`, text: `${t("call")} ${callLabel(x.label)}` }))));
     }
     c.append(el("h3", { text: t("moves") }));
     const note = el("textarea", { name: "note", maxlength: "500", rows: "2", "aria-label": t("comment") });
@@ -114,7 +123,10 @@
       b.addEventListener("click", () => send(task, m, note, photo, b));
       moves.append(b);
     }
-    c.append(moves, el("label", { text: t("comment") }, note), el("label", { text: t("photo") }, photo));
+    const picked = el("span", { class: "picked", text: t("pick") });
+    photo.addEventListener("change", () => { picked.textContent = photo.files && photo.files[0] ? `✓ ${photo.files[0].name}` : t("pick"); });
+    c.append(moves, el("label", { text: t("comment") }, note), el("label", { text: t("photo") }),
+      el("label", { class: "photo-pick" }, picked, photo));
     return c;
   }
 
