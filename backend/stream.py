@@ -8,7 +8,8 @@ subscription order before `publish` returns:
     Persist            the alarm service (backend.alarms)        the live feed, the ladder (backend.escalation.bridge), metrics
     LadderStep         the escalation service                    the live feed
     NoticeSent         the console channel of the dispatcher     the live feed
-    ReceiptRecorded    the notification dispatcher               the live feed
+    ReceiptRecorded    the notification dispatcher, the          the live feed, the notice_failed watch
+                       providers' reports (backend.notify.reports)  (backend.notify.failures)
     Bulletin           maintenance windows and other notices     the live feed
     AlarmAssigned      the alarm's collaboration (backend.alarms.collab)  the live feed
     CommentAdded       the alarm's collaboration (backend.alarms.collab)  the live feed
