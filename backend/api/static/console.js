@@ -133,7 +133,7 @@ function rowHtml(a, extra) {
   return `
     <tr data-alarm-id="${esc(a.id)}" data-building="${esc(a.building_id)}" class="sev-${esc(a.severity)} ${extra || ""} ${unacked(a) ? "unacked" : ""} ${isOpen(a) ? "" : "closed"} ${a.drill ? "is-drill" : ""} ${S.selected === a.id ? "selected" : ""}">
       <td>${sevLabel(a.severity)}</td>
-      <td>${esc(a.title)}${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}${a.vulnerable ? `<span class="tag vuln">♥</span>` : ""}</td>
+      <td>${esc(a.title)}${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}${a.vulnerable ? `<span class="tag vuln">♥</span>` : ""}${a.assignee_name ? `<span class="tag assignee" title="${esc(t("assignee"))}">→ ${esc(a.assignee_name)}</span>` : ""}</td>
       <td>${esc(placeText(a))}</td>
       <td>${stateLabel(a.state)}</td>
       <td class="age" data-since="${a.raised_at_ms}">${fmtDur(now() - a.raised_at_ms)}</td>
@@ -543,6 +543,7 @@ function onFeedEvent(type, data) {
     loadBoardSoon(); refreshSoon(); return;
   }
   if (type === "forward") { forwardStrip(data.data || data); refreshSoon(); return; }
+  if ((type === "assignment" || type === "comment") && typeof onCollabEvent === "function") { onCollabEvent(type, data.data || data); return; }  // collab.js (issue 17)
   if (type === "health" || type === "ladder" || type === "notice" || type === "receipt") refreshSoon();  // receipt: who got a notice (issue 18)
 }
 // 转警 119 (issue 17): the detail's line, and a red strip while a forward failed on every channel (it is retried)
