@@ -8,7 +8,6 @@ Before issue 18 the link opened a bare page (a title, an alarm id, five buttons)
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from alerting.ladder import Contact
 from backend.api.responses import OneTapLinks
@@ -38,8 +37,13 @@ from tests.workorders.images import png
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 DUTY_PHONE = "0571-88880000"
-PHONE_SCREEN = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 3, "is_mobile": True, "has_touch": True,
-                "user_agent": "Mozilla/5.0 (Linux; Android 13; Pixel 5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"}
+PHONE_UA = "Mozilla/5.0 (Linux; Android 13; Pixel 5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"
+
+
+async def phone_context(browser: Browser, timezone_id: str | None = None) -> BrowserContext:
+    """A phone's screen, 360 CSS pixels wide (the narrowest common Android width), touch, a phone's user agent, Chinese."""
+    return await browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=3, is_mobile=True, has_touch=True,
+                                      user_agent=PHONE_UA, locale="zh-CN", timezone_id=timezone_id)
 
 
 @pytest.fixture
@@ -60,15 +64,11 @@ def vulnerable_kitchen(sites: SiteDirectory, grid: str) -> Device:
 
 
 async def paged_grid_worker(url: str, alarm_id: str) -> str:
+    """The grid worker the ladder paged (the console's timeline already shows the page)."""
     async with httpx.AsyncClient(base_url=url) as http:
         token = (await http.post("/api/login", json={"username": "duty1", "password": PASSWORD})).json()["token"]
-        for _ in range(50):
-            detail = (await http.get(f"/api/alarms/{alarm_id}", headers={"Authorization": f"Bearer {token}"})).json()
-            found = [c["id"] for r in (detail.get("ladder") or {}).get("rungs", []) if r["rung"] == "grid_worker" for c in r["contacts"]]
-            if found:
-                return found[0]
-            await asyncio.sleep(0.1)  # the bridge pages the rung just after the alarm commits
-    raise AssertionError(f"the grid worker was not paged for {alarm_id}")
+        detail = (await http.get(f"/api/alarms/{alarm_id}", headers={"Authorization": f"Bearer {token}"})).json()
+    return str(next(c["id"] for r in detail["ladder"]["rungs"] if r["rung"] == "grid_worker" for c in r["contacts"]))
 
 
 async def tap_move(phone: Page, console: Page, alarm_id: str, move: str, label: str, state: str, shots: Path, n: int) -> float:
@@ -97,11 +97,13 @@ async def test_a_grid_worker_works_an_alarm_from_the_phone_and_the_console_follo
     await row.wait_for(timeout=10_000)
     alarm_id = await row.get_attribute("data-alarm-id")
     assert alarm_id
+    await row.click()  # the officer watches this alarm
+    await expect(console.locator('#timeline li[data-what="paged"]').first).to_be_visible(timeout=10_000)
     worker = await paged_grid_worker(system.backend.url, alarm_id)
 
     # the grid worker opens her one-tap link on her phone (the SMS's link: signed by the server's key)
     links = OneTapLinks(TokenSigner(_secret(tmp_path / "var")), system.backend.clock, system.backend.url)
-    context = await browser.new_context(**PHONE_SCREEN, locale="zh-CN", timezone_id="UTC")  # a phone set to UTC still reads Beijing time
+    context = await phone_context(browser, "UTC")  # a phone set to UTC still reads Beijing time
     phone = await context.new_page()
     errors: list[str] = []
     phone.on("pageerror", lambda e: errors.append(str(e)))
@@ -144,7 +146,6 @@ async def test_a_grid_worker_works_an_alarm_from_the_phone_and_the_console_follo
     await phone.screenshot(path=shots / "01-phone-task.png", full_page=True)
 
     # the moves: each shows on the console's board within a second
-    await row.click()  # the officer watches this alarm
     took = {"acknowledge": await tap_move(phone, console, alarm_id, "acknowledge", "我已收到", "acknowledged", shots, 2),
             "depart": await tap_move(phone, console, alarm_id, "depart", "出发", "en_route", shots, 3),
             "arrive": await tap_move(phone, console, alarm_id, "arrive", "到场", "on_scene", shots, 4)}
@@ -174,7 +175,7 @@ async def test_a_grid_worker_works_an_alarm_from_the_phone_and_the_console_follo
 
     # an expired link explains itself in Chinese, with the duty room's number
     expired = OneTapLinks(links.signer, system.backend.clock, system.backend.url, ttl_s=-60)
-    stranger = await browser.new_context(**PHONE_SCREEN, locale="zh-CN")
+    stranger = await phone_context(browser)
     page = await stranger.new_page()
     answer = await page.goto(f"{system.backend.url}/r/{expired.token(alarm_id, worker)}")
     assert answer is not None
