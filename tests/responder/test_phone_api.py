@@ -20,11 +20,13 @@ import httpx
 import pytest
 
 from alerting.directory import Seat
+from alerting.ladder import Contact
 from alerting.model import Place, Severity, Signal, SignalKind
 from backend.api.app import create_app
 from backend.api.deps import ApiDeps
 from backend.api.responses import OneTapLinks
 from backend.api.tokens import TokenSigner
+from backend.notify.shortlinks import ShortLinks
 from backend.responder import COOKIE, ResponderSessions, alarm_task, person_of
 from backend.settings import ApiSettings
 from backend.sites import SiteDirectory
@@ -167,6 +169,20 @@ async def test_the_link_logs_its_person_in_and_the_task_shows_the_place_notes_ca
 
     # the phone page itself opens with the session alone
     assert (await phone.client.get("/m/", headers={"Accept": "text/html"})).status_code == 200
+
+
+async def test_the_sms_short_link_leads_to_the_same_login(phone: Phone) -> None:
+    alarm = await phone.raise_("device:c01-b01-smoke-102", "c01-b01", household=HOUSEHOLD, unit=1)
+    worker = await phone.paged(alarm, "grid_worker")
+    code = ShortLinks(phone.c.engine).shorten(phone.links.link(alarm, 1, Contact(worker, "")), f"{alarm}/1/{worker}",
+                                              now_ms=phone.c.clock.now_ms(), ttl_ms=600_000)
+    hop = await phone.client.get(f"/s/{code}", headers={"Accept": "text/html"})
+    assert hop.status_code == 302
+    target = httpx.URL(hop.headers["location"])
+    page = await phone.client.get(target.path, headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert f"{COOKIE}=" in page.headers["set-cookie"]
+    assert [t["id"] for t in (await phone.client.get("/m/api/tasks")).json()["tasks"]] == [alarm]
 
 
 async def test_who_sees_the_residents_notes_follows_the_consoles_rule(phone: Phone) -> None:
