@@ -3,8 +3,8 @@
 How this works: for every drill alarm the runner sees in the store, `SimulatedResponders.plan(alarm)` asks
 each profile of the scenario that answers that alarm type for its delays (drawn from the profile's
 distributions with the drill's seeded RNG, so a drill is repeatable) and returns the acts, each at a drill
-time counted from the alarm's `raised_at_ms` in the store: acknowledge, then depart, on scene, handled, and
-the duty officer's verify-and-close. `perform(act)` sleeps on the drill clock until the act is due and makes
+time counted from the alarm's `raised_at_ms` in the store: an SOS call-back's outcome (`callback:<outcome>`),
+acknowledge, then depart, on scene, handled, and the duty officer's verify-and-close. `perform(act)` sleeps on the drill clock until the act is due and makes
 it through the target (the alarm service's move, the ladder's respond, or the API), recording what the
 system answered. Only drill alarms are ever touched: a real alarm during a drill belongs to real people.
 
@@ -43,6 +43,8 @@ def needed_moves(scenario: Scenario) -> set[str]:
         out.update(move for key, move in STEP_MOVES if getattr(profile, key) is not None)
         if profile.close:
             out.add("verify_close")
+        if profile.callback is not None:
+            out.add("callback")
     return out
 
 
@@ -120,6 +122,9 @@ class SimulatedResponders:
                 continue
             actor = self.who(profile, alarm)
             t = alarm.raised_at_ms
+            if profile.callback is not None:  # the SOS call-back (回访): its outcome, counted from the press
+                outcome, after = profile.callback
+                out.append(DrillAct(alarm.id, profile.rung, actor, f"callback:{outcome}", t + round(after.draw(self.rng) * 1000)))
             for key, move in STEP_MOVES:
                 delay = getattr(profile, key)
                 if delay is None:

@@ -14,6 +14,7 @@ File shape (docs/drills.md has the full reference):
     run_for: 5m                       # drill time, from t=0, the drill lasts
     responders:                       # simulated people (omit: nobody answers, or real people do)
       - {rung: fire_station, alarms: [smoke], acknowledge: 10s..30s, on_scene: 90s±20s}
+      - {rung: grid_worker, alarms: [sos], callback: {outcome: no_answer, after: 20s}}   # an SOS call-back (回访)
     timeline:
       - {at: 0s, smoke: {building: 3, unit: 2, room: "501"}}
       - {at: 60s, uplink_cut: {gateway: 2, for: 5m}}
@@ -85,7 +86,9 @@ ACTIONS: Final[dict[str, tuple[DeviceKind | None, frozenset[str]]]] = {
 }
 _PLACE_KEYS: Final = frozenset({"community", "building", "unit", "room", "location", "device", "gateway", "count", "camera"})
 _TOP_KEYS: Final = frozenset({"scenario", "title", "summary", "speed", "run_for", "seed", "responders", "timeline", "expect_quiet"})
-_RESPONDER_KEYS: Final = frozenset({"rung", "who", "alarms", "acknowledge", "depart", "on_scene", "handle", "close"})
+_RESPONDER_KEYS: Final = frozenset({"rung", "who", "alarms", "acknowledge", "depart", "on_scene", "handle", "close", "callback"})
+# what a simulated call-back (回访) of an SOS press may find (alerting.ladder.CallbackOutcome's values)
+CALLBACK_OUTCOMES: Final = ("answered_fine", "needs_help", "no_answer", "false_press")
 
 
 class ScenarioError(ValueError):
@@ -196,6 +199,7 @@ class ResponderProfile:
     handle: Delay | None
     close: bool
     line: int
+    callback: tuple[str, Delay] | None = None  # (outcome, delay from the alarm): the SOS call-back this person records
 
     def answers(self, alarm_type: str) -> bool:
         return not self.alarms or alarm_type in self.alarms
@@ -351,7 +355,20 @@ def _responders(nodes: object, line: int, p: _Problems) -> Iterator[ResponderPro
             alarms = []
         who = node.get("who")
         yield ResponderProfile(rung, str(who) if who else None, frozenset(map(str, alarms)), delays["acknowledge"], delays["depart"],
-                               delays["on_scene"], delays["handle"], bool(node.get("close", False)), ln)
+                               delays["on_scene"], delays["handle"], bool(node.get("close", False)), ln, _callback(node.get("callback"), ln, p))
+
+
+def _callback(node: object, ln: int, p: _Problems) -> tuple[str, Delay] | None:
+    if node is None:
+        return None
+    if not isinstance(node, Mapping) or set(node) - {"outcome", "after"} or node.get("outcome") not in CALLBACK_OUTCOMES:
+        p.add(ln, f"callback is {{outcome: {'|'.join(CALLBACK_OUTCOMES)}, after: 20s}}")
+        return None
+    try:
+        return str(node["outcome"]), Delay.parse(node.get("after", "20s"))
+    except ValueError as exc:
+        p.add(ln, f"callback.after: {exc}")
+        return None
 
 
 def _step(index: int, node: object, line: int, resolver: _Resolver, p: _Problems) -> DrillStep | None:

@@ -156,6 +156,7 @@ class EmbeddedTarget:
         self.store: AlarmStore
         self.alarm_service: AlarmService
         self.escalation: EscalationService | None = None
+        self._bridge: Any = None
 
     async def __aenter__(self) -> Self:
         from backend.settings import load_settings
@@ -172,6 +173,7 @@ class EmbeddedTarget:
             self.alarm_service = backend.alarm_service
             self.store = backend.alarm_service.store
             self.escalation = backend.escalation.service
+            self._bridge = getattr(backend, "bridge", None)  # its settle(): a ladder the press started is there before a call-back
         except BaseException:
             await self._stack.aclose()
             raise
@@ -205,6 +207,8 @@ class EmbeddedTarget:
         # responder's answer the alarm has already reached or passed (another responder got there first) is the
         # ladder's alone, as a one-tap answer is (backend/api/responses.py); a step the responder skipped is walked
         # the legal way, as the console's close does (acknowledge first; finish before verify and close).
+        if move.startswith("callback:"):
+            return await self._callback(alarm_id, move.split(":", 1)[1], actor, note)
         reached = field_state_of(move)
         stored = await asyncio.to_thread(self.store.get, alarm_id)
         state = AlarmState(stored.state) if stored is not None else None
@@ -225,15 +229,36 @@ class EmbeddedTarget:
             return ActResult(False, "alarm service", str(getattr(exc, "reason", exc)))
         return ActResult(True, "alarm service")
 
+    async def _callback(self, alarm_id: str, outcome: str, actor: str, note: str) -> ActResult:
+        """The SOS call-back's outcome, through the desk the console uses (backend.callbacks): the ladder records it."""
+        from alerting.ladder import CallbackOutcome
+        from backend.callbacks import CallbackDesk, CallbackDeskError
+
+        if self.escalation is None:
+            return ActResult(False, "escalation", "no escalation service: nobody to record the call-back")
+
+        class _Everywhere:
+            def covers(self, building_id: str | None, grid_id: str | None = None, community_id: str | None = None) -> bool:
+                return True
+
+        if self._bridge is not None:  # the press's ladder (and with it the call-back) is started by the bridge: let it finish
+            await self._bridge.settle()
+        desk = CallbackDesk(self.escalation, self.alarm_service, self.store, self.sites)
+        try:
+            await desk.record(alarm_id, CallbackOutcome(outcome), actor, _Everywhere(), note)
+        except CallbackDeskError as exc:
+            return ActResult(False, "escalation", exc.zh)
+        return ActResult(True, "escalation")
+
 
 # ---------------------------------------------------------------- remote
 
 
 # What simulated responders ask for, and how a running system's console API can make it (None: it cannot).
-REMOTE_MOVES: Final = {"acknowledge": "acknowledge", "verify_close": "close"}
+REMOTE_MOVES: Final = {"acknowledge": "acknowledge", "verify_close": "close", "callback": "callback"}
 _MOVE_NAMES: Final = {"acknowledge": "我已收到/acknowledge", "depart": "出发/depart", "arrive": "到场/on scene", "finish": "处置完成/handled",
-                      "verify_close": "复核关闭/verify and close"}
-_CAPABILITY: Final = {"acknowledge": "acknowledge_for_others", "verify_close": "close"}
+                      "verify_close": "复核关闭/verify and close", "callback": "回访/SOS call-back"}
+_CAPABILITY: Final = {"acknowledge": "acknowledge_for_others", "verify_close": "close", "callback": "acknowledge"}
 
 
 class RemoteTarget:
@@ -358,6 +383,9 @@ class RemoteTarget:
         return ladder if isinstance(ladder, dict) else None
 
     async def act(self, alarm_id: str, move: str, actor: str, note: str) -> ActResult:
+        if move.startswith("callback:") and "callback" in self.moves:
+            r = await self.client.post(f"/api/alarms/{alarm_id}/callback", json={"outcome": move.split(":", 1)[1], "note": f"{actor}: {note}"[:500]})
+            return ActResult(r.status_code < 300, "api", "" if r.status_code < 300 else f"{r.status_code} {r.text[:200]}")
         if move not in self.moves:
             return ActResult(False, "api", self._missing.get(move, f"a running system's API cannot record {_MOVE_NAMES.get(move, move)}"))
         if move == "acknowledge":

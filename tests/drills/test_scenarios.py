@@ -16,7 +16,7 @@ SHIPPED = sorted(SCENARIOS.glob("*.yaml"))
 
 def test_six_scenarios_are_shipped() -> None:
     assert {p.stem for p in SHIPPED} == {"kitchen-fire", "electrical-fault-overnight", "elderly-sos-no-answer", "camera-outage-power-cut",
-                                         "uplink-lost-during-fire", "alarm-storm-200"}
+                                         "uplink-lost-during-fire", "alarm-storm-200", "elderly-sos-callback"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
