@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from alerting.lifecycle import AlarmState
 from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, Place, Severity
-from backend.alarms.schema import alarm_audit, alarms, device_records, rule_state
+from backend.alarms.schema import alarm_assignments, alarm_audit, alarm_comment_photos, alarm_comments, alarms, device_records, rule_state
 from backend.errors import BackendError
 from backend.ingest.handoff import AlertingUnavailable
 from backend.store.migrations import upgrade
@@ -279,6 +279,8 @@ class AlarmStore:
         with translated("could not purge old alarm records"), self.engine.begin() as conn:
             old = sa.select(alarms.c.id).where(~alarms.c.is_open, alarms.c.updated_ms < cutoff)
             conn.execute(sa.delete(alarm_audit).where(alarm_audit.c.alarm_id.in_(old)))
+            for t in (alarm_assignments, alarm_comments, alarm_comment_photos):  # issue 17: the alarm's collaboration goes with it (photo files stay)
+                conn.execute(sa.delete(t).where(t.c.alarm_id.in_(old)))
             n = conn.execute(sa.delete(alarms).where(~alarms.c.is_open, alarms.c.updated_ms < cutoff)).rowcount
             conn.execute(sa.delete(device_records).where(device_records.c.at_ms < cutoff))
         return int(n)

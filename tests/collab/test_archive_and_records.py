@@ -135,3 +135,21 @@ async def test_archive_off_with_zero_days(engine: sa.Engine, sample_site: SiteDi
     async with ArchiveWatch(service, after_days=0) as watch:
         assert watch.checks == 0
     assert service.store.get(aid).state.value == "false_alarm"  # type: ignore[union-attr]
+
+
+async def test_purge_after_retention_takes_the_collaboration_with_the_alarm(engine: sa.Engine, sample_site: SiteDirectory, tmp_path: Path) -> None:
+    clock = VirtualClock()
+    service = AlarmService.for_sites(engine, sample_site, clock)
+    await service.start()
+    old, kept = [await raise_alarm(service, sample_site, n) for n in range(2)]
+    collab = AlarmCollab(service.store, clock, tmp_path / "photos")
+    for a in (old, kept):
+        await collab.assign(a, "duty", Person("c01-g1-w1", "王网格", "grid_worker"))
+        await collab.comment(a, "duty", "记录", [png()])
+    await service.move(old, Move.MARK_FALSE, "duty")
+    clock.advance(401 * DAY_S)
+    assert service.store.purge(clock.now_ms(), 400) == 1
+    assert collab.assignments(old) == []
+    assert collab.comments(old) == []
+    assert len(collab.comments(kept)) == 1, "an open alarm keeps its record"
+    assert len(collab.assignments(kept)) == 1
