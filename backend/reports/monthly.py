@@ -14,6 +14,10 @@ Figures (docs/reports.md says each one's meaning and source):
   state its answers reached of that kind: `observed` entries, or the `response` notes of older logs), p50 / p90
   (nearest rank), against the targets: micro fire station on scene within 180 s (公消〔2015〕301号), and telecare:
   an SOS answered within 60 s in 97.5 % of cases, within 180 s in 99 %;
+- SOS call-backs (回访, issue 18): the month's real call-backs by outcome (接通·平安, 接通·需要帮助, 无人接听, 误按, the
+  deadline passed with none recorded, still open), the time from the press to an answered call (answered-fine, needs
+  help, false press: someone picked up) p50 / p90 against telecare's 60 s for 97.5 % (a call nobody answered counts
+  against it), and the false presses per SOS button (escalation_log: callback_opened / callback_outcome / callback_expired);
 - drills held: drill alarms grouped into sessions (a gap of more than `DRILL_GAP_MS` starts a new one), sessions
   with a fire alarm counted against two a month;
 - device health: camera working rate over the month (1 - time cameras were down / time they should have been up),
@@ -32,6 +36,7 @@ from typing import Any, Final
 
 __all__ = [
     "ACK_STATES",
+    "CALLBACK_OUTCOMES",
     "CAMERA_TARGET",
     "DRILLS_PER_MONTH",
     "FALSE_ALARM_MIN",
@@ -228,6 +233,52 @@ def _telecare(real: Sequence[ReportAlarm], ladder: Iterable[LadderEvent]) -> dic
     return out
 
 
+CALLBACK_OUTCOMES: Final = ("answered_fine", "needs_help", "no_answer", "false_press")  # alerting.ladder.CallbackOutcome's values
+_PICKED_UP: Final = frozenset({"answered_fine", "needs_help", "false_press"})  # someone answered the call
+
+
+def _callbacks(real: Sequence[ReportAlarm], ladder: Iterable[LadderEvent]) -> dict[str, Any]:
+    """The SOS call-backs of the month's real alarms: by outcome, time to an answered call, false presses per button."""
+    by_id = {a.id: a for a in real}
+    opened: dict[str, int] = {}
+    got: dict[str, tuple[str, int]] = {}
+    expired: set[str] = set()
+    for e in ladder:
+        if e.alarm_id not in by_id:
+            continue
+        if e.kind == "callback_opened":
+            opened[e.alarm_id] = min(opened.get(e.alarm_id, e.at_ms), e.at_ms)
+        elif e.kind == "callback_outcome" and ": " in e.detail:  # "<actor>: <outcome>[ (<note>)]"
+            word = e.detail.split(": ", 1)[1].split(" ", 1)[0]
+            if word in CALLBACK_OUTCOMES:
+                got.setdefault(e.alarm_id, (word, e.at_ms))
+        elif e.kind == "callback_expired":
+            expired.add(e.alarm_id)
+    counts = dict.fromkeys((*CALLBACK_OUTCOMES, "expired", "open"), 0)
+    waits: list[float] = []
+    false_per: dict[str, int] = defaultdict(int)
+    for alarm_id, at in opened.items():
+        if alarm_id in got:
+            word, when = got[alarm_id]
+            counts[word] += 1
+            if word in _PICKED_UP:
+                waits.append((when - at) / 1000)
+            device = by_id[alarm_id].device_id
+            if word == "false_press" and device:
+                false_per[device] += 1
+        else:
+            counts["expired" if alarm_id in expired else "open"] += 1
+    limit_s, share = TELECARE_TARGETS[0]
+    within = sum(1 for w in waits if w <= limit_s) / len(opened) if opened else None  # an unanswered call-back counts against it
+    return {
+        "callbacks": len(opened), "by_outcome": counts,
+        "time_to_answer": {**_summary(waits, limit_s), "share_within": within, "target_share": share,
+                           "meets_target": within is None or within >= share},
+        "false_press_devices": [{"device_id": d, "building_id": next((a.building_id for a in real if a.device_id == d), None), "false_presses": n}
+                                for d, n in sorted(false_per.items(), key=lambda kv: (-kv[1], kv[0]))],
+    }
+
+
 def _drills(alarms: Sequence[ReportAlarm], inp: MonthInput) -> dict[str, Any]:
     drills = sorted((a for a in alarms if a.drill and _in_month(a, inp)), key=lambda a: a.raised_at_ms)
     sessions: list[list[ReportAlarm]] = []
@@ -340,6 +391,7 @@ def monthly_report(inp: MonthInput) -> dict[str, Any]:
         "false_alarm_rule": {"min_false_alarms": FALSE_ALARM_MIN, "min_rate": FALSE_ALARM_RATE},
         "response": _response_times(real_ids, inp.ladder, inp.rung_labels),
         "telecare": _telecare(real, inp.ladder),
+        "callbacks": _callbacks(real, inp.ladder),
         "drills": _drills(inp.alarms, inp),
         "health": _health(inp.alarms, inp),
         "patrol": _patrol(real, inp),

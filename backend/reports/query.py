@@ -84,7 +84,7 @@ def month_input(engine: sa.Engine, sites: SiteDirectory | None, community: str, 
         with lad.connect() as conn:
             for i in range(0, len(ids), _CHUNK):
                 q = sa.select(e.alarm_id, e.kind, e.rung, e.at_ms, e.detail, e.field_state).where(
-                    e.alarm_id.in_(ids[i:i + _CHUNK]), e.kind.in_(["paged", "observed", "response"]))
+                    e.alarm_id.in_(ids[i:i + _CHUNK]), e.kind.in_(["paged", "observed", "response", "callback_opened", "callback_outcome", "callback_expired"]))
                 ladder += [LadderEvent(r.alarm_id, r.kind, r.rung, int(r.at_ms), r.detail or "", r.field_state) for r in conn.execute(q)]
     cameras: list[tuple[str, str, str]] = []
     devices = 0

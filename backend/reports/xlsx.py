@@ -77,6 +77,15 @@ def write_report_xlsx(path: Path, r: dict[str, Any], tz: tzinfo, tz_name: str) -
     s.append(["一键呼救（养老服务）", f"{tc['sos_alarms']} 次，已应答 {tc['answered']}", f"p50 {_sec(tc['p50_s'])}", f"p90 {_sec(tc['p90_s'])}"])
     for tg in tc["targets"]:
         s.append([f"{tg['within_s']} 秒内应答", _pct(tg["share"]), f"目标 {_pct(tg['target'])}", _ok(tg["meets_target"])])
+    if (cb := r.get("callbacks")) is not None:  # the SOS call-back (回访, issue 18)
+        s.append([])
+        o, ta = cb["by_outcome"], cb["time_to_answer"]
+        s.append(["一键呼救回访", f"{cb['callbacks']} 次", f"接通·平安 {o['answered_fine']}", f"接通·需要帮助 {o['needs_help']}",
+                  f"无人接听 {o['no_answer']}", f"误按 {o['false_press']}", f"超时未记录 {o['expired']}", f"未完成 {o['open']}"])
+        s.append(["回访接通用时", f"p50 {_sec(ta['p50_s'])}", f"p90 {_sec(ta['p90_s'])}", f"{ta['target_s']} 秒内接通 {_pct(ta['share_within'])}",
+                  f"目标 {_pct(ta['target_share'])}", _ok(ta["meets_target"])])
+        for row in cb["false_press_devices"]:
+            s.append(["误按（一键呼救按钮）", row["device_id"], row["building_id"] or "", f"{row['false_presses']} 次"])
 
     s = wb.create_sheet("演练")
     s.append(["开始", "结束", "告警数", "含火警", "类型"])
