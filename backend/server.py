@@ -187,7 +187,8 @@ class Backend:
             alarms=self.alarm_service.store, users=self.users, signer=signer, clock=self.clock,
             ingest_stats=self._ingest_stats, timeseries=self.ingest.store, sites=self.sites, alarm_service=self.alarm_service,
             escalation=self.escalation.service, stream=self.stream, feed=self.feed,
-            extras={"one_tap": one_tap, "api": s.api, "site": s.site, "workorders": self.workorders, "notify": s.notify},
+            extras={"one_tap": one_tap, "api": s.api, "site": s.site, "workorders": self.workorders, "notify": s.notify,
+                    "alarms": s.alarms, "data_dir": data_dir},  # issue 17: comments' limits and photos folder, the archive period
         )
 
     async def _start_cluster(self, data_dir: Path) -> ApiDeps:
@@ -235,7 +236,8 @@ class Backend:
         return ApiDeps(
             alarms=self.alarm_store, users=self.users, signer=signer, clock=self.clock, ingest_stats=stats, timeseries=timeseries,
             sites=self.sites, alarm_service=self.moves, escalation=self.escalation.service, stream=self.stream, feed=self.feed,
-            extras={"one_tap": one_tap, "api": s.api, "site": s.site, "workorders": self.workorders, "notify": s.notify},
+            extras={"one_tap": one_tap, "api": s.api, "site": s.site, "workorders": self.workorders, "notify": s.notify,
+                    "alarms": s.alarms, "data_dir": data_dir},  # issue 17: comments' limits and photos folder, the archive period
         )
 
     @contextlib.contextmanager

@@ -4,8 +4,8 @@ How this works: the routes are thin. Assignments and comments are records beside
 (backend.alarms.collab: they never change the alarm's state; each is published on the centre's stream, so every
 console of the territory sees it live); archiving is the lifecycle's `archive` move, asked of the alarm service,
 the one writer of alarm state (closed or false alarms only). The service is the server's
-(`ApiDeps.extras["collab"]`, built from `alarms.*` settings) or, when none was given (the test rigs), one made here
-on the alarm database with the default limits.
+(built from the `alarms.*` settings the server hands in, `ApiDeps.extras["alarms"]`) or, when none were given (the
+test rigs), one with the default limits.
 
 Who may (backend.api.auth capabilities): reading the collaboration and the photos needs `view_alarms`; commenting
 needs `acknowledge` (the field's own record); assigning needs `dispatch`; archiving needs `close`. An alarm outside
@@ -99,14 +99,18 @@ def _default_photos_dir(deps: ApiDeps) -> Path:
 
 
 def collab_of(deps: ApiDeps) -> AlarmCollab:
-    """The server's collaboration service, or one on the alarm database with the default limits (the test rigs)."""
-    given = (deps.extras or {}).get("collab")
-    if isinstance(given, AlarmCollab):
-        return given
+    """The collaboration service on the alarm database: with the server's `alarms` settings (`ApiDeps.extras["alarms"]`,
+    photos under `alarms.photos_dir`, else `extras["data_dir"]/alarm-photos`), or the default limits (the test rigs)."""
+    extras = deps.extras or {}
+    config = extras.get("alarms")
+    photos = _default_photos_dir(deps)
+    if config is not None:
+        data_dir = extras.get("data_dir")
+        photos = config.photos_dir or (Path(data_dir) / "alarm-photos" if data_dir is not None else photos)
     # the centre's stream: the server's, else the alarm service's (the one the live feed of this process reads)
     stream = deps.stream or getattr(deps.alarm_service, "stream", None) or getattr(deps.feed, "stream", None)
-    return AlarmCollab(deps.alarms, deps.clock, _default_photos_dir(deps), stream=stream if isinstance(stream, CentreStream) else None,
-                       settings=CollabSettings())
+    return AlarmCollab(deps.alarms, deps.clock, photos, stream=stream if isinstance(stream, CentreStream) else None,
+                       settings=CollabSettings.of(config) if config is not None else CollabSettings())
 
 
 def collab_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves) -> APIRouter:
@@ -114,7 +118,7 @@ def collab_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves) -> APIRouter:
     svc = collab_of(deps)
     sites = deps.sites
     viewer = auth.require(Capability.VIEW_ALARMS)
-    archive_after = (deps.extras or {}).get("archive_after_days")
+    archive_after = getattr((deps.extras or {}).get("alarms"), "archive_after_days", None)
 
     def refused(exc: CollabError, lang: str) -> HTTPException:
         if isinstance(exc, Unavailable):  # nothing was recorded; the same request may succeed in a moment

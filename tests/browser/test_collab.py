@@ -122,6 +122,7 @@ async def test_two_consoles_assign_comment_with_photo_and_archive(system: System
     await officer.fill("#note", "住户电暖器短路，已处理")
     await officer.click('[data-action="close-false"]')
     await expect(officer.locator("#collab-archive")).to_be_visible()
+    await expect(officer.locator("#collab")).to_contain_text("关闭后 7 天无新动态将自动归档")  # alarms.archive_after_days, from the server's settings
     await expect(field.locator('#detail .tag.state[data-state="false_alarm"]')).to_be_visible(timeout=10_000)
     await expect(field.locator("#collab-text")).to_have_value("已到场")  # the pane was redrawn live; the draft stayed
     await officer.click("#collab-archive")
