@@ -189,7 +189,9 @@ class CallbackDesk:
         hh = self.sites.households.get(rec.household_id or "") if self.sites is not None else None
         v = hh.vulnerable if hh is not None else None
         family = [{"name": f.name, "relation": f.relation, "phone": f.phone} for f in (v.family_contacts if v else ())]
-        where = " ".join(p for p in (rec.building_id or "", f"{rec.unit}单元" if rec.unit is not None else "", hh.room if hh else "") if p)
+        building = self.sites.buildings.get(rec.building_id or "") if self.sites is not None else None
+        where = " ".join(p for p in (building.name if building is not None else rec.building_id or "",
+                                     f"{rec.unit}单元" if rec.unit is not None else "", hh.room if hh else "") if p)
         return {
             "alarm_id": rec.id, "alarm_type": rec.alarm_type, "title": rec.title,
             "drill": rec.drill, "alarm_state": rec.state, "building_id": rec.building_id, "household": rec.household_id, "place": where or "位置未知",
