@@ -68,7 +68,9 @@ _PUBACK: Final = struct.Struct("!BBH")  # type 0x40, remaining length 2, packet 
 _GENERATIONS: Final = 0x8000  # generation numbers wrap in 15 bits, so (generation << 16 | mid) fits 31 bits
 _READ_BUFFER: Final = 262_144  # one recv() of up to 256 KiB feeds many packets
 
-RawHandler = Callable[[str, bytes, int, int], None]  # (topic, payload, qos, mid), on the event loop thread
+# (topic, payload, qos, mid), on the event loop thread; True: "urgent" (a life-safety message), the burst reader
+# stops its burst there so the loop runs what the message set going before the next packet is parsed
+RawHandler = Callable[[str, bytes, int, int], bool | None]
 Session = Callable[["Link"], Awaitable[None]]
 
 
@@ -191,6 +193,7 @@ class ReconnectingClient:
         self._socket_options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)] if tcp_nodelay else []
         self.subscriptions = list(subscriptions)
         self._manual_ack, self._on_message, self._read_burst = manual_ack, on_message, read_burst
+        self._urgent = [False]  # set by the raw callback when the handler says so; the burst reader yields on it
         self._on_connect, self._session, self._before_connect = on_connect, session, before_connect
         self._retry_on: tuple[type[BaseException], ...] = (aiomqtt.MqttError, OSError, *retry_on)
         self._on_lost = on_lost
@@ -334,13 +337,14 @@ class ReconnectingClient:
         if self._manual_ack:
             paho.manual_ack_set(True)  # before connecting: a persistent session may deliver at once
         if self._on_message is not None:
-            paho.on_message = self._raw_callback(self._on_message)  # bypass aiomqtt's queue and Message objects
+            paho.on_message = self._raw_callback(self._on_message, self._urgent)  # bypass aiomqtt's queue and Message objects
         return client
 
     @staticmethod
-    def _raw_callback(handler: RawHandler) -> Callable[[mqtt.Client, object, mqtt.MQTTMessage], None]:
+    def _raw_callback(handler: RawHandler, urgent: list[bool]) -> Callable[[mqtt.Client, object, mqtt.MQTTMessage], None]:
         def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-            handler(message.topic, bytes(message.payload), message.qos, message.mid)
+            if handler(message.topic, bytes(message.payload), message.qos, message.mid):
+                urgent[0] = True
 
         return on_message
 
@@ -354,7 +358,7 @@ class ReconnectingClient:
             try:
                 self._client = client
                 if self._read_burst:
-                    _burst_reader(client, self._read_burst)
+                    _burst_reader(client, self._read_burst, self._urgent)
                 if self.subscriptions:
                     await client.subscribe(self.subscriptions)
                 if self._on_connect is not None:
@@ -382,19 +386,23 @@ async def _until_dropped(client: aiomqtt.Client) -> None:
     raise aiomqtt.MqttError("the connection to the broker dropped") from disconnected.exception()
 
 
-def _burst_reader(client: aiomqtt.Client, burst: int) -> None:
+def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None = None) -> None:
     """Read up to `burst` packets per wake-up through a 256 KiB buffer (measured: benchmarks/ingest.py).
 
     paho reads a packet in at least three recv() calls (type byte, length bytes, body) and aiomqtt's reader callback
     handles one packet per event-loop turn: at 10 k msg/s that is 40 k syscalls and 10 k loop turns a second. Here one
     recv() fills a buffer that paho's reads are served from, and the reader keeps parsing packets until the socket is
-    dry, yielding to the loop every `burst` packets so the life-safety lane never waits long."""
+    dry, yielding to the loop every `burst` packets so the life-safety lane never waits long, and at once after a
+    packet the handler called urgent (`urgent[0]` set): a smoke alarm is not held behind the rest of the burst."""
     paho = _paho(client)
     sock = paho.socket()
     if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
         return  # TLS keeps paho's own reader (SSLSocket.pending() semantics)
     loop = asyncio.get_running_loop()
     buf = bytearray()
+    # After an urgent packet the reader pauses until the loop has run what was scheduled before its resume: a wake-up
+    # of the socket's reader already queued must not parse on ahead of the urgent message's lane.
+    paused = [False]
 
     def recv(bufsize: int) -> bytes:
         if not buf:
@@ -406,7 +414,13 @@ def _burst_reader(client: aiomqtt.Client, burst: int) -> None:
         del buf[:bufsize]
         return out
 
+    def resume() -> None:
+        paused[0] = False
+        on_readable()
+
     def on_readable() -> None:
+        if paused[0]:
+            return
         try:
             for _ in range(burst):
                 rc = paho._packet_read()  # PRIVATE: paho's packet parser, driven here instead of by loop_read()
@@ -416,6 +430,11 @@ def _burst_reader(client: aiomqtt.Client, burst: int) -> None:
                     return
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     paho._loop_rc_handle(rc)  # PRIVATE: what loop_read() does on an error (closes, calls on_disconnect)
+                    return
+                if urgent is not None and urgent[0]:
+                    urgent[0] = False
+                    paused[0] = True
+                    loop.call_soon(resume)  # the loop runs what the urgent message set going (its lane) first
                     return
             loop.call_soon(on_readable)  # more may be buffered: let other tasks run first, then go on
         except Exception as exc:  # handed to aiomqtt as the reason the connection ended

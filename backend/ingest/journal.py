@@ -14,6 +14,13 @@ window; the keys of the newest `keep` rows are what a restarted worker loads to 
 A commit with synchronous=NORMAL in WAL mode is durable against a crash of the process (kill -9), not
 against a power cut before the next checkpoint; `synchronous_full=True` covers that at ~6 k commits/s.
 
+Checkpoints: SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, copying the WAL
+into the database file and fsyncing it: tens of milliseconds on a busy disk, paid by whoever committed. The
+uplink lane commits on the event loop thread, so with `auto_checkpoint=False` commits never checkpoint and
+`checkpoint()` (its own connection, PASSIVE: it never blocks a commit) is called from the journal's thread
+instead (backend/ingest/pipeline.py: after every `CHECKPOINT_EVERY` rows the uplink lane wrote). Durability is the same: a checkpoint moves committed pages
+from one file to another; it does not make anything durable that was not already.
+
 Exceptions: `JournalError` (the disk refused; the caller retries and does not acknowledge).
 """
 
@@ -48,15 +55,18 @@ class JournalEntry:
 
 
 class Journal:
-    def __init__(self, path: Path, *, keep: int = 200_000, synchronous_full: bool = False) -> None:
+    def __init__(self, path: Path, *, keep: int = 200_000, synchronous_full: bool = False, auto_checkpoint: bool = True) -> None:
         self.path = path
         self._keep = keep
+        self._checkpointer: sqlite3.Connection | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         check_sqlite_file(path, "the ingest journal")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {'FULL' if synchronous_full else 'NORMAL'}")
+        if not auto_checkpoint:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoint() does it, off the committing thread
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS entries (
@@ -134,6 +144,18 @@ class Journal:
             cur = self._run("DELETE FROM entries WHERE seq < ? AND (seq <= ? OR done = 1)", (cut, self.done_through))
             return cur.rowcount
 
+    def checkpoint(self) -> int:
+        """Copy committed WAL pages into the database file (PASSIVE: never waits for, nor blocks, a commit); return
+        the pages copied. On its own connection, so it does not take the lock commits take: call it from a thread
+        that is not the event loop's."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            _busy, _log_pages, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(self.path, f"checkpoint: {type(exc).__name__}: {exc}") from exc
+        return int(copied) if copied >= 0 else 0
+
     def count(self) -> int:
         with self._lock:
             return int(self._run("SELECT count(*) FROM entries").fetchone()[0])
@@ -145,4 +167,7 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             self._db.close()

@@ -90,5 +90,6 @@ class LaneStats:
             "alerting_down": self.alerting_down_since_ms is not None, "alerting_down_since_ms": self.alerting_down_since_ms,
             "alerting_down_why": self.alerting_down_why or None, "alerting_outages": self.alerting_outages,
             "life_safety_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,
+            "life_safety_p99_ms": round(lat[min(len(lat) - 1, len(lat) * 99 // 100)] * 1000, 3) if lat else None,
             "life_safety_max_ms": round(lat[-1] * 1000, 3) if lat else None,
         }

@@ -52,6 +52,7 @@ from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import TimeSeriesStore
 from broker.clock import Clock, SystemClock
 from broker.errors import MessageRejected, RejectReason
+from broker.kinds import Priority
 from broker.schemas import Telemetry, Uplink, decode_uplink
 
 __all__ = ["Pipeline"]
@@ -106,8 +107,10 @@ class Pipeline:
         self._store_exec = ThreadPoolExecutor(1, thread_name_prefix="ts-store")
         self.tjournal = await loop.run_in_executor(self._tj_exec, lambda: Journal(journal_dir / "telemetry.journal", keep=s.dedupe_window,
                                                                                   synchronous_full=s.journal_synchronous_full))
+        # The uplink journal commits on the loop thread (uplink_lane.py): its checkpoints run here, in its own thread.
         self.ujournal = await loop.run_in_executor(self._uj_exec, lambda: Journal(journal_dir / "uplink.journal", keep=s.dedupe_window,
-                                                                                  synchronous_full=s.journal_synchronous_full))
+                                                                                  synchronous_full=s.journal_synchronous_full,
+                                                                                  auto_checkpoint=False))
         for key in await loop.run_in_executor(self._tj_exec, self.tjournal.recent_keys):
             self.recent.seen(key)
         for entry in await loop.run_in_executor(self._uj_exec, self.ujournal.recent_entries):
@@ -125,6 +128,7 @@ class Pipeline:
             self._tg.create_task(self._telemetry.run_store_writer(), name="ingest-store-writer"),
             self._tg.create_task(self._uplinks.run(), name="ingest-uplink-lane"),
             self._tg.create_task(self._pruner(), name="ingest-journal-pruner"),
+            self._tg.create_task(self._checkpointer(), name="ingest-uplink-checkpointer"),
         ]
         self.running = True
         return self
@@ -149,7 +153,8 @@ class Pipeline:
 
     # -- intake (called from the MQTT client's callback, on the event loop thread; never raises) --------
 
-    def accept(self, topic: str, payload: bytes, token: int) -> None:
+    def accept(self, topic: str, payload: bytes, token: int) -> bool:
+        """Take one message; True when it is a new life-safety message (the MQTT reader then yields to the loop)."""
         now = self.clock.now_ms()
         try:
             if len(payload) > self.settings.max_payload_bytes:
@@ -161,7 +166,7 @@ class Pipeline:
             rejection = self.stats.reject(exc, payload, now, _gateway_of(topic))
             log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
             self._ack([token])
-            return
+            return False
         except Exception as exc:  # a bug of ours on this input: park the message for a replay after the fix, go on
             log.exception("could not take the message on %s (%d bytes); parked in the dead letters", topic, len(payload))
             self.stats.reject(MessageRejected(RejectReason.INTERNAL, f"the backend failed on this message ({type(exc).__name__}: {exc}); "
@@ -169,7 +174,7 @@ class Pipeline:
                               payload, now, _gateway_of(topic))
             self.dead_letters.park(topic, payload, now, exc, key="", attempts=1)
             self._ack([token])
-            return
+            return False
         msg = uplink.message
         key = f"{uplink.topic.gateway}/{msg.msg_id}"  # type: ignore[union-attr]
         telemetry = isinstance(msg, Telemetry)
@@ -189,14 +194,15 @@ class Pipeline:
                 self._telemetry.repeat(token)
             else:
                 self._uplinks.repeat(key, topic, payload, received_ms=now, token=token, priority=uplink.priority)
-            return
+            return False
         self.stats.accepted += 1
         if uplink.topic.device is not None:
             self.last_seen_ms[uplink.topic.device] = now
         if telemetry:
             self._telemetry.take(key, topic, payload, received_ms=now, readings=readings_of(uplink, now), token=token)
-        else:
-            self._uplinks.take(key, topic, payload, uplink=uplink, received_ms=now, token=token)
+            return False
+        self._uplinks.take(key, topic, payload, uplink=uplink, received_ms=now, token=token)
+        return uplink.priority is Priority.LIFE_SAFETY  # the reader yields: the uplink lane journals and hands it on next
 
     def _check_known(self, uplink: Uplink, topic: str) -> None:
         """The site-directory check `accept` makes (backend/ingest/known_devices.py); raises MessageRejected."""
@@ -216,6 +222,18 @@ class Pipeline:
                     await loop.run_in_executor(ex, j.prune)
                 except JournalError:
                     log.exception("could not prune %s", j.path)
+
+    async def _checkpointer(self) -> None:
+        """Checkpoint the uplink journal in its thread whenever the lane has written enough (see journal.py)."""
+        loop = asyncio.get_running_loop()
+        due = self._uplinks.checkpoint_due
+        while True:
+            await due.wait()
+            due.clear()
+            try:
+                await loop.run_in_executor(self._uj_exec, self.ujournal.checkpoint)
+            except JournalError:  # the next one tries again; commits go on meanwhile (the WAL grows)
+                log.exception("could not checkpoint %s", self.ujournal.path)
 
     def uplinks_waiting(self) -> int:
         """Uplinks (events, status) journaled or queued and not yet handed to alerting: grows while it is away."""

@@ -190,3 +190,35 @@ async def test_the_raw_burst_path_drops_an_ack_of_a_connection_that_is_gone(mosq
         await pub.publish("r/2", b"marker", qos=1)
         await until(lambda: len(seen) >= 4, 10, "the marker")
         assert [t for t, _, _ in seen[3:]] == ["r/2"], "an acknowledged message came again"
+
+
+async def test_the_burst_reader_yields_right_after_a_message_its_handler_calls_urgent(mosquitto: MosquittoProcess) -> None:
+    """A life-safety message in the middle of a read burst: the handler says so (returns True) and the loop runs what
+    it set going (the ingest's uplink lane) before the next packet is parsed, not after the rest of the burst of 64.
+    300 messages wait for a persistent session, so the reader finds many packets buffered at once."""
+    seen: list[str] = []
+    marks: dict[str, int] = {}  # urgent topic -> messages handled when the loop next ran a callback
+    urgent = {"r/100", "r/150"}
+
+    def on_message(topic: str, payload: bytes, qos: int, mid: int) -> bool:
+        seen.append(topic)
+        c.ack([mid], generation=c.generation)
+        if topic in urgent:
+            asyncio.get_running_loop().call_soon(lambda: marks.setdefault(topic, len(seen)))
+            return True
+        return False
+
+    def raw() -> ReconnectingClient:
+        return ReconnectingClient(mosquitto.host, mosquitto.port, identifier="t-urgent", backoff=FAST, clean_session=False, manual_ack=True,
+                                  subscriptions=[("r/#", 1)], read_burst=64, on_message=on_message)
+
+    c = raw()
+    async with c:
+        await c.wait_ready(10)  # the session exists now
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="pub") as pub:
+        for i in range(300):
+            await pub.publish(f"r/{i}", b"x" * 100, qos=1)
+    c = raw()
+    async with c:
+        await until(lambda: len(seen) >= 300, 10, "the queued messages")
+    assert marks == {"r/100": 101, "r/150": 151}, "the burst went on past a message its handler called urgent"

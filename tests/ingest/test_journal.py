@@ -37,3 +37,34 @@ def test_prune_keeps_the_dedupe_window_and_everything_pending(tmp_path: Path) ->
     assert [e.seq for e in j.pending()] == [7, 8, 9, 10]  # never dropped though older than the window
     assert j.keys() == [f"gw1/m{s}" for s in range(7, 11)]
     assert j.recent_keys() == ["gw1/m8", "gw1/m9", "gw1/m10"]
+
+
+def test_commits_on_the_loop_never_checkpoint_and_the_journals_thread_does(tmp_path: Path) -> None:
+    """The uplink journal commits on the event loop thread: SQLite's automatic checkpoint (copy the WAL into the
+    database file and fsync it, inside the commit that crosses 1,000 pages) must not run there. With
+    auto_checkpoint off the WAL grows past those 1,000 pages until `checkpoint()` copies it, on its own
+    connection; what was committed is readable all along, and after a reopen."""
+    path = tmp_path / "u.journal"
+    wal = tmp_path / "u.journal-wal"
+    j = Journal(path, auto_checkpoint=False)
+    payload = b"x" * 2000
+    seq = 0
+    for _ in range(40):  # ~8 MB of WAL: twice what the automatic checkpoint lets the WAL reach
+        j.append([(seq + k, f"gw1/m{seq + k}", "sw/v1/gw/gw1/dev/d1/event", payload, 1) for k in range(1, 101)])
+        seq += 100
+    assert wal.stat().st_size > 6 * 1024 * 1024, "a commit checkpointed: the WAL was reset at ~1,000 pages"
+    copied = j.checkpoint()
+    assert copied > 1000
+    assert j.count() == seq
+    j.close()
+    assert Journal(path).count() == seq
+
+
+def test_a_journal_with_automatic_checkpoints_keeps_its_wal_near_1000_pages(tmp_path: Path) -> None:
+    """The telemetry journal commits in its own thread and keeps SQLite's automatic checkpoint."""
+    j = Journal(tmp_path / "t.journal")
+    seq = 0
+    for _ in range(40):
+        j.append([(seq + k, f"gw1/m{seq + k}", "sw/v1/gw/gw1/dev/d1/telemetry", b"x" * 2000, 1) for k in range(1, 101)])
+        seq += 100
+    assert (tmp_path / "t.journal-wal").stat().st_size < 5 * 1024 * 1024
