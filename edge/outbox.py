@@ -17,6 +17,12 @@ How this works:
   the oldest TELEMETRY rows not in flight are deleted in the same transaction as the insert, and counted
   (persisted in `counters`, so the total survives restarts). LIFE_SAFETY and STATUS rows are never evicted;
   if they alone exceed the byte bound the outbox grows and says so in `over_bound`.
+- Checkpoints off the event loop: the agent commits (accept, ack) on its event loop thread, and SQLite's automatic
+  checkpoint runs inside the commit that crosses 1,000 WAL pages, copying the WAL into the database file and
+  fsyncing it (tens of milliseconds on a busy disk: a smoke alarm accepted then waited for it). After
+  `defer_checkpoints(wake)` commits never checkpoint; every `CHECKPOINT_EVERY` rows written, `wake()` is called,
+  and the owner runs `checkpoint()` in a thread (its own connection, PASSIVE: it never blocks a commit). Nothing
+  changes for durability: a checkpoint moves committed pages from the WAL into the database file.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -51,6 +57,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS latches (adapter TEXT NOT NULL, device TEXT NOT NULL, flag TEXT NOT NULL, PRIMARY KEY (adapter, device, flag));
 """
 _ROW_OVERHEAD = 48  # bytes SQLite spends per row beyond topic and payload, roughly: keeps max_bytes honest
+# Rows written (inserted or deleted) between two deferred checkpoints: with rows of a few hundred bytes and their
+# index entries, about the 1,000 pages after which SQLite's own automatic checkpoint would run inside a commit.
+CHECKPOINT_EVERY = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +111,9 @@ class Outbox:
         self._cursor: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._in_flight: dict[int, Priority] = {}
         self._counters: dict[str, int] = {"accepted_total": 0, "evicted_total": 0, "acked_total": 0}
+        self._checkpoint_wake: Callable[[], None] | None = None
+        self._written = 0  # rows inserted or deleted since the last wake
+        self._checkpointer: sqlite3.Connection | None = None
 
     # -- lifecycle
 
@@ -142,6 +154,8 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'FULL' else 'NORMAL'}")
             db.executescript(_SCHEMA)
+            if self._checkpoint_wake is not None:
+                db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint() does it, in the owner's thread
             for p, n, b in db.execute("SELECT priority, COUNT(*), COALESCE(SUM(length(payload) + length(topic)), 0) FROM outbox GROUP BY priority"):
                 self._depth[Priority(p)] = n
                 self._bytes += b + n * _ROW_OVERHEAD
@@ -153,7 +167,33 @@ class Outbox:
         self._db = db
         return self
 
+    def defer_checkpoints(self, wake: Callable[[], None]) -> None:
+        """From now on (and on every open) commits never checkpoint; `wake()` says when `checkpoint()` is due."""
+        self._checkpoint_wake = wake
+        if self._db is not None:
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def _wrote(self, rows: int) -> None:
+        self._written += rows
+        if self._written >= CHECKPOINT_EVERY and self._checkpoint_wake is not None:
+            self._written = 0
+            self._checkpoint_wake()
+
+    def checkpoint(self) -> int:
+        """Copy committed WAL pages into the database file; return how many. PASSIVE, on a connection of its own:
+        it neither waits for nor blocks a commit. Meant for a thread other than the event loop's, one at a time."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            _busy, _log, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise OutboxError(self.path, f"cannot checkpoint: {exc}") from exc
+        return int(copied) if copied >= 0 else 0
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -208,6 +248,7 @@ class Outbox:
         self._bytes += added_bytes - freed
         self._counters["accepted_total"] += len(rows)
         self._counters["evicted_total"] += evicted
+        self._wrote(len(rows) + evicted)
         return evicted
 
     def _evict(self, db: sqlite3.Connection, telemetry_rows: int, stored_bytes: int) -> tuple[int, int]:
@@ -287,6 +328,7 @@ class Outbox:
         for seq in seqs:
             self._in_flight.pop(seq, None)
         self._counters["acked_total"] += len(sizes)
+        self._wrote(len(sizes))
 
     def release_all(self) -> None:
         """The connection was lost: every unacknowledged row goes out again, oldest first."""

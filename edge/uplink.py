@@ -14,6 +14,9 @@ How this works:
 - TCP_NODELAY is set on the socket: Nagle must not hold a smoke event back waiting for an ACK.
 - The connection is a broker.connection.ReconnectingClient: it reconnects with the jittered backoff of
   `uplink.reconnect_*`, subscribes to the command topic again, and runs `_session` while connected.
+- The outbox's WAL checkpoints run in a thread beside the connection (`_checkpoints`), never inside a commit on
+  the event loop (edge/outbox.py): an alarm accepted while the acker deletes a window of telemetry does not wait
+  for a checkpoint's copy and fsync.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class Uplink:
         self._acked: list[int] = []
         self._empty = asyncio.Event()
         self._closing = False
+        self._checkpoint_due = asyncio.Event()
+        outbox.defer_checkpoints(self._checkpoint_due.set)
 
     # -- called by the agent
 
@@ -121,8 +126,20 @@ class Uplink:
         )
 
     async def run(self) -> None:
-        """Connect, drain, reconnect with backoff; forever (the agent cancels it)."""
-        await self._connection().run()
+        """Connect, drain, reconnect with backoff; forever (the agent cancels it). The outbox's checkpoints run beside."""
+        async with asyncio.TaskGroup() as tg:
+            checkpoints = tg.create_task(self._checkpoints(), name="uplink-outbox-checkpoints")
+            await self._connection().run()
+            checkpoints.cancel()
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            try:
+                await asyncio.to_thread(self.outbox.checkpoint)
+            except OutboxError as exc:  # commits go on (the WAL grows); the next one tries again
+                log.warning("outbox checkpoint failed: %s", exc)
 
     async def _unless_closing(self) -> None:
         if self._closing:  # said offline on a clean stop: do not come back before the agent cancels us

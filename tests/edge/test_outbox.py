@@ -119,3 +119,26 @@ def test_an_unwritable_place_is_an_outbox_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(OutboxError, match="cannot open"):
         Outbox(blocker / "o.db").open()
+
+
+def test_deferred_checkpoints_keep_commits_from_checkpointing_and_wake_the_owner(tmp_path: Path) -> None:
+    """The agent commits on its event loop: after defer_checkpoints no commit copies the WAL into the database file
+    (SQLite's automatic checkpoint at 1,000 pages would, with an fsync, while a smoke alarm waits); the owner is
+    woken every CHECKPOINT_EVERY rows written and checkpoints on its own connection. Nothing committed is lost."""
+    from edge.outbox import CHECKPOINT_EVERY
+
+    woken: list[int] = []
+    wal = tmp_path / "o.sqlite3-wal"
+    with Outbox(tmp_path / "o.sqlite3", max_telemetry_rows=1_000_000) as ob:
+        ob.defer_checkpoints(lambda: woken.append(ob.stats().accepted_total))
+        big = [PendingRow(Priority.TELEMETRY, "t", b"x" * 2000, f"m{i}") for i in range(100)]
+        for k in range(40):  # ~8 MB of WAL: twice what the automatic checkpoint lets it reach
+            ob.accept([PendingRow(r.priority, r.topic, r.payload, f"{r.msg_id}-{k}") for r in big], 0)
+        assert wal.stat().st_size > 6 * 1024 * 1024, "a commit checkpointed: the WAL was reset at ~1,000 pages"
+        assert woken == [CHECKPOINT_EVERY * n for n in range(1, 4000 // CHECKPOINT_EVERY + 1)]
+        assert ob.checkpoint() > 1000
+        rows = ob.take((Priority.TELEMETRY,), 5000)
+        ob.ack([r.seq for r in rows])
+        assert ob.depth() == 0
+    with Outbox(tmp_path / "o.sqlite3") as ob:
+        assert ob.stats().acked_total == 4000
