@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import pytest
 from playwright.async_api import Browser, FilePayload, Page, expect
 
+from backend.alarms.collab import AlarmCollab
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
 from broker.kinds import DeviceKind, EventKind
@@ -53,7 +56,7 @@ async def console(browser: Browser, url: str, username: str, width: int, errors:
 
 
 async def test_two_consoles_assign_comment_with_photo_and_archive(system: System, browser: Browser, sample_site: SiteDirectory,
-                                                                shots: Path) -> None:
+                                                                shots: Path, tmp_path: Path) -> None:
     system.backend.users.add("gw1", PASSWORD, "grid_worker", "第1网格网格员", "c01-g1")
     device = breaker(sample_site)
     worker = next(r for r in sorted(sample_site.responders.values(), key=lambda r: r.id) if r.role.value == "grid_worker" and r.grid == "c01-g1")
@@ -100,8 +103,9 @@ async def test_two_consoles_assign_comment_with_photo_and_archive(system: System
     await expect(comment.locator("img")).to_have_attribute("src", re.compile("^data:image/png;base64,"))
     await field.wait_for_function("() => { const i = document.querySelector('#collab-comments img'); return i && i.complete && i.naturalWidth === 320; }")
     await expect(field.locator("#timeline li.comment")).to_contain_text("配电箱有焦味")
-    shown = await field.locator("#collab-comments li .dim").first.text_content()
-    assert shown
+    [stored] = AlarmCollab(system.backend.alarm_service.store, system.backend.clock, tmp_path).comments(alarm_id)
+    local = datetime.fromtimestamp(stored.at_ms / 1000, ZoneInfo("Asia/Shanghai"))  # the pages run in UTC: Beijing time is shown
+    await expect(comment.locator(".dim").first).to_have_text(f"{local.year}/{local.month}/{local.day} {local:%H:%M:%S}")
     await officer.locator("#collab").scroll_into_view_if_needed()
     await officer.screenshot(path=shots / "01-officer-assigned-and-commented-1280.png")
     await field.locator("#collab").scroll_into_view_if_needed()

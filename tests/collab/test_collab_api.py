@@ -68,6 +68,7 @@ async def test_assign_refusals_write_nothing(rig: ApiRig) -> None:
         ("gw2", f"/api/alarms/{aid}/assign", {"assignee_id": "c01-g2-w1"}, 404, "辖区内没有"),  # outside the caller's grid: like unknown
         ("duty", f"/api/alarms/{aid}/assign", {"assignee_id": "nobody-here"}, 422, "不在该警报所在辖区的人员名单中"),
         ("duty", f"/api/alarms/{aid}/assign", {"assignee_id": "user:vol"}, 422, "不在该警报所在辖区的人员名单中"),  # a volunteer login is no officer
+        ("duty", f"/api/alarms/{aid}/assign", {"assignee_id": "user:gw2"}, 422, "不在该警报所在辖区的人员名单中"),  # the other grid's worker
         ("leader", f"/api/alarms/{aid}/assign", {"assignee_id": "c01-g1-w1"}, 403, ""),  # a building leader does not dispatch
     ]
     for who, url, body, code, words in cases:
