@@ -8,7 +8,11 @@
     ├── RuleConfigError          alerting.config: a rules mapping is wrong, with the place (also a ValueError)
     ├── PolicyError              alerting.ladder.policy: a ladder policy is wrong, with the place (also a ValueError)
     └── LadderError              alerting.ladder.engine
-        └── UnknownResponder     a decline from someone the ladder did not page
+        ├── UnknownResponder     a decline from someone the ladder did not page
+        └── CallbackError        an SOS call-back (回访) outcome the ladder cannot take
+            ├── NoCallback       the alarm's policy opens no call-back (not an SOS press)
+            ├── CallbackRecorded the outcome is already recorded
+            └── CallbackClosed   the ladder has stopped (the alarm ended)
 
 The core does no I/O, so nothing third-party is translated here; the backend subclasses RuleConfigError for
 its rules file (backend.alarms.rules.RulesFileError). tests/test_exception_trees.py fails when an exception

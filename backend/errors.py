@@ -8,6 +8,10 @@
     │   ├── UnknownPlace
     │   └── WindowRefused
     │       └── WindowOver
+    ├── CallbackDeskError        backend.callbacks.service: an SOS call-back (回访) refused (a Chinese sentence and its status)
+    │   ├── CallbackNotFound     no such alarm in the caller's territory (404)
+    │   ├── CallbackConflict     not an SOS, an outcome twice, the alarm already over (409)
+    │   └── CallbackInvalid      a false press without its reason (422)
     ├── DutyError                backend.duty.service: a roster override, shift or handover refused (zh and en sentences)
     │   ├── DutyNotFound         no such person, place, override or handover, or outside the territory (404)
     │   ├── DutyRefused          reversed or out-of-range times, missing people (422)
