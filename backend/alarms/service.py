@@ -45,7 +45,7 @@ from alerting.book import AlarmBook, UnknownAlarm, transition
 from alerting.config import RuleConfig
 from alerting.engine import Engine
 from alerting.lifecycle import LifecycleError, Move
-from alerting.model import Action, Alarm, Persist, Signal
+from alerting.model import Action, Alarm, AuditEntry, Persist, Signal
 from backend.alarms.adapter import SiteAdapter
 from backend.alarms.maintenance import MaintenanceError, MaintenanceSettings, MaintenanceWindows, Scope
 from backend.alarms.rules import load_rules
@@ -79,6 +79,26 @@ class MoveRefused(AlarmServiceError):
     def __init__(self, alarm_id: str, move: str, reason: str) -> None:
         self.alarm_id, self.move, self.reason = alarm_id, move, reason
         super().__init__(f"alarm {alarm_id}: {move} refused: {reason}")
+
+
+def one_persist_per_alarm(actions: Sequence[Action]) -> list[Action]:
+    """A batch's actions with each alarm's Persists made one: the alarm as the last of them left it, with the audit
+    entries of them all in order, in the place of the last (issue 19: in a storm, a building's confirmed fire counted
+    again by each of its smoke alarms was one row write, one stream event and one feed event per smoke, not one per
+    commit). Other actions keep their places; nothing is dropped: the feed shows an alarm as it now is."""
+    last = {a.alarm.id: i for i, a in enumerate(actions) if isinstance(a, Persist)}
+    if len(last) == sum(1 for a in actions if isinstance(a, Persist)):
+        return list(actions)
+    audits: dict[str, list[AuditEntry]] = {}
+    out: list[Action] = []
+    for i, a in enumerate(actions):
+        if not isinstance(a, Persist):
+            out.append(a)
+            continue
+        audits.setdefault(a.alarm.id, []).extend(a.audit)
+        if last[a.alarm.id] == i:
+            out.append(Persist(a.alarm, tuple(audits.pop(a.alarm.id))))
+    return out
 
 
 def _book_state(book: object) -> dict[str, Any]:
@@ -287,7 +307,7 @@ class AlarmService:
         BatchFeed; the ingest lane hands over what it has queued)."""
         async with self._lock:
             with self._book_kept():
-                actions = [a for uplink, received_ms in items for a in self._decide(uplink, received_ms)]
+                actions = one_persist_per_alarm([a for uplink, received_ms in items for a in self._decide(uplink, received_ms)])
                 await self._commit(actions)
         await self._tell(actions)
 
@@ -372,6 +392,24 @@ class AlarmService:
             await self._commit(actions)
         await self._tell(actions)
         return next(a.alarm for a in actions if isinstance(a, Persist) and a.alarm.id == alarm_id)
+
+    async def move_each(self, alarm_ids: Sequence[str], move: Move | str, actor: str) -> list[Alarm]:
+        """The same move on several open alarms in ONE transaction (the ladder's `notify` for a storm's ladders started
+        together: one commit, one copy of the book, not one per alarm). An alarm the book no longer holds or whose
+        state refuses the move is left out (moved on meanwhile: the move is not owed); returns the alarms moved."""
+        m = Move(move)
+        now = self.clock.now_ms()
+        async with self._lock, self._book_kept_async():
+            actions: list[Action] = []
+            for alarm_id in dict.fromkeys(alarm_ids):
+                try:
+                    actions += self.engine.move(alarm_id, m, actor, now)
+                except (LifecycleError, UnknownAlarm) as exc:
+                    log.debug("%s on %s not made: %s", m.value, alarm_id, exc)
+            await self._commit(actions)
+        await self._tell(actions)
+        wanted = set(alarm_ids)
+        return [a.alarm for a in actions if isinstance(a, Persist) and a.alarm.id in wanted]
 
     async def signal(self, sig: Signal, now_ms: int | None = None) -> list[Action]:
         """A signal decided outside the rules (the patrol scheduler's `patrol_missed`), through the same book, lock,

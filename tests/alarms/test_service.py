@@ -180,3 +180,31 @@ async def test_the_ticker_ticks_in_the_clocks_time(tmp_path: Path, sample_site: 
     async with svc:
         await asyncio.sleep(0.55)
     assert svc.stats["ticks"] >= 3
+
+
+async def test_a_storm_in_one_unit_commits_each_alarm_once_with_every_audit_entry(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """Issue 19: the smoke alarms of one unit handed over together raise the unit's confirmed fire once and count it
+    again with each later smoke. The commit carries each alarm once, as the batch left it, with every audit entry (it
+    used to carry the confirmed fire once per smoke: a row write, a stream event and a feed event each)."""
+    clock = VirtualClock()
+    units: dict[tuple[str | None, int | None], list[tuple[str, str]]] = {}
+    for d in sample_site.devices.values():
+        if d.kind is DeviceKind.SMOKE:
+            units.setdefault((d.building, d.unit), []).append((d.id, d.gateway))
+    smokes = max(units.values(), key=len)
+    assert len(smokes) >= 4, "the sample site has a unit with several smoke detectors"
+    async with service(tmp_path, sample_site, clock) as svc:
+        with svc.stream.tap() as heard:
+            now = clock.now_ms()
+            await svc.on_uplink_batch([(event(gw, dev, EventKind.SMOKE_ALARM, now, k), now) for k, (dev, gw) in enumerate(smokes)])
+            events = [heard.get_nowait() for _ in range(heard.qsize())]
+    persists = [e for e in events if isinstance(e, Persist)]
+    ids = [p.alarm.id for p in persists]
+    assert len(ids) == len(set(ids)), "each alarm once in the commit"
+    fire = next(p for p in persists if p.alarm.alarm_type == "confirmed_fire")
+    assert fire.alarm.occurrences == len(smokes) - 1, "counted by every smoke after the second"
+    assert [e.move for e in fire.audit] == ["raise"]
+    assert sorted(p.alarm.place.device or "" for p in persists if p.alarm.alarm_type == "smoke") == sorted(dev for dev, _ in smokes)
+    [stored] = [r for r in svc.store.list(open_only=True) if r.alarm_type == "confirmed_fire"]
+    assert stored.occurrences == len(smokes) - 1
+    assert [e.move for e in svc.store.audit(stored.id)] == ["raise"]
