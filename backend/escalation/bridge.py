@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 _HELD = frozenset({AlarmState.SUPPRESSED, AlarmState.SILENCED})
 Op = Literal["start", "reopen", "severity", "stop"]
+# Ladder starts taken from the queue together: their `notify` moves are one commit. Small enough that the first
+# alarm of a storm is marked notified within a few dozen ladder starts of its own.
+START_BATCH = 32
 
 
 def ladder_rank(alarm: Alarm) -> int:
@@ -190,11 +193,41 @@ class AlarmLadderBridge:
 
     async def _work(self) -> None:
         while True:
-            job = await self._queue.get()
+            jobs = [await self._queue.get()]
+            # A storm's starts go together (issue 19): each ladder is started and stored as before, and the alarms'
+            # `notify` is one move of them all, one commit, instead of one commit (and one copy of the book) each.
+            while jobs[0].op == "start" and len(jobs) < START_BATCH and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt.op != "start":
+                    self._queue.put_nowait(nxt)  # back in its own place (rank, number)
+                    self._queue.task_done()
+                    break
+                jobs.append(nxt)
             try:
-                await self._do(job)
+                if len(jobs) == 1:
+                    await self._do(jobs[0])
+                else:
+                    await self._start_all(jobs)
             finally:
-                self._queue.task_done()
+                for _ in jobs:
+                    self._queue.task_done()
+
+    async def _start_all(self, jobs: Sequence[_Job]) -> None:
+        started: list[tuple[str, EscalationState]] = []
+        for job in jobs:
+            try:
+                state = await self.ladder.start(self._facts(job.alarm), alarm_seq=job.seq)
+                self.started += 1
+                await self._catch_up(job.alarm.id)
+                started.append((job.alarm.id, state))
+            except Exception:  # one alarm's ladder failing must not stop the others'
+                self.failures += 1
+                log.exception("could not start the ladder of alarm %s", job.alarm.id)
+        try:
+            await self._notified_all(started)
+        except Exception:
+            self.failures += 1
+            log.exception("could not notify %d alarms whose ladders started", len(started))
 
     async def _do(self, job: _Job) -> None:
         try:
@@ -235,20 +268,28 @@ class AlarmLadderBridge:
         await self._notified(alarm.id, state)
 
     async def _notified(self, alarm_id: str, state: EscalationState) -> None:
-        """A running ladder that paged people: the alarm is notified (raised → notified), asked of the alarm
-        service only while the committed alarm is still `raised`."""
-        if state.stopped is not None or not state.staffed:
-            return
-        try:
-            current = self.alarms.engine.book.get(alarm_id)
-        except AlarmServiceError:
-            current = await asyncio.to_thread(self.alarms.store.get, alarm_id)
-        if current is None or current.state is not AlarmState.RAISED:
-            return  # a person already moved it on (or it closed): nothing to ask
-        try:
-            await self.alarms.move(alarm_id, Move.NOTIFY, SYSTEM_ACTOR)
-        except (MoveRefused, NoSuchAlarm) as exc:  # moved on between the look and the move: the move is not owed
-            log.debug("notify on %s not needed any more: %s", alarm_id, exc)
+        await self._notified_all([(alarm_id, state)])
+
+    async def _notified_all(self, started: Sequence[tuple[str, EscalationState]]) -> None:
+        """Running ladders that paged people: their alarms are notified (raised → notified), asked of the alarm
+        service only while the committed alarm is still `raised`, in one move of them all."""
+        owed: list[str] = []
+        for alarm_id, state in started:
+            if state.stopped is not None or not state.staffed:
+                continue
+            try:
+                current = self.alarms.engine.book.get(alarm_id)
+            except AlarmServiceError:
+                current = await asyncio.to_thread(self.alarms.store.get, alarm_id)
+            if current is not None and current.state is AlarmState.RAISED:
+                owed.append(alarm_id)  # else a person already moved it on (or it closed): nothing to ask
+        if len(owed) == 1:
+            try:
+                await self.alarms.move(owed[0], Move.NOTIFY, SYSTEM_ACTOR)
+            except (MoveRefused, NoSuchAlarm) as exc:  # moved on between the look and the move: the move is not owed
+                log.debug("notify on %s not needed any more: %s", owed[0], exc)
+        elif owed:
+            await self.alarms.move_each(owed, Move.NOTIFY, SYSTEM_ACTOR)  # those moved on meanwhile are left out
 
     async def _catch_up(self, alarm_id: str) -> None:
         """A person moved the alarm before its ladder existed (the start waited in a backlog, or a restart): the

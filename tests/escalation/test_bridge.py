@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from backend.notify import DeliveryStatus, Message
 from backend.sites import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
+from backend.stream import Event
 from broker.kinds import DeviceKind
 from tests.escalation.centre import BUILDING, Centre, centre
 from tests.waiting import until
@@ -381,3 +382,33 @@ async def test_a_maintenance_window_ended_on_a_smoke_detector_still_in_alarm_pag
         await c.settle()
         assert set(c.pages(aid, "reopened")) >= FIRE_ENTRY
         assert state_of(c, aid) is AlarmState.NOTIFIED
+
+
+async def test_a_storms_ladders_start_once_each_and_its_alarms_are_notified_in_a_few_commits(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    """Issue 19: 100 smoke alarms committed together: every ladder starts once and every alarm is notified once,
+    and the notify moves are committed together (a few commits, one per batch of starts), not one commit per alarm
+    (each of which also copied the whole alarm book under the service's lock)."""
+    async with centre(db, sample_site, rate_limit=100_000) as c:
+        assert c.alarms is not None
+        assert c.bridge is not None
+        now = c.clock.now_ms()
+        sigs = [Signal(SignalKind.RAISE, "smoke", f"device:storm-{i}", now, Severity.CRITICAL, True, False, "烟感报警",
+                       Place(f"storm-{i}", None, BUILDING)) for i in range(100)]
+        notify_commits: list[int] = []
+
+        async def count(events: Sequence[Event]) -> None:
+            n = sum(1 for e in events if isinstance(e, Persist) for a in e.audit if a.move == Move.NOTIFY.value)
+            if n:
+                notify_commits.append(n)
+
+        c.alarms.stream.subscribe(count, name="test-notify-commits")
+        raised = await c.alarms.in_core(lambda book, at: [a for s in sigs for a in book.signal(s, at)], lambda conn: None)
+        await c.settle()
+        ids = [a.alarm.id for a in raised if isinstance(a, Persist)]
+        assert c.bridge.started == len(ids) == 100
+        assert c.bridge.failures == 0
+        assert sum(notify_commits) == 100, "every alarm notified once"
+        assert len(notify_commits) <= 100 // 32 + 1, f"notify moves committed in {len(notify_commits)} commits"
+        for alarm_id in ids:
+            assert [e.move for e in c.alarms.store.audit(alarm_id)] == ["raise", "notify"]
+            assert len([e for e in c.log(alarm_id) if e.kind == "notify"]) >= 1, "its ladder paged someone"
