@@ -48,7 +48,7 @@ from backend.i18n import lang_of
 from backend.notify.receipts import ReceiptStore
 from backend.notify.reports import ReceiptReports
 from backend.responder import COOKIE, COOKIE_PATH, Person, ResponderSessions, alarm_task, order_is_mine, order_task, paged, person_of
-from backend.responder.view import ORDER_MOVES
+from backend.responder.view import ORDER_MOVES, open_alarms_of
 from backend.workorders import PhotoRefused, WorkOrderService, WorkOrderServiceError
 from backend.workorders.photos import PhotoFolder, StoredPhoto, sniff
 
@@ -57,7 +57,7 @@ __all__ = ["responder_router"]
 STATIC = Path(__file__).resolve().parent / "static"
 Ident = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 _LINKED_MARK: Final = "<!--linked-->"
-_ALARM_SCAN: Final = 1000  # open alarms looked through for a person's tasks (a community's open alarms are far fewer)
+_ALARM_SCAN: Final = 500  # a community's open alarms looked through for a person's tasks (newest first)
 
 # (status, Chinese, English)
 _SAY: Final[dict[str, tuple[int, str, str]]] = {
@@ -181,10 +181,10 @@ def responder_router(deps: ApiDeps) -> APIRouter:
 
     async def tasks(person: Person) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        records = await asyncio.to_thread(deps.alarms.list, open_only=True, limit=_ALARM_SCAN)
+        records = await asyncio.to_thread(open_alarms_of, deps.alarms, person, limit=_ALARM_SCAN)
         for record in records:
-            if not mine(person, record) or deps.escalation is None:
-                continue
+            if deps.escalation is None:
+                break
             state = await deps.escalation.get(record.id)
             if state is not None and paged(state, person.id):
                 out.append(await alarm_task_of(person, record, state))

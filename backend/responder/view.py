@@ -34,16 +34,19 @@ from typing import Any, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+
 from alerting.ladder import EscalationState
 from alerting.workorders import OrderState
-from backend.alarms.store import AlarmRecord
+from backend.alarms.schema import alarms
+from backend.alarms.store import AlarmRecord, AlarmStore
 from backend.api.auth import ROLE_CAPABILITIES, Capability
 from backend.api.responses import ANSWER_ORDER, ANSWERS, next_move_refusal
 from backend.sites.model import Role, SiteDirectory
 from backend.store.users import UserRole
 from backend.workorders import WorkOrder
 
-__all__ = ["ORDER_MOVES", "ROLE_ZH", "Person", "alarm_task", "navigation", "order_is_mine", "order_task", "paged", "person_of", "place_words"]
+__all__ = ["ORDER_MOVES", "ROLE_ZH", "Person", "alarm_task", "navigation", "open_alarms_of", "order_is_mine", "order_task", "paged", "person_of", "place_words"]
 
 ROLE_ZH: Final[dict[str, str]] = {
     Role.GRID_WORKER: "网格员", Role.BUILDING_LEADER: "楼栋长", Role.UNIT_LEADER: "单元长", Role.FIRE_STATION_HEAD: "微型消防站站长",
@@ -193,6 +196,21 @@ def order_task(o: WorkOrder, person: Person, sites: SiteDirectory | None, *, dut
             "place": place_words(sites, building=o.building_id, unit=None, household=None, device=o.device_id),
             "navigation": navigation(sites, o.building_id), "resident": None, "calls": calls,
             "moves": [{"move": m, "label": label, "done": False, "open": m == open_move} for m, label in ORDER_MOVES.items()]}
+
+
+def open_alarms_of(store: AlarmStore, person: Person, *, limit: int = 500) -> list[AlarmRecord]:
+    """The open alarms within a person's reach, newest first: their community's (a family contact, a neighbour: their
+    household's), read by the community's own index, so a street's other open alarms do not crowd them out."""
+    if person.community is not None:
+        where = alarms.c.community_id == person.community
+    elif person.household is not None:
+        where = alarms.c.household_id == person.household
+    else:
+        return []
+    q = (sa.select(*[alarms.c[f] for f in AlarmRecord.__slots__]).where(where, alarms.c.is_open)
+         .order_by(alarms.c.raised_at_ms.desc()).limit(limit))
+    with store.engine.connect() as conn:
+        return [AlarmRecord(**row._mapping) for row in conn.execute(q)]
 
 
 def order_is_mine(o: WorkOrder, person: Person) -> bool:
