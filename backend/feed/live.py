@@ -3,7 +3,8 @@
 How this works: `LiveFeed` subscribes to the centre's stream (backend.stream) and turns each event into a
 `FeedEvent` with its place (building, grid, community), so each console stream shows only its caller's
 territory: an alarm's row as the board shows it (`alarm`, plus `health` for alarm types about a device's
-health), a ladder step (`ladder`), a notice (`notice`), a receipt (`receipt`), a bulletin (its own kind). It keeps
+health), a ladder step (`ladder`), a notice (`notice`), a receipt (`receipt`), a bulletin (its own kind), an
+alarm's assignment or comment (`assignment`, `comment`: backend.alarms.collab). It keeps
 the last `ring_size` events in a ring keyed by a sequence number that grows by one per event, and an `epoch`
 (random per process start); an event's id is `<epoch>-<seq>`. A client that reconnects sends the last id it saw
 (SSE `Last-Event-ID`, or `?after=`); if that id is of this epoch and still in the ring, it gets every later
