@@ -114,6 +114,10 @@ async def test_vulnerable_sos_reaches_family_by_sms(tmp_path: Path, sample_site:
     rig = make_rig(tmp_path, sample_site)
     await rig.service.start(fire("S1", alarm_type="sos", household="c01-b01-1-102", building="c01-b01", roster=rig.roster))
     await rig.service.deliver_pending()
+    assert not {"13491733095", "13632140838"} & {m.contact.phone for m in rig.sms.sent}  # the grid worker calls back first (回访)
+    rig.clock.advance(60)  # nobody recorded the call-back's outcome in time
+    await rig.service.run_due()
+    await rig.service.deliver_pending()
     phones = {m.contact.phone for m in rig.sms.sent}
     assert {"13491733095", "13632140838"} <= phones  # the son and the neighbour
 
