@@ -44,7 +44,7 @@ from edge.outbox import Outbox, PendingRow  # noqa: E402
 
 GW = "gw-bench"
 SAMPLES = REPO.parent / "shared" / "device-samples" / "samples.jsonl"
-TARGET_SMOKE_DELAY_MS = 50.0
+TARGET_SMOKE_DELAY_MS = 20.0  # issue 19: max <= 20 ms behind 100,000 queued readings, in every run
 
 
 def bench_adapters(n: int) -> tuple[float, float]:
@@ -292,8 +292,8 @@ async def main() -> None:
     print(f"{'measure':<44}{'value':>12}{'baseline':>12}{'ratio':>8}  baseline is")
     for name, value, base, what in rows:
         print(f"{name:<44}{value:>12.1f}{base:>12.1f}{value / base:>8.2f}  {what}")
-    ok = max(behind) < TARGET_SMOKE_DELAY_MS
-    print(f"smoke delay target: max < {TARGET_SMOKE_DELAY_MS:g} ms behind {backlog:,} queued telemetry: {'MET' if ok else 'MISSED'}")
+    ok = max(behind) <= TARGET_SMOKE_DELAY_MS
+    print(f"smoke delay target: max <= {TARGET_SMOKE_DELAY_MS:g} ms behind {backlog:,} queued telemetry: {'MET' if ok else 'MISSED'}")
     print(
         json.dumps(
             {
@@ -307,6 +307,7 @@ async def main() -> None:
                 "drain_msgs_per_s": round(e2e["drain_msgs_per_s"]),
                 "backlog": backlog,
                 "smoke_delay_ms_p50": round(statistics.median(behind), 2),
+                "smoke_delay_ms_p99": round(p(behind, 0.99), 2),
                 "smoke_delay_ms_max": round(max(behind), 2),
                 "smoke_delay_no_backlog_ms_p50": round(statistics.median(alone), 2),
                 "smoke_delay_ratio": round(statistics.median(behind) / max(statistics.median(alone), 1e-3), 2),

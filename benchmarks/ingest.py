@@ -9,8 +9,14 @@ competes with the consumer for a core, and both consumers face exactly the same 
   ingest    IngestService into the embedded SQLite store: decode, dedupe, journal, manual PUBACK, store
             (raw + 1 min + 1 h rollups + latest), hand-off to a counting feed; timed until every reading is stored
 Also: a day of one device (a reading every 10 s) queried as the console does (1-minute rollups) and as raw
-points bucketed by 10 s, on the store the run filled; and intake→alerting latency of the smoke alarms.
-Targets: ingest >= 0.5 x bare, >= 10,000 readings/s; a day query < 50 ms.
+points bucketed by 10 s, on the store the run filled; and two life-safety figures while the backlog drains:
+  intake -> alerting    every smoke alarm (the ones in the stream and the live ones): from the MQTT reader
+                        handing it to the pipeline to the alerting feed's on_uplink (LaneStats), p50 / p99 / max
+  publish -> alerting   smoke alarms published by another process *while* the readings drain (issue 19: a smoke
+                        alarm during a gateway's reconnect flood), from its publish to on_uplink: this one also
+                        holds the broker's queue and the MQTT intake
+intake -> console is not observable here (no console); benchmarks/e2e.py measures it.
+Targets (issue 19): ingest >= 0.8 x bare, >= 10,000 readings/s; a day query < 50 ms; smoke max <= 20 ms.
 
 Run: .venv/bin/python benchmarks/ingest.py [--quick]
 """
@@ -43,11 +49,13 @@ from broker.schemas import DeviceEvent, Telemetry, Uplink, encode
 from broker.topics import event_topic, gateway_publish_filters, telemetry_topic
 
 REPO = Path(__file__).resolve().parent.parent
-RATIO_TARGET = 0.5
+RATIO_TARGET = 0.8
 READINGS_TARGET = 10_000
 DAY_QUERY_TARGET_MS = 50.0
+SMOKE_MAX_TARGET_MS = 20.0
 GATEWAYS = 100
 EVENT_EVERY = 1000
+LIVE_SMOKE = 20  # smoke alarms published while the backlog drains
 
 
 def publish(host: str, port: int, count: int, devices: int) -> None:
@@ -74,6 +82,25 @@ def publish(host: str, port: int, count: int, devices: int) -> None:
     last.wait_for_publish(120)
     while client._out_messages:
         time.sleep(0.01)
+    client.loop_stop()
+    client.disconnect()
+
+
+def publish_live(host: str, port: int, spacing_ms: int) -> None:
+    """Child process: wait for "go" on stdin, then publish LIVE_SMOKE smoke alarms `spacing_ms` apart, each with its
+    publish time in its msg_id (wall clock, ns), QoS 1, on its own gateway."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-live-smoke")
+    client.connect(host, port)
+    client.loop_start()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.readline()
+    for k in range(LIVE_SMOKE):
+        now_ns = time.time_ns()
+        ev = encode(DeviceEvent(msg_id=f"live{k}-{now_ns}", source_ts_ms=now_ns // 1_000_000, received_ts_ms=now_ns // 1_000_000,
+                                event=EventKind.SMOKE_ALARM))
+        client.publish(str(event_topic("gw-live", f"smoke{k:02d}")), ev, qos=1).wait_for_publish(30)
+        time.sleep(spacing_ms / 1000)
     client.loop_stop()
     client.disconnect()
 
@@ -122,15 +149,22 @@ class CountingFeed:
     def __init__(self) -> None:
         self.events = 0
         self.readings = 0
+        self.live_ms: list[float] = []  # publish -> on_uplink of the live smoke alarms
+        self.all_live = asyncio.Event()
 
     async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
         self.events += 1
+        msg_id = str(getattr(uplink.message, "msg_id", ""))
+        if msg_id.startswith("live"):
+            self.live_ms.append((time.time_ns() - int(msg_id.split("-")[1])) / 1e6)
+            if len(self.live_ms) >= LIVE_SMOKE:
+                self.all_live.set()
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         self.readings += len(readings)
 
 
-async def ingest_path(mosq: MosquittoProcess, data_dir: Path, count: int, devices: int) -> tuple[float, dict[str, object]]:
+async def ingest_path(mosq: MosquittoProcess, data_dir: Path, count: int, devices: int) -> tuple[float, dict[str, object], list[float], int]:
     # Synthetic devices outside any site directory: the known-device check is off, as in a raw throughput test.
     settings = load_settings(storage={"data_dir": data_dir}, ingest={"known_devices_only": False})
     sites = SiteDirectory({}, {}, {}, {}, {}, {}, {}, {}, {})
@@ -139,15 +173,30 @@ async def ingest_path(mosq: MosquittoProcess, data_dir: Path, count: int, device
         pass  # the session exists now
     await asyncio.to_thread(fill, mosq, count, devices)
     feed = CountingFeed()
+    # The live publisher: started now (its interpreter takes a while), told to go when the drain is under way.
+    spacing_ms = max(5, count // 2000)  # 20 alarms over about the first third of the drain
+    live = await asyncio.create_subprocess_exec(sys.executable, __file__, "--publish-live", f"{mosq.host}:{mosq.port}", str(spacing_ms),
+                                                cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert live.stdout is not None
+    await live.stdout.readline()
     start = time.perf_counter()
     async with IngestService(settings, sites, mosq.host, mosq.port, feed=feed, client_id="bench-ingest") as svc:
         while feed.readings < 2 * count or feed.events < total - count:
+            if live.stdin is not None and feed.readings > 0:
+                live.stdin.write(b"go\n")
+                await live.stdin.drain()
+                live.stdin.close()
+                live.stdin = None
             await asyncio.sleep(0.005)
             if time.perf_counter() - start > 600:
                 raise RuntimeError(f"ingest did not finish: {svc.stats()}")
         elapsed = time.perf_counter() - start
+        during = len(feed.live_ms)
         stats = svc.stats()
-    return total / elapsed, stats
+        await live.wait()
+        await asyncio.wait_for(feed.all_live.wait(), 120)
+        stats = svc.stats()
+    return total / elapsed, stats, feed.live_ms, during
 
 
 def day_query(data_dir: Path) -> tuple[float, float, int]:
@@ -174,18 +223,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10,000 messages from 10,000 devices: a smoke run")
     parser.add_argument("--publish", nargs=3, metavar=("HOST:PORT", "COUNT", "DEVICES"), help=argparse.SUPPRESS)
+    parser.add_argument("--publish-live", nargs=2, metavar=("HOST:PORT", "SPACING_MS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
         host, port = args.publish[0].rsplit(":", 1)
         publish(host, int(port), int(args.publish[1]), int(args.publish[2]))
         return
+    if args.publish_live:
+        host, port = args.publish_live[0].rsplit(":", 1)
+        publish_live(host, int(port), int(args.publish_live[1]))
+        return
     count = devices = 10_000 if args.quick else 100_000
     with tempfile.TemporaryDirectory() as tmp, MosquittoProcess(Path(tmp) / "mosquitto") as mosq:
         bare = bare_subscriber(mosq, count, devices)
-        ingest, stats = asyncio.run(ingest_path(mosq, Path(tmp) / "var", count, devices))
+        ingest, stats, live_ms, during = asyncio.run(ingest_path(mosq, Path(tmp) / "var", count, devices))
         rollup_ms, raw_ms, points = day_query(Path(tmp) / "var")
     lanes = stats["lanes"]
     assert isinstance(lanes, dict)
+    live = sorted(live_ms)
     ratio = ingest / bare
     readings_per_s = ingest * 2 * count / (count + count // EVENT_EVERY)
     print(f"ingest benchmark: {count:,} telemetry messages (2 readings each) from {devices:,} devices, QoS 1, one real Mosquitto\n")
@@ -195,17 +250,34 @@ def main() -> None:
     print(f"{'ratio ingest / bare':<44}{ratio:>12.2f}   target >= {RATIO_TARGET}")
     print(f"\nday of one device (8,640 readings): {points} 1-minute points in {rollup_ms:.2f} ms; raw, 10 s buckets, in {raw_ms:.2f} ms"
           f" (target for the console's query: < {DAY_QUERY_TARGET_MS:.0f} ms)")
-    print(f"smoke alarms, intake -> alerting while draining: p50 {lanes['life_safety_p50_ms']} ms, max {lanes['life_safety_max_ms']} ms")
+    print(f"smoke alarms while draining, intake -> alerting: p50 {lanes['life_safety_p50_ms']} / p99 {lanes.get('life_safety_p99_ms')}"
+          f" / max {lanes['life_safety_max_ms']} ms (target max <= {SMOKE_MAX_TARGET_MS:g} ms)")
+    live_p = {"p50": pct(live, 0.5), "p99": pct(live, 0.99), "max": live[-1] if live else None}
+    print(f"live smoke alarms published while draining ({len(live)}, {during} arrived before the drain ended),"
+          f" publish -> alerting: p50 {live_p['p50']} / p99 {live_p['p99']} / max {live_p['max']} ms")
     print(f"store batches {lanes['store_batches']}, replayed from journal {lanes['replayed_from_journal']}, duplicates {stats['duplicates']}")
-    met = ratio >= RATIO_TARGET and readings_per_s >= READINGS_TARGET and rollup_ms < DAY_QUERY_TARGET_MS  # raw buckets: shown, not a target
+    smoke_max = lanes["life_safety_max_ms"]
+    met = {
+        "ratio": ratio >= RATIO_TARGET, "readings_per_s": readings_per_s >= READINGS_TARGET, "day_query_ms": rollup_ms < DAY_QUERY_TARGET_MS,
+        "life_safety_max_ms": smoke_max is not None and smoke_max <= SMOKE_MAX_TARGET_MS,
+        "live_smoke_max_ms": bool(live) and live[-1] <= SMOKE_MAX_TARGET_MS,
+    }  # raw buckets: shown, not a target
     print(json.dumps({
         "benchmark": "ingest", "quick": args.quick,
         "figures": {"bare_msg_per_s": round(bare), "ingest_msg_per_s": round(ingest), "ingest_readings_per_s": round(readings_per_s), "ratio": round(ratio, 3),
                     "day_query_rollup_ms": round(rollup_ms, 2), "day_query_raw_ms": round(raw_ms, 2),
-                    "life_safety_p50_ms": lanes["life_safety_p50_ms"], "life_safety_max_ms": lanes["life_safety_max_ms"]},
-        "targets": {"ratio": RATIO_TARGET, "readings_per_s": READINGS_TARGET, "day_query_ms": DAY_QUERY_TARGET_MS},
-        "met": met,
+                    "life_safety_intake_to_alerting_ms": {"p50": lanes["life_safety_p50_ms"], "p99": lanes.get("life_safety_p99_ms"), "max": smoke_max},
+                    "live_smoke_publish_to_alerting_ms": {k: round(v, 2) if v is not None else None for k, v in live_p.items()},
+                    "live_smoke_count": len(live), "live_smoke_during_drain": during,
+                    "life_safety_to_console_ms": None},  # not observable here: benchmarks/e2e.py
+        "targets": {"ratio": RATIO_TARGET, "readings_per_s": READINGS_TARGET, "day_query_ms": DAY_QUERY_TARGET_MS,
+                    "life_safety_max_ms": SMOKE_MAX_TARGET_MS, "live_smoke_max_ms": SMOKE_MAX_TARGET_MS},
+        "met": met, "all_met": all(met.values()),
     }))
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else None
 
 
 if __name__ == "__main__":
