@@ -142,8 +142,8 @@ class _Line:
         return _json_mapping(record, self.line)
 
 
-class _NotJson(Exception):
-    """A line of the fast path is not JSON after all: the whole file is read again by PyYAML."""
+class _NotJson(BackendError):
+    """A line of the fast path is not JSON after all: the whole file is read again by PyYAML (never leaves the loader)."""
 
 
 def _lines(text: str) -> Iterator[str]:
