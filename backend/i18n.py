@@ -77,6 +77,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "ladder.exhausted": ("升级到顶", "ladder exhausted"), "ladder.stopped": ("升级停止", "ladder stopped"),
     "ladder.reopened": ("重新开始", "reopened"), "ladder.severity_raised": ("等级提高", "severity raised"),
     "ladder.observed": ("已记录", "observed"), "ladder.notify": ("发出通知", "notice sent"),
+    "ladder.callback_opened": ("回访开始", "call-back opened"), "ladder.callback_outcome": ("回访结果", "call-back outcome"),
+    "ladder.callback_expired": ("回访超时，已升级", "call-back deadline passed: escalated"),
+    "reason.callback_failed": ("回访无人接听或需要帮助，升级", "call-back failed or help needed: escalated"),
+    "callback.answered_fine": ("接通·平安", "answered, fine"), "callback.needs_help": ("接通·需要帮助", "answered, needs help"),
+    "callback.no_answer": ("无人接听", "no answer"), "callback.false_press": ("误按", "false press"),
     "reason.page": ("首次呼叫", "first page"), "reason.repeat": ("无人确认，重复呼叫", "repeat: nobody acknowledged"),
     "reason.escalate": ("下级超时，升级", "escalated: a deadline was missed"), "reason.vacancy": ("下级空缺", "the seat below is empty"),
     "reason.declined": ("上一位无法前往", "the previous person declined"), "reason.unverified": ("无人核实，按真实处理", "nobody verified: treated as real"),
@@ -266,6 +271,12 @@ def _what_and_note(entry: dict[str, Any], lang: Lang) -> dict[str, str]:
             return {"label": label, "note_text": note}
         if what == "declined":  # the detail is who declined
             return {"label": label, "note_text": note}
+        if what == "callback_outcome":  # the SOS call-back (回访): "<who>: <outcome>[ (<note>)]"
+            who, _, rest = note.partition(": ")
+            word, _, extra = rest.partition(" ")
+            return {"label": label, "note_text": f"{who}: {_word('callback', word, lang)}" + (f" {extra}" if extra else "")}
+        if what in ("callback_opened", "callback_expired"):  # the detail is the ladder's own English line
+            return {"label": label, "note_text": ""}
     else:
         label = what
     return {"label": label, "note_text": note_text(note, lang)}

@@ -103,6 +103,9 @@ async def test_no_answer_pages_the_family_at_once_and_a_second_outcome_is_refuse
         assert "已记录为「无人接听」" in again.json()["detail"]
         assert c.log(aid) == before
         assert (await api.client.get("/api/callbacks", headers=api.duty)).json()["callbacks"] == []
+        timeline = (await api.client.get(f"/api/alarms/{aid}", headers=api.duty)).json()["timeline"]
+        shown = [(e.get("label"), e.get("note_text")) for e in timeline if e.get("what") == "callback_outcome"]
+        assert shown == [("回访结果", "gw1: 无人接听")]  # the console's timeline, in Chinese
 
 
 async def test_answered_fine_closes_the_alarm_through_the_lifecycle_as_the_caller(db: sa.Engine, sample_site: SiteDirectory) -> None:
