@@ -178,6 +178,7 @@ EXPECTED: Final[dict[tuple[str, str], tuple[Access, frozenset[str], Outside, int
     ("POST", "/api/responses/{token}"): (LINK, EVERYONE, NO, 200),
     ("GET", "/s/{code}"): (Access.SECRET, EVERYONE, NO, 302),  # issue 18: the short link of an SMS, 302 to its one-tap link
     ("POST", "/api/notify/voice-report/{secret}"): (Access.SECRET, EVERYONE, NO, 200),  # issue 18: the voice platform's call reports
+    ("POST", "/api/notify/sms-report/{secret}"): (Access.SECRET, EVERYONE, NO, 200),  # issue 18: the SMS providers' status reports
     ("GET", "/m/"): (Access.SESSION, EVERYONE, NO, 200),  # issue 18: the responder's phone view (its person's own tasks only: tests/responder)
     ("GET", "/m/api/tasks"): (Access.SESSION, EVERYONE, NO, 200),
     ("POST", "/m/api/alarms/{alarm_id}/moves"): (Access.SESSION, EVERYONE, NO, 200),
@@ -335,7 +336,7 @@ async def matrix(tmp_path_factory: pytest.TempPathFactory, sample_site: SiteDire
 @dataclass(frozen=True)
 class Call:
     url: str  # `{link}` stands for an answer link, filled in per caller
-    body: dict[str, Any] | None = None
+    body: dict[str, Any] | list[Any] | None = None  # a JSON body (a list: the providers post their reports as arrays)
     key: str | None = None  # the id in the path that places the request (alarm, device or building)
     effect: Effect | None = None  # what the request changes: must change when allowed, must not when refused
     link_alarm: str | None = None  # one-tap routes: the alarm the link answers
@@ -666,6 +667,12 @@ async def voice_report(m: Matrix, acting: bool) -> Call:
     return Call(f"/api/notify/voice-report/{secret}", {"call_id": "matrix^1", "status_code": "200000", "dtmf": "2"})
 
 
+async def sms_report(m: Matrix, acting: bool) -> Call:
+    """An SMS status report (Alibaba's SmsReport shape, for a message nobody sent) at the receipt URL, with its secret or a wrong one."""
+    secret = VOICE_REPORT_TOKEN if acting else "not-the-secret-0123456789"
+    return Call(f"/api/notify/sms-report/{secret}", [{"biz_id": "matrix-unknown", "success": True, "err_code": "DELIVERED"}])
+
+
 async def answer_page(m: Matrix, _acting: bool) -> Call:
     return Call("/r/{link}", link_alarm=m.sentinel)
 
@@ -808,6 +815,7 @@ REQUESTS: Final[dict[tuple[str, str], Builder]] = {
     ("POST", "/api/responses/{token}"): answer("/api/responses/{link}", {"response": "acknowledge", "note": "coming"}),
     ("GET", "/s/{code}"): short_link,
     ("POST", "/api/notify/voice-report/{secret}"): voice_report,
+    ("POST", "/api/notify/sms-report/{secret}"): sms_report,
     ("GET", "/m/"): phone("/m/"),
     ("GET", "/m/api/tasks"): phone("/m/api/tasks"),
     ("POST", "/m/api/alarms/{alarm_id}/moves"): phone_alarm_move,
