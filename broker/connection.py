@@ -400,9 +400,12 @@ def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None 
         return  # TLS keeps paho's own reader (SSLSocket.pending() semantics)
     loop = asyncio.get_running_loop()
     buf = bytearray()
-    # After an urgent packet the reader pauses until the loop has run what was scheduled before its resume: a wake-up
-    # of the socket's reader already queued must not parse on ahead of the urgent message's lane.
-    paused = [False]
+    # Between a burst and its continuation (call_soon) the reader is "parked": the socket's own wake-up (level-
+    # triggered: it fires every turn while data waits) returns at once, so one connection gets one burst per turn of
+    # the loop, not two, and other connections and tasks (the ingest's events connection, its uplink lane) their
+    # turn sooner. After an urgent packet the continuation is scheduled at once: the loop runs what was scheduled
+    # before it (the urgent message's lane) and nothing of this socket is parsed ahead of that.
+    parked = [False]
 
     def recv(bufsize: int) -> bytes:
         if not buf:
@@ -415,12 +418,14 @@ def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None 
         return out
 
     def resume() -> None:
-        paused[0] = False
-        on_readable()
+        parked[0] = False
+        read()
 
     def on_readable() -> None:
-        if paused[0]:
-            return
+        if not parked[0]:
+            read()
+
+    def read() -> None:
         try:
             for _ in range(burst):
                 rc = paho._packet_read()  # PRIVATE: paho's packet parser, driven here instead of by loop_read()
@@ -433,10 +438,9 @@ def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None 
                     return
                 if urgent is not None and urgent[0]:
                     urgent[0] = False
-                    paused[0] = True
-                    loop.call_soon(resume)  # the loop runs what the urgent message set going (its lane) first
-                    return
-            loop.call_soon(on_readable)  # more may be buffered: let other tasks run first, then go on
+                    break  # the loop runs what the urgent message set going (its lane) before the next packet
+            parked[0] = True
+            loop.call_soon(resume)  # more may be buffered: let other tasks run first, then go on
         except Exception as exc:  # handed to aiomqtt as the reason the connection ended
             if not client._disconnected.done():  # PRIVATE: see _until_dropped
                 client._disconnected.set_exception(exc)

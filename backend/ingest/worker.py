@@ -110,8 +110,11 @@ class IngestWorker:
         return self._hand_on(topic, payload, (self._mqtt.generation << 16) | mid if qos > 0 else -1)
 
     def _on_alarm_message(self, topic: str, payload: bytes, qos: int, mid: int) -> bool:
-        """The same, for the events connection."""
-        return self._hand_on(topic, payload, _ALARMS | (self._alarms.generation << 16) | mid if qos > 0 else -1)
+        """The same, for the events connection. Never urgent: everything on it is an event, and stopping its burst at
+        each alarm would take one alarm per turn of the loop (each turn also holds a burst of the main connection),
+        so a storm of alarms would queue here; the uplink lane runs right after the burst."""
+        self._hand_on(topic, payload, _ALARMS | (self._alarms.generation << 16) | mid if qos > 0 else -1)
+        return False
 
     def _hand_on(self, topic: str, payload: bytes, token: int) -> bool:
         try:
