@@ -39,7 +39,7 @@ class OrderFeed:
 
     def __init__(self, total: int) -> None:
         self.order: list[str] = []
-        self.arrive: Callable[[], None] = lambda: None
+        self.arrive: Callable[[], object] = lambda: None  # what arrives next (its answer is not read)
         self.total = total
         self.all_in = asyncio.Event()
 
