@@ -104,7 +104,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "cap.view_health": ("查看设备健康", "view health"), "cap.view_system": ("查看系统状态", "view system"), "cap.manage_users": ("管理账号", "manage users"),
     "cap.keep_watch": ("值班交接", "keep watch"),
     "via.holder": ("当班", "on shift"), "via.deputy": ("代班", "deputy"), "via.vacant": ("空缺", "vacant"),
-    "rung.console": ("值班台", "duty console"), "actor.system": ("系统", "system"),
+    "rung.console": ("值班台", "duty console"),
+    # the default ladder's rungs (alerting/policies/ladder.yaml), as a note names them; a deployment's own rung ids stay as written
+    "rung.grid_worker": ("网格员", "grid worker"), "rung.grid_worker_workorder": ("网格员（整改工单）", "grid worker (work order)"),
+    "rung.building_leader": ("楼栋长", "building leader"), "rung.fire_station": ("微型消防站", "micro fire station"),
+    "rung.volunteers_extinguisher": ("志愿消防队", "volunteer fire team"), "rung.volunteers_first_aid": ("急救志愿者", "first-aid volunteers"),
+    "rung.family": ("家属和邻居", "family and neighbours"), "rung.duty_officer": ("值班员", "duty officer"),
+    "rung.duty_console": ("值班台", "duty console"), "actor.system": ("系统", "system"),
     # the outcome of a console action
     "done.acknowledged": ("已确认", "acknowledged"), "done.ladder": ("已告知升级流程", "ladder told"), "done.verified": ("已核实", "verified"),
     "done.recorded": ("已记录", "recorded"), "done.false_alarm": ("已标记误报", "marked false alarm"), "done.acknowledge": ("已确认", "acknowledged"),
@@ -218,7 +224,7 @@ def _params(m: re.Match[str], lang: Lang) -> dict[str, str]:
         elif kind in _ENUM_PREFIX and v:
             v = _word(_ENUM_PREFIX[kind], v, lang)
         elif k == "covered":
-            v = ", ".join(_word("rung", x.strip(), lang) if x.strip() == "console" else x.strip() for x in v.split(","))
+            v = ("、" if zh else ", ").join(_word("rung", x.strip(), lang) for x in v.split(","))
         out[k] = v
     text, why = note_text(out.get("text", ""), lang), note_text(out.get("why", ""), lang)
     out["text_sep"] = ("：" if zh else ": ") + text if text else ""

@@ -107,3 +107,13 @@ def test_every_note_the_system_writes_reads_chinese_and_english(note: str) -> No
 
 def _cjk(text: str) -> str:
     return "".join(re.findall(r"[\u4e00-\u9fff]", text))
+
+
+def test_the_rungs_an_acknowledgement_covers_read_in_the_readers_language() -> None:
+    """The duty officer's acknowledgement note names the rungs it covers: in Chinese, no rung ids (a deployment's own rung
+    ids, which have no word, stay as written)."""
+    from backend.i18n import note_text
+
+    assert note_text("duty1: acknowledge (covers console, duty_officer)", "zh").endswith("（覆盖 值班台、值班员）")
+    assert note_text("duty1: acknowledge (covers console, duty_officer)", "en").endswith("(covers duty console, duty officer)")
+    assert note_text("duty1: acknowledge (covers night_desk)", "zh").endswith("（覆盖 night_desk）")
