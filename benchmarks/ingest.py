@@ -11,7 +11,9 @@ competes with the consumer for a core, and both consumers face exactly the same 
 Also: a day of one device (a reading every 10 s) queried as the console does (1-minute rollups) and as raw
 points bucketed by 10 s, on the store the run filled; and two life-safety figures while the backlog drains:
   intake -> alerting    every smoke alarm (the ones in the stream and the live ones): from the MQTT reader
-                        handing it to the pipeline to the alerting feed's on_uplink (LaneStats), p50 / p99 / max
+                        handing it to the pipeline to the alerting feed's on_uplink (LaneStats), p50 / p99 / max.
+                        Ingest's events connection has its own session, so the stream's alarms all arrive at
+                        the start of the drain: most samples measure ingest's first turns
   publish -> alerting   smoke alarms published by another process *while* the readings drain (issue 19: a smoke
                         alarm during a gateway's reconnect flood), from its publish to on_uplink: this one also
                         holds the broker's queue and the MQTT intake
