@@ -86,6 +86,10 @@ class Pipeline:
         self.recent = RecentIds(self.settings.dedupe_window)
         self.last_seen_ms: dict[str, int] = {}
         self.duplicates = 0
+        # Which intake connection(s) delivered each recent message (bit 1: the main one, bit 2: the events one). Device events
+        # come on both (the main connection's filter covers them; the events connection puts them first): the second copy
+        # is expected and no duplicate; a copy on a connection that already delivered it is a redelivery, counted.
+        self._paths: dict[str, int] = {}
         self.stats = IngestStats()
         self.lanes = LaneStats()
         self.dead_letters = DeadLetters((journal_dir or Path(".")) / "dead-letters.jsonl", self.lanes)
@@ -153,8 +157,10 @@ class Pipeline:
 
     # -- intake (called from the MQTT client's callback, on the event loop thread; never raises) --------
 
-    def accept(self, topic: str, payload: bytes, token: int) -> bool:
-        """Take one message; True when it is a new life-safety message (the MQTT reader then yields to the loop)."""
+    def accept(self, topic: str, payload: bytes, token: int, *, events_copy: bool = False) -> bool:
+        """Take one message; True when it is a new life-safety message (the MQTT reader then yields to the loop).
+        `events_copy`: the events connection's copy of a device event (the main connection delivers it too): a copy that
+        is refused is acknowledged without a word, since the main connection's copy is the one counted and logged."""
         now = self.clock.now_ms()
         try:
             if len(payload) > self.settings.max_payload_bytes:
@@ -163,6 +169,9 @@ class Pipeline:
             if self.settings.known_devices_only:
                 check_known(self.sites, uplink, topic, self.stats)
         except MessageRejected as exc:
+            if events_copy:
+                self._ack([token])
+                return False
             rejection = self.stats.reject(exc, payload, now, _gateway_of(topic))
             log.warning("rejected %s: %s: %s", topic, rejection.reason, rejection.detail)
             self._ack([token])
@@ -187,9 +196,17 @@ class Pipeline:
             log.warning("%s reused msg_id %s for a different message: kept as %s", uplink.topic.gateway, msg_id_of(uplink), key)
             if self.recent.seen(key):  # the same reuse redelivered
                 seen = Seen.REPEAT
-        if seen is Seen.REPEAT:
+        path = 2 if events_copy else 1
+        paths = self._paths.get(key, 0)
+        if not paths & path:
+            if len(self._paths) >= 200_000:  # bounded: a forgotten entry only makes a late second copy count as a redelivery
+                self._paths.clear()
+            self._paths[key] = paths | path
+        second_copy = bool(paths) and not paths & path  # the other connection delivered it first: expected, no duplicate
+        if seen is Seen.REPEAT and not second_copy and not events_copy:  # a redelivery, counted where every message comes
             self.duplicates += 1
             self.stats.duplicates += 1
+        if seen is Seen.REPEAT:
             if telemetry:
                 self._telemetry.repeat(token)
             else:

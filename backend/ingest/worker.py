@@ -55,7 +55,7 @@ class Intake(Protocol):
     running: bool
     stats: IngestStats
 
-    def accept(self, topic: str, payload: bytes, token: int) -> bool | None: ...  # True: a life-safety message
+    def accept(self, topic: str, payload: bytes, token: int, *, events_copy: bool = False) -> bool | None: ...  # True: a life-safety message
 
     def bind(self, acker: Any) -> None: ...  # Callable[[Sequence[int]], None]
 
@@ -113,12 +113,12 @@ class IngestWorker:
         """The same, for the events connection. Never urgent: everything on it is an event, and stopping its burst at
         each alarm would take one alarm per turn of the loop (each turn also holds a burst of the main connection),
         so a storm of alarms would queue here; the uplink lane runs right after the burst."""
-        self._hand_on(topic, payload, _ALARMS | (self._alarms.generation << 16) | mid if qos > 0 else -1)
+        self._hand_on(topic, payload, _ALARMS | (self._alarms.generation << 16) | mid if qos > 0 else -1, events_copy=True)
         return False
 
-    def _hand_on(self, topic: str, payload: bytes, token: int) -> bool:
+    def _hand_on(self, topic: str, payload: bytes, token: int, *, events_copy: bool = False) -> bool:
         try:
-            return bool(self._intake.accept(topic, payload, token))
+            return bool(self._intake.accept(topic, payload, token, events_copy=events_copy))
         except Exception:  # never let an intake bug stop the connection's reader
             log.exception("intake failed on %s", topic)
             return False

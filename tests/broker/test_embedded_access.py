@@ -62,7 +62,7 @@ class _Intake:
     running = True
     stats = IngestStats()
 
-    def accept(self, topic: str, payload: bytes, token: int) -> None:
+    def accept(self, topic: str, payload: bytes, token: int, *, events_copy: bool = False) -> None:
         pass
 
     def bind(self, acker: Any) -> None:
