@@ -64,6 +64,7 @@ class NoticeFailures:
         self.stream = stream
         self._failing: set[tuple[str, bool]] = set()  # (person id, drill) with an open notice_failed alarm
         self._judged: dict[str, None] = {}  # notice keys already raised for (insertion-ordered, bounded)
+        self._judging = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
         for a in await asyncio.to_thread(self.alarms.store.open_alarms):
@@ -89,17 +90,22 @@ class NoticeFailures:
                 await self.alarms.signal(Signal(SignalKind.CLEAR, NOTICE_FAILED, _SUBJECT + e.contact, e.at_ms, drill=e.drill,
                                                 detail=f"a later notice reached {e.contact}: {e.channel} {stage.value}"))
             return
-        if stage is not ReceiptStage.FAILED or e.key in self._judged:
+        if stage is not ReceiptStage.FAILED:
             return
-        stages = await asyncio.to_thread(self.receipts.stages_of, e.key)
-        stages.pop("console", None)
-        wanted = e.channels or tuple(stages)
-        if any(k not in stages for k in wanted) or not all(stages[k] in _NOT_REACHED for k in wanted):
-            return  # a channel is still on its way, or one got through
-        self._judged[e.key] = None
-        while len(self._judged) > _JUDGED_KEEP:
-            del self._judged[next(iter(self._judged))]
-        await self._raise(e, [k for k in wanted if stages[k] is ReceiptStage.FAILED])
+        # One judgment at a time: two channels of one notice failing together (their deliveries run as tasks of their
+        # own) must raise once; the later one reads the stages after the earlier one's judgment.
+        async with self._judging:
+            if e.key in self._judged:
+                return
+            stages = await asyncio.to_thread(self.receipts.stages_of, e.key)
+            stages.pop("console", None)
+            wanted = e.channels or tuple(stages)
+            if any(k not in stages for k in wanted) or not all(stages[k] in _NOT_REACHED for k in wanted):
+                return  # a channel is still on its way, or one got through
+            self._judged[e.key] = None
+            while len(self._judged) > _JUDGED_KEEP:
+                del self._judged[next(iter(self._judged))]
+        await self._raise(e, [k for k in wanted if stages[k] is ReceiptStage.FAILED])  # outside the lock: it commits an alarm
 
     async def _raise(self, e: ReceiptRecorded, failed: list[str]) -> None:
         paged = await asyncio.to_thread(self.alarms.store.get, e.alarm_id)
