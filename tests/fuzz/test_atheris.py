@@ -15,6 +15,7 @@ stay fixed where atheris is not run.
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,14 @@ BAD_UTF8_IN_STRING = (b'{"\xb2":1}', b'{"msg_id":"\xb2"}')
 BAD_UTF8_DEVICE_PAYLOADS = (*BAD_UTF8_IN_STRING, b'{"smoke":true,"battery":100,"\xed\xa0\x80":1}')
 
 
+def _rss_limit_mb() -> int:
+    """libFuzzer's memory limit for the child, 2 GiB of its own. On Linux a child starts with its parent's peak RSS as its
+    own (ru_maxrss carries over fork and exec), and libFuzzer judges that figure: a test session that peaked above 2 GiB
+    made every fuzz run "run out of memory" before its first input. So the limit is the parent's peak plus 2 GiB."""
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # kilobytes on Linux
+    return max(2048, peak_mb + 2048)
+
+
 def _atheris(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tests.fuzz.atheris_targets", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, errors="replace", timeout=FUZZ_SECONDS + 120, check=False)
@@ -60,7 +69,7 @@ def _crash_report(target: str, tmp_path: Path, run: subprocess.CompletedProcess[
 @pytest.mark.parametrize("target", ["centre", "edge"])
 def test_the_fuzz_target_runs_its_budget_without_a_crash(target: str, tmp_path: Path) -> None:
     run = _atheris(target, f"--seeds={tmp_path / 'seeds'}", f"-artifact_prefix={tmp_path}/", f"-max_total_time={FUZZ_SECONDS}",
-                   "-max_len=4096", "-timeout=10", "-print_final_stats=1")
+                   "-max_len=4096", "-timeout=10", "-print_final_stats=1", f"-rss_limit_mb={_rss_limit_mb()}")
     assert run.returncode == 0, _crash_report(target, tmp_path, run)
     seeds = re.search(r"INFO: (\d+) seed inputs", run.stderr)
     coverage = re.search(r"INITED cov: (\d+)", run.stderr)
