@@ -78,6 +78,8 @@ async def test_two_consoles_assign_comment_with_photo_and_archive(system: System
     await row.click()
     collab = officer.locator("#collab")
     await expect(collab.locator("#collab-assignee")).to_contain_text("当前负责人：未指派")
+    # a live refresh redraws only what changed: the buttons under the officer's pointer are never swapped mid-click
+    await officer.evaluate("() => document.querySelectorAll('#detail [data-action], #collab button').forEach(b => { b.dataset.probe = 'kept'; })")
     await officer.select_option("#collab-person", worker.id)
     await officer.click("#collab-assign")
     await expect(collab.locator("#collab-assignee")).to_contain_text(f"{worker.name}（网格员）")
@@ -97,6 +99,8 @@ async def test_two_consoles_assign_comment_with_photo_and_archive(system: System
     await expect(officer.locator("#collab-comments li")).to_have_count(1)
     await expect(officer.locator("#collab-text")).to_have_value("")
     await expect(officer.locator("#timeline li.comment")).to_contain_text("评论（1 张照片）")
+    kept = await officer.evaluate("() => [...document.querySelectorAll('#detail [data-action]')].map(b => b.dataset.probe || '')")
+    assert kept and set(kept) == {"kept"}, f"the alarm's action buttons were redrawn by a live refresh: {kept}"
     comment = field.locator("#collab-comments li").first
     await expect(comment).to_contain_text("配电箱有焦味，已断电，请网格员到场核查", timeout=10_000)
     await expect(comment).to_contain_text("duty1")

@@ -68,7 +68,7 @@ function cbRender() {
   const c = CB.data;
   const keep = sec.querySelector("#cb-note");
   if (keep) CB.note = keep.value;
-  if (!c) { sec.innerHTML = `<h3>${esc(t("cb_title"))}</h3><p class="${CB.err ? "msg err" : "dim"}" id="cb-msg">${esc(CB.msg || "…")}</p>`; return; }
+  if (!c) { sec.dataset.drawn = "0"; sec.innerHTML = `<h3>${esc(t("cb_title"))}</h3><p class="${CB.err ? "msg err" : "dim"}" id="cb-msg">${esc(CB.msg || "…")}</p>`; return; }
   const phone = c.resident_phone ? `<a class="tel" id="cb-tel" href="tel:${esc(c.resident_phone)}">${esc(t("cb_dial"))} ${esc(c.resident_phone)}</a>` : `<span class="late">${esc(t("cb_no_phone"))}</span>`;
   const family = c.family.length ? `<div class="cb-row"><b>${esc(t("cb_family"))}</b> ${c.family.map(f =>
     `<a class="tel" href="tel:${esc(f.phone)}">${esc(f.name)}（${esc(f.relation)}）${esc(f.phone)}</a>`).join(" ")}</div>` : "";
@@ -91,10 +91,14 @@ function cbRender() {
   } else {
     body = `<p class="dim">${esc(t(c.open ? "cb_waiting" : "cb_closed"))}</p>`;
   }
-  sec.innerHTML = `<h3>${esc(t("cb_title"))}</h3>
+  const html = `<h3>${esc(t("cb_title"))}</h3>
     <div class="cb-row"><b>${esc(t("cb_resident"))}</b> ${phone} <span class="dim">${esc(c.place)}</span></div>${family}
     ${c.outcome ? "" : deadline}${expired}${body}
     <div class="${CB.err ? "msg err" : "msg"}" id="cb-msg">${esc(CB.msg)}</div>`;
+  if (sec.dataset.drawn === "1" && CB.html === html) return;  // unchanged: the buttons under the pointer stay
+  CB.html = html;
+  sec.dataset.drawn = "1";
+  sec.innerHTML = html;
   const note = sec.querySelector("#cb-note");
   if (note) note.value = CB.note;
   sec.querySelectorAll("button[data-outcome]").forEach(b => b.addEventListener("click", () => cbRecord(b.dataset.outcome)));
@@ -115,5 +119,8 @@ async function cbRecord(outcome) {
 
 (() => {
   const d = document.getElementById("detail");
-  if (d) new MutationObserver(cbMount).observe(d, { childList: true });
+  if (!d) return;
+  new MutationObserver(cbMount).observe(d, { childList: true });
+  // console.js redraws only what changed and keeps this section: a live refresh of the alarm reloads the call-back
+  d.addEventListener("detail-refresh", ev => { if (document.getElementById("callback-box") && CB.alarmId === ev.detail.id) cbLoad(ev.detail.id); });
 })();

@@ -79,7 +79,7 @@ async function collabLoad(id) {
 function collabRender() {
   const sec = document.getElementById("collab"), c = COLLAB.data, id = COLLAB.alarmId;
   if (!sec) return;
-  if (!c || c.alarm_id !== id) { sec.innerHTML = `<h3>${esc(t("c_title"))}</h3><p class="dim">…</p>`; return; }
+  if (!c || c.alarm_id !== id) { sec.dataset.drawn = "0"; sec.innerHTML = `<h3>${esc(t("c_title"))}</h3><p class="dim">…</p>`; return; }
   const who = c.assignee ? `${c.assignee.assignee_name}（${LANG === "en" ? c.assignee.assignee_role.replace(/_/g, " ") : c.assignee.assignee_role_zh}）` : t("c_nobody");
   const archived = c.state === "archived";
   const people = c.candidates.map(p => `<option value="${esc(p.id)}">${esc(p.name)} · ${esc(LANG === "en" ? p.role.replace(/_/g, " ") : p.role_zh)}</option>`).join("");
@@ -98,11 +98,15 @@ function collabRender() {
   const arch = archived ? `<p class="dim" id="collab-archived">${esc(t("c_archived"))}</p>`
     : c.can_archive ? `<div class="c-row"><button type="button" id="collab-archive">${esc(t("c_archive"))}</button>
       ${c.archive_after_days ? `<span class="dim">${esc(t("c_auto", { days: c.archive_after_days }))}</span>` : ""}</div>` : "";
-  sec.innerHTML = `<h3>${esc(t("c_title"))}</h3>
+  const html = `<h3>${esc(t("c_title"))}</h3>
     <div class="c-who" id="collab-assignee">${esc(t("c_assignee"))}：<b>${esc(who)}</b></div>
     ${assign}${arch}
     <h3>${esc(t("c_comments"))}</h3>${comments}${write}
     <div class="msg ${COLLAB.err ? "err" : ""}" id="collab-msg" role="status">${esc(COLLAB.msg)}</div>`;
+  if (sec.dataset.drawn === "1" && COLLAB.html === html) return;  // unchanged: the buttons under the pointer stay
+  COLLAB.html = html;
+  sec.dataset.drawn = "1";
+  sec.innerHTML = html;
   const text = document.getElementById("collab-text");
   if (text) {
     text.value = COLLAB.drafts.get(id) || "";
@@ -185,5 +189,8 @@ function onCollabEvent(type, data) {
 
 (() => {
   const d = document.getElementById("detail");
-  if (d) new MutationObserver(collabMount).observe(d, { childList: true });
+  if (!d) return;
+  new MutationObserver(collabMount).observe(d, { childList: true });
+  // console.js redraws only what changed and keeps this section: a live refresh of the alarm reloads its data here
+  d.addEventListener("detail-refresh", ev => { if (document.getElementById("collab") && COLLAB.alarmId === ev.detail.id) collabLoad(ev.detail.id); });
 })();

@@ -14,7 +14,7 @@ const S = {
   token: sessionStorage.getItem("sw-token"), me: null, alarms: new Map(), selected: null, detail: null, tab: "board",
   lastEventId: null, feedAbort: null, serverSkew: 0, drillOpen: 0, audio: null, beepTimer: null, selectedBuilding: null,
   utcOffset: 480, board: null, offset: 0, view: "auto", expanded: new Map(), tone: null, titleTimer: null, flashOn: false,
-  muteUntil: 0, mutedIds: new Map(), mutedBy: "", notified: new Set(), boardTimer: null,
+  muteUntil: 0, mutedIds: new Map(), mutedBy: "", notified: new Set(), boardTimer: null, detailParts: {},
 };
 const $ = sel => document.querySelector(sel);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -356,11 +356,13 @@ function renderDetail() {
     ${can("silence") && a.device_id ? `<div class="actions"><input id="silence-minutes" type="number" min="5" value="120" style="flex:0 0 90px"> ${esc(t("minutes"))}
       <button data-action="silence">${esc(t("a_silence"))}</button></div>` : ""}
     <div class="msg" id="action-msg"></div>` : `<div class="msg" id="action-msg"></div>`;
-  const keep = {};  // what the officer was typing survives a live refresh of the panel
-  for (const id of ["note", "responder", "silence-minutes"]) { const x = el.querySelector("#" + id); if (x && el.dataset.rendered === a.id) keep[id] = x.value; }
-  el.innerHTML = `
-    <h2>${esc(a.title)} ${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}</h2>
-    <div>${sevLabel(a.severity)} ${stateLabel(a.state)} ${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}</div>
+  // The panel is a fixed skeleton per alarm (and language) whose parts are redrawn only when their content changed:
+  // a live refresh (a receipt, a ladder step) then never replaces the buttons under the officer's pointer (a click
+  // landing while its button is swapped is lost), and the sections other scripts mount (call-back, comments, work
+  // order) stay where they are.
+  const parts = {
+    "d-title": `${esc(a.title)} ${a.drill ? `<span class="tag drill">${esc(t("drill"))}</span>` : ""}`,
+    "d-head": `<div>${sevLabel(a.severity)} ${stateLabel(a.state)} ${a.life_safety ? `<span class="tag ls">${esc(t("life_safety"))}</span>` : ""}</div>
     ${fwLine}
     <dl class="kv">
       <dt>${esc(t("d_place"))}</dt><dd>${esc([p.community, p.grid_name, p.building_name].filter(Boolean).join(" · "))}</dd>
@@ -368,17 +370,40 @@ function renderDetail() {
       <dt>${esc(t("d_device"))}</dt><dd>${p.device ? esc(`${t("k_" + p.device.kind)} · ${p.device.location} · ${p.device.id}`) : esc(a.device_id || "—")}</dd>
       <dt>${esc(t("d_raised"))}</dt><dd>${fmtDateTime(a.raised_at_ms)} (<span class="age" data-since="${a.raised_at_ms}"></span>)</dd>
       <dt>${esc(t("d_id"))}</dt><dd class="dim">${esc(a.id)}</dd>
-    </dl>${vul}
-    <h3>${esc(t("actions"))}</h3>${acts}
-    <h3>${esc(t("deadlines"))}</h3>${deadlines}
-    ${rungStatus ? `<h3>${esc(t("rung_status"))}</h3>${rungStatus}` : ""}
-    ${rungs ? `<h3>${esc(t("rungs"))}</h3>${rungs}` : ""}
+    </dl>${vul}`,
+    "d-acts": acts,
+    "d-deadlines": deadlines,
+    "d-rung-status": rungStatus ? `<h3>${esc(t("rung_status"))}</h3>${rungStatus}` : "",
+    "d-rungs": rungs ? `<h3>${esc(t("rungs"))}</h3>${rungs}` : "",
+    "timeline": timeline.replace(/^<ol class="timeline" id="timeline">/, "").replace(/<\/ol>$/, ""),
+  };
+  const skeleton = a.id + "|" + LANG;
+  if (el.dataset.skeleton !== skeleton || !el.querySelector("#d-acts")) {
+    el.innerHTML = `
+    <h2 id="d-title"></h2>
+    <div id="d-head"></div>
+    <h3>${esc(t("actions"))}</h3><div id="d-acts"></div>
+    <h3>${esc(t("deadlines"))}</h3><div id="d-deadlines"></div>
+    <div id="d-rung-status"></div>
+    <div id="d-rungs"></div>
     <h3>${esc(t("readings"))}</h3><div class="chart" id="chart"><p class="dim">…</p></div>
-    <h3>${esc(t("timeline"))}</h3>${timeline}`;
-  for (const [id, v] of Object.entries(keep)) { const x = el.querySelector("#" + id); if (x) x.value = v; }
+    <h3>${esc(t("timeline"))}</h3><ol class="timeline" id="timeline"></ol>`;
+    el.dataset.skeleton = skeleton;
+    S.detailParts = {};
+  }
+  for (const [id, html] of Object.entries(parts)) {
+    if (S.detailParts[id] === html) continue;
+    const box = el.querySelector("#" + id);
+    const keep = {};  // what the officer was typing survives a redraw of its part
+    for (const k of ["note", "responder", "silence-minutes"]) { const x = box.querySelector("#" + k); if (x) keep[k] = x.value; }
+    box.innerHTML = html;
+    for (const [k, v] of Object.entries(keep)) { const x = box.querySelector("#" + k); if (x) x.value = v; }
+    box.querySelectorAll("[data-action]").forEach(b => b.addEventListener("click", () => act(b.dataset.action, S.detail.alarm)));
+    S.detailParts[id] = html;
+  }
   el.dataset.rendered = a.id;
-  el.querySelectorAll("[data-action]").forEach(b => b.addEventListener("click", () => act(b.dataset.action, a)));
   tick();
+  el.dispatchEvent(new CustomEvent("detail-refresh", { detail: { id: a.id } }));  // mounted sections reload their data
 }
 async function act(kind, a) {
   const note = ($("#note") && $("#note").value) || "";

@@ -283,23 +283,32 @@
     const h2 = d.querySelector("h2");
     if (h2 && h2.nextSibling) d.insertBefore(bar, h2.nextSibling.nextSibling || null); else d.appendChild(bar);
     const button = bar.querySelector("button");
-    let existing = null;  // an order this alarm already has (not cancelled): the button opens it instead
     button.addEventListener("click", () => {
       W.open = true; W.error = "";
+      const existing = bar.existing;  // an order this alarm already has (not cancelled): the button opens it instead
       if (existing) { openOrder(existing.id); return; }
       W.detail = null; W.creating = { alarm_id: a.id, title: a.title };
       render();
     });
-    api("/api/workorders?alarm_id=" + encodeURIComponent(a.id)).then(r => {
-      existing = r.orders.find(o => o.state !== "cancelled") || null;
-      if (existing) button.textContent = w("view_order", { state: w("s_" + existing.state) });
+    alarmOrder(bar, a.id);
+  }
+
+  // what the button says follows the alarm's order (console.js keeps the bar across live refreshes of the alarm)
+  function alarmOrder(bar, alarmId) {
+    api("/api/workorders?alarm_id=" + encodeURIComponent(alarmId)).then(r => {
+      const existing = r.orders.find(o => o.state !== "cancelled") || null;
+      bar.existing = existing;
+      bar.querySelector("button").textContent = existing ? w("view_order", { state: w("s_" + existing.state) }) : w("from_alarm");
     }).catch(() => {});
   }
 
   function start() {
     mount();
     const d = $w("#detail");
-    if (d) new MutationObserver(alarmButton).observe(d, { childList: true });
+    if (d) {
+      new MutationObserver(alarmButton).observe(d, { childList: true });
+      d.addEventListener("detail-refresh", ev => { const bar = $w("#wo-from-alarm-bar"); if (bar) alarmOrder(bar, ev.detail.id); });
+    }
     let was = null;
     setInterval(() => {  // login, logout and the language toggle are console.js's: follow them
       const key = (S.me ? S.me.username : "") + "|" + (typeof LANG !== "undefined" ? LANG : "zh");
