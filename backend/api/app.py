@@ -146,7 +146,11 @@ def create_app(deps: ApiDeps) -> FastAPI:
         return deps.ingest_stats()
 
     # Every router's operations document the JSON error bodies (routers other engineers write included).
-    app.include_router(alarms_router(deps, auth, moves, records), responses=ERRORS)
+    def feed_cursor() -> str | None:
+        feed = holder.feed
+        return feed.cursor() if feed is not None and feed.ready.is_set() else None
+
+    app.include_router(alarms_router(deps, auth, moves, records, feed_cursor), responses=ERRORS)
     app.include_router(site_router(deps, auth), responses=ERRORS)
     app.include_router(admin_router(deps, auth), responses=ERRORS)
     app.include_router(feed_router(lambda: holder.feed, auth), responses=ERRORS)

@@ -19,6 +19,7 @@ lifecycle's reason and what to do instead.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -83,6 +84,8 @@ class AlarmList(BaseModel):
     groups: list[dict[str, Any]] = Field(default_factory=list, description="open alarms besides life safety, by type and building "
                                                                             "(or community), largest first: one outage, one group")
     utc_offset_min: int = Field(default=480, description="the site's time zone, minutes east of UTC: times a person reads are shown in it")
+    feed_id: str | None = Field(default=None, description="the live feed's newest event id, taken before this read: open /api/feed with it as "
+                                                          "Last-Event-ID and every change committed after the read arrives (null: no feed here)")
 
 
 class MuteBody(BaseModel):
@@ -141,7 +144,9 @@ def _refused(exc: MoveRefused) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, f"this alarm cannot {exc.move.replace('_', ' ')} now: {exc.reason}. Reload it to see its current state")
 
 
-def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: ConsoleRecords) -> APIRouter:
+def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: ConsoleRecords,
+                  feed_cursor: Callable[[], str | None] = lambda: None) -> APIRouter:
+    """`feed_cursor()` is the running live feed's newest event id (None without a feed)."""
     router = APIRouter(prefix="/api", tags=["alarms"], responses={k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422, 503)})
     viewer = auth.require(Capability.VIEW_ALARMS)
     sites = deps.sites
@@ -201,6 +206,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         offset: Annotated[int, Query(ge=0, le=1_000_000, description="first row of the page of alarms besides life safety")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000, description="rows per page besides life safety (those are never cut)")] = 200,
     ) -> AlarmList:
+        feed_id = feed_cursor()  # before the read: what commits after it is in the feed after this id
         gb = [b.id for b in sites.buildings.values() if b.grid == grid] if sites and grid else []
         page = await asyncio.to_thread(board_page, deps.alarms.engine, p.territory, open_only=open_only, drill=drill, building=building,
                                        grid=grid, grid_buildings=gb, alarm_type=alarm_type, offset=offset, limit=limit)
@@ -216,7 +222,7 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             r.update(assignee_id=a.assignee_id if a else None, assignee_name=a.assignee_name if a else None)
         return AlarmList(alarms=rows, server_now_ms=deps.clock.now_ms(),
                          drill_open=page.drill_open, life_safety_open=len(page.life_safety), rest_total=page.rest_total,
-                         open_total=page.open_total, offset=offset, limit=limit, groups=groups, utc_offset_min=utc_offset_min())
+                         open_total=page.open_total, offset=offset, limit=limit, groups=groups, utc_offset_min=utc_offset_min(), feed_id=feed_id)
 
     @router.post("/console/mute", summary="Silence this console's alarm sound for a few minutes (recorded with who muted; a new life-safety alarm ends it)")
     async def mute(p: Annotated[Principal, Depends(viewer)], body: MuteBody) -> MuteResult:

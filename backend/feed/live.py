@@ -185,6 +185,11 @@ class LiveFeed:
         self._wake.set()
 
     # -- reading ----------------------------------------------------------------------------------------------
+    def cursor(self) -> str:
+        """The id of the newest event: a page that reads the board over REST takes this first, then opens the
+        stream with it as `Last-Event-ID`, so nothing committed between its read and its stream is missed."""
+        return f"{self.epoch}-{self.head}"
+
     def parse_cursor(self, text: str | None) -> int | None:
         """The sequence number after which to resume; None when the id is of another epoch or malformed."""
         if text is None or not text.strip():

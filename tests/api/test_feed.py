@@ -58,6 +58,17 @@ async def test_alarm_changes_reach_the_feed_and_a_cursor_resumes(rig: ApiRig) ->
     assert gap["gap"] is True
 
 
+async def test_the_board_read_names_the_feed_id_to_resume_from_so_an_alarm_in_between_is_not_missed(rig: ApiRig) -> None:
+    # a console reads the board, then opens the stream; an alarm committed in between must reach it
+    board = (await rig.client.get("/api/alarms?open=true", headers=rig.auth("duty"))).json()
+    assert board["alarms"] == []
+    assert board["feed_id"] == f"{rig.feed.epoch}-{rig.feed.head}"
+    alarm = await rig.smoke(rig.device("c01-g1"))  # after the read, before the stream opens
+    rig.feed.wake()
+    page = await _events_after(rig, "duty", board["feed_id"], lambda evs: any(e["kind"] == "alarm" for e in evs))
+    assert next(e["data"]["id"] for e in page if e["kind"] == "alarm") == alarm
+
+
 async def _events_after(rig: ApiRig, who: str, after: str, done: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     for _ in range(200):
         r = await rig.client.get(f"/api/feed/events?after={after}", headers=rig.auth(who))

@@ -4,6 +4,7 @@ red on the map and green again after closing; a grid worker cannot see or act on
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import aiomqtt
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from backend.sites import SiteDirectory
 from backend.sites.model import Device
@@ -20,6 +21,7 @@ from broker.schemas import DeviceEvent, encode
 from broker.topics import event_topic
 from shouwang.system import System
 from tests.browser.conftest import AUDIO_PROBE, PASSWORD, broker_login
+from tests.waiting import until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -118,6 +120,40 @@ async def test_smoke_alarm_from_mqtt_to_board_ack_timeline_and_map(system: Syste
     await expect(page.locator("header h1")).to_have_text("Shouwang · Duty console")
     await page.screenshot(path=shots / "08-health-english.png")
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+async def test_an_alarm_committed_while_the_console_opens_its_feed_is_on_the_board(system: System, browser: Browser, sample_site: SiteDirectory,
+                                                                                 shots: Path) -> None:
+    """The console reads the board over REST, then opens the live feed: a fire committed between the two is shown,
+    because the feed resumes from the id the board's read named (the page's feed request is held until the fire is in)."""
+    device = smoke_detector(sample_site, "c01-g2")
+    page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    board_read = asyncio.Event()
+    release = asyncio.Event()
+
+    async def after_board(route: Route) -> None:
+        await route.continue_()
+        board_read.set()
+
+    async def hold_feed(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/api/alarms\?"), after_board)
+    await page.route(re.compile(r"/api/feed$"), hold_feed)
+    await page.goto(system.backend.url)
+    await page.fill("#username", "duty1")
+    await page.fill("#password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    await asyncio.wait_for(board_read.wait(), 10)
+    await expect(page.locator("#empty")).to_be_visible()
+    await publish_smoke(system, device, "browser-smoke-between")
+    await until(system.backend.alarm_service.store.open_alarms, 10.0, "the fire to be stored")
+    release.set()  # only now does the page's feed request go out
+    await expect(page.locator(f'#alarms tr[data-building="{device.building}"]')).to_contain_text("烟感报警", timeout=5_000)
+    await expect(page.locator("#feed-status")).to_have_attribute("data-state", "on")
+    await page.screenshot(path=shots / "alarm-between-board-and-feed.png")
+    await page.close()
 
 
 async def test_grid_worker_cannot_read_or_act_on_another_grid(system: System, browser: Browser, sample_site: SiteDirectory, shots: Path) -> None:

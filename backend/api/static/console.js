@@ -108,6 +108,7 @@ async function loadBoard() {
   S.serverSkew = r.server_now_ms - Date.now();
   S.utcOffset = r.utc_offset_min ?? S.utcOffset;
   S.board = r;
+  if (!S.lastEventId && r.feed_id) S.lastEventId = r.feed_id;  // the feed resumes from this read: an alarm committed before the stream opens is not missed
   S.alarms = new Map(r.alarms.map(a => [a.id, a]));
   for (const [key, g] of S.expanded) if (g.rows) loadGroup(key, true);
   renderBoard();
