@@ -194,8 +194,9 @@ class AlarmLadderBridge:
     async def _work(self) -> None:
         while True:
             jobs = [await self._queue.get()]
-            # A storm's starts go together (issue 19): each ladder is started and stored as before, and the alarms'
-            # `notify` is one move of them all, one commit, instead of one commit (and one copy of the book) each.
+            # A storm's starts go together (issue 19): their ladders are stored in one transaction (`start_many`; one
+            # by one if that fails), and the alarms' `notify` is one move of them all, one commit, instead of one
+            # commit (and one copy of the book) each.
             while jobs[0].op == "start" and len(jobs) < START_BATCH and not self._queue.empty():
                 nxt = self._queue.get_nowait()
                 if nxt.op != "start":
@@ -214,9 +215,14 @@ class AlarmLadderBridge:
 
     async def _start_all(self, jobs: Sequence[_Job]) -> None:
         started: list[tuple[str, EscalationState]] = []
-        for job in jobs:
+        try:
+            states = await self.ladder.start_many([self._facts(job.alarm) for job in jobs], alarm_seqs=[job.seq for job in jobs])
+        except Exception:  # the batch's transaction failed (nothing of it stored): one by one, so one bad alarm stops no other's ladder
+            log.warning("could not start %d ladders together; starting them one by one", len(jobs), exc_info=True)
+            states = None
+        for k, job in enumerate(jobs):
             try:
-                state = await self.ladder.start(self._facts(job.alarm), alarm_seq=job.seq)
+                state = states[k] if states is not None else await self.ladder.start(self._facts(job.alarm), alarm_seq=job.seq)
                 self.started += 1
                 await self._catch_up(job.alarm.id)
                 started.append((job.alarm.id, state))

@@ -9,9 +9,9 @@ nothing about timers is kept in memory that the store cannot re-derive. `escalat
 notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
 receipts), marking each done afterwards.
 
-`start(facts)`, `reopen` (the alarm is live again: a new round), `raise_severity`, `observe` (a field state a
-person's committed move reached) and `stop(alarm_id, reason)` are the bridge's (backend.escalation.bridge): the
-ladder learns of every lifecycle move from the alarm service's committed result and never asks for one. The
+`start(facts)` (`start_many` for a storm's batch, stored in one transaction), `reopen` (the alarm is live again: a new
+round), `raise_severity`, `observe` (a field state a person's committed move reached) and `stop(alarm_id, reason)`
+are the bridge's (backend.escalation.bridge): the ladder learns of every lifecycle move from the alarm service's committed result and never asks for one. The
 ladder's own events are `decline` (a responder cannot come), `verify` (the console's 核实) and `record_callback` (an SOS
 call-back's outcome, 回访). Each notice's
 one-tap link is made for the ladder's round (`LinkMaker(alarm_id, round, contact)`).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -221,6 +221,32 @@ class EscalationService:
             return existing
         await self._after(outcome, now)
         return state
+
+    async def start_many(self, facts_list: Sequence[AlarmFacts], *, alarm_seqs: Sequence[int] | None = None) -> list[EscalationState]:
+        """`start` for many alarms at once (a storm's ladders, issue 19): their escalations are stored in one transaction
+        (`EscalationStore.create_many`), then each new one's steps and notices go out as `start`'s do, in order. Per
+        alarm, its state: an alarm that already had an escalation keeps it (read back, as `start` does). If the
+        transaction fails, nothing of it was stored and the error is raised: the caller retries one by one."""
+        seqs = list(alarm_seqs) if alarm_seqs is not None else [0] * len(facts_list)
+        now = self.clock.now_ms()
+        outcomes: list[StepOutcome] = []
+        for facts, seq in zip(facts_list, seqs, strict=True):
+            state, actions = start(facts, self.policies, self.roster, now, alarm_seq=seq)
+            outcomes.append(StepOutcome(state, actions, self._messages(state, actions, now)))
+        created = await asyncio.to_thread(self.store.create_many, outcomes, self.worker_id, now)
+        states: list[EscalationState] = []
+        for outcome, made in zip(outcomes, created, strict=True):
+            if made:
+                try:
+                    await self._after(outcome, now)
+                except Exception:  # stored and its notices queued: one alarm's live-feed step failing stops no other's
+                    log.exception("the first step of %s was stored but not published", outcome.state.alarm_id)
+                states.append(outcome.state)
+            else:
+                existing = await asyncio.to_thread(self.store.get, outcome.state.alarm_id)
+                assert existing is not None
+                states.append(existing)
+        return states
 
     async def decline(self, alarm_id: str, actor: str, note: str = "") -> EscalationState:
         """无法前往 from `actor`: the rung passes on at once (timers due by now fire first)."""

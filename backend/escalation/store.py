@@ -33,6 +33,8 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alerting.ladder import EscalationState, LadderAction, Note, Notify, PolicySet, next_due
 from backend.errors import BackendError
@@ -186,6 +188,11 @@ def _log_rows(actions: Sequence[LadderAction], drill: bool, worker: str) -> list
     return rows
 
 
+def _outbox_row(m: Message, step: int, now_ms: int) -> dict[str, Any]:
+    return {"key": m.key, "alarm_id": m.alarm_id, "step": step, "message": _encoder.encode(m).decode(), "status": "pending",
+            "created_ms": now_ms, "deliveries": 0, "priority": notice_priority(m)}
+
+
 class EscalationStore:
     def __init__(self, engine: sa.Engine, policies: PolicySet) -> None:
         self.engine = engine
@@ -199,11 +206,7 @@ class EscalationStore:
         if outcome.actions:
             conn.execute(sa.insert(escalation_log), _log_rows(outcome.actions, s.facts.drill, worker))
         if outcome.messages:
-            conn.execute(sa.insert(outbox), [
-                {"key": m.key, "alarm_id": m.alarm_id, "step": s.step, "message": _encoder.encode(m).decode(), "status": "pending",
-                 "created_ms": now_ms, "deliveries": 0, "priority": notice_priority(m)}
-                for m in outcome.messages
-            ])
+            conn.execute(sa.insert(outbox), [_outbox_row(m, s.step, now_ms) for m in outcome.messages])
 
     def create(self, outcome: StepOutcome, worker: str, now_ms: int) -> bool:
         """Store a new escalation with its first step. False if the alarm already has one (nothing written)."""
@@ -218,6 +221,32 @@ class EscalationStore:
         except sa.exc.IntegrityError:
             return False
         return True
+
+    def create_many(self, outcomes: Sequence[StepOutcome], worker: str, now_ms: int) -> list[bool]:
+        """Store new escalations with their first steps in one transaction (a storm's starts, issue 19); per outcome,
+        whether it was stored. An alarm that already has an escalation (or comes twice in `outcomes`) is skipped, not
+        an error: `INSERT .. ON CONFLICT DO NOTHING RETURNING` says which rows went in, and only their log rows and
+        notices are written. If the transaction fails as a whole nothing is written and the error is raised (the
+        caller falls back to `create` one by one)."""
+        if not outcomes:
+            return []
+        rows = [{"alarm_id": o.state.alarm_id, "policy": o.state.policy, "drill": o.state.facts.drill, "step": o.state.step,
+                 "due_ms": next_due(o.state, self.policies), "stopped": o.state.stopped is not None, "state": encode_state(o.state),
+                 "started_ms": o.state.started_ms, "updated_ms": now_ms} for o in outcomes]
+        first = {r["alarm_id"]: i for i, r in reversed(list(enumerate(rows)))}  # a second outcome of one alarm is a duplicate
+        insert = (pg_insert if self.postgres else sqlite_insert)(escalations).on_conflict_do_nothing(index_elements=[escalations.c.alarm_id])
+        with self.engine.begin() as conn:
+            unique = [rows[i] for i in sorted(first.values())]  # one multi-row INSERT: the batch is small (START_BATCH)
+            stored = set(conn.execute(insert.values(unique).returning(escalations.c.alarm_id)).scalars())
+            created = [o.state.alarm_id in stored and first[o.state.alarm_id] == i for i, o in enumerate(outcomes)]
+            made = [o for o, c in zip(outcomes, created, strict=True) if c]
+            log_rows = [row for o in made for row in _log_rows(o.actions, o.state.facts.drill, worker)]
+            if log_rows:
+                conn.execute(sa.insert(escalation_log), log_rows)
+            notices = [_outbox_row(m, o.state.step, now_ms) for o in made for m in o.messages]
+            if notices:
+                conn.execute(sa.insert(outbox), notices)
+        return created
 
     def _locked(self, conn: sa.Connection, alarm_id: str, now_ms: int | None) -> Any:
         q = sa.select(escalations.c.step, escalations.c.state).where(escalations.c.alarm_id == alarm_id)
