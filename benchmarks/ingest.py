@@ -18,6 +18,10 @@ points bucketed by 10 s, on the store the run filled; and two life-safety figure
                         alarm during a gateway's reconnect flood), from its publish to on_uplink: this one also
                         holds the broker's queue and the MQTT intake
 intake -> console is not observable here (no console); benchmarks/e2e.py measures it.
+The process runs with the garbage-collector policy every long-running entry point sets (`shouwang ingest`, `backend`,
+`run`: shouwang/commands/common.py): the `runtime.gc_thresholds` from the start, for both consumers alike, and
+ingest's start-up heap frozen once it has started (`runtime.gc_freeze_after_start`), inside the timed drain as after
+a restart. With Python's own thresholds, collections took ~1 s of a 30,000-message drain here, up to 200 ms each.
 Targets (issue 19): ingest >= 0.8 x bare, >= 10,000 readings/s; a day query < 50 ms; smoke max <= 20 ms.
 
 Run: .venv/bin/python benchmarks/ingest.py [--quick]
@@ -42,6 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.ingest.handoff import Reading
 from backend.ingest.service import IngestService
+from backend.loopwatch import settle_heap
 from backend.settings import load_settings
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries import SqliteTimeSeries, TagDirectory
@@ -183,6 +188,8 @@ async def ingest_path(mosq: MosquittoProcess, data_dir: Path, count: int, device
     await live.stdout.readline()
     start = time.perf_counter()
     async with IngestService(settings, sites, mosq.host, mosq.port, feed=feed, client_id="bench-ingest") as svc:
+        # as the entry points do once a process has started (shouwang/commands/common.py `settle`)
+        settle_heap(freeze=settings.runtime.gc_freeze_after_start, thresholds=settings.runtime.gc_thresholds)
         while feed.readings < 2 * count or feed.events < total - count:
             if live.stdin is not None and feed.readings > 0:
                 live.stdin.write(b"go\n")
@@ -236,6 +243,8 @@ def main() -> None:
         publish_live(host, int(port), int(args.publish_live[1]))
         return
     count = devices = 10_000 if args.quick else 100_000
+    # the collector's thresholds of every long-running entry point, from the start (shouwang/commands/common.py)
+    settle_heap(freeze=False, thresholds=load_settings().runtime.gc_thresholds)
     with tempfile.TemporaryDirectory() as tmp, MosquittoProcess(Path(tmp) / "mosquitto") as mosq:
         bare = bare_subscriber(mosq, count, devices)
         ingest, stats, live_ms, during = asyncio.run(ingest_path(mosq, Path(tmp) / "var", count, devices))
