@@ -102,10 +102,13 @@ class EscalationRuntime:
         async def record(r: Receipt) -> None:
             await asyncio.to_thread(self.receipts.record, r)
 
+        async def record_many(rs: list[Receipt]) -> None:
+            await asyncio.to_thread(self.receipts.record_many, rs)
+
         dispatcher = Dispatcher(
             {**build_channels(s, self._http, self.publish), **self._providers()}, self.stream, self.clock, sleep=self.sleep,
             retry=RetryPolicy(s.retry_attempts, s.retry_base_s, 2.0, s.retry_max_s), limiter=RateLimiter(s.rate_limit, s.rate_window_s),
-            record=record,
+            record=record, record_many=record_many,
         )
         self._service = EscalationService(
             self.store, policies, self.roster, dispatcher, self.clock, settings=s, worker_id=self.worker_id, links=self.links,

@@ -7,7 +7,7 @@ step_due` (exactly once across processes). On entry it fires everything that fel
 down *before* it reports ready, so a restart fires a passed deadline at once and a future one on time:
 nothing about timers is kept in memory that the store cannot re-derive. `escalation-outbox` claims queued
 notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
-receipts), marking each done afterwards.
+receipts), marking each done afterwards (those done at the same time in one transaction).
 
 `start(facts)` (`start_many` for a storm's batch, stored in one transaction), `reopen` (the alarm is live again: a new
 round), `raise_severity`, `observe` (a field state a person's committed move reached) and `stop(alarm_id, reason)`
@@ -59,6 +59,7 @@ from backend.escalation.settings import EscalationSettings
 from backend.escalation.store import EscalationStore, StepOutcome, UnknownEscalation
 from backend.notify.channel import Message
 from backend.notify.dispatch import Dispatcher
+from backend.notify.receipts import GroupCommit
 from backend.notify.templates import notice_text
 from backend.stream import LadderStep
 from broker.clock import Clock
@@ -161,6 +162,8 @@ class EscalationService:
         self._outbox_wake = asyncio.Event()
         self._closing = False
         self._tg: asyncio.TaskGroup | None = None
+        # Notices delivered at the same time are marked done in one transaction, not one each (issue 19).
+        self._finish: GroupCommit[str] = GroupCommit(self._finish_all)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -362,7 +365,10 @@ class EscalationService:
 
     async def _deliver(self, key: str, message: Message) -> None:
         await self.dispatcher.deliver(message)
-        await asyncio.to_thread(self.store.finish_outbox, key, self.worker_id)
+        await self._finish([key])
+
+    async def _finish_all(self, keys: list[str]) -> None:
+        await asyncio.to_thread(self.store.finish_outbox_many, keys, self.worker_id)
 
     # -- reading ------------------------------------------------------------------------------------------------
     async def get(self, alarm_id: str) -> EscalationState | None:

@@ -355,8 +355,16 @@ class EscalationStore:
         return out
 
     def finish_outbox(self, key: str, worker: str) -> None:
+        self.finish_outbox_many([key], worker)
+
+    def finish_outbox_many(self, keys: Sequence[str], worker: str) -> None:
+        """Mark delivered notices done, one transaction (the notices of one round finish together, issue 19)."""
+        if not keys:
+            return
+        o = outbox.c
         with self.engine.begin() as conn:
-            conn.execute(sa.update(outbox).where(outbox.c.key == key, outbox.c.claimed_by == worker).values(status="done", lease_until_ms=None))
+            for i in range(0, len(keys), 500):  # well under SQLite's limit of variables per statement
+                conn.execute(sa.update(outbox).where(o.key.in_(keys[i:i + 500]), o.claimed_by == worker).values(status="done", lease_until_ms=None))
 
     def outbox_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

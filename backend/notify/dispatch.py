@@ -11,7 +11,9 @@ page), then sends it on each requested channel concurrently. For each channel:
   own hard limit (HTTP 429) is shut for every notice until its back-off has passed; when it opens, a real
   life-safety notice goes first (the others wait `retry.base_s` longer), and how long each notice was held is
   recorded on its receipt (`delayed_ms`).
-Every outcome is a `Receipt` handed to `record` (the receipts table, backend.notify.receipts) and then published on
+Every outcome is a `Receipt` handed to `record_many` (the receipts table, backend.notify.receipts; one transaction for
+the console copy and the outcomes known without sending, and for the receipts of notices delivered at the same time,
+backend.notify.receipts.GroupCommit; `record` one by one when no `record_many` is given) and then published on
 the centre's stream as a `ReceiptRecorded` with its stage (sent / delivered / failed ..., `receipts.stage_of`), the
 person's name and the notice's channels, so the console's open alarm shows who got the page and the failure
 watch (backend.notify.failures) can tell a person no channel reached. A provider's later report (a call answered,
@@ -21,14 +23,15 @@ an SMS on the phone) is a further stage, recorded and published by backend.notif
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alerting.ladder import CONSOLE
 from backend.notify.channel import Channel, DeliveryFailed, DeliveryStatus, Message, Receipt
 from backend.notify.console import ConsoleChannel
 from backend.notify.ratelimit import RateLimiter, Storm
-from backend.notify.receipts import stage_of
+from backend.notify.receipts import GroupCommit, stage_of
 from backend.notify.templates import storm_text
 from backend.stream import CentreStream, ReceiptRecorded
 from broker.clock import Clock
@@ -38,6 +41,7 @@ __all__ = ["Dispatcher", "RetryPolicy"]
 Sleep = Callable[[float], Awaitable[None]]
 _CHANNEL_LIMIT = 429  # the provider's own rate limit (Too Many Requests)
 Record = Callable[[Receipt], Awaitable[None]]
+RecordMany = Callable[[list[Receipt]], Awaitable[None]]  # many receipts, one transaction (ReceiptStore.record_many)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ async def _no_record(_: Receipt) -> None:
 class Dispatcher:
     def __init__(
         self, channels: Mapping[str, Channel], console: CentreStream, clock: Clock, *, sleep: Sleep = asyncio.sleep,
-        retry: RetryPolicy | None = None, limiter: RateLimiter | None = None, record: Record = _no_record,
+        retry: RetryPolicy | None = None, limiter: RateLimiter | None = None, record: Record = _no_record, record_many: RecordMany | None = None,
     ) -> None:
         self.channels = dict(channels)
         self.console = console
@@ -69,53 +73,73 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter
         self.record = record
+        # Receipts recorded together (issue 19): `record_many` stores a list in one transaction; the receipts of
+        # notices delivered at once go as one write. Without it, `record` stores them one by one.
+        self._record_group: GroupCommit[Receipt] = GroupCommit(record_many if record_many is not None else self._record_each)
         self._shut_until: dict[str, int] = {}  # channel kind -> when its own hard limit (HTTP 429) opens again
         self._contacts: dict[tuple[str, bool], Message] = {}  # last message per (contact, drill), to address storm summaries
 
     async def deliver(self, message: Message) -> list[Receipt]:
         await self.flush_storms()
-        receipts = [await self._console(message)]
         kinds = [k for k in dict.fromkeys(message.channels) if k != "console"]
-        if not kinds:
-            return receipts
-        allowed = message.contact.id == CONSOLE.id or self.limiter is None or self.limiter.allow(
+        allowed = not kinds or message.contact.id == CONSOLE.id or self.limiter is None or self.limiter.allow(
             message.contact.id, self.clock.now_ms(), alarm_id=message.alarm_id, drill=message.drill, life_safety=message.life_safety)
-        self._contacts[message.contact.id, message.drill] = message
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._one(message, k, allowed), name=f"notify-{k}-{message.key}") for k in kinds]
-        receipts += [t.result() for t in tasks]
-        return receipts
+        if kinds:
+            self._contacts[message.contact.id, message.drill] = message
+        return await self._deliver(message, kinds, allowed)
 
-    async def _console(self, message: Message) -> Receipt:
+    async def _deliver(self, message: Message, kinds: list[str], allowed: bool) -> list[Receipt]:
+        """The console copy, then every channel. The console's receipt and those known without sending (no channel,
+        drill withheld, rate limited) are recorded together, one transaction, and published after it in that
+        order; each channel that sends is recorded and published as it lands (issue 19)."""
         await self.console_channel.send(message)
-        r = Receipt(message.key, message.alarm_id, message.contact.id, "console", DeliveryStatus.DELIVERED, 1, self.clock.now_ms(), drill=message.drill,
-                    contact_name=message.contact.name)
-        await self.record(r)
-        await self._published(r, ())
-        return r
+        on = tuple(kinds)
+        now: list[Receipt] = [self._receipt(message, "console", DeliveryStatus.DELIVERED, 1)]
+        by_kind: dict[str, Receipt] = {}
+        for k in kinds:
+            r = self._unsent(message, k, allowed)
+            if r is not None:
+                now.append(r)
+                by_kind[k] = r
+        await self._recorded(now, on)
+        sending = [k for k in kinds if k not in by_kind]
+        if sending:
+            async with asyncio.TaskGroup() as tg:
+                tasks = {k: tg.create_task(self._one(message, k, on), name=f"notify-{k}-{message.key}") for k in sending}
+            by_kind |= {k: t.result() for k, t in tasks.items()}
+        return [now[0], *(by_kind[k] for k in kinds)]
 
-    async def _published(self, r: Receipt, channels: tuple[str, ...]) -> None:
-        """Tell the stream of a receipt already recorded (after its commit, as every writer on the stream does)."""
-        await self.console.publish([ReceiptRecorded(r.key, r.alarm_id, r.contact, r.channel, stage_of(r).value, r.at_ms, (r.error or "")[:500],
-                                                    r.drill, r.contact_name, channels)])
+    def _receipt(self, message: Message, kind: str, status: DeliveryStatus, attempts: int = 0, *, ref: str | None = None, error: str | None = None,
+                 delayed_ms: int = 0) -> Receipt:
+        return Receipt(message.key, message.alarm_id, message.contact.id, kind, status, attempts, self.clock.now_ms(), ref, error, message.drill,
+                       delayed_ms, message.contact.name)
 
-    async def _one(self, message: Message, kind: str, allowed: bool) -> Receipt:
+    def _unsent(self, message: Message, kind: str, allowed: bool) -> Receipt | None:
+        """The outcome known without any I/O: a channel not configured here, withheld from a drill, or rate limited."""
         channel = self.channels.get(kind)
-
-        def receipt(status: DeliveryStatus, attempts: int = 0, ref: str | None = None, error: str | None = None, delayed_ms: int = 0) -> Receipt:
-            return Receipt(message.key, message.alarm_id, message.contact.id, kind, status, attempts, self.clock.now_ms(), ref, error, message.drill,
-                           delayed_ms, message.contact.name)
-
         if channel is None:
-            r = receipt(DeliveryStatus.NO_CHANNEL, error=f"no {kind} channel configured")
-        elif channel.outside and not message.outside_allowed:
-            r = receipt(DeliveryStatus.WITHHELD_DRILL, error="drill: outside channels not requested")
-        elif not allowed:
-            r = receipt(DeliveryStatus.RATE_LIMITED, error="rate limit: folded into a storm summary")
-        else:
-            r = await self._send(channel, message, receipt)
-        await self.record(r)
-        await self._published(r, tuple(k for k in dict.fromkeys(message.channels) if k != "console"))
+            return self._receipt(message, kind, DeliveryStatus.NO_CHANNEL, error=f"no {kind} channel configured")
+        if channel.outside and not message.outside_allowed:
+            return self._receipt(message, kind, DeliveryStatus.WITHHELD_DRILL, error="drill: outside channels not requested")
+        if not allowed:
+            return self._receipt(message, kind, DeliveryStatus.RATE_LIMITED, error="rate limit: folded into a storm summary")
+        return None
+
+    async def _recorded(self, rs: list[Receipt], channels: tuple[str, ...]) -> None:
+        """Record the receipts (one transaction), then tell the stream of them, in order (after the commit, as every
+        writer on the stream does). The console's copy is published with no channels, as it always was."""
+        await self._record_group(rs)
+        await self.console.publish([ReceiptRecorded(r.key, r.alarm_id, r.contact, r.channel, stage_of(r).value, r.at_ms, (r.error or "")[:500],
+                                                    r.drill, r.contact_name, () if r.channel == "console" else channels) for r in rs])
+
+    async def _record_each(self, rs: Sequence[Receipt]) -> None:
+        for r in rs:
+            await self.record(r)
+
+    async def _one(self, message: Message, kind: str, channels: tuple[str, ...]) -> Receipt:
+        channel = self.channels[kind]
+        r = await self._send(channel, message, functools.partial(self._receipt, message, kind))
+        await self._recorded([r], channels)
         return r
 
     async def _send(self, channel: Channel, message: Message, receipt: Callable[..., Receipt]) -> Receipt:
@@ -135,7 +159,7 @@ class Dispatcher:
                 if exc.status != _CHANNEL_LIMIT:
                     await self.sleep(self.retry.delay(attempt))
                 continue
-            return receipt(DeliveryStatus.DELIVERED, attempt, ref, delayed_ms=self.clock.now_ms() - first_ms)
+            return receipt(DeliveryStatus.DELIVERED, attempt, ref=ref, delayed_ms=self.clock.now_ms() - first_ms)
 
     async def _window(self, kind: str, message: Message) -> None:
         """Wait while the channel's own limit keeps it shut. A real life-safety notice goes as soon as it opens;
@@ -170,6 +194,4 @@ class Dispatcher:
             outside_allowed=last.outside_allowed or not storm.drill_only, reason="storm", rung=last.rung, severity=last.severity,
             created_ms=self.clock.now_ms(),
         )
-        out = [await self._console(summary)]
-        out += [await self._one(summary, kind, allowed=True) for kind in dict.fromkeys(summary.channels) if kind != "console"]
-        return out
+        return await self._deliver(summary, [k for k in dict.fromkeys(summary.channels) if k != "console"], allowed=True)

@@ -25,10 +25,12 @@ The constructor brings the tables to the newest revision of backend/notify/migra
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy as sa
 
@@ -36,10 +38,12 @@ from backend.notify.channel import DeliveryStatus, Receipt
 from backend.store.migrations import upgrade
 from backend.stream import ReceiptRecorded
 
-__all__ = ["REACHED", "ReceiptStage", "ReceiptStore", "StageChange", "metadata", "receipt_events", "receipts", "stage_of"]
+__all__ = ["REACHED", "GroupCommit", "ReceiptStage", "ReceiptStore", "StageChange", "metadata", "receipt_events", "receipts", "stage_of"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version_notify"  # its own: other stores migrate the same database
+T = TypeVar("T")
+_IN_CHUNK: Final = 500  # keys per `IN (...)` when a batch reads its rows' stages (well under SQLite's 32,766 variables)
 
 
 class ReceiptStage(StrEnum):
@@ -131,9 +135,73 @@ class StageChange:
                                self.contact_name, channels)
 
 
+def _event_row(c: StageChange) -> dict[str, Any]:
+    return {"key": c.key, "channel": c.channel, "alarm_id": c.alarm_id, "contact": c.contact, "contact_name": c.contact_name[:96],
+            "stage": c.stage.value, "at_ms": c.at_ms, "detail": c.detail, "drill": c.drill}
+
+
 def _receipt(r: Any) -> Receipt:
     return Receipt(r.key, r.alarm_id, r.contact, r.channel, DeliveryStatus(r.status), r.attempts, r.at_ms, r.provider_ref, r.error, r.drill,
                    r.delayed_ms, r.contact_name)
+
+
+class GroupCommit(Generic[T]):
+    """Writes asked for together go as one: `await group(items)` returns once `write` (one transaction, e.g. in a
+    thread) has stored them, with whatever other callers asked for while the previous write was running.
+
+    How this works: the caller that finds no write running leads: it takes everything queued (its own items
+    first), writes it, wakes the callers whose items went with it, and hands the lead to the first caller still
+    waiting, so no caller waits for more than the write running when it came plus its own. In a storm the
+    notices delivered at once (the outbox's rounds) make one receipts transaction where they made one each,
+    and the thread pool the alarm service commits through is not queued full of them (issue 19). A failed write
+    fails every caller in it; a leader cancelled while writing cancels the callers of its write (their items may
+    or may not be stored) and hands on the lead."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
+        self._write = write
+        self._queue: list[tuple[Sequence[T], asyncio.Future[bool]]] = []
+        self._leading = False
+        self.writes = 0  # transactions made (for tests and logs)
+
+    async def __call__(self, items: Sequence[T]) -> None:
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((items, mine))
+        if self._leading:
+            try:
+                lead = await mine  # False: written with someone else's batch; True: the lead is handed to us
+            except asyncio.CancelledError:
+                if mine.done() and not mine.cancelled() and mine.result():
+                    self._hand_on()  # cancelled just as the lead came: pass it on (our items go with the next write)
+                raise
+            if not lead:
+                return
+        self._leading = True
+        batch, self._queue = self._queue, []
+        try:
+            self.writes += 1
+            await self._write([x for its, _ in batch for x in its])
+        except BaseException as exc:
+            for _, f in batch:
+                if f is not mine and not f.done():
+                    if isinstance(exc, Exception):
+                        f.set_exception(exc)
+                    else:
+                        f.cancel()
+            raise
+        else:
+            for _, f in batch:
+                if f is not mine and not f.done():
+                    f.set_result(False)
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        waiting = next((f for _, f in self._queue if not f.done()), None)  # a caller cancelled meanwhile cannot lead
+        if waiting is not None:
+            waiting.set_result(True)
+        else:
+            self._queue.clear()  # only cancelled callers left: nobody waits for their items
+            self._leading = False
 
 
 class ReceiptStore:
@@ -143,26 +211,48 @@ class ReceiptStore:
 
     def record(self, r: Receipt) -> StageChange | None:
         """Store the dispatcher's outcome; the stage change it makes (None: the row already stood there or further)."""
-        stage = stage_of(r)
-        values: dict[str, Any] = {
-            "alarm_id": r.alarm_id, "contact": r.contact, "status": r.status.value, "attempts": r.attempts, "at_ms": r.at_ms,
-            "provider_ref": r.provider_ref, "error": (r.error or "")[:500] or None, "drill": r.drill, "delayed_ms": r.delayed_ms,
-            "contact_name": r.contact_name[:96],
-        }
+        return self.record_many([r])[0]
+
+    def record_many(self, rs: Sequence[Receipt]) -> list[StageChange | None]:
+        """Store the dispatcher's outcomes, in order, in ONE transaction with their stage changes' rows (issue 19: a
+        notice's console copy and the channels known without sending; the outcomes of notices delivered together);
+        per outcome, the stage change it makes (None: the row already stood there or further)."""
+        if not rs:
+            return []
+        c = receipts.c
         with self.engine.begin() as conn:
-            old = conn.execute(sa.select(receipts.c.stage).where(receipts.c.key == r.key, receipts.c.channel == r.channel)).scalar_one_or_none()
-            before = ReceiptStage(old) if old else None
-            moved = _moves(before, stage)
-            if old is None:
-                conn.execute(sa.insert(receipts).values(key=r.key, channel=r.channel, stage=stage.value, **values))
-            else:  # a redelivery: a late report's further stage is kept
-                conn.execute(sa.update(receipts).where(receipts.c.key == r.key, receipts.c.channel == r.channel)
-                             .values(**values, **({"stage": stage.value} if moved else {})))
-            if not moved:
-                return None
-            change = StageChange(r.key, r.channel, r.alarm_id, r.contact, r.contact_name, stage, r.at_ms, (r.error or "")[:500], r.drill)
-            self._append(conn, change)
-        return change
+            stages: dict[tuple[str, str], str] = {}  # (key, channel) -> the stage its row has now ("" on rows from before stages)
+            keys = sorted({r.key for r in rs})
+            for i in range(0, len(keys), _IN_CHUNK):
+                for row in conn.execute(sa.select(c.key, c.channel, c.stage).where(c.key.in_(keys[i:i + _IN_CHUNK]))):
+                    stages[row.key, row.channel] = row.stage or ""
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []  # after the inserts: a second outcome of a row new in this batch updates it
+            out: list[StageChange | None] = []
+            for r in rs:
+                stage, at = stage_of(r), (r.key, r.channel)
+                old = stages.get(at)
+                moved = _moves(ReceiptStage(old) if old else None, stage)
+                values: dict[str, Any] = {
+                    "alarm_id": r.alarm_id, "contact": r.contact, "status": r.status.value, "attempts": r.attempts, "at_ms": r.at_ms,
+                    "provider_ref": r.provider_ref, "error": (r.error or "")[:500] or None, "drill": r.drill, "delayed_ms": r.delayed_ms,
+                    "contact_name": r.contact_name[:96], "stage": stage.value if moved or old is None else old,
+                }
+                if old is None:
+                    inserts.append({"key": r.key, "channel": r.channel, **values})
+                else:  # a redelivery: a late report's further stage is kept
+                    updates.append({"_key": r.key, "_channel": r.channel, **values})
+                stages[at] = values["stage"]
+                out.append(StageChange(r.key, r.channel, r.alarm_id, r.contact, r.contact_name, stage, r.at_ms, (r.error or "")[:500], r.drill)
+                           if moved else None)
+            if inserts:
+                conn.execute(sa.insert(receipts), inserts)
+            if updates:
+                conn.execute(sa.update(receipts).where(c.key == sa.bindparam("_key"), c.channel == sa.bindparam("_channel")), updates)
+            events = [_event_row(change) for change in out if change is not None]
+            if events:
+                conn.execute(sa.insert(receipt_events), events)
+        return out
 
     def report(self, channel: str, ref: str, stage: ReceiptStage, at_ms: int, detail: str = "") -> StageChange | None:
         """A provider's later report on the notice it knows by `ref`; the change it makes (None: unknown, or no news)."""
@@ -188,9 +278,7 @@ class ReceiptStore:
 
     @staticmethod
     def _append(conn: sa.Connection, c: StageChange) -> None:
-        conn.execute(sa.insert(receipt_events).values(key=c.key, channel=c.channel, alarm_id=c.alarm_id, contact=c.contact,
-                                                      contact_name=c.contact_name[:96], stage=c.stage.value, at_ms=c.at_ms, detail=c.detail,
-                                                      drill=c.drill))
+        conn.execute(sa.insert(receipt_events).values(**_event_row(c)))
 
     def changes_for(self, alarm_id: str) -> list[StageChange]:
         """Every stage change of the alarm's notices, oldest first (the timeline's receipt entries)."""

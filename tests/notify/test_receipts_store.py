@@ -99,6 +99,7 @@ async def test_a_drill_withheld_and_a_rate_limited_notice_say_why_they_were_not_
     for i in range(2):
         await d.deliver(Message(key=f"A1/gw/p1/{i}", alarm_id="A1", contact=WANG, channels=("sms", "voice"), text="报警"))
     assert labels(store, "D1") == ["短信 未发送（演练不外发）"]
-    assert labels(store, "A1") == ["短信 已发送", "语音 未发送（未配置该渠道）", "短信 未单独发送（限流合并）", "语音 未发送（未配置该渠道）"]
+    # a notice's channels known without sending are recorded with its console copy, before any channel that sends
+    assert labels(store, "A1") == ["语音 未发送（未配置该渠道）", "短信 已发送", "短信 未单独发送（限流合并）", "语音 未发送（未配置该渠道）"]
     assert stage_of(Receipt("k", "A", "p", "wecom", DeliveryStatus.DELIVERED, 1, 0)) is ReceiptStage.DELIVERED
     assert stage_of(Receipt("k", "A", "p", "app", DeliveryStatus.DELIVERED, 1, 0)) is ReceiptStage.SENT
