@@ -413,10 +413,10 @@ class EscalationService:
         if outcome.messages:
             self._outbox_wake.set()
         self._wake.set()
-        for a in outcome.actions:
-            if isinstance(a, Note):
-                await self.dispatcher.console.publish([LadderStep(a.alarm_id, a.step, a.kind.value, a.rung, a.detail, a.at_ms,
-                                                                  outcome.state.facts.drill)])
+        steps = [LadderStep(a.alarm_id, a.step, a.kind.value, a.rung, a.detail, a.at_ms, outcome.state.facts.drill)
+                 for a in outcome.actions if isinstance(a, Note)]
+        if steps:  # one publication of the step's notes, in order (each was one: a storm's starts woke every subscriber ~5 times each)
+            await self.dispatcher.console.publish(steps)
         if self.on_step is not None and outcome.actions:
             self.on_step(StepReport(outcome.state.alarm_id, self.worker_id, now_ms, tuple(outcome.actions)))
 

@@ -342,17 +342,19 @@ class EscalationStore:
         q = sa.select(o.key, o.message).where(claimable).order_by(o.priority, o.created_ms, o.key).limit(limit)
         if self.postgres:
             q = q.with_for_update(skip_locked=True)
-        out: list[tuple[str, str]] = []
         try:
             with self.engine.begin() as conn:
-                for row in conn.execute(q).all():
-                    done = conn.execute(sa.update(outbox).where(o.key == row.key, claimable).values(
-                        status="sending", lease_until_ms=now_ms + lease_ms, claimed_by=worker, deliveries=o.deliveries + 1))
-                    if done.rowcount == 1:
-                        out.append((row.key, row.message))
+                rows = conn.execute(q).all()
+                if not rows:
+                    return []
+                # One UPDATE for the round (it was one per notice): still claimable when it runs, and RETURNING says
+                # which went to us (on SQLite another process may have claimed some since the SELECT).
+                ours = set(conn.execute(sa.update(outbox).where(o.key.in_([r.key for r in rows]), claimable).values(
+                    status="sending", lease_until_ms=now_ms + lease_ms, claimed_by=worker, deliveries=o.deliveries + 1,
+                ).returning(o.key)).scalars())
         except sa.exc.OperationalError:
             return []  # SQLite busy: another process is claiming; try again on the next round
-        return out
+        return [(r.key, r.message) for r in rows if r.key in ours]
 
     def finish_outbox(self, key: str, worker: str) -> None:
         self.finish_outbox_many([key], worker)
