@@ -52,7 +52,6 @@ from backend.sites.model import SiteDirectory
 from backend.store.timeseries.model import TimeSeriesStore
 from broker.clock import Clock, SystemClock
 from broker.errors import MessageRejected, RejectReason
-from broker.kinds import Priority
 from broker.schemas import Telemetry, Uplink, decode_uplink
 
 __all__ = ["Pipeline"]
@@ -158,7 +157,8 @@ class Pipeline:
     # -- intake (called from the MQTT client's callback, on the event loop thread; never raises) --------
 
     def accept(self, topic: str, payload: bytes, token: int, *, events_copy: bool = False) -> bool:
-        """Take one message; True when it is a new life-safety message (the MQTT reader then yields to the loop).
+        """Take one message; True while a life-safety message waits for the uplink lane, this one or one taken in before
+        (from either connection): the MQTT reader then yields to the loop, so the lane runs before the next packet.
         `events_copy`: the events connection's copy of a device event (the main connection delivers it too): a copy that
         is refused is acknowledged without a word, since the main connection's copy is the one counted and logged."""
         now = self.clock.now_ms()
@@ -211,15 +211,17 @@ class Pipeline:
                 self._telemetry.repeat(token)
             else:
                 self._uplinks.repeat(key, topic, payload, received_ms=now, token=token, priority=uplink.priority)
-            return False
+            return self._uplinks.life_safety_waiting
         self.stats.accepted += 1
         if uplink.topic.device is not None:
             self.last_seen_ms[uplink.topic.device] = now
         if telemetry:
             self._telemetry.take(key, topic, payload, received_ms=now, readings=readings_of(uplink, now), token=token)
-            return False
-        self._uplinks.take(key, topic, payload, uplink=uplink, received_ms=now, token=token)
-        return uplink.priority is Priority.LIFE_SAFETY  # the reader yields: the uplink lane journals and hands it on next
+        else:
+            self._uplinks.take(key, topic, payload, uplink=uplink, received_ms=now, token=token)
+        # True: the reader yields, the uplink lane journals and hands on a life-safety message before the next packet
+        # (this one, or one the events connection took in while this connection drains a backlog)
+        return self._uplinks.life_safety_waiting
 
     def _check_known(self, uplink: Uplink, topic: str) -> None:
         """The site-directory check `accept` makes (backend/ingest/known_devices.py); raises MessageRejected."""

@@ -103,6 +103,8 @@ class UplinkLane:
         self._queue: asyncio.PriorityQueue[_Entry] = asyncio.PriorityQueue()
         self._order = 0  # arrival order, the tie-breaker within a priority
         self._urgent_queued = 0  # life-safety messages in the queue: the round in progress yields to them
+        self._handing_urgent = False  # the round's life-safety messages are being handed to alerting now
+        self._backing_off = False  # alerting is away and the lane waits before offering again
         self._feed_attempts: dict[str, int] = {}
         self._written = 0  # rows written since the last checkpoint was asked for
         self.checkpoint_due = asyncio.Event()  # the pipeline checkpoints the journal off the loop when set
@@ -129,6 +131,12 @@ class UplinkLane:
             uplink = flag_reused(uplink)
         item = UplinkItem(entry.seq, entry.key, entry.topic, entry.payload, uplink, entry.received_ms, NO_ACK, time.monotonic(), replay=True)
         self._put(item, uplink.priority)
+
+    @property
+    def life_safety_waiting(self) -> bool:
+        """A life-safety message is queued or being handed to alerting (not while the lane waits out an outage): the
+        MQTT readers let the loop run the lane before they parse another packet (backend/ingest/pipeline.py)."""
+        return (self._urgent_queued > 0 or self._handing_urgent) and not self._backing_off
 
     def waiting(self) -> int:
         """Uplinks journaled or queued and not yet handed to alerting: grows while it is away."""
@@ -189,7 +197,10 @@ class UplinkLane:
             groups = [urgent] + [rest[i:i + REST_SLICE] for i in range(0, len(rest), REST_SLICE)]
             handled: set[int] = set()  # seqs done, or queued again by _deliver
             outage = yielded = False
+            self._handing_urgent = bool(urgent)
             for group in groups:
+                if group is not urgent:
+                    self._handing_urgent = False
                 if outage or yielded:
                     break
                 if group is not urgent and self._urgent_queued:
@@ -215,12 +226,17 @@ class UplinkLane:
                     handled.add(item.seq)
                     if outcome is _Delivery.DONE:
                         done.append(item.seq)
+            self._handing_urgent = False
             if outage or yielded:  # everything not handed over goes back in the queue, still journaled
                 for entry in deliverable:
                     if entry[2].seq not in handled:
                         self._put_back(entry)
             if outage:
-                await retry_delay(self._settings, self._lanes.alerting_outages)
+                self._backing_off = True
+                try:
+                    await retry_delay(self._settings, self._lanes.alerting_outages)
+                finally:
+                    self._backing_off = False
             if done:
                 try:
                     self.journal.mark_done(done)

@@ -105,8 +105,10 @@ class IngestWorker:
         return "; ".join(e for e in (self._mqtt.last_error, self._alarms.last_error) if e)
 
     def _on_raw_message(self, topic: str, payload: bytes, qos: int, mid: int) -> bool:
-        """On the event loop thread: hand the message on; the intake acknowledges it later. True for a life-safety
-        message: the connection's burst reader then lets the loop run its lane before it parses the next packet."""
+        """On the event loop thread: hand the message on; the intake acknowledges it later. True while a life-safety
+        message waits for the uplink lane (this one, or one the events connection took in while this connection drains
+        a backlog): the connection's burst reader then lets the loop run the lane before it parses the next packet, so
+        the alarm waits for one packet of the backlog, not for a burst of `read_burst`."""
         return self._hand_on(topic, payload, (self._mqtt.generation << 16) | mid if qos > 0 else -1)
 
     def _on_alarm_message(self, topic: str, payload: bytes, qos: int, mid: int) -> bool:
