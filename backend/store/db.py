@@ -2,20 +2,31 @@
 
 SQLite is opened in WAL mode with synchronous=NORMAL for the bulk tables and FULL where each alarm record
 must be durable on its own (docs/measured.md: ~6.3 k single-row commits/s with FULL, plenty for alarms).
+
+One writer at a time per SQLite file, queued in the process: SQLite lets one transaction write a file at a time,
+and a connection that finds it busy sleeps in SQLite's busy handler (1, 2, 5 ... up to 100 ms a try) however soon
+the writer finishes. In a storm the alarm service, the ladder, the notices and their receipts all write the
+one file from their threads, and those sleeps, not the writes (~0.2 ms each), held alarms back for seconds. So
+each connection of a file's engine takes the file's write lock (a Python lock, woken the moment it is released)
+before its first write statement and gives it back when its transaction ends (commit, rollback or close); reads
+never wait for it (WAL). Other processes on the same file (a cluster on SQLite) still meet SQLite's own lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Self
 
 import sqlalchemy as sa
 
 from backend.errors import BackendError
 
-__all__ = ["StoreFileUnreadable", "check_sqlite_file", "make_engine", "sqlite_url"]
+__all__ = ["QueuedWriter", "StoreFileUnreadable", "check_sqlite_file", "make_engine", "sqlite_url"]
 
 
 class StoreFileUnreadable(BackendError, RuntimeError):
@@ -43,6 +54,106 @@ def check_sqlite_file(path: Path, what: str) -> None:
         raise StoreFileUnreadable(path, what, str(exc)) from exc
 
 
+_WRITES: Final = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(database: str) -> threading.Lock | None:
+    """The process's write lock for one database file (None for an in-memory database: nobody else writes it)."""
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    key = os.path.realpath(database)
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.Lock())
+
+
+class _QueuedCursor(sqlite3.Cursor):
+    connection: QueuedWriter
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        self.connection.before(sql)
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.connection.after()
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Self:
+        self.connection.before(sql)
+        try:
+            return super().executemany(sql, parameters)
+        finally:
+            self.connection.after()
+
+    def executescript(self, sql_script: str, /) -> Self:
+        self.connection.before("CREATE")  # a script may write anything
+        try:
+            super().executescript(sql_script)
+            return self
+        finally:
+            self.connection.after()
+
+
+class QueuedWriter(sqlite3.Connection):
+    """A SQLite connection that queues for its file's write lock before it writes (see the module's docstring)."""
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self._lock = _write_lock(os.fspath(database))
+        self._wait_s = float(kwargs.get("timeout", 5.0))
+        self._held = False
+
+    def before(self, sql: str) -> None:
+        if self._lock is None or self._held or not sql.lstrip()[:16].upper().startswith(_WRITES):
+            return
+        # After the busy timeout without the lock (a transaction left open elsewhere in this thread), SQLite's own
+        # busy handler decides, as it would without the queue: a slow write, never a hang.
+        self._held = self._lock.acquire(timeout=self._wait_s)
+
+    def after(self) -> None:
+        if self._held and not self.in_transaction:  # autocommit or DDL: the write is already over
+            self._release()
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            assert self._lock is not None
+            self._lock.release()
+
+    def cursor(self, factory: Any = _QueuedCursor) -> Any:
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        cur: _QueuedCursor = self.cursor()
+        return cur.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        cur: _QueuedCursor = self.cursor()
+        return cur.executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        cur: _QueuedCursor = self.cursor()
+        return cur.executescript(sql_script)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -53,7 +164,7 @@ def make_engine(url: str, *, synchronous: str = "FULL", what: str = "the alarm d
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             check_sqlite_file(Path(path), what)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "factory": QueuedWriter})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
