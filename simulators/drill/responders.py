@@ -101,8 +101,8 @@ class SimulatedResponders:
                 hits = [r.id for r in people if r.role is Role.VOLUNTEER and r.community == community]
             case "duty_officer":
                 hits = [r.id for r in people if r.role is Role.DUTY_OFFICER and r.community == community]
-            case _:
-                hits = [f"family:{alarm.household_id or alarm.device_id}"]
+            case _:  # the household's first family contact, as the ladder names it (backend.sites.roster: family:<household>:<n>)
+                hits = [f"family:{alarm.household_id or alarm.device_id}:0"]
         return hits[0] if hits else f"drill-{profile.rung}"
 
     def duty_officer(self, alarm: AlarmRecord) -> str:
