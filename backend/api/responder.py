@@ -14,9 +14,10 @@ Routes (thin; the work is in backend.responder and backend.api.responses.record_
   到场 / 处置完成 through the alarm service (record_answer: once per person and ladder round, in order).
 - `POST /m/api/workorders/{order_id}/moves` (the same form): 开始整改 / 整改完成 through the work-order service.
 The two POSTs need the header `X-Shouwang-Responder: 1` besides the cookie (another site's page cannot send it).
-A photo is checked before anything is written (size: `workorders.photo_max_bytes`; type by its first bytes:
-JPEG, PNG, WebP, as the work orders' photos) and stored the same way (backend.workorders.photos.PhotoFolder, in
-`responder-photos/` beside the work orders' photo folder, its name in the move's note). Every refusal is a sentence
+A photo is checked before anything is written (size: `workorders.photo_max_bytes` and the alarm comments'
+`alarms.photo_max_bytes`; type by its first bytes: JPEG, PNG, WebP) and goes on the alarm's record as the person's
+comment with the photo (backend.alarms.collab, under the alarm photos' folder, named by its checksum), so the
+console shows it live in the alarm's comments; the move's note says a photo is attached. Every refusal is a sentence
 in Chinese (English on request), `{"detail"}`, and changes nothing: 401 no or a bad session, 404 an alarm or
 order that is not one of my tasks (another community's, or one that did not page me: the same answer as an
 unknown id), 409 a move the ladder's order or the table does not allow now, 413 a photo too large, 415 not an
@@ -27,6 +28,7 @@ image, 422 an unknown move.
 
 import asyncio
 import html
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
@@ -38,7 +40,10 @@ from fastapi.responses import Response as HttpResponse
 
 from alerting.ladder import EscalationState
 from alerting.workorders import OrderMove, OrderState
+from backend.alarms.collab import CollabError
+from backend.alarms.collab import PhotoRefused as CollabPhotoRefused
 from backend.alarms.store import AlarmRecord
+from backend.api.console_collab import collab_of
 from backend.api.console_workorders import service_of
 from backend.api.deps import ApiDeps
 from backend.api.responses import ANSWER_ORDER, ANSWERS, LinkRefused, OneTapLinks, next_move_refusal, record_answer
@@ -50,9 +55,11 @@ from backend.notify.reports import ReceiptReports
 from backend.responder import COOKIE, COOKIE_PATH, Person, ResponderSessions, alarm_task, order_is_mine, order_task, paged, person_of
 from backend.responder.view import ORDER_MOVES, open_alarms_of
 from backend.workorders import PhotoRefused, WorkOrderService, WorkOrderServiceError
-from backend.workorders.photos import PhotoFolder, StoredPhoto, sniff
+from backend.workorders.photos import sniff
 
 __all__ = ["responder_router"]
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 Ident = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
@@ -121,7 +128,7 @@ def responder_router(deps: ApiDeps) -> APIRouter:
     sessions = ResponderSessions(deps.signer, deps.clock, float(getattr(api_settings, "responder_session_ttl_s", 12 * 3600)))
     orders: WorkOrderService = service_of(deps)
     tz = ZoneInfo(orders.settings.time_zone)
-    photos = PhotoFolder(orders.photos.root.parent / "responder-photos")
+    collab = collab_of(deps)
     shell = (STATIC / "responder.html").read_text(encoding="utf-8")
     read = ReceiptReports(ReceiptStore(deps.alarms.engine), deps.stream)  # issue 18: a link opened is its notice read
 
@@ -283,7 +290,6 @@ def responder_router(deps: ApiDeps) -> APIRouter:
     async def alarm_move(request: Request, alarm_id: Ident, *, move: Annotated[str, Form(max_length=20)],
                          note: Annotated[str, Form(max_length=500)] = "", photo: Annotated[UploadFile | None, File()] = None,
                          x_shouwang_responder: Annotated[str | None, Header()] = None) -> Any:
-        stored: StoredPhoto | None = None
         try:
             check_header(x_shouwang_responder)
             person = who(request)
@@ -297,15 +303,26 @@ def responder_router(deps: ApiDeps) -> APIRouter:
             if refusal is not None:
                 raise refusal
             if image is not None:
-                stored = await asyncio.to_thread(photos.put, alarm_id.replace(".", "_").replace(":", "_"), *image)
-            words = " ".join(x for x in ("手机", note.strip(), f"照片 {stored.file_name}" if stored else "") if x)
+                try:
+                    collab.check_photo(image[0])  # the alarm's comments take it (their own limits): checked before the move
+                except CollabPhotoRefused as exc:
+                    raise PhotoRefused(exc.zh + "，本次未作任何更改", exc.en + "; nothing was changed", exc.status) from exc
+            words = " ".join(x for x in ("手机", note.strip(), "（附现场照片，见评论）" if image else "") if x)
             await record_answer(deps, alarm_id, round_=state.round, contact=person.id, response=move, note=words, now_ms=deps.clock.now_ms())
         except (Refused, LinkRefused, PhotoRefused) as exc:
-            if stored is not None and stored.created:
-                photos.discard(stored)  # the move was not made: nothing is kept of it
             return refused(request, exc, exc.status if isinstance(exc, PhotoRefused) else None)
+        # The photo goes on the alarm's record as the person's comment (backend.alarms.collab): the console shows it
+        # in the alarm's comments, live, as it shows a duty officer's photo.
+        comment_id, photo_error = None, None
+        if image is not None:
+            try:
+                c = await collab.comment(alarm_id, f"{person.name}（{person.role_zh}）", note.strip() or "现场照片", [image[0]])
+                comment_id = c.id
+            except CollabError as exc:  # the move stands; the photo did not make it: say so, the person can send it again
+                log.warning("phone move on %s by %s: the photo was not kept: %s", alarm_id, person.id, exc.en)
+                photo_error = exc.text("en" if _english(request) else "zh")
         record, state = await alarm_of(person, alarm_id)
-        return {"task": await alarm_task_of(person, record, state), "photo": stored.file_name if stored else None}
+        return {"task": await alarm_task_of(person, record, state), "photo": comment_id, "photo_error": photo_error}
 
     @router.post("/m/api/workorders/{order_id}/moves", summary="A responder's move on a work order assigned to them (开始整改/整改完成, with a photo)",
                  responses={401: {"description": "no responder session"}, 404: {"description": "not one of your tasks"},

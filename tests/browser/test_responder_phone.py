@@ -154,6 +154,12 @@ async def test_a_grid_worker_works_an_alarm_from_the_phone_and_the_console_follo
     took["finish"] = await tap_move(phone, console, alarm_id, "finish", "处置完成", "handled", shots, 5)
     assert all(s < 1.0 for s in took.values()), took
     await expect(console.locator('#timeline li[data-what="finish"]')).to_have_count(1, timeout=5_000)
+    # the phone's photo is on the console, live, in the alarm's comments, with the worker's words
+    phone_comment = console.locator("#collab-comments li").first
+    await expect(phone_comment).to_contain_text("厨房油锅起火，已用灭火毯扑灭，老人无恙", timeout=5_000)
+    await expect(phone_comment).to_contain_text("（网格员）")
+    await console.wait_for_function("() => { const i = document.querySelector('#collab-comments img'); return i && i.complete && i.naturalWidth === 320; }")
+    await console.locator("#collab").screenshot(path=shots / "06-console-phone-photo.png")
     await console.screenshot(path=shots / "06-console.png", full_page=True)
     finished = card.locator('button[data-move="finish"]')
     await expect(finished).to_have_class(re.compile(r"\bdone\b"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from alerting.directory import Seat
 from alerting.ladder import Contact
 from alerting.model import Place, Severity, Signal, SignalKind
 from backend.api.app import create_app
+from backend.api.console_collab import collab_of
 from backend.api.deps import ApiDeps
 from backend.api.responses import OneTapLinks
 from backend.api.tokens import TokenSigner
@@ -64,7 +66,8 @@ class Phone:
     users: UserStore
     sessions: ResponderSessions
     orders: WorkOrderService
-    photos: Path
+    photos: Path  # the alarm photos' folder (a phone's photo goes on the alarm's record as a comment)
+    deps: ApiDeps
 
     async def raise_(self, subject: str, building: str, *, household: str | None = None, unit: int | None = None) -> str:
         assert self.c.alarms is not None
@@ -119,7 +122,7 @@ async def serve(c: Centre, tmp: Path) -> AsyncIterator[Phone]:
     deps = ApiDeps(alarms=c.alarms.store, users=users, signer=signer, clock=c.clock, ingest_stats=dict, sites=c.site, alarm_service=c.alarms,
                    escalation=c.escalation, extras={"one_tap": links, "api": api, "workorders": orders})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(deps)), base_url="https://api") as client:
-        yield Phone(c, client, links, users, ResponderSessions(signer, c.clock), orders, tmp / "responder-photos")
+        yield Phone(c, client, links, users, ResponderSessions(signer, c.clock), orders, collab_of(deps).photos.root, deps)
 
 
 @pytest.fixture
@@ -225,10 +228,15 @@ async def test_each_move_goes_through_the_alarm_service_with_a_comment_and_a_pho
     assert [m for _a, m, _n in audit] == ["acknowledge", "depart", "arrive", "finish"], "one move of the alarm service each"
     assert "油锅起火已扑灭" in audit[-1][2]
     assert "照片" in audit[-1][2]
-    stored = list(phone.photos.rglob("*.png"))
-    assert len(stored) == 1
-    assert stored[0].read_bytes() == png()
-    assert stored[0].name.split(".")[0] in audit[-1][2]
+    # the photo is on the alarm's record as the person's comment (the console shows it live in the comments)
+    [comment] = collab_of(phone.deps).comments(alarm)
+    assert comment.id == got.json()["photo"]
+    assert comment.text == "油锅起火已扑灭"
+    assert comment.author.endswith("（网格员）")
+    [photo] = comment.photos
+    assert photo["sha256"] == hashlib.sha256(png()).hexdigest()
+    _row, path = collab_of(phone.deps).photo_file(alarm, photo["id"])
+    assert path.read_bytes() == png()
 
 
 # -- bad input: refused in Chinese, nothing changed ----------------------------------------------------------------------

@@ -151,7 +151,8 @@
       button.disabled = false;
       return;
     }
-    say(t("sent", { m: moveLabel(m) }), true);
+    if (body.photo_error) say(t("sent", { m: moveLabel(m) }) + " · " + body.photo_error, false);  // the move stands; the photo did not
+    else say(t("sent", { m: moveLabel(m) }), true);
     const old = document.querySelector(`[data-task-id="${CSS.escape(task.id)}"]`);
     if (old && body.task) old.replaceWith(card(body.task));
   }
