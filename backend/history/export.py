@@ -23,6 +23,7 @@ from typing import Any, Final
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from backend.alarms.collab import ROLE_ZH
 from backend.history.query import HistoryFilter, HistoryRow
 from backend.history.record import AlarmSheet, RecordEntry
 from backend.history.words import local_time, severity_word, state_word, type_word, zone_words
@@ -99,8 +100,32 @@ def write_list_xlsx(path: Path, rows: Iterable[HistoryRow], sites: SiteDirectory
 
 # -- one alarm's record ------------------------------------------------------------------------------------------------
 
+def _collab_or_forward_words(e: RecordEntry, lang: Lang) -> tuple[str, str, str]:
+    zh = lang == "zh"
+    system = "系统" if zh else "system"
+    if e.what == "assigned":
+        role = (ROLE_ZH.get(e.rung or "", e.rung or "") if zh else (e.rung or "").replace("_", " "))
+        name, _, note = e.note.partition(" · ")
+        return ("指派负责人" if zh else "assigned", e.actor, f"{name}（{role}）" + (f" · {note}" if note else "") if zh
+                else f"{name} ({role})" + (f" · {note}" if note else ""))
+    if e.what == "comment":
+        photos = (f"（{e.photos} 张照片）" if zh else f" ({e.photos} photo{'s' if e.photos != 1 else ''})") if e.photos else ""
+        return ("评论" if zh else "comment", e.actor, e.note + photos)
+    if e.what == "forward_sent":
+        how = {"verified": "核实属实后转警" if zh else "forwarded after verification",
+               "treated_real": "核实时限内无人核实，视为属实转警" if zh else "forwarded: nobody verified in time, treated as real"}
+        return ("转警119" if zh else "forwarded to 119", system if e.actor == "system" else e.actor, how.get(e.rung or "", e.rung or ""))
+    if e.what == "forward_receipted":
+        return ("119 已回执" if zh else "119 receipt", system, (f"回执号 {e.note}" if zh else f"receipt {e.note}") + (f" · {e.channel}" if e.channel else ""))
+    if e.what == "forward_failed":
+        return ("转警失败" if zh else "forward failed", system, note_text(e.note, lang))
+    return ("未转警" if zh else "not forwarded", system, note_text(e.note, lang))
+
+
 def _entry_words(e: RecordEntry, lang: Lang, sites: SiteDirectory | None) -> tuple[str, str, str]:
     """(what happened, who, note) of one record entry, in the reader's language."""
+    if e.source in ("collab", "forward"):
+        return _collab_or_forward_words(e, lang)
     rung_label = None
     if e.rung and sites is not None:
         rung_label = {"grid_worker": "网格员", "grid_worker_workorder": "网格员", "fire_station": "微型消防站", "building_leader": "楼栋长",
@@ -139,7 +164,7 @@ def record_rows(sheet: AlarmSheet, sites: SiteDirectory | None, tz: tzinfo, lang
     out = []
     for e in sheet.entries:
         label, who, note = _entry_words(e, lang, sites)
-        source = {"lifecycle": "状态", "console": "值班台", "ladder": "升级"}[e.source] if lang == "zh" else e.source
+        source = {"lifecycle": "状态", "console": "值班台", "ladder": "升级", "collab": "协同", "forward": "转警"}[e.source] if lang == "zh" else e.source
         out.append((local_time(e.at_ms, tz), source, label, who, note))
     return out
 

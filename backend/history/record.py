@@ -1,10 +1,12 @@
 """One alarm's full record (处置记录单): the alarm, where it is, every lifecycle move, the console's acts and notes,
-and the escalation ladder's pages and answers, in time order.
+the escalation ladder's pages and answers, who it was assigned to, every comment (with its photos' count), and
+its hand-off to the fire brigade (转警119: sent, receipted or failed), in time order.
 
-How this works: the three logs live in the alarm database (alarm_audit; console_acts of backend.api.console_records;
-escalation_log of backend.escalation.store, which may live in another database: its engine is passed in). Each is
-read with one query by alarm id (each table has an index that starts with alarm_id) and merged into one list of
-`RecordEntry` sorted by time; a log whose table does not exist (no ladder on this server) is simply empty.
+How this works: the logs live in the alarm database (alarm_audit; console_acts of backend.api.console_records;
+alarm_assignments and alarm_comments of backend.alarms.collab; forwards_119 of backend.forward; escalation_log of
+backend.escalation.store, which may live in another database: its engine is passed in). Each is read with one
+query by alarm id (each table has an index that starts with alarm_id, or a unique one on it) and merged into one
+list of `RecordEntry` sorted by time; a log whose table does not exist (no ladder on this server) is simply empty.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from backend.alarms.schema import alarm_audit, alarms
+from backend.alarms.schema import alarm_assignments, alarm_audit, alarm_comment_photos, alarm_comments, alarms
 from backend.escalation.store import escalation_log
+from backend.forward.store import forwards
 
 __all__ = ["AlarmSheet", "RecordEntry", "read_sheet"]
 
@@ -27,12 +30,14 @@ console_acts = sa.table("console_acts", *(sa.column(n) for n in ("id", "alarm_id
 @dataclass(frozen=True, slots=True)
 class RecordEntry:
     at_ms: int
-    source: str  # lifecycle, console, ladder
-    what: str  # a move, an act, a ladder note kind
+    source: str  # lifecycle, console, ladder, collab (assignments, comments), forward (转警119)
+    what: str  # a move, an act, a ladder note kind; assigned / comment; forward_sent / forward_receipted / forward_failed / not_forwarded
     actor: str
     rung: str | None
     to_state: str | None
     note: str
+    photos: int = 0  # a comment's photos
+    channel: str = ""  # the channel that gave a 119 forward's receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,48 @@ def read_sheet(engine: sa.Engine, alarm_id: str, ladder_engine: sa.Engine | None
                 # a responder's answer the ladder observed reads as an answer (应答) on its rung
                 what = "response" if r.kind == "observed" else r.kind
                 entries.append(RecordEntry(int(r.at_ms), "ladder", what, "system", r.rung, r.field_state, r.detail or r.contact or ""))
-    entries.sort(key=lambda x: (x.at_ms, {"lifecycle": 0, "ladder": 1, "console": 2}[x.source]))
+    entries += _collab(engine, alarm_id) + _forward(engine, alarm_id)
+    entries.sort(key=lambda x: (x.at_ms, SOURCE_ORDER[x.source]))
     was_false = any(x.source == "lifecycle" and x.to_state == "false_alarm" for x in entries)
     return AlarmSheet(dict(row._mapping), entries, was_false)
+
+
+
+SOURCE_ORDER = {"lifecycle": 0, "ladder": 1, "console": 2, "collab": 3, "forward": 4}
+
+
+def _collab(engine: sa.Engine, alarm_id: str) -> list[RecordEntry]:
+    """Assignments (to whom, with the role; the note) and comments (the text; how many photos)."""
+    out: list[RecordEntry] = []
+    if _has(engine, "alarm_assignments"):
+        t = alarm_assignments.c
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(alarm_assignments).where(t.alarm_id == alarm_id).order_by(t.id)).all()
+        out.extend(RecordEntry(int(r.at_ms), "collab", "assigned", r.actor, r.assignee_role, None,
+                               " · ".join(x for x in (r.assignee_name, r.note) if x)) for r in rows)
+    if _has(engine, "alarm_comments"):
+        c, p = alarm_comments.c, alarm_comment_photos.c
+        photos = sa.select(sa.func.count()).where(p.comment_id == c.id).scalar_subquery()
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(c.at_ms, c.author, c.text, photos.label("photos")).where(c.alarm_id == alarm_id).order_by(c.at_ms)).all()
+        out.extend(RecordEntry(int(r.at_ms), "collab", "comment", r.author, None, None, r.text, photos=int(r.photos or 0)) for r in rows)
+    return out
+
+
+def _forward(engine: sa.Engine, alarm_id: str) -> list[RecordEntry]:
+    """The hand-off to 119: when it was asked for (and by whom, or because nobody verified in time), and its end."""
+    if not _has(engine, "forwards_119"):
+        return []
+    f = forwards.c
+    with engine.connect() as conn:
+        r = conn.execute(sa.select(forwards).where(f.alarm_id == alarm_id)).first()
+    if r is None:
+        return []
+    out = [RecordEntry(int(r.created_ms), "forward", "forward_sent", r.verifier or "system", r.how, None, "")]
+    if r.status == "receipted" and r.receipted_ms is not None:
+        out.append(RecordEntry(int(r.receipted_ms), "forward", "forward_receipted", "system", None, None, r.receipt or "", channel=r.channel or ""))
+    elif r.status in ("failed", "not_forwarded"):
+        out.append(RecordEntry(int(r.updated_ms), "forward", "forward_failed" if r.status == "failed" else "not_forwarded", "system", None, None,
+                               r.reason or ""))
+    return out
+

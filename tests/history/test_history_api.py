@@ -18,10 +18,13 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
+from backend.alarms.collab import AlarmCollab
+from backend.alarms.collab import Person as CollabPerson
 from backend.alarms.schema import alarm_audit, alarms
 from backend.api.console_history import site_zone
 from backend.api.console_records import ConsoleAct, ConsoleRecords
 from backend.escalation import store as escalation_store
+from backend.forward.store import ForwardStore, forwards
 from backend.history.export import HEADERS
 from backend.settings import SiteSettings
 from backend.sites import SiteDirectory
@@ -29,6 +32,7 @@ from backend.store.migrations import upgrade
 from tests.api.conftest import ApiRig, make_rig
 from tests.history.seed import Seed, seed, store_for
 from tests.history.test_query import FALSE, NOW, REAL, seeds
+from tests.workorders.images import png
 
 
 @pytest.fixture
@@ -240,6 +244,33 @@ async def test_the_record_holds_the_ladders_pages_and_answers_and_the_consoles_n
     assert not any(w[1].startswith("发出通知") for w in whats)  # the notices themselves are not the record's
     times = [row[0] for row in rows]
     assert times == sorted(times)
+
+
+async def test_the_record_holds_assignments_comments_with_photos_and_the_119_hand_off(api: ApiRig, sample_site: SiteDirectory,
+                                                                                      tmp_path: Path) -> None:
+    s = next(s for s in seeds(sample_site) if s.path == REAL and not s.drill)
+    engine = api.service.store.engine
+    collab = AlarmCollab(api.service.store, api.clock, tmp_path / "photos")
+    await collab.assign(s.id, "duty", CollabPerson("c01-g1-w1", "杨敏", "grid_worker"), note="请到场核查")
+    await collab.comment(s.id, "杨敏（网格员）", "厨房油锅起火，已扑灭", [png()])
+    store = ForwardStore(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(forwards).values(
+            forward_id="F1", alarm_id=s.id, alarm_type="smoke", how="verified", verifier="duty", verified_ms=s.raised_ms + 60_000, drill=False,
+            status="receipted", channel="primary", receipt="RX119-0001", reason="", rounds=1, payload="{}", created_ms=s.raised_ms + 60_500,
+            updated_ms=s.raised_ms + 61_000, receipted_ms=s.raised_ms + 61_000))
+    assert store is not None
+    r = await api.client.get(f"/api/history/{s.id}/record", headers=api.auth("duty"))
+    rows = [[cell.strip() for cell in re.findall(r"<td>(.*?)</td>", tr)] for tr in re.findall(r"<tr>(.*?)</tr>", r.text.split("处置过程", 1)[1])]
+    whats = [(row[1], row[2], row[3], row[4]) for row in rows if len(row) == 5]
+    assert ("协同", "指派负责人", "duty", "杨敏（网格员） · 请到场核查") in whats
+    assert ("协同", "评论", "杨敏（网格员）", "厨房油锅起火，已扑灭（1 张照片）") in whats
+    assert ("转警", "转警119", "duty", "核实属实后转警") in whats
+    assert ("转警", "119 已回执", "系统", "回执号 RX119-0001 · primary") in whats
+    x = await api.client.get(f"/api/history/{s.id}/record.xlsx", headers=api.auth("duty"))
+    assert x.status_code == 200
+    cells = [c for row in load_workbook(io.BytesIO(x.content)).worksheets[0].iter_rows(values_only=True) for c in row if c is not None]
+    assert "厨房油锅起火，已扑灭（1 张照片）" in cells
 
 
 async def test_the_site_time_zone_comes_from_the_settings(api: ApiRig) -> None:
