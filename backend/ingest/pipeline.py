@@ -53,6 +53,7 @@ from backend.store.timeseries.model import TimeSeriesStore
 from broker.clock import Clock, SystemClock
 from broker.errors import MessageRejected, RejectReason
 from broker.schemas import Telemetry, Uplink, decode_uplink
+from broker.topics import TopicKind
 
 __all__ = ["Pipeline"]
 
@@ -85,7 +86,7 @@ class Pipeline:
         self.recent = RecentIds(self.settings.dedupe_window)
         self.last_seen_ms: dict[str, int] = {}
         self.duplicates = 0
-        # Which intake connection(s) delivered each recent message (bit 1: the main one, bit 2: the events one). Device events
+        # Which intake connection(s) delivered each recent device event (bit 1: the main one, bit 2: the events one). Device events
         # come on both (the main connection's filter covers them; the events connection puts them first): the second copy
         # is expected and no duplicate; a copy on a connection that already delivered it is a redelivery, counted.
         self._paths: dict[str, int] = {}
@@ -196,13 +197,15 @@ class Pipeline:
             log.warning("%s reused msg_id %s for a different message: kept as %s", uplink.topic.gateway, msg_id_of(uplink), key)
             if self.recent.seen(key):  # the same reuse redelivered
                 seen = Seen.REPEAT
-        path = 2 if events_copy else 1
-        paths = self._paths.get(key, 0)
-        if not paths & path:
-            if len(self._paths) >= 200_000:  # bounded: a forgotten entry only makes a late second copy count as a redelivery
-                self._paths.clear()
-            self._paths[key] = paths | path
-        second_copy = bool(paths) and not paths & path  # the other connection delivered it first: expected, no duplicate
+        second_copy = False
+        if uplink.topic.kind is TopicKind.EVENT:  # the one kind both connections deliver
+            path = 2 if events_copy else 1
+            paths = self._paths.get(key, 0)
+            if not paths & path:
+                if len(self._paths) >= 200_000:  # bounded: a forgotten entry only makes a late second copy count as a redelivery
+                    self._paths.clear()
+                self._paths[key] = paths | path
+            second_copy = bool(paths) and not paths & path  # the other connection delivered it first: expected, no duplicate
         if seen is Seen.REPEAT and not second_copy and not events_copy:  # a redelivery, counted where every message comes
             self.duplicates += 1
             self.stats.duplicates += 1
