@@ -45,7 +45,7 @@ from backend.ingest.journal import Journal, JournalError
 from backend.ingest.known_devices import check_known
 from backend.ingest.lanes import NO_ACK, LaneStats
 from backend.ingest.stats import IngestStats
-from backend.ingest.telemetry_lane import TelemetryLane, readings_of
+from backend.ingest.telemetry_lane import TelemetryLane, reading_rows
 from backend.ingest.uplink_lane import UplinkLane
 from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
@@ -219,7 +219,7 @@ class Pipeline:
         if uplink.topic.device is not None:
             self.last_seen_ms[uplink.topic.device] = now
         if telemetry:
-            self._telemetry.take(key, topic, payload, received_ms=now, readings=readings_of(uplink, now), token=token)
+            self._telemetry.take(key, topic, payload, received_ms=now, readings=reading_rows(uplink, now), token=token)
         else:
             self._uplinks.take(key, topic, payload, uplink=uplink, received_ms=now, token=token)
         # True: the reader yields, the uplink lane journals and hands on a life-safety message before the next packet
