@@ -15,16 +15,22 @@ from typing import Self
 from broker.connection import Backoff, ReconnectingClient
 from broker.mosquitto import login_bound_client_id
 
-__all__ = ["MqttPublisher"]
+__all__ = ["PENDING_CALLS_WARN", "MqttPublisher"]
+
+# Publishes awaiting their PUBACK above which aiomqtt logs a warning, one line per publish (its default is 10). The
+# outbox delivers a round of up to `escalation.batch` notices at once, each on up to three MQTT channels (app,
+# sounder, display): a 2,000-alarm storm logged ~7,400 such lines (issue 19). Hundreds in flight are normal here.
+PENDING_CALLS_WARN = 1_000
 
 
 class MqttPublisher:
     def __init__(self, host: str, port: int, *, client_id: str, username: str | None = None, password: str | None = None,
-                 connect_timeout_s: float = 30.0, backoff: Backoff | None = None) -> None:
+                 connect_timeout_s: float = 30.0, backoff: Backoff | None = None, pending_calls_threshold: int = PENDING_CALLS_WARN) -> None:
         # a gateway must not be able to guess the id and kick the publisher off (issue 22): see broker.mosquitto
         self._client_id = login_bound_client_id(client_id, password)
         self._mqtt = ReconnectingClient(host, port, identifier=self._client_id, username=username, password=password,
-                                        backoff=backoff or Backoff(), name=f"mqtt-publisher-{self._client_id}")
+                                        backoff=backoff or Backoff(), name=f"mqtt-publisher-{self._client_id}",
+                                        pending_calls_threshold=pending_calls_threshold)
         self._connect_timeout_s = connect_timeout_s
 
     async def __aenter__(self) -> Self:
