@@ -17,6 +17,8 @@ How this works (`UplinkLane.run`, one task on the event loop):
   own place (still journaled, already acknowledged), and the alarm goes first in the next round.
 - A duplicate comes through as an acknowledgement only (seq 0): acknowledged after the commit that follows it,
   so never before the original is durable.
+- The round's acknowledgements leave on the loop's next turn, after the commit and once the life-safety messages
+  are on their way to alerting (see `run`).
 - Alerting away (`is_transient`: the alarm store or the queue is down, full, locked): the round stops, every
   undelivered message goes back in the queue (still journaled, not marked done), the lane backs off and tries
   again, however long it takes; `lanes.alerting_down` says so until a hand-over works.
@@ -185,7 +187,10 @@ class UplinkLane:
                     log.exception("uplink journal refused a commit; retrying, not acknowledging")
                     await retry_delay(self._settings, attempt)
                     attempt += 1
-            self._ack([i.token for i in items])
+            # Acknowledged on the loop's next turn, not here: a PUBACK is a few system calls (the wake-up byte, the writer's
+            # registration), and each lets the store writer's thread take the GIL for up to a switch interval (5 ms)
+            # before this round hands its life-safety messages to alerting. Still after the commit above.
+            asyncio.get_running_loop().call_soon(self._ack, [i.token for i in items])
             done: list[int] = []
             deliverable = [e for e in entries if e[2].uplink is not None]  # already in priority order: the queue is a heap
             # Life-safety messages are decided and committed on their own, ahead of the rest of the burst: a smoke

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.ingest.journal import Journal
+import pytest
+
+from backend.ingest.journal import Journal, JournalError
 
 
 def rows(first: int, last: int) -> list[tuple[int, str, str, bytes, int]]:
@@ -68,3 +70,22 @@ def test_a_journal_with_automatic_checkpoints_keeps_its_wal_near_1000_pages(tmp_
         j.append([(seq + k, f"gw1/m{seq + k}", "sw/v1/gw/gw1/dev/d1/telemetry", b"x" * 2000, 1) for k in range(1, 101)])
         seq += 100
     assert (tmp_path / "t.journal-wal").stat().st_size < 5 * 1024 * 1024
+
+
+def test_a_small_commit_is_one_statement_and_all_or_nothing(tmp_path: Path) -> None:
+    """The uplink lane commits a smoke alarm on the event loop thread; each call into SQLite releases the GIL, which
+    the store writer's thread may then hold for a switch interval (5 ms): a small commit is one INSERT (issue 19).
+    It stays all or nothing: a batch with one bad row leaves none of its rows."""
+    j = Journal(tmp_path / "s.journal")
+    statements: list[str] = []
+    j._db.set_trace_callback(statements.append)
+    j.append(rows(1, 1))
+    j.append(rows(2, 5))
+    j._db.set_trace_callback(None)
+    assert len(statements) == 2, f"a commit of a few rows took {statements}"
+    with pytest.raises(JournalError):
+        j.append([*rows(6, 7), rows(3, 3)[0]])  # seq 3 is taken
+    j.append(rows(6, 40))  # a telemetry group: one transaction of many rows
+    j.close()
+    j = Journal(tmp_path / "s.journal")
+    assert [e.seq for e in j.pending()] == list(range(1, 41))
