@@ -6,6 +6,7 @@ transactions (backend.notify.receipts.GroupCommit); a failed or cancelled write 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from backend.notify import DeliveryStatus, Dispatcher, Message, Receipt, Receipt
 from backend.notify.receipts import GroupCommit, ReceiptStage, receipt_events, receipts
 from backend.sites import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
+from backend.store.pg_local import LocalPostgres
 from backend.stream import CentreStream, Event, ReceiptRecorded
 from broker.clock import VirtualClock
 from tests.escalation.helpers import THU_0900, RecordingChannel, fire
@@ -29,15 +31,16 @@ WANG = Contact("mfs-0", "王强", phone="13900000000")
 
 
 class Commits:
-    """Transactions that wrote, committed on a SQLite engine (SQLAlchemy's `commit` event; a block that only read
-    commits nothing in SQLite: its driver opens a transaction at the first write)."""
+    """Transactions that wrote, committed on an engine (SQLAlchemy's `commit` event; on SQLite a block that only read
+    commits nothing: its driver opens a transaction at the first write)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.n = 0
+        self.sqlite = engine.dialect.name == "sqlite"
         sa.event.listen(engine, "commit", self._heard)
 
     def _heard(self, conn: sa.Connection) -> None:
-        self.n += int(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+        self.n += int(conn.connection.dbapi_connection.in_transaction) if self.sqlite else 1  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -55,8 +58,33 @@ def rows(store: ReceiptStore) -> tuple[list[Any], list[Any]]:
     return r, e
 
 
-def test_a_batch_is_stored_as_one_by_one_would_store_it_in_one_transaction(tmp_path: Path) -> None:
-    one, many = (ReceiptStore(make_engine(sqlite_url(tmp_path / f"{n}.db"))) for n in ("one", "many"))
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def two_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[sa.Engine, sa.Engine]]:
+    """Two fresh databases of one kind: one store fed one by one, the other in a batch."""
+    if request.param == "sqlite":
+        engines = (make_engine(sqlite_url(tmp_path / "one.db")), make_engine(sqlite_url(tmp_path / "many.db")))
+        yield engines
+        for e in engines:
+            e.dispose()
+        return
+    pg: LocalPostgres = request.getfixturevalue("postgres_server")
+    names = [f"receipts_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    one, many = (sa.create_engine(pg.url.rsplit("/", 1)[0] + "/" + name) for name in names)
+    yield one, many
+    for e in (one, many):
+        e.dispose()
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_a_batch_is_stored_as_one_by_one_would_store_it_in_one_transaction(two_engines: tuple[sa.Engine, sa.Engine]) -> None:
+    one, many = (ReceiptStore(e) for e in two_engines)
     for store in (one, many):  # before the batch: an SMS the provider already reported on the phone
         store.record(Receipt("A1/k0", "A1", "p1", "sms", DeliveryStatus.DELIVERED, 1, 1_000, "ref-0", contact_name="李"))
         store.report("sms", "ref-0", ReceiptStage.DELIVERED, 1_500)
@@ -79,8 +107,6 @@ def test_a_batch_is_stored_as_one_by_one_would_store_it_in_one_transaction(tmp_p
     assert rows(many) == rows(one)
     assert many.stages_of("A1/k0") == {"sms": ReceiptStage.DELIVERED}
     assert many.record_many([]) == []
-    for store in (one, many):
-        store.engine.dispose()
 
 
 async def test_a_notices_console_copy_and_its_unsent_channels_are_one_transaction_published_after_it(engine: sa.Engine) -> None:
