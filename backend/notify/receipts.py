@@ -149,13 +149,14 @@ class GroupCommit(Generic[T]):
     """Writes asked for together go as one: `await group(items)` returns once `write` (one transaction, e.g. in a
     thread) has stored them, with whatever other callers asked for while the previous write was running.
 
-    How this works: the caller that finds no write running leads: it takes everything queued (its own items
-    first), writes it, wakes the callers whose items went with it, and hands the lead to the first caller still
-    waiting, so no caller waits for more than the write running when it came plus its own. In a storm the
-    notices delivered at once (the outbox's rounds) make one receipts transaction where they made one each,
-    and the thread pool the alarm service commits through is not queued full of them (issue 19). A failed write
-    fails every caller in it; a leader cancelled while writing cancels the callers of its write (their items may
-    or may not be stored) and hands on the lead."""
+    How this works: the caller that finds no write running leads: it takes everything queued, in order, writes
+    it, wakes the callers whose items went with it, and hands the lead to the first caller still waiting, so no
+    caller waits for more than the write running when it came plus its own. In a storm the notices delivered at
+    once (the outbox's rounds) make one receipts transaction where they made one each, and the thread pool the
+    alarm service commits through is not queued full of them (issue 19). If a write of several callers' items
+    fails, each caller's items are written again alone, so one bad notice fails only its own caller, as before
+    they were grouped. A leader cancelled while writing cancels the callers of its write (their items may or may
+    not be stored) and hands on the lead."""
 
     def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
         self._write = write
@@ -178,22 +179,44 @@ class GroupCommit(Generic[T]):
         self._leading = True
         batch, self._queue = self._queue, []
         try:
-            self.writes += 1
-            await self._write([x for its, _ in batch for x in its])
-        except BaseException as exc:
+            errors = await self._write_batch(batch)
+        except BaseException:  # cancelled while writing
             for _, f in batch:
                 if f is not mine and not f.done():
-                    if isinstance(exc, Exception):
-                        f.set_exception(exc)
-                    else:
-                        f.cancel()
+                    f.cancel()
             raise
-        else:
-            for _, f in batch:
-                if f is not mine and not f.done():
-                    f.set_result(False)
         finally:
             self._hand_on()
+        mine_error: Exception | None = None
+        for (_, f), error in zip(batch, errors, strict=True):
+            if f is mine:
+                mine_error = error
+            elif not f.done():
+                if error is None:
+                    f.set_result(False)
+                else:
+                    f.set_exception(error)
+        if mine_error is not None:
+            raise mine_error
+
+    async def _write_batch(self, batch: list[tuple[Sequence[T], asyncio.Future[bool]]]) -> list[Exception | None]:
+        """Per caller of the batch, the error its items met (None: stored)."""
+        try:
+            self.writes += 1
+            await self._write([x for its, _ in batch for x in its])
+            return [None] * len(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+        errors: list[Exception | None] = []
+        for its, _ in batch:  # one caller's bad items must not fail the others: each caller's alone
+            try:
+                self.writes += 1
+                await self._write(list(its))
+                errors.append(None)
+            except Exception as exc:
+                errors.append(exc)
+        return errors
 
     def _hand_on(self) -> None:
         waiting = next((f for _, f in self._queue if not f.done()), None)  # a caller cancelled meanwhile cannot lead

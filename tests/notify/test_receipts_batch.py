@@ -216,6 +216,32 @@ async def test_a_failed_write_fails_its_callers_and_the_next_write_goes_on() -> 
     assert written == [["first"], ["after"]]
 
 
+async def test_one_callers_bad_items_fail_only_that_caller() -> None:
+    """A notice whose receipt the database refuses fails its own delivery only, as before receipts were grouped."""
+    gate = asyncio.Event()
+    written: list[list[str]] = []
+
+    async def write(items: list[str]) -> None:
+        if "bad" in items:
+            raise ValueError("refused")
+        written.append(items)
+        if items == ["first"]:
+            await gate.wait()
+
+    group: GroupCommit[str] = GroupCommit(write)
+    first = asyncio.create_task(group(["first"]))
+    await until(lambda: written, what="the first write")
+    callers = [asyncio.create_task(group(items)) for items in (["ok1"], ["bad"], ["ok2", "ok3"])]
+    await asyncio.sleep(0)
+    gate.set()
+    await first
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], ValueError)
+    assert results[2] is None
+    assert written == [["first"], ["ok1"], ["ok2", "ok3"]]
+
+
 async def test_a_leader_cancelled_while_writing_hands_on_the_lead() -> None:
     gate = asyncio.Event()
     written: list[list[str]] = []
