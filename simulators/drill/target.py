@@ -157,6 +157,7 @@ class EmbeddedTarget:
         self.alarm_service: AlarmService
         self.escalation: EscalationService | None = None
         self._bridge: Any = None
+        self._backend: Any = None
 
     async def __aenter__(self) -> Self:
         from backend.settings import load_settings
@@ -171,6 +172,7 @@ class EmbeddedTarget:
                                 else "embedded system on the drill clock")
             # The single process's parts, by name: its alarm service (the one writer of alarm state) and its ladder.
             self.alarm_service = backend.alarm_service
+            self._backend = backend
             self.store = backend.alarm_service.store
             self.escalation = backend.escalation.service
             self._bridge = getattr(backend, "bridge", None)  # its settle(): a ladder the press started is there before a call-back
@@ -185,6 +187,14 @@ class EmbeddedTarget:
     async def alarms(self, since_ms: int) -> list[AlarmRecord]:
         rows = await asyncio.to_thread(self.store.list, limit=100_000)
         return [r for r in rows if r.raised_at_ms >= since_ms]
+
+    async def quiet(self) -> bool:
+        """Nothing the backend took in still waits for the rules or the store (its ingest lanes are empty)."""
+        ingest = getattr(self._backend, "ingest", None)
+        if ingest is None:
+            return True
+        stats = ingest.stats()
+        return not stats.get("backlog") and not stats.get("uplinks_waiting")
 
     async def audit(self, alarm_id: str) -> list[AuditEntry]:
         return await asyncio.to_thread(self.store.audit, alarm_id)
