@@ -31,12 +31,15 @@ Exceptions (from the core and the store, translated for callers such as the HTTP
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import io
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -60,6 +63,7 @@ from broker.schemas import DeviceAvailability, DeviceEvent, GatewayStatus, Patro
 
 __all__ = ["AlarmService", "AlarmServiceError", "MoveRefused", "NoSuchAlarm"]
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 SNAPSHOT_NAME = "engine"
 DAY_MS = 86_400_000
@@ -132,6 +136,16 @@ class AlarmService:
         self._store_down_why = ""
         self._failed_commits = 0
         self._health_listeners: list[Callable[[dict[str, Any]], None]] = []
+        # The alarm commits' own thread: asyncio's shared pool (6 threads on 2 cores) also runs the notices', the
+        # ladder's and the feed's store calls, and in a storm an alarm's commit queued behind them there.
+        self._commit_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _in_commit_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a commit of alarm state in the service's own thread (with this task's context: IN_TRANSACTION)."""
+        if self._commit_pool is None:
+            self._commit_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-commit")
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._commit_pool, functools.partial(ctx.run, fn, *args))
 
     def add_health_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Call `listener(store_health())` when the store goes down and when it is back (e.g. a status event on
@@ -250,6 +264,9 @@ class AlarmService:
             self._tg = None
         if self._engine is not None:
             await self.save_state()
+        if self._commit_pool is not None:
+            self._commit_pool.shutdown(wait=False)
+            self._commit_pool = None
 
     async def _ticker(self) -> None:
         last_snapshot = last_purge = self.clock.now_ms()
@@ -279,7 +296,7 @@ class AlarmService:
         """Store the actions (the caller holds the lock, inside `_book_kept`)."""
         if actions:
             try:
-                await asyncio.to_thread(self.store.apply, actions)
+                await self._in_commit_thread(self.store.apply, actions)
             except StoreUnavailable as exc:
                 self._failed_commits += 1
                 if self._store_down_since_ms is None:
@@ -453,7 +470,7 @@ class AlarmService:
                 if actions:
                     await self._commit(actions)
                 else:
-                    await asyncio.to_thread(self._write_alone, both)
+                    await self._in_commit_thread(self._write_alone, both)
             finally:
                 IN_TRANSACTION.reset(token)
         await self._tell(actions)
