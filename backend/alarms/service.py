@@ -139,6 +139,9 @@ class AlarmService:
         # The alarm commits' own thread: asyncio's shared pool (6 threads on 2 cores) also runs the notices', the
         # ladder's and the feed's store calls, and in a storm an alarm's commit queued behind them there.
         self._commit_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._intake = 0  # rounds of device messages waiting for the lock or being decided (`intake_quiet`)
+        self._intake_quiet = asyncio.Event()
+        self._intake_quiet.set()
 
     async def _in_commit_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a commit of alarm state in the service's own thread (with this task's context: IN_TRANSACTION)."""
@@ -322,11 +325,28 @@ class AlarmService:
         """Decide on messages that arrived together, in order, under one lock and in ONE transaction; return
         once that is durable. A storm of 200 smoke alarms is then a few commits, not 200 (backend.ingest.handoff
         BatchFeed; the ingest lane hands over what it has queued)."""
-        async with self._lock:
-            with self._book_kept():
-                actions = one_persist_per_alarm([a for uplink, received_ms in items for a in self._decide(uplink, received_ms)])
-                await self._commit(actions)
-        await self._tell(actions)
+        self._intake += 1
+        self._intake_quiet.clear()
+        try:
+            async with self._lock:
+                with self._book_kept():
+                    actions = one_persist_per_alarm([a for uplink, received_ms in items for a in self._decide(uplink, received_ms)])
+                    await self._commit(actions)
+            await self._tell(actions)
+        finally:
+            self._intake -= 1
+            if not self._intake:
+                self._intake_quiet.set()
+
+    async def intake_quiet(self, max_wait_s: float) -> None:
+        """Return once no round of device messages waits for the service or is being decided, or after
+        `max_wait_s` (wall time: a yield of the event loop, not a domain timer). The ladder's starts wait on it so
+        that in a storm the alarms' own intake (decide, commit, on the console) goes first; the wait is bounded so
+        a long flood delays a ladder by at most that much per batch."""
+        if self._intake_quiet.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._intake_quiet.wait(), max_wait_s)
 
     def _decide(self, uplink: Uplink, received_ms: int) -> list[Action]:
         """Run one uplink message through the core (the caller holds the lock)."""

@@ -57,6 +57,7 @@ Op = Literal["start", "reopen", "severity", "stop"]
 # Ladder starts taken from the queue together: their `notify` moves are one commit. Small enough that the first
 # alarm of a storm is marked notified within a few dozen ladder starts of its own.
 START_BATCH = 32
+INTAKE_WAIT_S = 0.25  # at most this long a batch of ladder starts waits for the alarms' intake to go quiet (intake_quiet)
 
 
 def ladder_rank(alarm: Alarm) -> int:
@@ -205,6 +206,10 @@ class AlarmLadderBridge:
                     break
                 jobs.append(nxt)
             try:
+                if jobs[0].op == "start":
+                    # Life safety first in a storm: the alarms' own intake (on the console within a second) goes
+                    # before their ladders' work on the same event loop; bounded, so paging waits ~a round at most.
+                    await self.alarms.intake_quiet(INTAKE_WAIT_S)
                 if len(jobs) == 1:
                     await self._do(jobs[0])
                 else:

@@ -28,3 +28,28 @@ async def test_a_smoke_alarm_commits_while_the_shared_thread_pool_is_busy(tmp_pa
         finally:
             release.set()
             await asyncio.gather(*blockers)
+
+
+async def test_intake_quiet_waits_for_a_round_of_device_messages_and_is_bounded(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The ladder's starts wait on `intake_quiet` so a storm's alarms are decided and committed first."""
+    clock = VirtualClock()
+    smoke, gw = first(sample_site, DeviceKind.SMOKE)
+    loop = asyncio.get_running_loop()
+    async with service(tmp_path, sample_site, clock) as svc:
+        await asyncio.wait_for(svc.intake_quiet(30), 1)  # nothing coming in: at once
+        async with svc._lock:  # the service busy: the next round waits for it
+            round_ = asyncio.create_task(svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 1), clock.now_ms()))
+            await asyncio.sleep(0)
+            waiter = asyncio.create_task(svc.intake_quiet(30))
+            await asyncio.sleep(0.05)
+            assert not waiter.done(), "a round of device messages is waiting: the ladder waits too"
+        await round_
+        await asyncio.wait_for(waiter, 5)
+        assert [a.alarm_type for a in svc.store.list(open_only=True)] == ["smoke"]
+        async with svc._lock:
+            round_ = asyncio.create_task(svc.on_uplink(event(gw, smoke, EventKind.SMOKE_CLEAR, clock.now_ms(), 2), clock.now_ms()))
+            await asyncio.sleep(0)
+            started = loop.time()
+            await svc.intake_quiet(0.1)
+            assert loop.time() - started < 1.0, "bounded: a long flood delays a ladder by at most the wait"
+        await round_
