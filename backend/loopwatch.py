@@ -143,7 +143,11 @@ class LoopWatch:
             while self._beat == started and not self._stop.is_set():
                 frame = sys._current_frames().get(self._loop_thread or -1)
                 if frame is not None and len(stacks) < self.samples * 2:
-                    stacks["".join(traceback.format_stack(frame, limit=12))] += 1
+                    try:  # another thread's frame can change under the walk (CPython 3.11 once handed over a token object)
+                        stacks["".join(traceback.format_stack(frame, limit=12))] += 1
+                    except Exception as exc:  # a lost sample, never a dead watchdog
+                        stacks[f"(the stack could not be read: {exc!r})\n"] += 1
+                del frame
                 self._stop.wait(gap)
             length_ms = (self._beat - started) * 1000 if self._beat != started else (time.monotonic() - started) * 1000
             self.stalls += 1
