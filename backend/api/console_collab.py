@@ -68,7 +68,7 @@ class CollabView(BaseModel):
     state: str
     assignee: dict[str, Any] | None = Field(description="the current assignee (the newest assignment), or null")
     assignments: list[dict[str, Any]] = Field(description="every assignment, oldest first: who assigned, when, to whom")
-    comments: list[dict[str, Any]] = Field(description="every comment, oldest first, with its photos' URLs")
+    comments: list[dict[str, Any]] = Field(description="every comment, oldest first, with its photos' URLs and `author_name` (how a person reads the author)")
     candidates: list[dict[str, Any]] = Field(description="who the alarm may be assigned to (empty without the dispatch capability)")
     can_archive: bool = Field(description="closed or false alarm, and the caller may archive")
     archive_after_days: float | None = Field(default=None, description="closed alarms archive by themselves after this many quiet days")
@@ -155,15 +155,27 @@ def collab_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves) -> APIRouter:
                       if u.role in officers and Territory.of(u, sites).covers(rec.building_id, rec.grid_id, rec.community_id))
         return people
 
+    def author_names(logins: set[str]) -> dict[str, str]:
+        """How a person reads a comment's author: an officer's name with the login (徐静（duty1）); a phone's comment
+        already carries the person's name and role."""
+        out: dict[str, str] = {}
+        for login in logins:
+            user = deps.users.get(login)
+            if user is not None and user.display_name and user.display_name != login:
+                out[login] = f"{user.display_name}（{login}）"
+        return out
+
     @router.get("/alarms/{alarm_id}/collab", summary="Working an alarm together: its assignee, assignments, comments (with photos) and who may be assigned")
     async def get_collab(p: Annotated[Principal, Depends(viewer)], alarm_id: AlarmId, lang: Annotated[Lang, Depends(request_lang)]) -> CollabView:
         rec = await visible(p, alarm_id, lang)
         assignments = await asyncio.to_thread(svc.assignments, alarm_id)
         comments = await asyncio.to_thread(svc.comments, alarm_id)
+        names = await asyncio.to_thread(author_names, {c.author for c in comments})
         people = await asyncio.to_thread(candidates, rec) if p.can(Capability.DISPATCH) else []
         closed = rec.state in (AlarmState.CLOSED, AlarmState.FALSE_ALARM)
         return CollabView(alarm_id=alarm_id, state=rec.state, assignee=assignments[-1].as_json() if assignments else None,
-                          assignments=[a.as_json() for a in assignments], comments=[c.as_json() for c in comments],
+                          assignments=[a.as_json() for a in assignments],
+                          comments=[{**c.as_json(), "author_name": names.get(c.author, c.author)} for c in comments],
                           candidates=[x.as_json() for x in people], can_archive=closed and p.can(Capability.CLOSE),
                           archive_after_days=float(archive_after) if isinstance(archive_after, int | float) else None,
                           limits={"comment_max_chars": svc.settings.comment_max_chars, "photo_max_bytes": svc.settings.photo_max_bytes,

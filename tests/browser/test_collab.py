@@ -104,7 +104,7 @@ async def test_two_consoles_assign_comment_with_photo_and_archive(system: System
     assert set(kept) == {"kept"}, f"the alarm's action buttons were redrawn by a live refresh: {kept}"
     comment = field.locator("#collab-comments li").first
     await expect(comment).to_contain_text("配电箱有焦味，已断电，请网格员到场核查", timeout=10_000)
-    await expect(comment).to_contain_text("duty1")
+    await expect(comment).to_contain_text("值班员徐静（duty1）")  # the officer by name, with the login
     await expect(comment.locator("img")).to_have_attribute("src", re.compile("^data:image/png;base64,"))
     await field.wait_for_function("() => { const i = document.querySelector('#collab-comments img'); return i && i.complete && i.naturalWidth === 320; }")
     await expect(field.locator("#timeline li.comment")).to_contain_text("配电箱有焦味")

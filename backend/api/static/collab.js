@@ -86,7 +86,7 @@ function collabRender() {
   const assign = c.candidates.length && !archived ? `<div class="c-row"><select id="collab-person" aria-label="${esc(t("c_pick"))}"><option value="">${esc(t("c_pick"))}</option>${people}</select>
       <button type="button" id="collab-assign">${esc(t(c.assignee ? "c_reassign" : "c_assign"))}</button></div>` : "";
   const comments = c.comments.length ? `<ol class="c-comments" id="collab-comments">${c.comments.map(x => `<li data-comment-id="${esc(x.id)}">
-      <span class="dim">${esc(fmtDateTime(x.at_ms))}</span> <b>${esc(x.author)}</b><div class="c-text">${esc(x.text)}</div>
+      <span class="dim">${esc(fmtDateTime(x.at_ms))}</span> <b>${esc(x.author_name || x.author)}</b><div class="c-text">${esc(x.text)}</div>
       ${x.photos.length ? `<div class="c-photos">${x.photos.map(p => `<img alt="${esc(t("c_photo"))}" data-src="${esc(p.url)}" data-sha256="${esc(p.sha256)}">`).join("")}</div>` : ""}</li>`).join("")}</ol>`
     : `<p class="dim" id="collab-comments">${esc(t("c_none"))}</p>`;
   const files = COLLAB.files.get(id) || [];
