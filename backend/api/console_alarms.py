@@ -179,6 +179,21 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
         except NotWired as exc:  # no alarm service to ask (the thin slice): nothing writes beside the owner
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
 
+    async def step(p: Principal, alarm_id: str, m: Move, note: str) -> bool:
+        """One move of a path a person asked for (close: acknowledge, finish, then verify; acknowledge on someone's
+        behalf): True when made; False when refused because a concurrent request (another officer, a responder's
+        phone, a drill's responder) already took the open alarm past it. Any other refusal stands (409)."""
+        try:
+            await move(p, alarm_id, m, note)
+        except HTTPException as exc:
+            if exc.status_code != status.HTTP_409_CONFLICT or m not in (Move.ACKNOWLEDGE, Move.FINISH):
+                raise
+            now = await visible(p, alarm_id)
+            if not now.is_open or (AlarmState(now.state), m) in TRANSITIONS or AlarmState(now.state) in (AlarmState.SILENCED, AlarmState.SUPPRESSED):
+                raise
+            return False
+        return True
+
     async def has_ladder(alarm_id: str) -> bool:
         return esc is not None and await esc.get(alarm_id) is not None
 
@@ -309,9 +324,11 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no responder {rid!r} in the site directory; pick one from the alarm's list")
         note = (f"代{_responder_name(rid)}({rid})确认 on behalf of {rid}" + (f": {body.note}" if body.note else "")) if rid else body.note
         done: list[str] = []
-        if not rid or (AlarmState(rec.state), Move.ACKNOWLEDGE) in TRANSITIONS:
+        if not rid:
             # one move, one audit entry; the ladder observes it from the committed result (nothing goes back)
             await move(p, alarm_id, Move.ACKNOWLEDGE, note)
+            done.append("acknowledged")
+        elif (AlarmState(rec.state), Move.ACKNOWLEDGE) in TRANSITIONS and await step(p, alarm_id, Move.ACKNOWLEDGE, note):
             done.append("acknowledged")
         if rid:  # the alarm may be acknowledged already: the responder's own answer is still theirs to record
             await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, "acknowledge_on_behalf", rid,
@@ -387,9 +404,9 @@ def alarms_router(deps: ApiDeps, auth: Auth, moves: AlarmMoves, records: Console
                     "en_route": [Move.FINISH], "on_scene": [Move.FINISH]}.get(rec.state, [])
             if rec.state in ("silenced", "suppressed"):
                 raise HTTPException(status.HTTP_409_CONFLICT, f"this alarm is {rec.state}; lift that first or close it as a false alarm")
-            for m in [*path, Move.VERIFY_CLOSE]:
-                await move(p, alarm_id, m, body.note)
-                done.append(m.value)
+            done += [m.value for m in path if await step(p, alarm_id, m, body.note)]  # a step made meanwhile by another request: not twice
+            await move(p, alarm_id, Move.VERIFY_CLOSE, body.note)
+            done.append(Move.VERIFY_CLOSE.value)
         await asyncio.to_thread(records.add, ConsoleAct(alarm_id, deps.clock.now_ms(), p.username, f"close_{body.outcome}", None, None, body.note, rec.drill))
         if esc is not None and await esc.get(alarm_id) is not None:
             try:

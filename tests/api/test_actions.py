@@ -3,6 +3,7 @@ with the logged-in user as actor, and the detail's timeline shows it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from pathlib import Path
@@ -43,6 +44,27 @@ async def test_acknowledge_on_behalf_is_recorded_as_such(rig: ApiRig) -> None:
     again = await rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={})
     assert again.status_code == 409
     assert "确认" in again.json()["detail"]
+
+
+async def test_an_acknowledgement_and_a_close_sent_at_once_both_stand(rig: ApiRig) -> None:
+    """Two requests on one alarm at the same moment (a drill's responder phoning in while the officer closes it):
+    each read the alarm as raised; the close's own acknowledge then meets an alarm already acknowledged (or the
+    acknowledgement one already closed). Neither is a conflict for the person: both are answered, the alarm is
+    closed, and each move is in the audit once."""
+    for _ in range(5):
+        alarm = await rig.smoke(rig.device("c01-g1"))
+        ack, close = await asyncio.gather(
+            rig.client.post(f"/api/alarms/{alarm}/acknowledge", headers=rig.auth("duty"), json={"on_behalf_of": "c01-g1-w1", "note": "phoned in"}),
+            rig.client.post(f"/api/alarms/{alarm}/close", headers=rig.auth("duty"), json={"outcome": "real", "note": "kitchen fire put out"}))
+        assert close.status_code == 200, close.text
+        assert ack.status_code in (200, 409), ack.text
+        if ack.status_code == 409:  # the close came first and finished: acknowledging a closed alarm is refused, as before
+            assert ack.json()["detail"]
+        detail = (await rig.client.get(f"/api/alarms/{alarm}", headers=rig.auth("duty"))).json()
+        assert detail["alarm"]["state"] == "closed"
+        moves = [e["what"] for e in detail["timeline"] if e["source"] == "lifecycle"]
+        assert moves.count("acknowledge") == 1, moves
+        assert moves[-1] == "verify_close", moves
 
 
 async def test_verify_dispatch_and_close_as_real(rig: ApiRig) -> None:
