@@ -6,12 +6,15 @@ command that installs it (the README's test command installs them), it is never 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 from backend.sites import SiteDirectory, load_site_directory
 from backend.store.pg_local import LocalPostgres
@@ -72,6 +75,23 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalP
     """One real PostgreSQL for the session; tests that need isolation create their own database."""
     with LocalPostgres(tmp_path_factory.mktemp("pg")) as pg:
         yield pg
+
+
+@contextlib.contextmanager
+def fresh_database(pg: LocalPostgres, prefix: str) -> Iterator[sa.Engine]:
+    """An engine on a new, empty database of the session's PostgreSQL, dropped again afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = sa.create_engine(pg.url.rsplit("/", 1)[0] + "/" + name)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -20,34 +18,12 @@ from alerting.model import Persist, Place, Severity, Signal, SignalKind
 from backend.ingest.handoff import Reading
 from backend.notify import DeliveryStatus, Message
 from backend.sites import SiteDirectory
-from backend.store.db import make_engine, sqlite_url
-from backend.store.pg_local import LocalPostgres
 from backend.stream import Event
 from broker.kinds import DeviceKind
 from tests.escalation.centre import BUILDING, Centre, centre
 from tests.waiting import until
 
 FIRE_ENTRY = {"c01-g1-w1", "c01-mfs-head"}  # the grid worker and the fire station's head are among the fire policy's pages
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(sqlite_url(tmp_path / "centre.db"))
-        yield engine
-        engine.dispose()
-        return
-    pg: LocalPostgres = request.getfixturevalue("postgres_server")
-    name = f"bridge_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(pg.url.rsplit("/", 1)[0] + "/" + name)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def state_of(c: Centre, alarm_id: str) -> AlarmState:

@@ -4,11 +4,9 @@ one by one, so one bad alarm stops no other's ladder."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from alerting.model import Persist, Place, Severity, Signal, SignalKind
@@ -18,31 +16,10 @@ from backend.notify import Dispatcher, RateLimiter, Receipt, ReceiptStore
 from backend.sites import SiteDirectory
 from backend.sites.roster import SiteRoster
 from backend.store.db import make_engine, sqlite_url
-from backend.store.pg_local import LocalPostgres
 from backend.stream import CentreStream, Event, LadderStep
 from broker.clock import VirtualClock
 from tests.escalation.centre import BUILDING, centre
 from tests.escalation.helpers import THU_0900, RecordingChannel, fire
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(sqlite_url(tmp_path / "centre.db"))
-        yield engine
-        engine.dispose()
-        return
-    pg: LocalPostgres = request.getfixturevalue("postgres_server")
-    name = f"starts_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(pg.url.rsplit("/", 1)[0] + "/" + name)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 class Commits:

@@ -6,7 +6,6 @@ transactions (backend.notify.receipts.GroupCommit); a failed or cancelled write 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
 from backend.stream import CentreStream, Event, ReceiptRecorded
 from broker.clock import VirtualClock
+from tests.conftest import fresh_database
 from tests.escalation.helpers import THU_0900, RecordingChannel, fire
 from tests.waiting import until
 
@@ -68,19 +68,8 @@ def two_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
             e.dispose()
         return
     pg: LocalPostgres = request.getfixturevalue("postgres_server")
-    names = [f"receipts_{uuid.uuid4().hex[:10]}" for _ in range(2)]
-    admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    one, many = (sa.create_engine(pg.url.rsplit("/", 1)[0] + "/" + name) for name in names)
-    yield one, many
-    for e in (one, many):
-        e.dispose()
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(pg, "receipts") as one, fresh_database(pg, "receipts") as many:
+        yield one, many
 
 
 def test_a_batch_is_stored_as_one_by_one_would_store_it_in_one_transaction(two_engines: tuple[sa.Engine, sa.Engine]) -> None:
