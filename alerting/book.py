@@ -23,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ from alerting.lifecycle import (
     check_actor,
     next_state,
 )
-from alerting.model import Alarm, AlarmKey, AuditEntry, Persist, Severity, Signal, SignalKind
+from alerting.model import Alarm, AlarmKey, AuditEntry, Persist, Severity, Signal, SignalKind, evolve
 
 __all__ = ["IN_WINDOW_AGAIN", "IN_WINDOW_CLEARED", "AlarmBook", "BookSettings", "MaintenanceWindow", "UnknownAlarm", "replay", "transition"]
 
@@ -82,13 +81,13 @@ def transition(alarm: Alarm, move: Move, actor: str, now_ms: int, note: str = ""
     check_actor(move, actor, life_safety=alarm.life_safety)
     new_state = next_state(alarm.state, move)
     entry = AuditEntry(alarm.id, alarm.audit_seq, now_ms, actor, move.value, alarm.state, new_state, note, alarm.drill)
-    updated = dataclasses.replace(alarm, state=new_state, updated_ms=now_ms, audit_seq=alarm.audit_seq + 1, **changes)  # type: ignore[arg-type]
+    updated = evolve(alarm, state=new_state, updated_ms=now_ms, audit_seq=alarm.audit_seq + 1, **changes)
     return updated, entry
 
 
 def _annotate(alarm: Alarm, what: str, now_ms: int, note: str, **changes: object) -> tuple[Alarm, AuditEntry]:
     entry = AuditEntry(alarm.id, alarm.audit_seq, now_ms, SYSTEM_ACTOR, what, alarm.state, alarm.state, note, alarm.drill)
-    return dataclasses.replace(alarm, audit_seq=alarm.audit_seq + 1, updated_ms=now_ms, **changes), entry  # type: ignore[arg-type]
+    return evolve(alarm, audit_seq=alarm.audit_seq + 1, updated_ms=now_ms, **changes), entry
 
 
 def replay(entries: Sequence[AuditEntry]) -> AlarmState:
@@ -148,13 +147,13 @@ class AlarmBook:
         if current is None:
             return self._create(sig, now_ms)
         audit: list[AuditEntry] = []
-        a = dataclasses.replace(
+        a = evolve(
             current, occurrences=current.occurrences + (0 if sig.refresh_detail else 1), last_seen_ms=max(current.last_seen_ms, sig.seen_ms),
             updated_ms=now_ms, needs_callback=current.needs_callback or sig.needs_callback,
         )
         self._pending_clear.pop(key, None)
         if sig.refresh_detail and sig.detail is not None:
-            a = dataclasses.replace(a, detail=sig.detail)
+            a = evolve(a, detail=sig.detail)
         if sig.severity.rank > a.severity.rank:
             # The ladder bridge re-enters the ladder at the new severity's entry point on this entry (docs/alerting.md).
             note = f"{a.severity.value} -> {sig.severity.value}" + (f"; {sig.trend}" if sig.trend else "")
@@ -201,7 +200,7 @@ class AlarmBook:
         a = self.open.get(key)
         if a is None:
             return []
-        a = dataclasses.replace(a, last_seen_ms=max(a.last_seen_ms, sig.seen_ms), updated_ms=now_ms)
+        a = evolve(a, last_seen_ms=max(a.last_seen_ms, sig.seen_ms), updated_ms=now_ms)
         audit: list[AuditEntry] = []
         if a.life_safety and a.state is AlarmState.SILENCED:
             if key in self.cleared_in_window:
@@ -233,7 +232,7 @@ class AlarmBook:
         window_ms = round(self.settings.flap_window_s * 1000)
         changes = (*tuple(t for t in self._changes.get(a.key, ()) if now_ms - t < window_ms), now_ms)
         self._changes[a.key] = changes[-self.settings.flap_changes * 2 :]
-        a = dataclasses.replace(a, recent_changes_ms=changes[-self.settings.flap_changes :])
+        a = evolve(a, recent_changes_ms=changes[-self.settings.flap_changes :])
         if len(changes) >= self.settings.flap_changes and not a.flapping:
             a, e = _annotate(a, "flapping", now_ms, f"{len(changes)} changes within {self.settings.flap_window_s:.0f} s", flapping=True)
             return a, [e]
@@ -277,7 +276,7 @@ class AlarmBook:
                 if a.state is AlarmState.SILENCED:  # the override that held it is gone
                     out += self._release(a, now_ms, "the life-safety override of the maintenance window ended")
             elif a.state is AlarmState.SILENCED and a.silenced_until_ms != window.until_ms:
-                changed = dataclasses.replace(a, silenced_until_ms=window.until_ms, updated_ms=now_ms)  # extended or shortened
+                changed = evolve(a, silenced_until_ms=window.until_ms, updated_ms=now_ms)  # extended or shortened
                 self._put(changed)
                 out.append(Persist(changed))
             elif (a.state, Move.SILENCE) in TRANSITIONS:
@@ -333,7 +332,7 @@ class AlarmBook:
             cause = str(a.key)
             for effect in [e for e in self.open.values() if e.cause == cause and e.cause_closed_ms is None]:
                 when = now_ms if now_ms is not None else a.updated_ms
-                changed = dataclasses.replace(effect, cause_closed_ms=when, updated_ms=when)
+                changed = evolve(effect, cause_closed_ms=when, updated_ms=when)
                 self.open[effect.key] = changed
                 out.append(Persist(changed))
             return out

@@ -11,6 +11,7 @@ and real alarms never share an alarm, a counter or a report line.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -29,6 +30,7 @@ __all__ = [
     "Severity",
     "Signal",
     "SignalKind",
+    "evolve",
 ]
 
 
@@ -143,6 +145,22 @@ class Alarm:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+
+_ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(Alarm))
+_ALARM_FIELD_SET = frozenset(_ALARM_FIELDS)
+
+
+def evolve(alarm: Alarm, **changes: object) -> Alarm:
+    """`dataclasses.replace(alarm, **changes)` without its generic work, about twice as fast (issue 19: a storm's
+    smoke alarm is copied three times or more in its decision). Alarm has no __post_init__ to run."""
+    if not changes.keys() <= _ALARM_FIELD_SET:
+        raise TypeError(f"Alarm has no field {sorted(changes.keys() - _ALARM_FIELD_SET)}")
+    new = object.__new__(Alarm)
+    put = object.__setattr__
+    for name in _ALARM_FIELDS:
+        put(new, name, changes[name] if name in changes else getattr(alarm, name))
+    return new
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,6 +309,13 @@ class RuntimeSettings(_Section):
         default=True,
         description="Once started, move everything loaded (site directory, rule state) out of the garbage collector's sight (gc.freeze).",
     )
+    switch_interval_ms: float = Field(
+        default=1.0, ge=0, le=100,
+        description="How long a thread may hold Python's GIL while another waits for it (sys.setswitchinterval; Python's own is 5 ms). "
+                    "An alarm's commit thread and SQLite's driver give the GIL back around every statement step; with 5 ms, each "
+                    "time it was taken back waited behind the busy event loop, and a storm's 252-alarm commit took 50-300 ms "
+                    "instead of ~16 ms (issue 19). 0 leaves Python's own. Set when a backend, ingest worker or `shouwang run` starts.",
+    )
     gc_thresholds: tuple[int, int, int] = Field(
         default=(10_000, 10, 100),
         description="Python's gc thresholds (gen0, gen1, gen2). Python's own (700, 10, 10) ran a full collection every ~25 s at street "

@@ -245,8 +245,12 @@ def main() -> None:
         publish_live(host, int(port), int(args.publish_live[1]))
         return
     count = devices = 10_000 if args.quick else 100_000
-    # the collector's thresholds of every long-running entry point, from the start (shouwang/commands/common.py)
-    settle_heap(freeze=False, thresholds=load_settings().runtime.gc_thresholds)
+    # the collector's thresholds and the GIL switch interval of every long-running entry point, from the start
+    # (shouwang/commands/common.py), for both consumers alike
+    runtime = load_settings().runtime
+    settle_heap(freeze=False, thresholds=runtime.gc_thresholds)
+    if runtime.switch_interval_ms > 0:
+        sys.setswitchinterval(runtime.switch_interval_ms / 1000)
     with tempfile.TemporaryDirectory() as tmp, MosquittoProcess(Path(tmp) / "mosquitto") as mosq:
         bare = bare_subscriber(mosq, count, devices)
         ingest, stats, live_ms, during = asyncio.run(ingest_path(mosq, Path(tmp) / "var", count, devices))

@@ -58,7 +58,7 @@ from backend.ingest.handoff import Reading
 from backend.sites.model import SiteDirectory
 from backend.stream import CentreStream
 from broker.clock import Clock
-from broker.kinds import GatewayState
+from broker.kinds import GatewayState, Priority
 from broker.schemas import DeviceAvailability, DeviceEvent, GatewayStatus, PatrolHeartbeat, Telemetry, Uplink
 
 __all__ = ["AlarmService", "AlarmServiceError", "MoveRefused", "NoSuchAlarm"]
@@ -67,6 +67,8 @@ _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 SNAPSHOT_NAME = "engine"
 DAY_MS = 86_400_000
+SNAPSHOT_DEFER_S = 10.0  # the ticker puts its snapshot off at most this long while life-safety intake is busy
+QUIET_GRACE_S = 0.005  # `intake_quiet`: how long the intake must stay quiet to count as quiet (a few loop turns)
 
 
 class AlarmServiceError(BackendError):
@@ -284,7 +286,11 @@ class AlarmService:
             now = self.clock.now_ms()
             try:  # an outage of the store must not stop the ticker: it retries on its next round
                 await self.tick()
-                if now - last_snapshot >= self.snapshot_s * 1000:
+                # The snapshot (~10 MB at street scale) holds the alarm file's write lock for a while: not in the middle
+                # of a storm's intake; put off to a later tick, for at most SNAPSHOT_DEFER_S (a flood that never ends
+                # does not stop the snapshots).
+                overdue = now - last_snapshot >= (self.snapshot_s + SNAPSHOT_DEFER_S) * 1000
+                if now - last_snapshot >= self.snapshot_s * 1000 and (self._intake_quiet.is_set() or overdue):
                     await self.save_state()
                     last_snapshot = now
                 if now - last_purge >= DAY_MS:
@@ -325,8 +331,12 @@ class AlarmService:
         """Decide on messages that arrived together, in order, under one lock and in ONE transaction; return
         once that is durable. A storm of 200 smoke alarms is then a few commits, not 200 (backend.ingest.handoff
         BatchFeed; the ingest lane hands over what it has queued)."""
-        self._intake += 1
-        self._intake_quiet.clear()
+        # Only life-safety rounds hold the ladder back (`intake_quiet`): a reconnect flood of availability messages
+        # must not delay a fire's paging; a storm of smoke alarms goes on the console before its ladders' work.
+        urgent = any(uplink.priority is Priority.LIFE_SAFETY for uplink, _ in items)
+        if urgent:
+            self._intake += 1
+            self._intake_quiet.clear()
         try:
             async with self._lock:
                 with self._book_kept():
@@ -334,19 +344,35 @@ class AlarmService:
                     await self._commit(actions)
             await self._tell(actions)
         finally:
-            self._intake -= 1
-            if not self._intake:
-                self._intake_quiet.set()
+            if urgent:
+                self._intake -= 1
+                if not self._intake:
+                    self._intake_quiet.set()
 
     async def intake_quiet(self, max_wait_s: float) -> None:
-        """Return once no round of device messages waits for the service or is being decided, or after
+        """Return once no round of life-safety messages waits for the service or is being decided, or after
         `max_wait_s` (wall time: a yield of the event loop, not a domain timer). The ladder's starts wait on it so
         that in a storm the alarms' own intake (decide, commit, on the console) goes first; the wait is bounded so
-        a long flood delays a ladder by at most that much per batch."""
-        if self._intake_quiet.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._intake_quiet.wait(), max_wait_s)
+        a long flood delays a ladder by at most that much per batch.
+
+        Quiet means still quiet `QUIET_GRACE_S` later: in a storm the ingest lane hands over its next round in the
+        same turn as the last one ends, or a few turns later once MQTT's next packets are read, and the gap between
+        two rounds is not the end of the storm (before this check, the ladder started a batch in every such gap and
+        its commits and notices slowed the storm's intake)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_s
+        while True:
+            if self._intake_quiet.is_set():
+                await asyncio.sleep(QUIET_GRACE_S)
+                if self._intake_quiet.is_set():
+                    return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._intake_quiet.wait(), remaining)
+            except TimeoutError:
+                return
 
     def _decide(self, uplink: Uplink, received_ms: int) -> list[Action]:
         """Run one uplink message through the core (the caller holds the lock)."""

@@ -57,7 +57,9 @@ Op = Literal["start", "reopen", "severity", "stop"]
 # Ladder starts taken from the queue together: their `notify` moves are one commit. Small enough that the first
 # alarm of a storm is marked notified within a few dozen ladder starts of its own.
 START_BATCH = 32
-INTAKE_WAIT_S = 0.25  # at most this long a batch of ladder starts waits for the alarms' intake to go quiet (intake_quiet)
+# At most this long a batch of ladder starts waits for the life-safety intake to go quiet (intake_quiet): a storm of
+# 2,000 smoke alarms is on the console in about half of it; paging deadlines are minutes.
+INTAKE_WAIT_S = 1.0
 
 
 def ladder_rank(alarm: Alarm) -> int:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import secrets
 from collections import deque
@@ -39,6 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
+
+import msgspec
 
 from alerting.model import Alarm, Persist
 from backend.alarms.store import AlarmStore, StoreError, record_of
@@ -57,12 +58,15 @@ Where = tuple[str | None, str | None, str | None]
 # Events a console stream writes in one chunk: a storm's backlog goes out in a few large writes (~1 KB an alarm,
 # so a chunk stays well under a megabyte), not one write per event.
 WRITE_MAX: Final = 500
+_JSON: Final = msgspec.json.Encoder()
 
 
 def sse_frame(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
     """One server-sent event as it goes on the wire."""
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    # msgspec's encoder: compact UTF-8 JSON, as json.dumps(ensure_ascii=False) wrote it, in a fifth of the time (issue 19:
+    # a storm's 2,000 alarms are 2,000 frames made on the event loop)
+    return f"{head}event: {event}\ndata: ".encode() + _JSON.encode(data) + b"\n\n"
 
 
 @dataclass(frozen=True, slots=True)

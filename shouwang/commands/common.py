@@ -54,6 +54,8 @@ def prepare_allocator(settings: Settings) -> None:
     # The collector's raised thresholds from the start, not only once started: with Python's own, full collections
     # ran while the site directory and the rule core were built, each walking all of them (2 s at 447 k devices).
     settle_heap(freeze=False, thresholds=settings.runtime.gc_thresholds)
+    if settings.runtime.switch_interval_ms > 0:
+        sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
 
 
 def settle(settings: Settings) -> None:

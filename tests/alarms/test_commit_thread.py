@@ -53,3 +53,30 @@ async def test_intake_quiet_waits_for_a_round_of_device_messages_and_is_bounded(
             await svc.intake_quiet(0.1)
             assert loop.time() - started < 1.0, "bounded: a long flood delays a ladder by at most the wait"
         await round_
+
+
+async def test_intake_quiet_is_not_fooled_by_the_gap_between_two_rounds_nor_held_by_other_messages(tmp_path: Path,
+                                                                                                    sample_site: SiteDirectory) -> None:
+    """In a storm the ingest lane hands over its next round in the same loop turn as the last one ends: that gap is not
+    the end of the storm (the ladder started a batch in every such gap). A round of non-life-safety messages (a
+    gateway's reconnect flood) never holds a fire's ladder back."""
+    clock = VirtualClock()
+    smoke, gw = first(sample_site, DeviceKind.SMOKE)
+    tamper_dev = next(d for d in sample_site.devices.values() if d.id != smoke and d.kind is DeviceKind.SMOKE)
+    async with service(tmp_path, sample_site, clock) as svc:
+        async with svc._lock:
+            first_round = asyncio.create_task(svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 1), clock.now_ms()))
+            await asyncio.sleep(0)
+            waiter = asyncio.create_task(svc.intake_quiet(30))
+            await asyncio.sleep(0)
+        await first_round  # the round ends ...
+        second_round = asyncio.create_task(svc.on_uplink(event(tamper_dev.gateway, tamper_dev.id, EventKind.SMOKE_ALARM, clock.now_ms(), 2),
+                                                         clock.now_ms()))  # ... and the next one starts at once
+        await second_round
+        assert not waiter.done(), "the gap between two rounds ended the wait"
+        await asyncio.wait_for(waiter, 5)  # quiet for the grace after the last round: done
+        async with svc._lock:  # a round of status messages waiting for the service: the ladder does not wait for it
+            status = asyncio.create_task(svc.on_uplink(event(gw, smoke, EventKind.LOW_BATTERY, clock.now_ms(), 3), clock.now_ms()))
+            await asyncio.sleep(0)
+            await asyncio.wait_for(svc.intake_quiet(30), 1)
+        await status
