@@ -312,9 +312,9 @@ class RuntimeSettings(_Section):
     switch_interval_ms: float = Field(
         default=1.0, ge=0, le=100,
         description="How long a thread may hold Python's GIL while another waits for it (sys.setswitchinterval; Python's own is 5 ms). "
-                    "An alarm's commit thread and SQLite's driver give the GIL back around every statement step; with 5 ms, each "
-                    "time it was taken back waited behind the busy event loop, and a storm's 252-alarm commit took 50-300 ms "
-                    "instead of ~16 ms (issue 19). 0 leaves Python's own. Set when a backend, ingest worker or `shouwang run` starts.",
+                    "The alarms' commit thread waits this long at most for the GIL behind the busy event loop each time SQLite's "
+                    "driver gave it back; a storm of 2,000 smoke alarms reached the console in ~1.6 s at 5 ms, ~1.1 s at 1 ms "
+                    "(issue 19, docs/scaling.md). 0 leaves Python's own. Set when a backend, ingest worker or `shouwang run` starts.",
     )
     gc_thresholds: tuple[int, int, int] = Field(
         default=(10_000, 10, 100),
