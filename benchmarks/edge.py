@@ -34,8 +34,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from broker.embedded import free_port  # noqa: E402
 from broker.kinds import Priority  # noqa: E402
-from broker.process import MosquittoProcess  # noqa: E402
+from broker.process import MosquittoProcess, open_config  # noqa: E402
 from broker.schemas import Telemetry, encode  # noqa: E402
 from broker.topics import TopicKind, telemetry_topic, uplink_filters  # noqa: E402
 from edge.adapters import Context, Router, build_adapters  # noqa: E402
@@ -163,7 +164,12 @@ async def end_to_end(work: Path, n: int) -> dict[str, float]:
             await wait_for(lambda: centre.telemetry >= n, 120)
             out["baseline_direct_msgs_per_s"] = n / (centre.last_at - t)
 
-    with MosquittoProcess(work / "lan") as lan, MosquittoProcess(work / "central") as central:
+    # The central broker keeps its sessions across the outage below (persistence, as in production: broker/mosquitto.py).
+    # Without it the counting subscriber's session died with the broker, and what the agent drained before that
+    # subscriber was back went to nobody: one run timed out waiting for it.
+    port = free_port()
+    central_cfg = open_config(port, persistence_dir=work / "central-data")
+    with MosquittoProcess(work / "lan") as lan, MosquittoProcess(work / "central", port=port, config=central_cfg) as central:
         agent = start_agent(work, lan, central, 100)
         try:
             async with centre_of(central) as centre:
