@@ -35,7 +35,7 @@ from typing import Any, Self
 
 from backend import memstats
 
-__all__ = ["LoopWatch", "settle_heap"]
+__all__ = ["LoopWatch", "set_switch_interval", "settle_heap"]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,13 @@ class LoopWatch:
                 "stalls": self.stalls, "worst_stall_ms": round(self.worst_stall_ms, 1),
                 "full_gcs": self.gc_pauses, "full_gc_worst_ms": round(self.gc_worst_ms, 1), "full_gc_total_ms": round(self.gc_total_ms, 1),
                 "heap_trims": self.trims, "heap_trim_worst_ms": round(self.trim_worst_ms, 1), "memory": memstats.breakdown()}
+
+
+def set_switch_interval(ms: float) -> None:
+    """How long a thread may hold the GIL while another waits for it (settings `runtime.switch_interval_ms`, see its
+    description); 0 leaves Python's own (5 ms)."""
+    if ms > 0:
+        sys.setswitchinterval(ms / 1000)
 
 
 def settle_heap(*, freeze: bool = True, thresholds: tuple[int, int, int] | None = None) -> int:

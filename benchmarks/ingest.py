@@ -47,7 +47,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.ingest.handoff import Reading
 from backend.ingest.service import IngestService
-from backend.loopwatch import settle_heap
+from backend.loopwatch import set_switch_interval, settle_heap
 from backend.settings import load_settings
 from backend.sites.model import SiteDirectory
 from backend.store.timeseries import SqliteTimeSeries, TagDirectory
@@ -249,8 +249,7 @@ def main() -> None:
     # (shouwang/commands/common.py), for both consumers alike
     runtime = load_settings().runtime
     settle_heap(freeze=False, thresholds=runtime.gc_thresholds)
-    if runtime.switch_interval_ms > 0:
-        sys.setswitchinterval(runtime.switch_interval_ms / 1000)
+    set_switch_interval(runtime.switch_interval_ms)
     with tempfile.TemporaryDirectory() as tmp, MosquittoProcess(Path(tmp) / "mosquitto") as mosq:
         bare = bare_subscriber(mosq, count, devices)
         ingest, stats, live_ms, during = asyncio.run(ingest_path(mosq, Path(tmp) / "var", count, devices))

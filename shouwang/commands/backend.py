@@ -16,7 +16,7 @@ from typing import Any
 
 from backend.server import Backend, BackendRole
 from backend.settings import Settings, load_settings
-from shouwang.commands.common import load_sites, prepare_allocator, settle, stop_on_signals
+from shouwang.commands.common import load_sites, prepare_runtime, settle, stop_on_signals
 from shouwang.commands.ingest import emit
 from shouwang.system import parse_mqtt_url
 
@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         overrides["storage"] = {"data_dir": args.data_dir}
     settings = load_settings(args.config, **overrides)
-    prepare_allocator(settings)
+    prepare_runtime(settings)
     problems = []
     if settings.broker.url is None:
         problems.append("broker.url is not set: backends of a cluster share one real broker")

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 from backend import memstats
-from backend.loopwatch import settle_heap
+from backend.loopwatch import set_switch_interval, settle_heap
 from backend.ops import systemd
 from backend.settings import Settings
 from backend.sites import SiteDirectory, SiteDirectoryInvalid, load_site_directory
 
-__all__ = ["announce_ready", "load_sites", "prepare_allocator", "settle", "stop_on_signals"]
+__all__ = ["announce_ready", "load_sites", "prepare_runtime", "settle", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,17 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def prepare_allocator(settings: Settings) -> None:
-    """Before a long-running process starts its threads: glibc malloc's arenas and mmap threshold (settings
-    `runtime`, backend/memstats.py). At the entry point, like `settle`, so tests' processes keep glibc's own."""
+def prepare_runtime(settings: Settings) -> None:
+    """Before a long-running process starts its threads (settings `runtime`): glibc malloc's arenas and mmap threshold
+    (backend/memstats.py), the collector's thresholds and the GIL switch interval (backend/loopwatch.py). At the entry
+    point, like `settle`, so tests' processes keep Python's and glibc's own."""
     done = memstats.configure_allocator(arena_max=settings.runtime.malloc_arena_max, mmap_threshold_kib=settings.runtime.malloc_mmap_threshold_kib)
     if done:
         log.info("allocator: %s", "; ".join(done))
     # The collector's raised thresholds from the start, not only once started: with Python's own, full collections
     # ran while the site directory and the rule core were built, each walking all of them (2 s at 447 k devices).
     settle_heap(freeze=False, thresholds=settings.runtime.gc_thresholds)
-    if settings.runtime.switch_interval_ms > 0:
-        sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
+    set_switch_interval(settings.runtime.switch_interval_ms)
 
 
 def settle(settings: Settings) -> None:

@@ -27,7 +27,7 @@ from backend.ops.endpoint import OpsEndpoint
 from backend.ops.metrics import Metrics
 from backend.relay.feed import QueueFeed
 from backend.settings import Settings, load_settings
-from shouwang.commands.common import load_sites, prepare_allocator, settle, stop_on_signals
+from shouwang.commands.common import load_sites, prepare_runtime, settle, stop_on_signals
 from shouwang.system import parse_mqtt_url
 
 
@@ -58,7 +58,7 @@ def emit(obj: dict[str, Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     settings = worker_settings(load_settings(args.config), args.worker_id, args.data_dir)
-    prepare_allocator(settings)
+    prepare_runtime(settings)
     problems = []
     if settings.broker.url is None:
         problems.append("broker.url is not set: an ingest worker connects to a real broker (Mosquitto), not the embedded one")

@@ -10,7 +10,7 @@ from typing import Any
 
 from backend.settings import load_settings
 from broker.embedded import BrokerStartError
-from shouwang.commands.common import load_sites, prepare_allocator, settle, stop_on_signals
+from shouwang.commands.common import load_sites, prepare_runtime, settle, stop_on_signals
 from shouwang.system import System
 
 
@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     if sim:
         overrides["simulate"] = sim
     settings = load_settings(args.config, **overrides)
-    prepare_allocator(settings)
+    prepare_runtime(settings)
     sites = load_sites(settings.simulate.site_file)
     if sites is None:
         return 1

@@ -62,7 +62,7 @@ async def test_intake_quiet_is_not_fooled_by_the_gap_between_two_rounds_nor_held
     gateway's reconnect flood) never holds a fire's ladder back."""
     clock = VirtualClock()
     smoke, gw = first(sample_site, DeviceKind.SMOKE)
-    tamper_dev = next(d for d in sample_site.devices.values() if d.id != smoke and d.kind is DeviceKind.SMOKE)
+    other_smoke = next(d for d in sample_site.devices.values() if d.id != smoke and d.kind is DeviceKind.SMOKE)
     async with service(tmp_path, sample_site, clock) as svc:
         async with svc._lock:
             first_round = asyncio.create_task(svc.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, clock.now_ms(), 1), clock.now_ms()))
@@ -70,7 +70,7 @@ async def test_intake_quiet_is_not_fooled_by_the_gap_between_two_rounds_nor_held
             waiter = asyncio.create_task(svc.intake_quiet(30))
             await asyncio.sleep(0)
         await first_round  # the round ends ...
-        second_round = asyncio.create_task(svc.on_uplink(event(tamper_dev.gateway, tamper_dev.id, EventKind.SMOKE_ALARM, clock.now_ms(), 2),
+        second_round = asyncio.create_task(svc.on_uplink(event(other_smoke.gateway, other_smoke.id, EventKind.SMOKE_ALARM, clock.now_ms(), 2),
                                                          clock.now_ms()))  # ... and the next one starts at once
         await second_round
         assert not waiter.done(), "the gap between two rounds ended the wait"

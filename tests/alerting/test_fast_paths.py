@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from alerting.engine import Engine
-from alerting.model import Action, evolve
+from alerting.model import Action, Persist, evolve
 from broker.kinds import AvailabilityState, EventKind
 from tests.alerting.site import DEVICES, T0, H, S, engine
 
@@ -68,7 +68,7 @@ def test_the_scalar_path_decides_as_the_column_form(seed: int, monkeypatch: pyte
 
 def test_evolve_is_dataclasses_replace_and_refuses_a_field_alarm_does_not_have() -> None:
     eng = engine()
-    [alarm] = [a.alarm for a in eng.on_event("s1", "g1", EventKind.SMOKE_ALARM, T0 + S) if hasattr(a, "alarm") and a.alarm.alarm_type == "smoke"]
+    [alarm] = [a.alarm for a in eng.on_event("s1", "g1", EventKind.SMOKE_ALARM, T0 + S) if isinstance(a, Persist) and a.alarm.alarm_type == "smoke"]
     for changes in ({}, {"occurrences": 7, "updated_ms": T0 + 9}, {"detail": None, "recent_changes_ms": (1, 2)}):
         assert evolve(alarm, **changes) == dataclasses.replace(alarm, **changes)
     with pytest.raises(TypeError, match="occurences"):
