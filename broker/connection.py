@@ -62,11 +62,15 @@ PRIVATE_USE: Final = (
     ("paho.mqtt.client", "Client", "_sock_recv"),
     ("paho.mqtt.client", "Client", "_packet_read"),
     ("paho.mqtt.client", "Client", "_loop_rc_handle"),
+    ("paho.mqtt.client", "Client", "_in_packet"),
 )
 
 _PUBACK: Final = struct.Struct("!BBH")  # type 0x40, remaining length 2, packet id: the same bytes in MQTT 3.1.1 and 5
 _GENERATIONS: Final = 0x8000  # generation numbers wrap in 15 bits, so (generation << 16 | mid) fits 31 bits
 _READ_BUFFER: Final = 262_144  # one recv() of up to 256 KiB feeds many packets
+HOLD_POLL_S: Final = 0.002  # a held reader looks again this often whether its hold has lifted
+HOLD_MAX_S: Final = 1.0  # a reader held this long then reads as if not held for HOLD_FREE_S (keep-alive replies, and
+HOLD_FREE_S: Final = 0.25  # what it carries is not starved by a flood of alarms that never ends: ≥ 20 % of the time)
 
 # (topic, payload, qos, mid), on the event loop thread; True: "urgent" (a life-safety message), the burst reader
 # stops its burst there so the loop runs what the message set going before the next packet is parsed
@@ -172,6 +176,7 @@ class ReconnectingClient:
         manual_ack: bool = False,
         on_message: RawHandler | None = None,
         read_burst: int | None = None,
+        hold: Callable[[], bool] | None = None,
         on_connect: Session | None = None,
         session: Session | None = None,
         before_connect: Callable[[], Awaitable[None]] | None = None,
@@ -192,7 +197,7 @@ class ReconnectingClient:
         # TCP_NODELAY: Nagle would hold a small alarm back waiting for an ACK (~9 ms p50, docs/measured.md).
         self._socket_options = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)] if tcp_nodelay else []
         self.subscriptions = list(subscriptions)
-        self._manual_ack, self._on_message, self._read_burst = manual_ack, on_message, read_burst
+        self._manual_ack, self._on_message, self._read_burst, self._hold = manual_ack, on_message, read_burst, hold
         self._urgent = [False]  # set by the raw callback when the handler says so; the burst reader yields on it
         self._on_connect, self._session, self._before_connect = on_connect, session, before_connect
         self._retry_on: tuple[type[BaseException], ...] = (aiomqtt.MqttError, OSError, *retry_on)
@@ -358,7 +363,8 @@ class ReconnectingClient:
             try:
                 self._client = client
                 if self._read_burst:
-                    _burst_reader(client, self._read_burst, self._urgent)
+                    _burst_reader(client, self._read_burst, self._urgent, self._hold,
+                                  publish=self._on_message if self._manual_ack else None, v5=self._v5)
                 if self.subscriptions:
                     await client.subscribe(self.subscriptions)
                 if self._on_connect is not None:
@@ -386,14 +392,85 @@ async def _until_dropped(client: aiomqtt.Client) -> None:
     raise aiomqtt.MqttError("the connection to the broker dropped") from disconnected.exception()
 
 
-def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None = None) -> None:
+def _take_publish(buf: bytearray, v5: bool) -> tuple[str, bytes, int, int] | None:
+    """The PUBLISH packet at the head of `buf` as (topic, payload, qos, packet id), taken off the buffer; None, with
+    the buffer untouched, when the head is anything else: another packet type, a QoS 2 publish, a topic alias (an
+    empty topic), or a packet not all read yet. paho reads those as before.
+
+    MQTT 3.1.1 §3.3 and 5.0 §3.3: fixed header (type 3, flags DUP/QoS/RETAIN), remaining length (1-4 bytes, 7 bits
+    each), topic (2-byte length, UTF-8), packet id (2 bytes) for QoS 1, on MQTT 5 the properties (their length, then
+    them: skipped), then the payload to the end. paho's parser took ~26 µs a message (MQTT 5: ~54 µs), this ~3 µs."""
+    n = len(buf)
+    if n < 2 or buf[0] >> 4 != 3:
+        return None
+    qos = (buf[0] >> 1) & 3
+    if qos > 1:
+        return None
+    length = shift = 0
+    i = 1
+    while True:
+        if i >= n or i > 4:
+            return None
+        b = buf[i]
+        i += 1
+        length |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+    end = i + length
+    if end > n or length < 2:
+        return None
+    j = i + 2 + ((buf[i] << 8) | buf[i + 1])
+    if j == i + 2 or j > end:
+        return None
+    topic = buf[i + 2:j].decode("utf-8", "replace")  # a broker refuses a topic that is not UTF-8; never stop the reader on one
+    mid = 0
+    if qos:
+        if j + 2 > end:
+            return None
+        mid = (buf[j] << 8) | buf[j + 1]
+        j += 2
+    if v5:
+        props = shift = 0
+        while True:
+            if j >= end:
+                return None
+            b = buf[j]
+            j += 1
+            props |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        j += props
+        if j > end:
+            return None
+    payload = bytes(buf[j:end])
+    del buf[:end]  # a bytearray drops its head without moving the rest
+    return topic, payload, qos, mid
+
+
+def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None = None, hold: Callable[[], bool] | None = None, *,
+                  publish: RawHandler | None = None, v5: bool = False) -> None:
     """Read up to `burst` packets per wake-up through a 256 KiB buffer (measured: benchmarks/ingest.py).
 
     paho reads a packet in at least three recv() calls (type byte, length bytes, body) and aiomqtt's reader callback
     handles one packet per event-loop turn: at 10 k msg/s that is 40 k syscalls and 10 k loop turns a second. Here one
     recv() fills a buffer that paho's reads are served from, and the reader keeps parsing packets until the socket is
     dry, yielding to the loop every `burst` packets so the life-safety lane never waits long, and at once after a
-    packet the handler called urgent (`urgent[0]` set): a smoke alarm is not held behind the rest of the burst."""
+    packet the handler called urgent (`urgent[0]` set): a smoke alarm is not held behind the rest of the burst.
+
+    `hold`: while it returns true the reader parses nothing: it stops watching the socket (what arrives waits in the
+    kernel and the broker) and looks again every HOLD_POLL_S; after HOLD_MAX_S held it reads for HOLD_FREE_S as if
+    not held.
+    The ingest's main connection is held while life-safety messages are decided and committed (issue 19: in a storm,
+    parsing the main connection's flood of telemetry and duplicate event copies took the GIL from the alarms' commit
+    thread, and one commit of 258 alarms took 395 ms instead of ~30).
+
+    `publish`: the raw handler of a connection that acknowledges by hand. A QoS 0 or 1 PUBLISH wholly in the buffer
+    is then parsed here (`_take_publish`) and handed to it, without paho's parser and message object; every other
+    packet (CONNACK, SUBACK, PINGRESP, a publish not all read yet) goes to paho as before, and a packet paho started
+    reading is finished by paho. Issue 19: paho's parse was the largest cost of a storm's intake and of ingest's
+    throughput after the store."""
     paho = _paho(client)
     sock = paho.socket()
     if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
@@ -406,6 +483,9 @@ def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None 
     # turn sooner. After an urgent packet the continuation is scheduled at once: the loop runs what was scheduled
     # before it (the urgent message's lane) and nothing of this socket is parsed ahead of that.
     parked = [False]
+    held_since: list[float | None] = [None]
+    free_until = [0.0]  # after a hold of HOLD_MAX_S: not held again before this (loop time)
+    fd = sock.fileno()
 
     def recv(bufsize: int) -> bytes:
         if not buf:
@@ -425,9 +505,39 @@ def _burst_reader(client: aiomqtt.Client, burst: int, urgent: list[bool] | None 
         if not parked[0]:
             read()
 
+    def unhold() -> None:
+        if client._disconnected.done() or sock.fileno() != fd:  # PRIVATE: see _until_dropped; the connection is gone
+            return
+        since = held_since[0]
+        assert hold is not None
+        assert since is not None
+        now = loop.time()
+        if hold() and now - since < HOLD_MAX_S:
+            loop.call_later(HOLD_POLL_S, unhold)
+            return
+        if now - since >= HOLD_MAX_S:
+            free_until[0] = now + HOLD_FREE_S
+        held_since[0] = None
+        loop.add_reader(fd, on_readable)
+        parked[0] = False
+        read()
+
     def read() -> None:
+        if hold is not None and hold() and loop.time() >= free_until[0]:
+            held_since[0] = loop.time()
+            parked[0] = True
+            loop.remove_reader(fd)
+            loop.call_later(HOLD_POLL_S, unhold)
+            return
         try:
             for _ in range(burst):
+                # PRIVATE: paho's packet in progress; command 0: none, the buffer's head is a packet's first byte
+                taken = _take_publish(buf, v5) if publish is not None and buf and paho._in_packet["command"] == 0 else None
+                if taken is not None:
+                    assert publish is not None
+                    if publish(*taken) and urgent is not None:
+                        break  # as below: the loop runs what the urgent message set going first
+                    continue
                 rc = paho._packet_read()  # PRIVATE: paho's packet parser, driven here instead of by loop_read()
                 if rc == mqtt.MQTT_ERR_AGAIN:
                     if buf:

@@ -24,6 +24,7 @@ alerting side is away" without importing the store.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,13 +41,16 @@ from backend.errors import BackendError
 from backend.ingest.handoff import AlertingUnavailable
 from backend.store.migrations import upgrade
 
-__all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "StoreRefused", "StoreUnavailable", "migrate", "translate"]
+__all__ = ["IN_TRANSACTION", "AlarmRecord", "AlarmStore", "StoreError", "StoreRefused", "StoreUnavailable", "migrate", "record_json_of", "record_of",
+           "translate"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version_alarms"  # its own version table: other stores migrate the same database
 DAY_MS = 86_400_000
-# SQLite: host parameters in one multi-row statement (`_write_many`); 999 is the smallest limit any SQLite build has
-PARAMS_PER_STATEMENT = 999
+# SQLite: host parameters in one multi-row statement (`_write_many`), at most; less where the build allows fewer
+# (999 before SQLite 3.32, 32,766 since). ~260 alarms of a storm's round in one statement: each statement is two waits
+# for Python's GIL (its prepare and its step let it go), and a wait behind the busy event loop costs up to a switch interval.
+PARAMS_PER_STATEMENT = 8_192
 
 
 class StoreError(BackendError, RuntimeError):
@@ -174,8 +178,13 @@ def _row(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
 
 def record_of(a: Alarm, grid: str | None, community: str | None) -> AlarmRecord:
     """The alarm as its row reads back, filed under this grid and community."""
+    return AlarmRecord(**record_json_of(a, grid, community))
+
+
+def record_json_of(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
+    """`record_of(...).as_json()` without the record in between (the live feed's path: one per alarm in a storm)."""
     row = _row(a, grid, community)
-    return AlarmRecord(**{f: row[f] for f in AlarmRecord.__slots__})
+    return {f: row[f] for f in AlarmRecord.__slots__}
 
 
 def _alarm(r: Any) -> Alarm:
@@ -198,8 +207,9 @@ class AlarmStore:
         self.building_context = building_context or (lambda _b: (None, None))
         self.gateway_context = gateway_context or (lambda _g: (None, None))
         self._upsert_stmt: Any = None
-        # SQLite: statement name -> (INSERT .. VALUES, one row's "(?, ..)", what follows, parameter order) (`_write_many`)
-        self._compiled: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
+        # SQLite: statement name -> (INSERT .. VALUES, one row's "(?, ..)", what follows, parameter order, rows per
+        # statement) (`_write_many`)
+        self._compiled: dict[str, tuple[str, str, str, tuple[str, ...], int]] = {}
         try:
             migrate(engine)
         except _DB_ERRORS as exc:
@@ -266,7 +276,7 @@ class AlarmStore:
 
     def _write_many(self, conn: sa.Connection, name: str, stmt: Any, rows: list[dict[str, Any]]) -> None:
         """`conn.execute(stmt, rows)`; on SQLite as multi-row statements of the statement compiled once (VALUES
-        (...), (...), ... up to PARAMS_PER_STATEMENT values), each row's values a plain tuple. Issue 19: SQLAlchemy's
+        (...), (...), ... up to PARAMS_PER_STATEMENT values, or the build's limit), each row's values a plain tuple. Issue 19: SQLAlchemy's
         per-row parameter processing cost more than SQLite's insert itself, and the driver gives Python's GIL back
         around every statement step: one step per row meant one wait for the GIL per row behind the busy event loop
         (a storm's 252-alarm commit took 50-300 ms instead of ~15). The values are plain str, int, bool and None,
@@ -284,9 +294,10 @@ class AlarmStore:
             assert c.positiontup is not None
             assert values, sql
             assert row.count("?") == sql.count("?") == len(c.positiontup), sql
-            shape = self._compiled[name] = (head + values, row, rest[len(row):], tuple(c.positiontup))
-        head, row, tail, names = shape
-        per = max(1, PARAMS_PER_STATEMENT // len(names))
+            limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+            per_row = len(c.positiontup)
+            shape = self._compiled[name] = (head + values, row, rest[len(row):], tuple(c.positiontup), max(1, min(limit, PARAMS_PER_STATEMENT) // per_row))
+        head, row, tail, names, per = shape
         for i in range(0, len(rows), per):
             chunk = rows[i:i + per]
             conn.exec_driver_sql(head + ", ".join([row] * len(chunk)) + tail, tuple(v for r in chunk for v in (r[k] for k in names)))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 from collections import deque
@@ -42,8 +41,8 @@ from typing import Any, Final, Self
 import msgspec
 
 from alerting.model import Alarm, Persist
-from backend.alarms.store import AlarmStore, StoreError, record_of
-from backend.feed.view import alarm_view
+from backend.alarms.store import AlarmStore, StoreError, record_json_of
+from backend.feed.view import named
 from backend.sites.model import SiteDirectory
 from backend.stream import AlarmAssigned, Bulletin, CentreStream, CommentAdded, Event, LadderStep, NoticeSent, ReceiptRecorded
 from broker.clock import Clock
@@ -81,8 +80,12 @@ class FeedEvent:
     wire: bytes = field(default=b"", repr=False, compare=False)  # the SSE frame, encoded once at publish for every console
 
     def as_json(self, epoch: str) -> dict[str, Any]:
-        return {"id": f"{epoch}-{self.seq}", "seq": self.seq, "kind": self.kind, "at_ms": self.at_ms, "building_id": self.building_id,
-                "grid_id": self.grid_id, "data": self.data}
+        return _event_json(epoch, self.seq, self.kind, at_ms=self.at_ms, building_id=self.building_id, grid_id=self.grid_id, data=self.data)
+
+
+def _event_json(epoch: str, seq: int, kind: str, *, at_ms: int, building_id: str | None, grid_id: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """A feed event as a console reads it (`FeedEvent.as_json`; `LiveFeed.publish` encodes it before the event exists)."""
+    return {"id": f"{epoch}-{seq}", "seq": seq, "kind": kind, "at_ms": at_ms, "building_id": building_id, "grid_id": grid_id, "data": data}
 
 
 class LiveFeed:
@@ -139,8 +142,9 @@ class LiveFeed:
                 community_id: str | None = None) -> FeedEvent:
         """Append an event (call on the event loop). Streams waiting for the head to move wake up."""
         self.head += 1
-        ev = FeedEvent(self.head, kind, self.clock.now_ms(), data, building_id, grid_id, community_id)
-        ev = dataclasses.replace(ev, wire=sse_frame(kind, ev.as_json(self.epoch), f"{self.epoch}-{ev.seq}"))
+        seq, at_ms = self.head, self.clock.now_ms()
+        wire = sse_frame(kind, _event_json(self.epoch, seq, kind, at_ms=at_ms, building_id=building_id, grid_id=grid_id, data=data), f"{self.epoch}-{seq}")
+        ev = FeedEvent(seq, kind, at_ms, data, building_id, grid_id, community_id, wire)
         self._ring.append(ev)
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
@@ -170,7 +174,7 @@ class LiveFeed:
         b = a.place.building
         g, c = self.store.place_of(a.place) if self.store is not None else self._grid_of(b)
         self._places[a.id] = (b, g, c)
-        self.publish("alarm", alarm_view(record_of(a, g, c), self.sites), building_id=b, grid_id=g, community_id=c)
+        self.publish("alarm", named(record_json_of(a, g, c), self.sites), building_id=b, grid_id=g, community_id=c)
         if a.alarm_type in HEALTH_ALARM_TYPES:
             self.publish("health", {"building_id": b, "device_id": a.place.device, "gateway_id": a.place.gateway, "alarm_type": a.alarm_type,
                                     "is_open": a.is_open, "alarm_id": a.id}, building_id=b, grid_id=g, community_id=c)

@@ -257,6 +257,12 @@ class Pipeline:
             except JournalError:  # the next one tries again; commits go on meanwhile (the WAL grows)
                 log.exception("could not checkpoint %s", self.ujournal.path)
 
+    def life_safety_busy(self) -> bool:
+        """A life-safety message is queued for the uplink lane or being decided and committed: the ingest's main
+        connection (telemetry, status, the second copy of each event) reads nothing meanwhile, so the alarms' intake and
+        commit have the event loop and the GIL to themselves (the events connection goes on reading)."""
+        return self.running and self._uplinks.life_safety_waiting
+
     def uplinks_waiting(self) -> int:
         """Uplinks (events, status) journaled or queued and not yet handed to alerting: grows while it is away."""
         return self._uplinks.waiting() if self.running else 0

@@ -86,6 +86,7 @@ class IngestService:
             self._worker = IngestWorker(
                 self.pipeline, *self._broker, client_id=self._client_id, share_group=s.ingest.share_group, username=s.broker.username,
                 password=s.broker.password.get_secret_value() if s.broker.password else None, backoff=s.broker.backoff(),
+                hold=self.pipeline.life_safety_busy,
             )
             await self._worker.__aenter__()
         except BaseException:

@@ -2,7 +2,8 @@
 
 How this works (`UplinkLane.run`, one task on the event loop):
 
-    accept ──▶ priority queue (life safety, then the rest; in arrival order within a priority)
+    accept ──▶ priority queue (life safety, then the rest; in arrival order within a priority; a duplicate's
+               acknowledgement after the messages of its priority)
            ──▶ take what is queued (up to 256) ──▶ journal it (uplink.journal, one small commit) ──▶ acknowledge
            ──▶ hand the life-safety messages to alerting, then the rest ──▶ mark them done in the journal
 
@@ -83,12 +84,23 @@ class UplinkItem:
     replay: bool = False
 
 
-_Entry = tuple[int, int, UplinkItem]  # (priority, arrival order, item): the queue's element
+_Entry = tuple[int, int, UplinkItem]  # (rank, arrival order, item): the queue's element
+
+
+def _rank(priority: Priority, *, ack_only: bool = False) -> int:
+    """Where a message goes in the queue: by priority, and a duplicate's acknowledgement right after the messages of
+    its priority (issue 19: in a storm each alarm's second copy, from the ingest's other connection, took a place in
+    a round of 256 that an alarm waited for; before the next priority, so a reconnect flood of status messages never
+    holds back the acknowledgements the alarms' own connection needs to go on receiving)."""
+    return 2 * int(priority) + ack_only
+
+
+_URGENT = _rank(Priority.LIFE_SAFETY)
 
 
 def _urgent(entry: _Entry) -> bool:
     """A life-safety message to hand over (not a duplicate's acknowledgement)."""
-    return entry[0] == Priority.LIFE_SAFETY and entry[2].uplink is not None
+    return entry[0] == _URGENT and entry[2].uplink is not None
 
 
 class UplinkLane:
@@ -120,7 +132,7 @@ class UplinkLane:
 
     def repeat(self, key: str, topic: str, payload: bytes, *, received_ms: int, token: int, priority: Priority) -> None:
         """A duplicate: acknowledged in the next round, after its commit (so never before the original is durable)."""
-        self._put(UplinkItem(0, key, topic, payload, None, received_ms, token, time.monotonic()), priority)
+        self._put(UplinkItem(0, key, topic, payload, None, received_ms, token, time.monotonic()), priority, ack_only=True)
 
     def replay(self, entry: JournalEntry) -> None:
         """A message journaled before and not handed over yet: queued again, nothing to acknowledge."""
@@ -144,9 +156,9 @@ class UplinkLane:
         """Uplinks journaled or queued and not yet handed to alerting: grows while it is away."""
         return self._queue.qsize()
 
-    def _put(self, item: UplinkItem, priority: Priority) -> None:
+    def _put(self, item: UplinkItem, priority: Priority, *, ack_only: bool = False) -> None:
         self._order += 1
-        self._enqueue((int(priority), self._order, item))
+        self._enqueue((_rank(priority, ack_only=ack_only), self._order, item))
 
     def _enqueue(self, entry: _Entry) -> None:
         if _urgent(entry):

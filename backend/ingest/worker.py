@@ -25,7 +25,10 @@ Acknowledgements: the sink is an `Intake` (backend.ingest.pipeline.Pipeline, ent
   | connection generation << 16 | packet id): an acknowledgement meant for a connection that is gone is dropped, because the broker
   redelivers those messages on the new connection anyway (and the intake recognises them as duplicates).
   aiomqtt's own message queue and Message objects are bypassed (that is most of its per-message cost), and packets
-  are read in bursts of `read_burst`: both live in broker.connection, the one module that touches paho's insides.
+  are read in bursts of `read_burst`: both live in broker.connection, the one module that touches paho's insides,
+  which also parses each PUBLISH itself. The main connection takes a `hold` (the pipeline's `life_safety_busy`):
+  while life-safety messages are queued or being committed it reads nothing, so a flood on it (telemetry, the second
+  copy of each event) does not take the event loop and the GIL from the alarms (issue 19).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class IngestWorker:
         connect_timeout_s: float = 30.0,
         read_burst: int = 64,
         backoff: Backoff | None = None,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         if not intake.running:
             raise RuntimeError("enter the intake (the pipeline) before the worker: it must be ready to journal")
@@ -85,15 +89,16 @@ class IngestWorker:
         def shared(f: TopicFilter) -> str:
             return str(SharedSubscription(share_group, f)) if share_group else str(f)
 
-        def connection(identifier: str, filters: list[str], on_message: Callable[[str, bytes, int, int], bool]) -> ReconnectingClient:
+        def connection(identifier: str, filters: list[str], on_message: Callable[[str, bytes, int, int], bool],
+                       hold: Callable[[], bool] | None = None) -> ReconnectingClient:
             return ReconnectingClient(
                 host, port, identifier=identifier, username=username, password=password, backoff=backoff or Backoff(),
                 name=f"ingest-{identifier}", clean_session=False,
                 session_expiry_s=_SESSION_EXPIRY_S if v5 else None, subscriptions=[(f, 1) for f in filters],
-                manual_ack=True, on_message=on_message, read_burst=read_burst, on_lost=self._lost,
+                manual_ack=True, on_message=on_message, read_burst=read_burst, hold=hold, on_lost=self._lost,
             )
 
-        self._mqtt = connection(self._client_id, [shared(f) for f in gateway_publish_filters()], self._on_raw_message)
+        self._mqtt = connection(self._client_id, [shared(f) for f in gateway_publish_filters()], self._on_raw_message, hold)
         self._alarms = connection(f"{self._client_id}-alarms", [shared(uplink_filters()[TopicKind.EVENT])], self._on_alarm_message)
 
     @property

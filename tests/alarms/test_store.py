@@ -135,12 +135,12 @@ def test_a_thin_slice_database_is_migrated_keeping_its_old_table(tmp_path: Path)
 
 
 def test_a_storm_in_one_apply_round_trips_across_many_multi_row_statements(store: AlarmStore) -> None:
-    """On SQLite a commit's rows go as multi-row statements of ~33 alarms (issue 19: one statement step per row made
+    """On SQLite a commit's rows go as multi-row statements of ~270 alarms (issue 19: one statement step per row made
     the commit wait for Python's GIL once per row); every row and audit entry comes back as the core holds it, drills,
     flags and empty fields included, in the core's order (a close and a re-open of a key in the same commit)."""
     book = AlarmBook()
     actions = []
-    for i in range(250):
+    for i in range(700):
         sig = smoke(f"device:s{i}", drill=i % 7 == 0)
         actions += book.signal(sig, T0 + i)
     first = next(p.alarm for p in actions if isinstance(p, Persist))
@@ -148,9 +148,9 @@ def test_a_storm_in_one_apply_round_trips_across_many_multi_row_statements(store
     actions += book.signal(Signal(SignalKind.CLEAR, "smoke", "device:s1", T0 + 600), T0 + 600)
     store.apply(actions)
     alarms = {p.alarm.id: book.get(p.alarm.id) or p.alarm for p in actions if isinstance(p, Persist)}
-    assert len(alarms) == 250
+    assert len(alarms) == 700
     for alarm_id, alarm in alarms.items():
         assert store.get(alarm_id) == alarm
     assert replay(store.audit(first.id)) is AlarmState.ACKNOWLEDGED
     assert sum(len(store.audit(i)) for i in alarms) == sum(len(p.audit) for p in actions if isinstance(p, Persist))
-    assert sum(1 for r in store.list(limit=1000) if r.drill) == len(range(0, 250, 7))
+    assert sum(1 for r in store.list(limit=1000) if r.drill) == len(range(0, 700, 7))

@@ -12,8 +12,11 @@ import aiomqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from broker.connection import Backoff, BrokerUnreachable, Link, NotConnected, ReconnectingClient, Session
+from broker import connection as connection_module
+from broker.connection import HOLD_FREE_S, HOLD_MAX_S, Backoff, BrokerUnreachable, Link, NotConnected, ReconnectingClient, Session, _take_publish
 from broker.embedded import free_port
 from broker.process import MosquittoProcess
 from tests.waiting import until
@@ -222,3 +225,142 @@ async def test_the_burst_reader_yields_right_after_a_message_its_handler_calls_u
     async with c:
         await until(lambda: len(seen) >= 300, 10, "the queued messages")
     assert marks == {"r/100": 101, "r/150": 151}, "the burst went on past a message its handler called urgent"
+
+
+# -- the burst reader's own PUBLISH parser and its hold (issue 19) ---------------------------------------------------
+
+def _publish_packet(topic: bytes, payload: bytes, *, qos: int, mid: int = 0, props: bytes | None = None) -> bytes:
+    """A PUBLISH as a broker sends it (props None: MQTT 3.1.1; else MQTT 5 with these property bytes)."""
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+    if props is not None:
+        body += bytes([len(props)]) + props
+    body += payload
+    length, n = bytearray(), len(body)
+    while True:
+        length.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            break
+    return bytes([0x30 | qos << 1]) + bytes(length) + body
+
+
+@pytest.mark.parametrize("v5", [False, True], ids=["mqtt311", "mqtt5"])
+def test_the_publish_parser_takes_whole_publishes_only_and_leaves_the_rest_to_paho(v5: bool) -> None:
+    """A whole QoS 0/1 PUBLISH comes off the buffer as (topic, payload, qos, id); anything else leaves the buffer as it
+    was (paho reads it): a packet not all read yet, cut anywhere, a QoS 2 publish, a topic alias, another packet type."""
+    props = b"\x01\x01\x03\x00\x04text" if v5 else None  # payload format indicator, content type "text"
+    big = bytes(range(256)) * 80  # 20,480 bytes: a three-byte remaining length
+    first = _publish_packet("sw/v1/网关-1/dev/烟感/event".encode(), big, qos=1, mid=513, props=props)
+    second = _publish_packet(b"a/b", b"", qos=0, props=props)
+    buf = bytearray(first + second)
+    assert _take_publish(buf, v5) == ("sw/v1/网关-1/dev/烟感/event", big, 1, 513)
+    assert _take_publish(buf, v5) == ("a/b", b"", 0, 0)
+    assert buf == b""
+    for cut in (1, 2, 3, 5, len(first) // 2, len(first) - 1):
+        part = bytearray(first[:cut])
+        assert _take_publish(part, v5) is None
+        assert part == first[:cut], f"a packet cut at {cut} bytes was touched"
+    for other in (_publish_packet(b"a/b", b"x", qos=2, mid=7, props=props),  # QoS 2: paho's flow (PUBREC)
+                  _publish_packet(b"", b"x", qos=1, mid=7, props=props),  # a topic alias: paho knows the aliases
+                  b"\xd0\x00",  # PINGRESP
+                  b"\x90\x03\x00\x01\x01"):  # SUBACK
+        buf = bytearray(other + second)
+        assert _take_publish(buf, v5) is None
+        assert buf == other + second
+
+
+@pytest.mark.parametrize("v5", [False, True], ids=["mqtt311", "mqtt5"])
+async def test_the_burst_reader_hands_on_every_publish_as_sent(mosquitto: MosquittoProcess, monkeypatch: pytest.MonkeyPatch, v5: bool) -> None:
+    """Through a real Mosquitto, with a backlog queued for a persistent session (so packets arrive many to a read):
+    every message reaches the handler once, in order, with its topic, payload and QoS as published, from empty to
+    larger than the reader's 256 KiB buffer, MQTT 5 properties included; most of them through the reader's own parser."""
+    taken = [0]
+    real = connection_module._take_publish
+
+    def counting(buf: bytearray, v5: bool) -> tuple[str, bytes, int, int] | None:
+        got = real(buf, v5)
+        taken[0] += got is not None
+        return got
+
+    monkeypatch.setattr(connection_module, "_take_publish", counting)
+    seen: list[tuple[str, bytes, int]] = []
+
+    def on_message(topic: str, payload: bytes, qos: int, mid: int) -> bool:
+        seen.append((topic, payload, qos))
+        if qos:  # later, as the ingest does (after its journal): a message the session delivers while connecting is no exception
+            generation = c.generation
+            asyncio.get_running_loop().call_later(0.05, lambda: c.ack([mid], generation=generation))
+        return False
+
+    def raw() -> ReconnectingClient:
+        return ReconnectingClient(mosquitto.host, mosquitto.port, identifier="t-parse", backoff=FAST, clean_session=False, manual_ack=True,
+                                  session_expiry_s=3600 if v5 else None, subscriptions=[("p/#", 1)], read_burst=64, on_message=on_message)
+
+    # a backlog of QoS 1 (a broker queues no QoS 0 for a session away), then QoS 0 and 1 mixed, live
+    sent = [(f"p/{i}/烟感", bytes([i % 256]) * size, 1) for i, size in enumerate([0, 1, 127, 128, 16_383, 16_384, 300_000] + [90] * 400)]
+    live = [(f"p/live/{i}", bytes([i % 256]) * 90, i % 2) for i in range(200)]
+    c = raw()
+    async with c:
+        await c.wait_ready(10)  # the session exists now
+    props = Properties(PacketTypes.PUBLISH) if v5 else None  # type: ignore[no-untyped-call]
+    if props is not None:
+        props.UserProperty = [("trace", "gw-1/42")]
+        props.MessageExpiryInterval = 3600
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="pub",
+                              protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311) as pub:
+        for topic, payload, qos in sent:
+            await pub.publish(topic, payload, qos=qos, properties=props)
+    c = raw()
+    async with c:
+        await until(lambda: len(seen) >= len(sent), 20, "the queued messages")
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="pub",
+                                  protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311) as pub:
+            for topic, payload, qos in live:
+                await pub.publish(topic, payload, qos=qos, properties=props)
+        await until(lambda: len(seen) >= len(sent) + len(live), 20, "the live messages")
+        await asyncio.sleep(0.2)
+    assert seen == sent + live
+    assert taken[0] > len(seen) // 2, "the reader's own parser took few of the messages"
+    c = raw()
+    async with c:
+        await c.wait_ready(10)
+        await asyncio.sleep(0.5)
+    assert len(seen) == len(sent) + len(live), "an acknowledged message came again"
+
+
+async def test_a_held_reader_reads_nothing_until_its_hold_lifts_and_at_most_a_second_at_a_time(mosquitto: MosquittoProcess) -> None:
+    """`hold` true: the connection parses nothing (the messages wait); false again: everything comes, in order, at once.
+    A hold that never lifts holds for HOLD_MAX_S, then lets the connection read for HOLD_FREE_S (keep-alive replies,
+    and what the connection carries is not starved by a flood of alarms that never ends)."""
+    held = [False]
+    seen: list[str] = []
+
+    def on_message(topic: str, payload: bytes, qos: int, mid: int) -> bool:
+        seen.append(topic)
+        c.ack([mid], generation=c.generation)
+        return False
+
+    c = ReconnectingClient(mosquitto.host, mosquitto.port, identifier="t-hold", backoff=FAST, clean_session=False, manual_ack=True,
+                           subscriptions=[("h/#", 1)], read_burst=8, on_message=on_message, hold=lambda: held[0])
+    loop = asyncio.get_running_loop()
+    async with c, aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="pub") as pub:
+        await c.wait_ready(10)
+        held[0] = True
+        for i in range(20):
+            await pub.publish(f"h/{i}", b"x", qos=1)
+        await asyncio.sleep(0.3)
+        assert seen == [], "a held reader parsed a message"
+        held[0] = False
+        t0 = loop.time()
+        await until(lambda: len(seen) == 20, 5, "the messages once the hold lifted")
+        assert loop.time() - t0 < HOLD_MAX_S / 2, "the messages waited for more than the hold"
+        await asyncio.sleep(HOLD_FREE_S)  # a hold that lifted of itself gives no free time after it: the next one holds at once
+        held[0] = True
+        t0 = loop.time()
+        for i in range(20, 40):
+            await pub.publish(f"h/{i}", b"x", qos=1)
+        await asyncio.sleep(0.3)
+        assert len(seen) == 20, "a held reader parsed a message"
+        await until(lambda: len(seen) == 40, 5, "the messages after HOLD_MAX_S held, the hold still on")
+        assert loop.time() - t0 >= HOLD_MAX_S * 0.9
+    assert seen == [f"h/{i}" for i in range(40)]
