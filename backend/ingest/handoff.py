@@ -3,7 +3,8 @@
 How this works: ingest calls an `AlertingFeed` (implemented by the alerting service in backend/alarms/).
 Device events, availability changes, gateway status and patrol heartbeats go one by one through `on_uplink`
 the moment they are validated and de-duplicated: never queued behind telemetry. A feed that also
-implements `BatchFeed` gets what the uplink lane has queued at that moment in one call, in order. Telemetry is
+implements `BatchFeed` gets what the uplink lane has queued at that moment in one call, in order (and is told
+when more life-safety messages wait behind them). Telemetry is
 flattened into `Reading`s and handed in batches through `on_readings` after it is durable in the
 time-series store, so the rules can also look back at stored windows (`Reading` is the store's type,
 backend/store/timeseries/model.py, re-exported here for the feeds).
@@ -46,4 +47,8 @@ class BatchFeed(AlertingFeed, Protocol):
     """A feed that can also take several non-telemetry messages at once, deciding them in order; ingest uses it
     for what its uplink lane has queued (a storm), so the feed can commit them together."""
 
-    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]]) -> None: ...
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> None:
+        """Decide and commit `items`; return once that is durable. `more_coming`: more life-safety messages wait behind
+        these (a storm): the feed may publish what it decided after it returns, in order, so that the next batch's
+        commit overlaps that work."""
+        ...

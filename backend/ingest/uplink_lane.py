@@ -224,7 +224,7 @@ class UplinkLane:
                     yielded = True
                     break
                 if len(group) > 1 and isinstance(self._feed, BatchFeed):
-                    outcome = await self._deliver_batch(self._feed, group)
+                    outcome = await self._deliver_batch(self._feed, group, more_coming=group is urgent and self._urgent_queued > 0)
                     if outcome is _Delivery.DONE:
                         done += [i.seq for i in group]
                         handled.update(i.seq for i in group)
@@ -272,12 +272,14 @@ class UplinkLane:
     def _record_latency(self, intake_s: float, handed_s: float) -> None:
         self._lanes.life_safety_latency_s.append(handed_s - intake_s)
 
-    async def _deliver_batch(self, feed: BatchFeed, items: list[UplinkItem]) -> _Delivery:
+    async def _deliver_batch(self, feed: BatchFeed, items: list[UplinkItem], *, more_coming: bool = False) -> _Delivery:
         """Hand a burst over in one call (one decision, one commit). RETRY if the feed refused it: the caller
-        then hands the items over one by one, so a single bad message is found and dealt with on its own."""
+        then hands the items over one by one, so a single bad message is found and dealt with on its own.
+        `more_coming`: life-safety messages arrived meanwhile and wait for the next round (the feed may publish
+        this round's alarms while it commits the next)."""
         handed = time.monotonic()  # measured at hand-off, as for single messages: time spent queued in ingest
         try:
-            await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None])
+            await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None], more_coming=more_coming)
         except Exception as exc:
             self._lanes.feed_failures += 1
             if is_transient(exc):

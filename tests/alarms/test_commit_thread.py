@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+from alerting.model import Persist
 from backend.sites.model import SiteDirectory
+from backend.stream import Event
 from broker.clock import VirtualClock
 from broker.kinds import DeviceKind, EventKind
+from broker.schemas import Uplink
 from tests.alarms.test_service import event, first, service
 
 
@@ -80,3 +84,44 @@ async def test_intake_quiet_is_not_fooled_by_the_gap_between_two_rounds_nor_held
             await asyncio.sleep(0)
             await asyncio.wait_for(svc.intake_quiet(30), 1)
         await status
+
+
+async def test_in_a_storm_a_round_is_published_while_the_next_one_commits_and_always_in_order(tmp_path: Path,
+                                                                                               sample_site: SiteDirectory) -> None:
+    """`more_coming` (the ingest lane has more life-safety messages queued): the round's alarms are durable when the call
+    returns and published after it, from a task, so the next round's decision and commit overlap that work (issue 19).
+    Publishing stays in commit order, and a change made alone (no more coming) is published before its call returns,
+    after everything committed before it."""
+    clock = VirtualClock()
+    smokes = [(d.id, d.gateway) for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE][:3]
+    assert len(smokes) == 3
+    gate = asyncio.Event()
+    published: list[list[str]] = []
+
+    async def slow_subscriber(events: Sequence[Event]) -> None:
+        published.append([e.alarm.place.device or "" for e in events if isinstance(e, Persist) and e.alarm.alarm_type == "smoke"])
+        if len(published) == 1:
+            await gate.wait()  # the first round's publishing takes its time
+
+    def round_of(k: int) -> list[tuple[Uplink, int]]:
+        device, gw = smokes[k]
+        return [(event(gw, device, EventKind.SMOKE_ALARM, clock.now_ms(), k + 1), clock.now_ms())]
+
+    def stored() -> list[str]:
+        return sorted(a.device_id or "" for a in svc.store.list(open_only=True) if a.alarm_type == "smoke")
+
+    async with service(tmp_path, sample_site, clock) as svc:
+        svc.stream.subscribe(slow_subscriber, name="slow")
+        try:
+            await asyncio.wait_for(svc.on_uplink_batch(round_of(0), more_coming=True), 5)
+            await asyncio.wait_for(svc.on_uplink_batch(round_of(1), more_coming=True), 5)  # committed while round 1 is published
+            assert stored() == sorted(d for d, _ in smokes[:2]), "not durable on return"
+            assert published == [[smokes[0][0]]], "round 2 was published before round 1's publishing ended"
+            alone = asyncio.create_task(svc.on_uplink_batch(round_of(2)))
+            await asyncio.sleep(0.1)
+            assert not alone.done(), "a change alone returned before it was published"
+            gate.set()
+            await asyncio.wait_for(alone, 5)
+            assert published == [[smokes[0][0]], [smokes[1][0]], [smokes[2][0]]]
+        finally:
+            gate.set()  # the service's exit waits for what it publishes

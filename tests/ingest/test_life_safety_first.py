@@ -63,7 +63,7 @@ class OrderFeed:
 class OrderBatchFeed(OrderFeed):
     """The same, taking what the lane has queued in one call (as the alarm service does: one commit per call)."""
 
-    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]]) -> None:
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> None:
         await self._take([u for u, _ in items])
 
 

@@ -45,7 +45,7 @@ class Flaky:
         self._check(uplink)
         self.delivered[getattr(uplink.message, "msg_id", "")] += 1
 
-    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]]) -> None:
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> None:
         for uplink, _ in items:
             self._check(uplink)
         for uplink, received_ms in items:
