@@ -57,7 +57,18 @@ Where = tuple[str | None, str | None, str | None]
 # Events a console stream writes in one chunk: a storm's backlog goes out in a few large writes (~1 KB an alarm,
 # so a chunk stays well under a megabyte), not one write per event.
 WRITE_MAX: Final = 500
-_JSON: Final = msgspec.json.Encoder()
+
+
+def _plain(obj: Any) -> Any:
+    """msgspec's fallback: our self-validating ids (broker.ids: GatewayId, DeviceId, MessageId) are str subclasses, which
+    msgspec refuses; they go as the plain strings they are. (Before this a gateway's alarm, keyed by the id its topic
+    carried, failed to encode, and with it the rest of its commit's events on the live feed.)"""
+    if isinstance(obj, str):
+        return str(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__} for the live feed")
+
+
+_JSON: Final = msgspec.json.Encoder(enc_hook=_plain)
 
 
 def sse_frame(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
@@ -151,20 +162,26 @@ class LiveFeed:
         return ev
 
     async def on_events(self, events: Sequence[Event]) -> None:
-        """The stream's subscriber: one commit's events, in order."""
+        """The stream's subscriber: one commit's events, in order. One that fails is logged and the rest go on."""
         for ev in events:
-            if isinstance(ev, Persist):
-                self._alarm(ev.alarm)
-            elif isinstance(ev, LadderStep | NoticeSent | ReceiptRecorded):
-                b, g, c = await self._place_of_alarm(ev.alarm_id)
-                kind = "ladder" if isinstance(ev, LadderStep) else "notice" if isinstance(ev, NoticeSent) else "receipt"
-                self.publish(kind, ev.as_json(), building_id=b, grid_id=g, community_id=c)
-            elif isinstance(ev, Bulletin):
-                self.publish(ev.kind, ev.as_json(), building_id=ev.building_id, grid_id=ev.grid_id, community_id=ev.community_id)
-            elif isinstance(ev, AlarmAssigned | CommentAdded):  # issue 17: working an alarm together (`assignment`, `comment`)
-                b, g, c = await self._place_of_alarm(ev.alarm_id)
-                data = ev.as_json()
-                self.publish(data["type"], data, building_id=b, grid_id=g, community_id=c)
+            try:
+                await self._on_event(ev)
+            except Exception:
+                log.exception("live feed: could not publish %s; the console shows it after a reload", type(ev).__name__)
+
+    async def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, Persist):
+            self._alarm(ev.alarm)
+        elif isinstance(ev, LadderStep | NoticeSent | ReceiptRecorded):
+            b, g, c = await self._place_of_alarm(ev.alarm_id)
+            kind = "ladder" if isinstance(ev, LadderStep) else "notice" if isinstance(ev, NoticeSent) else "receipt"
+            self.publish(kind, ev.as_json(), building_id=b, grid_id=g, community_id=c)
+        elif isinstance(ev, Bulletin):
+            self.publish(ev.kind, ev.as_json(), building_id=ev.building_id, grid_id=ev.grid_id, community_id=ev.community_id)
+        elif isinstance(ev, AlarmAssigned | CommentAdded):  # issue 17: working an alarm together (`assignment`, `comment`)
+            b, g, c = await self._place_of_alarm(ev.alarm_id)
+            data = ev.as_json()
+            self.publish(data["type"], data, building_id=b, grid_id=g, community_id=c)
 
     def _alarm(self, a: Alarm) -> None:
         version = (a.updated_ms, a.audit_seq, a.occurrences, a.state.value)

@@ -197,3 +197,28 @@ async def test_a_storm_reaches_a_console_in_one_write_not_one_per_alarm(rig: Api
     assert sorted(devices) == sorted(d.id for d in storm), "every alarm of the storm, each once"
     seqs = [int(f.split(b"\n", 1)[0].rsplit(b"-", 1)[1]) for f in frames]
     assert seqs == sorted(seqs), "in the feed's order, each with its id"
+
+
+async def test_a_gateway_alarm_keyed_by_its_checked_id_reaches_the_feed_with_the_rest_of_its_commit() -> None:
+    """Ids from a topic are broker.ids types (str subclasses that validate themselves); the feed's JSON encoder once
+    refused them, and a gateway-offline alarm failed to encode, taking the rest of its commit's events with it."""
+    from alerting.book import AlarmBook
+    from alerting.model import Persist, Place, Severity, Signal, SignalKind
+    from backend.stream import CentreStream
+    from broker.ids import DeviceId, GatewayId
+
+    clock = VirtualClock()
+    stream = CentreStream()
+    book = AlarmBook()
+    now = clock.now_ms()
+    gateway_down = book.signal(Signal(SignalKind.RAISE, "gateway_offline", "gateway:c01-gw-b01", now, Severity.MAJOR, title="网关离线",
+                                      place=Place(gateway=GatewayId("c01-gw-b01"))), now)
+    smoke = book.signal(Signal(SignalKind.RAISE, "smoke", "device:c01-b01-u1-f1-smoke", now, Severity.CRITICAL, True, title="烟感报警",
+                               place=Place(device=DeviceId("c01-b01-u1-f1-smoke"), gateway=GatewayId("c01-gw-b01"))), now)
+    async with LiveFeed(clock, stream=stream) as feed:
+        await stream.publish([*gateway_down, *smoke])
+        events = feed.after(0) or []
+    assert [e.data["alarm_type"] for e in events if e.kind == "alarm"] == ["gateway_offline", "smoke"]
+    frames = [json.loads(e.wire.split(b"data: ", 1)[1]) for e in events]
+    assert frames[0]["data"]["gateway_id"] == "c01-gw-b01"
+    assert all(isinstance(p, Persist) for p in [*gateway_down, *smoke])
