@@ -240,8 +240,11 @@ class LiveFeed:
         """Return once the head is past `seq`, or after `timeout_s`."""
         if self.head > seq:
             return
+        # asyncio.timeout, not wait_for: the stream's task itself waits on the event, so a publish wakes it in one turn
+        # of the loop (wait_for's own task took two, behind whatever else the loop had by then)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._moved.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._moved.wait()
 
     # -- the durable source (a cluster backend without the rules seat) ---------------------------------------
     async def _watch_store(self, watermark: int) -> None:

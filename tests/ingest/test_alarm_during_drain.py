@@ -25,6 +25,7 @@ from broker.kinds import DeviceKind, EventKind
 from broker.schemas import DeviceEvent, Uplink, encode
 from broker.topics import event_topic
 from tests.ingest import helpers
+from tests.waiting import until
 
 
 class SwitchableFeed:
@@ -73,6 +74,8 @@ async def test_while_a_smoke_alarm_waits_for_the_lane_every_reading_taken_in_tel
             assert pipeline.accept(smoke_topic, smoke_payload, next(token)), "the main connection's copy of the alarm: it yields too"
             await feed.handed.wait()
             assert feed.smoke == ["smoke-1"]
+            # the lane gives the consoles' feed streams one turn of the loop after the hand-over, then says it is done
+            await until(lambda: not pipeline.life_safety_busy(), 1, "the lane done with the alarm")
             assert not reading(), "the alarm is with alerting: the backlog is read in full bursts again"
 
             feed.down = True  # alerting away: the lane keeps the next alarm journaled and waits before offering it again
