@@ -392,6 +392,20 @@ async def _until_dropped(client: aiomqtt.Client) -> None:
     raise aiomqtt.MqttError("the connection to the broker dropped") from disconnected.exception()
 
 
+def _varint(buf: bytearray, i: int, limit: int) -> tuple[int, int] | None:
+    """MQTT's variable byte integer at `buf[i]` (7 bits a byte, low first) as (value, index after it); None when it
+    does not end before `limit`."""
+    value = shift = 0
+    while i < limit:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+    return None
+
+
 def _take_publish(buf: bytearray, v5: bool) -> tuple[str, bytes, int, int] | None:
     """The PUBLISH packet at the head of `buf` as (topic, payload, qos, packet id), taken off the buffer; None, with
     the buffer untouched, when the head is anything else: another packet type, a QoS 2 publish, a topic alias (an
@@ -406,17 +420,10 @@ def _take_publish(buf: bytearray, v5: bool) -> tuple[str, bytes, int, int] | Non
     qos = (buf[0] >> 1) & 3
     if qos > 1:
         return None
-    length = shift = 0
-    i = 1
-    while True:
-        if i >= n or i > 4:
-            return None
-        b = buf[i]
-        i += 1
-        length |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
+    head = _varint(buf, 1, min(n, 5))  # the remaining length: at most 4 bytes
+    if head is None:
+        return None
+    length, i = head
     end = i + length
     if end > n or length < 2:
         return None
@@ -431,17 +438,10 @@ def _take_publish(buf: bytearray, v5: bool) -> tuple[str, bytes, int, int] | Non
         mid = (buf[j] << 8) | buf[j + 1]
         j += 2
     if v5:
-        props = shift = 0
-        while True:
-            if j >= end:
-                return None
-            b = buf[j]
-            j += 1
-            props |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-        j += props
+        properties = _varint(buf, j, end)
+        if properties is None:
+            return None
+        j = properties[1] + properties[0]
         if j > end:
             return None
     payload = bytes(buf[j:end])
