@@ -136,10 +136,11 @@ class LoopWatch:
         threshold = self.stall_log_ms / 1000
         while not self._stop.wait(self.interval_s):
             started = self._beat
-            if time.monotonic() - started < threshold:
+            due = started + self.interval_s  # the heartbeat sleeps `interval_s` between beats: a stall is what comes after
+            if time.monotonic() - due < threshold:
                 continue
             stacks: Counter[str] = Counter()
-            gap = max(threshold / self.samples, self.interval_s)
+            gap = max(threshold / self.samples, 0.002)
             while self._beat == started and not self._stop.is_set():
                 frame = sys._current_frames().get(self._loop_thread or -1)
                 if frame is not None and len(stacks) < self.samples * 2:
@@ -149,7 +150,7 @@ class LoopWatch:
                         stacks[f"(the stack could not be read: {exc!r})\n"] += 1
                 del frame
                 self._stop.wait(gap)
-            length_ms = (self._beat - started) * 1000 if self._beat != started else (time.monotonic() - started) * 1000
+            length_ms = ((self._beat if self._beat != started else time.monotonic()) - due) * 1000
             self.stalls += 1
             self.worst_stall_ms = max(self.worst_stall_ms, length_ms)
             shown = "\n".join(f"-- seen {n}x:\n{stack}" for stack, n in stacks.most_common(3))

@@ -41,6 +41,25 @@ async def test_a_stall_is_counted_and_logged_with_the_culprit(caplog: pytest.Log
     assert "hold_the_loop_for" in record.getMessage(), "the log names the function that held the loop"
 
 
+async def test_a_stall_is_measured_past_the_heartbeat_not_from_the_last_beat(caplog: pytest.LogCaptureFixture) -> None:
+    """The heartbeat sleeps `interval_s` between beats: a threshold shorter than that is still a threshold on the
+    lag (an idle loop does not stall), and a stall's length is how late the beat came, not the sleep before it."""
+    caplog.set_level(logging.WARNING, "backend.loopwatch")
+    gc.disable()
+    try:
+        async with LoopWatch(interval_s=0.1, stall_log_ms=60) as watch:
+            await asyncio.sleep(0.6)
+            assert watch.stalls == 0, "six beats of an idle loop, each 100 ms after the one before, are not stalls"
+            await asyncio.sleep(0.01)
+            hold_the_loop_for(0.3)
+            await asyncio.sleep(0.3)
+            snap = watch.snapshot()
+    finally:
+        gc.enable()
+    assert snap["stalls"] == 1
+    assert 150 <= snap["worst_stall_ms"] < 400, "the beat was due within 100 ms of the hold's start: it came 200-300 ms late, not 300-400"
+
+
 async def test_full_collections_are_measured() -> None:
     async with LoopWatch(stall_log_ms=0) as watch:
         gc.collect()
