@@ -606,17 +606,25 @@ class Engine:
         b = d.building
         if b is None:
             return []
-        evidence = None
-        smoking = {unit: devs for unit, devs in self.smoke_active.get((b, drill), {}).items() if devs}
-        for unit, devs in smoking.items():
-            if len(devs) >= self.rules.confirmed_fire_smokes_in_unit:
-                evidence = f"{len(devs)} smoke detectors in unit {unit}: {', '.join(sorted(devs))}"
+        units = self.smoke_active.get((b, drill), {})
+        enough = self.rules.confirmed_fire_smokes_in_unit
+        in_unit = [(unit, devs) for unit, devs in units.items() if len(devs) >= enough]
         rise = self.building_rise_ms.get((b, drill))
-        if evidence is None and smoking and rise is not None and abs(seen - rise) <= self.rules.smoke_with_rise_window_s * 1000:
-            evidence = "smoke alarm and a temperature rise in the building"
-        if evidence is None:
+        with_rise = not in_unit and rise is not None and abs(seen - rise) <= self.rules.smoke_with_rise_window_s * 1000 \
+            and any(units.values())
+        if not in_unit and not with_rise:
             return []
-        sig = Signal(SignalKind.RAISE, CONFIRMED_FIRE, f"building:{b}", seen, Severity.CRITICAL, True, drill,
+        key = AlarmKey(f"building:{b}", CONFIRMED_FIRE, drill)
+        if key in self.book.open:
+            # Already confirmed: this smoke counts as one more occurrence. The evidence text is only written when the
+            # alarm is raised, so it is not built again for each smoke alarm of a storm (issue 19).
+            evidence = None
+        elif in_unit:
+            unit, devs = in_unit[-1]
+            evidence = f"{len(devs)} smoke detectors in unit {unit}: {', '.join(sorted(devs))}"
+        else:
+            evidence = "smoke alarm and a temperature rise in the building"
+        sig = Signal(SignalKind.RAISE, CONFIRMED_FIRE, key.subject, seen, Severity.CRITICAL, True, drill,
                      f"确认火警 · {d.place_name}", Place(building=b, unit=d.unit), evidence)
         return list(self.book.signal(sig, now_ms))
 
@@ -862,7 +870,8 @@ class Engine:
         self.smoke_active.clear()
         for k, a in self.book.open.items():
             if k.alarm_type == "smoke" and a.state is not AlarmState.AWAITING_VERIFICATION and a.place.device is not None:
+                # a device the site does not list stands in its gateway's building (on_event), as its alarm's place says
                 d = self.devices.get(a.place.device)
-                if d is not None:
-                    self.smoke_active.setdefault((d.building or "", k.drill), {}).setdefault(d.unit, set()).add(d.id)
+                building, unit = (d.building, d.unit) if d is not None else (a.place.building, a.place.unit)
+                self.smoke_active.setdefault((building or "", k.drill), {}).setdefault(unit, set()).add(a.place.device)
 

@@ -278,6 +278,24 @@ def test_two_smoke_detectors_in_one_unit_confirm_a_fire_once() -> None:
     [fire] = by_type(eng, "confirmed_fire")
     assert (fire.key.subject, fire.severity, fire.life_safety) == ("building:b1", Severity.CRITICAL, True)
     assert "s1, s2" in (fire.detail or "")
+    assert fire.occurrences == 2, "each smoke alarm once the fire is confirmed counts as one more occurrence"
+    eng.on_event("s3", "g1", EventKind.SMOKE_ALARM, T0 + 4 * S)
+    [fire] = by_type(eng, "confirmed_fire")
+    assert fire.occurrences == 3
+    assert "s1, s2" in (fire.detail or ""), "the evidence stays as raised"
+
+
+def test_smoke_alarms_of_devices_the_site_does_not_list_still_count_towards_a_fire_after_a_reconcile() -> None:
+    """A detector not yet in the site directory stands in its gateway's building. The rule state re-derived from
+    the book (a restart, or a commit that failed) kept only the listed detectors' smoke alarms: a second unlisted
+    detector smoking after it was taken as the first, and the fire went unconfirmed."""
+    eng = engine()
+    eng.on_event("new-1", "g1", EventKind.SMOKE_ALARM, T0)
+    eng.reconcile()
+    eng.on_event("new-2", "g1", EventKind.SMOKE_ALARM, T0 + S)
+    [fire] = by_type(eng, "confirmed_fire")
+    assert fire.key.subject == "building:b1"
+    assert "new-1, new-2" in (fire.detail or "")
 
 
 def test_drill_smokes_never_confirm_a_real_fire() -> None:
