@@ -32,12 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Self
 
 from backend.ingest.dead_letters import DeadLetters
 from backend.ingest.dedupe import RecentIds, Seen, content_digest, flag_reused, msg_id_of, remember_journaled
@@ -59,11 +58,6 @@ from broker.topics import TopicKind
 __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
-
-# After the last life-safety message is handed over, the main connection stays held this much longer: in a storm the
-# events connection reads its next burst a few turns of the loop after a round ends, and the main connection's
-# backlog (telemetry, the second copy of each alarm) read in that gap delayed the storm's next round (issue 19).
-HOLD_GRACE_S: Final = 0.02
 
 
 def _gateway_of(topic: str) -> str | None:
@@ -100,7 +94,6 @@ class Pipeline:
         self.lanes = LaneStats()
         self.dead_letters = DeadLetters((journal_dir or Path(".")) / "dead-letters.jsonl", self.lanes)
         self.running = False
-        self._busy_seen = float("-inf")  # when life_safety_busy last found a life-safety message waiting (monotonic)
         self._acker: Callable[[Sequence[int]], None] = lambda tokens: None
         self._tg: asyncio.TaskGroup | None = None
 
@@ -267,15 +260,8 @@ class Pipeline:
     def life_safety_busy(self) -> bool:
         """A life-safety message is queued for the uplink lane or being decided and committed: the ingest's main
         connection (telemetry, status, the second copy of each event) reads nothing meanwhile, so the alarms' intake and
-        commit have the event loop and the GIL to themselves (the events connection goes on reading), and for
-        HOLD_GRACE_S after, so the gaps between a storm's rounds are not filled with the main connection's backlog."""
-        if not self.running:
-            return False
-        now = time.monotonic()
-        if self._uplinks.life_safety_waiting:
-            self._busy_seen = now
-            return True
-        return now - self._busy_seen < HOLD_GRACE_S
+        commit have the event loop and the GIL to themselves (the events connection goes on reading)."""
+        return self.running and self._uplinks.life_safety_waiting
 
     def uplinks_waiting(self) -> int:
         """Uplinks (events, status) journaled or queued and not yet handed to alerting: grows while it is away."""
