@@ -62,7 +62,7 @@ from backend.centre import AlarmCore
 from backend.escalation.runtime import EscalationRuntime
 from backend.ingest.handoff import Reading
 from backend.patrol.scheduler import PatrolScheduler
-from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, decode_readings, mark_consumed, pg_conninfo
+from backend.relay.queue import CHANNEL, LostLeadership, QueueRow, UplinkQueue, decode_readings, mark_consumed, pg_conninfo, record_results
 from backend.settings import Settings
 from backend.sites.model import SiteDirectory
 from backend.stream import CentreStream
@@ -300,7 +300,9 @@ class RulesSeat:
 
         def in_tx(conn: sa.Connection) -> None:
             fence(conn)
-            mark_consumed(conn, marks.ids[marks.flushed:], self.clock.now_ms())
+            ids = marks.ids[marks.flushed:]
+            mark_consumed(conn, ids, self.clock.now_ms())
+            record_results(conn, {i: results[i] for i in ids if i in results})
             marks.flushed = len(marks.ids)
 
         token = IN_TRANSACTION.set(in_tx)
@@ -347,11 +349,12 @@ class RulesSeat:
                     with self.db.begin() as conn:
                         fence(conn)
                         mark_consumed(conn, rest, self.clock.now_ms())
+                        record_results(conn, {i: results[i] for i in rest if i in results})
 
                 await asyncio.to_thread(mark_rest)
         finally:
             IN_TRANSACTION.reset(token)
-        if results:
+        if results:  # the rest: a row raised without its detail has its result only after the commit that consumed it
             await asyncio.to_thread(self.queue.set_results, results)
         self.stats["rows"] += len(rows)
         self.stats["rounds"] += 1

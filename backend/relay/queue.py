@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,14 @@ def mark_consumed(conn: sa.Connection, ids: Sequence[int], now_ms: int) -> None:
                      {"now": now_ms, "ids": list(ids)}).rowcount
     if n != len(ids):
         raise LostLeadership(f"{len(ids) - n} of {len(ids)} queue rows were already consumed by another leader")
+
+
+def record_results(conn: sa.Connection, results: Mapping[int, str]) -> None:
+    """Inside the leader's transaction: the results of rows marked consumed in it (a parked row's reason), so a row is
+    never consumed without the record of what became of it (before, the results followed in a second transaction: a
+    reader could see a parked row consumed and not yet parked, and a crash in between lost the record)."""
+    if results:
+        conn.execute(sa.text("UPDATE uplink_queue SET result = :result WHERE id = :id"), [{"result": r, "id": i} for i, r in results.items()])
 
 
 class UplinkQueue:
