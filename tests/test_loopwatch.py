@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,18 +22,24 @@ def hold_the_loop_for(seconds: float) -> None:
     time.sleep(seconds)  # a blocking call on the loop thread (it releases the GIL, as a blocking read would)
 
 
-async def test_a_stall_is_counted_and_logged_with_the_culprit(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "backend.loopwatch")
+async def idle_then_held(watch: LoopWatch, idle_s: float, hold_s: float, after_s: float) -> dict[str, Any]:
+    """Run the watch over an idle loop for `idle_s` (no stall may be counted), then hold the loop for `hold_s`, then let
+    it run `after_s`; the watch's snapshot."""
     gc.disable()  # a full collection of the test process's heap would be a second, unplanned stall
     try:
-        async with LoopWatch(interval_s=0.02, stall_log_ms=150) as watch:
-            await asyncio.sleep(0.2)
+        async with watch:
+            await asyncio.sleep(idle_s)
             assert watch.stalls == 0, "an idle loop does not stall"
-            hold_the_loop_for(0.5)
-            await asyncio.sleep(0.2)
-            snap = watch.snapshot()
+            hold_the_loop_for(hold_s)
+            await asyncio.sleep(after_s)
+            return watch.snapshot()
     finally:
         gc.enable()
+
+
+async def test_a_stall_is_counted_and_logged_with_the_culprit(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "backend.loopwatch")
+    snap = await idle_then_held(LoopWatch(interval_s=0.02, stall_log_ms=150), 0.2, 0.5, 0.2)
     assert snap["stalls"] == 1
     assert 450 <= snap["worst_stall_ms"] < 2000
     assert snap["lag_max_ms"] is not None
@@ -41,21 +48,11 @@ async def test_a_stall_is_counted_and_logged_with_the_culprit(caplog: pytest.Log
     assert "hold_the_loop_for" in record.getMessage(), "the log names the function that held the loop"
 
 
-async def test_a_stall_is_measured_past_the_heartbeat_not_from_the_last_beat(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_stall_is_measured_past_the_heartbeat_not_from_the_last_beat() -> None:
     """The heartbeat sleeps `interval_s` between beats: a threshold shorter than that is still a threshold on the
-    lag (an idle loop does not stall), and a stall's length is how late the beat came, not the sleep before it."""
-    caplog.set_level(logging.WARNING, "backend.loopwatch")
-    gc.disable()
-    try:
-        async with LoopWatch(interval_s=0.1, stall_log_ms=60) as watch:
-            await asyncio.sleep(0.6)
-            assert watch.stalls == 0, "six beats of an idle loop, each 100 ms after the one before, are not stalls"
-            await asyncio.sleep(0.01)
-            hold_the_loop_for(0.3)
-            await asyncio.sleep(0.3)
-            snap = watch.snapshot()
-    finally:
-        gc.enable()
+    lag (an idle loop does not stall: six beats, each 100 ms after the one before), and a stall's length is how late
+    the beat came, not the sleep before it."""
+    snap = await idle_then_held(LoopWatch(interval_s=0.1, stall_log_ms=60), 0.61, 0.3, 0.3)
     assert snap["stalls"] == 1
     assert 150 <= snap["worst_stall_ms"] < 400, "the beat was due within 100 ms of the hold's start: it came 200-300 ms late, not 300-400"
 
