@@ -379,6 +379,10 @@ class AlarmService:
                 if not self._intake:
                     self._intake_quiet.set()
 
+    def intake_busy(self) -> bool:
+        """A round of life-safety messages waits for the service or is being decided and committed (`intake_quiet`)."""
+        return not self._intake_quiet.is_set()
+
     async def intake_quiet(self, max_wait_s: float) -> None:
         """Return once no round of life-safety messages waits for the service or is being decided, or after
         `max_wait_s` (wall time: a yield of the event loop, not a domain timer). The ladder's starts wait on it so

@@ -43,7 +43,7 @@ from alerting.ladder.engine import AlarmFacts, EscalationState
 from alerting.lifecycle import FIELD_ORDER, SYSTEM_ACTOR, AlarmState, Move
 from alerting.model import Alarm, AuditEntry, Persist
 from backend.alarms.service import AlarmService, AlarmServiceError, MoveRefused, NoSuchAlarm
-from backend.escalation.service import EscalationService
+from backend.escalation.service import INTAKE_WAIT_S, EscalationService
 from backend.escalation.store import UnknownEscalation
 from backend.sites.roster import SiteRoster
 from backend.stream import Event
@@ -57,9 +57,9 @@ Op = Literal["start", "reopen", "severity", "stop"]
 # Ladder starts taken from the queue together: their `notify` moves are one commit. Small enough that the first
 # alarm of a storm is marked notified within a few dozen ladder starts of its own.
 START_BATCH = 32
-# At most this long a batch of ladder starts waits for the life-safety intake to go quiet (intake_quiet): a storm of
-# 2,000 smoke alarms is on the console in about half of it; paging deadlines are minutes.
-INTAKE_WAIT_S = 1.0
+# A batch of ladder starts waits for the life-safety intake to go quiet (intake_quiet) at most INTAKE_WAIT_S, as the
+# ladder's steps and notices do: a storm of 2,000 smoke alarms is on the console in about half of it; paging
+# deadlines are minutes.
 
 
 def ladder_rank(alarm: Alarm) -> int:
@@ -113,12 +113,15 @@ class AlarmLadderBridge:
         # Hear committed changes first, then re-derive from stored state: nothing committed in between is missed
         # (a change heard and also found in the stores is one ladder: starts and rounds are keyed by audit entry).
         self.alarms.stream.subscribe(self.on_actions, name="ladder")
+        self.ladder.intake = self.alarms  # the ladder's steps and notices let a storm's intake go first (issue 19)
         await self._reconcile()
         self._tasks = [asyncio.create_task(self._work(), name="alarm-ladder-bridge")]
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.alarms.stream.unsubscribe(self.on_actions)  # a rules term's bridge leaves with its term
+        if self.ladder.intake is self.alarms:
+            self.ladder.intake = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,12 @@ nothing about timers is kept in memory that the store cannot re-derive. `escalat
 notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
 receipts), marking each done afterwards (those done at the same time in one transaction).
 
+Life safety first in a storm (issue 19): while the alarm service has a round of life-safety messages queued or
+being decided (`intake`, set by the bridge: the `IntakeGate` of backend.alarms.service), the timer loop waits
+before its next step and the outbox loop before its next claim, for at most `INTAKE_WAIT_S` per round of each, so
+a storm's alarms reach the console before the ladder's older work (repeats, notices) takes the event loop, the
+GIL and the alarm file's write lock from them. Paging deadlines are minutes; the wait is about a second.
+
 `start(facts)` (`start_many` for a storm's batch, stored in one transaction), `reopen` (the alarm is live again: a new
 round), `raise_severity`, `observe` (a field state a person's committed move reached) and `stop(alarm_id, reason)`
 are the bridge's (backend.escalation.bridge): the ladder learns of every lifecycle move from the alarm service's committed result and never asks for one. The
@@ -26,7 +32,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 import msgspec
 
@@ -64,12 +70,47 @@ from backend.notify.templates import notice_text
 from backend.stream import LadderStep
 from broker.clock import Clock
 
-__all__ = ["EscalationService", "LinkMaker", "StepReport", "Timeline", "UnknownEscalation", "rungs_json"]
+__all__ = ["EscalationService", "IntakeGate", "LinkMaker", "StepReport", "Timeline", "UnknownEscalation", "rungs_json"]
 
 log = logging.getLogger(__name__)
 
 LinkMaker = Callable[[str, int, Contact], "str | None"]  # (alarm id, ladder round, contact) -> one-tap link
 _message_decoder = msgspec.json.Decoder(Message)
+# At most this long, per round of the timer loop and per claim of the outbox loop, the ladder's work waits for the
+# alarm service's life-safety intake to go quiet (`IntakeGate`).
+INTAKE_WAIT_S: Final = 1.0
+
+
+class IntakeGate(Protocol):
+    """The alarm service's life-safety intake, as the ladder sees it (backend.alarms.service.AlarmService)."""
+
+    def intake_busy(self) -> bool:
+        """A round of life-safety messages waits for the alarm service or is being decided and committed."""
+        ...
+
+    async def intake_quiet(self, max_wait_s: float) -> None:
+        """Return once the intake is quiet, or after `max_wait_s` (wall time)."""
+        ...
+
+
+class _Deference:
+    """One round's wait for a busy intake: each call waits while the intake is busy, until `budget_s` (wall time)
+    after the round began at the latest, so a storm that never ends delays a round by that much, not forever. Calls
+    from the round's concurrent tasks (its notices) share the one deadline."""
+
+    __slots__ = ("_deadline", "_gate")
+
+    def __init__(self, gate: IntakeGate | None, budget_s: float) -> None:
+        self._gate = gate
+        self._deadline = asyncio.get_running_loop().time() + budget_s
+
+    async def __call__(self) -> None:
+        gate = self._gate
+        if gate is None or not gate.intake_busy():
+            return
+        left = self._deadline - asyncio.get_running_loop().time()
+        if left > 0:
+            await gate.intake_quiet(left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +198,8 @@ class EscalationService:
         self.links = links
         self.place_name = place_name
         self.on_step = on_step
+        self.intake: IntakeGate | None = None  # the alarm service's life-safety intake, which the ladder's work lets go first
+        self.intake_wait_s = INTAKE_WAIT_S
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._outbox_wake = asyncio.Event()
@@ -348,7 +391,9 @@ class EscalationService:
             return StepOutcome(s, actions, self._messages(s, actions, now))
 
         fired = 0
+        defer = _Deference(self.intake, self.intake_wait_s)
         for alarm_id in await asyncio.to_thread(self.store.due_ids, now, self.settings.batch):
+            await defer()
             outcome = await asyncio.to_thread(self.store.step_due, alarm_id, step, self.worker_id, now)
             if outcome is not None and outcome.actions:
                 fired += 1
@@ -356,16 +401,19 @@ class EscalationService:
         return fired
 
     async def deliver_pending(self) -> int:
+        defer = _Deference(self.intake, self.intake_wait_s)
+        await defer()
         now = self.clock.now_ms()
         rows = await asyncio.to_thread(self.store.claim_outbox, now, self.settings.batch, round(self.settings.outbox_lease_s * 1000), self.worker_id)
         if not rows:
             return 0
         async with asyncio.TaskGroup() as tg:
             for key, text in rows:
-                tg.create_task(self._deliver(key, _message_decoder.decode(text)), name=f"deliver-{key}")
+                tg.create_task(self._deliver(key, _message_decoder.decode(text), defer), name=f"deliver-{key}")
         return len(rows)
 
-    async def _deliver(self, key: str, message: Message) -> None:
+    async def _deliver(self, key: str, message: Message, defer: _Deference) -> None:
+        await defer()  # a storm that began after the claim: its alarms still go first (within the round's bound)
         await self.dispatcher.deliver(message)
         await self._finish([key])
 

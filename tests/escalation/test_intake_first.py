@@ -1,0 +1,73 @@
+"""Life safety first in a storm (issue 19): while the alarm service has a round of life-safety messages queued or
+being decided, the ladder's older work (a due step, the outbox's notices) waits for it, so a storm's alarms reach
+the console first; the wait is bounded, so a flood that never ends delays paging by about a second, not forever."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from alerting.lifecycle import Move
+from backend.sites import SiteDirectory
+from broker.kinds import DeviceKind, EventKind
+from tests.alarms.test_service import event, first
+from tests.escalation.centre import centre
+
+
+async def test_a_due_step_and_queued_notices_wait_while_a_smoke_round_is_decided_then_go(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    async with centre(db, sample_site) as c:
+        assert c.alarms is not None
+        assert c.escalation is not None
+        alarms, ladder = c.alarms, c.escalation
+        aid = await c.raise_()
+        await c.settle()  # the ladder started: its first notices wait in the outbox
+        c.clock.advance(30 * 60)  # and its next step is due
+        steps_before = len(c.log(aid))
+        smoke, gw = first(sample_site, DeviceKind.SMOKE)
+        now = c.clock.now_ms()
+        async with alarms._lock:  # the service busy: a smoke round waits for it, as in a storm
+            round_ = asyncio.create_task(alarms.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, now, 1), now))
+            await asyncio.sleep(0)
+            assert alarms.intake_busy()
+            delivering = asyncio.create_task(ladder.deliver_pending())
+            stepping = asyncio.create_task(ladder.run_due())
+            await asyncio.sleep(0.3)
+            assert not delivering.done() and not stepping.done(), "the ladder's work went ahead of the smoke round"
+            assert c.sent() == [] and len(c.log(aid)) == steps_before
+        await round_
+        assert await asyncio.wait_for(delivering, 5) > 0
+        assert await asyncio.wait_for(stepping, 5) == 1
+        assert any(m.alarm_id == aid for m in c.sent())
+        assert len(c.log(aid)) > steps_before
+
+
+async def test_the_wait_is_bounded_and_nothing_waits_without_a_life_safety_round(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    async with centre(db, sample_site) as c:
+        assert c.alarms is not None
+        assert c.escalation is not None
+        alarms, ladder = c.alarms, c.escalation
+        loop = asyncio.get_running_loop()
+        aid = await c.raise_()
+        await c.settle()
+        # nothing coming in: the outbox does not wait
+        started = loop.time()
+        assert await asyncio.wait_for(ladder.deliver_pending(), 5) > 0
+        assert loop.time() - started < 0.25
+        await alarms.move(aid, Move.ACKNOWLEDGE, "duty", note="")  # the ladder's next rounds are its own
+        other = await c.raise_("sos", "device:c01-b01-sos-1")
+        await c.settle()
+        c.clock.advance(30 * 60)
+        ladder.intake_wait_s = 0.3
+        smoke, gw = first(sample_site, DeviceKind.SMOKE)
+        now = c.clock.now_ms()
+        async with alarms._lock:  # a flood that does not end within the bound
+            round_ = asyncio.create_task(alarms.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, now, 1), now))
+            await asyncio.sleep(0)
+            started = loop.time()
+            assert await asyncio.wait_for(ladder.deliver_pending(), 5) > 0
+            assert await asyncio.wait_for(ladder.run_due(), 5) >= 1
+            assert alarms.intake_busy(), "the round is still waiting: the ladder went on after its bound"
+            assert 0.5 <= loop.time() - started < 2.0  # one bound for the claim, one for the timer round
+            assert any(m.alarm_id == other for m in c.sent())
+        await round_
