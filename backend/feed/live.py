@@ -111,6 +111,8 @@ class LiveFeed:
         self.clock = clock
         self.stream = stream
         self.store = store
+        if store is not None and stream is not None:
+            store.keep_written = True  # the committed alarms' JSON, built once in the commit's thread (`_alarm`)
         self.sites = sites
         self.watch_store = watch_store
         self.poll_s, self.overlap_ms, self.keepalive_s = poll_s, overlap_ms, keepalive_s
@@ -184,14 +186,19 @@ class LiveFeed:
             self.publish(data["type"], data, building_id=b, grid_id=g, community_id=c)
 
     def _alarm(self, a: Alarm) -> None:
+        written = self.store.take_written(a) if self.store is not None else None  # taken first: never left behind
         version = (a.updated_ms, a.audit_seq, a.occurrences, a.state.value)
         if self._versions.get(a.id) == version:
             return
         self._versions[a.id] = version
         b = a.place.building
-        g, c = self.store.place_of(a.place) if self.store is not None else self._grid_of(b)
+        if written is not None:  # built in the commit's thread, with the store's place_of
+            g, c = written["grid_id"], written["community_id"]
+        else:
+            g, c = self.store.place_of(a.place) if self.store is not None else self._grid_of(b)
+            written = record_json_of(a, g, c)
         self._places[a.id] = (b, g, c)
-        self.publish("alarm", named(record_json_of(a, g, c), self.sites), building_id=b, grid_id=g, community_id=c)
+        self.publish("alarm", named(written, self.sites), building_id=b, grid_id=g, community_id=c)
         if a.alarm_type in HEALTH_ALARM_TYPES:
             self.publish("health", {"building_id": b, "device_id": a.place.device, "gateway_id": a.place.gateway, "alarm_type": a.alarm_type,
                                     "is_open": a.is_open, "alarm_id": a.id}, building_id=b, grid_id=g, community_id=c)

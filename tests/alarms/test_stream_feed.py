@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from alerting.model import Persist
+from alerting.model import Alarm, Persist
 from backend.alarms.service import AlarmService
-from backend.alarms.store import StoreUnavailable
+from backend.alarms.store import StoreUnavailable, record_json_of
 from backend.feed import LiveFeed
+from backend.feed import live as live_module
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.stream import Bulletin, CentreStream, Event, LadderStep
@@ -153,3 +154,32 @@ async def test_the_alarm_service_publishes_only_committed_changes(tmp_path: Path
         await svc.on_uplink(uplink, clock.now_ms())
         assert [p.alarm.alarm_type for p in heard] == ["smoke"]
         assert heard[0].audit[0].from_state is None, "the retry raises it, with its raise entry"
+
+
+async def test_the_feed_shows_the_record_the_commit_built_once_and_the_same_as_its_row(tmp_path: Path, sample_site: SiteDirectory,
+                                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: the commit's thread builds each alarm's record JSON once, for the database and the live feed; the
+    event loop does not build it again. What the console gets is exactly the stored row's record."""
+    clock = VirtualClock()
+    engine = make_engine(sqlite_url(tmp_path / "alarms.db"))
+    stream = CentreStream()
+    async with AlarmService.for_sites(engine, sample_site, clock, tick_s=3600, stream=stream) as svc, \
+            LiveFeed(clock, stream=stream, store=svc.store, sites=sample_site) as feed:
+        built = 0
+
+        def counting(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
+            nonlocal built
+            built += 1
+            return record_json_of(a, grid, community)
+
+        monkeypatch.setattr(live_module, "record_json_of", counting)  # the feed's own way to build a record
+        await svc.on_uplink(_smoke(sample_site, clock.now_ms()), clock.now_ms())
+        monkeypatch.undo()
+        [ev] = [e for e in feed.after(0) or [] if e.kind == "alarm"]
+        assert built == 0, "the feed built the record again on the event loop"
+        stored = svc.store.get(ev.data["id"])
+        assert stored is not None
+        record = svc.store.record(stored).as_json()  # the row as it reads back
+        assert {k: ev.data[k] for k in record} == record
+        assert svc.store._written == {}, "handed over once, nothing left behind"
+        assert svc.store.take_written(stored) is None  # an alarm the commit did not write (an equal object read back): built as before
