@@ -84,6 +84,8 @@ class Centre:
         self.telemetry = 0
         self.events: dict[str, float] = {}
         self.last_at = 0.0
+        self.connects = 0
+        self.last_error = ""
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -92,6 +94,7 @@ class Centre:
             try:
                 async with aiomqtt.Client(self.broker.host, self.broker.port, identifier="bench-centre", clean_session=False) as c:
                     await c.subscribe([(str(f[k]), 1) for k in self.kinds])
+                    self.connects += 1
                     self.ready.set()
                     async for m in c.messages:
                         topic = str(m.topic)
@@ -103,7 +106,8 @@ class Centre:
                             event = msgspec.json.decode(m.payload)
                             if event["event"] == "smoke_alarm":
                                 self.events[event["msg_id"]] = time.perf_counter()
-            except aiomqtt.MqttError:
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
                 self.ready.clear()
                 await asyncio.sleep(0.05)
 
@@ -188,12 +192,30 @@ async def end_to_end(work: Path, n: int) -> dict[str, float]:
                 before = centre.telemetry
                 t = time.perf_counter()
                 central.start()
-                await wait_for(lambda: centre.telemetry >= before + n, 180)
+                try:
+                    await wait_for(lambda: centre.telemetry >= before + n, 180)
+                except TimeoutError as exc:  # say what stopped, not only that it did
+                    raise TimeoutError(f"the drain after the outage stopped (the subscriber connected {centre.connects} times, "
+                                       f"last error {centre.last_error!r}): {drain_state(work, centre.telemetry - before, n)}") from exc
                 out["drain_msgs_per_s"] = n / (centre.last_at - t)
         finally:
             agent.kill()
             agent.wait()
     return out
+
+
+def drain_state(work: Path, counted: int, n: int) -> str:
+    """What the counting subscriber saw, what the agent's status file says, and the agent's last log lines."""
+    try:
+        status = json.loads((work / "status.json").read_text())
+        agent = json.dumps({"uplink": status.get("uplink"), "outbox": status.get("outbox")}, ensure_ascii=False)
+    except (OSError, ValueError) as exc:
+        agent = f"no status ({exc})"
+    try:
+        tail = (work / "agent.log").read_text(errors="replace").splitlines()[-15:]
+    except OSError:
+        tail = []
+    return f"the subscriber counted {counted} of {n}; agent: {agent}; agent log: " + " | ".join(tail)
 
 
 def agent_ready(work: Path) -> bool:
