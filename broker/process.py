@@ -37,7 +37,8 @@ def find_mosquitto() -> str:
 def open_config(port: int, host: str = "127.0.0.1", persistence_dir: Path | None = None, *,
                 password_file: Path | None = None, acl_file: Path | None = None) -> str:
     """A single-listener configuration: anonymous for tests that are not about authentication, or admitting only
-    the logins of `password_file` under `acl_file` (the private broker of `shouwang run --ingest-workers N`)."""
+    the logins of `password_file` under `acl_file` (the private broker of `shouwang run --ingest-workers N`).
+    `persistence_dir` (created if missing): keep sessions and queued messages across a restart."""
     lines = [f"listener {port} {host}"]
     if password_file is None:
         lines.append("allow_anonymous true")
@@ -49,6 +50,9 @@ def open_config(port: int, host: str = "127.0.0.1", persistence_dir: Path | None
         "max_inflight_messages 1000",
     ]
     if persistence_dir is not None:
+        # Mosquitto does not create it: without it, it only logs every autosave that it cannot write, and its sessions
+        # die with it (the edge benchmark's outage step lost the counting subscriber's queue this way).
+        persistence_dir.mkdir(parents=True, exist_ok=True)
         lines += ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 1"]
     if os.geteuid() == 0:
         lines.append("user root")  # otherwise Mosquitto drops to 'mosquitto', who cannot write our folders
