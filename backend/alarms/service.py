@@ -389,9 +389,11 @@ class AlarmService:
         decision and commit (a thread) overlap that work on the event loop (issue 19: in a 2,000-alarm storm each
         round's publishing took 10-35 ms that the next round's commit waited for). Alone, they are published
         before this returns, as every other change is."""
-        # Only life-safety rounds hold the ladder back (`intake_quiet`): a reconnect flood of availability messages
-        # must not delay a fire's paging; a storm of smoke alarms goes on the console before its ladders' work.
-        urgent = any(uplink.priority is Priority.LIFE_SAFETY for uplink, _ in items)
+        # Only real life-safety rounds hold the ladder back (`intake_quiet`): a reconnect flood of availability messages
+        # must not delay a fire's paging, nor a drill's storm a real alarm's page (a drill holds nothing real without a
+        # person's decision); a storm of smoke alarms goes on the console before the ladders' work.
+        urgent = any(uplink.priority is Priority.LIFE_SAFETY and not (isinstance(uplink.message, DeviceEvent) and uplink.message.drill)
+                     for uplink, _ in items)
         if urgent:
             self._intake += 1
             self._intake_quiet.clear()
@@ -411,7 +413,8 @@ class AlarmService:
                     self._intake_quiet.set()
 
     def intake_busy(self) -> bool:
-        """A round of life-safety messages waits for the service or is being decided and committed (`intake_quiet`)."""
+        """A round of real (not drill) life-safety messages waits for the service or is being decided and committed
+        (`intake_quiet`)."""
         return not self._intake_quiet.is_set()
 
     async def intake_quiet(self, max_wait_s: float) -> None:

@@ -73,3 +73,23 @@ async def test_the_wait_is_bounded_and_nothing_waits_without_a_life_safety_round
             assert 0.5 <= loop.time() - started < 2.0  # one bound for the claim, one for the timer round
             assert any(m.alarm_id == other for m in c.sent())
         await round_
+
+
+async def test_a_drills_smoke_round_holds_no_ladder_work(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    """A drill holds nothing real without a person's decision: while a drill's smoke round waits for the alarm service,
+    a real alarm's notices go out at once."""
+    async with centre(db, sample_site) as c:
+        assert c.alarms is not None
+        assert c.escalation is not None
+        alarms, ladder = c.alarms, c.escalation
+        aid = await c.raise_()
+        await c.settle()
+        smoke, gw = first(sample_site, DeviceKind.SMOKE)
+        now = c.clock.now_ms()
+        async with alarms._lock:
+            drill = asyncio.create_task(alarms.on_uplink(event(gw, smoke, EventKind.SMOKE_ALARM, now, 1, drill=True), now))
+            await asyncio.sleep(0)
+            assert not alarms.intake_busy(), "a drill's round counted as real life-safety intake"
+            assert await asyncio.wait_for(ladder.deliver_pending(), 0.5) > 0
+            assert any(m.alarm_id == aid for m in c.sent())
+        await drill
