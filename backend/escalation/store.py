@@ -209,7 +209,9 @@ class EscalationStore:
             conn.execute(sa.insert(outbox), [_outbox_row(m, s.step, now_ms) for m in outcome.messages])
 
     def create(self, outcome: StepOutcome, worker: str, now_ms: int) -> bool:
-        """Store a new escalation with its first step. False if the alarm already has one (nothing written)."""
+        """Store a new escalation with its first step. False if the alarm already has one (nothing written). Any other
+        refusal (a notice's key already queued, a value the database will not take) is raised as it is: it is not "the
+        ladder exists", and taking it for that would leave the alarm without a ladder and the cause unsaid."""
         s = outcome.state
         try:
             with self.engine.begin() as conn:
@@ -219,6 +221,8 @@ class EscalationStore:
                 ))
                 self._write(conn, outcome, worker, now_ms)
         except sa.exc.IntegrityError:
+            if self.get(s.alarm_id) is None:
+                raise
             return False
         return True
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from alerting.model import Persist, Place, Severity, Signal, SignalKind
@@ -149,3 +150,20 @@ async def test_a_batch_the_database_refuses_is_started_one_by_one(tmp_path: Path
                 assert c.escalation.store.get(alarm_id) is not None
                 assert [e.move for e in c.alarms.store.audit(alarm_id)] == ["raise", "notify"]
     engine.dispose()
+
+
+async def test_a_start_the_database_refuses_for_another_reason_says_why_and_is_not_taken_as_started(db: sa.Engine,
+                                                                                                   sample_site: SiteDirectory) -> None:
+    """Only "this alarm already has a ladder" makes a start a no-op. A notice key already queued (a row left behind)
+    is another refusal: raised as the database's error, nothing stored, and the ladder not taken as existing."""
+    clock = VirtualClock(THU_0900)
+    service, _ = ladder(db, sample_site, clock)
+    roster = SiteRoster(sample_site)
+    await service.start(fire("P1", roster=roster))  # the keys a start writes, learnt from a first alarm
+    with db.begin() as conn:  # a notice of P2's first page already in the outbox
+        row = conn.execute(sa.text("SELECT key FROM notify_outbox WHERE alarm_id = 'P1' ORDER BY key LIMIT 1")).scalar_one()
+        conn.execute(sa.text("INSERT INTO notify_outbox (key, alarm_id, step, message, status, created_ms, deliveries, priority) "
+                             "VALUES (:k, 'P2', 1, '{}', 'done', 0, 0, 1)"), {"k": row.replace("P1", "P2", 1)})
+    with pytest.raises(sa.exc.IntegrityError):
+        await service.start(fire("P2", roster=roster))
+    assert service.store.get("P2") is None, "nothing of the refused start was stored"
