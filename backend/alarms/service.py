@@ -37,6 +37,7 @@ import contextvars
 import functools
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_NAME = "engine"
 DAY_MS = 86_400_000
 SNAPSHOT_DEFER_S = 10.0  # the ticker puts its snapshot off at most this long while life-safety intake is busy
-QUIET_GRACE_S = 0.005  # `intake_quiet`: how long the intake must stay quiet to count as quiet (a few loop turns)
+QUIET_S = 0.05  # `intake_busy`: the life-safety intake counts as busy until this long after its last round (the gap between a storm's rounds)
 LOG_WAIT_S = 1.0  # a storm's alarm log lines wait at most this long for its life-safety intake to go quiet (`_tell_after`)
 
 
@@ -162,6 +163,7 @@ class AlarmService:
         self._intake = 0  # rounds of device messages waiting for the lock or being decided (`intake_quiet`)
         self._intake_quiet = asyncio.Event()
         self._intake_quiet.set()
+        self._intake_ended = -QUIET_S  # time.monotonic() when the last such round ended
         self._telling: asyncio.Task[None] | None = None  # the last `_tell_later`: every later `_tell` waits for it
         self._unlogged: list[Sequence[Action]] = []  # a storm's committed changes, told, whose log lines wait (`_tell_after`)
         self._logging: asyncio.Task[None] | None = None
@@ -335,7 +337,7 @@ class AlarmService:
                 # of a storm's intake; put off to a later tick, for at most SNAPSHOT_DEFER_S (a flood that never ends
                 # does not stop the snapshots).
                 overdue = now - last_snapshot >= (self.snapshot_s + SNAPSHOT_DEFER_S) * 1000
-                if now - last_snapshot >= self.snapshot_s * 1000 and (self._intake_quiet.is_set() or overdue):
+                if now - last_snapshot >= self.snapshot_s * 1000 and (not self.intake_busy() or overdue):
                     await self.save_state()
                     last_snapshot = now
                 if now - last_purge >= DAY_MS:
@@ -410,33 +412,35 @@ class AlarmService:
             if urgent:
                 self._intake -= 1
                 if not self._intake:
+                    self._intake_ended = time.monotonic()
                     self._intake_quiet.set()
 
     def intake_busy(self) -> bool:
-        """A round of real (not drill) life-safety messages waits for the service or is being decided and committed
-        (`intake_quiet`)."""
-        return not self._intake_quiet.is_set()
+        """A round of real (not drill) life-safety messages waits for the service or is being decided and committed, or
+        one ended less than `QUIET_S` ago (`intake_quiet`)."""
+        return not self._intake_quiet.is_set() or time.monotonic() - self._intake_ended < QUIET_S
 
     async def intake_quiet(self, max_wait_s: float) -> None:
-        """Return once no round of life-safety messages waits for the service or is being decided, or after
-        `max_wait_s` (wall time: a yield of the event loop, not a domain timer). The ladder's starts wait on it so
-        that in a storm the alarms' own intake (decide, commit, on the console) goes first; the wait is bounded so
-        a long flood delays a ladder by at most that much per batch.
+        """Return once the life-safety intake is not busy (`intake_busy`), or after `max_wait_s` (wall time: a yield of
+        the event loop, not a domain timer). The ladder's work and a storm's log lines wait on it so that in a storm
+        the alarms' own intake (decide, commit, on the console) goes first; the wait is bounded so a flood that never
+        ends delays them by at most that much per round.
 
-        Quiet means still quiet `QUIET_GRACE_S` later: in a storm the ingest lane hands over its next round in the
-        same turn as the last one ends, or a few turns later once MQTT's next packets are read, and the gap between
-        two rounds is not the end of the storm (before this check, the ladder started a batch in every such gap and
-        its commits and notices slowed the storm's intake)."""
+        Busy lasts `QUIET_S` past the last round: in a storm the ingest lane hands over its next round in the same
+        turn as the last one ends, or once MQTT's next packets are read (5-10 ms later under load), and that gap is not
+        the end of the storm. With a 5 ms grace (and `intake_busy` true only while a round was in flight) the ladder
+        took such gaps for the end and started its batches and sent its notices in them, and their commits took the GIL
+        from the storm's next rounds (issue 19; a profile of the GIL during a 2,000 storm found the ladder's
+        `create_many` there)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait_s
         while True:
-            if self._intake_quiet.is_set():
-                await asyncio.sleep(QUIET_GRACE_S)
-                if self._intake_quiet.is_set():
-                    return
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if not self.intake_busy() or remaining <= 0:
                 return
+            if self._intake_quiet.is_set():  # between rounds: quiet once QUIET_S has passed since the last one
+                await asyncio.sleep(min(remaining, QUIET_S - (time.monotonic() - self._intake_ended)))
+                continue
             try:
                 await asyncio.wait_for(self._intake_quiet.wait(), remaining)
             except TimeoutError:
