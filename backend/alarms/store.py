@@ -223,8 +223,8 @@ class AlarmStore:
         self.building_context = building_context or (lambda _b: (None, None))
         self.gateway_context = gateway_context or (lambda _g: (None, None))
         self._upsert_stmt: Any = None
-        # SQLite: statement name -> (INSERT .. VALUES, one row's "(?, ..)", what follows, parameter order, rows per
-        # statement) (`_write_many`)
+        # SQLite: statement name -> (INSERT .. VALUES, one row's "(?, ..)", what follows, a row's values in parameter
+        # order (`_values_of`), rows per statement) (`_write_many`)
         self._compiled: dict[str, tuple[str, str, str, Callable[[dict[str, Any]], tuple[Any, ...]], int]] = {}
         # `keep_written`: the record JSON of each alarm written, kept from the commit for the live feed (`take_written`)
         self.keep_written = False
