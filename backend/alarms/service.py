@@ -430,8 +430,8 @@ class AlarmService:
         turn as the last one ends, or once MQTT's next packets are read (5-10 ms later under load), and that gap is not
         the end of the storm. With a 5 ms grace (and `intake_busy` true only while a round was in flight) the ladder
         took such gaps for the end and started its batches and sent its notices in them, and their commits took the GIL
-        from the storm's next rounds (issue 19; a profile of the GIL during a 2,000 storm found the ladder's
-        `create_many` there)."""
+        from the storm's next rounds (issue 19: a profile of the GIL's holders over a 2,000 storm and the second
+        after it found the ladder's `create_many` among them)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait_s
         while True:

@@ -66,8 +66,8 @@ async def test_intake_quiet_waits_for_a_round_of_device_messages_and_is_bounded(
 async def test_intake_quiet_is_not_fooled_by_the_gap_between_two_rounds_nor_held_by_other_messages(tmp_path: Path,
                                                                                                     sample_site: SiteDirectory) -> None:
     """In a storm the ingest lane hands over its next round in the same loop turn as the last one ends, or once it has
-    read MQTT's next packets: that gap is not the end of the storm (the ladder started a batch in every such gap). A round of non-life-safety messages (a
-    gateway's reconnect flood) never holds a fire's ladder back."""
+    read MQTT's next packets: that gap is not the end of the storm (the ladder started a batch in every such gap). A
+    round of non-life-safety messages (a gateway's reconnect flood) never holds a fire's ladder back."""
     clock = VirtualClock()
     smoke, gw = first(sample_site, DeviceKind.SMOKE)
     other_smoke = next(d for d in sample_site.devices.values() if d.id != smoke and d.kind is DeviceKind.SMOKE)
