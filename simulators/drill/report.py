@@ -154,7 +154,9 @@ def build_report(run: DrillRun, sites: SiteDirectory, time_zone: str = "Asia/Sha
     steps = list(sc.steps)
     problems: list[Problem] = []
     end_ms = run.t0_ms + round(sc.run_for_s * 1000)  # what the simulator's clean shutdown causes afterwards is not the drill's
-    in_drill = [a for a in run.alarms if a.raised_at_ms <= end_ms]
+    # A drill alarm whose device report came inside the drill is the drill's even when a backlogged system raised it
+    # after the end: leaving it out would say "no alarm" where the truth is "a late alarm" (its display check fails).
+    in_drill = [a for a in run.alarms if a.raised_at_ms <= end_ms or (a.drill and a.first_seen_ms <= end_ms)]
     drill_alarms = [a for a in in_drill if a.drill]
     related_real = [a for a in in_drill if not a.drill and any(_belongs(a, s) for s in steps if s.action in ("uplink_cut", "power_cut"))]
     other_real = [a for a in in_drill if not a.drill and a not in related_real]
