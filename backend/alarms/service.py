@@ -333,9 +333,9 @@ class AlarmService:
             now = self.clock.now_ms()
             try:  # an outage of the store must not stop the ticker: it retries on its next round
                 await self.tick()
-                # The snapshot (~10 MB at street scale) holds the alarm file's write lock for a while: not in the middle
-                # of a storm's intake; put off to a later tick, for at most SNAPSHOT_DEFER_S (a flood that never ends
-                # does not stop the snapshots).
+                # The snapshot (~10 MB at street scale) copies and serialises the core's arrays (CPU the intake needs;
+                # on PostgreSQL also a big row): not in the middle of a storm's intake; put off to a later tick, for
+                # at most SNAPSHOT_DEFER_S (a flood that never ends does not stop the snapshots).
                 overdue = now - last_snapshot >= (self.snapshot_s + SNAPSHOT_DEFER_S) * 1000
                 if now - last_snapshot >= self.snapshot_s * 1000 and (not self.intake_busy() or overdue):
                     await self.save_state()

@@ -11,12 +11,12 @@ stored name that would leave the folder.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from backend.store.files import replace_atomically
 
 __all__ = ["PHOTO_TYPES", "PhotoFolder", "StoredPhoto", "sniff"]
 
@@ -55,16 +55,7 @@ class PhotoFolder:
         if final.exists():
             return StoredPhoto(name, digest, len(data), content_type, created=False)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_atomically(final, data, prefix=".upload-")
         return StoredPhoto(name, digest, len(data), content_type, created=True)
 
     def discard(self, photo: StoredPhoto) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from alerting.model import Severity
 from backend.alarms.service import AlarmService
 from backend.escalation.runtime import load_policies
@@ -68,7 +66,7 @@ async def test_a_cold_start_with_silent_devices_is_one_notice_per_gateway_and_lo
 
 async def test_a_restart_that_lost_its_rule_state_takes_devices_as_heard_so_a_dead_detector_is_lost(
         tmp_path: Path, sample_site: SiteDirectory) -> None:
-    """The rule-state snapshot is gone (a damaged or deleted row) but the site ran before: whether a device was ever
+    """The rule-state snapshot is gone (a damaged or deleted file) but the site ran before: whether a device was ever
     heard is unknown, so the safe side is taken. A smoke detector silent since is lost (a major alarm that pages),
     never the quiet 'not yet online' of a device never installed. A first start ever still commissions."""
     clock = VirtualClock()
@@ -77,8 +75,7 @@ async def test_a_restart_that_lost_its_rule_state_takes_devices_as_heard_so_a_de
     async with _service(tmp_path, sample_site, clock) as svc:
         now = clock.now_ms()
         await svc.on_uplink_batch([(_report(d.gateway, d.id, now, n), now) for n, d in enumerate((smoke, camera))])
-    with make_engine(sqlite_url(tmp_path / "alarms.db")).begin() as conn:
-        conn.execute(sa.text("UPDATE rule_state SET data = :junk"), {"junk": b"not a snapshot"})  # damaged on disk
+    (tmp_path / "alarms.db.rule-state-engine").write_bytes(b"not a snapshot")  # damaged on disk (AlarmStore.rule_state_file)
     async with _service(tmp_path, sample_site, clock) as svc:
         for hour in range(int(smoke.report_interval_s * 2 / 3600) + 2):  # the gateway patrols every hour; the detector is dead
             clock.advance(3600)

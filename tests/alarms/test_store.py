@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,35 @@ def test_rule_state_and_migrations_are_idempotent(store: AlarmStore) -> None:
     migrate(store.engine)
     AlarmStore(store.engine)
     assert store.load_rule_state("engine") == b"\x01def"
+
+
+def test_sqlite_keeps_the_snapshot_beside_the_database_without_its_write_lock(tmp_path: Path) -> None:
+    """Issue 19: ~10 MB of rule state written into the alarm file held its one write lock 73-200 ms, and a smoke alarm
+    committed meanwhile waited. The snapshot is a file of its own: saved while another connection holds the write
+    lock; a row an older version left is read until the first save, then deleted so it can never come back."""
+    engine = make_engine(sqlite_url(tmp_path / "alarms.db"))
+    store = AlarmStore(engine)
+    with engine.begin() as conn:  # what an older version wrote
+        conn.execute(sa.text("INSERT INTO rule_state (name, data, updated_ms) VALUES ('engine', :d, 1)"), {"d": b"old row"})
+    assert store.load_rule_state("engine") == b"old row"
+    store.save_rule_state("engine", b"first", T0)
+    assert store.rule_state_file("engine") == tmp_path / "alarms.db.rule-state-engine"
+    assert (tmp_path / "alarms.db.rule-state-engine").read_bytes() == b"first"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM rule_state")).scalar() == 0
+    other = make_engine(sqlite_url(tmp_path / "alarms.db"))
+    with other.connect() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # another writer holds the database's write lock
+        conn.exec_driver_sql("INSERT INTO device_records (device_id, at_ms, kind, drill) VALUES ('d', 1, 'self_test', 0)")
+        started = time.monotonic()
+        store.save_rule_state("engine", b"x" * 10_000_000, T0 + 1)
+        assert time.monotonic() - started < 5.0, "the save waited for the write lock (its busy timeout is 30 s)"
+        conn.rollback()
+    assert store.load_rule_state("engine") == b"x" * 10_000_000
+    assert AlarmStore(engine).load_rule_state("engine") == b"x" * 10_000_000, "a restarted store reads the file"
+    assert sorted(p.name for p in tmp_path.iterdir() if "rule-state" in p.name) == ["alarms.db.rule-state-engine"], "no temporary left"
+    other.dispose()
+    engine.dispose()
 
 
 def test_retention_keeps_a_year_at_least(store: AlarmStore) -> None:
