@@ -230,7 +230,7 @@ class AlarmStore:
         # `keep_written`: the record JSON of each alarm written, kept from the commit for the live feed (`take_written`)
         self.keep_written = False
         self._written: dict[int, tuple[Alarm, dict[str, Any]]] = {}
-        self._table_state_cleared: set[str] = set()  # SQLite: snapshots whose `rule_state` row this store has deleted
+        self._table_state_cleared: set[str] = set()  # SQLite: snapshots whose old row and crash leftovers this store removed
         try:
             migrate(engine)
         except _DB_ERRORS as exc:
@@ -362,6 +362,8 @@ class AlarmStore:
                 if name not in self._table_state_cleared:  # an older version's row must never come back over the file
                     with self.engine.begin() as conn:
                         conn.execute(sa.delete(rule_state).where(rule_state.c.name == name))
+                    for left in path.parent.glob(f".{path.name}-*"):  # a crash's temporary file (~10 MB); one writer per file
+                        left.unlink(missing_ok=True)
                     self._table_state_cleared.add(name)
             return
         insert = self._insert()

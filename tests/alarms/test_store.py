@@ -113,12 +113,14 @@ def test_rule_state_and_migrations_are_idempotent(store: AlarmStore) -> None:
 def test_sqlite_keeps_the_snapshot_beside_the_database_without_its_write_lock(tmp_path: Path) -> None:
     """Issue 19: ~10 MB of rule state written into the alarm file held its one write lock 73-200 ms, and a smoke alarm
     committed meanwhile waited. The snapshot is a file of its own: saved while another connection holds the write
-    lock; a row an older version left is read until the first save, then deleted so it can never come back."""
+    lock; a row an older version left is read until the first save, then deleted so it can never come back; a crash's
+    temporary file is removed."""
     engine = make_engine(sqlite_url(tmp_path / "alarms.db"))
     store = AlarmStore(engine)
     with engine.begin() as conn:  # what an older version wrote
         conn.execute(sa.text("INSERT INTO rule_state (name, data, updated_ms) VALUES ('engine', :d, 1)"), {"d": b"old row"})
     assert store.load_rule_state("engine") == b"old row"
+    (tmp_path / ".alarms.db.rule-state-engine-k2j4").write_bytes(b"half")  # a crash between the write and the rename
     store.save_rule_state("engine", b"first", T0)
     assert store.rule_state_file("engine") == tmp_path / "alarms.db.rule-state-engine"
     assert (tmp_path / "alarms.db.rule-state-engine").read_bytes() == b"first"
@@ -134,7 +136,7 @@ def test_sqlite_keeps_the_snapshot_beside_the_database_without_its_write_lock(tm
         conn.rollback()
     assert store.load_rule_state("engine") == b"x" * 10_000_000
     assert AlarmStore(engine).load_rule_state("engine") == b"x" * 10_000_000, "a restarted store reads the file"
-    assert sorted(p.name for p in tmp_path.iterdir() if "rule-state" in p.name) == ["alarms.db.rule-state-engine"], "no temporary left"
+    assert sorted(p.name for p in tmp_path.iterdir() if "rule-state" in p.name) == ["alarms.db.rule-state-engine"], "no temporary left, old or new"
     other.dispose()
     engine.dispose()
 
