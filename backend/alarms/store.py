@@ -41,6 +41,7 @@ from alerting.model import Action, Alarm, AlarmKey, AuditEntry, DeviceRecord, Pe
 from backend.alarms.schema import alarm_assignments, alarm_audit, alarm_comment_photos, alarm_comments, alarms, device_records, rule_state
 from backend.errors import BackendError
 from backend.ingest.handoff import AlertingUnavailable
+from backend.store.db import sqlite_file
 from backend.store.files import replace_atomically
 from backend.store.migrations import upgrade
 
@@ -349,10 +350,8 @@ class AlarmStore:
         `alarms.db.rule-state-engine`), written whole and renamed into place. In the database it held the file's one
         write lock while ~10 MB (street scale) went in, 73-200 ms every `snapshot_s`, and a smoke alarm committed
         meanwhile waited (issue 19). None on PostgreSQL (row locks; the `rule_state` table) and in memory."""
-        if self.engine.dialect.name != "sqlite" or not self.engine.url.database or self.engine.url.database == ":memory:":
-            return None
-        db = Path(self.engine.url.database)
-        return db.with_name(f"{db.name}.rule-state-{name}")
+        db = sqlite_file(self.engine)
+        return None if db is None else db.with_name(f"{db.name}.rule-state-{name}")
 
     def save_rule_state(self, name: str, data: bytes, now_ms: int) -> None:
         path = self.rule_state_file(name)
@@ -366,10 +365,13 @@ class AlarmStore:
                         left.unlink(missing_ok=True)
                     self._table_state_cleared.add(name)
             return
-        insert = self._insert()
-        stmt = insert(rule_state).values(name=name, data=data, updated_ms=now_ms)
         with translated("could not save the rule state"), self.engine.begin() as conn:
-            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
+            self._write_rule_state_row(conn, name, data, now_ms)
+
+    def _write_rule_state_row(self, conn: sa.Connection, name: str, data: bytes, now_ms: int) -> None:
+        """The snapshot as its `rule_state` row (PostgreSQL), inside the caller's transaction."""
+        stmt = self._insert()(rule_state).values(name=name, data=data, updated_ms=now_ms)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
 
     def purge(self, now_ms: int, retention_days: int) -> int:
         """Delete closed alarms, their audit entries and device records older than the retention period."""

@@ -40,6 +40,7 @@ from backend.api.deps import AlarmMoves, ApiDeps, NotWired
 from backend.api.errors import ERRORS, request_lang
 from backend.errors import Unavailable
 from backend.i18n import Lang
+from backend.store.db import sqlite_file
 from backend.store.users import UserRole
 from backend.stream import CentreStream
 
@@ -92,10 +93,8 @@ def _pick(zh: str, en: str, lang: str) -> str:
 
 def _default_photos_dir(deps: ApiDeps) -> Path:
     """Without the server's settings: beside a SQLite alarm database (the data folder), else ./var."""
-    url = deps.alarms.engine.url
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database).resolve().parent / "alarm-photos"
-    return Path("var") / "alarm-photos"
+    db = sqlite_file(deps.alarms.engine)
+    return db.resolve().parent / "alarm-photos" if db is not None else Path("var") / "alarm-photos"
 
 
 def collab_of(deps: ApiDeps) -> AlarmCollab:

@@ -33,6 +33,7 @@ from backend.api.deps import ApiDeps
 from backend.api.errors import ERRORS
 from backend.errors import Unavailable
 from backend.i18n import lang_of
+from backend.store.db import sqlite_file
 from backend.workorders import (
     NoSuchOrder,
     OrderConflict,
@@ -93,10 +94,8 @@ def _pick(zh: str, en: str, lang: str) -> str:
 
 def _default_photos_dir(deps: ApiDeps) -> Path:
     """Without the server's settings: beside a SQLite alarm database (the data folder), else ./var."""
-    url = deps.alarms.engine.url
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database).resolve().parent / "workorder-photos"
-    return Path("var") / "workorder-photos"
+    db = sqlite_file(deps.alarms.engine)
+    return db.resolve().parent / "workorder-photos" if db is not None else Path("var") / "workorder-photos"
 
 
 def service_of(deps: ApiDeps) -> WorkOrderService:

@@ -132,12 +132,9 @@ class FencedAlarmStore(AlarmStore):
         self.fence = fence
 
     def save_rule_state(self, name: str, data: bytes, now_ms: int) -> None:
-        from backend.alarms.schema import rule_state
-
-        stmt = self._insert()(rule_state).values(name=name, data=data, updated_ms=now_ms)
         with translated("could not save the rule state"), self.engine.begin() as conn:
             self.fence(conn)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"data": stmt.excluded.data, "updated_ms": now_ms}))
+            self._write_rule_state_row(conn, name, data, now_ms)
 
 
 @dataclass

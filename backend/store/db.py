@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from backend.errors import BackendError
 
-__all__ = ["QueuedWriter", "StoreFileUnreadable", "check_sqlite_file", "make_engine", "sqlite_url"]
+__all__ = ["QueuedWriter", "StoreFileUnreadable", "check_sqlite_file", "make_engine", "sqlite_file", "sqlite_url"]
 
 
 class StoreFileUnreadable(BackendError, RuntimeError):
@@ -156,6 +156,14 @@ class QueuedWriter(sqlite3.Connection):
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def sqlite_file(engine: sa.Engine) -> Path | None:
+    """The database file of a SQLite engine (as its URL names it); None for another database or one in memory."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database)
+    return None
 
 
 def make_engine(url: str, *, synchronous: str = "FULL", what: str = "the alarm database") -> sa.Engine:
