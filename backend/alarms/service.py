@@ -70,6 +70,9 @@ SNAPSHOT_NAME = "engine"
 DAY_MS = 86_400_000
 SNAPSHOT_DEFER_S = 10.0  # the ticker puts its snapshot off at most this long while life-safety intake is busy
 QUIET_S = 0.05  # `intake_busy`: the life-safety intake counts as busy until this long after its last round (the gap between a storm's rounds)
+# A real life-safety round of at most this many messages is committed on the event loop when the file is free
+# (`_commit_now`): a lone smoke alarm then waits for no thread's wake-up and for no fsync before the console
+COMMIT_ON_LOOP_MAX = 16
 LOG_WAIT_S = 1.0  # a storm's alarm log lines wait at most this long for its life-safety intake to go quiet (`_tell_after`)
 
 
@@ -147,7 +150,7 @@ class AlarmService:
         self.tick_s, self.snapshot_s, self.retention_days = tick_s, snapshot_s, retention_days
         self.readings_chunk = readings_chunk
         self.ready = asyncio.Event()
-        self.stats: dict[str, int] = {"uplinks": 0, "readings": 0, "actions": 0, "ticks": 0}
+        self.stats: dict[str, int] = {"uplinks": 0, "readings": 0, "actions": 0, "ticks": 0, "commits_on_loop": 0, "sync_failures": 0}
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -326,8 +329,9 @@ class AlarmService:
         # (offline detection, debounce), with a 50 ms floor in wall time so a fast drill does not spin.
         wait_s = max(0.05, self.clock.real_seconds(self.tick_s * 1000))
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), wait_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(wait_s):
+                    await self._stop.wait()
             if self._stop.is_set():
                 return
             now = self.clock.now_ms()
@@ -351,24 +355,65 @@ class AlarmService:
     async def _commit(self, actions: Sequence[Action]) -> list[Action]:
         """Store the actions (the caller holds the lock, inside `_book_kept`)."""
         if actions:
-            try:
+            with self._storing():
                 await self._in_commit_thread(self.store.apply, actions)
-            except StoreUnavailable as exc:
-                self._failed_commits += 1
-                if self._store_down_since_ms is None:
-                    self._store_down_since_ms = self.clock.now_ms()
-                    log.warning("alarm store unavailable: %s; alarms wait in the ingest journal until it is back", exc.why)
-                    self._store_down_why = exc.why
-                    self._health_changed()
-                self._store_down_why = exc.why
-                raise
-            if self._store_down_since_ms is not None:
-                log.warning("alarm store back after %.1f s", (self.clock.now_ms() - self._store_down_since_ms) / 1000)
-                self._store_down_since_ms = None
-                self._store_down_why = ""
-                self._health_changed()
             self.stats["actions"] += len(actions)
         return list(actions)
+
+    async def _commit_now(self, actions: Sequence[Action]) -> asyncio.Future[None] | None:
+        """Store a few life-safety actions right here on the event loop when the file is free (`AlarmStore.apply_now`),
+        and return the future of their sync to the disk (durable against a power cut), which the caller awaits once
+        they are told; None when they were committed from the commit thread instead, synced, as `_commit` does (the
+        file busy, PostgreSQL, a cluster's transaction hook). The caller holds the lock, inside `_book_kept`."""
+        if not actions:
+            return None
+        try:
+            now = self.store.apply_now(actions)
+        except StoreUnavailable as exc:
+            self._store_failed(exc)
+            raise
+        if not now:  # the file was busy: nothing written, nothing learnt about the store
+            await self._commit(actions)
+            return None
+        self._store_worked()
+        self.stats["actions"] += len(actions)
+        self.stats["commits_on_loop"] += 1
+        return asyncio.ensure_future(self._in_commit_thread(self._sync))
+
+    def _sync(self) -> None:
+        try:
+            self.store.sync()
+        except OSError:  # committed and told already: not taken back, but said loudly
+            self.stats["sync_failures"] += 1
+            log.exception("alarm store: could not flush the alarm file to the disk: the last alarms are stored and survive a "
+                          "restart of the process, not yet a power cut; check the disk")
+
+    @contextlib.contextmanager
+    def _storing(self) -> Iterator[None]:
+        """A commit of alarm state: a failure marks the store down (the alarms wait in the ingest journal) and the
+        first success after it marks it back."""
+        try:
+            yield
+        except StoreUnavailable as exc:
+            self._store_failed(exc)
+            raise
+        self._store_worked()
+
+    def _store_failed(self, exc: StoreUnavailable) -> None:
+        self._failed_commits += 1
+        if self._store_down_since_ms is None:
+            self._store_down_since_ms = self.clock.now_ms()
+            log.warning("alarm store unavailable: %s; alarms wait in the ingest journal until it is back", exc.why)
+            self._store_down_why = exc.why
+            self._health_changed()
+        self._store_down_why = exc.why
+
+    def _store_worked(self) -> None:
+        if self._store_down_since_ms is not None:
+            log.warning("alarm store back after %.1f s", (self.clock.now_ms() - self._store_down_since_ms) / 1000)
+            self._store_down_since_ms = None
+            self._store_down_why = ""
+            self._health_changed()
 
     # -- AlertingFeed ----------------------------------------------------------------------------------------
     def _tell_later(self, actions: Sequence[Action]) -> None:
@@ -400,14 +445,20 @@ class AlarmService:
             self._intake += 1
             self._intake_quiet.clear()
         try:
+            synced: asyncio.Future[None] | None = None
             async with self._lock:
                 with self._book_kept():
                     actions = one_persist_per_alarm([a for uplink, received_ms in items for a in self._decide(uplink, received_ms)])
-                    await self._commit(actions)
+                    if urgent and len(items) <= COMMIT_ON_LOOP_MAX:
+                        synced = await self._commit_now(actions)
+                    else:
+                        await self._commit(actions)
             if more_coming:
                 self._tell_later(actions)
             else:
                 await self._tell(actions)
+            if synced is not None:  # on the console and the ladder already; done (for the ingest journal) once on the disk
+                await synced
         finally:
             if urgent:
                 self._intake -= 1
@@ -441,8 +492,10 @@ class AlarmService:
             if self._intake_quiet.is_set():  # between rounds: quiet once QUIET_S has passed since the last one
                 await asyncio.sleep(min(remaining, QUIET_S - (time.monotonic() - self._intake_ended)))
                 continue
-            try:
-                await asyncio.wait_for(self._intake_quiet.wait(), remaining)
+            try:  # asyncio.timeout, not wait_for: 3.11's wait_for swallows a cancellation that comes as the wait ends, and
+                # the ladder's worker, cancelled at shutdown just as a round ended, then waited for its queue for ever
+                async with asyncio.timeout(remaining):
+                    await self._intake_quiet.wait()
             except TimeoutError:
                 return
 

@@ -1,7 +1,9 @@
 """Database engines for the stores: SQLite by default (WAL), PostgreSQL in production.
 
 SQLite is opened in WAL mode with synchronous=NORMAL for the bulk tables and FULL where each alarm record
-must be durable on its own (docs/measured.md: ~6.3 k single-row commits/s with FULL, plenty for alarms).
+must be durable on its own (docs/measured.md: ~6.3 k single-row commits/s with FULL, plenty for alarms). One
+exception: a few life-safety alarms committed on the event loop use NORMAL for that commit and fsync the log right
+after, from a thread, while they go on the console (backend.alarms.store `AlarmStore.apply_now`).
 
 One writer at a time per SQLite file, queued in the process: SQLite lets one transaction write a file at a time,
 and a connection that finds it busy sleeps in SQLite's busy handler (1, 2, 5 ... up to 100 ms a try) however soon
@@ -114,6 +116,19 @@ class QueuedWriter(sqlite3.Connection):
         if self._held and not self.in_transaction:  # autocommit or DDL: the write is already over
             self._release()
 
+    def try_hold(self) -> bool:
+        """Take the file's write lock now if no other connection of this process holds it, without waiting (a writer on
+        the event loop, which must never block on it). True: held until this connection's transaction ends or
+        `release_hold`; the next write statement does not queue again."""
+        if self._lock is None or self._held:
+            return True
+        self._held = self._lock.acquire(blocking=False)
+        return self._held
+
+    def release_hold(self) -> None:
+        """Give back a lock `try_hold` took (nothing if the transaction's end gave it back already)."""
+        self._release()
+
     def _release(self) -> None:
         if self._held:
             self._held = False
@@ -166,21 +181,30 @@ def sqlite_file(engine: sa.Engine) -> Path | None:
     return None
 
 
-def make_engine(url: str, *, synchronous: str = "FULL", what: str = "the alarm database") -> sa.Engine:
+def make_engine(url: str, *, synchronous: str = "FULL", what: str = "the alarm database", event_loop_writer: bool = False) -> sa.Engine:
+    """An engine for a store. `event_loop_writer` (SQLite only): one connection for short writes on the event loop
+    (backend.alarms.store `AlarmStore.apply_now`), which must never wait there: no busy timeout, no fsync in its commits
+    (synchronous=NORMAL; its caller syncs the log from a thread) and no automatic checkpoint in them (the file's other
+    connections run it); it queues with the file's other connections of this process (`QueuedWriter.try_hold`)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             check_sqlite_file(Path(path), what)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "factory": QueuedWriter})
+        pragmas = ["PRAGMA journal_mode=WAL", f"PRAGMA synchronous={'NORMAL' if event_loop_writer else synchronous}", "PRAGMA foreign_keys=ON"]
+        if event_loop_writer:
+            pragmas.append("PRAGMA wal_autocheckpoint=0")
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 0 if event_loop_writer else 30, "factory": QueuedWriter},
+                                  **({"poolclass": sa.pool.StaticPool} if event_loop_writer else {}))
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute("PRAGMA foreign_keys=ON")
+            for pragma in pragmas:
+                cur.execute(pragma)
             cur.close()
 
         return engine
+    if event_loop_writer:
+        raise ValueError("an event-loop writer is for a SQLite file only")
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -141,16 +141,16 @@ async def test_the_alarm_service_publishes_only_committed_changes(tmp_path: Path
     stream.subscribe(listen, name="test")
     async with AlarmService.for_sites(engine, sample_site, clock, tick_s=3600, stream=stream) as svc:
         uplink = _smoke(sample_site, clock.now_ms())
-        real_apply = svc.store.apply
+        real_apply, real_apply_now = svc.store.apply, svc.store.apply_now
 
         def fail(_actions: object) -> None:
             raise StoreUnavailable("the database is away")
 
-        svc.store.apply = fail  # type: ignore[method-assign,assignment]
+        svc.store.apply = svc.store.apply_now = fail  # type: ignore[method-assign,assignment]
         with pytest.raises(StoreUnavailable):  # the caller (ingest) keeps the message and retries
             await svc.on_uplink(uplink, clock.now_ms())
         assert heard == [], "nothing was committed: nothing is told"
-        svc.store.apply = real_apply  # type: ignore[method-assign]
+        svc.store.apply, svc.store.apply_now = real_apply, real_apply_now  # type: ignore[method-assign]
         await svc.on_uplink(uplink, clock.now_ms())
         assert [p.alarm.alarm_type for p in heard] == ["smoke"]
         assert heard[0].audit[0].from_state is None, "the retry raises it, with its raise entry"
