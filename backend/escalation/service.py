@@ -226,8 +226,11 @@ class EscalationService:
             await self._tg.__aexit__(exc_type, exc, tb)
 
     async def _sleep_until(self, event: asyncio.Event, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is cancelled just as the event is
+        # set, and a worker loop that lost its cancellation so waits for ever at shutdown (issue 19, found by a test)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
+            async with asyncio.timeout(max(0.0, seconds)):
+                await event.wait()
         event.clear()
 
     async def _timer_loop(self) -> None:

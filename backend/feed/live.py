@@ -257,8 +257,9 @@ class LiveFeed:
     async def _watch_store(self, watermark: int) -> None:
         assert self.store is not None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 changed = await asyncio.to_thread(self.store.changed_since, watermark - self.overlap_ms)

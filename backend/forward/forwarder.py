@@ -286,8 +286,9 @@ class Forwarder:
 
     async def _scan_loop(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.scan_every_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(self.settings.scan_every_s):
+                    await self._wake.wait()
             self._wake.clear()
             if self.closing:
                 return
