@@ -42,7 +42,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository's packages
 
 from backend.sites.generator import generate_site_document, write_site_document
-from benchmarks.e2e import CLI, _rss, mosquitto, spawn, stop_all
+from benchmarks.e2e import CLI, _procs, _rss, mosquitto, spawn, stop_all
 
 TARGETS = {"per_device_bytes": 2048, "start_stall_ms": 500.0}
 MIB = 2**20
@@ -74,7 +74,7 @@ def measure(work: Path, path: Path, devices: int, settle_s: float, console: Cons
             with httpx.Client(base_url=url, timeout=60) as http:
                 token = http.post("/api/login", json={"username": "admin", "password": password}).json()["token"]
                 stats = http.get("/api/ingest/stats", headers={"Authorization": f"Bearer {token}"}).json()
-            rss = _rss(backend.popen.pid)
+            rss = _rss(_procs(backend.popen.pid))
             stalls = [line for line in backend.lines if "event loop stalled" in line]
         finally:
             stop_all(procs, run_dir, console)
