@@ -316,8 +316,8 @@ class AlarmStore:
         written, when the file is busy (another connection of this process or another process writes it), on
         another database, or inside a cluster's transaction hook: the caller then uses `apply` from its thread.
 
-        Issue 19: a lone smoke alarm's commit from the commit thread took ~1.4 ms at the median, most of it the
-        fsync, and its slowest ones 4-11 ms, most of that waiting to be scheduled (the thread woken, then the event
+        Issue 19: a lone smoke alarm's commit from the commit thread took ~1.4 ms at the median (~0.5 ms of it the
+        fsync) and its slowest ones 4-11 ms, much of that waiting to be scheduled (the thread woken, then the event
         loop woken back) on two cores shared with the broker and the devices. Here the commit needs neither wake-up,
         and the fsync (`sync`) is done in the commit thread while the alarm goes out to the console and the ladder;
         the caller returns (and the ingest journal marks the message done) only after it."""
