@@ -15,8 +15,8 @@ points bucketed by 10 s, on the store the run filled; and two life-safety figure
                         Ingest's events connection has its own session, so the stream's alarms all arrive at
                         the start of the drain: most samples measure ingest's first turns
   publish -> alerting   smoke alarms published by another process *while* the readings drain (issue 19: a smoke
-                        alarm during a gateway's reconnect flood), from its publish to on_uplink: this one also
-                        holds the broker's queue and the MQTT intake
+                        alarm during a gateway's reconnect flood), from its publish (the packet written on the
+                        socket) to on_uplink: this one also holds the broker's queue and the MQTT intake
 intake -> console is not observable here (no console); benchmarks/e2e.py measures it.
 The process runs with the garbage-collector policy every long-running entry point sets (`shouwang ingest`, `backend`,
 `run`: shouwang/commands/common.py): the `runtime.gc_thresholds` from the start, for both consumers alike, and the
@@ -96,10 +96,14 @@ def publish(host: str, port: int, count: int, devices: int) -> None:
 
 def publish_live(host: str, port: int, spacing_ms: int) -> None:
     """Child process: wait for "go" on stdin, then publish LIVE_SMOKE smoke alarms `spacing_ms` apart, each with its
-    publish time in its msg_id (wall clock, ns), QoS 1, on its own gateway."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-live-smoke")
-    client.connect(host, port)
-    client.loop_start()
+    publish time in its msg_id (wall clock, ns), QoS 1, on its own gateway. Each is written on the socket as one MQTT
+    PUBLISH right after its time is taken, as a device's client sends it (e2e's `RawPublisher`): a paho client hands
+    each publish to its network thread, and that thread's wake-up on two busy cores was the publisher's own delay,
+    counted as the centre's."""
+    sys.path.insert(0, str(REPO))  # run as a script: the repository's packages
+    from benchmarks.e2e import RawPublisher
+
+    publisher = RawPublisher(host, port, client_id="bench-live-smoke")
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     sys.stdin.readline()
@@ -107,10 +111,13 @@ def publish_live(host: str, port: int, spacing_ms: int) -> None:
         now_ns = time.time_ns()
         ev = encode(DeviceEvent(msg_id=f"live{k}-{now_ns}", source_ts_ms=now_ns // 1_000_000, received_ts_ms=now_ns // 1_000_000,
                                 event=EventKind.SMOKE_ALARM))
-        client.publish(str(event_topic("gw-live", f"smoke{k:02d}")), ev, qos=1).wait_for_publish(30)
+        publisher.send(publisher.packets([(str(event_topic("gw-live", f"smoke{k:02d}")), ev)]))
         time.sleep(spacing_ms / 1000)
-    client.loop_stop()
-    client.disconnect()
+    deadline = time.monotonic() + 30
+    while publisher.acked < LIVE_SMOKE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if publisher.acked < LIVE_SMOKE:
+        raise SystemExit(f"the broker acknowledged {publisher.acked} of {LIVE_SMOKE} live smoke alarms")
 
 
 def fill(mosq: MosquittoProcess, count: int, devices: int) -> float:
