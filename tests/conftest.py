@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,11 +79,12 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalP
 @contextlib.contextmanager
 def fresh_database(pg: LocalPostgres, prefix: str) -> Iterator[sa.Engine]:
     """An engine on a new, empty database of the session's PostgreSQL, dropped again afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    from tests.processes import fresh_database as new_database  # here: tests.processes imports this module
+
+    url = new_database(pg, prefix)
+    name = url.rsplit("/", 1)[1]
     admin = sa.create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(pg.url.rsplit("/", 1)[0] + "/" + name)
+    engine = sa.create_engine(url)
     try:
         yield engine
     finally:

@@ -9,7 +9,6 @@ import asyncio
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from broker.clock import VirtualClock
 from broker.kinds import DeviceKind, EventKind
 from broker.schemas import DeviceEvent, Uplink, decode_uplink, encode
 from broker.topics import event_topic
+from tests.processes import fresh_database
 
 
 def _smokes(sites: SiteDirectory, t_ms: int, n: int = 1, *, drill: bool = False) -> list[Uplink]:
@@ -172,12 +172,7 @@ async def test_other_writers_keep_their_fsync_and_big_rounds_and_drills_use_the_
 
 @pytest.mark.postgres
 async def test_postgresql_commits_from_the_thread(sample_site: SiteDirectory, postgres_server: LocalPostgres) -> None:
-    name = f"alarms_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    engine = sa.create_engine(postgres_server.url.rsplit("/", 1)[0] + "/" + name)
+    engine = sa.create_engine(fresh_database(postgres_server, "alarms"))
     clock = VirtualClock()
     try:
         async with AlarmService.for_sites(engine, sample_site, clock, tick_s=3600) as svc:

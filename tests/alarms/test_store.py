@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from alerting.model import Persist, Place, Severity, Signal, SignalKind
 from backend.alarms.store import AlarmStore, StoreError, migrate
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
+from tests.processes import fresh_database
 
 T0 = 1_767_225_600_000
 DAY = 86_400_000
@@ -23,12 +23,7 @@ DAY = 86_400_000
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_server: LocalPostgres) -> str:
-    name = f"alarms_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres_server.url.rsplit("/", 1)[0] + "/" + name
+    return fresh_database(postgres_server, "alarms")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from backend.stream import NoticeSent
 from broker.topics import NOTIFY_PREFIX
 from tests.escalation.centre import centre, centre_api
 from tests.escalation.helpers import Rig, fire, make_rig
+from tests.processes import fresh_database
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 GRID_WORKER = Contact("c01-g1-w1", "杨敏")
@@ -282,12 +282,7 @@ async def test_a_restart_does_not_reopen_replays(tmp_path: Path, sample_site: Si
 
 @pytest.mark.postgres
 async def test_moves_are_kept_on_postgresql_too(tmp_path: Path, sample_site: SiteDirectory, postgres_server: LocalPostgres) -> None:
-    name = f"users_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = postgres_server.url.rsplit("/", 1)[0] + "/" + name
+    url = fresh_database(postgres_server, "users")
     rig = make_rig(tmp_path, sample_site)
     await rig.service.start(fire(roster=rig.roster))
     engine = sa.create_engine(url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from broker.clock import VirtualClock
 from broker.kinds import DeviceKind, EventKind
 from broker.schemas import DeviceEvent, decode_uplink, encode
 from broker.topics import event_topic
+from tests.processes import fresh_database
 from tests.workorders.images import png
 
 DAY_S = 86_400
@@ -40,12 +40,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         e = make_engine(sqlite_url(tmp_path / "alarms.db"))
     else:
         server: LocalPostgres = request.getfixturevalue("postgres_server")
-        name = f"collab_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        e = sa.create_engine(server.url.rsplit("/", 1)[0] + "/" + name)
+        e = sa.create_engine(fresh_database(server, "collab"))
     yield e
     e.dispose()
 

@@ -3,7 +3,6 @@ a second accept or cancel writes nothing; a new store on the same database (a re
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from backend.duty.store import AuditRow, DutyStore, HandoverRecord, OverrideReco
 from backend.sites.roster import OverrideKind, RosterOverride
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
+from tests.processes import fresh_database
 
 T0 = 1_767_225_600_000
 HOUR = 3_600_000
@@ -22,12 +22,7 @@ HOUR = 3_600_000
 
 @pytest.fixture(scope="module")
 def pg_url(postgres_server: LocalPostgres) -> str:
-    name = f"duty_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres_server.url.rsplit("/", 1)[0] + "/" + name
+    return fresh_database(postgres_server, "duty")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

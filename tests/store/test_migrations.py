@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from backend.store import users
 from backend.store.db import make_engine, sqlite_url
 from backend.store.migrations import MIGRATION_LOCK, current_heads
 from backend.store.pg_local import LocalPostgres
+from tests.processes import fresh_database as new_database
 from tests.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,13 +137,9 @@ def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[C
             made.append((engine, None))
             return engine
         server: LocalPostgres = request.getfixturevalue("postgres_server")
-        name = f"mig_{uuid.uuid4().hex[:10]}"
-        admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        engine = sa.create_engine(server.url.rsplit("/", 1)[0] + "/" + name)
-        made.append((engine, name))
+        url = new_database(server, "mig")
+        engine = sa.create_engine(url)
+        made.append((engine, url.rsplit("/", 1)[1]))
         return engine
 
     yield make
