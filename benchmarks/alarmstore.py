@@ -49,7 +49,7 @@ def _alarm(i: int) -> Persist:
     return Persist(a, (AuditEntry(a.id, 0, T0 + i, "rules", "raise", None, AlarmState.RAISED),))
 
 
-def _rate(n: int, fn: Callable[[int], None]) -> float:
+def _rate(n: int, fn: Callable[[int], object]) -> float:
     t = time.perf_counter()
     for i in range(n):
         fn(i)

@@ -71,7 +71,9 @@ DAY_MS = 86_400_000
 SNAPSHOT_DEFER_S = 10.0  # the ticker puts its snapshot off at most this long while life-safety intake is busy
 QUIET_S = 0.05  # `intake_busy`: the life-safety intake counts as busy until this long after its last round (the gap between a storm's rounds)
 # A real life-safety round of at most this many messages is committed on the event loop when the file is free
-# (`_commit_now`): a lone smoke alarm then waits for no thread's wake-up and for no fsync before the console
+# (`_commit_now`): a lone smoke alarm then waits for no thread's wake-up and for no fsync before the console. A bigger
+# one (a storm's) is committed from the commit thread without its fsync (`_commit_unsynced`), so the loop goes on
+# reading and telling meanwhile and the next round is not held back by this one's fsync.
 COMMIT_ON_LOOP_MAX = 16
 LOG_WAIT_S = 1.0  # a storm's alarm log lines wait at most this long for its life-safety intake to go quiet (`_tell_after`)
 
@@ -163,6 +165,7 @@ class AlarmService:
         # The alarm commits' own thread: asyncio's shared pool (6 threads on 2 cores) also runs the notices', the
         # ladder's and the feed's store calls, and in a storm an alarm's commit queued behind them there.
         self._commit_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._sync_pool: concurrent.futures.ThreadPoolExecutor | None = None  # `_sync_soon`
         self._intake = 0  # rounds of device messages waiting for the lock or being decided (`intake_quiet`)
         self._intake_quiet = asyncio.Event()
         self._intake_quiet.set()
@@ -319,9 +322,10 @@ class AlarmService:
             self._tg = None
         if self._engine is not None:
             await self.save_state()
-        if self._commit_pool is not None:
-            self._commit_pool.shutdown(wait=False)
-            self._commit_pool = None
+        for pool in (self._commit_pool, self._sync_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
+        self._commit_pool = self._sync_pool = None
 
     async def _ticker(self) -> None:
         last_snapshot = last_purge = self.clock.now_ms()
@@ -361,9 +365,9 @@ class AlarmService:
         return list(actions)
 
     async def _commit_now(self, actions: Sequence[Action]) -> asyncio.Future[None] | None:
-        """Store a few life-safety actions right here on the event loop when the file is free (`AlarmStore.apply_now`),
-        and return the future of their sync to the disk (durable against a power cut), which the caller awaits once
-        they are told; None when they were committed from the commit thread instead, synced, as `_commit` does (the
+        """Store a round of life-safety actions right here on the event loop when the file is free (`AlarmStore.apply_now`),
+        and return the future of their sync to the disk (durable against a power cut), which `on_uplink_batch` returns
+        once they are told; None when they were committed from the commit thread instead, synced, as `_commit` does (the
         file busy, PostgreSQL, a cluster's transaction hook). The caller holds the lock, inside `_book_kept`."""
         if not actions:
             return None
@@ -378,15 +382,37 @@ class AlarmService:
         self._store_worked()
         self.stats["actions"] += len(actions)
         self.stats["commits_on_loop"] += 1
-        return asyncio.ensure_future(self._in_commit_thread(self._sync))
+        return self._sync_soon()
+
+    async def _commit_unsynced(self, actions: Sequence[Action]) -> asyncio.Future[None] | None:
+        """`_commit` without the fsync inside the commit (SQLite: synchronous=NORMAL for this transaction, `AlarmStore.apply`
+        with `synced=False`): return the future of the sync to the disk, as `_commit_now` does; None on PostgreSQL (its
+        commit is durable when it returns)."""
+        if not actions:
+            return None
+        with self._storing():
+            unsynced = await self._in_commit_thread(functools.partial(self.store.apply, actions, synced=False))
+        self.stats["actions"] += len(actions)
+        return self._sync_soon() if unsynced else None
+
+    def _sync_soon(self) -> asyncio.Future[None]:
+        """The sync of what was committed without it, from a thread of its own: the commit thread goes on with the next
+        round's commit meanwhile (one fdatasync covers every commit before it)."""
+        return self._in_sync_thread(self._sync)
+
+    def _in_sync_thread(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        if self._sync_pool is None:
+            self._sync_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarm-sync")
+        return asyncio.get_running_loop().run_in_executor(self._sync_pool, functools.partial(fn, *args))
 
     def _sync(self) -> None:
         try:
             self.store.sync()
-        except OSError:  # committed and told already: not taken back, but said loudly
+        except OSError:  # committed and told already: not taken back, but said loudly, and raised to the caller
             self.stats["sync_failures"] += 1
             log.exception("alarm store: could not flush the alarm file to the disk: the last alarms are stored and survive a "
                           "restart of the process, not yet a power cut; check the disk")
+            raise
 
     @contextlib.contextmanager
     def _storing(self) -> Iterator[None]:
@@ -424,12 +450,23 @@ class AlarmService:
         self._telling = task
 
     async def on_uplink(self, uplink: Uplink, received_ms: int) -> None:
-        await self.on_uplink_batch([(uplink, received_ms)])
+        """One message; returns once it is committed and on the disk (or its sync failed: logged and counted in `_sync`;
+        committed, it survives a crash of the process)."""
+        synced = await self.on_uplink_batch([(uplink, received_ms)])
+        if synced is not None:
+            with contextlib.suppress(OSError):
+                await synced
 
-    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> None:
-        """Decide on messages that arrived together, in order, under one lock and in ONE transaction; return
-        once that is durable. A storm of 200 smoke alarms is then a few commits, not 200 (backend.ingest.handoff
-        BatchFeed; the ingest lane hands over what it has queued).
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> asyncio.Future[None] | None:
+        """Decide on messages that arrived together, in order, under one lock and in ONE transaction; return once that
+        is committed (it survives a crash of the process). A storm of 200 smoke alarms is then a few commits, not 200
+        (backend.ingest.handoff BatchFeed; the ingest lane hands over what it has queued).
+
+        What it returns is None when the commit was synced to the disk within it (it survives a power cut), else the
+        future of that sync (a real life-safety round: committed on the event loop, `_commit_now`, or without the fsync
+        inside the commit, `_commit_unsynced`), done once it is, or failed with the OSError the disk gave: the caller
+        marks the messages done in its journal only then, and hands over its next batch meanwhile (issue 19: in a storm
+        of 2,000, each round's fsync inside its commit held the next round back).
 
         `more_coming` (a storm: more life-safety messages wait behind these): the committed alarms are logged and
         published (on the console, to the ladder) from a task, in order, after this returns, so that the next batch's
@@ -451,14 +488,15 @@ class AlarmService:
                     actions = one_persist_per_alarm([a for uplink, received_ms in items for a in self._decide(uplink, received_ms)])
                     if urgent and len(items) <= COMMIT_ON_LOOP_MAX:
                         synced = await self._commit_now(actions)
+                    elif urgent:
+                        synced = await self._commit_unsynced(actions)
                     else:
                         await self._commit(actions)
             if more_coming:
                 self._tell_later(actions)
             else:
                 await self._tell(actions)
-            if synced is not None:  # on the console and the ladder already; done (for the ingest journal) once on the disk
-                await synced
+            return synced  # on the console and the ladder already (or queued to be); done for the journal once on the disk
         finally:
             if urgent:
                 self._intake -= 1

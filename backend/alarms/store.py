@@ -289,25 +289,38 @@ class AlarmStore:
         return kept[1] if kept is not None and kept[0] is a else None
 
     # -- writing -----------------------------------------------------------------------------------------
-    def apply(self, actions: Sequence[Action]) -> None:
-        """Write the core's decisions in one transaction, in order (a close before the re-open of its key).
+    def apply(self, actions: Sequence[Action], *, synced: bool = True) -> bool:
+        """Write the core's decisions in one transaction, in order (a close before the re-open of its key). Return
+        whether a `sync()` is still owed: `synced=False` on SQLite commits without the fsync inside the commit
+        (synchronous=NORMAL for this transaction: it survives a crash of the process, a power cut only after `sync()`);
+        the connection goes back to the pool with its FULL again. PostgreSQL's commit is durable as it returns.
 
         Alarm rows go as few executemany calls of one prepared upsert: consecutive writes of distinct alarms
         share a call; a second write of the same alarm starts the next call, so the rows reach the database
         in the core's order and the open-key unique index never sees two open alarms for a key. Audit
         entries and device records follow in one call each (nothing reads them inside the transaction)."""
         if not actions:
-            return
+            return False
         rows = self._rows(actions)
+        unsynced = not synced and self._sqlite_path is not None
         try:
-            with self.engine.begin() as conn:
-                self._write(conn, rows)
-                also = IN_TRANSACTION.get()  # issue 10 hook, see IN_TRANSACTION
-                if also is not None:
-                    also(conn)
+            with self.engine.connect() as conn:
+                driver = conn.connection.driver_connection  # the pragma outside SQLAlchemy's transaction (no autobegin)
+                if unsynced:
+                    driver.execute("PRAGMA synchronous = NORMAL")  # type: ignore[union-attr]
+                try:
+                    with conn.begin():
+                        self._write(conn, rows)
+                        also = IN_TRANSACTION.get()  # issue 10 hook, see IN_TRANSACTION
+                        if also is not None:
+                            also(conn)
+                finally:
+                    if unsynced:
+                        driver.execute("PRAGMA synchronous = FULL")  # type: ignore[union-attr]
         except _DB_ERRORS as exc:
             raise translate(exc, f"could not store {len(actions)} alarm actions") from exc
         self._keep(rows)
+        return unsynced
 
     def apply_now(self, actions: Sequence[Action]) -> bool:
         """`apply` on the calling thread, for a caller that must not wait (the event loop, with a few life-safety

@@ -18,6 +18,7 @@ ingest retries it a bounded number of times, then parks it. The stores raise the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -47,8 +48,10 @@ class BatchFeed(AlertingFeed, Protocol):
     """A feed that can also take several non-telemetry messages at once, deciding them in order; ingest uses it
     for what its uplink lane has queued (a storm), so the feed can commit them together."""
 
-    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> None:
-        """Decide and commit `items`; return once that is durable. `more_coming`: more life-safety messages wait behind
-        these (a storm): the feed may publish what it decided after it returns, in order, so that the next batch's
-        commit overlaps that work."""
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> asyncio.Future[None] | None:
+        """Decide and commit `items`; return once that is committed. None: durable already (on the disk). A future: the
+        batch is on the disk once it is done (it fails with the disk's OSError if the sync failed); ingest marks the
+        messages done in its journal only then, and hands over its next batch meanwhile. `more_coming`: more life-safety
+        messages wait behind these (a storm): the feed may publish what it decided after it returns, in order, so that
+        the next batch's commit overlaps that work."""
         ...

@@ -59,6 +59,7 @@ class LaneStats:
     dead_letters: int = 0  # messages alerting refused feed_max_attempts times, parked in dead-letters.jsonl
     raised_cleaned: int = 0  # life-safety events refused for their content, then handed over without detail/value
     journal_failures: int = 0
+    sync_failures: int = 0  # batches alerting committed whose sync to the disk failed: left pending in the journal
     alerting_down_since_ms: int | None = None  # alerting (alarm store / queue) unavailable since; None: up
     alerting_down_why: str = ""
     alerting_outages: int = 0
@@ -86,7 +87,7 @@ class LaneStats:
             "telemetry_messages": self.telemetry_messages, "readings_stored": self.readings_stored, "readings_new": self.readings_new,
             "store_batches": self.store_batches, "store_failures": self.store_failures, "replayed_from_journal": self.replayed_from_journal,
             "uplinks_delivered": self.uplinks_delivered, "feed_failures": self.feed_failures, "dead_letters": self.dead_letters,
-            "journal_failures": self.journal_failures, "raised_cleaned": self.raised_cleaned,
+            "journal_failures": self.journal_failures, "sync_failures": self.sync_failures, "raised_cleaned": self.raised_cleaned,
             "alerting_down": self.alerting_down_since_ms is not None, "alerting_down_since_ms": self.alerting_down_since_ms,
             "alerting_down_why": self.alerting_down_why or None, "alerting_outages": self.alerting_outages,
             "life_safety_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,

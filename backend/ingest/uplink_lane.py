@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -204,6 +205,7 @@ class UplinkLane:
             # before this round hands its life-safety messages to alerting. Still after the commit above.
             asyncio.get_running_loop().call_soon(self._ack, [i.token for i in items])
             done: list[int] = []
+            syncing: list[tuple[asyncio.Future[None], list[int]]] = []  # committed, done once their sync is (`_synced`)
             deliverable = [e for e in entries if e[2].uplink is not None]  # already in priority order: the queue is a heap
             # Life-safety messages are decided and committed on their own, ahead of the rest of the burst: a smoke
             # alarm never waits for the commit of 200 availability changes that happened to arrive with it. The rest
@@ -224,9 +226,12 @@ class UplinkLane:
                     yielded = True
                     break
                 if len(group) > 1 and isinstance(self._feed, BatchFeed):
-                    outcome = await self._deliver_batch(self._feed, group, more_coming=group is urgent and self._urgent_queued > 0)
+                    outcome, synced = await self._deliver_batch(self._feed, group, more_coming=group is urgent and self._urgent_queued > 0)
                     if outcome is _Delivery.DONE:
-                        done += [i.seq for i in group]
+                        if synced is None:
+                            done += [i.seq for i in group]
+                        else:
+                            syncing.append((synced, [i.seq for i in group]))
                         handled.update(i.seq for i in group)
                         continue
                     if outcome is _Delivery.UNAVAILABLE:
@@ -256,12 +261,29 @@ class UplinkLane:
                     await retry_delay(self._settings, self._lanes.alerting_outages)
                 finally:
                     self._backing_off = False
-            if done:
-                try:
-                    self.journal.mark_done(done)
-                    self._wrote(len(done))
-                except JournalError:  # they are offered again after a restart: at least once, never lost
-                    log.exception("could not mark %d uplinks as delivered", len(done))
+            self._mark_done(done)
+            for synced, seqs in syncing:  # not awaited: the next round is decided and committed while the disk syncs this one
+                synced.add_done_callback(functools.partial(self._synced, seqs))
+
+    def _mark_done(self, seqs: list[int]) -> None:
+        if seqs:
+            try:
+                self.journal.mark_done(seqs)
+                self._wrote(len(seqs))
+            except JournalError:  # they are offered again after a restart: at least once, never lost
+                log.exception("could not mark %d uplinks as delivered", len(seqs))
+
+    def _synced(self, seqs: list[int], synced: asyncio.Future[None]) -> None:
+        """A batch the feed committed is on the disk: done in the journal. If its sync failed (or the process is
+        stopping), it stays pending and is offered again at the next start (at least once: never lost)."""
+        if synced.cancelled():
+            return
+        if (exc := synced.exception()) is not None:
+            self._lanes.sync_failures += 1
+            log.error("%d uplinks are stored by alerting but not on the disk (%s); kept in the journal, offered again at the next start",
+                      len(seqs), exc)
+            return
+        self._mark_done(seqs)
 
     async def _urgent_handed(self) -> None:
         """The round's life-safety messages are handed over: one turn of the loop before the lane says so (and the
@@ -282,21 +304,22 @@ class UplinkLane:
     def _record_latency(self, intake_s: float, handed_s: float) -> None:
         self._lanes.life_safety_latency_s.append(handed_s - intake_s)
 
-    async def _deliver_batch(self, feed: BatchFeed, items: list[UplinkItem], *, more_coming: bool = False) -> _Delivery:
+    async def _deliver_batch(self, feed: BatchFeed, items: list[UplinkItem], *, more_coming: bool = False) -> tuple[_Delivery, asyncio.Future[None] | None]:
         """Hand a burst over in one call (one decision, one commit). RETRY if the feed refused it: the caller
         then hands the items over one by one, so a single bad message is found and dealt with on its own.
         `more_coming`: life-safety messages arrived meanwhile and wait for the next round (the feed may publish
-        this round's alarms while it commits the next)."""
+        this round's alarms while it commits the next). With DONE, the future of the batch's sync to the disk, if the
+        feed gave one (BatchFeed.on_uplink_batch)."""
         handed = time.monotonic()  # measured at hand-off, as for single messages: time spent queued in ingest
         try:
-            await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None], more_coming=more_coming)
+            synced = await feed.on_uplink_batch([(i.uplink, i.received_ms) for i in items if i.uplink is not None], more_coming=more_coming)
         except Exception as exc:
             self._lanes.feed_failures += 1
             if is_transient(exc):
                 self._lanes.alerting_down(exc, self._clock.now_ms())
-                return _Delivery.UNAVAILABLE
+                return _Delivery.UNAVAILABLE, None
             log.exception("alerting refused a batch of %d; handing them over one by one", len(items))
-            return _Delivery.RETRY
+            return _Delivery.RETRY, None
         self._lanes.alerting_up(self._clock.now_ms())
         for item in items:
             assert item.uplink is not None
@@ -304,7 +327,7 @@ class UplinkLane:
                 self._record_latency(item.intake_s, handed)
         del self._lanes.life_safety_latency_s[:-10_000]
         self._lanes.uplinks_delivered += len(items)
-        return _Delivery.DONE
+        return _Delivery.DONE, synced
 
     async def _deliver(self, item: UplinkItem) -> _Delivery:
         """One uplink to alerting; every line logged meanwhile (here, in the alarm service, its store) carries the

@@ -93,6 +93,7 @@ _LANE_COUNTERS = {
     "store_failures": "Failed time-series store writes (retried).",
     "feed_failures": "Failed hand-offs to alerting (retried).",
     "journal_failures": "Failed journal commits.",
+    "sync_failures": "Batches alerting committed whose sync to the disk failed (left pending in the journal, offered again at the next start).",
     "replayed_from_journal": "Messages replayed from the journal after a restart.",
     "raised_cleaned": "Life-safety events refused for their content, then raised without detail and value.",
     "alerting_outages": "Times alerting (the alarm store or the uplink queue) became unavailable to ingest.",

@@ -185,17 +185,18 @@ class PatrolTap:
         if self.inner is not None:
             await self.inner.on_uplink(uplink, received_ms)
 
-    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> None:
-        """Keep the inner feed's batching (backend.ingest.handoff.BatchFeed) when there is one."""
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> asyncio.Future[None] | None:
+        """Keep the inner feed's batching (backend.ingest.handoff.BatchFeed) when there is one, and its sync's future."""
         for uplink, received_ms in items:
             msg = uplink.message
             if isinstance(msg, PatrolHeartbeat) and msg.patrol_id:
                 await self.scheduler.heartbeat(uplink.topic.gateway, msg.patrol_id, received_ms)
         if isinstance(self.inner, BatchFeed):
-            await self.inner.on_uplink_batch(items, more_coming=more_coming)
-        elif self.inner is not None:
+            return await self.inner.on_uplink_batch(items, more_coming=more_coming)
+        if self.inner is not None:
             for uplink, received_ms in items:
                 await self.inner.on_uplink(uplink, received_ms)
+        return None
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         if self.inner is not None:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from alerting.model import Persist
-from backend.alarms.service import AlarmService
+from backend.alarms.service import COMMIT_ON_LOOP_MAX, AlarmService
 from backend.sites.model import SiteDirectory
 from backend.store.db import make_engine, sqlite_url
 from backend.store.pg_local import LocalPostgres
@@ -78,9 +78,9 @@ async def test_a_lone_smoke_alarm_is_told_before_its_sync_and_done_only_after_it
 
     stream.subscribe(listen, name="test")
     async with AlarmService.for_sites(make_engine(sqlite_url(db)), sample_site, clock, tick_s=3600, stream=stream) as svc:
-        # The commit thread is kept busy: the alarm's commit must not need it, its sync must wait for it.
+        # The commit and sync threads are kept busy: the alarm's commit must need neither, its sync must wait.
         gate = threading.Event()
-        busy = asyncio.ensure_future(svc._in_commit_thread(gate.wait, 10))
+        busy = asyncio.gather(svc._in_commit_thread(gate.wait, 10), svc._in_sync_thread(gate.wait, 10))
         [smoke] = _smokes(sample_site, clock.now_ms())
         handing = asyncio.create_task(svc.on_uplink(smoke, clock.now_ms()))
         for _ in range(200):
@@ -165,9 +165,40 @@ async def test_other_writers_keep_their_fsync_and_big_rounds_and_drills_use_the_
                 conn.close()
         drill = _smokes(sample_site, clock.now_ms(), 2, drill=True)[1:]
         await svc.on_uplink_batch([(u, clock.now_ms()) for u in drill])
-        many = _smokes(sample_site, clock.now_ms() + 1, 17)
-        await svc.on_uplink_batch([(u, clock.now_ms()) for u in many])
-        assert svc.stats["commits_on_loop"] == 1, "a drill and a round of 17 go through the commit thread"
+        many = _smokes(sample_site, clock.now_ms() + 1, COMMIT_ON_LOOP_MAX + 1)
+        synced = await svc.on_uplink_batch([(u, clock.now_ms()) for u in many])
+        assert synced is not None
+        await synced
+        assert svc.stats["commits_on_loop"] == 1, "a drill and a round bigger than COMMIT_ON_LOOP_MAX go through the commit thread"
+
+
+async def test_a_storm_round_is_committed_without_its_fsync_and_synced_from_a_thread_of_its_own(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """A real life-safety round bigger than COMMIT_ON_LOOP_MAX (a storm's) is committed from the commit thread without the
+    fsync inside the commit; what `on_uplink_batch` returns is the future of the sync, from the sync thread, done only
+    after it; the pooled connection has its fsync on every commit again afterwards."""
+    clock = VirtualClock()
+    db = tmp_path / "alarms.db"
+    engine = make_engine(sqlite_url(db))
+    async with AlarmService.for_sites(engine, sample_site, clock, tick_s=3600) as svc:
+        gate = threading.Event()
+        busy = svc._in_sync_thread(gate.wait, 10)  # the sync thread held: the round's sync waits, its commit does not
+        storm = _smokes(sample_site, clock.now_ms(), COMMIT_ON_LOOP_MAX + 1)
+        synced = await asyncio.wait_for(svc.on_uplink_batch([(u, clock.now_ms()) for u in storm]), 5)
+        assert synced is not None, "the round's sync is owed"
+        assert _stored(db).count("smoke") == COMMIT_ON_LOOP_MAX + 1, "committed: another connection reads it"
+        await asyncio.sleep(0.1)
+        assert not synced.done(), "not on the disk (not to be marked done in the ingest journal) before the sync"
+        gate.set()
+        await asyncio.wait_for(synced, 5)
+        await busy
+        assert svc.stats["commits_on_loop"] == 0
+        assert svc.stats["sync_failures"] == 0
+        conns = [engine.connect() for _ in range(4)]  # the commit thread's connection among them: FULL again
+        try:
+            assert [conn.exec_driver_sql("PRAGMA synchronous").scalar() for conn in conns] == [2] * 4
+        finally:
+            for conn in conns:
+                conn.close()
 
 
 @pytest.mark.postgres
