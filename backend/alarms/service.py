@@ -365,10 +365,11 @@ class AlarmService:
         return list(actions)
 
     async def _commit_now(self, actions: Sequence[Action]) -> asyncio.Future[None] | None:
-        """Store a round of life-safety actions right here on the event loop when the file is free (`AlarmStore.apply_now`),
-        and return the future of their sync to the disk (durable against a power cut), which `on_uplink_batch` returns
-        once they are told; None when they were committed from the commit thread instead, synced, as `_commit` does (the
-        file busy, PostgreSQL, a cluster's transaction hook). The caller holds the lock, inside `_book_kept`."""
+        """Store a small round of life-safety actions (at most COMMIT_ON_LOOP_MAX messages) right here on the event loop
+        when the file is free (`AlarmStore.apply_now`), and return the future of their sync to the disk (durable against
+        a power cut), which `on_uplink_batch` returns once they are told; None when they were committed from the commit
+        thread instead, synced, as `_commit` does (the file busy, PostgreSQL, a cluster's transaction hook). The caller
+        holds the lock, inside `_book_kept`."""
         if not actions:
             return None
         try:
