@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -40,6 +41,16 @@ def _stored(db: Path) -> list[str]:
     """The alarm types in the file, read by a connection of its own (what another process sees)."""
     with sqlite3.connect(db) as conn:
         return [r[0] for r in conn.execute("SELECT alarm_type FROM alarms ORDER BY alarm_type")]
+
+
+def _pooled(engine: sa.Engine, pragma: str) -> list[Any]:
+    """A pragma's value on four connections of the engine's pool at once (every one it holds here)."""
+    conns = [engine.connect() for _ in range(4)]
+    try:
+        return [conn.exec_driver_sql(f"PRAGMA {pragma}").scalar() for conn in conns]
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 class _Ticker:
@@ -154,15 +165,9 @@ async def test_other_writers_keep_their_fsync_and_big_rounds_and_drills_use_the_
         await svc.on_uplink(_smokes(sample_site, clock.now_ms())[0], clock.now_ms())
         assert svc.stats["commits_on_loop"] == 1
         # every pooled connection is as make_engine made it: FULL (2), a 30 s busy timeout, automatic checkpoints
-        conns = [engine.connect() for _ in range(4)]
-        try:
-            for conn in conns:
-                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
-                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
-                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
-        finally:
-            for conn in conns:
-                conn.close()
+        assert _pooled(engine, "synchronous") == [2] * 4
+        assert _pooled(engine, "busy_timeout") == [30_000] * 4
+        assert _pooled(engine, "wal_autocheckpoint") == [1000] * 4
         drill = _smokes(sample_site, clock.now_ms(), 2, drill=True)[1:]
         await svc.on_uplink_batch([(u, clock.now_ms()) for u in drill])
         many = _smokes(sample_site, clock.now_ms() + 1, COMMIT_ON_LOOP_MAX + 1)
@@ -193,12 +198,7 @@ async def test_a_storm_round_is_committed_without_its_fsync_and_synced_from_a_th
         await busy
         assert svc.stats["commits_on_loop"] == 0
         assert svc.stats["sync_failures"] == 0
-        conns = [engine.connect() for _ in range(4)]  # the commit thread's connection among them: FULL again
-        try:
-            assert [conn.exec_driver_sql("PRAGMA synchronous").scalar() for conn in conns] == [2] * 4
-        finally:
-            for conn in conns:
-                conn.close()
+        assert _pooled(engine, "synchronous") == [2] * 4  # the commit thread's connection among them: FULL again
 
 
 @pytest.mark.postgres
