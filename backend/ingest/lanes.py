@@ -60,6 +60,8 @@ class LaneStats:
     raised_cleaned: int = 0  # life-safety events refused for their content, then handed over without detail/value
     journal_failures: int = 0
     sync_failures: int = 0  # batches alerting committed whose sync to the disk failed: left pending in the journal
+    sync_failed_since_ms: int | None = None  # the alarm store's disk failed a sync then, and none has worked since; None: fine
+    sync_failed_why: str = ""
     alerting_down_since_ms: int | None = None  # alerting (alarm store / queue) unavailable since; None: up
     alerting_down_why: str = ""
     alerting_outages: int = 0
@@ -72,6 +74,20 @@ class LaneStats:
         if self.alerting_down_since_ms is None:
             self.alerting_down_since_ms = now_ms
             log.error("alerting unavailable (%s): uplinks stay in the journal and are offered again until it is back", self.alerting_down_why)
+
+    def sync_failed(self, exc: BaseException, now_ms: int) -> None:
+        """Alerting committed messages whose sync to the disk then failed: counted, and the disk is marked failing until a
+        later sync works (`sync_worked`), for /readyz and the console's system strip (check `alarm_disk`)."""
+        self.sync_failures += 1
+        self.sync_failed_why = f"{type(exc).__name__}: {exc}"[:300]
+        if self.sync_failed_since_ms is None:
+            self.sync_failed_since_ms = now_ms
+
+    def sync_worked(self) -> None:
+        if self.sync_failed_since_ms is not None:
+            log.warning("the alarm store's disk syncs again")
+            self.sync_failed_since_ms = None
+            self.sync_failed_why = ""
 
     def alerting_up(self, now_ms: int) -> None:
         """A hand-over to alerting worked: an outage, if there was one, is over."""
@@ -88,6 +104,7 @@ class LaneStats:
             "store_batches": self.store_batches, "store_failures": self.store_failures, "replayed_from_journal": self.replayed_from_journal,
             "uplinks_delivered": self.uplinks_delivered, "feed_failures": self.feed_failures, "dead_letters": self.dead_letters,
             "journal_failures": self.journal_failures, "sync_failures": self.sync_failures, "raised_cleaned": self.raised_cleaned,
+            "sync_failed_since_ms": self.sync_failed_since_ms, "sync_failed_why": self.sync_failed_why or None,
             "alerting_down": self.alerting_down_since_ms is not None, "alerting_down_since_ms": self.alerting_down_since_ms,
             "alerting_down_why": self.alerting_down_why or None, "alerting_outages": self.alerting_outages,
             "life_safety_p50_ms": round(lat[len(lat) // 2] * 1000, 3) if lat else None,

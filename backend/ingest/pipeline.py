@@ -19,7 +19,8 @@ How this works (`Pipeline.accept`, driven by IngestWorker with manual MQTT ackno
 
 Start (`__aenter__`): both journals are opened, their recent keys reloaded into the de-duplication window, and
 every journaled uplink not yet handed over is queued again; the lanes then start (the telemetry lane's store
-writer first looks at the journal for a backlog). Stop: the lanes are cancelled; what is journaled stays
+writer first looks at the journal for a backlog). Stop: the lanes are cancelled, the uplink lane waits (at most
+5 s) for the syncs to the disk of what alerting committed, to mark it done; what is journaled and not done stays
 journaled and is replayed on the next start.
 
 Guarantee (docs/ingest.md): a QoS 1 message is acknowledged only after it is in a journal; everything
@@ -146,6 +147,7 @@ class Pipeline:
             with contextlib.suppress(BaseExceptionGroup, asyncio.CancelledError):
                 await self._tg.__aexit__(None, None, None)
             self._tg = None
+            await self._uplinks.settle()  # what alerting committed and is syncing is marked done before the journal closes
         for ex, closer in ((self._tj_exec, self.tjournal.close), (self._uj_exec, self.ujournal.close)):
             ex.submit(closer)
             ex.shutdown(wait=True)

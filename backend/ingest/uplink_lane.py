@@ -62,6 +62,7 @@ REST_SLICE = 64
 # Rows written (journaled or marked done) after which the journal is checkpointed from its own thread: with rows
 # of a few hundred bytes, about what SQLite's automatic 1,000-page checkpoint would do inside a commit on the loop.
 CHECKPOINT_EVERY = 2_000
+SETTLE_S = 5.0  # at a stop, the longest the lane waits for the syncs of what alerting committed (`settle`)
 
 
 class _Delivery(enum.Enum):
@@ -122,6 +123,7 @@ class UplinkLane:
         self._backing_off = False  # alerting is away and the lane waits before offering again
         self._feed_attempts: dict[str, int] = {}
         self._written = 0  # rows written since the last checkpoint was asked for
+        self._syncing: set[asyncio.Future[None]] = set()  # handed over, committed, their sync to the disk still running (`settle`)
         self.checkpoint_due = asyncio.Event()  # the pipeline checkpoints the journal off the loop when set
 
     # -- intake (on the event loop thread, from Pipeline.accept) --------------------------------------------
@@ -241,13 +243,16 @@ class UplinkLane:
                     if group is not urgent and self._urgent_queued:
                         yielded = True
                         break
-                    outcome = await self._deliver(item)
+                    outcome, synced = await self._deliver(item)
                     if outcome is _Delivery.UNAVAILABLE:
                         outage = True
                         break
                     handled.add(item.seq)
                     if outcome is _Delivery.DONE:
-                        done.append(item.seq)
+                        if synced is None:
+                            done.append(item.seq)
+                        else:
+                            syncing.append((synced, [item.seq]))
             if self._handing_urgent and not outage:
                 await self._urgent_handed()
             self._handing_urgent = False
@@ -264,6 +269,15 @@ class UplinkLane:
             self._mark_done(done)
             for synced, seqs in syncing:  # not awaited: the next round is decided and committed while the disk syncs this one
                 synced.add_done_callback(functools.partial(self._synced, seqs))
+                self._syncing.add(synced)
+                synced.add_done_callback(self._syncing.discard)
+
+    async def settle(self, max_wait_s: float = SETTLE_S) -> None:
+        """At a stop (the lane's task cancelled, the journal still open): wait, at most `max_wait_s`, for the syncs still
+        running, so what they cover is marked done and not replayed at the next start (a replayed alarm counts once more)."""
+        if self._syncing:
+            await asyncio.wait(set(self._syncing), timeout=max_wait_s)
+            await asyncio.sleep(0)  # their `_synced` callbacks, scheduled as they finished
 
     def _mark_done(self, seqs: list[int]) -> None:
         if seqs:
@@ -274,15 +288,17 @@ class UplinkLane:
                 log.exception("could not mark %d uplinks as delivered", len(seqs))
 
     def _synced(self, seqs: list[int], synced: asyncio.Future[None]) -> None:
-        """A batch the feed committed is on the disk: done in the journal. If its sync failed (or the process is
-        stopping), it stays pending and is offered again at the next start (at least once: never lost)."""
+        """Messages the feed committed are on the disk: done in the journal. If their sync failed (or the process is
+        stopping), they stay pending and are offered again at the next start (at least once: never lost), and the lane
+        stats say the disk failed (`LaneStats.sync_failed`) until a later sync works."""
         if synced.cancelled():
             return
         if (exc := synced.exception()) is not None:
-            self._lanes.sync_failures += 1
+            self._lanes.sync_failed(exc, self._clock.now_ms())
             log.error("%d uplinks are stored by alerting but not on the disk (%s); kept in the journal, offered again at the next start",
                       len(seqs), exc)
             return
+        self._lanes.sync_worked()
         self._mark_done(seqs)
 
     async def _urgent_handed(self) -> None:
@@ -327,48 +343,63 @@ class UplinkLane:
                 self._record_latency(item.intake_s, handed)
         del self._lanes.life_safety_latency_s[:-10_000]
         self._lanes.uplinks_delivered += len(items)
+        if synced is None:  # durable when the call returned (a commit with its fsync inside): the disk works
+            self._lanes.sync_worked()
         return _Delivery.DONE, synced
 
-    async def _deliver(self, item: UplinkItem) -> _Delivery:
+    async def _deliver(self, item: UplinkItem) -> tuple[_Delivery, asyncio.Future[None] | None]:
         """One uplink to alerting; every line logged meanwhile (here, in the alarm service, its store) carries the
-        message's trace: its gateway, device and msg_id as the edge gave them (backend/ops/logs.py)."""
+        message's trace: its gateway, device and msg_id as the edge gave them (backend/ops/logs.py). With DONE, the
+        future of its sync to the disk, if the feed gave one (a BatchFeed's, as for a batch: `_synced`)."""
         assert item.uplink is not None
         topic = item.uplink.topic
         with log_fields(gateway=topic.gateway, device=topic.device, msg_id=msg_id_of(item.uplink), trace=item.key):
             return await self._deliver_one(item)
 
-    async def _deliver_one(self, item: UplinkItem) -> _Delivery:
+    async def _hand_one(self, feed: AlertingFeed, item: UplinkItem) -> asyncio.Future[None] | None:
+        """A BatchFeed takes a lone message as a batch of one and gives the future of its sync, which `_synced` awaits as
+        it does a batch's: a lone alarm whose sync fails stays pending in the journal too. Any other feed returns once
+        the message is durable."""
+        assert item.uplink is not None
+        if isinstance(feed, BatchFeed):
+            return await feed.on_uplink_batch([(item.uplink, item.received_ms)])
+        await feed.on_uplink(item.uplink, item.received_ms)
+        return None
+
+    async def _deliver_one(self, item: UplinkItem) -> tuple[_Delivery, asyncio.Future[None] | None]:
         assert item.uplink is not None
         if item.uplink.priority is Priority.LIFE_SAFETY:
             self._record_latency(item.intake_s, time.monotonic())
             del self._lanes.life_safety_latency_s[:-10_000]
         if self._feed is None:
-            return _Delivery.DONE
+            return _Delivery.DONE, None
         try:
-            await self._feed.on_uplink(item.uplink, item.received_ms)
+            synced = await self._hand_one(self._feed, item)
         except Exception as exc:
             self._lanes.feed_failures += 1
             if is_transient(exc):  # the alarm store or the queue is away: wait for it, for as long as it takes
                 self._lanes.alerting_down(exc, self._clock.now_ms())
-                return _Delivery.UNAVAILABLE
+                return _Delivery.UNAVAILABLE, None
             attempts = self._feed_attempts.get(item.key, 0) + 1
             if attempts >= self._settings.feed_max_attempts:
                 # The same message failed every time: a poison message, not an outage. Park it where a person
                 # can see it (and replay it after a fix) instead of retrying for ever and slowing every round.
                 self._feed_attempts.pop(item.key, None)
                 if await self._raise_cleaned(item, exc, attempts):
-                    return _Delivery.DONE
+                    return _Delivery.DONE, None
                 self._dead_letter(item, exc, attempts)
-                return _Delivery.DONE  # done with it here; it is in the dead-letter file
+                return _Delivery.DONE, None  # done with it here; it is in the dead-letter file
             self._feed_attempts[item.key] = attempts
             log.exception("alerting refused %s (attempt %d); it stays in the journal and is offered again", item.key, attempts)
             await retry_delay(self._settings, 0)
             self._requeue(item)
-            return _Delivery.RETRY
+            return _Delivery.RETRY, None
         self._feed_attempts.pop(item.key, None)
         self._lanes.alerting_up(self._clock.now_ms())
         self._lanes.uplinks_delivered += 1
-        return _Delivery.DONE
+        if synced is None:
+            self._lanes.sync_worked()
+        return _Delivery.DONE, synced
 
     def _dead_letter(self, item: UplinkItem, exc: BaseException, attempts: int) -> None:
         self._dead_letters.park(item.topic, item.payload, item.received_ms, exc, key=item.key, attempts=attempts)

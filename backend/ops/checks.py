@@ -11,6 +11,7 @@ Checks, by name:
 - `live_feed`: the console's live feed started and its watcher tasks still run;
 - `ingest`: the pipeline runs and its telemetry backlog is under ops.ready_max_backlog;
 - `ingest` also fails while alerting is unavailable (the pipeline's `alerting_down`: events wait in the journal);
+- `alarm_disk`: the last sync to the disk of alarms alerting committed worked (the pipeline's `sync_failed_since_ms`);
 - `rules_leader` (cluster): some backend holds the rules seat (the PostgreSQL advisory lock relay.lock_key);
 - `uplink_queue`: on an ingest worker, the PostgreSQL uplink queue answers; on a cluster backend, its oldest
   waiting row is younger than ops.ready_max_queue_age_s and this backend, when leader, is not retrying a row.
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from backend.stream import CentreStream
     from broker.clock import Clock
 
-__all__ = ["database_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check", "queue_check"]
+__all__ = ["database_check", "disk_check", "feed_check", "ingest_readiness", "instrument_backend", "leader_check", "queue_check"]
 
 
 def database_check(engine: sa.Engine, timeout_s: float) -> Callable[[], Any]:
@@ -89,6 +90,21 @@ def ingest_check(ingest: IngestService, max_backlog: int) -> Callable[[], Any]:
         if backlog > max_backlog:
             return Verdict(False, f"ingest is not keeping up: {backlog} telemetry messages wait for the store (limit {max_backlog})")
         return Verdict(True, f"backlog {backlog}")
+
+    return check
+
+
+def disk_check(ingest: IngestService) -> Callable[[], Any]:
+    """The alarm store's disk takes its syncs: fails from a failed sync of committed alarms (they are stored and on the
+    console, but a power cut could lose the last of them; ingest keeps them pending in its journal) until one works again."""
+
+    async def check() -> Verdict:
+        lanes = ingest.pipeline.lanes
+        since = getattr(lanes, "sync_failed_since_ms", None)
+        if since is not None:
+            return Verdict(False, f"the alarm file could not be synced to the disk since {since} ms ({getattr(lanes, 'sync_failed_why', '')}): "
+                                  "the last alarms would not survive a power cut; they stay pending in ingest's journal; check the disk")
+        return Verdict(True, "syncing")
 
     return check
 
@@ -161,6 +177,7 @@ def instrument_backend(app: FastAPI, backend: BackendParts) -> None:
     if ingest is not None:
         readiness.add("broker_ingest", connected_check("ingest", lambda: ingest.worker.connected))
         readiness.add("ingest", ingest_check(ingest, s.ready_max_backlog))
+        readiness.add("alarm_disk", disk_check(ingest))
         metrics.watch_pipeline(ingest.pipeline.lanes)
     if backend.seat is not None:
         readiness.add("rules_leader", leader_check(backend.db, backend.settings.relay.lock_key, s.ready_db_timeout_s))

@@ -1,4 +1,4 @@
-"""A batch alerting committed is marked done in the uplink journal only once it is on the disk (issue 19).
+"""What alerting committed is marked done in the uplink journal only once it is on the disk (issue 19).
 
 The alarm service commits a storm's rounds without the fsync inside the commit and hands back the future of that
 sync (backend.ingest.handoff.BatchFeed): the lane hands over its next round meanwhile, marks a round done once its
@@ -11,9 +11,11 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 from backend.ingest.handoff import Reading
 from backend.ingest.pipeline import Pipeline
+from backend.ops.checks import disk_check
 from backend.settings import IngestSettings
 from backend.sites import SiteDirectory
 from backend.store.timeseries.model import TagDirectory
@@ -113,5 +115,54 @@ async def test_a_round_is_done_once_synced_the_next_goes_meanwhile_and_a_failed_
         async with Pipeline(sample_site, feed=again, store=store, journal_dir=tmp_path / "journal", settings=IngestSettings(batch_linger_ms=1)):
             await _next_round(again, 1)
             assert again.rounds == [[f"second-{k}" for k in range(ROUND)]]
+    finally:
+        store.close()
+
+
+async def test_a_lone_alarm_whose_sync_fails_stays_pending_and_the_disk_check_fails_until_a_sync_works(
+        tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """A message handed over alone goes through the same future as a batch: before, a lone alarm whose sync failed was
+    flagged done in the journal all the same (logged and counted only)."""
+    feed = SyncingFeed()
+    store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(sample_site))
+    pipeline = Pipeline(sample_site, feed=feed, store=store, journal_dir=tmp_path / "journal", settings=IngestSettings(batch_linger_ms=1))
+    pipeline.bind(lambda tokens: None)
+    check = disk_check(SimpleNamespace(pipeline=pipeline))  # type: ignore[arg-type]  # what instrument_backend registers
+    lone = _smokes(sample_site, "lone")
+
+    def pending() -> set[str]:
+        return {e.key for e in pipeline.ujournal.pending(0, 10_000)}
+
+    try:
+        async with pipeline:
+            assert pipeline.accept(*lone[0], 1)
+            await _next_round(feed, 1)
+            assert feed.rounds[0] == ["lone-0"], "a lone message, handed over as a batch of one"
+            assert len(pending()) == 1, "committed, not yet on the disk: not done in the journal"
+            assert (await check()).ok
+            feed.syncs[0].set_exception(OSError(5, "Input/output error"))
+            await asyncio.sleep(0.05)
+            assert len(pending()) == 1, "its sync failed: it stays pending"
+            assert pipeline.lanes.snapshot()["sync_failed_since_ms"] is not None
+            verdict = await check()
+            assert not verdict.ok
+            assert "Input/output error" in verdict.detail
+            assert "power cut" in verdict.detail
+
+            assert pipeline.accept(*lone[1], 2)
+            await _next_round(feed, 2)
+            feed.syncs[1].set_result(None)
+            await asyncio.sleep(0.05)
+            assert len(pending()) == 1, "the next alarm is done once synced; the failed one is still pending"
+            assert (await check()).ok, "a sync that works ends the disk's failure"
+            assert pipeline.lanes.sync_failures == 1
+    finally:
+        store.close()
+    again = SyncingFeed()
+    store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(sample_site))
+    try:
+        async with Pipeline(sample_site, feed=again, store=store, journal_dir=tmp_path / "journal", settings=IngestSettings(batch_linger_ms=1)):
+            await _next_round(again, 1)
+            assert again.rounds == [["lone-0"]], "the alarm whose sync failed is offered again at the next start"
     finally:
         store.close()

@@ -8,6 +8,7 @@
     sys_title: "系统故障",
     sys_database: "告警数据库无法连接：新告警暂存在接入日志中，恢复后自动写入，不会丢失",
     sys_ingest: "告警暂无法写入：新告警已安全暂存，恢复后自动处理",
+    sys_alarm_disk: "告警数据未能落盘：最近告警已显示并处理，但服务器断电可能丢失；接入日志已保留待重放，请立即检查服务器磁盘",
     sys_broker_ingest: "接入服务与消息代理断开：设备消息暂存在各楼网关，恢复后补发",
     sys_broker_publisher: "通知发布与消息代理断开：手机推送和楼内声光可能延迟",
     sys_feed: "实时推送中断：告警列表可能不是最新，请刷新",
@@ -20,6 +21,7 @@
     sys_title: "System fault",
     sys_database: "The alarm database cannot be reached: new alarms wait in ingest's journal and are written when it is back; nothing is lost",
     sys_ingest: "Alarms cannot be written now: new alarms are held safely and processed when the store is back",
+    sys_alarm_disk: "Alarms are not reaching the disk: the latest are shown and handled, but a power cut could lose them; ingest's journal keeps them for replay; check the server's disk now",
     sys_broker_ingest: "Ingest lost the broker: device messages wait at the building gateways and are resent",
     sys_broker_publisher: "The notice publisher lost the broker: phone pushes and building sounders may be late",
     sys_feed: "The live feed stopped: the board may be stale, reload it",
@@ -29,7 +31,7 @@
     sys_since: " (since {since})",
   });
   const Y = { down: {}, since: null, timer: null };
-  const KNOWN = ["database", "ingest", "broker_ingest", "broker_publisher", "feed", "rules_leader", "uplink_queue"];
+  const KNOWN = ["database", "ingest", "alarm_disk", "broker_ingest", "broker_publisher", "feed", "rules_leader", "uplink_queue"];
 
   function render() {
     const mount = document.getElementById("system-status");
