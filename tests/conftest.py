@@ -7,6 +7,7 @@ command that installs it (the README's test command installs them), it is never 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from backend.sites import SiteDirectory, load_site_directory
 from backend.store.pg_local import LocalPostgres
 from broker.embedded import free_port
 from broker.process import MosquittoProcess, open_config
+from tests.stalls import StallWatch
 
 if TYPE_CHECKING:
     from backend.server import Backend
@@ -113,3 +115,19 @@ async def backend_on_own_postgres(tmp_path: Path, sample_site: SiteDirectory, ow
                              simulate={"enabled": False, "site_file": SAMPLE_SITE}, patrol={"enabled": False})
     async with Backend(settings, sample_site, "127.0.0.1", mosquitto.port) as b:
         yield b
+
+
+_STALLS = StallWatch(REPO / "test-artifacts" / "stalls.log")  # tests/stalls.py: who held the event loop when it stalled
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _STALLS.start()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Watched while an async test runs (its event loop must not stall); a sync test may block on what it waits for."""
+    _STALLS.watch(item.nodeid if inspect.iscoroutinefunction(getattr(item, "obj", None)) else None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _STALLS.stop()
