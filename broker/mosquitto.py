@@ -151,7 +151,10 @@ def render_conf(layout: MosquittoLayout) -> str:
         f"password_file {layout.password_path}",
         f"acl_file {layout.acl_path}",
         "set_tcp_nodelay true",
-        "max_inflight_messages 100",
+        # The ingest client may have this many QoS 1 messages unacknowledged: a storm of 2,000 alarms is read in rounds of
+        # up to 256 (the uplink lane), each acknowledged once journaled; 100 made a round wait for the acknowledgements of
+        # the one before it. 1000 is what benchmarks/e2e.py measures the storms with (broker/process.py).
+        "max_inflight_messages 1000",
         "max_queued_messages 100000",
         # Life-safety traffic is QoS 1 and must survive a broker restart.
         f"persistence {'true' if layout.persistence else 'false'}",
