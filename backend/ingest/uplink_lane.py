@@ -357,14 +357,23 @@ class UplinkLane:
             return await self._deliver_one(item)
 
     async def _hand_one(self, feed: AlertingFeed, item: UplinkItem) -> asyncio.Future[None] | None:
-        """A BatchFeed takes a lone message as a batch of one and gives the future of its sync, which `_synced` awaits as
-        it does a batch's: a lone alarm whose sync fails stays pending in the journal too. Any other feed returns once
-        the message is durable."""
+        """A BatchFeed takes a lone message as a batch of one and gives the future of its sync, which `_synced` reads as it
+        does a batch's: a lone alarm whose sync fails stays pending in the journal too. Any other feed returns once the
+        message is durable.
+
+        The lane waits for that sync here (not for its outcome), as it did when it handed a lone message over with
+        `AlertingFeed.on_uplink`: the alarm is on the console already, and while the disk syncs, the messages right behind
+        it (a storm's first ones come alone) gather into the lane's next round. (Going on at once was measured too: in e2e
+        the storm of 200 took 74-91 ms in five runs, and 52-88 ms in eight with the wait (four of them before this change);
+        the spreads overlap, so the lane keeps the timing it had.)"""
         assert item.uplink is not None
-        if isinstance(feed, BatchFeed):
-            return await feed.on_uplink_batch([(item.uplink, item.received_ms)])
-        await feed.on_uplink(item.uplink, item.received_ms)
-        return None
+        if not isinstance(feed, BatchFeed):
+            await feed.on_uplink(item.uplink, item.received_ms)
+            return None
+        synced = await feed.on_uplink_batch([(item.uplink, item.received_ms)])
+        if synced is not None:
+            await asyncio.wait({synced})
+        return synced
 
     async def _deliver_one(self, item: UplinkItem) -> tuple[_Delivery, asyncio.Future[None] | None]:
         assert item.uplink is not None
