@@ -13,7 +13,6 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from types import FrameType
 
 STALL_S = 1.5
 SAMPLE_S = 0.25
@@ -46,25 +45,42 @@ class StallWatch:
         where: tuple[int, int] | None = None
         reported = False
         while not self._stop.wait(SAMPLE_S):
-            frame = sys._current_frames().get(self._main or 0)
-            if self.test is None or frame is None or frame.f_code.co_name in IDLE:
+            if self.test is None:  # a sync test: not even a look at its frames (a frame held here keeps its locals alive)
                 since, where, reported = None, None, False
                 continue
-            here = (id(frame), frame.f_lineno)
+            here, line = self._main_line()
             now = time.monotonic()
+            if here is None:
+                since, where, reported = None, None, False
+                continue
             if here != where:
                 since, where, reported = now, here, False
                 continue
             if since is not None and not reported and now - since >= STALL_S:
                 reported = True
-                self._dump(frame, now - since)
+                self._dump(line, now - since)
 
-    def _dump(self, frame: FrameType, for_s: float) -> None:
+    def _main_line(self) -> tuple[tuple[int, int] | None, str]:
+        """Where the main thread is (its innermost frame's identity and line, and the line in words), or None while it
+        waits on purpose. No frame is kept: one held between samples would keep its locals alive (and in a test that
+        measures memory, counted)."""
+        frame = sys._current_frames().get(self._main or 0)
+        try:
+            if frame is None or frame.f_code.co_name in IDLE:
+                return None, ""
+            return (id(frame), frame.f_lineno), f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        finally:
+            del frame
+
+    def _dump(self, line: str, for_s: float) -> None:
         names = {t.ident: t.name for t in threading.enumerate()}
-        lines = [f"== {time.strftime('%H:%M:%S')} {self.test}: the main thread on one line for {for_s:.1f} s "
-                 f"({frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name})\n"]
-        for ident, f in sys._current_frames().items():
-            lines.append(f"-- thread {names.get(ident, ident)}\n")
-            lines += traceback.format_stack(f)[-12:]
+        lines = [f"== {time.strftime('%H:%M:%S')} {self.test}: the main thread on one line for {for_s:.1f} s ({line})\n"]
+        frames = sys._current_frames()
+        try:
+            for ident, f in frames.items():
+                lines.append(f"-- thread {names.get(ident, ident)}\n")
+                lines += traceback.format_stack(f)[-12:]
+        finally:
+            del frames
         with self.log.open("a", encoding="utf-8") as out:
             out.writelines(lines)
