@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from backend.server import Backend
 from backend.settings import load_settings
@@ -32,13 +32,19 @@ def backend(backend_on_own_postgres: Backend) -> Backend:
     return backend_on_own_postgres
 
 
-async def test_the_console_shows_the_alarm_database_down_and_back(backend: Backend, own_postgres: LocalPostgres, browser: Browser, shots: Path) -> None:
+async def _console(browser: Browser, backend: Backend) -> Page:
+    """The duty console, logged in as the duty officer, its board shown."""
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
     await page.goto(backend.url + "/")
     await page.fill("#username", "duty1")
     await page.fill("#password", PASSWORD)
     await page.click("#login button[type=submit]")
     await expect(page.locator("#board")).to_be_visible(timeout=15_000)
+    return page
+
+
+async def test_the_console_shows_the_alarm_database_down_and_back(backend: Backend, own_postgres: LocalPostgres, browser: Browser, shots: Path) -> None:
+    page = await _console(browser, backend)
     await expect(page.locator("#system-strip")).to_have_count(0)
     own_postgres.stop()
     try:
@@ -100,12 +106,7 @@ async def test_the_console_shows_the_alarm_file_not_reaching_the_disk_until_a_sy
     def failing_sync() -> None:
         raise OSError(5, "Input/output error")
 
-    page = await browser.new_page(viewport={"width": 1280, "height": 800})
-    await page.goto(embedded.url + "/")
-    await page.fill("#username", "duty1")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login button[type=submit]")
-    await expect(page.locator("#board")).to_be_visible(timeout=15_000)
+    page = await _console(browser, embedded)
     monkeypatch.setattr(store, "sync", failing_sync)
     await smoke_alarm(embedded.sites, mosquitto.port, "disk-smoke-1")
     strip = page.locator("#system-strip")
