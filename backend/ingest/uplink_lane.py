@@ -356,7 +356,7 @@ class UplinkLane:
         with log_fields(gateway=topic.gateway, device=topic.device, msg_id=msg_id_of(item.uplink), trace=item.key):
             return await self._deliver_one(item)
 
-    async def _hand_one(self, feed: AlertingFeed, item: UplinkItem) -> asyncio.Future[None] | None:
+    async def _hand_one(self, feed: AlertingFeed, uplink: Uplink, received_ms: int) -> asyncio.Future[None] | None:
         """A BatchFeed takes a lone message as a batch of one and gives the future of its sync, which `_synced` reads as it
         does a batch's: a lone alarm whose sync fails stays pending in the journal too. Any other feed returns once the
         message is durable.
@@ -366,11 +366,10 @@ class UplinkLane:
         it (a storm's first ones come alone) gather into the lane's next round. (Going on at once was measured too: in e2e
         the storm of 200 took 74-91 ms in five runs, and 52-88 ms in eight with the wait (four of them before this change);
         the spreads overlap, so the lane keeps the timing it had.)"""
-        assert item.uplink is not None
         if not isinstance(feed, BatchFeed):
-            await feed.on_uplink(item.uplink, item.received_ms)
+            await feed.on_uplink(uplink, received_ms)
             return None
-        synced = await feed.on_uplink_batch([(item.uplink, item.received_ms)])
+        synced = await feed.on_uplink_batch([(uplink, received_ms)])
         if synced is not None:
             await asyncio.wait({synced})
         return synced
@@ -383,7 +382,7 @@ class UplinkLane:
         if self._feed is None:
             return _Delivery.DONE, None
         try:
-            synced = await self._hand_one(self._feed, item)
+            synced = await self._hand_one(self._feed, item.uplink, item.received_ms)
         except Exception as exc:
             self._lanes.feed_failures += 1
             if is_transient(exc):  # the alarm store or the queue is away: wait for it, for as long as it takes
@@ -394,8 +393,9 @@ class UplinkLane:
                 # The same message failed every time: a poison message, not an outage. Park it where a person
                 # can see it (and replay it after a fix) instead of retrying for ever and slowing every round.
                 self._feed_attempts.pop(item.key, None)
-                if await self._raise_cleaned(item, exc, attempts):
-                    return _Delivery.DONE, None
+                raised, synced = await self._raise_cleaned(item, exc, attempts)
+                if raised:
+                    return _Delivery.DONE, synced
                 self._dead_letter(item, exc, attempts)
                 return _Delivery.DONE, None  # done with it here; it is in the dead-letter file
             self._feed_attempts[item.key] = attempts
@@ -414,23 +414,25 @@ class UplinkLane:
         self._dead_letters.park(item.topic, item.payload, item.received_ms, exc, key=item.key, attempts=attempts)
         log.error("alerting refused %s %d times: parked in the dead letters (%s: %s)", item.key, attempts, type(exc).__name__, exc)
 
-    async def _raise_cleaned(self, item: UplinkItem, exc: BaseException, attempts: int) -> bool:
+    async def _raise_cleaned(self, item: UplinkItem, exc: BaseException, attempts: int) -> tuple[bool, asyncio.Future[None] | None]:
         """A life-safety event alerting refused every time: offer it once more without its cosmetic fields (the
-        text a store may refuse). True if that was taken; the original is kept in the dead letters all the same."""
+        text a store may refuse). True if that was taken, with the future of its sync to the disk as `_hand_one` gives
+        it (a failed sync keeps it pending in the journal, as any alarm's); the original is kept in the dead letters
+        all the same."""
         assert item.uplink is not None
         assert self._feed is not None
         if item.uplink.priority is not Priority.LIFE_SAFETY or not isinstance(item.uplink.message, DeviceEvent):
-            return False
+            return False, None
         cleaned = without_cosmetics(item.uplink)
         if cleaned is item.uplink:
-            return False
+            return False, None
         try:
-            await self._feed.on_uplink(cleaned, item.received_ms)
+            synced = await self._hand_one(self._feed, cleaned, item.received_ms)
         except Exception:
             log.exception("alerting refused %s even without its detail", item.key)
-            return False
+            return False, None
         self._lanes.raised_cleaned += 1
         self._lanes.uplinks_delivered += 1
         self._dead_letters.park(item.topic, item.payload, item.received_ms, exc, key=item.key, attempts=attempts, outcome="raised_without_detail")
         log.error("alerting refused %s %d times for its content; raised without its detail, original in the dead letters", item.key, attempts)
-        return True
+        return True, synced

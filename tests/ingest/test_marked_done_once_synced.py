@@ -166,3 +166,44 @@ async def test_a_lone_alarm_whose_sync_fails_stays_pending_and_the_disk_check_fa
             assert again.rounds == [["lone-0"]], "the alarm whose sync failed is offered again at the next start"
     finally:
         store.close()
+
+
+class RefusesDetail(SyncingFeed):
+    """Refuses every event that carries a detail (a store that cannot take its text), as a batch and alone; takes the
+    event without it, answering with a sync the test settles."""
+
+    async def on_uplink_batch(self, items: Sequence[tuple[Uplink, int]], *, more_coming: bool = False) -> asyncio.Future[None] | None:
+        if any(getattr(u.message, "detail", None) is not None for u, _ in items):
+            raise ValueError("the store refused this detail")
+        return await super().on_uplink_batch(items, more_coming=more_coming)
+
+
+async def test_a_smoke_alarm_raised_without_its_refused_detail_stays_pending_when_its_sync_fails(
+        tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """The last resort for a life-safety event alerting refused for its content (`UplinkLane._raise_cleaned`) hands it
+    over as any lone alarm: before, it went through `on_uplink`, and a failed sync of it was flagged done all the same."""
+    feed = RefusesDetail()
+    store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(sample_site))
+    settings = IngestSettings(batch_linger_ms=1, store_retry_min_s=0.01, store_retry_max_s=0.05, feed_max_attempts=2)
+    pipeline = Pipeline(sample_site, feed=feed, store=store, journal_dir=tmp_path / "journal", settings=settings)
+    pipeline.bind(lambda tokens: None)
+    d = next(d for d in sample_site.devices.values() if d.kind is DeviceKind.SMOKE)
+    now = time.time_ns() // 1_000_000
+    payload = encode(DeviceEvent(msg_id="dirty-0", source_ts_ms=now, received_ts_ms=now, event=EventKind.SMOKE_ALARM, detail="烟感报警"))
+
+    def pending() -> set[str]:
+        return {e.key for e in pipeline.ujournal.pending(0, 10_000)}
+
+    try:
+        async with pipeline:
+            assert pipeline.accept(str(event_topic(d.gateway, d.id)), payload, 1)
+            await _next_round(feed, 1)
+            assert feed.rounds == [["dirty-0"]], "raised without its detail, once"
+            assert len(pending()) == 1, "committed, not yet on the disk: not done in the journal"
+            feed.syncs[0].set_exception(OSError(5, "Input/output error"))
+            await asyncio.sleep(0.05)
+            assert pipeline.lanes.raised_cleaned == 1
+            assert len(pending()) == 1, "its sync failed: it stays pending, offered again at the next start"
+            assert pipeline.lanes.snapshot()["sync_failed_since_ms"] is not None
+    finally:
+        store.close()
