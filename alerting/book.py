@@ -145,7 +145,7 @@ class AlarmBook:
         key = sig.key
         current = self.open.get(key)
         if current is None:
-            return self._create(sig, now_ms)
+            return self._create(sig, key, now_ms)
         audit: list[AuditEntry] = []
         a = evolve(
             current, occurrences=current.occurrences + (0 if sig.refresh_detail else 1), last_seen_ms=max(current.last_seen_ms, sig.seen_ms),
@@ -171,14 +171,15 @@ class AlarmBook:
         self._put(a)
         return [Persist(a, tuple(audit))]
 
-    def _create(self, sig: Signal, now_ms: int) -> list[Persist]:
+    def _create(self, sig: Signal, key: AlarmKey, now_ms: int) -> list[Persist]:
         self._seq += 1
-        key = sig.key
+        changes = self._record_change(key, now_ms)  # into the new alarm as it is built: not copied once more for it
         a = Alarm(
             id=f"{self.id_prefix}{self._seq}", key=key, state=AlarmState.RAISED, severity=sig.severity,
             life_safety=sig.life_safety, title=sig.title or sig.alarm_type, place=sig.place, occurrences=1,
             first_seen_ms=sig.seen_ms, last_seen_ms=sig.seen_ms, raised_at_ms=now_ms, updated_ms=now_ms, audit_seq=1,
-            needs_callback=sig.needs_callback, detail=sig.detail, source_msg_id=sig.source_msg_id,
+            needs_callback=sig.needs_callback, recent_changes_ms=changes[-self.settings.flap_changes :], detail=sig.detail,
+            source_msg_id=sig.source_msg_id,
         )
         audit = [AuditEntry(a.id, 0, now_ms, SYSTEM_ACTOR, "raise", None, AlarmState.RAISED, sig.detail or "", a.drill)]
         if sig.cause is not None and AlarmKey.parse(sig.cause) in self.open:
@@ -190,7 +191,7 @@ class AlarmBook:
                 a, e = transition(a, Move.SILENCE, window.author, now_ms, f"maintenance window: {window.note}",
                                   silenced_until_ms=window.until_ms, silenced_by=window.author)
                 audit.append(e)
-        a, more = self._note_change(a, now_ms)
+        a, more = self._flap_check(a, changes, now_ms)
         audit += more
         self._put(a)
         return [Persist(a, tuple(audit))]
@@ -229,10 +230,18 @@ class AlarmBook:
         return [Persist(a, tuple(audit)), *self._put(a, now_ms)]
 
     def _note_change(self, a: Alarm, now_ms: int) -> tuple[Alarm, list[AuditEntry]]:
-        window_ms = round(self.settings.flap_window_s * 1000)
-        changes = (*tuple(t for t in self._changes.get(a.key, ()) if now_ms - t < window_ms), now_ms)
-        self._changes[a.key] = changes[-self.settings.flap_changes * 2 :]
+        changes = self._record_change(a.key, now_ms)
         a = evolve(a, recent_changes_ms=changes[-self.settings.flap_changes :])
+        return self._flap_check(a, changes, now_ms)
+
+    def _record_change(self, key: AlarmKey, now_ms: int) -> tuple[int, ...]:
+        """A change of `key`'s alarm now: the changes within the flap window, this one last (kept for the next)."""
+        window_ms = round(self.settings.flap_window_s * 1000)
+        changes = (*[t for t in self._changes.get(key, ()) if now_ms - t < window_ms], now_ms)
+        self._changes[key] = changes[-self.settings.flap_changes * 2 :]
+        return changes
+
+    def _flap_check(self, a: Alarm, changes: tuple[int, ...], now_ms: int) -> tuple[Alarm, list[AuditEntry]]:
         if len(changes) >= self.settings.flap_changes and not a.flapping:
             a, e = _annotate(a, "flapping", now_ms, f"{len(changes)} changes within {self.settings.flap_window_s:.0f} s", flapping=True)
             return a, [e]

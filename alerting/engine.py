@@ -616,10 +616,11 @@ class Engine:
             return []
         key = AlarmKey(f"building:{b}", CONFIRMED_FIRE, drill)
         if key in self.book.open:
-            # Already confirmed: this smoke counts as one more occurrence. The evidence text is only written when the
-            # alarm is raised, so it is not built again for each smoke alarm of a storm (issue 19).
-            evidence = None
-        elif in_unit:
+            # Already confirmed: this smoke counts as one more occurrence. The evidence text, title and place are only
+            # written when the alarm is raised, so they are not built again for each smoke alarm of a storm (issue 19).
+            again = Signal(SignalKind.RAISE, CONFIRMED_FIRE, key.subject, seen, Severity.CRITICAL, True, drill)
+            return list(self.book.signal(again, now_ms))
+        if in_unit:
             unit, devs = in_unit[-1]
             evidence = f"{len(devs)} smoke detectors in unit {unit}: {', '.join(sorted(devs))}"
         else:

@@ -140,6 +140,7 @@ class TopicKind(StrEnum):
 
 
 _DEVICE_KINDS = {TopicKind.TELEMETRY, TopicKind.EVENT, TopicKind.AVAILABILITY}
+_DEVICE_KIND_VALUES = frozenset(k.value for k in _DEVICE_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +240,7 @@ def parse_uplink(topic: str) -> UplinkTopic:
         rest = levels[4:]
         if len(rest) == 1 and rest[0] in (TopicKind.GATEWAY_STATUS, TopicKind.PATROL):
             return UplinkTopic(TopicKind(rest[0]), gateway)
-        if len(rest) == 3 and rest[0] == "dev" and rest[2] in {k.value for k in _DEVICE_KINDS}:
+        if len(rest) == 3 and rest[0] == "dev" and rest[2] in _DEVICE_KIND_VALUES:
             return UplinkTopic(TopicKind(rest[2]), gateway, DeviceId(rest[1]))
         if len(rest) == 2 and rest[0] == "cmd":
             return UplinkTopic(TopicKind.COMMAND, gateway, command=validate_id("command", rest[1]))
