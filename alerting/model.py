@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from alerting.lifecycle import OPEN_STATES, AlarmState
+from broker.frozen import quick_init
 
 __all__ = [
     "ANNOTATIONS",
@@ -52,6 +53,7 @@ _RANK: Final = {Severity.INFO: 0, Severity.MINOR: 1, Severity.MAJOR: 2, Severity
 ANNOTATIONS: Final = frozenset({"raise", "severity_raised", "flapping", "cause_linked", "cleared_in_window", "alarm_in_window"})
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Place:
     """Where an alarm is. The service adds grid and community from the site directory."""
@@ -63,6 +65,7 @@ class Place:
     household: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AlarmKey:
     subject: str
@@ -85,6 +88,7 @@ class SignalKind(StrEnum):
     CLEAR = "clear"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A rule's verdict: raise (or repeat) an alarm for `subject`, or say its cause has cleared."""
@@ -110,6 +114,7 @@ class Signal:
         return AlarmKey(self.subject, self.alarm_type, self.drill)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Alarm:
     id: str
@@ -176,6 +181,7 @@ def evolve(alarm: Alarm, **changes: object) -> Alarm:
     return _copy(alarm, changes)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     alarm_id: str
@@ -193,6 +199,7 @@ class AuditEntry:
         return self.move not in ANNOTATIONS
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Persist:
     """Store this alarm as it now is, and append these audit entries (possibly none: a repeat)."""
@@ -201,6 +208,7 @@ class Persist:
     audit: tuple[AuditEntry, ...] = field(default=())
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class DeviceRecord:
     """Something worth keeping that is not an alarm: a self-test, a restart, a device seen again."""

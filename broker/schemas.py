@@ -31,6 +31,7 @@ from typing import Any, Final
 import msgspec
 
 from broker.errors import InvalidTopic, MessageRejected, RejectReason
+from broker.frozen import quick_init
 from broker.ids import MessageId
 from broker.kinds import LIFE_SAFETY_EVENTS, AvailabilityState, EventKind, GatewayState, Priority, metric_unit
 from broker.topics import TopicKind, UplinkTopic, parse_uplink
@@ -201,6 +202,7 @@ _DECODERS: dict[TopicKind, msgspec.json.Decoder[Any]] = {k: msgspec.json.Decoder
 _ENCODER = msgspec.json.Encoder()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Uplink:
     """A decoded message with the topic that says whose it is."""

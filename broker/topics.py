@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from broker.errors import InvalidTopic
+from broker.frozen import quick_init
 from broker.ids import DeviceId, GatewayId, validate_id
 
 __all__ = [
@@ -143,6 +144,7 @@ _DEVICE_KINDS = {TopicKind.TELEMETRY, TopicKind.EVENT, TopicKind.AVAILABILITY}
 _DEVICE_KIND_VALUES = frozenset(k.value for k in _DEVICE_KINDS)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UplinkTopic:
     """A parsed topic of the grammar: what it is, and whose."""

@@ -47,6 +47,7 @@ from backend.escalation.service import INTAKE_WAIT_S, EscalationService
 from backend.escalation.store import UnknownEscalation
 from backend.sites.roster import SiteRoster
 from backend.stream import Event
+from broker.frozen import quick_init
 
 __all__ = ["AlarmLadderBridge", "field_answer", "ladder_rank"]
 
@@ -67,6 +68,7 @@ def ladder_rank(alarm: Alarm) -> int:
     return (2 if alarm.drill else 0) + (0 if alarm.life_safety else 1)
 
 
+@quick_init
 @dataclass(frozen=True, order=True, slots=True)
 class _Job:
     rank: int

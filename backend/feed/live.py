@@ -46,6 +46,7 @@ from backend.feed.view import named
 from backend.sites.model import SiteDirectory
 from backend.stream import AlarmAssigned, Bulletin, CentreStream, CommentAdded, Event, LadderStep, NoticeSent, ReceiptRecorded
 from broker.clock import Clock
+from broker.frozen import quick_init
 
 __all__ = ["HEALTH_ALARM_TYPES", "WRITE_MAX", "FeedEvent", "LiveFeed", "sse_frame"]
 
@@ -79,6 +80,7 @@ def sse_frame(event: str, data: dict[str, Any], event_id: str | None = None) -> 
     return f"{head}event: {event}\ndata: ".encode() + _JSON.encode(data) + b"\n\n"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
     seq: int

@@ -49,6 +49,7 @@ from backend.ops.logs import log_fields
 from backend.settings import IngestSettings
 from broker.clock import Clock
 from broker.errors import MessageRejected
+from broker.frozen import quick_init
 from broker.kinds import Priority
 from broker.schemas import DeviceEvent, Uplink, decode_uplink, without_cosmetics
 
@@ -71,6 +72,7 @@ class _Delivery(enum.Enum):
     UNAVAILABLE = "unavailable"  # alerting is away: the lane puts it back with the rest of the round
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UplinkItem:
     """One message in the uplink lane. seq 0: an acknowledgement only (a duplicate); replay: already journaled."""

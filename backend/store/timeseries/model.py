@@ -25,6 +25,7 @@ from typing import Protocol
 
 from backend.errors import BackendError
 from backend.sites.model import SiteDirectory
+from broker.frozen import quick_init
 
 __all__ = [
     "MINUTE_MS",
@@ -113,6 +114,7 @@ class TagDirectory:
         return self._sites is not None and building_id in self._sites.buildings
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One measurement to store: a device's metric at the time the device took it (the write's key is device,
