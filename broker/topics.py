@@ -142,6 +142,7 @@ class TopicKind(StrEnum):
 
 _DEVICE_KINDS = {TopicKind.TELEMETRY, TopicKind.EVENT, TopicKind.AVAILABILITY}
 _DEVICE_KIND_VALUES = frozenset(k.value for k in _DEVICE_KINDS)
+_KIND_OF: dict[str, TopicKind] = {k.value: k for k in TopicKind}  # an Enum's call costs ~0.7 µs a message; a dict lookup a tenth
 
 
 @quick_init
@@ -241,9 +242,9 @@ def parse_uplink(topic: str) -> UplinkTopic:
         gateway = GatewayId(levels[3])
         rest = levels[4:]
         if len(rest) == 1 and rest[0] in (TopicKind.GATEWAY_STATUS, TopicKind.PATROL):
-            return UplinkTopic(TopicKind(rest[0]), gateway)
+            return UplinkTopic(_KIND_OF[rest[0]], gateway)
         if len(rest) == 3 and rest[0] == "dev" and rest[2] in _DEVICE_KIND_VALUES:
-            return UplinkTopic(TopicKind(rest[2]), gateway, DeviceId(rest[1]))
+            return UplinkTopic(_KIND_OF[rest[2]], gateway, DeviceId(rest[1]))
         if len(rest) == 2 and rest[0] == "cmd":
             return UplinkTopic(TopicKind.COMMAND, gateway, command=validate_id("command", rest[1]))
     except ValueError as exc:
