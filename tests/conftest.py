@@ -7,7 +7,6 @@ command that installs it (the README's test command installs them), it is never 
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -125,26 +124,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _STALLS.start()
 
 
-_SETTLED_AT = [""]  # the test file whose first test last settled the heap (`_settle_heap`)
-
-
-def _settle_heap(item: pytest.Item) -> None:
-    """At the first test of each file: a collection, then what is still alive moved out of the collector's sight
-    (gc.freeze, as the backend does after its start: backend/loopwatch.py). In a full run the test process holds what
-    thousands of tests left behind, and an automatic full collection inside a test held its event loop 1.6-1.8 s (twice,
-    test-artifacts/stalls.log: tests/api/test_actions.py, in Hypothesis's gc_callback): seconds that tests with 1 s bounds
-    (the 119 hand-off's) do not have. Each collection here sees only what the previous file left (the rest is frozen),
-    so it is short; a cycle among frozen objects is never freed, which costs memory only for objects that outlived a file."""
-    path = str(item.path)
-    if path != _SETTLED_AT[0]:
-        _SETTLED_AT[0] = path
-        gc.collect()
-        gc.freeze()
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Watched while an async test runs (its event loop must not stall); a sync test may block on what it waits for."""
-    _settle_heap(item)
     _STALLS.watch(item.nodeid if inspect.iscoroutinefunction(getattr(item, "obj", None)) else None)
 
 
