@@ -182,6 +182,10 @@ def _row(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
     }
 
 
+ALARM_ROW_KEYS = tuple(c.name for c in alarms.c)  # `_row`'s keys, in this order (tests/alarms: test_store_rows_match_the_tables)
+AUDIT_ROW_KEYS = tuple(c.name for c in alarm_audit.c if c.name != "id")  # `AlarmStore._audit_row`'s
+
+
 def record_of(a: Alarm, grid: str | None, community: str | None) -> AlarmRecord:
     """The alarm as its row reads back, filed under this grid and community."""
     return AlarmRecord(**record_json_of(a, grid, community))
@@ -258,8 +262,11 @@ class AlarmStore:
             raise translate(exc, f"cannot migrate the alarm store at {engine.url.render_as_string(hide_password=True)}") from exc
         if self._sqlite_path is not None:  # opened here, at start: the event loop's first alarm opens no file
             self._loop_engine = make_engine(engine.url.render_as_string(hide_password=False), event_loop_writer=True)
-            with self._loop_engine.connect():
-                pass
+            with self._loop_engine.connect() as conn:
+                # ...nor compiles its statements: SQLAlchemy's compile of the upsert took ~5 ms, paid by the first alarm
+                # after each start (on the event loop, inside its commit) until then
+                self._shape(conn, "alarms", self._upsert(), ALARM_ROW_KEYS)
+                self._shape(conn, "audit", sa.insert(alarm_audit), AUDIT_ROW_KEYS)
 
     def _insert(self) -> Any:
         return postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
@@ -421,9 +428,17 @@ class AlarmStore:
         if self.engine.dialect.name != "sqlite":
             conn.execute(stmt, rows)
             return
+        head, row, tail, values_of, per = self._shape(conn, name, stmt, list(rows[0]))  # values_of: a row's values in the statement's order
+        for i in range(0, len(rows), per):
+            chunk = rows[i:i + per]
+            conn.exec_driver_sql(head + ", ".join([row] * len(chunk)) + tail, tuple(itertools.chain.from_iterable(map(values_of, chunk))))
+
+    def _shape(self, conn: sa.Connection, name: str, stmt: Any, keys: Sequence[str]) -> tuple[str, str, str, Callable[[dict[str, Any]], tuple[Any, ...]], int]:
+        """`_write_many`'s statement `name` compiled once for rows with these keys (every row of a name has the same keys:
+        `_row`, `_audit_row`)."""
         shape = self._compiled.get(name)
         if shape is None:
-            c = stmt.compile(dialect=self.engine.dialect, column_keys=list(rows[0]))
+            c = stmt.compile(dialect=self.engine.dialect, column_keys=list(keys))
             sql = str(c)
             head, values, rest = sql.partition(" VALUES ")
             row = rest[:rest.index(")") + 1]
@@ -434,10 +449,7 @@ class AlarmStore:
             limit = conn.connection.driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
             per_row = len(c.positiontup)
             shape = self._compiled[name] = (head + values, row, rest[len(row):], _values_of(c.positiontup), max(1, min(limit, PARAMS_PER_STATEMENT) // per_row))
-        head, row, tail, values_of, per = shape  # values_of: a row's values in the statement's order
-        for i in range(0, len(rows), per):
-            chunk = rows[i:i + per]
-            conn.exec_driver_sql(head + ", ".join([row] * len(chunk)) + tail, tuple(itertools.chain.from_iterable(map(values_of, chunk))))
+        return shape
 
     @staticmethod
     def _audit_row(e: AuditEntry) -> dict[str, Any]:
