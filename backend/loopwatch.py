@@ -63,15 +63,20 @@ class LoopWatch:
         self.gc_worst_ms = 0.0
         self.gc_total_ms = 0.0
         self._gc_started = 0.0
+        self.young_gcs = 0
+        self.young_gc_worst_ms = 0.0
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        """gc.callbacks hook: a collection of the oldest generation holds the GIL for all of its length."""
-        if info.get("generation") != 2:
-            return
+        """gc.callbacks hook: a collection holds the GIL for all of its length. A young one (generation 0 or 1) walks
+        what was allocated since the last one and still lives, so its pause follows `runtime.gc_thresholds`."""
         if phase == "start":
             self._gc_started = time.monotonic()
             return
         ms = (time.monotonic() - self._gc_started) * 1000
+        if info.get("generation") != 2:
+            self.young_gcs += 1
+            self.young_gc_worst_ms = max(self.young_gc_worst_ms, ms)
+            return
         self.gc_pauses += 1
         self.gc_total_ms += ms
         self.gc_worst_ms = max(self.gc_worst_ms, ms)
@@ -165,6 +170,7 @@ class LoopWatch:
         return {"lag_p50_ms": pct(0.5), "lag_p99_ms": pct(0.99), "lag_max_ms": round(lags[-1] * 1000, 2) if lags else None,
                 "stalls": self.stalls, "worst_stall_ms": round(self.worst_stall_ms, 1),
                 "full_gcs": self.gc_pauses, "full_gc_worst_ms": round(self.gc_worst_ms, 1), "full_gc_total_ms": round(self.gc_total_ms, 1),
+                "young_gcs": self.young_gcs, "young_gc_worst_ms": round(self.young_gc_worst_ms, 1),
                 "heap_trims": self.trims, "heap_trim_worst_ms": round(self.trim_worst_ms, 1), "memory": memstats.breakdown()}
 
 

@@ -66,6 +66,18 @@ async def test_full_collections_are_measured() -> None:
     assert watch._on_gc not in gc.callbacks, "leaving the watch unhooks it from the collector"
 
 
+async def test_young_collections_are_measured_apart_from_full_ones() -> None:
+    """A young collection's pause follows the gen0 threshold (how much it walks): measured apart from the full ones."""
+    async with LoopWatch(stall_log_ms=0) as watch:
+        keep = [[i] for i in range(20_000)]  # tracked objects that live: a young collection has them to walk
+        gc.collect(0)
+        gc.collect(1)
+        snap = watch.snapshot()
+    del keep
+    assert snap["young_gcs"] >= 2
+    assert snap["young_gc_worst_ms"] > 0
+
+
 def test_settling_the_heap_freezes_what_is_loaded_and_sets_the_thresholds() -> None:
     """In a child process: it changes the interpreter's collector for good."""
     code = ("import gc, json; from backend.loopwatch import settle_heap; keep = [dict(n=i) for i in range(10_000)]; "

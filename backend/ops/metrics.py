@@ -132,6 +132,10 @@ def stats_families(stats: Mapping[str, Any]) -> list[Metric]:
         out.append(_counter("shouwang_full_gc", "Full garbage collections.", loop.get("full_gcs")))
         worst = loop.get("full_gc_worst_ms")
         out.append(_gauge("shouwang_full_gc_worst_seconds", "Longest full garbage collection pause.", worst / 1000 if isinstance(worst, int | float) else None))
+        out.append(_counter("shouwang_young_gc", "Garbage collections of the young generations (0 and 1).", loop.get("young_gcs")))
+        young = loop.get("young_gc_worst_ms")
+        out.append(_gauge("shouwang_young_gc_worst_seconds", "Longest pause of a young-generation garbage collection (runtime.gc_thresholds).",
+                          young / 1000 if isinstance(young, int | float) else None))
         memory = loop.get("memory")
         if isinstance(memory, Mapping):
             mem = GaugeMetricFamily("shouwang_memory_bytes", "Process memory by holder (backend/memstats.py): rss, anon, file, malloc_in_use, "
