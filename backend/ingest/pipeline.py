@@ -218,8 +218,8 @@ class Pipeline:
                 self._uplinks.repeat(key, topic, payload, received_ms=now, token=token, priority=uplink.priority)
             return self._uplinks.life_safety_waiting
         self.stats.accepted += 1
-        if uplink.topic.device is not None:
-            self.last_seen_ms[uplink.topic.device] = now
+        if uplink.topic.device is not None:  # keyed by a plain str: a DeviceId (a str subclass) is tracked by the garbage
+            self.last_seen_ms[str(uplink.topic.device)] = now  # collector, one per device kept, and every collection walked them
         if telemetry:
             self._telemetry.take(key, topic, payload, received_ms=now, readings=reading_rows(uplink, now), token=token)
         else:

@@ -14,7 +14,6 @@ from alerting.model import Alarm, AlarmKey, AuditEntry, DeviceRecord, Persist, P
 from backend.escalation.bridge import _Job
 from backend.feed.live import FeedEvent
 from backend.ingest.uplink_lane import UplinkItem
-from backend.store.timeseries.model import Reading
 from broker.frozen import quick_init
 from broker.ids import DeviceId, GatewayId
 from broker.kinds import EventKind
@@ -50,7 +49,6 @@ CASES: list[tuple[type[Any], tuple[Any, ...], dict[str, Any]]] = [
     (FeedEvent, (1, "alarm", 10, {"id": "A1"}), {"building_id": "b1", "wire": b"data"}),
     (_Job, (0, 1, "start", ALARM), {"seq": 2}),
     (UplinkItem, (1, "gw/m", "t", b"p", None, 10, 3, 0.5), {}),
-    (Reading, ("d1", "gw", "temperature_c", 21.5, 10, 11), {"drill": True}),
     (UplinkTopic, (TopicKind.GATEWAY_STATUS, "gw"), {}),
     (UplinkTopic, (TopicKind.EVENT, "gw", "d1"), {}),
     (Uplink, (UplinkTopic(TopicKind.EVENT, GatewayId("gw"), DeviceId("d1")),
