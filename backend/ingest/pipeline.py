@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ from backend.ingest.journal import Journal, JournalError
 from backend.ingest.known_devices import check_known
 from backend.ingest.lanes import NO_ACK, LaneStats
 from backend.ingest.stats import IngestStats
-from backend.ingest.telemetry_lane import TelemetryLane, reading_rows
+from backend.ingest.telemetry_lane import TelemetryLane, readings_of
 from backend.ingest.uplink_lane import UplinkLane
 from backend.settings import IngestSettings
 from backend.sites.model import SiteDirectory
@@ -126,6 +127,11 @@ class Pipeline:
                                    dead_letters=self.dead_letters, ack=self._ack)
         for entry in await loop.run_in_executor(self._uj_exec, lambda: self.ujournal.pending(0, 1_000_000)):
             self._uplinks.replay(entry)
+        # What was built just now and lives as long as the process (the de-duplication windows: two containers of
+        # `dedupe_window` keys each) goes to the oldest generation here, before any message is taken, in one young
+        # collection (~30 ms measured). Left young, the first collections of a drain walked them: 27-39 ms while
+        # the smoke alarms of a reconnect flood waited (issue 19, benchmarks/ingest.py).
+        gc.collect(1)
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         self._tasks = [
@@ -221,7 +227,7 @@ class Pipeline:
         if uplink.topic.device is not None:  # keyed by a plain str: a DeviceId (a str subclass) is tracked by the garbage
             self.last_seen_ms[str(uplink.topic.device)] = now  # collector, one per device kept, and every collection walked them
         if telemetry:
-            self._telemetry.take(key, topic, payload, received_ms=now, readings=reading_rows(uplink, now), token=token)
+            self._telemetry.take(key, topic, payload, received_ms=now, readings=readings_of(uplink, now), token=token)
         else:
             self._uplinks.take(key, topic, payload, uplink=uplink, received_ms=now, token=token)
         # True: the reader yields, the uplink lane journals and hands on a life-safety message before the next packet

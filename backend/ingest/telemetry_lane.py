@@ -17,11 +17,11 @@ How this works (two tasks on the event loop, each blocking step in a thread of i
   Readings beyond `max_buffered_readings` are dropped from memory and re-read from the journal when the writer
   catches up; so is a backlog found at start. Re-read messages are decoded in the journal's thread, not on the
   event loop, so the uplink lane keeps its turns while a backlog drains.
-- Readings wait in memory as plain tuples (`ReadingRow`), and the store writer's thread makes them `Reading`s just
-  before it writes them: building two frozen dataclasses per message cost the loop thread ~7 of the ~25 µs its
-  intake takes per message (a tuple ~0.5), and the tuples, holding only numbers and strings, drop out of the
-  garbage collector's sight at its first look, where thousands of queued `Reading`s were walked by every older
-  collection (16-24 ms each, measured during benchmarks/ingest.py's drain).
+- Readings wait in memory as `Reading`s, which the garbage collector does not track (a msgspec Struct with gc=False,
+  ~0.1 µs to build): thousands of queued readings are walked by no collection. Before, they waited as tuples
+  (building two frozen dataclasses per message had cost the loop ~7 of the ~25 µs its intake takes per message), and
+  every tuple was still walked once by a young collection before it dropped out of its sight (issue 19: tuples were
+  8,000 of the ~10,000 objects each young collection walked at a street's steady load).
 - Nothing in the uplink lane waits for any of this: separate queue, tasks, journal file and threads.
 """
 
@@ -45,36 +45,27 @@ from broker.clock import Clock
 from broker.errors import MessageRejected
 from broker.schemas import Telemetry, Uplink, decode_uplink
 
-__all__ = ["ReadingRow", "TelemetryLane", "reading_rows", "readings_of"]
+__all__ = ["TelemetryLane", "readings_of"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-# A Reading's fields, in its order (device, gateway, metric, value, source_ts_ms, received_ms, drill): what the lane
-# holds until the store writer's thread builds the Readings (see the module docstring).
-ReadingRow = tuple[str, str, str, float, int, int, bool]
-
-
-def reading_rows(uplink: Uplink, received_ms: int) -> list[ReadingRow]:
-    """A telemetry message flattened: one row per metric it carries."""
+def readings_of(uplink: Uplink, received_ms: int) -> list[Reading]:
+    """A telemetry message flattened: one `Reading` per metric it carries (ids as plain str: the topic's DeviceId and
+    GatewayId are str subclasses, which the garbage collector tracks)."""
     msg = uplink.message
     assert isinstance(msg, Telemetry)
     assert uplink.topic.device is not None
     device, gateway, ts, drill = str(uplink.topic.device), str(uplink.topic.gateway), msg.source_ts_ms, msg.drill
-    return [(device, gateway, metric, value, ts, received_ms, drill) for metric, value in msg.readings.items()]
-
-
-def readings_of(uplink: Uplink, received_ms: int) -> list[Reading]:
-    """A telemetry message flattened: one `Reading` per metric it carries."""
-    return [Reading(*row) for row in reading_rows(uplink, received_ms)]
+    return [Reading(device, gateway, metric, value, ts, received_ms, drill) for metric, value in msg.readings.items()]
 
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
     first_seq: int
     last_seq: int
-    readings: list[ReadingRow]
+    readings: list[Reading]
 
 
 class TelemetryLane:
@@ -95,7 +86,7 @@ class TelemetryLane:
         self._next_store_seq = journal.done_through + 1
         # Rows waiting for the next commit (touched only on the event loop thread).
         self._rows: list[tuple[int, str, str, bytes, int]] = []
-        self._readings: list[ReadingRow] = []
+        self._readings: list[Reading] = []
         self._acks: list[int] = []
         self._first_seq = 0
         self._has_data = asyncio.Event()
@@ -108,7 +99,7 @@ class TelemetryLane:
 
     # -- intake (on the event loop thread, from Pipeline.accept) --------------------------------------------
 
-    def take(self, key: str, topic: str, payload: bytes, *, received_ms: int, readings: list[ReadingRow], token: int) -> None:
+    def take(self, key: str, topic: str, payload: bytes, *, received_ms: int, readings: list[Reading], token: int) -> None:
         """A new message: committed with the lane's next group."""
         self._seq += 1
         if not self._rows:
@@ -200,10 +191,10 @@ class TelemetryLane:
         entries = self.journal.pending(after, limit)
         if not entries:
             return None
-        readings: list[ReadingRow] = []
+        readings: list[Reading] = []
         for e in entries:
             with contextlib.suppress(MessageRejected):
-                readings += reading_rows(decode_uplink(e.topic, e.payload), e.received_ms)
+                readings += readings_of(decode_uplink(e.topic, e.payload), e.received_ms)
         return _Batch(entries[0].seq, entries[-1].seq, readings), len(entries)
 
     async def run_store_writer(self) -> None:
@@ -258,7 +249,6 @@ class TelemetryLane:
         return await self._loop.run_in_executor(ex, fn)
 
 
-def _write(store: TimeSeriesStore, rows: list[ReadingRow]) -> tuple[int, list[Reading]]:
-    """In the store's thread: the rows made Readings and written; how many were new, and the Readings (for the feed)."""
-    readings = [Reading(*row) for row in rows]
+def _write(store: TimeSeriesStore, readings: list[Reading]) -> tuple[int, list[Reading]]:
+    """In the store's thread: the readings written; how many were new, and the readings (for the feed)."""
     return store.write(readings), readings

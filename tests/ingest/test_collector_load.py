@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,3 +53,16 @@ async def test_the_readings_handed_on_and_the_devices_last_heard_are_not_tracked
         [key] = pipeline.last_seen_ms
         assert type(key) is str, "a plain str, not the topic's DeviceId (a tracked str subclass)"
         assert not gc.is_tracked(key)
+
+
+async def test_the_deduplication_windows_are_old_before_the_first_message(tmp_path: Path, sample_site: SiteDirectory) -> None:
+    """Built at start and kept for the process's life: collected once into the oldest generation before any message is
+    taken, so no young collection of a reconnect flood walks their 2 x 200,000 keys."""
+    store = SqliteTimeSeries(tmp_path / "ts.sqlite", TagDirectory(sample_site))
+    pipeline = Pipeline(sample_site, feed=Readings(), store=store, journal_dir=tmp_path / "journal", settings=IngestSettings())
+    pipeline.bind(lambda tokens: None)
+    async with pipeline:
+        young = {id(o) for o in gc.get_objects(0)} | {id(o) for o in gc.get_objects(1)}
+        windows: list[set[bytes] | deque[bytes]] = [pipeline.recent._ids, pipeline.recent._order]
+        assert all(len(w) == 200_000 for w in windows)
+        assert not any(id(w) in young for w in windows)
