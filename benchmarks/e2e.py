@@ -747,6 +747,8 @@ def table(out: dict[str, Any], console: Console) -> None:
     lp = out["backend_event_loop"]
     t.add_row("  backend event-loop lag p50 / p99 / max (ms), stalls",
               f"{lp.get('lag_p50_ms')} / {lp.get('lag_p99_ms')} / {lp.get('lag_max_ms')}, {lp.get('stalls')}", "")
+    t.add_row("  backend garbage collections over the run: young (count, longest ms) / full",
+              f"{lp.get('young_gcs')}, {lp.get('young_gc_worst_ms')} / {lp.get('full_gcs')}, {lp.get('full_gc_worst_ms')}", "")
     t.add_row("street ingest at real rates (msg/s)", f"{s['ingest_msg_per_s']:,}", "")
     for size, st in out["storms"].items():
         target = TARGETS["storm_last_ms"].get(size)
