@@ -182,7 +182,7 @@ def _row(a: Alarm, grid: str | None, community: str | None) -> dict[str, Any]:
     }
 
 
-ALARM_ROW_KEYS = tuple(c.name for c in alarms.c)  # `_row`'s keys, in this order (tests/alarms: test_store_rows_match_the_tables)
+ALARM_ROW_KEYS = tuple(c.name for c in alarms.c)  # `_row`'s keys, in this order (tests/alarms/test_store.py)
 AUDIT_ROW_KEYS = tuple(c.name for c in alarm_audit.c if c.name != "id")  # `AlarmStore._audit_row`'s
 
 
