@@ -10,6 +10,12 @@ How this works:
     injected fault) are actions on a heap ordered by time. Random ones are drawn per step with a Poisson
     count over the whole class (O(events), not O(devices)) and pushed onto the same heap as injected ones,
     so both take the same path.
+  - Drills are kept apart from real faults: every injected fault has a real state and a drill state (`cut_*` and
+    `cut_*_d`, `cam_flap_*` and `cam_flap_*_d`, ...). Real state drives the real reports (drill=False) exactly as
+    if no drill ran; while a device has a drill running (`drill[i]`), each report it makes also goes out as a
+    drill-flagged copy computed from the same draws with the drill's pretend faults laid over the real ones, and
+    the drill's events and availability changes carry the drill flag. So a drill never silences a device, never
+    changes its real values, and a real fault and a drill on one device neither end nor hide each other.
   - Invariants: the same site directory, seed, profile, start time and sequence of `advance()`/injection
     calls give the same output; no clock is read; a building power cut takes down every camera and
     household meter in that building at the same instant and restores them together.
@@ -83,9 +89,6 @@ class _Do(StrEnum):
     REPAIR = "repair"
 
 
-_STICKY = frozenset({_Do.SMOKE_ON, _Do.TAMPER_ON, _Do.FLAP_ON, _Do.DRIFT, _Do.HEAT, _Do.LOW_BATTERY})
-
-
 @dataclass(frozen=True, slots=True)
 class _Action:
     do: _Do
@@ -94,6 +97,23 @@ class _Action:
     rate: float = 0.0
     drill: bool = False
     detail: str | None = None  # what the device's event says, when not its usual text (a demo's marking)
+
+
+def _heat_extra(start: F64, until: F64, rate: F64, t: F64) -> F64:
+    """Degrees C a loose terminal adds to the cable's settling temperature while it heats."""
+    heating = (start <= t) & (t < until)
+    return np.asarray(np.where(heating, rate * (t - np.where(heating, start, t)) / 60.0, 0.0), dtype=np.float64)
+
+
+def _el_readings(*, volts: F64, current: F64, power: F64, energy: F64, leak: F64, temp: F64) -> dict[str, F64]:
+    return {
+        "voltage_v": _round(volts, 1),
+        "current_a": _round(current, 3),
+        "power_w": _round(power, 1),
+        "energy_wh": _round(energy, 1),
+        "residual_current_ma": _round(leak, 1),
+        "temperature_c": _round(temp, 1),
+    }
 
 
 def _due(phase: F64, interval: F64, t0: float, t1: float) -> tuple[I64, F64]:
@@ -122,12 +142,16 @@ class Fleet:
         self.building_of = np.array([self._building_index[d.building] for d in self.devices], dtype=np.int64)
         self.interval = np.array([max(d.report_interval_s, 1.0) for d in self.devices], dtype=np.float64)
         self.phase = rng.uniform(0.0, self.interval) + self.t
-        self.drill = np.zeros(n, dtype=np.bool_)
+        self.drill = np.zeros(n, dtype=np.bool_)  # a drill runs on the device: its reports also go out as drill copies
+        self._drill_dirty = False  # a drill's state changed: `drill` is worked out again before the next reports
+        self._drilling = False  # any drill at all (a fleet without one does no drill work)
         self._seq = itertools.count()
         self._pending: list[tuple[float, int, _Action]] = []
         nb = len(self.buildings)
         self.cut_start = np.full(nb, np.inf)
         self.cut_until = np.full(nb, -np.inf)
+        self.cut_start_d = np.full(nb, np.inf)  # a drill's power cut (the building's real mains stay on)
+        self.cut_until_d = np.full(nb, -np.inf)
 
         def members(*kinds: DeviceKind) -> I64:
             return np.flatnonzero(np.isin(self.kind, [k.value for k in kinds])).astype(np.int64)
@@ -158,6 +182,20 @@ class Fleet:
         self.el_leak_alarm = np.zeros(ne, dtype=np.bool_)
         self.el_temp_alarm = np.zeros(ne, dtype=np.bool_)
         self._el_row = {int(g): r for r, g in enumerate(self.el)}
+        self._el_row_of = np.full(n, -1, dtype=np.int64)
+        self._el_row_of[self.el] = np.arange(ne)
+        # a drill's pretend faults on a circuit, and what its drill copies report (their own cable temperature and alarms)
+        self.el_heat_start_d = np.full(ne, np.inf)
+        self.el_heat_until_d = np.full(ne, -np.inf)
+        self.el_heat_rate_d = np.zeros(ne)
+        self.el_heat_drill = np.zeros(ne, dtype=np.bool_)  # until the cable has cooled (3 time constants after the fault)
+        self.el_drift_drill = np.zeros(ne, dtype=np.bool_)  # until the drill's electrician repairs it
+        self.el_leak_base_d = np.zeros(ne)
+        self.el_drift_rate_d = np.zeros(ne)
+        self.el_drift_start_d = np.full(ne, np.inf)
+        self.el_temp_d = self.el_temp.copy()
+        self.el_leak_alarm_d = np.zeros(ne, dtype=np.bool_)  # a drill alarm still raised keeps the drill copies going
+        self.el_temp_alarm_d = np.zeros(ne, dtype=np.bool_)
         # battery devices: smoke detectors, SOS buttons and anything else that checks in
         self.bat = members(DeviceKind.SMOKE, DeviceKind.SOS, DeviceKind.WATER_LEAK, DeviceKind.OTHER)
         nbat = len(self.bat)
@@ -165,9 +203,14 @@ class Fleet:
         self.bat_t0 = np.full(nbat, self.t)
         self.bat_rate = 100.0 / (rng.uniform(*p.battery_life_days, nbat) * DAY_S)  # percent per second
         self._bat_row = {int(g): r for r, g in enumerate(self.bat)}
+        self.bat_drill = np.zeros(nbat, dtype=np.bool_)  # a drill's low battery (its copies run low; the real battery does not)
+        self.bat_b0_d = np.zeros(nbat)
+        self.bat_t0_d = np.full(nbat, self.t)
         self.smoke = members(DeviceKind.SMOKE)
         self.smoke_on = np.zeros(n, dtype=np.bool_)
         self.tamper_on = np.zeros(n, dtype=np.bool_)
+        self.smoke_on_d = np.zeros(n, dtype=np.bool_)  # a drill's smoke and tamper
+        self.tamper_on_d = np.zeros(n, dtype=np.bool_)
         self.sos = members(DeviceKind.SOS)
         self.sos_prone = np.zeros(n, dtype=np.bool_)
         self.sos_prone[self.sos] = rng.random(len(self.sos)) < p.phantom_prone_fraction
@@ -178,6 +221,10 @@ class Fleet:
         self.cam_flap_until = np.full(nc, -np.inf)
         self.cam_down_since = np.full(nc, np.nan)
         self.cam_offline_sent = np.zeros(nc, dtype=np.bool_)
+        self.cam_flap_start_d = np.full(nc, np.inf)  # a drill's outage: the drill's availability, never the real link
+        self.cam_flap_until_d = np.full(nc, -np.inf)
+        self.cam_down_since_d = np.full(nc, np.nan)
+        self.cam_offline_sent_d = np.zeros(nc, dtype=np.bool_)
         self.cam_boot = self.t - rng.uniform(0.0, 30 * DAY_S, nc)
         self._cam_row = {int(g): r for r, g in enumerate(self.cam)}
         # gateways: patrol heartbeats
@@ -262,7 +309,7 @@ class Fleet:
         self._push(at, _Action(_Do.HEAT, i, duration_s, rate=c_per_min, drill=drill))
 
     def low_battery(self, device_id: str, *, at: float | None = None, drill: bool = False) -> None:
-        """The device's battery crosses the low threshold at `at`."""
+        """The device's battery crosses the low threshold at `at` (a drill's: only its drill copies run low, from then on)."""
         i = self.device_index(device_id, DeviceKind.SMOKE, DeviceKind.SOS, DeviceKind.WATER_LEAK, DeviceKind.OTHER)
         self._push(at, _Action(_Do.LOW_BATTERY, i, drill=drill))
 
@@ -277,6 +324,8 @@ class Fleet:
         while self.t < t1:
             a = self.t
             self._run_pending(a)  # whatever is due now (an injection "now", or the end of the last sub-step)
+            if self._drill_dirty:
+                self._refresh_drill()
             b = min(t1, a + self.min_interval)
             if b > self._drawn_until:
                 self._draw_random(max(a, self._drawn_until), b)
@@ -284,6 +333,8 @@ class Fleet:
             if self._pending and self._pending[0][0] < b:
                 b = self._pending[0][0]  # cut the step at the next action, so reports before it see the old state
             self._check_cameras(b)
+            if self._drilling:
+                self._check_cameras(b, drill=True)
             self._check_batteries(a, b)
             readings += self._reports(a, b)
             patrols += self._patrols(a, b)
@@ -332,61 +383,83 @@ class Fleet:
             _at, _, act = heapq.heappop(self._pending)
             t = now  # an action injected for the past happens now
             i, d = act.target, act.drill
-            if d and act.do in _STICKY:
-                self.drill[i] = True  # its reports carry the drill flag until the injected fault ends
+            self._drill_dirty |= d
             match act.do:
                 case _Do.SMOKE_ON:
-                    if not self.smoke_on[i]:
-                        self.smoke_on[i] = True
+                    on = self.smoke_on_d if d else self.smoke_on
+                    if not on[i]:
+                        on[i] = True
                         self._event(t, i, EventKind.SMOKE_ALARM, drill=d, detail=act.detail or "smoke detected")
                     if act.duration_s > 0:
                         self._push(t + act.duration_s, _Action(_Do.SMOKE_OFF, i, drill=d))
                 case _Do.SMOKE_OFF:
-                    if self.smoke_on[i]:
-                        self.smoke_on[i] = False
+                    on = self.smoke_on_d if d else self.smoke_on
+                    if on[i]:
+                        on[i] = False
                         self._event(t, i, EventKind.SMOKE_CLEAR, drill=d)
-                    self.drill[i] = False
                 case _Do.SELF_TEST:
                     self._event(t, i, EventKind.SELF_TEST, drill=d, detail="test button pressed")
                 case _Do.TAMPER_ON:
-                    if not self.tamper_on[i]:
-                        self.tamper_on[i] = True
+                    on = self.tamper_on_d if d else self.tamper_on
+                    if not on[i]:
+                        on[i] = True
                         self._event(t, i, EventKind.TAMPER, drill=d, detail="removed from its base")
                         self._push(t + max(act.duration_s, 1.0), _Action(_Do.TAMPER_OFF, i, drill=d))
                 case _Do.TAMPER_OFF:
-                    if self.tamper_on[i]:
-                        self.tamper_on[i] = False
+                    on = self.tamper_on_d if d else self.tamper_on
+                    if on[i]:
+                        on[i] = False
                         self._event(t, i, EventKind.TAMPER_CLEAR, drill=d)
-                    self.drill[i] = False
                 case _Do.SOS | _Do.PHANTOM_SOS:
                     phantom = act.do is _Do.PHANTOM_SOS
                     self._event(t, i, EventKind.SOS_PRESS, drill=d, needs_callback=bool(self.sos_prone[i]) or phantom, phantom=phantom)
                 case _Do.LOW_BATTERY:
                     r = self._bat_row[i]
                     low = self.profile.low_battery_pct
-                    self.bat_b0[r], self.bat_t0[r] = low + 1e-6, t  # crosses the threshold right now
+                    if d:  # the drill's copies run low from now; the real battery is left as it is
+                        self.bat_drill[r], self.bat_b0_d[r], self.bat_t0_d[r] = True, low, t
+                        self._event(t, i, EventKind.LOW_BATTERY, value=low, detail=f"battery below {low:.0f} %", drill=True)
+                    else:
+                        self.bat_b0[r], self.bat_t0[r] = low + 1e-6, t  # crosses the threshold right now
                 case _Do.DRIFT:
                     r = self._el_row[i]
                     sl = slice(r, r + 1)
-                    base = float(leakage_ma(self.el_leak_base[sl], self.el_drift_rate[sl], self.el_drift_start[sl], np.array([t]), np.zeros(1))[0])
-                    self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = base, t, act.rate
+                    if d:  # from where the drill's copies are now: the real circuit, or an earlier drill's drift
+                        was = (self.el_leak_base_d, self.el_drift_rate_d, self.el_drift_start_d) if self.el_drift_drill[r] else \
+                            (self.el_leak_base, self.el_drift_rate, self.el_drift_start)
+                        base = float(leakage_ma(was[0][sl], was[1][sl], was[2][sl], np.array([t]), np.zeros(1))[0])
+                        self.el_leak_base_d[r], self.el_drift_start_d[r], self.el_drift_rate_d[r] = base, t, act.rate
+                        self.el_drift_drill[r] = True
+                    else:
+                        base = float(leakage_ma(self.el_leak_base[sl], self.el_drift_rate[sl], self.el_drift_start[sl], np.array([t]), np.zeros(1))[0])
+                        self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = base, t, act.rate
                 case _Do.REPAIR:
                     r = self._el_row[i]
-                    self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = self.el_leak_healthy[r], np.inf, 0.0
-                    self.drill[i] = False
+                    if d:
+                        self.el_drift_drill[r] = False  # its copies go on until the drill's alarm has cleared
+                    else:
+                        self.el_leak_base[r], self.el_drift_start[r], self.el_drift_rate[r] = self.el_leak_healthy[r], np.inf, 0.0
                 case _Do.HEAT:
                     r = self._el_row[i]
-                    self.el_heat_start[r], self.el_heat_until[r], self.el_heat_rate[r] = t, t + act.duration_s, act.rate
-                    if d:  # the cable cools for a while after the fault ends: keep the flag for 3 time constants
-                        self._push(t + act.duration_s + 3 * _THERMAL_TAU_S, _Action(_Do.DRILL_OFF, i))
+                    if d:
+                        self.el_heat_start_d[r], self.el_heat_until_d[r], self.el_heat_rate_d[r] = t, t + act.duration_s, act.rate
+                        self.el_heat_drill[r] = True
+                        # the cable cools for a while after the fault ends: keep the drill copies for 3 time constants
+                        self._push(t + act.duration_s + 3 * _THERMAL_TAU_S, _Action(_Do.DRILL_OFF, i, drill=True))
+                    else:
+                        self.el_heat_start[r], self.el_heat_until[r], self.el_heat_rate[r] = t, t + act.duration_s, act.rate
                 case _Do.DRILL_OFF:
-                    self.drill[i] = False
+                    r = self._el_row[i]
+                    if t >= self.el_heat_until_d[r] + 3 * _THERMAL_TAU_S - 1e-6:  # not while a later drill's heating lasts
+                        self.el_heat_drill[r] = False
                 case _Do.FLAP_ON:
                     r = self._cam_row[i]
-                    self.cam_flap_start[r] = t
-                    self.cam_flap_until[r] = max(self.cam_flap_until[r], t + act.duration_s)
-                    if np.isnan(self.cam_down_since[r]):
-                        self.cam_down_since[r] = t
+                    start, until, since = (self.cam_flap_start_d, self.cam_flap_until_d, self.cam_down_since_d) if d else \
+                        (self.cam_flap_start, self.cam_flap_until, self.cam_down_since)
+                    start[r] = t
+                    until[r] = max(until[r], t + act.duration_s)
+                    if np.isnan(since[r]):
+                        since[r] = t
                     self._push(t + act.duration_s, _Action(_Do.FLAP_OFF, i, drill=d))
                 case _Do.FLAP_OFF:
                     self._camera_maybe_up(self._cam_row[i], t, d)
@@ -395,61 +468,81 @@ class Fleet:
                 case _Do.CUT_OFF:
                     self._power_restored(i, t, d)
 
+    def _refresh_drill(self) -> None:
+        """Which devices have a drill running: a drill fault lasting, a drill camera not yet back, or a drill alarm not yet cleared."""
+        drill = self.smoke_on_d | self.tamper_on_d
+        drill[self.el] |= self.el_heat_drill | self.el_drift_drill | self.el_leak_alarm_d | self.el_temp_alarm_d
+        drill[self.bat] |= self.bat_drill
+        drill[self.cam] |= ~np.isnan(self.cam_down_since_d)
+        drill |= np.isfinite(self.cut_start_d)[self.building_of]
+        started = self._el_row_of[drill & ~self.drill]
+        started = started[started >= 0]
+        self.el_temp_d[started] = self.el_temp[started]  # a drill's copies start from the cable as it really is
+        self.drill = drill
+        self._drilling = bool(drill.any())
+        self._drill_dirty = False
+
     def _power_cut(self, bi: int, t: float, duration_s: float, drill: bool) -> None:
-        if self.cut_until[bi] > t:  # already dark: extend
-            self.cut_until[bi] = max(self.cut_until[bi], t + duration_s)
-            self._push(self.cut_until[bi], _Action(_Do.CUT_OFF, bi, drill=drill))
+        start, until, since = (self.cut_start_d, self.cut_until_d, self.cam_down_since_d) if drill else \
+            (self.cut_start, self.cut_until, self.cam_down_since)
+        if until[bi] > t:  # already dark: extend
+            until[bi] = max(until[bi], t + duration_s)
+            self._push(until[bi], _Action(_Do.CUT_OFF, bi, drill=drill))
             return
-        self.cut_start[bi], self.cut_until[bi] = t, t + duration_s
-        in_b = np.flatnonzero(self.building_of == bi)
-        if drill:
-            self.drill[in_b] = True
+        start[bi], until[bi] = t, t + duration_s
         for box in self._boxes_of_building.get(bi, []):
             self._event(t, box, EventKind.POWER_LOST, drill=drill, detail=f"mains lost in building {self.buildings[bi]}")
         rows = np.flatnonzero(self.building_of[self.cam] == bi)
-        fresh = rows[np.isnan(self.cam_down_since[rows])]
-        self.cam_down_since[fresh] = t
+        fresh = rows[np.isnan(since[rows])]
+        since[fresh] = t
         self._push(t + duration_s, _Action(_Do.CUT_OFF, bi, drill=drill))
 
     def _power_restored(self, bi: int, t: float, drill: bool) -> None:
-        if self.cut_until[bi] > t + 1e-9 or not np.isfinite(self.cut_start[bi]):
+        start, until = (self.cut_start_d, self.cut_until_d) if drill else (self.cut_start, self.cut_until)
+        if until[bi] > t + 1e-9 or not np.isfinite(start[bi]):
             return  # extended, or already restored
-        self.cut_start[bi], self.cut_until[bi] = np.inf, -np.inf
+        start[bi], until[bi] = np.inf, -np.inf
         for box in self._boxes_of_building.get(bi, []):
             self._event(t, box, EventKind.POWER_RESTORED, drill=drill, detail=f"mains back in building {self.buildings[bi]}")
         for r in np.flatnonzero(self.building_of[self.cam] == bi):
-            self.cam_boot[r] = t  # the cameras boot again
+            if not drill:
+                self.cam_boot[r] = t  # the cameras boot again
             self._camera_maybe_up(int(r), t, drill)
-        self.drill[self.building_of == bi] = False
 
-    def _cam_down(self, rows: I64, t: F64) -> B:
-        b = self.building_of[self.cam[rows]]
-        flap = (self.cam_flap_start[rows] <= t) & (t < self.cam_flap_until[rows])
-        cut = (self.cut_start[b] <= t) & (t < self.cut_until[b])
-        return np.asarray(flap | cut, dtype=np.bool_)
+    def _dark(self, building: I64, t: F64, drill: bool = False) -> B:
+        start, until = (self.cut_start_d, self.cut_until_d) if drill else (self.cut_start, self.cut_until)
+        return np.asarray((start[building] <= t) & (t < until[building]), dtype=np.bool_)
+
+    def _cam_down(self, rows: I64, t: F64, drill: bool = False) -> B:
+        """Cameras without a link at t: really (drill False), or in a drill's pretence (its outages and power cuts alone)."""
+        start, until = (self.cam_flap_start_d, self.cam_flap_until_d) if drill else (self.cam_flap_start, self.cam_flap_until)
+        flap = (start[rows] <= t) & (t < until[rows])
+        return np.asarray(flap | self._dark(self.building_of[self.cam[rows]], t, drill), dtype=np.bool_)
 
     def _camera_maybe_up(self, r: int, t: float, drill: bool) -> None:
-        if self._cam_down(np.array([r]), np.array([t]))[0] or np.isnan(self.cam_down_since[r]):
+        since, sent = (self.cam_down_since_d, self.cam_offline_sent_d) if drill else (self.cam_down_since, self.cam_offline_sent)
+        if self._cam_down(np.array([r]), np.array([t]), drill)[0] or np.isnan(since[r]):
             return
-        self._check_cameras(t, only=r)  # an outage that outlived the keepalive deadline is reported first
-        self.cam_down_since[r] = np.nan
-        self.drill[self.cam[r]] = False
-        if self.cam_offline_sent[r]:
-            self.cam_offline_sent[r] = False
+        self._check_cameras(t, only=r, drill=drill)  # an outage that outlived the keepalive deadline is reported first
+        since[r] = np.nan
+        if sent[r]:
+            sent[r] = False
             self._avail.append(AvailabilityChange(t, self.devices[int(self.cam[r])].id, AvailabilityState.ONLINE, "keepalive resumed", drill))
 
-    def _check_cameras(self, b: float, only: int | None = None) -> None:
-        """The gateway declares a camera offline after N missed keepalives (GB/T 28181: 3 x 60 s)."""
-        deadline = self.cam_down_since + self.profile.camera_missed_heartbeats_offline * self.interval[self.cam]
-        late = ~self.cam_offline_sent & (deadline <= b)
+    def _check_cameras(self, b: float, only: int | None = None, drill: bool = False) -> None:
+        """The gateway declares a camera offline after N missed keepalives (GB/T 28181: 3 x 60 s); a drill's
+        outage is declared the same way, drill-flagged."""
+        since, sent = (self.cam_down_since_d, self.cam_offline_sent_d) if drill else (self.cam_down_since, self.cam_offline_sent)
+        deadline = since + self.profile.camera_missed_heartbeats_offline * self.interval[self.cam]
+        late = ~sent & (deadline <= b)
         if only is not None:
             late &= np.arange(len(self.cam)) == only
         for r in np.flatnonzero(late):
-            self.cam_offline_sent[r] = True
+            sent[r] = True
             i = int(self.cam[r])
             n = self.profile.camera_missed_heartbeats_offline
             reason = f"no keepalive for {n} periods ({n * self.interval[i]:.0f} s)"
-            self._avail.append(AvailabilityChange(float(deadline[r]), self.devices[i].id, AvailabilityState.OFFLINE, reason, bool(self.drill[i])))
+            self._avail.append(AvailabilityChange(float(deadline[r]), self.devices[i].id, AvailabilityState.OFFLINE, reason, drill))
 
     def _battery(self, rows: I64, t: F64) -> F64:
         return np.asarray(np.clip(self.bat_b0[rows] - (t - self.bat_t0[rows]) * self.bat_rate[rows], 0.0, 100.0), dtype=np.float64)
@@ -459,61 +552,90 @@ class Fleet:
         t_low = self.bat_t0 + (self.bat_b0 - low) / self.bat_rate
         for r in np.flatnonzero((t_low > a) & (t_low <= b)):
             i = int(self.bat[r])
-            self._event(float(t_low[r]), i, EventKind.LOW_BATTERY, value=low, detail=f"battery below {low:.0f} %", drill=bool(self.drill[i]))
+            self._event(float(t_low[r]), i, EventKind.LOW_BATTERY, value=low, detail=f"battery below {low:.0f} %")
 
     def _reports(self, a: float, b: float) -> list[ReadingBatch]:
-        out: list[ReadingBatch] = []
-        out.append(self._electrical(a, b))
-        out.append(self._cameras(a, b))
+        out = self._electrical(a, b) + self._cameras(a, b)
         rows, t = _due(self.phase[self.bat], self.interval[self.bat], a, b)
         idx = self.bat[rows]
-        battery: F64 = _round(self._battery(rows, t), 1)
+        real = self._battery(rows, t)
+        out += self._battery_batches(idx, t, _round(real, 1), drill=False)
+        c = np.flatnonzero(self.drill[idx]) if self._drilling else np.empty(0, dtype=np.int64)
+        if len(c):
+            rc, tc = rows[c], t[c]
+            pretend = np.clip(self.bat_b0_d[rc] - (tc - self.bat_t0_d[rc]) * self.bat_rate[rc], 0.0, 100.0)
+            copies = np.where(self.bat_drill[rc], np.minimum(pretend, real[c]), real[c])
+            out += self._battery_batches(idx[c], tc, _round(copies, 1), drill=True)
+        return out
+
+    def _battery_batches(self, idx: I64, t: F64, battery: F64, *, drill: bool) -> list[ReadingBatch]:
+        out: list[ReadingBatch] = []
         for kind in (DeviceKind.SMOKE, DeviceKind.SOS, DeviceKind.WATER_LEAK, DeviceKind.OTHER):
             m = self.kind_code[idx] == _KIND_CODE[kind]
             if m.any():
-                out.append(ReadingBatch(kind, idx[m], t[m], {"battery_pct": battery[m]}, self.drill[idx[m]]))
+                out.append(ReadingBatch(kind, idx[m], t[m], {"battery_pct": battery[m]}, np.full(int(m.sum()), drill)))
         return out
 
-    def _electrical(self, a: float, b: float) -> ReadingBatch:
+    def _electrical(self, a: float, b: float) -> list[ReadingBatch]:
+        """Real reports (and a drilled circuit's drill copies, from the same draws with the drill's faults laid over)."""
         rows, t = _due(self.phase[self.el], self.interval[self.el], a, b)
         idx = self.el[rows]
-        bld = self.building_of[idx]
-        dark = (self.cut_start[bld] <= t) & (t < self.cut_until[bld])
+        dark = self._dark(self.building_of[idx], t)
         keep = ~dark | self.el_box[rows]  # household meters lose power; boxes report the outage on backup
         rows, t, idx, dark = rows[keep], t[keep], idx[keep], dark[keep]
         rng, n = self._rng, len(rows)
         hour = local_hour(t, self.profile.utc_offset_s)
         shape = daily_load_shape(hour - self.el_shift_h[rows]) * np.clip(1.0 + self.el_noise[rows] * rng.standard_normal(n), 0.3, None)
-        power = np.where(dark, 0.0, self.el_base_w[rows] * shape)
-        volts = np.where(dark, 0.0, mains_voltage_v(hour, shape, rng.standard_normal(n)))
-        current = np.where(dark, 0.0, power / np.maximum(volts, 1.0) / self.el_pf[rows])
+        load_w = self.el_base_w[rows] * shape
+        mains_v = mains_voltage_v(hour, shape, rng.standard_normal(n))
+        power, volts, current = self._supply(rows, dark, load_w, mains_v)
         dt = np.clip(t - self.el_last[rows], 0.0, 2 * self.interval[idx])
         self.el_energy_wh[rows] += power * dt / 3600.0
         ambient = 22.0 + 4.0 * np.sin((hour - 9.0) / 24.0 * 2 * np.pi)
-        heating = (self.el_heat_start[rows] <= t) & (t < self.el_heat_until[rows])
-        extra = np.where(heating, self.el_heat_rate[rows] * (t - np.where(heating, self.el_heat_start[rows], t)) / 60.0, 0.0)
+        extra = _heat_extra(self.el_heat_start[rows], self.el_heat_until[rows], self.el_heat_rate[rows], t)
         steady = cable_temperature_steady_c(ambient, self.el_rise_c[rows], current, self.el_rated_a[rows]) + extra
         lag = np.exp(-np.clip(t - self.el_last[rows], 0.0, None) / _THERMAL_TAU_S)
         self.el_temp[rows] = steady + (self.el_temp[rows] - steady) * lag
         self.el_last[rows] = t
-        leak = leakage_ma(self.el_leak_base[rows], self.el_drift_rate[rows], self.el_drift_start[rows], t, rng.standard_normal(n))
-        temp = self.el_temp[rows] + 0.2 * rng.standard_normal(n)
+        leak_noise = rng.standard_normal(n)
+        leak = leakage_ma(self.el_leak_base[rows], self.el_drift_rate[rows], self.el_drift_start[rows], t, leak_noise)
+        temp_noise = 0.2 * rng.standard_normal(n)
+        temp = self.el_temp[rows] + temp_noise
         self._electrical_alarms(rows, idx, t, leak, temp)
-        readings: dict[str, F64] = {
-            "voltage_v": _round(volts, 1),
-            "current_a": _round(current, 3),
-            "power_w": _round(power, 1),
-            "energy_wh": _round(self.el_energy_wh[rows], 1),
-            "residual_current_ma": _round(leak, 1),
-            "temperature_c": _round(temp, 1),
-        }
-        return ReadingBatch(DeviceKind.ELECTRICAL, idx, t, readings, self.drill[idx])
+        energy = self.el_energy_wh[rows]
+        readings = _el_readings(volts=volts, current=current, power=power, energy=energy, leak=leak, temp=temp)
+        out = [ReadingBatch(DeviceKind.ELECTRICAL, idx, t, readings, np.zeros(n, dtype=np.bool_))]
+        if not self._drilling:
+            return out
+        dark_d = dark | self._dark(self.building_of[idx], t, drill=True)
+        c = np.flatnonzero(self.drill[idx] & (~dark_d | self.el_box[rows]))  # a meter dark in the drill sends no copy
+        if not len(c):
+            return out
+        rc, tc = rows[c], t[c]
+        power_c, volts_c, current_c = self._supply(rc, dark_d[c], load_w[c], mains_v[c])
+        extra_c = extra[c] + _heat_extra(self.el_heat_start_d[rc], self.el_heat_until_d[rc], self.el_heat_rate_d[rc], tc)
+        steady_c = cable_temperature_steady_c(ambient[c], self.el_rise_c[rc], current_c, self.el_rated_a[rc]) + extra_c
+        self.el_temp_d[rc] = steady_c + (self.el_temp_d[rc] - steady_c) * lag[c]
+        drift_c = leakage_ma(self.el_leak_base_d[rc], self.el_drift_rate_d[rc], self.el_drift_start_d[rc], tc, leak_noise[c])
+        leak_c = np.where(self.el_drift_drill[rc], drift_c, leak[c])
+        temp_c = self.el_temp_d[rc] + temp_noise[c]
+        self._electrical_alarms(rc, idx[c], tc, leak_c, temp_c, drill=True)
+        readings_c = _el_readings(volts=volts_c, current=current_c, power=power_c, energy=energy[c], leak=leak_c, temp=temp_c)
+        return [*out, ReadingBatch(DeviceKind.ELECTRICAL, idx[c], tc, readings_c, np.ones(len(c), dtype=np.bool_))]
 
-    def _electrical_alarms(self, rows: I64, idx: I64, t: F64, leak: F64, temp: F64) -> None:
+    def _supply(self, rows: I64, dark: B, load_w: F64, mains_v: F64) -> tuple[F64, F64, F64]:
+        """Power, voltage and current of circuits: what they draw, or nothing while dark."""
+        power = np.where(dark, 0.0, load_w)
+        volts = np.where(dark, 0.0, mains_v)
+        current = np.where(dark, 0.0, power / np.maximum(volts, 1.0) / self.el_pf[rows])
+        return power, volts, current
+
+    def _electrical_alarms(self, rows: I64, idx: I64, t: F64, leak: F64, temp: F64, *, drill: bool = False) -> None:
         p = self.profile
+        leak_alarm, temp_alarm = (self.el_leak_alarm_d, self.el_temp_alarm_d) if drill else (self.el_leak_alarm, self.el_temp_alarm)
         for name, values, limit, active, unit in (
-            ("residual current", leak, p.leakage_alarm_ma, self.el_leak_alarm, "mA"),
-            ("cable temperature", temp, p.cable_temp_alarm_c, self.el_temp_alarm, "°C"),
+            ("residual current", leak, p.leakage_alarm_ma, leak_alarm, "mA"),
+            ("cable temperature", temp, p.cable_temp_alarm_c, temp_alarm, "°C"),
         ):
             was = active[rows]
             rise = np.flatnonzero(~was & (values >= limit))
@@ -522,20 +644,27 @@ class Fleet:
                 active[rows[k]] = True
                 v, i = float(values[k]), int(idx[k])
                 detail = f"{name} {v:.0f} {unit} ≥ {limit:.0f} {unit}"
-                self._event(float(t[k]), i, EventKind.ELECTRICAL_ALARM, value=v, detail=detail, drill=bool(self.drill[i]))
+                self._event(float(t[k]), i, EventKind.ELECTRICAL_ALARM, value=v, detail=detail, drill=drill)
             for k in fall:
                 active[rows[k]] = False
                 v, i = float(values[k]), int(idx[k])
-                self._event(float(t[k]), i, EventKind.ELECTRICAL_CLEAR, value=v, detail=f"{name} back to {v:.0f} {unit}", drill=bool(self.drill[i]))
+                self._event(float(t[k]), i, EventKind.ELECTRICAL_CLEAR, value=v, detail=f"{name} back to {v:.0f} {unit}", drill=drill)
+            self._drill_dirty |= drill and len(fall) > 0  # a drill alarm cleared: the drill may be over
 
-    def _cameras(self, a: float, b: float) -> ReadingBatch:
+    def _cameras(self, a: float, b: float) -> list[ReadingBatch]:
         rows, t = _due(self.phase[self.cam], self.interval[self.cam], a, b)
         up = ~self._cam_down(rows, t)
         rows, t = rows[up], t[up]
         idx = self.cam[rows]
         fps = _round(_CAMERA_FPS + 0.3 * self._rng.standard_normal(len(rows)), 1)
-        readings: dict[str, F64] = {"frame_rate_fps": fps, "uptime_s": _round(t - self.cam_boot[rows])}
-        return ReadingBatch(DeviceKind.CAMERA, idx, t, readings, self.drill[idx])
+        uptime = _round(t - self.cam_boot[rows])
+        out = [ReadingBatch(DeviceKind.CAMERA, idx, t, {"frame_rate_fps": fps, "uptime_s": uptime}, np.zeros(len(rows), dtype=np.bool_))]
+        if self._drilling:
+            c = np.flatnonzero(self.drill[idx] & ~self._cam_down(rows, t, drill=True))  # a camera down in the drill sends no copy
+            if len(c):
+                copies = {"frame_rate_fps": fps[c], "uptime_s": uptime[c]}
+                out.append(ReadingBatch(DeviceKind.CAMERA, idx[c], t[c], copies, np.ones(len(c), dtype=np.bool_)))
+        return out
 
     def _patrols(self, a: float, b: float) -> list[PatrolDue]:
         rows, t = _due(self.gw_phase, self.gw_period, a, b)
