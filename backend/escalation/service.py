@@ -11,7 +11,7 @@ receipts), marking each done afterwards (those done at the same time in one tran
 
 Life safety first in a storm (issue 19): while the alarm service has a round of life-safety messages queued or
 being decided (`intake`, set by the bridge: the `IntakeGate` of backend.alarms.service), the timer loop waits
-before its next step and the outbox loop before its next claim, for at most `INTAKE_WAIT_S` per round of each, so
+before its next step and the outbox loop before its next claim, for at most `INTAKE_WAIT_S` per busy spell (`_Deference`), so
 a storm's alarms reach the console before the ladder's older work (repeats, notices) takes the event loop, the
 GIL and the alarm file's write lock from them. Paging deadlines are minutes; the wait is about a second.
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -76,8 +77,8 @@ log = logging.getLogger(__name__)
 
 LinkMaker = Callable[[str, int, Contact], "str | None"]  # (alarm id, ladder round, contact) -> one-tap link
 _message_decoder = msgspec.json.Decoder(Message)
-# At most this long, per round of the timer loop and per claim of the outbox loop, the ladder's work waits for the
-# alarm service's life-safety intake to go quiet (`IntakeGate`).
+# At most this long, per spell of a busy intake, the ladder's work (a due step, a claim of the outbox, a batch of
+# finished notices) waits for the alarm service's life-safety intake to go quiet (`IntakeGate`, `_Deference`).
 INTAKE_WAIT_S: Final = 1.0
 
 
@@ -94,23 +95,46 @@ class IntakeGate(Protocol):
 
 
 class _Deference:
-    """One round's wait for a busy intake: each call waits while the intake is busy, until `budget_s` (wall time)
-    after the round began at the latest, so a storm that never ends delays a round by that much, not forever. Calls
-    from the round's concurrent tasks (its notices) share the one deadline."""
+    """The ladder's wait for a busy life-safety intake, shared by one round's calls (its steps, its notices).
 
-    __slots__ = ("_deadline", "_gate")
+    Each call waits while the intake is busy, for at most `budget_s` (wall time) per spell of it: a storm's alarms go
+    first, and the ladder's work waits at most that long behind them. A spell that outlasts the budget (a flood that
+    does not end) is then let through for the next `budget_s` without waiting, and waited for again after that, so
+    in an endless flood the ladder still runs at least half the time. A call that finds the intake quiet ends the
+    spell: the next storm gets the whole budget again.
+
+    The budget used to run from the round's start. A timer round that had been stepping for a second when a storm
+    came (hundreds of due repeats of the alarms before it) no longer waited at all, and its steps' commits, one every
+    ~100 ms in a thread, took the GIL and the alarm file from the storm's rounds (issue 19: seen by timing each
+    round and each step of the e2e benchmark's storms)."""
+
+    __slots__ = ("_budget", "_free_until", "_gate", "_spell_ends")
 
     def __init__(self, gate: IntakeGate | None, budget_s: float) -> None:
         self._gate = gate
-        self._deadline = asyncio.get_running_loop().time() + budget_s
+        self._budget = budget_s
+        self._spell_ends: float | None = None  # when the current spell's wait gives way
+        self._free_until = -math.inf  # a spell that outlasted the budget: calls go ahead until then
 
     async def __call__(self) -> None:
         gate = self._gate
         if gate is None or not gate.intake_busy():
+            self._spell_ends = None
             return
-        left = self._deadline - asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < self._free_until:
+            return
+        if self._spell_ends is None:
+            self._spell_ends = now + self._budget
+        left = self._spell_ends - now
         if left > 0:
             await gate.intake_quiet(left)
+        if not gate.intake_busy():
+            self._spell_ends = None
+        elif self._spell_ends is not None and loop.time() >= self._spell_ends:
+            self._spell_ends = None
+            self._free_until = loop.time() + self._budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,8 +440,9 @@ class EscalationService:
         return len(rows)
 
     async def _deliver(self, key: str, message: Message, defer: _Deference) -> None:
-        await defer()  # a storm that began after the claim: its alarms still go first (within the round's bound)
+        await defer()  # a storm that began after the claim: its alarms still go first (within the spell's bound)
         await self.dispatcher.deliver(message)
+        await defer()  # and one that began while it went out: marking it done (a write in a thread) waits for the storm too
         await self._finish([key])
 
     async def _finish_all(self, keys: list[str]) -> None:

@@ -1,14 +1,18 @@
 """Life safety first in a storm (issue 19): while the alarm service has a round of life-safety messages queued or
 being decided, the ladder's older work (a due step, the outbox's notices) waits for it, so a storm's alarms reach
-the console first; the wait is bounded, so a flood that never ends delays paging by about a second, not forever."""
+the console first; the wait is bounded per busy spell, so a flood that never ends delays paging by about a second at a
+time, not forever."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 
 from alerting.lifecycle import Move
+from backend.escalation.service import _Deference
 from backend.sites import SiteDirectory
 from broker.kinds import DeviceKind, EventKind
 from tests.alarms.test_service import event, first
@@ -94,3 +98,55 @@ async def test_a_drills_smoke_round_holds_no_ladder_work(db: sa.Engine, sample_s
             assert await asyncio.wait_for(ladder.deliver_pending(), 5) > 0
             assert any(m.alarm_id == aid for m in c.sent())
         await drill
+
+
+class _Intake:
+    """An intake whose busy spells the test sets by hand (the `IntakeGate` the alarm service is in production)."""
+
+    def __init__(self) -> None:
+        self.quiet = asyncio.Event()
+        self.quiet.set()
+
+    def intake_busy(self) -> bool:
+        return not self.quiet.is_set()
+
+    async def intake_quiet(self, max_wait_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait_s):
+                await self.quiet.wait()
+
+
+async def _timed(call: Callable[[], Awaitable[None]]) -> float:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await call()
+    return loop.time() - started
+
+
+async def test_a_round_already_long_under_way_when_a_storm_begins_still_waits_for_the_storm() -> None:
+    """A timer round stepping hundreds of due repeats for over a second when a storm came used to go on at once (its
+    bound ran from the round's start): the bound is per busy spell."""
+    intake = _Intake()
+    defer = _Deference(intake, 0.3)
+    assert await _timed(defer) < 0.05  # quiet: no wait
+    await asyncio.sleep(0.4)  # the round goes on stepping, longer than the bound
+    intake.quiet.clear()  # a storm begins
+    asyncio.get_running_loop().call_later(0.15, intake.quiet.set)  # and is through 150 ms later
+    waited = await _timed(defer)
+    assert 0.12 <= waited < 0.3, f"the round's step went ahead of the storm (waited {waited:.3f} s)"
+    intake.quiet.clear()  # the next storm gets the whole bound again
+    waited = await _timed(defer)
+    assert 0.27 <= waited < 0.5, waited
+
+
+async def test_in_a_flood_that_does_not_end_the_ladder_waits_one_bound_then_goes_for_one() -> None:
+    intake = _Intake()
+    intake.quiet.clear()  # busy for ever
+    defer = _Deference(intake, 0.2)
+    assert 0.17 <= await _timed(defer) < 0.4  # the bound
+    for _ in range(3):  # then the ladder goes without waiting for the next bound
+        assert await _timed(defer) < 0.05
+    await asyncio.sleep(0.25)
+    assert 0.17 <= await _timed(defer) < 0.4  # and waits again after it
+    intake.quiet.set()
+    assert await _timed(defer) < 0.05  # quiet: no wait at all
