@@ -20,6 +20,13 @@ snapshot, so a restart turns neither kind into the other. A restart that finds n
 ran before (`assume_heard`) takes every device and gateway as heard once: a detector that died meanwhile is lost,
 a major alarm that pages, never the quiet 未上线 of a device never installed.
 
+Drills: a device's real presence (`Presence`: heard, lost, unknown, disabled) is real traffic's alone, and a drill's
+word about a device has presence of its own beside it: `_lost_drill` (the drill reported it offline: its drill-flagged
+comm_lost is open) and `Presence.unknown_drill` (the drill's bridge in front of it is gone: counted in the drill's
+devices_unknown). A drill's traffic (availability, readings, events) moves only those, real traffic only the real
+ones; so a real outage and a drill on one device neither end nor hide each other, and a real alarm never closes on
+a drill's word.
+
 Causal rules: a building's power outage (power_lost from any device in it) is ONE alarm; communication-lost
 alarms of its mains-powered devices (cameras, electrical monitors) and the offline/patrol alarms of its
 gateways are raised SUPPRESSED with the outage as cause. A gateway that is down makes its devices unknown:
@@ -170,6 +177,9 @@ class Engine:
         # (building, drill) -> unit -> smoke detectors in alarm there (confirmed fire looks at one building's units)
         self.smoke_active: dict[tuple[str, bool], dict[int | None, set[str]]] = {}
         self._unknown: dict[tuple[str, bool], set[str]] = {}  # (gateway, drill) -> devices behind it that are unknown
+        # device slots a drill reported offline, until the drill says they are back (the book's open drill comm_lost
+        # alarms are the truth: `reconcile` derives it from them, so it needs no snapshot)
+        self._lost_drill: set[int] = set()
         self._uncommissioned: dict[str, set[str]] = {}  # gateway -> devices never heard, past their window (one notice each)
         self._skew_ms = round(rules.clock_skew_max_s * 1000)
         self.building_rise_ms: dict[tuple[str, bool], int] = {}
@@ -404,10 +414,15 @@ class Engine:
             p.lost[i] = False
             d = self._dev_list[int(i)]
             out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(d.id), now_ms, detail="heard again"), now_ms)
-        unknown = p.unknown[dev] & (p.unknown_drill[dev] == is_drill)  # a drill message answers a drill's blindness only
+        unknown = p.unknown[real]
         if unknown.any():
-            for i in np.unique(dev[unknown]):
+            for i in np.unique(real[unknown]):
                 out += self._known_again(int(i), now_ms)
+        if drill is not None and drill.any():  # a drill message answers the drill's own presence only
+            drilled = np.unique(dev[drill])
+            lost = np.fromiter(self._lost_drill, dtype=np.int64, count=len(self._lost_drill))
+            for i in drilled[np.isin(drilled, lost) | p.unknown_drill[drilled]]:
+                out += self._drill_heard(int(i), now_ms)
         return out
 
     def _seen_one(self, i: int, now_ms: int, seen: int, drill: bool) -> list[Action]:
@@ -427,8 +442,10 @@ class Engine:
         if not drill and p.lost[i]:
             p.lost[i] = False
             out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(self._dev_list[i].id), now_ms, detail="heard again"), now_ms)
-        if p.unknown[i] and bool(p.unknown_drill[i]) == drill:
+        if not drill and p.unknown[i]:
             out += self._known_again(i, now_ms)
+        if drill:
+            out += self._drill_heard(i, now_ms)
         if drill or (abs(now_ms - seen) <= self._skew_ms and not p.skewed[i] and p.skew_since[i] < 0):
             return out
         arr = np.array([i], dtype=np.int64)
@@ -475,10 +492,9 @@ class Engine:
                                             detail=detail), now_ms))
 
     # -- unknown devices (a bridge in front of them is gone) ---------------------------------------------
-    def _known_again(self, i: int, now_ms: int) -> list[Action]:
-        p = self.presence
-        drill = bool(p.unknown_drill[i])
-        p.unknown[i] = p.unknown_drill[i] = False
+    def _known_again(self, i: int, now_ms: int, *, drill: bool = False) -> list[Action]:
+        """The device is heard again, really or in the drill (`drill`): that one of its unknown states ends."""
+        (self.presence.unknown_drill if drill else self.presence.unknown)[i] = False
         d = self._dev_list[i]
         blind = self._unknown.get((d.gateway, drill))
         if blind is None:
@@ -659,36 +675,72 @@ class Engine:
         d = self.devices.get(device)
         if i is None or d is None:
             return []
+        if drill:
+            return self._drill_availability(i, d, state, now_ms, seen=seen, reason=reason)
         p = self.presence
         if state is AvailabilityState.UNKNOWN:
             # A bridge in front of it is gone: not offline, not silent, nothing of its own; ONE gateway-level alarm
             # counts what its gateway cannot hear. Its absence is not judged until it is heard again.
-            if p.unknown[i] and bool(p.unknown_drill[i]) == drill:
+            if p.unknown[i]:
                 return []
-            out = self._known_again(i, now_ms) if p.unknown[i] else []
-            p.unknown[i], p.unknown_drill[i] = True, drill
+            p.unknown[i] = True
             if p.disabled[i]:  # switched back on (a camera re-enabled, its stream not yet seen): waiting, not blind
                 p.disabled[i] = False
-                return out
-            self._unknown.setdefault((d.gateway, drill), set()).add(d.id)
-            return out + self._blind_alarm(d.gateway, drill, now_ms, reason)
+                return []
+            self._unknown.setdefault((d.gateway, False), set()).add(d.id)
+            return self._blind_alarm(d.gateway, False, now_ms, reason)
         out = self._known_again(i, now_ms) if p.unknown[i] else []
         if state is AvailabilityState.ONLINE:
             p.disabled[i] = False
-            return out + self._seen(np.array([i], dtype=np.int64), np.array([now_ms], dtype=np.int64), now_ms, np.array([drill]))
+            return out + self._seen(np.array([i], dtype=np.int64), np.array([now_ms], dtype=np.int64), now_ms)
         if state is AvailabilityState.DISABLED:
             p.disabled[i] = True
             p.lost[i] = False
             if p.uncommissioned[i]:  # switched off on purpose: no longer waited for
                 out += self._commissioned(np.array([i], dtype=np.int64), now_ms, "已停用")
-            return out + list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, drill=drill,
-                                                      detail="disabled on purpose"), now_ms))
-        if state is AvailabilityState.OFFLINE and not p.heard[i] and not drill:
+            return out + list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(device), seen, detail="disabled on purpose"), now_ms))
+        if state is AvailabilityState.OFFLINE and not p.heard[i]:
             # the gateway has never heard it either (e.g. a retained offline for a device not yet installed): waiting
             return out + ([] if p.uncommissioned[i] else self._waiting(np.array([i], dtype=np.int64), now_ms))
         if state is AvailabilityState.OFFLINE and not p.lost[i]:
             p.lost[i] = True
-            return out + self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline", drill=drill)
+            return out + self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline")
+        return out
+
+    def _drill_availability(self, i: int, d: DeviceInfo, state: AvailabilityState, now_ms: int, *, seen: int,
+                            reason: str | None) -> list[Action]:
+        """A drill's word about a device: it moves the drill's presence of the device (offline: a drill-flagged
+        comm_lost; unknown: counted in the drill's devices_unknown; online or disabled: the drill's alarm ends), never
+        its real presence (liveness, lost, unknown, disabled, commissioning) nor a real alarm."""
+        p = self.presence
+        if state is AvailabilityState.UNKNOWN:
+            if p.unknown_drill[i]:
+                return []
+            p.unknown_drill[i] = True
+            self._unknown.setdefault((d.gateway, True), set()).add(d.id)
+            return self._blind_alarm(d.gateway, True, now_ms, reason)
+        out = self._known_again(i, now_ms, drill=True) if p.unknown_drill[i] else []
+        if state is AvailabilityState.OFFLINE:
+            if i in self._lost_drill:
+                return out
+            self._lost_drill.add(i)
+            return out + self._comm_lost(d, seen, now_ms, reason or "the gateway reports it offline", drill=True)
+        if state is AvailabilityState.DISABLED:  # switched off in the drill: the drill's offline alarm ends, as a real one would
+            self._lost_drill.discard(i)
+            return out + list(self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(d.id), seen, drill=True,
+                                                      detail="disabled on purpose"), now_ms))
+        return out + self._drill_heard(i, now_ms)
+
+    def _drill_heard(self, i: int, now_ms: int) -> list[Action]:
+        """A drill message from the device (or the drill's word that it is online): the drill's comm_lost and unknown
+        state of it end (the drill's alarms only: a real one waits for real traffic)."""
+        out: list[Action] = []
+        if i in self._lost_drill:
+            self._lost_drill.discard(i)
+            out += self.book.signal(Signal(SignalKind.CLEAR, COMM_LOST, _subject(self._dev_list[i].id), now_ms, drill=True,
+                                           detail="heard again"), now_ms)
+        if self.presence.unknown_drill[i]:
+            out += self._known_again(i, now_ms, drill=True)
         return out
 
     def _comm_lost(self, d: DeviceInfo, seen: int, now_ms: int, why: str, *, drill: bool = False) -> list[Action]:
@@ -847,10 +899,13 @@ class Engine:
             if tcols is not None:
                 for slot, (_dev, subject, drill) in enumerate(series):
                     tcols.active[slot] = (subject, name, drill) in raised
+        open_drill = {(k.subject, k.alarm_type) for k in self.book.open if k.drill}
+        self._lost_drill.clear()
         for dev, i in self.dev_index.items():
             self.presence.lost[i] = (_subject(dev), COMM_LOST) in open_
             self.presence.heard[i] |= self.presence.lost[i]  # lost (even without a snapshot) means it was heard once
-        open_drill = {(k.subject, k.alarm_type) for k in self.book.open if k.drill}
+            if (_subject(dev), COMM_LOST) in open_drill:
+                self._lost_drill.add(i)
         for gw, i in self.gw_index.items():
             self.gateways.down[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_
             self.gateways.down_drill[i] = (f"gateway:{gw}", GATEWAY_OFFLINE) in open_drill
@@ -864,8 +919,14 @@ class Engine:
             self.presence.uncommissioned[i] &= ~self.presence.heard[i]
             if self.presence.uncommissioned[i]:
                 self._uncommissioned.setdefault(self._dev_list[i].gateway, set()).add(dev)
-            if self.presence.unknown[i]:
-                self._unknown.setdefault((self._dev_list[i].gateway, bool(self.presence.unknown_drill[i])), set()).add(dev)
+            gw = self._dev_list[i].gateway
+            if self.presence.unknown[i] and self.presence.unknown_drill[i] and (f"gateway:{gw}", DEVICES_UNKNOWN) not in open_:
+                # a snapshot from before a drill's unknown was kept apart (`unknown_drill` then said whose `unknown` it
+                # was): with no real devices_unknown open on its gateway, it was the drill's alone
+                self.presence.unknown[i] = False
+            for drill, flag in ((False, self.presence.unknown), (True, self.presence.unknown_drill)):
+                if flag[i]:
+                    self._unknown.setdefault((gw, drill), set()).add(dev)
         for hid, i in self.hh_index.items():
             self.welfare.overdue[i] = (f"household:{hid}", WELFARE) in holding
         self.smoke_active.clear()

@@ -1,7 +1,8 @@
 """Ecosystem dialects: simulated devices that speak Zigbee2MQTT, Tasmota, Shelly Gen2, Frigate and ESPHome.
 
 How this works: each device's `dialect` in the site directory picks its encoder; `MixedEncoder` routes every
-record of a fleet step to it (native devices, gateways' status and patrol stay on our own contract).
+record of a fleet step to it (native devices, gateways' status and patrol stay on our own contract, and so does
+every drill-flagged record, whatever its device's dialect: see the invariants).
 Payloads and topics are shaped like the real messages in /work/shared/device-samples/samples.jsonl:
 
   zigbee2mqtt  {base}/{device}  the device's whole state, keys sorted, resent on every update (so an alarm
@@ -19,7 +20,10 @@ Payloads and topics are shaped like the real messages in /work/shared/device-sam
 Prefixes come from DialectTopics and may hold "{gateway}" so that many gateways can share one broker.
 Invariants: an event a real device of that ecosystem cannot send (a Tasmota meter has no leakage alarm, a
 Shelly smoke detector has no self-test topic) is not invented: it is counted in `unsupported`, and its
-readings still carry the condition. Dialect messages cannot carry our drill flag; drills speak native.
+readings still carry the condition. Dialect messages cannot carry our drill flag, so drills speak native: a drill's
+events, availability changes and reading copies go out on the native contract (which carries `drill`) as the
+device's gateway, beside the device's real dialect traffic, and never touch a dialect's state (a Zigbee2MQTT
+device's resent state, Frigate's per-camera stats): a drill never goes out looking real.
 A (dialect, class) pair with no encoder here falls back to native and is counted in `fallback`.
 """
 
@@ -167,25 +171,26 @@ class MixedEncoder:
         return out
 
     def step(self, step: Step, by_device: dict[str, Device]) -> Iterator[Outgoing]:
+        """Each record in its device's dialect; native devices' records and every drill-flagged one on the native contract."""
         for ev in step.events:
             d = by_device[ev.device]
-            if self._dialect[self._index[d.id]] == "native":
+            if ev.drill or self._dialect[self._index[d.id]] == "native":
                 yield self.native.event(ev, d)
             else:
                 yield from self.event(ev, d)
         for ch in step.availability:
             d = by_device[ch.device]
-            if self._dialect[self._index[d.id]] == "native":
+            if ch.drill or self._dialect[self._index[d.id]] == "native":
                 yield self.native.availability(ch, d)
             else:
                 yield from self.availability(ch, d)
         for batch in step.readings:
-            codes = self._code[batch.devices]
-            native_rows = np.flatnonzero(codes == 0)
+            native = (self._code[batch.devices] == 0) | batch.drill
+            native_rows = np.flatnonzero(native)
             if len(native_rows):
                 yield from self.native.readings(batch, native_rows.tolist())
             if len(native_rows) < len(batch):
-                yield from self.readings(batch, np.flatnonzero(codes != 0).tolist())
+                yield from self.readings(batch, np.flatnonzero(~native).tolist())
         for p in step.patrols:
             yield self.native.patrol(p)
 

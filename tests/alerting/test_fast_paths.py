@@ -64,6 +64,7 @@ def test_the_scalar_path_decides_as_the_column_form(seed: int, monkeypatch: pyte
     for name, col in pa.items():
         assert np.array_equal(col, pb[name]), name
     assert fast.gateways.heard.tolist() == slow.gateways.heard.tolist()
+    assert fast._lost_drill == slow._lost_drill  # the drill's own presence: devices a drill reported offline
 
 
 def test_evolve_is_dataclasses_replace_and_refuses_a_field_alarm_does_not_have() -> None:

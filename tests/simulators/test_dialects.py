@@ -202,3 +202,57 @@ def test_prefixes_are_configurable_per_gateway(make_fleet: MakeFleet, sample_sit
     tasmota = DialectTopics(tasmota_full_topic="%prefix%/{gateway}/%topic%/")
     encoder = MixedEncoder(NativeEncoder(fleet.devices, "p"), sample_site, tasmota)
     assert any(o.topic.startswith("tele/c01-gw-b01/") and o.topic.endswith("/LWT") for o in encoder.birth("c01-gw-b01", START))
+
+
+def test_drills_on_dialect_devices_go_out_native_with_the_drill_flag_and_their_dialect_traffic_stays_real(
+    make_fleet: MakeFleet, sample_site: SiteDirectory,
+) -> None:
+    """A real device of those ecosystems cannot carry our drill flag: a drill of a dialect device goes out on the
+    native contract (drill: true), beside its real dialect traffic, which goes on healthy and never shows the drill."""
+    fleet = make_fleet()
+    first = {(d.dialect, d.kind): d.id for d in reversed(fleet.devices)}
+    cam, meter = first["frigate", DeviceKind.CAMERA], first["shelly", DeviceKind.ELECTRICAL]
+    z2m, shelly, esphome = (first[dialect, DeviceKind.SMOKE] for dialect in ("zigbee2mqtt", "shelly", "esphome"))
+    sos = first["zigbee2mqtt", DeviceKind.SOS]
+    fleet.camera_outage(cam, at=START + 100, duration_s=600, drill=True)
+    for smoke in (z2m, shelly, esphome):
+        fleet.smoke_alarm(smoke, at=START + 60, duration_s=300, drill=True)
+        fleet.low_battery(smoke, at=START + 120, drill=True)
+    fleet.tamper(esphome, at=START + 400, duration_s=60, drill=True)
+    fleet.sos_press(sos, at=START + 50, drill=True)
+    fleet.heating(meter, at=START + 30, c_per_min=6.0, duration_s=1800, drill=True)
+    encoder = MixedEncoder(NativeEncoder(fleet.devices, "d1"), sample_site)
+    by_device = {d.id: d for d in fleet.devices}
+    steps = run(fleet, 3600)
+    out = [o for step in steps for o in encoder.step(step, by_device)]
+    dialect_device = {d.id for d in fleet.devices if encoder.dialect_of(d.id) != "native"}
+
+    # every drill record of a dialect device went out native, drill-flagged; nothing else of theirs did
+    native = [decode_uplink(o.topic, o.payload) for o in out if o.label not in ECOSYSTEM]
+    native = [u for u in native if u.topic.device in dialect_device]
+    assert native
+    assert all(u.message.drill for u in native)
+    drill_events = sorted((e.device, e.event.value) for s in steps for e in s.events if e.drill)
+    assert sorted((str(u.topic.device), getattr(u.message, "event", "")) for u in native if u.topic.kind.value == "event") == drill_events
+    assert {(c.device, c.state) for s in steps for c in s.availability if c.drill} == \
+        {(str(u.topic.device), getattr(u.message, "state", None)) for u in native if u.topic.kind.value == "availability"}
+    copies = sum(int(b.drill[k]) for s in steps for b in s.readings for k in range(len(b)) if fleet.devices[int(b.devices[k])].id in dialect_device)
+    assert copies > 0
+    assert len([u for u in native if u.topic.kind.value == "telemetry"]) == copies
+
+    # the devices' own dialect traffic goes on, and never shows the drill's pretend faults
+    z2m_states = [json.loads(o.payload) for o in out if o.topic == f"zigbee2mqtt/{z2m}"]  # (its daily check-in, if due)
+    assert not [s for s in z2m_states if s["smoke"] or s["battery_low"]]
+    assert not [o for o in out if o.topic == f"zigbee2mqtt/{sos}" and b"emergency" in o.payload]
+    assert not [o for o in out if o.topic == f"{shelly}/status/smoke:0"]
+    assert not [o for o in out if o.topic.startswith(f"{esphome}/binary_sensor/") and o.payload == b"ON"]
+    assert not [o for o in out if o.topic.startswith(f"{esphome}/sensor/battery_level/") and float(o.payload) <= 15]
+    assert not [o for o in out if o.topic == f"frigate/{cam}/status/detect"], "its real link never went down"
+    stats = [json.loads(o.payload) for o in out if o.topic == "frigate/stats" and o.gateway == by_device[cam].gateway]
+    assert len(stats) >= 50
+    assert min(s["cameras"][cam]["camera_fps"] for s in stats) > 20
+    switch = [json.loads(o.payload) for o in out if o.topic == f"{meter}/status/switch:0"]
+    assert len(switch) >= 10
+    assert not [s for s in switch if "errors" in s or s["temperature"]["tC"] >= 70]
+    assert max(float(u.message.readings["temperature_c"]) for u in native  # type: ignore[union-attr]
+               if u.topic.device == meter and u.topic.kind.value == "telemetry") >= 70, "the drill's copies carry the heat"
