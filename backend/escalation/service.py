@@ -3,7 +3,7 @@
 How this works: `EscalationService` is an async context manager owning a TaskGroup with two named tasks.
 `escalation-timers` asks the store for the earliest `due_ms`, sleeps until then (at most `poll_interval_s`, so
 escalations started by another process are seen soon) and fires every due step through `EscalationStore.
-step_due` (exactly once across processes). On entry it fires everything that fell due while the process was
+step_due_many` (rounds of `STEP_BATCH` in one transaction each; exactly once across processes). On entry it fires everything that fell due while the process was
 down *before* it reports ready, so a restart fires a passed deadline at once and a future one on time:
 nothing about timers is kept in memory that the store cannot re-derive. `escalation-outbox` claims queued
 notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
@@ -80,6 +80,10 @@ _message_decoder = msgspec.json.Decoder(Message)
 # At most this long, per spell of a busy intake, the ladder's work (a due step, a claim of the outbox, a batch of
 # finished notices) waits for the alarm service's life-safety intake to go quiet (`IntakeGate`, `_Deference`).
 INTAKE_WAIT_S: Final = 1.0
+# Due steps written per transaction (`EscalationStore.step_due_many`): a storm's repeats fall due together; one
+# transaction each held the timer loop at ~50 steps a second (issue 19). The ladder's work for a round is done before
+# SQLite's write lock is taken, so the lock is held for the round's writes only (a few ms).
+STEP_BATCH: Final = 16
 
 
 class IntakeGate(Protocol):
@@ -419,12 +423,13 @@ class EscalationService:
 
         fired = 0
         defer = _Deference(self.intake, self.intake_wait_s)
-        for alarm_id in await asyncio.to_thread(self.store.due_ids, now, self.settings.batch):
+        due = await asyncio.to_thread(self.store.due_ids, now, self.settings.batch)
+        for i in range(0, len(due), STEP_BATCH):
             await defer()
-            outcome = await asyncio.to_thread(self.store.step_due, alarm_id, step, self.worker_id, now)
-            if outcome is not None and outcome.actions:
-                fired += 1
-                await self._after(outcome, now)
+            for outcome in await asyncio.to_thread(self.store.step_due_many, due[i:i + STEP_BATCH], step, self.worker_id, now):
+                if outcome is not None and outcome.actions:
+                    fired += 1
+                    await self._after(outcome, now)
         return fired
 
     async def deliver_pending(self) -> int:

@@ -1,8 +1,8 @@
 """Escalation state in the alarm store: one row per alarm, a step log, and a notice outbox.
 
 How this works: the `escalations` row holds the ladder's whole state (JSON), its step number and `due_ms`,
-the earliest pending timer *derived* from the state (never a separate timer record). Firing a step is one
-transaction: lock the row if it is still due (PostgreSQL `FOR UPDATE SKIP LOCKED`, so a second process
+the earliest pending timer *derived* from the state (never a separate timer record). Firing a step (or a round
+of steps due together, `step_due_many`) is one transaction: lock the row if it is still due (PostgreSQL `FOR UPDATE SKIP LOCKED`, so a second process
 passes over a row the first is working on), compute the step with the pure ladder, write the new state only
 `WHERE step = <the step read>` (a conditional UPDATE: the guard on SQLite, a second belt on PostgreSQL),
 append the step's log entries, and queue its notices in `notify_outbox`, all committed together or not at
@@ -193,6 +193,15 @@ def _outbox_row(m: Message, step: int, now_ms: int) -> dict[str, Any]:
             "created_ms": now_ms, "deliveries": 0, "priority": notice_priority(m)}
 
 
+# `step_due_many`'s write of one stepped escalation, guarded by the step it was read at (executed once per row).
+_STEP_UPDATE = (
+    sa.update(escalations)
+    .where(escalations.c.alarm_id == sa.bindparam("k_alarm_id"), escalations.c.step == sa.bindparam("k_step"))
+    .values(step=sa.bindparam("v_step"), due_ms=sa.bindparam("v_due_ms"), stopped=sa.bindparam("v_stopped"), state=sa.bindparam("v_state"),
+            updated_ms=sa.bindparam("v_updated_ms"))
+)
+
+
 class EscalationStore:
     def __init__(self, engine: sa.Engine, policies: PolicySet) -> None:
         self.engine = engine
@@ -287,6 +296,62 @@ class EscalationStore:
             return self._step(alarm_id, fn, worker, now_ms, due_only=True)
         except (StepConflict, sa.exc.OperationalError):
             return None  # another process won the race (SQLite reports it as a busy database)
+
+    def step_due_many(self, alarm_ids: Sequence[str], fn: StepFn, worker: str, now_ms: int) -> list[StepOutcome | None]:
+        """`step_due` for a round of due escalations, written in ONE transaction; per id, its outcome, or None when it
+        is no longer due or another process holds it (as `step_due`).
+
+        The rows are read together (PostgreSQL: locked, `FOR UPDATE SKIP LOCKED`) and stepped with the pure ladder,
+        and every changed one is written `WHERE step = <the step read>`, with the round's log entries and notices,
+        all or nothing. If one of them moved meanwhile (SQLite: another process stepped it between the read and the
+        write), the whole round is rolled back and each is stepped alone. SQLite's write lock is taken at the first
+        write, after the ladder's work, as in `step_due`.
+
+        Issue 19: after a storm of 2,000 smoke alarms their ladders' repeats (every 20-30 s) fell due together, and
+        one transaction per step (its own commit and fsync, its statements built and compiled each time) held the
+        timer loop at ~50 steps a second with a core busy: repeats came tens of seconds late, and the steps took the
+        GIL and the alarm file from the next storm."""
+        if not alarm_ids:
+            return []
+        q = (sa.select(escalations.c.alarm_id, escalations.c.step, escalations.c.state)
+             .where(escalations.c.alarm_id.in_(list(alarm_ids)), escalations.c.due_ms <= now_ms, sa.not_(escalations.c.stopped)))
+        if self.postgres:
+            q = q.with_for_update(skip_locked=True)
+        try:
+            with self.engine.begin() as conn:
+                read = {r.alarm_id: (r.step, r.state) for r in conn.execute(q)}
+                outcomes: list[StepOutcome | None] = []
+                updates: list[dict[str, Any]] = []
+                log_rows: list[dict[str, Any]] = []
+                notices: list[dict[str, Any]] = []
+                for alarm_id in alarm_ids:
+                    got = read.pop(alarm_id, None)  # popped: an id twice in a round is stepped once
+                    if got is None:
+                        outcomes.append(None)
+                        continue
+                    step, text = got
+                    outcome = fn(decode_state(text))
+                    outcomes.append(outcome)
+                    s = outcome.state
+                    if s.step == step:
+                        continue  # nothing happened: nothing to write
+                    updates.append({"k_alarm_id": alarm_id, "k_step": step, "v_step": s.step, "v_due_ms": next_due(s, self.policies),
+                                    "v_stopped": s.stopped is not None, "v_state": encode_state(s), "v_updated_ms": now_ms})
+                    if outcome.actions:
+                        log_rows += _log_rows(outcome.actions, s.facts.drill, worker)
+                    notices += [_outbox_row(m, s.step, now_ms) for m in outcome.messages]
+                if updates and conn.execute(_STEP_UPDATE, updates).rowcount != len(updates):
+                    raise StepConflict(alarm_ids[0], -1)  # rolled back: nothing of the round is written
+                if log_rows:
+                    conn.execute(sa.insert(escalation_log), log_rows)
+                if notices:
+                    conn.execute(sa.insert(outbox), notices)
+        except StepConflict:
+            alone = {alarm_id: self.step_due(alarm_id, fn, worker, now_ms) for alarm_id in dict.fromkeys(alarm_ids)}
+            return [alone.pop(alarm_id, None) for alarm_id in alarm_ids]  # popped: an id twice in a round is stepped once
+        except sa.exc.OperationalError:
+            return [None] * len(alarm_ids)  # SQLite busy: the round stays due for the next (as `step_due`)
+        return outcomes
 
     def apply(self, alarm_id: str, fn: StepFn, worker: str, now_ms: int, retries: int = 5) -> StepOutcome:
         """Apply an event (a response, a stop) to the escalation, waiting for the row if another process holds it."""

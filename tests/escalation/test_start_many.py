@@ -1,6 +1,7 @@
 """Issue 19: a storm's ladder starts are stored together, one transaction per batch, on SQLite and PostgreSQL; an
 alarm that already has a ladder is skipped (its ladder kept, not an error); a batch the database refuses is started
-one by one, so one bad alarm stops no other's ladder."""
+one by one, so one bad alarm stops no other's ladder. Its due steps (the repeats, falling due together) are written
+one transaction per round too, each exactly once."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from alerting.ladder import EscalationState, advance
 from alerting.model import Persist, Place, Severity, Signal, SignalKind
 from backend.escalation import EscalationService, EscalationStore, load_policies
 from backend.escalation.bridge import START_BATCH
+from backend.escalation.service import STEP_BATCH
+from backend.escalation.store import StepOutcome
 from backend.notify import Dispatcher, RateLimiter, Receipt, ReceiptStore
 from backend.sites import SiteDirectory
 from backend.sites.roster import SiteRoster
@@ -167,3 +171,74 @@ async def test_a_start_the_database_refuses_for_another_reason_says_why_and_is_n
     with pytest.raises(sa.exc.IntegrityError):
         await service.start(fire("P2", roster=roster))
     assert service.store.get("P2") is None, "nothing of the refused start was stored"
+
+
+async def test_a_round_of_due_steps_is_one_transaction_and_each_steps_once(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    """A storm's repeats fall due together: the timer loop writes them in one transaction per STEP_BATCH (it was one each,
+    ~50 steps a second), each escalation stepped once, its log and its notices written with it."""
+    clock = VirtualClock(THU_0900)
+    service, _ = ladder(db, sample_site, clock)
+    roster = SiteRoster(sample_site)
+    ids = [f"R{i:02d}" for i in range(STEP_BATCH)]  # one round
+    await service.start_many([fire(a, roster=roster) for a in ids])
+    before = {a: service.store.get(a) for a in ids}
+    notices = service.store.outbox_counts()["pending"]
+    clock.advance(25.0)  # the fire station's repeat (every 20 s) is due for every one of them
+    commits = Commits(db)
+    commits.on = True
+    assert await service.run_due() == STEP_BATCH
+    commits.on = False
+    assert commits.n == 1, f"{commits.n} commits for a round of {STEP_BATCH} due steps"
+    for a in ids:
+        was, now = before[a], service.store.get(a)
+        assert was is not None
+        assert now is not None
+        assert now.step == was.step + 1, f"{a} stepped {now.step - was.step} times"
+        assert [e.kind for e in service.store.log(a)].count("repeated") == 1
+    assert service.store.outbox_counts()["pending"] > notices
+    assert await service.run_due() == 0, "nothing is due twice"
+
+
+async def test_a_step_that_moved_meanwhile_is_not_written_twice_and_the_rest_of_its_round_still_steps(db: sa.Engine, sample_site: SiteDirectory) -> None:
+    """Between the round's read and its write another writer steps one of its escalations (another process; here a
+    second connection, from inside the ladder's work): SQLite's guard (`WHERE step = <read>`) rolls the round back and
+    each is stepped alone; PostgreSQL's lock on the round's rows makes the other writer pass it over. Either way every
+    escalation is stepped exactly once and nothing of the round is written twice."""
+    clock = VirtualClock(THU_0900)
+    service, _ = ladder(db, sample_site, clock)
+    roster = SiteRoster(sample_site)
+    ids = ["M1", "M2", "M3"]
+    await service.start_many([fire(a, roster=roster) for a in ids])
+    clock.advance(25.0)
+    now = clock.now_ms()
+    store = service.store
+    other = EscalationStore(db, store.policies)
+
+    def advance_(s: EscalationState) -> StepOutcome:
+        new, actions = advance(s, store.policies, SiteRoster(sample_site), now)
+        return StepOutcome(new, actions, [])
+
+    interfered: list[StepOutcome | None] = []
+
+    def step(s: EscalationState) -> StepOutcome:
+        if s.alarm_id == "M2" and not interfered:
+            interfered.append(other.step_due("M2", advance_, "other", now))  # the other writer, before this round writes
+        return advance_(s)
+
+    before = {a: store.get(a) for a in ids}
+    outcomes = store.step_due_many(ids, step, "me", now)
+    for a in ids:
+        was, after = before[a], store.get(a)
+        assert was is not None
+        assert after is not None
+        assert after.step == was.step + 1, f"{a} stepped {after.step - was.step} times"
+        assert [e.kind for e in store.log(a)].count("repeated") == 1, f"{a}'s repeat logged once"
+    if db.dialect.name == "postgresql":
+        assert interfered == [None], "the other writer passes over a row the round holds"
+        assert all(o is not None for o in outcomes)
+    else:
+        assert interfered[0] is not None, "the other writer stepped M2 first"
+        assert outcomes[0] is not None
+        assert outcomes[1] is None, "M2 was no longer due when the round was stepped alone"
+        assert outcomes[2] is not None
+    assert store.step_due_many([], step, "me", now) == []
