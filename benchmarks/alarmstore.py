@@ -112,7 +112,7 @@ def main() -> None:
         lite = make_engine(sqlite_url(Path(tmp) / "alarms.db"))
         results["sqlite_bare_commits_s"], results["sqlite_alarm_writes_s"] = _store_figures(lite, n, 0)
         lite.dispose()
-        with LocalPostgres(Path(tmp) / "pg") as pg:
+        with LocalPostgres(Path(tmp) / "pg", scratch=True) as pg:
             pge = make_engine(pg.url)
             results["pg_bare_commits_s"], results["pg_alarm_writes_s"] = _store_figures(pge, n, 0)
             pge.dispose()

@@ -74,7 +74,7 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoProcess
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     """One real PostgreSQL for the session; tests that need isolation create their own database."""
-    with LocalPostgres(tmp_path_factory.mktemp("pg")) as pg:
+    with LocalPostgres(tmp_path_factory.mktemp("pg"), scratch=True) as pg:
         yield pg
 
 
@@ -99,7 +99,7 @@ def fresh_database(pg: LocalPostgres, prefix: str) -> Iterator[sa.Engine]:
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
     """A PostgreSQL of this test alone: the test may stop and start it (the session's server is shared)."""
-    with LocalPostgres(tmp_path / "pg") as pg:
+    with LocalPostgres(tmp_path / "pg", scratch=True) as pg:
         yield pg
 
 

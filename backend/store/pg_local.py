@@ -3,6 +3,11 @@
 How this works: `initdb` into the folder, `postgres` on a free loopback port with its socket in the same
 folder, readiness by `pg_isready`. PostgreSQL refuses to run as root, so as root the server runs as the
 `postgres` system user (created by Debian's postgresql package), which is given the folder.
+
+The folder is where the data lives, so a server started again on it (`shouwang cluster` after a restart) finds its
+databases. That user must be able to reach it: a folder inside one only root may enter (pytest's `tmp_path`, under
+a 0700 folder) is refused with the reason and the fix, unless the server is a `scratch` one (tests, benchmarks),
+which then runs in a temporary folder of its own, removed when it is left (`__exit__`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,34 @@ from typing import Self
 from backend.errors import BackendError
 from broker.embedded import free_port
 
-__all__ = ["LocalPostgres", "PostgresNotInstalled", "find_pg_bin"]
+__all__ = ["LocalPostgres", "PostgresFolderUnreachable", "PostgresNotInstalled", "find_pg_bin"]
 
 
 class PostgresNotInstalled(BackendError, RuntimeError):
     def __init__(self) -> None:
         super().__init__("PostgreSQL server binaries not found: run `apt-get install postgresql` (the test command does this)")
+
+
+class PostgresFolderUnreachable(BackendError, RuntimeError):
+    user_facing = True
+
+    def __init__(self, folder: Path, blocked: Path) -> None:
+        self.folder, self.blocked = folder, blocked
+        super().__init__(f"PostgreSQL runs as the `postgres` user, which cannot reach its data folder {folder}: {blocked} lets only its "
+                         f"owner in. Give the folder a place others may pass through (chmod o+x {blocked}), or choose another data "
+                         f"folder (--data-dir)")
+
+
+def _blocked_parent(folder: Path) -> Path | None:
+    """The first existing folder on the way to `folder` that other users may not pass through (no o+x); None if none."""
+    for d in reversed([folder, *folder.parents]):
+        try:
+            mode = d.stat().st_mode
+        except FileNotFoundError:
+            return None  # made by us below here, 0755
+        if not mode & 0o001:
+            return d
+    return None
 
 
 def find_pg_bin() -> Path:
@@ -42,11 +69,20 @@ def find_pg_bin() -> Path:
 
 
 class LocalPostgres:
-    def __init__(self, workdir: Path, port: int | None = None, database: str = "shouwang") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, database: str = "shouwang", *, scratch: bool = False) -> None:
+        """`workdir` holds the data (kept: started again, the server finds it). `scratch`: a throwaway server (tests,
+        benchmarks): as root, if the `postgres` user cannot reach `workdir`, a temporary folder instead, removed at
+        `__exit__`. Not scratch, such a folder is refused (`PostgresFolderUnreachable`): the data must be where it was
+        asked to be, never in a temporary folder that the next start does not find."""
         self._as_root = os.geteuid() == 0
-        if self._as_root:
-            # The `postgres` user must be able to reach the folder; test folders are often private to root.
+        self._temporary = False
+        workdir = workdir.resolve()
+        blocked = _blocked_parent(workdir.parent) if self._as_root else None
+        if blocked is not None:
+            if not scratch:
+                raise PostgresFolderUnreachable(workdir, blocked)
             workdir = Path(tempfile.mkdtemp(prefix=f"shouwang-pg-{workdir.name}-"))
+            self._temporary = True
         self.workdir = workdir
         self.port = port or free_port()
         self.database = database
@@ -126,3 +162,5 @@ class LocalPostgres:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+        if self._temporary:  # a scratch server's own temporary folder (they piled up in /tmp before)
+            shutil.rmtree(self.workdir, ignore_errors=True)

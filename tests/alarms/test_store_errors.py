@@ -64,7 +64,7 @@ def test_postgresql_down_is_unavailable_and_a_nul_byte_is_refused(tmp_path: Path
     assert not isinstance(refused.value, AlertingUnavailable)
     store.apply(smoke_alarm("kitchen smoke"))  # the same alarm, its text clean: stored
     store.engine.dispose()
-    with LocalPostgres(tmp_path / "pg") as pg:
+    with LocalPostgres(tmp_path / "pg", scratch=True) as pg:
         own = AlarmStore(make_engine(pg.url))
         pg.stop()
         with pytest.raises(StoreUnavailable):

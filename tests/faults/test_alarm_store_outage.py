@@ -100,7 +100,7 @@ async def storm_through_outage(tmp_path: Path, sites: SiteDirectory, alarm_db: s
 async def test_postgresql_stopped_for_60_s_in_a_smoke_storm_every_alarm_raised_once_with_its_ladder(
     tmp_path: Path, sample_site: SiteDirectory,
 ) -> None:
-    with LocalPostgres(tmp_path / "pg") as pg:
+    with LocalPostgres(tmp_path / "pg", scratch=True) as pg:
         engine = make_engine(pg.url)
         try:
             await storm_through_outage(tmp_path, sample_site, engine, down=pg.stop, up=pg.start, outage_s=60)

@@ -73,7 +73,7 @@ async def _all(backend: BackendProcess, n: int) -> dict[str, list[str]] | None:
 async def test_postgresql_restart_mid_stream_loses_no_alarm(tmp_path: Path, mosquitto_factory: Callable[..., MosquittoProcess]) -> None:
     central = mosquitto_factory("central", persistence=True)
     site, policy = write_fixture_files(tmp_path)
-    with LocalPostgres(tmp_path / "pg") as pg:
+    with LocalPostgres(tmp_path / "pg", scratch=True) as pg:
         backend = BackendProcess(tmp_path / "var", central.url, site, policy, env={"SHOUWANG_STORAGE__ALARM_DB_URL": pg.url}).start()
         gw = SmokePublisher(central.host, central.port)
         try:
