@@ -3,17 +3,17 @@
 How this works: `EscalationService` is an async context manager owning a TaskGroup with two named tasks.
 `escalation-timers` asks the store for the earliest `due_ms`, sleeps until then (at most `poll_interval_s`, so
 escalations started by another process are seen soon) and fires every due step through `EscalationStore.
-step_due_many` (rounds of `STEP_BATCH` in one transaction each; exactly once across processes). On entry it fires everything that fell due while the process was
-down *before* it reports ready, so a restart fires a passed deadline at once and a future one on time:
-nothing about timers is kept in memory that the store cannot re-derive. `escalation-outbox` claims queued
-notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries, drill gate, rate limits,
-receipts), marking each done afterwards (those done at the same time in one transaction).
+step_due_many` (rounds of `STEP_BATCH` in one transaction each; exactly once across processes). On entry it fires
+everything that fell due while the process was down *before* it reports ready, so a restart fires a passed deadline
+at once and a future one on time: nothing about timers is kept in memory that the store cannot re-derive.
+`escalation-outbox` claims queued notices and hands them to the `Dispatcher` (console, MQTT, webhooks; retries,
+drill gate, rate limits, receipts), marking each done afterwards (those done at the same time in one transaction).
 
 Life safety first in a storm (issue 19): while the alarm service has a round of life-safety messages queued or
 being decided (`intake`, set by the bridge: the `IntakeGate` of backend.alarms.service), the timer loop waits
-before its next step and the outbox loop before its next claim, for at most `INTAKE_WAIT_S` per busy spell (`_Deference`), so
-a storm's alarms reach the console before the ladder's older work (repeats, notices) takes the event loop, the
-GIL and the alarm file's write lock from them. Paging deadlines are minutes; the wait is about a second.
+before its next step and the outbox loop before its next claim, for at most `INTAKE_WAIT_S` per busy spell
+(`_Deference`), so a storm's alarms reach the console before the ladder's older work (repeats, notices) takes the
+event loop, the GIL and the alarm file's write lock from them. Paging deadlines are minutes; the wait is about a second.
 
 `start(facts)` (`start_many` for a storm's batch, stored in one transaction), `reopen` (the alarm is live again: a new
 round), `raise_severity`, `observe` (a field state a person's committed move reached) and `stop(alarm_id, reason)`

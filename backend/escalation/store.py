@@ -193,7 +193,7 @@ def _outbox_row(m: Message, step: int, now_ms: int) -> dict[str, Any]:
             "created_ms": now_ms, "deliveries": 0, "priority": notice_priority(m)}
 
 
-# `step_due_many`'s write of one stepped escalation, guarded by the step it was read at (executed once per row).
+# The write of a stepped escalation, guarded by the step it was read at (`_step_row`; a round's rows in one executemany).
 _STEP_UPDATE = (
     sa.update(escalations)
     .where(escalations.c.alarm_id == sa.bindparam("k_alarm_id"), escalations.c.step == sa.bindparam("k_step"))
@@ -210,12 +210,19 @@ class EscalationStore:
         upgrade(engine, MIGRATIONS, VERSION_TABLE)
 
     # -- writing ---------------------------------------------------------------------------------------------
-    def _write(self, conn: sa.Connection, outcome: StepOutcome, worker: str, now_ms: int) -> None:
-        s = outcome.state
-        if outcome.actions:
-            conn.execute(sa.insert(escalation_log), _log_rows(outcome.actions, s.facts.drill, worker))
-        if outcome.messages:
-            conn.execute(sa.insert(outbox), [_outbox_row(m, s.step, now_ms) for m in outcome.messages])
+    def _write(self, conn: sa.Connection, outcomes: Sequence[StepOutcome], worker: str, now_ms: int) -> None:
+        """The outcomes' log entries and notices, one INSERT of each for all of them."""
+        log_rows = [row for o in outcomes for row in _log_rows(o.actions, o.state.facts.drill, worker)]
+        if log_rows:
+            conn.execute(sa.insert(escalation_log), log_rows)
+        notices = [_outbox_row(m, o.state.step, now_ms) for o in outcomes for m in o.messages]
+        if notices:
+            conn.execute(sa.insert(outbox), notices)
+
+    def _step_row(self, alarm_id: str, read_step: int, s: EscalationState, now_ms: int) -> dict[str, Any]:
+        """`_STEP_UPDATE`'s parameters for an escalation read at `read_step` and stepped to `s`."""
+        return {"k_alarm_id": alarm_id, "k_step": read_step, "v_step": s.step, "v_due_ms": next_due(s, self.policies),
+                "v_stopped": s.stopped is not None, "v_state": encode_state(s), "v_updated_ms": now_ms}
 
     def create(self, outcome: StepOutcome, worker: str, now_ms: int) -> bool:
         """Store a new escalation with its first step. False if the alarm already has one (nothing written). Any other
@@ -228,7 +235,7 @@ class EscalationStore:
                     alarm_id=s.alarm_id, policy=s.policy, drill=s.facts.drill, step=s.step, due_ms=next_due(s, self.policies),
                     stopped=s.stopped is not None, state=encode_state(s), started_ms=s.started_ms, updated_ms=now_ms,
                 ))
-                self._write(conn, outcome, worker, now_ms)
+                self._write(conn, [outcome], worker, now_ms)
         except sa.exc.IntegrityError:
             if self.get(s.alarm_id) is None:
                 raise
@@ -252,13 +259,7 @@ class EscalationStore:
             unique = [rows[i] for i in sorted(first.values())]  # one multi-row INSERT: the batch is small (START_BATCH)
             stored = set(conn.execute(insert.values(unique).returning(escalations.c.alarm_id)).scalars())
             created = [o.state.alarm_id in stored and first[o.state.alarm_id] == i for i, o in enumerate(outcomes)]
-            made = [o for o, c in zip(outcomes, created, strict=True) if c]
-            log_rows = [row for o in made for row in _log_rows(o.actions, o.state.facts.drill, worker)]
-            if log_rows:
-                conn.execute(sa.insert(escalation_log), log_rows)
-            notices = [_outbox_row(m, o.state.step, now_ms) for o in made for m in o.messages]
-            if notices:
-                conn.execute(sa.insert(outbox), notices)
+            self._write(conn, [o for o, c in zip(outcomes, created, strict=True) if c], worker, now_ms)
         return created
 
     def _locked(self, conn: sa.Connection, alarm_id: str, now_ms: int | None) -> Any:
@@ -280,14 +281,9 @@ class EscalationStore:
             s = outcome.state
             if s.step == row.step:
                 return outcome  # nothing happened: nothing to write
-            done = conn.execute(
-                sa.update(escalations).where(escalations.c.alarm_id == alarm_id, escalations.c.step == row.step).values(
-                    step=s.step, due_ms=next_due(s, self.policies), stopped=s.stopped is not None, state=encode_state(s), updated_ms=now_ms,
-                )
-            )
-            if done.rowcount != 1:
+            if conn.execute(_STEP_UPDATE, self._step_row(alarm_id, row.step, s, now_ms)).rowcount != 1:
                 raise StepConflict(alarm_id, row.step)
-            self._write(conn, outcome, worker, now_ms)
+            self._write(conn, [outcome], worker, now_ms)
             return outcome
 
     def step_due(self, alarm_id: str, fn: StepFn, worker: str, now_ms: int) -> StepOutcome | None:
@@ -322,8 +318,7 @@ class EscalationStore:
                 read = {r.alarm_id: (r.step, r.state) for r in conn.execute(q)}
                 outcomes: list[StepOutcome | None] = []
                 updates: list[dict[str, Any]] = []
-                log_rows: list[dict[str, Any]] = []
-                notices: list[dict[str, Any]] = []
+                changed: list[StepOutcome] = []
                 for alarm_id in alarm_ids:
                     got = read.pop(alarm_id, None)  # popped: an id twice in a round is stepped once
                     if got is None:
@@ -335,17 +330,11 @@ class EscalationStore:
                     s = outcome.state
                     if s.step == step:
                         continue  # nothing happened: nothing to write
-                    updates.append({"k_alarm_id": alarm_id, "k_step": step, "v_step": s.step, "v_due_ms": next_due(s, self.policies),
-                                    "v_stopped": s.stopped is not None, "v_state": encode_state(s), "v_updated_ms": now_ms})
-                    if outcome.actions:
-                        log_rows += _log_rows(outcome.actions, s.facts.drill, worker)
-                    notices += [_outbox_row(m, s.step, now_ms) for m in outcome.messages]
+                    updates.append(self._step_row(alarm_id, step, s, now_ms))
+                    changed.append(outcome)
                 if updates and conn.execute(_STEP_UPDATE, updates).rowcount != len(updates):
                     raise StepConflict(alarm_ids[0], -1)  # rolled back: nothing of the round is written
-                if log_rows:
-                    conn.execute(sa.insert(escalation_log), log_rows)
-                if notices:
-                    conn.execute(sa.insert(outbox), notices)
+                self._write(conn, changed, worker, now_ms)
         except StepConflict:
             alone = {alarm_id: self.step_due(alarm_id, fn, worker, now_ms) for alarm_id in dict.fromkeys(alarm_ids)}
             return [alone.pop(alarm_id, None) for alarm_id in alarm_ids]  # popped: an id twice in a round is stepped once

@@ -7,28 +7,17 @@ outage and a drill on one device neither end nor hide each other, and an open re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from alerting.engine import Engine
 from alerting.lifecycle import AlarmState
 from alerting.model import Alarm, AlarmKey
 from broker.kinds import AvailabilityState
 from tests.alerting.site import T0, FakeSite, H, S, alarms, by_type, engine, rules
+from tests.alerting.test_rules import R
 
 OFFLINE, ONLINE = AvailabilityState.OFFLINE, AvailabilityState.ONLINE
 DISABLED, UNKNOWN = AvailabilityState.DISABLED, AvailabilityState.UNKNOWN
 REAL_LOST = AlarmKey("device:c1", "comm_lost")
 DRILL_LOST = AlarmKey("device:c1", "comm_lost", drill=True)
-
-
-@dataclass(frozen=True)
-class R:
-    device_id: str
-    metric: str
-    value: float
-    source_ts_ms: int
-    drill: bool = False
-    received_ms: int = -1
 
 
 def _open(eng: Engine) -> set[AlarmKey]:
